@@ -1,0 +1,149 @@
+//! Operator kernels, registered by family (one file per family).
+//!
+//! Every kernel is a plain function of its node (attributes), the opset and its input tensors,
+//! returning its outputs. Kernels never see protobuf types and keep no state, so a backward pass
+//! can later sit beside each forward one.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use ndarray::ArrayD;
+
+use crate::ir::{Node, TensorData};
+
+mod conv;
+mod elementwise;
+mod linear;
+mod normalization;
+mod pool;
+mod reduce;
+mod shape;
+
+/// What a kernel knows besides its inputs.
+#[derive(Debug, Clone, Copy)]
+pub struct OpCtx<'a> {
+    pub node: &'a Node,
+    /// Opset version of the default domain (semantics of Softmax, Split, ... depend on it).
+    pub opset: i64,
+}
+
+/// A kernel failure; the executor adds the node name and op type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpError(pub String);
+
+impl<T: Into<String>> From<T> for OpError {
+    fn from(msg: T) -> Self {
+        OpError(msg.into())
+    }
+}
+
+/// Kernel result.
+pub type OpResult = Result<Vec<TensorData>, OpError>;
+
+/// A kernel: inputs are in node order, None where an optional input is omitted.
+pub type OpFn = fn(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult;
+
+/// Op type → kernel.
+#[derive(Default)]
+pub struct Registry {
+    kernels: HashMap<&'static str, OpFn>,
+}
+
+impl Registry {
+    /// Registers `kernel` for `op_type` (default ONNX domain).
+    pub fn add(&mut self, op_type: &'static str, kernel: OpFn) {
+        self.kernels.insert(op_type, kernel);
+    }
+
+    fn build() -> Registry {
+        let mut registry = Registry::default();
+        conv::register(&mut registry);
+        elementwise::register(&mut registry);
+        linear::register(&mut registry);
+        normalization::register(&mut registry);
+        pool::register(&mut registry);
+        reduce::register(&mut registry);
+        shape::register(&mut registry);
+        registry
+    }
+}
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(Registry::build)
+}
+
+/// The kernel for a node, if its (domain, op type) is supported.
+pub fn kernel_for(node: &Node) -> Option<OpFn> {
+    let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
+    if !default_domain {
+        return None;
+    }
+    registry().kernels.get(node.op_type.as_str()).copied()
+}
+
+/// Every supported op type, sorted.
+pub fn supported_ops() -> Vec<&'static str> {
+    let mut ops: Vec<&'static str> = registry().kernels.keys().copied().collect();
+    ops.sort_unstable();
+    ops
+}
+
+// ---- helpers shared by kernels -------------------------------------------------------------
+
+/// Input `i`, required.
+pub fn input<'a>(inputs: &[Option<&'a TensorData>], i: usize) -> Result<&'a TensorData, OpError> {
+    inputs
+        .get(i)
+        .copied()
+        .flatten()
+        .ok_or_else(|| OpError(format!("missing required input {i}")))
+}
+
+/// Input `i` as f32, required.
+pub fn input_f32<'a>(
+    inputs: &[Option<&'a TensorData>],
+    i: usize,
+) -> Result<&'a ArrayD<f32>, OpError> {
+    let t = input(inputs, i)?;
+    t.as_f32().ok_or_else(|| {
+        OpError(format!(
+            "input {i} must be a float tensor, got {}",
+            t.kind_name()
+        ))
+    })
+}
+
+/// Input `i` as i64, required.
+pub fn input_i64<'a>(
+    inputs: &[Option<&'a TensorData>],
+    i: usize,
+) -> Result<&'a ArrayD<i64>, OpError> {
+    let t = input(inputs, i)?;
+    t.as_i64().ok_or_else(|| {
+        OpError(format!(
+            "input {i} must be an integer tensor, got {}",
+            t.kind_name()
+        ))
+    })
+}
+
+/// Optional input `i` (None when omitted or beyond the given inputs).
+pub fn optional<'a>(inputs: &[Option<&'a TensorData>], i: usize) -> Option<&'a TensorData> {
+    inputs.get(i).copied().flatten()
+}
+
+/// Normalizes a possibly negative axis against `rank`.
+pub fn normalize_axis(axis: i64, rank: usize) -> Result<usize, OpError> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if a < 0 || a >= r.max(1) {
+        return Err(OpError(format!("axis {axis} out of range for rank {rank}")));
+    }
+    Ok(a as usize)
+}
+
+/// Wraps a single output.
+pub fn single(t: impl Into<TensorData>) -> OpResult {
+    Ok(vec![t.into()])
+}

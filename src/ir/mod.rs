@@ -1,0 +1,12 @@
+//! The graph IR every loader produces and every later stage reads.
+//!
+//! A [`Model`] is a [`Graph`] plus where it came from. Weights-only files (safetensors, npy/npz)
+//! produce a graph with initializers and no nodes: the same tensor views work, nothing runs.
+
+mod graph;
+mod roles;
+mod tensor;
+
+pub use graph::{Attribute, Dim, Graph, Model, ModelFormat, Node, ValueInfo};
+pub use roles::assign_roles;
+pub use tensor::{DType, ParamRole, Tensor, TensorData};

@@ -1,0 +1,10 @@
+//! Quantscope's core: load models into a graph IR, run them exactly, and (in later modules)
+//! quantize, calibrate and measure them. Nothing here depends on a GUI; the `ui` module is
+//! behind the `gui` feature.
+
+pub mod engine;
+pub mod error;
+pub mod ir;
+pub mod load;
+
+pub use error::{Error, Result};

@@ -1,0 +1,3 @@
+//! The `quantscope` command line.
+
+fn main() {}
