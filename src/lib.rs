@@ -6,5 +6,7 @@ pub mod engine;
 pub mod error;
 pub mod ir;
 pub mod load;
+pub mod stats;
+pub mod summary;
 
 pub use error::{Error, Result};

@@ -1,0 +1,71 @@
+//! Command-line parsing and dispatch (anyhow at this edge; the core uses thiserror).
+
+mod bench;
+mod feeds;
+mod inspect;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Explore neural-network quantization: inspect and run models, tune ranges in the app.
+#[derive(Debug, Parser)]
+#[command(name = "quantscope", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a model's graph summary: ops, parameter count, per-tensor statistics.
+    Inspect(inspect::InspectArgs),
+    /// Run a model on a batch of data; report output shapes and accuracy; save outputs.
+    Run(run::RunArgs),
+    /// Time the engine on a model and input (median over iterations), printed as one JSON line.
+    Bench(bench::BenchArgs),
+    /// Open the desktop app (the default when no command is given).
+    App {
+        /// Model to open (.onnx, .safetensors, .npy, .npz); the bundled sample when omitted.
+        model: Option<PathBuf>,
+    },
+}
+
+/// Runs the parsed command.
+pub fn execute(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::Inspect(args)) => inspect::inspect(&args),
+        Some(Command::Run(args)) => run::run(&args),
+        Some(Command::Bench(args)) => bench::bench(&args),
+        Some(Command::App { model }) => open_app(model),
+        None => open_app(None),
+    }
+}
+
+#[cfg(feature = "gui")]
+fn open_app(model: Option<PathBuf>) -> anyhow::Result<()> {
+    quantscope::ui::run_app(model)
+}
+
+#[cfg(not(feature = "gui"))]
+fn open_app(_model: Option<PathBuf>) -> anyhow::Result<()> {
+    anyhow::bail!("this build has no GUI (built without the `gui` feature); try `quantscope --help`")
+}
+
+/// Replaces Rust's panic report (a backtrace hint) with one line asking for a bug report.
+pub fn install_panic_message() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        eprintln!("error: internal error{location}: {message} (this is a bug; please report it)");
+    }));
+}
