@@ -1,1 +1,78 @@
-fn main() {}
+//! Engine benchmarks: the sample CNN at batch 64 (with and without a no-op tensor hook), and a
+//! ResNet-18-shaped model at batch 1 and 8 when `scripts/make_resnet18.py bench_models` has made
+//! it. `scripts/bench_vs_ort.py` times onnxruntime on the same models in the same run.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use quantscope::engine::{Plan, RunOptions, TensorHook, TensorSite};
+use quantscope::ir::TensorData;
+use quantscope::load::{load_model, read_arrays};
+
+fn feeds(path: &Path, batch: usize) -> HashMap<String, TensorData> {
+    let arrays = read_arrays(path).expect("input data");
+    let TensorData::F32(images) = &arrays[0].data else {
+        panic!("float images expected")
+    };
+    let batch = images.slice_axis(ndarray::Axis(0), (0..batch).into()).to_owned();
+    [("input".to_string(), TensorData::F32(batch))].into()
+}
+
+/// Reads nothing, changes nothing: measures the cost of having a hook at all.
+struct NoOpHook;
+
+impl TensorHook for NoOpHook {
+    fn on_tensor(&mut self, _: TensorSite<'_>, _: &mut TensorData) -> quantscope::Result<()> {
+        Ok(())
+    }
+}
+
+fn sample_cnn(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = load_model(&root.join("sample_models/digits_cnn.onnx")).expect("sample CNN");
+    let plan = Plan::new(&model.graph).expect("runnable");
+    let inputs = feeds(&root.join("sample_models/data/digits_test_x.npy"), 64);
+    c.bench_function("digits_cnn batch 64", |b| {
+        b.iter(|| plan.run(inputs.clone(), None, RunOptions::default()))
+    });
+    c.bench_function("digits_cnn batch 64, no-op hook", |b| {
+        b.iter(|| plan.run(inputs.clone(), Some(&mut NoOpHook), RunOptions::default()))
+    });
+}
+
+fn resnet18(c: &mut Criterion) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench_models");
+    let path = dir.join("resnet18.onnx");
+    if !path.exists() {
+        eprintln!(
+            "skipping ResNet-18: run `python3 scripts/make_resnet18.py bench_models` to create {}",
+            path.display()
+        );
+        return;
+    }
+    let model = load_model(&path).expect("ResNet-18 loads");
+    let plan = Plan::new(&model.graph).expect("runnable");
+    let mut group = c.benchmark_group("resnet18");
+    group.sample_size(10);
+    for batch in [1usize, 8] {
+        let inputs = feeds(&dir.join(format!("resnet18_b{batch}.npy")), batch);
+        group.bench_function(format!("batch {batch}"), |b| {
+            b.iter(|| plan.run(inputs.clone(), None, RunOptions::default()))
+        });
+    }
+    group.finish();
+}
+
+fn load_resnet18(c: &mut Criterion) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench_models/resnet18.onnx");
+    if path.exists() {
+        let mut group = c.benchmark_group("load");
+        group.sample_size(10);
+        group.bench_function("resnet18.onnx", |b| b.iter(|| load_model(&path)));
+        group.finish();
+    }
+}
+
+criterion_group!(benches, sample_cnn, resnet18, load_resnet18);
+criterion_main!(benches);

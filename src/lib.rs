@@ -8,5 +8,7 @@ pub mod ir;
 pub mod load;
 pub mod stats;
 pub mod summary;
+#[cfg(feature = "gui")]
+pub mod ui;
 
 pub use error::{Error, Result};

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use quantscope::engine::{Plan, RunOptions};
+use quantscope::engine::RunOptions;
 use quantscope::load::load_model;
 
-use super::feeds::read_feeds;
+use super::feeds::{plan_for, read_feeds};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -24,7 +24,7 @@ pub struct BenchArgs {
 
 pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
-    let plan = Plan::new(&model.graph)?;
+    let plan = plan_for(&model)?;
     let feeds = read_feeds(&model.graph, &args.data)?;
     let batch = feeds
         .values()

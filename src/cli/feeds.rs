@@ -110,3 +110,11 @@ pub fn run_batched(
         })
         .collect()
 }
+
+/// The run plan of a loaded model; weights-only files say so, naming the file.
+pub fn plan_for(model: &quantscope::ir::Model) -> anyhow::Result<Plan<'_>> {
+    if !model.graph.is_runnable() {
+        return Err(quantscope::Error::NotRunnable(model.path.clone()).into());
+    }
+    Ok(Plan::new(&model.graph)?)
+}

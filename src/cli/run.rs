@@ -4,11 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use quantscope::engine::Plan;
 use quantscope::ir::TensorData;
 use quantscope::load::{load_model, read_arrays, write_npz};
 
-use super::feeds::{read_feeds, run_batched};
+use super::feeds::{plan_for, read_feeds, run_batched};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -30,7 +29,7 @@ pub struct RunArgs {
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
-    let plan = Plan::new(&model.graph)?;
+    let plan = plan_for(&model)?;
     let feeds = read_feeds(&model.graph, &args.data)?;
     let outputs = run_batched(&plan, feeds, args.batch_size)?;
     for (name, value) in &outputs {

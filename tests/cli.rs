@@ -1,0 +1,194 @@
+//! The command line as a user runs it: `inspect` and `run` on the sample models, and one clear
+//! error line (never a panic) for bad input.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{read_named, repo_path};
+
+fn quantscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quantscope"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a failed run printed exactly one `error:` line containing every fragment.
+fn assert_clean_error(o: &Output, fragments: &[&str]) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, stdout: {}", stdout(o));
+    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    for f in fragments {
+        assert!(err.contains(f), "'{f}' not in: {err}");
+    }
+}
+
+#[test]
+fn inspect_prints_the_graph_summary() {
+    let o = quantscope(&["inspect", "sample_models/digits_cnn.onnx"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for fragment in ["opset 13", "BatchNormalization×3", "Conv×3", "runnable:   yes", "weight"] {
+        assert!(text.contains(fragment), "'{fragment}' missing:\n{text}");
+    }
+}
+
+#[test]
+fn inspect_json_has_ops_tensors_and_channel_spread() {
+    let o = quantscope(&["inspect", "--json", "sample_models/digits_mobilenet.onnx"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("valid JSON");
+    assert_eq!(v["opset"], 17);
+    assert!(v["ops"]["Conv"].as_u64().unwrap() >= 8);
+    let tensors = v["tensors"].as_array().unwrap();
+    let depthwise_weight = tensors
+        .iter()
+        .find(|t| t["role"] == "weight" && t["shape"][1] == 1 && t["shape"][2] == 3)
+        .expect("a depthwise conv weight");
+    assert!(depthwise_weight["channel_range_spread"].as_f64().unwrap() > 1.0);
+    assert!(depthwise_weight["stats"]["std"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn run_reports_accuracy_and_writes_outputs() {
+    let metrics: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_path("sample_models/metrics.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.npz");
+    for model in ["digits_mlp", "digits_transformer"] {
+        let o = quantscope(&[
+            "run",
+            &format!("sample_models/{model}.onnx"),
+            "--data",
+            "sample_models/data/digits_test_x.npy",
+            "--labels",
+            "sample_models/data/digits_test_y.npy",
+            "--batch-size",
+            "100",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let correct = metrics[model]["correct"].as_u64().unwrap();
+        let expected = format!("({correct}/540)");
+        assert!(stdout(&o).contains(&expected), "{model}: {}", stdout(&o));
+        assert!(stdout(&o).contains("output 'logits': shape [540, 10]"));
+        let written = read_named(&out);
+        assert_eq!(written["logits"].shape(), &[540, 10]);
+    }
+}
+
+#[test]
+fn run_feeds_npz_inputs_by_name() {
+    let o = quantscope(&[
+        "run",
+        "sample_models/digits_cnn.onnx",
+        "--data",
+        "sample_models/data/digits_test.npz",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("shape [540, 10]"));
+}
+
+#[test]
+fn bad_input_gives_one_clear_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = quantscope(&["inspect", "no/such/model.onnx"]);
+    assert_clean_error(&missing, &["no/such/model.onnx"]);
+
+    let bytes = std::fs::read(repo_path("sample_models/digits_cnn.onnx")).unwrap();
+    let truncated = dir.path().join("truncated.onnx");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    assert_clean_error(
+        &quantscope(&["inspect", truncated.to_str().unwrap()]),
+        &["truncated.onnx"],
+    );
+
+    let wrong_ext = dir.path().join("model.txt");
+    std::fs::write(&wrong_ext, b"hello").unwrap();
+    assert_clean_error(&quantscope(&["inspect", wrong_ext.to_str().unwrap()]), &["model.txt"]);
+
+    // Calibration images fed to a model of another input size.
+    let wrong_shape = quantscope(&[
+        "run",
+        "sample_models/digits_cnn.onnx",
+        "--data",
+        "tests/fixtures/reference/digits_cnn.outputs.npz",
+    ]);
+    assert_clean_error(&wrong_shape, &["input 'input'", "expects shape [N, 1, 8, 8]"]);
+
+    let wrong_labels = quantscope(&[
+        "run",
+        "sample_models/digits_cnn.onnx",
+        "--data",
+        "tests/fixtures/reference/digits_cnn.inputs.npz",
+        "--labels",
+        "sample_models/data/digits_test_y.npy",
+    ]);
+    assert_clean_error(&wrong_labels, &["540 labels for 64 samples"]);
+}
+
+/// An op the engine does not know still leaves the model inspectable, and `run` names it.
+#[test]
+fn unsupported_op_keeps_weights_viewable() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(repo_path("sample_models/digits_mlp.onnx")).unwrap();
+    // Same-length rename keeps the protobuf valid: every Relu becomes an unknown "Relz".
+    let renamed = replace_all(&bytes, b"Relu", b"Relz");
+    let path = dir.path().join("unknown_op.onnx");
+    std::fs::write(&path, renamed).unwrap();
+    let path = path.to_str().unwrap();
+
+    let inspect = quantscope(&["inspect", path]);
+    assert!(inspect.status.success(), "{}", stderr(&inspect));
+    let text = stdout(&inspect);
+    assert!(text.contains("runnable:   no: unsupported operator(s): Relz"), "{text}");
+    assert!(text.contains("weight"), "{text}");
+
+    let run = quantscope(&["run", path, "--data", "sample_models/data/digits_test_x.npy"]);
+    assert_clean_error(&run, &["Relz (node '", "Supported: "]);
+}
+
+fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = haystack.to_vec();
+    let mut i = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn weights_only_files_inspect_but_do_not_run() {
+    let o = quantscope(&["inspect", "sample_models/data/digits_calib_x.npy"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("runnable:   no: weights only"));
+    let run = quantscope(&[
+        "run",
+        "sample_models/data/digits_calib_x.npy",
+        "--data",
+        "sample_models/data/digits_test_x.npy",
+    ]);
+    assert_clean_error(&run, &["digits_calib_x.npy"]);
+    assert!(Path::new(env!("CARGO_BIN_EXE_quantscope")).exists());
+}
