@@ -15,7 +15,9 @@ fn feeds(path: &Path, batch: usize) -> HashMap<String, TensorData> {
     let TensorData::F32(images) = &arrays[0].data else {
         panic!("float images expected")
     };
-    let batch = images.slice_axis(ndarray::Axis(0), (0..batch).into()).to_owned();
+    let batch = images
+        .slice_axis(ndarray::Axis(0), (0..batch).into())
+        .to_owned();
     [("input".to_string(), TensorData::F32(batch))].into()
 }
 

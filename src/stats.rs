@@ -227,8 +227,8 @@ mod tests {
 
     #[test]
     fn channel_ranges_along_any_axis() {
-        let a = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1.0, -2.0, 3.0, 10.0, 0.5, -4.0])
-            .unwrap();
+        let a =
+            ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1.0, -2.0, 3.0, 10.0, 0.5, -4.0]).unwrap();
         assert_eq!(channel_ranges(a.view(), 0), vec![(-2.0, 3.0), (-4.0, 10.0)]);
         assert_eq!(
             channel_ranges(a.view(), 1),

@@ -27,9 +27,20 @@ fn stderr(o: &Output) -> String {
 /// Asserts a failed run printed exactly one `error:` line containing every fragment.
 fn assert_clean_error(o: &Output, fragments: &[&str]) {
     let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, stdout: {}", stdout(o));
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
+    assert!(
+        !o.status.success(),
+        "expected failure, stdout: {}",
+        stdout(o)
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("internal error"),
+        "{err}"
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected: {err}"
+    );
     assert!(err.starts_with("error: "), "{err}");
     for f in fragments {
         assert!(err.contains(f), "'{f}' not in: {err}");
@@ -41,7 +52,13 @@ fn inspect_prints_the_graph_summary() {
     let o = quantscope(&["inspect", "sample_models/digits_cnn.onnx"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    for fragment in ["opset 13", "BatchNormalization×3", "Conv×3", "runnable:   yes", "weight"] {
+    for fragment in [
+        "opset 13",
+        "BatchNormalization×3",
+        "Conv×3",
+        "runnable:   yes",
+        "weight",
+    ] {
         assert!(text.contains(fragment), "'{fragment}' missing:\n{text}");
     }
 }
@@ -121,7 +138,10 @@ fn bad_input_gives_one_clear_error_line() {
 
     let wrong_ext = dir.path().join("model.txt");
     std::fs::write(&wrong_ext, b"hello").unwrap();
-    assert_clean_error(&quantscope(&["inspect", wrong_ext.to_str().unwrap()]), &["model.txt"]);
+    assert_clean_error(
+        &quantscope(&["inspect", wrong_ext.to_str().unwrap()]),
+        &["model.txt"],
+    );
 
     // Calibration images fed to a model of another input size.
     let wrong_shape = quantscope(&[
@@ -130,7 +150,10 @@ fn bad_input_gives_one_clear_error_line() {
         "--data",
         "tests/fixtures/reference/digits_cnn.outputs.npz",
     ]);
-    assert_clean_error(&wrong_shape, &["input 'input'", "expects shape [N, 1, 8, 8]"]);
+    assert_clean_error(
+        &wrong_shape,
+        &["input 'input'", "expects shape [N, 1, 8, 8]"],
+    );
 
     let wrong_labels = quantscope(&[
         "run",
@@ -157,10 +180,18 @@ fn unsupported_op_keeps_weights_viewable() {
     let inspect = quantscope(&["inspect", path]);
     assert!(inspect.status.success(), "{}", stderr(&inspect));
     let text = stdout(&inspect);
-    assert!(text.contains("runnable:   no: unsupported operator(s): Relz"), "{text}");
+    assert!(
+        text.contains("runnable:   no: unsupported operator(s): Relz"),
+        "{text}"
+    );
     assert!(text.contains("weight"), "{text}");
 
-    let run = quantscope(&["run", path, "--data", "sample_models/data/digits_test_x.npy"]);
+    let run = quantscope(&[
+        "run",
+        path,
+        "--data",
+        "sample_models/data/digits_test_x.npy",
+    ]);
     assert_clean_error(&run, &["Relz (node '", "Supported: "]);
 }
 

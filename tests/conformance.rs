@@ -13,7 +13,11 @@ fn every_conformance_case_matches_onnxruntime() {
     )
     .expect("manifest.json is valid JSON");
     let cases = manifest.as_array().expect("manifest is a list of cases");
-    assert!(cases.len() >= 40, "expected the full conformance suite, found {} cases", cases.len());
+    assert!(
+        cases.len() >= 40,
+        "expected the full conformance suite, found {} cases",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for case in cases {
         let name = case["case"].as_str().expect("case name");

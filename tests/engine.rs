@@ -61,9 +61,14 @@ fn feeds(values: &[f32]) -> HashMap<String, TensorData> {
 fn runs_nodes_in_dependency_order() {
     let g = small_graph();
     let plan = Plan::new(&g).unwrap();
-    let order: Vec<&str> = plan.execution_order().map(|i| g.nodes[i].name.as_str()).collect();
+    let order: Vec<&str> = plan
+        .execution_order()
+        .map(|i| g.nodes[i].name.as_str())
+        .collect();
     assert_eq!(order, ["add", "relu", "mul"]);
-    let out = plan.run(feeds(&[1.0, 2.0, 3.0]), None, RunOptions::default()).unwrap();
+    let out = plan
+        .run(feeds(&[1.0, 2.0, 3.0]), None, RunOptions::default())
+        .unwrap();
     // relu([2, -3, 3.5]) * [1, 2, 3] = [2, 0, 10.5]
     assert_eq!(out[0].0, "y");
     assert_eq!(out[0].1, vector(&[2.0, 0.0, 10.5]));
@@ -93,7 +98,11 @@ fn hook_sees_every_tensor_and_can_replace_it() {
     let plan = Plan::new(&g).unwrap();
     let mut hook = Recorder { seen: Vec::new() };
     let out = plan
-        .run(feeds(&[1.0, 2.0, 3.0]), Some(&mut hook), RunOptions::default())
+        .run(
+            feeds(&[1.0, 2.0, 3.0]),
+            Some(&mut hook),
+            RunOptions::default(),
+        )
         .unwrap();
     let names: Vec<&str> = hook.seen.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["x", "s", "r", "y"]);
@@ -115,7 +124,11 @@ fn hook_errors_stop_the_run() {
     let g = small_graph();
     let plan = Plan::new(&g).unwrap();
     let err = plan
-        .run(feeds(&[1.0, 2.0, 3.0]), Some(&mut Failing), RunOptions::default())
+        .run(
+            feeds(&[1.0, 2.0, 3.0]),
+            Some(&mut Failing),
+            RunOptions::default(),
+        )
         .unwrap_err();
     assert!(err.to_string().contains("hook refused x"), "{err}");
 }
@@ -123,7 +136,8 @@ fn hook_errors_stop_the_run() {
 #[test]
 fn unsupported_ops_are_named_with_their_nodes() {
     let mut g = small_graph();
-    g.nodes.push(node("fancy", "NonMaxSuppression", &["y"], &["z"]));
+    g.nodes
+        .push(node("fancy", "NonMaxSuppression", &["y"], &["z"]));
     let mut custom = node("mine", "MyOp", &["y"], &["w"]);
     custom.domain = "com.example".into();
     g.nodes.push(custom);
@@ -131,7 +145,10 @@ fn unsupported_ops_are_named_with_their_nodes() {
     let text = err.to_string();
     assert!(text.contains("NonMaxSuppression (node 'fancy')"), "{text}");
     assert!(text.contains("com.example::MyOp (node 'mine')"), "{text}");
-    assert!(text.contains("Supported: ") && text.contains("Conv"), "{text}");
+    assert!(
+        text.contains("Supported: ") && text.contains("Conv"),
+        "{text}"
+    );
     assert!(text.contains("weights can still be viewed"), "{text}");
 }
 
@@ -140,7 +157,10 @@ fn structural_errors_name_the_tensor() {
     let mut dangling = small_graph();
     dangling.nodes[0].inputs[0] = "nowhere".into();
     let text = Plan::new(&dangling).err().unwrap().to_string();
-    assert!(text.contains("'nowhere'") && text.contains("'mul'"), "{text}");
+    assert!(
+        text.contains("'nowhere'") && text.contains("'mul'"),
+        "{text}"
+    );
 
     let mut cycle = small_graph();
     cycle.nodes[2].inputs[0] = "y".into(); // add reads mul's output
@@ -157,9 +177,13 @@ fn structural_errors_name_the_tensor() {
 fn wrong_inputs_are_clear_errors() {
     let g = small_graph();
     let plan = Plan::new(&g).unwrap();
-    let err = plan.run(feeds(&[1.0, 2.0]), None, RunOptions::default()).unwrap_err();
+    let err = plan
+        .run(feeds(&[1.0, 2.0]), None, RunOptions::default())
+        .unwrap_err();
     assert_eq!(err.to_string(), "input 'x': expects shape [3], got [2]");
-    let err = plan.run(HashMap::new(), None, RunOptions::default()).unwrap_err();
+    let err = plan
+        .run(HashMap::new(), None, RunOptions::default())
+        .unwrap_err();
     assert!(err.to_string().contains("no data given"), "{err}");
     let mut extra = feeds(&[1.0, 2.0, 3.0]);
     extra.insert("z".into(), vector(&[1.0]));
@@ -176,7 +200,9 @@ fn op_errors_name_node_and_op() {
     g.inputs[0].shape = None;
     let plan = Plan::new(&g).unwrap();
     // [2] + [3] does not broadcast.
-    let err = plan.run(feeds(&[1.0, 2.0]), None, RunOptions::default()).unwrap_err();
+    let err = plan
+        .run(feeds(&[1.0, 2.0]), None, RunOptions::default())
+        .unwrap_err();
     assert!(err.to_string().starts_with("node 'add' (Add): "), "{err}");
 }
 
@@ -188,6 +214,8 @@ fn a_set_cancel_flag_stops_the_run() {
     let options = RunOptions {
         cancel: Some(&cancel),
     };
-    let err = plan.run(feeds(&[1.0, 2.0, 3.0]), None, options).unwrap_err();
+    let err = plan
+        .run(feeds(&[1.0, 2.0, 3.0]), None, options)
+        .unwrap_err();
     assert!(matches!(err, Error::Cancelled));
 }

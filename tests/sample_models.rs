@@ -31,8 +31,12 @@ fn sample_model_outputs_match_onnxruntime() {
         )
         .unwrap_or_else(|e| panic!("{model}: {e}"));
         let expected = read_named(&reference.with_extension("outputs.npz"));
-        let worst = compare(&format!("{model}/logits"), &outputs["logits"], &expected["logits"])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let worst = compare(
+            &format!("{model}/logits"),
+            &outputs["logits"],
+            &expected["logits"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert!(worst < 1e-4, "{model}: worst |err| {worst}");
     }
 }
@@ -63,7 +67,10 @@ fn sample_model_accuracy_equals_the_stated_figure() {
             })
             .count();
         let stated = metrics[model_name]["correct"].as_u64().expect("correct") as usize;
-        assert_eq!(correct, stated, "{model_name}: top-1 count differs from metrics.json");
+        assert_eq!(
+            correct, stated,
+            "{model_name}: top-1 count differs from metrics.json"
+        );
         assert_eq!(logits.shape(), &[labels.len(), 10]);
     }
 }
@@ -78,7 +85,12 @@ fn roles_account_for_every_trainable_parameter() {
             .graph
             .initializers
             .values()
-            .filter(|t| !matches!(t.role, ParamRole::BnMean | ParamRole::BnVar | ParamRole::Constant))
+            .filter(|t| {
+                !matches!(
+                    t.role,
+                    ParamRole::BnMean | ParamRole::BnVar | ParamRole::Constant
+                )
+            })
             .map(|t| t.data.len())
             .sum();
         let stated = metrics[model_name]["params"].as_u64().expect("params") as usize;
@@ -86,7 +98,11 @@ fn roles_account_for_every_trainable_parameter() {
         // Every conv/gemm weight knows its channel axis.
         for t in model.graph.initializers.values() {
             if t.role == ParamRole::Weight {
-                assert!(t.channel_axis.is_some(), "{model_name}: {} has no channel axis", t.name);
+                assert!(
+                    t.channel_axis.is_some(),
+                    "{model_name}: {} has no channel axis",
+                    t.name
+                );
             }
         }
         assert_eq!(model.graph.inputs.len(), 1, "{model_name}: one real input");

@@ -48,8 +48,12 @@ fn common_batch(feeds: &HashMap<String, TensorData>) -> Option<usize> {
 
 fn slice_batch(data: &TensorData, start: usize, end: usize) -> TensorData {
     match data {
-        TensorData::F32(a) => TensorData::F32(a.slice_axis(Axis(0), (start..end).into()).to_owned()),
-        TensorData::I64(a) => TensorData::I64(a.slice_axis(Axis(0), (start..end).into()).to_owned()),
+        TensorData::F32(a) => {
+            TensorData::F32(a.slice_axis(Axis(0), (start..end).into()).to_owned())
+        }
+        TensorData::I64(a) => {
+            TensorData::I64(a.slice_axis(Axis(0), (start..end).into()).to_owned())
+        }
     }
 }
 
@@ -59,11 +63,19 @@ fn concat_batches(name: &str, parts: Vec<TensorData>) -> anyhow::Result<TensorDa
     }
     let result = match &parts[0] {
         TensorData::F32(_) => {
-            let views: Vec<_> = parts.iter().filter_map(|p| p.as_f32()).map(|a| a.view()).collect();
+            let views: Vec<_> = parts
+                .iter()
+                .filter_map(|p| p.as_f32())
+                .map(|a| a.view())
+                .collect();
             concatenate(Axis(0), &views).map(TensorData::F32)
         }
         TensorData::I64(_) => {
-            let views: Vec<_> = parts.iter().filter_map(|p| p.as_i64()).map(|a| a.view()).collect();
+            let views: Vec<_> = parts
+                .iter()
+                .filter_map(|p| p.as_i64())
+                .map(|a| a.view())
+                .collect();
             concatenate(Axis(0), &views).map(TensorData::I64)
         }
     };

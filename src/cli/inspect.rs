@@ -29,7 +29,11 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
 fn render_text(s: &ModelSummary) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(out, "model:      {} ({}, opset {})", s.path, s.format, s.opset);
+    let _ = writeln!(
+        out,
+        "model:      {} ({}, opset {})",
+        s.path, s.format, s.opset
+    );
     let ops: Vec<String> = s.ops.iter().map(|(op, n)| format!("{op}×{n}")).collect();
     let _ = writeln!(out, "nodes:      {} ({})", s.node_count, ops.join(", "));
     let _ = writeln!(out, "parameters: {}", s.parameter_count);
@@ -61,15 +65,20 @@ fn render_text(s: &ModelSummary) -> String {
             .unwrap_or_else(|| "-".into());
         let mut warn = String::new();
         if t.stats.nan_count + t.stats.inf_count > 0 {
-            warn = format!(
-                "  ({} NaN, {} Inf)",
-                t.stats.nan_count, t.stats.inf_count
-            );
+            warn = format!("  ({} NaN, {} Inf)", t.stats.nan_count, t.stats.inf_count);
         }
         let _ = writeln!(
             out,
             "{:<40} {:<10} {:<8} {:<16} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>8}{warn}",
-            t.name, t.role, t.dtype, shape, t.stats.min, t.stats.max, t.stats.mean, t.stats.std, spread
+            t.name,
+            t.role,
+            t.dtype,
+            shape,
+            t.stats.min,
+            t.stats.max,
+            t.stats.mean,
+            t.stats.std,
+            spread
         );
     }
     out

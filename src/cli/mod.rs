@@ -50,7 +50,9 @@ fn open_app(model: Option<PathBuf>) -> anyhow::Result<()> {
 
 #[cfg(not(feature = "gui"))]
 fn open_app(_model: Option<PathBuf>) -> anyhow::Result<()> {
-    anyhow::bail!("this build has no GUI (built without the `gui` feature); try `quantscope --help`")
+    anyhow::bail!(
+        "this build has no GUI (built without the `gui` feature); try `quantscope --help`"
+    )
 }
 
 /// Replaces Rust's panic report (a backtrace hint) with one line asking for a bug report.

@@ -33,7 +33,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let feeds = read_feeds(&model.graph, &args.data)?;
     let outputs = run_batched(&plan, feeds, args.batch_size)?;
     for (name, value) in &outputs {
-        println!("output '{name}': shape {:?} ({})", value.shape(), value.kind_name());
+        println!(
+            "output '{name}': shape {:?} ({})",
+            value.shape(),
+            value.kind_name()
+        );
     }
     if let Some(labels_path) = &args.labels {
         let (_, first) = outputs.first().context("the model has no outputs")?;

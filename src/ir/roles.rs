@@ -23,7 +23,11 @@ fn assign_by_consumer(graph: &mut Graph) {
     let producer_op: HashMap<&str, &str> = graph
         .nodes
         .iter()
-        .flat_map(|n| n.outputs.iter().map(move |o| (o.as_str(), n.op_type.as_str())))
+        .flat_map(|n| {
+            n.outputs
+                .iter()
+                .map(move |o| (o.as_str(), n.op_type.as_str()))
+        })
         .collect();
     let mut assigned: HashMap<String, (ParamRole, Option<usize>)> = HashMap::new();
     for node in &graph.nodes {

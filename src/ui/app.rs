@@ -8,7 +8,8 @@ use super::tensor_view::tensor_view_ui;
 
 /// The app's state. Runtime handles (the load job) live beside the shown model.
 pub struct QuantscopeApp {
-    ctx: egui::Context,
+    /// A file to open on the next frame (where the egui context is at hand).
+    pending_open: Option<PathBuf>,
     model: Option<LoadedModel>,
     loading: Option<LoadJob>,
     error: Option<String>,
@@ -18,35 +19,41 @@ pub struct QuantscopeApp {
 }
 
 impl QuantscopeApp {
-    /// A new app, starting to load `model` if given.
-    pub fn new(ctx: &egui::Context, model: Option<PathBuf>) -> Self {
-        let mut app = QuantscopeApp {
-            ctx: ctx.clone(),
+    /// A new app, which starts loading `model` (if given) on its first frame.
+    pub fn new(model: Option<PathBuf>) -> Self {
+        QuantscopeApp {
+            pending_open: model,
             model: None,
             loading: None,
             error: None,
             selected: None,
             filter: String::new(),
             log_counts: false,
-        };
-        if let Some(path) = model {
-            app.open(&path);
         }
-        app
+    }
+
+    /// Asks for `path` to be opened on the next frame.
+    pub fn request_open(&mut self, path: PathBuf) {
+        self.pending_open = Some(path);
     }
 
     /// Starts loading `path` in the background, superseding any load in progress.
-    pub fn open(&mut self, path: &Path) {
-        let ctx = self.ctx.clone();
+    fn open(&mut self, ctx: &egui::Context, path: &Path) {
+        let ctx = ctx.clone();
         match LoadJob::start(path, move || ctx.request_repaint()) {
             Ok(job) => self.loading = Some(job),
             Err(e) => self.error = Some(e),
         }
     }
 
-    /// Whether a load is in progress.
+    /// Whether a load is pending or in progress.
     pub fn is_loading(&self) -> bool {
-        self.loading.is_some()
+        self.loading.is_some() || self.pending_open.is_some()
+    }
+
+    /// The error shown in the status line, if any.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     fn poll_load(&mut self) {
@@ -61,7 +68,11 @@ impl QuantscopeApp {
                     .tensors
                     .iter()
                     .position(|t| t.role == "weight")
-                    .or(if model.summary.tensors.is_empty() { None } else { Some(0) });
+                    .or(if model.summary.tensors.is_empty() {
+                        None
+                    } else {
+                        Some(0)
+                    });
                 self.model = Some(model);
                 self.error = None;
             }
@@ -78,7 +89,7 @@ impl QuantscopeApp {
                         .add_filter("models", &["onnx", "safetensors", "npz", "npy"])
                         .pick_file()
                     {
-                        self.open(&path);
+                        self.request_open(path);
                     }
                 }
             });
@@ -99,7 +110,11 @@ impl QuantscopeApp {
                     s.opset,
                     s.node_count,
                     s.parameter_count,
-                    if s.runnable { "runnable" } else { "weights only" }
+                    if s.runnable {
+                        "runnable"
+                    } else {
+                        "weights only"
+                    }
                 ));
             }
             if let Some(error) = &self.error {
@@ -111,13 +126,24 @@ impl QuantscopeApp {
 
 impl eframe::App for QuantscopeApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        self.poll_load();
-        let dropped: Option<PathBuf> = ui
-            .ctx()
-            .input(|i| i.raw.dropped_files.iter().next().map(|f| f.path().to_path_buf()));
-        if let Some(path) = dropped {
-            self.open(&path);
+        self.show_ui(ui);
+    }
+}
+
+impl QuantscopeApp {
+    /// The whole window's content (also what UI tests drive).
+    pub fn show_ui(&mut self, ui: &mut egui::Ui) {
+        let dropped: Option<PathBuf> = ui.ctx().input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .next()
+                .map(|f| f.path().to_path_buf())
+        });
+        if let Some(path) = dropped.or_else(|| self.pending_open.take()) {
+            self.open(ui.ctx(), &path);
         }
+        self.poll_load();
 
         egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));

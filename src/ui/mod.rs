@@ -33,7 +33,7 @@ pub fn run_app(model: Option<PathBuf>) -> anyhow::Result<()> {
     eframe::run_native(
         "Quantscope",
         options,
-        Box::new(move |cc| Ok(Box::new(QuantscopeApp::new(&cc.egui_ctx, Some(model))))),
+        Box::new(move |_cc| Ok(Box::new(QuantscopeApp::new(Some(model))))),
     )
     .map_err(|e| anyhow::anyhow!("could not open the window: {e}"))
 }
