@@ -179,6 +179,13 @@ def quantscope_output(binary: Path, model: Path, data: Path, ort_name: str):
 # ---------------------------------------------------------------------------
 
 
+def load_avg():
+    try:
+        return "%.2f %.2f %.2f" % os.getloadavg()
+    except OSError:
+        return "n/a"
+
+
 def fmt(v, spec=".2f"):
     return "-" if v is None else format(v, spec)
 
@@ -196,7 +203,7 @@ def main(argv):
     import onnxruntime as ort
 
     print(f"onnxruntime {ort.__version__}, {os.cpu_count()} CPUs, iters={args.iters}, "
-          f"warm-up={WARMUP}", flush=True)
+          f"warm-up={WARMUP}, load average {load_avg()}", flush=True)
     rows = []
     failures = 0
     for name, batch, model, data in workloads(args):
@@ -243,6 +250,7 @@ def main(argv):
     for r in rows:
         if r["error"]:
             print(f"ERROR {r['model']} b{r['batch']}: {r['error']}", file=sys.stderr)
+    print(f"load average at end: {load_avg()} (timings are unreliable when it exceeds the CPU count)")
     if args.json_out:
         args.json_out.write_text(json.dumps(rows, indent=1) + "\n")
     return 1 if failures else 0
