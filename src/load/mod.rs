@@ -11,3 +11,5 @@ pub fn load_model(path: &Path) -> Result<Model> {
         path: path.to_path_buf(),
     })
 }
+
+pub mod pb;
