@@ -51,11 +51,14 @@ pub fn load_onnx_bytes(bytes: Bytes, path_for_messages: &Path, base_dir: &Path) 
     decode_graph(bytes, path_for_messages, base_dir, None)
 }
 
+/// Called with each converted `raw_data` slice, so its memory can be given back.
+type Release<'a> = &'a dyn Fn(&[u8]);
+
 /// Conversion state shared by all tensors of one file.
 struct Ctx<'a> {
     path: &'a Path,
     base_dir: &'a Path,
-    release: Option<&'a dyn Fn(&[u8])>,
+    release: Option<Release<'a>>,
     /// Open external-data files by their relative location.
     external: HashMap<String, (PathBuf, File, u64)>,
 }
@@ -70,7 +73,7 @@ fn decode_graph(
     bytes: Bytes,
     path: &Path,
     base_dir: &Path,
-    release: Option<&dyn Fn(&[u8])>,
+    release: Option<Release<'_>>,
 ) -> Result<Graph> {
     if bytes.is_empty() {
         return Err(Error::format(path, "the file is empty, not an ONNX model"));
