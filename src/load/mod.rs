@@ -1,35 +1,136 @@
 //! Loaders: model and data files into the IR, and nothing else.
+//!
+//! [`load_model`] picks the loader from the file extension and checks the content agrees
+//! (an `.onnx` that is really a zip archive or a `.npy` array is reported as such).
 
+mod convert;
+mod mapped;
+mod numpy;
+mod onnx;
+pub mod pb;
+mod safetensors;
+
+use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::ir::Model;
+use crate::ir::{Model, ModelFormat};
+
+pub use numpy::{NamedArray, load_numpy_model, read_arrays, write_npz};
+pub use onnx::{load_onnx, load_onnx_bytes};
+pub use safetensors::load_safetensors;
 
 /// Loads a model file (.onnx, .safetensors, .npy, .npz), assigning parameter roles.
 pub fn load_model(path: &Path) -> Result<Model> {
-    Err(Error::UnsupportedFormat {
-        path: path.to_path_buf(),
-    })
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let format = match ext.as_deref() {
+        Some("onnx") => ModelFormat::Onnx,
+        Some("safetensors") => ModelFormat::Safetensors,
+        Some("npy") => ModelFormat::Npy,
+        Some("npz") => ModelFormat::Npz,
+        _ => {
+            return Err(Error::UnsupportedFormat {
+                path: path.to_path_buf(),
+            });
+        }
+    };
+    check_content(path, format)?;
+    match format {
+        ModelFormat::Onnx => load_onnx(path),
+        ModelFormat::Safetensors => load_safetensors(path),
+        ModelFormat::Npy | ModelFormat::Npz => load_numpy_model(path),
+    }
 }
 
-// Placeholder API until the loader lands (replaced by the loader branch).
-/// A named array read from a .npy/.npz file.
-pub struct NamedArray {
-    pub name: String,
-    pub data: crate::ir::TensorData,
-    pub dtype: crate::ir::DType,
+/// What the first bytes of a file say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sniffed {
+    Empty,
+    Zip,
+    Npy,
+    Safetensors,
+    /// None of the above (ONNX protobuf has no magic number).
+    Other,
 }
 
-/// Reads every array of a .npy or .npz file.
-pub fn read_arrays(path: &Path) -> Result<Vec<NamedArray>> {
-    Err(Error::UnsupportedFormat {
-        path: path.to_path_buf(),
-    })
+impl Sniffed {
+    fn describe(self) -> &'static str {
+        match self {
+            Sniffed::Empty => "empty",
+            Sniffed::Zip => "a zip archive (as .npz files are)",
+            Sniffed::Npy => "a NumPy .npy array",
+            Sniffed::Safetensors => "a safetensors file",
+            Sniffed::Other => "of unknown type",
+        }
+    }
 }
 
-/// Writes arrays to an .npz file.
-pub fn write_npz(path: &Path, _arrays: &[(&str, &crate::ir::TensorData)]) -> Result<()> {
-    Err(Error::UnsupportedFormat {
-        path: path.to_path_buf(),
-    })
+/// "an ONNX model", "a .npz archive", ... for messages.
+fn kind_of(format: ModelFormat) -> &'static str {
+    match format {
+        ModelFormat::Onnx => "an ONNX model",
+        ModelFormat::Safetensors => "a safetensors file",
+        ModelFormat::Npy => "a .npy array",
+        ModelFormat::Npz => "a .npz archive",
+    }
 }
+
+fn sniff(head: &[u8]) -> Sniffed {
+    if head.is_empty() {
+        Sniffed::Empty
+    } else if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        Sniffed::Zip
+    } else if head.starts_with(b"\x93NUMPY") {
+        Sniffed::Npy
+    } else if head.len() >= 9 && head[8] == b'{' && head[..8].iter().rev().take(2).all(|&b| b == 0)
+    {
+        // An 8-byte little-endian header length (small, so its top bytes are zero) followed by
+        // the JSON header.
+        Sniffed::Safetensors
+    } else {
+        Sniffed::Other
+    }
+}
+
+/// Rejects a file whose content is clearly another format than its extension says.
+fn check_content(path: &Path, format: ModelFormat) -> Result<()> {
+    let mut head = [0u8; 16];
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    let found = sniff(head.get(..filled).unwrap_or_default());
+    let expected = match format {
+        ModelFormat::Onnx => matches!(found, Sniffed::Other),
+        ModelFormat::Safetensors => matches!(found, Sniffed::Safetensors),
+        ModelFormat::Npy => matches!(found, Sniffed::Npy),
+        ModelFormat::Npz => matches!(found, Sniffed::Zip),
+    };
+    if expected {
+        return Ok(());
+    }
+    let kind = kind_of(format);
+    let what = match found {
+        Sniffed::Empty => format!("the file is empty, not {kind}"),
+        Sniffed::Other => {
+            format!("the file is not {kind}: its first bytes do not match the format")
+        }
+        other => format!(
+            "the file is {}, not {kind} as its extension says",
+            other.describe()
+        ),
+    };
+    Err(Error::format(path, what))
+}
+
+#[cfg(test)]
+mod tests;

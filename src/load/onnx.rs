@@ -1,0 +1,652 @@
+//! ONNX models (`.onnx`): protobuf → [`Graph`].
+//!
+//! The file is memory-mapped and decoded with prost straight from a [`Bytes`] view of the
+//! mapping, so `raw_data` fields are slices of the file rather than copies. Tensors are then
+//! converted one at a time; on Unix the mapped pages behind each converted `raw_data` are
+//! handed back to the kernel right away, so peak memory stays near the size of the converted
+//! tensors instead of file + tensors.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use half::{bf16, f16};
+use prost::Message;
+
+use super::convert::{self, shape_text, to_array};
+use super::mapped;
+use super::pb;
+use super::pb::attribute_proto::AttributeType;
+use super::pb::tensor_proto::{DataLocation, DataType};
+use super::pb::tensor_shape_proto::dimension::Value as DimValue;
+use super::pb::type_proto::Value as TypeValue;
+use crate::error::{Error, Result};
+use crate::ir::{
+    self, Attribute, DType, Dim, Graph, Model, ModelFormat, Node, Tensor, TensorData, ValueInfo,
+};
+
+/// Loads an ONNX model file. External tensor data is read relative to the file's directory.
+pub fn load_onnx(path: &Path) -> Result<Model> {
+    let map = Arc::new(mapped::map_file(path, "an ONNX model")?);
+    let bytes = Bytes::from_owner(mapped::SharedMap(Arc::clone(&map)));
+    let base_dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let release = |slice: &[u8]| mapped::release_pages(&map, slice);
+    let graph = decode_graph(bytes, path, &base_dir, Some(&release))?;
+    Ok(Model {
+        path: path.to_path_buf(),
+        format: ModelFormat::Onnx,
+        graph,
+    })
+}
+
+/// Decodes an ONNX model held in memory. `path_for_messages` is used in error messages only;
+/// external tensor data is read relative to `base_dir`.
+pub fn load_onnx_bytes(bytes: Bytes, path_for_messages: &Path, base_dir: &Path) -> Result<Graph> {
+    decode_graph(bytes, path_for_messages, base_dir, None)
+}
+
+/// Called with each converted `raw_data` slice, so its memory can be given back.
+type Release<'a> = &'a dyn Fn(&[u8]);
+
+/// Conversion state shared by all tensors of one file.
+struct Ctx<'a> {
+    path: &'a Path,
+    base_dir: &'a Path,
+    release: Option<Release<'a>>,
+    /// Open external-data files by their relative location.
+    external: HashMap<String, (PathBuf, File, u64)>,
+}
+
+impl Ctx<'_> {
+    fn err(&self, what: impl Into<String>) -> Error {
+        Error::format(self.path, what)
+    }
+}
+
+fn decode_graph(
+    bytes: Bytes,
+    path: &Path,
+    base_dir: &Path,
+    release: Option<Release<'_>>,
+) -> Result<Graph> {
+    if bytes.is_empty() {
+        return Err(Error::format(path, "the file is empty, not an ONNX model"));
+    }
+    let model = pb::ModelProto::decode(bytes).map_err(|e| {
+        Error::format(
+            path,
+            format!("not a valid ONNX model (protobuf decoding failed: {e}); the file may be truncated or not ONNX"),
+        )
+    })?;
+    let mut ctx = Ctx {
+        path,
+        base_dir,
+        release,
+        external: HashMap::new(),
+    };
+    convert_model(model, &mut ctx)
+}
+
+fn convert_model(model: pb::ModelProto, ctx: &mut Ctx<'_>) -> Result<Graph> {
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| matches!(o.domain(), "" | "ai.onnx"))
+        .map_or(0, |o| o.version());
+    let Some(g) = model.graph else {
+        return Err(ctx.err("the ONNX model has no graph (empty or not an ONNX model file)"));
+    };
+    let pb::GraphProto {
+        node: pb_nodes,
+        name,
+        initializer,
+        input,
+        output,
+        ..
+    } = g;
+
+    let mut initializers: BTreeMap<String, Tensor> = BTreeMap::new();
+    for (i, t) in initializer.into_iter().enumerate() {
+        let name = match t.name.as_deref() {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => return Err(ctx.err(format!("initializer #{i} has no name"))),
+        };
+        let what = format!("initializer '{name}'");
+        let tensor = convert_tensor(t, name.clone(), &what, ctx)?;
+        if initializers.insert(name, tensor).is_some() {
+            return Err(ctx.err(format!("{what} is defined twice")));
+        }
+    }
+
+    let mut names = NodeNamer::new(&pb_nodes);
+    let mut nodes = Vec::with_capacity(pb_nodes.len());
+    for (index, mut n) in pb_nodes.into_iter().enumerate() {
+        let op_type = match n.op_type.as_deref() {
+            Some(op) if !op.is_empty() => op.to_string(),
+            _ => {
+                return Err(ctx.err(format!("node #{index} ('{}') has no op_type", n.name())));
+            }
+        };
+        let node_name = names.name(index, n.name(), &op_type);
+        let domain = n.domain().to_string();
+        if op_type == "Constant"
+            && matches!(domain.as_str(), "" | "ai.onnx")
+            && let Some((out, tensor)) = fold_constant(&mut n, &node_name, ctx)?
+        {
+            if initializers.insert(out.clone(), tensor).is_some() {
+                return Err(ctx.err(format!(
+                    "Constant node '{node_name}' defines '{out}', which is already an initializer"
+                )));
+            }
+            continue;
+        }
+        let mut attributes = BTreeMap::new();
+        for (k, a) in n.attribute.into_iter().enumerate() {
+            let (key, value) = convert_attribute(a, k, &node_name, ctx)?;
+            attributes.insert(key, value);
+        }
+        nodes.push(Node {
+            name: node_name,
+            op_type,
+            domain,
+            inputs: n.input,
+            outputs: n.output,
+            attributes,
+        });
+    }
+
+    let mut inputs = Vec::with_capacity(input.len());
+    for (i, v) in input.into_iter().enumerate() {
+        let info = convert_value_info(v, "input", i, ctx)?;
+        // Old exporters (IR < 4) list every initializer as a graph input too; those are
+        // constants, not something the caller feeds.
+        if !initializers.contains_key(&info.name) {
+            inputs.push(info);
+        }
+    }
+    let outputs = output
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| convert_value_info(v, "output", i, ctx))
+        .collect::<Result<Vec<_>>>()?;
+
+    let mut graph = Graph {
+        name: name.unwrap_or_default(),
+        nodes,
+        inputs,
+        outputs,
+        initializers,
+        opset,
+    };
+    ir::assign_roles(&mut graph);
+    Ok(graph)
+}
+
+/// Gives every node a unique, stable name: the file's name, or `<op_type>_<index>` when it
+/// has none; a repeated name gets `_<index>` appended.
+struct NodeNamer {
+    explicit: HashSet<String>,
+    used: HashSet<String>,
+}
+
+impl NodeNamer {
+    fn new(nodes: &[pb::NodeProto]) -> Self {
+        NodeNamer {
+            explicit: nodes
+                .iter()
+                .map(|n| n.name().to_string())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            used: HashSet::new(),
+        }
+    }
+
+    fn name(&mut self, index: usize, given: &str, op_type: &str) -> String {
+        let mut candidate = if given.is_empty() {
+            let generated = format!("{op_type}_{index}");
+            if self.explicit.contains(&generated) {
+                format!("{generated}_{index}")
+            } else {
+                generated
+            }
+        } else if self.used.contains(given) {
+            format!("{given}_{index}")
+        } else {
+            given.to_string()
+        };
+        let stem = candidate.clone();
+        let mut k = 1usize;
+        while self.used.contains(&candidate) {
+            candidate = format!("{stem}_{k}");
+            k += 1;
+        }
+        self.used.insert(candidate.clone());
+        candidate
+    }
+}
+
+/// A `Constant` node's output as an initializer, or None when its value is of a kind that is
+/// not folded (strings, sparse tensors), in which case it stays a node.
+fn fold_constant(
+    n: &mut pb::NodeProto,
+    node_name: &str,
+    ctx: &mut Ctx<'_>,
+) -> Result<Option<(String, Tensor)>> {
+    let Some(out) = n.output.first().filter(|o| !o.is_empty()) else {
+        return Err(ctx.err(format!("Constant node '{node_name}' has no output")));
+    };
+    let out = out.clone();
+    let Some(a) = n.attribute.first_mut() else {
+        return Err(ctx.err(format!(
+            "Constant node '{node_name}' has no value attribute"
+        )));
+    };
+    let what = format!("Constant node '{node_name}'");
+    let data = match a.name() {
+        "value" => match a.t.take() {
+            Some(t) => {
+                let tensor = convert_tensor(t, out.clone(), &what, ctx)?;
+                return Ok(Some((out, tensor)));
+            }
+            None => return Err(ctx.err(format!("{what}: attribute 'value' holds no tensor"))),
+        },
+        "value_float" => (
+            TensorData::F32(
+                to_array(&[], vec![a.f()]).map_err(|e| ctx.err(format!("{what}: {e}")))?,
+            ),
+            DType::F32,
+        ),
+        "value_floats" => (
+            TensorData::F32(
+                to_array(&[a.floats.len()], a.floats.clone())
+                    .map_err(|e| ctx.err(format!("{what}: {e}")))?,
+            ),
+            DType::F32,
+        ),
+        "value_int" => (
+            TensorData::I64(
+                to_array(&[], vec![a.i()]).map_err(|e| ctx.err(format!("{what}: {e}")))?,
+            ),
+            DType::I64,
+        ),
+        "value_ints" => (
+            TensorData::I64(
+                to_array(&[a.ints.len()], a.ints.clone())
+                    .map_err(|e| ctx.err(format!("{what}: {e}")))?,
+            ),
+            DType::I64,
+        ),
+        _ => return Ok(None),
+    };
+    let (data, dtype) = data;
+    Ok(Some((out.clone(), Tensor::new(out, data, dtype))))
+}
+
+fn convert_attribute(
+    a: pb::AttributeProto,
+    index: usize,
+    node_name: &str,
+    ctx: &mut Ctx<'_>,
+) -> Result<(String, Attribute)> {
+    let name = match a.name.as_deref() {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => {
+            return Err(ctx.err(format!(
+                "node '{node_name}': attribute #{index} has no name"
+            )));
+        }
+    };
+    let declared = a
+        .r#type
+        .and_then(|t| AttributeType::try_from(t).ok())
+        .filter(|t| *t != AttributeType::Undefined);
+    let kind = match declared {
+        Some(kind) => kind,
+        None => infer_attribute_type(&a),
+    };
+    let value = match kind {
+        AttributeType::Float => Attribute::Float(a.f()),
+        AttributeType::Int => Attribute::Int(a.i()),
+        AttributeType::String => Attribute::String(
+            String::from_utf8_lossy(a.s.as_deref().unwrap_or_default()).into_owned(),
+        ),
+        AttributeType::Tensor => match a.t {
+            Some(t) => {
+                let tname = match t.name.as_deref() {
+                    Some(n) if !n.is_empty() => n.to_string(),
+                    _ => format!("{node_name}.{name}"),
+                };
+                let what = format!("attribute '{name}' of node '{node_name}'");
+                Attribute::Tensor(convert_tensor(t, tname, &what, ctx)?)
+            }
+            None => {
+                return Err(ctx.err(format!(
+                    "attribute '{name}' of node '{node_name}' is a tensor attribute without a tensor"
+                )));
+            }
+        },
+        AttributeType::Floats => Attribute::Floats(a.floats),
+        AttributeType::Ints => Attribute::Ints(a.ints),
+        AttributeType::Strings => Attribute::Strings(
+            a.strings
+                .iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect(),
+        ),
+        other => Attribute::Unsupported(other.as_str_name().to_string()),
+    };
+    Ok((name, value))
+}
+
+/// For old files that leave `type` unset: the kind is whichever value field is filled.
+fn infer_attribute_type(a: &pb::AttributeProto) -> AttributeType {
+    if a.t.is_some() {
+        AttributeType::Tensor
+    } else if a.g.is_some() {
+        AttributeType::Graph
+    } else if a.sparse_tensor.is_some() {
+        AttributeType::SparseTensor
+    } else if a.tp.is_some() {
+        AttributeType::TypeProto
+    } else if a.s.is_some() {
+        AttributeType::String
+    } else if a.i.is_some() {
+        AttributeType::Int
+    } else if a.f.is_some() {
+        AttributeType::Float
+    } else if !a.floats.is_empty() {
+        AttributeType::Floats
+    } else if !a.ints.is_empty() {
+        AttributeType::Ints
+    } else if !a.strings.is_empty() {
+        AttributeType::Strings
+    } else if !a.tensors.is_empty() {
+        AttributeType::Tensors
+    } else if !a.graphs.is_empty() {
+        AttributeType::Graphs
+    } else if !a.sparse_tensors.is_empty() {
+        AttributeType::SparseTensors
+    } else if !a.type_protos.is_empty() {
+        AttributeType::TypeProtos
+    } else {
+        AttributeType::Undefined
+    }
+}
+
+fn convert_value_info(
+    v: pb::ValueInfoProto,
+    side: &str,
+    index: usize,
+    ctx: &Ctx<'_>,
+) -> Result<ValueInfo> {
+    let name = match v.name {
+        Some(n) if !n.is_empty() => n,
+        _ => return Err(ctx.err(format!("graph {side} #{index} has no name"))),
+    };
+    let (dtype, shape) = match v.r#type.and_then(|t| t.value) {
+        Some(TypeValue::TensorType(t)) => {
+            let dtype = t.elem_type.and_then(DType::from_onnx);
+            let shape = t.shape.map(|s| {
+                s.dim
+                    .into_iter()
+                    .map(|d| match d.value {
+                        Some(DimValue::DimValue(n)) => {
+                            usize::try_from(n).map_or(Dim::Unknown, Dim::Fixed)
+                        }
+                        Some(DimValue::DimParam(p)) if !p.is_empty() => Dim::Symbolic(p),
+                        _ => Dim::Unknown,
+                    })
+                    .collect()
+            });
+            (dtype, shape)
+        }
+        _ => (None, None),
+    };
+    Ok(ValueInfo { name, dtype, shape })
+}
+
+/// Name of an ONNX data type code for messages.
+fn data_type_name(code: i32) -> String {
+    DataType::try_from(code)
+        .map_or_else(|_| format!("code {code}"), |t| t.as_str_name().to_string())
+}
+
+/// Converts one tensor. `what` names it in messages (e.g. `initializer 'conv1.weight'`).
+fn convert_tensor(
+    t: pb::TensorProto,
+    name: String,
+    what: &str,
+    ctx: &mut Ctx<'_>,
+) -> Result<Tensor> {
+    let code = t
+        .data_type
+        .ok_or_else(|| ctx.err(format!("{what} has no data_type")))?;
+    let dtype = DType::from_onnx(code).ok_or_else(|| {
+        ctx.err(format!(
+            "{what} has unsupported data type {} (Quantscope reads float32/16, bfloat16, double and integer/bool tensors)",
+            data_type_name(code)
+        ))
+    })?;
+    let mut shape = Vec::with_capacity(t.dims.len());
+    for &d in &t.dims {
+        let Ok(d) = usize::try_from(d) else {
+            return Err(ctx.err(format!(
+                "{what} has a negative dimension in dims {}",
+                shape_text(&t.dims)
+            )));
+        };
+        shape.push(d);
+    }
+    let count = convert::element_count(&shape).ok_or_else(|| {
+        ctx.err(format!(
+            "{what}: dims {} are too large",
+            shape_text(&t.dims)
+        ))
+    })?;
+    let path = ctx.path;
+    let fail = |e: String| Error::format(path, format!("{what}: {e}"));
+
+    let data = if t.data_location == Some(DataLocation::External as i32) {
+        let raw = read_external(&t, what, dtype, &shape, ctx)?;
+        convert::from_le_bytes(dtype, &shape, &raw).map_err(fail)?
+    } else if let Some(raw) = t.raw_data.as_ref().filter(|r| !r.is_empty()) {
+        let data = convert::from_le_bytes(dtype, &shape, raw).map_err(|e| {
+            Error::format(
+                path,
+                format!(
+                    "{what}: raw_data does not match dims {}: {e}",
+                    shape_text(&t.dims)
+                ),
+            )
+        })?;
+        if let Some(release) = ctx.release {
+            release(raw);
+        }
+        data
+    } else {
+        typed_data(t, dtype, &shape, count).map_err(fail)?
+    };
+    Ok(Tensor::new(name, data, dtype))
+}
+
+/// Data held in the type-specific repeated fields.
+fn typed_data(
+    t: pb::TensorProto,
+    dtype: DType,
+    shape: &[usize],
+    count: usize,
+) -> Result<TensorData, String> {
+    let check = |field: &str, len: usize| {
+        if len == count {
+            Ok(())
+        } else {
+            Err(format!(
+                "{field} holds {len} values, but dims {} need {count}",
+                shape_text(shape)
+            ))
+        }
+    };
+    let data = match dtype {
+        DType::F32 => {
+            check("float_data", t.float_data.len())?;
+            TensorData::F32(to_array(shape, t.float_data)?)
+        }
+        DType::F64 => {
+            check("double_data", t.double_data.len())?;
+            TensorData::F32(to_array(
+                shape,
+                t.double_data.iter().map(|&v| v as f32).collect(),
+            )?)
+        }
+        DType::F16 | DType::BF16 => {
+            check("int32_data", t.int32_data.len())?;
+            // 16-bit floats are stored as their bit patterns, one per int32 entry.
+            let values = if dtype == DType::F16 {
+                t.int32_data
+                    .iter()
+                    .map(|&v| f16::from_bits(v as u16).to_f32())
+                    .collect()
+            } else {
+                t.int32_data
+                    .iter()
+                    .map(|&v| bf16::from_bits(v as u16).to_f32())
+                    .collect()
+            };
+            TensorData::F32(to_array(shape, values)?)
+        }
+        DType::I8 | DType::U8 | DType::I16 | DType::U16 => {
+            check("int32_data", t.int32_data.len())?;
+            TensorData::F32(to_array(
+                shape,
+                t.int32_data.iter().map(|&v| v as f32).collect(),
+            )?)
+        }
+        DType::I32 => {
+            check("int32_data", t.int32_data.len())?;
+            TensorData::I64(to_array(
+                shape,
+                t.int32_data.iter().map(|&v| i64::from(v)).collect(),
+            )?)
+        }
+        DType::Bool => {
+            check("int32_data", t.int32_data.len())?;
+            TensorData::I64(to_array(
+                shape,
+                t.int32_data.iter().map(|&v| i64::from(v != 0)).collect(),
+            )?)
+        }
+        DType::I64 => {
+            check("int64_data", t.int64_data.len())?;
+            TensorData::I64(to_array(shape, t.int64_data)?)
+        }
+        DType::U32 | DType::U64 => {
+            check("uint64_data", t.uint64_data.len())?;
+            TensorData::I64(to_array(
+                shape,
+                t.uint64_data
+                    .iter()
+                    .map(|&v| convert::saturate_u64(v))
+                    .collect(),
+            )?)
+        }
+    };
+    Ok(data)
+}
+
+/// Reads an externally stored tensor's bytes (`location`, `offset`, `length` keys) from a file
+/// relative to the model's directory.
+fn read_external(
+    t: &pb::TensorProto,
+    what: &str,
+    dtype: DType,
+    shape: &[usize],
+    ctx: &mut Ctx<'_>,
+) -> Result<Vec<u8>> {
+    let mut location = None;
+    let mut offset = 0u64;
+    let mut length = None;
+    for entry in &t.external_data {
+        let value = entry.value();
+        let number = |key: &str| {
+            value.parse::<u64>().map_err(|_| {
+                Error::format(
+                    ctx.path,
+                    format!("{what}: external data '{key}' is not a byte count: '{value}'"),
+                )
+            })
+        };
+        match entry.key() {
+            "location" => location = Some(value.to_string()),
+            "offset" => offset = number("offset")?,
+            "length" => length = Some(number("length")?),
+            _ => {}
+        }
+    }
+    let location = location
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| ctx.err(format!("{what} is stored externally but names no location")))?;
+    let needed = convert::byte_len(dtype, shape).map_err(|e| ctx.err(format!("{what}: {e}")))?;
+    if let Some(length) = length
+        && length != needed as u64
+    {
+        return Err(ctx.err(format!(
+            "{what}: external data length {length} does not match dims {} of {dtype} ({needed} bytes)",
+            shape_text(shape)
+        )));
+    }
+
+    if !ctx.external.contains_key(&location) {
+        let relative = Path::new(&location);
+        if relative
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Err(ctx.err(format!(
+                "{what}: external data location '{location}' is not a path inside the model's directory"
+            )));
+        }
+        let full = ctx.base_dir.join(relative);
+        let file = File::open(&full).map_err(|e| {
+            ctx.err(format!(
+                "{what}: cannot open external data file '{}': {e}",
+                full.display()
+            ))
+        })?;
+        let size = file.metadata().map_err(|e| Error::io(&full, e))?.len();
+        ctx.external.insert(location.clone(), (full, file, size));
+    }
+    let Some((full, file, size)) = ctx.external.get_mut(&location) else {
+        return Err(ctx.err(format!(
+            "{what}: external data file '{location}' went missing"
+        )));
+    };
+    let end = offset.checked_add(needed as u64);
+    if end.is_none_or(|end| end > *size) {
+        return Err(Error::format(
+            ctx.path,
+            format!(
+                "{what}: external data file '{}' is too short: needs {needed} bytes at offset {offset}, the file has {size}",
+                full.display()
+            ),
+        ));
+    }
+    let mut buf = vec![0u8; needed];
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_exact(&mut buf))
+        .map_err(|e| {
+            Error::format(
+                ctx.path,
+                format!(
+                    "{what}: reading external data file '{}' failed: {e}",
+                    full.display()
+                ),
+            )
+        })?;
+    Ok(buf)
+}
