@@ -133,13 +133,9 @@ impl eframe::App for QuantscopeApp {
 impl QuantscopeApp {
     /// The whole window's content (also what UI tests drive).
     pub fn show_ui(&mut self, ui: &mut egui::Ui) {
-        let dropped: Option<PathBuf> = ui.ctx().input(|i| {
-            i.raw
-                .dropped_files
-                .iter()
-                .next()
-                .map(|f| f.path().to_path_buf())
-        });
+        let dropped: Option<PathBuf> = ui
+            .ctx()
+            .input(|i| i.raw.dropped_files.first().map(|f| f.path().to_path_buf()));
         if let Some(path) = dropped.or_else(|| self.pending_open.take()) {
             self.open(ui.ctx(), &path);
         }
