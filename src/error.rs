@@ -54,9 +54,25 @@ pub enum Error {
 }
 
 fn unsupported_ops_message(ops: &[(String, String)], supported: &[&'static str]) -> String {
-    let listed: Vec<String> = ops
+    // Group by op type, in order of first appearance, naming at most three nodes each.
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (op, node) in ops {
+        match groups.iter_mut().find(|(o, _)| o == op) {
+            Some((_, nodes)) => nodes.push(node),
+            None => groups.push((op, vec![node])),
+        }
+    }
+    let listed: Vec<String> = groups
         .iter()
-        .map(|(op, node)| format!("{op} (node '{node}')"))
+        .map(|(op, nodes)| {
+            let shown: Vec<String> = nodes.iter().take(3).map(|n| format!("'{n}'")).collect();
+            let more = match nodes.len() {
+                0..=3 => String::new(),
+                n => format!(" and {} more", n - 3),
+            };
+            let noun = if nodes.len() == 1 { "node" } else { "nodes" };
+            format!("{op} ({noun} {}{more})", shown.join(", "))
+        })
         .collect();
     format!(
         "unsupported operator(s): {}; weights can still be viewed. Supported: {}",

@@ -37,7 +37,9 @@ fn opens_the_sample_model_and_lists_its_tensors() {
     assert_eq!(harness.state().error(), None);
     // The first conv weight is selected and its statistics shown.
     harness.get_by_label("channel range spread");
-    harness.get_by_label("conv1.weight  [16, 1, 3, 3]").click();
+    harness
+        .get_by_label("features.0.weight  [16, 1, 3, 3]")
+        .click();
     harness.run();
     harness.get_by_label("log counts").click();
     harness.run();
