@@ -67,6 +67,18 @@ pub(super) fn array_from<T>(shape: &[usize], data: Vec<T>) -> Result<ArrayD<T>, 
         .map_err(|e| OpError(format!("internal error building a {shape:?} tensor: {e}")))
 }
 
+/// Largest tensor a kernel will create (elements); guards against absurd shapes.
+pub(super) const MAX_ELEMENTS: usize = 1 << 32;
+
+/// Number of elements of `shape`, or an error when it overflows or exceeds [`MAX_ELEMENTS`].
+pub(super) fn checked_len(shape: &[usize]) -> Result<usize, OpError> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS)
+        .ok_or_else(|| OpError(format!("shape {shape:?} is too large")))
+}
+
 /// The numpy broadcast of two shapes.
 pub(super) fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Vec<usize>, OpError> {
     let rank = a.len().max(b.len());
@@ -84,6 +96,7 @@ pub(super) fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Vec<usize>, O
             )));
         };
     }
+    checked_len(&out)?;
     Ok(out)
 }
 
@@ -191,6 +204,10 @@ where
     U: Copy + Send + Default,
     F: Fn(A, B) -> U + Sync + Send,
 {
+    if full.is_empty() {
+        return Vec::new();
+    }
+    // every dimension is at least 1 here, so mid and inner are too
     let mut out = vec![U::default(); full.len()];
     let (mid, inner) = (block.mid, block.inner);
     if inner == 1 {
@@ -202,7 +219,7 @@ where
                 }
             }
         };
-        if full.len() >= PAR_MIN && mid > 0 {
+        if full.len() >= PAR_MIN {
             let rows = (CHUNK / mid).max(1) * mid;
             out.par_chunks_mut(rows)
                 .zip(full.par_chunks(rows))
@@ -1076,6 +1093,20 @@ mod tests {
         assert_eq!(ivals(&out[0]).1, vec![0, 1]);
         let out = run("And", 13, vec![], &[&c, &i(&[2], &[1, 1])]).unwrap();
         assert_eq!(ivals(&out[0]).1, vec![1, 0]);
+    }
+
+    #[test]
+    fn empty_tensors_broadcast() {
+        let a = f(&[2, 0], &[]);
+        let b = f(&[0], &[]);
+        let out = run("Add", 14, vec![], &[&a, &b]).unwrap();
+        assert_eq!(fvals(&out[0]), (vec![2, 0], vec![]));
+        let c = f(&[3, 1], &[1., 2., 3.]);
+        let d = f(&[3, 0], &[]);
+        let out = run("Mul", 14, vec![], &[&d, &c]).unwrap();
+        assert_eq!(fvals(&out[0]).0, vec![3, 0]);
+        let out = run("Relu", 14, vec![], &[&d]).unwrap();
+        assert_eq!(fvals(&out[0]).0, vec![3, 0]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use ndarray::{ArrayD, IxDyn, Slice};
 
-use super::elementwise::{array_from, broadcast_shapes};
+use super::elementwise::{array_from, broadcast_shapes, checked_len};
 use super::{OpCtx, OpError, OpResult, Registry, input, normalize_axis, optional, single};
 use crate::ir::{Attribute, DType, TensorData};
 
@@ -160,7 +160,7 @@ fn reshape_target(input: &[usize], spec: &[i64], allowzero: bool) -> Result<Vec<
             d => out.push(d as usize),
         }
     }
-    let known: usize = out.iter().product();
+    let known = checked_len(&out)?;
     if let Some(k) = infer {
         if known == 0 || !total.is_multiple_of(known) {
             return Err(OpError(format!(
@@ -283,6 +283,7 @@ fn expand(_ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let x = input(inputs, 0)?;
     let spec = dims_from(&int_values(input(inputs, 1)?, "shape")?, "shape")?;
     let target = broadcast_shapes(x.shape(), &spec)?;
+    checked_len(&target)?;
     fn go<T: Elem>(a: &ArrayD<T>, target: &[usize]) -> Result<ArrayD<T>, OpError> {
         let view = a
             .broadcast(IxDyn(target))
@@ -402,7 +403,8 @@ fn split(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
             ));
         }
         let s = dims_from(&s, "split")?;
-        if s.len() != n_out || s.iter().sum::<usize>() != dim {
+        let total = s.iter().try_fold(0usize, |t, &v| t.checked_add(v));
+        if s.len() != n_out || total != Some(dim) {
             return Err(OpError(format!(
                 "split {s:?} must have {n_out} sizes summing to {dim}"
             )));
@@ -449,28 +451,25 @@ fn split(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
 
 /// (first index, count) selected along an axis of size `dim`.
 fn slice_range(start: i64, end: i64, step: i64, dim: usize) -> (i64, usize) {
-    let d = dim as i64;
-    let start = if start < 0 {
-        start.saturating_add(d)
-    } else {
-        start
-    };
-    let end = if end < 0 { end.saturating_add(d) } else { end };
-    if step > 0 {
+    // i128 keeps every intermediate exact, whatever the (possibly INT_MAX/INT_MIN) inputs
+    let (start, end, step, d) = (start as i128, end as i128, step as i128, dim as i128);
+    let start = if start < 0 { start + d } else { start };
+    let end = if end < 0 { end + d } else { end };
+    let (s, n) = if step > 0 {
         let s = start.clamp(0, d);
         let e = end.clamp(0, d);
-        let n = if e > s { (e - s + step - 1) / step } else { 0 };
-        (s, n as usize)
+        (s, if e > s { (e - s + step - 1) / step } else { 0 })
     } else {
         let s = start.clamp(0, (d - 1).max(0));
         let e = end.clamp(-1, d - 1);
         let n = if s > e && d > 0 {
-            (s - e + (-step) - 1) / (-step)
+            (s - e - step - 1) / -step
         } else {
             0
         };
-        (s, n as usize)
-    }
+        (s, n)
+    };
+    (s as i64, n as usize)
 }
 
 fn slice(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
@@ -662,6 +661,12 @@ fn tile(_ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
             shape.len()
         )));
     }
+    let tiled: Vec<usize> = shape
+        .iter()
+        .zip(&repeats)
+        .map(|(&d, &r)| d.saturating_mul(r))
+        .collect();
+    checked_len(&tiled)?;
     let maps: Vec<Vec<Option<usize>>> = shape
         .iter()
         .zip(&repeats)
@@ -750,24 +755,31 @@ fn pad(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
         begin[a] = pads[k];
         end[a] = pads[k + axes.len()];
     }
-    let mut maps = Vec::with_capacity(rank);
+    let mut out_dims = Vec::with_capacity(rank);
     for a in 0..rank {
         let d = shape[a] as i64;
-        let out = d + begin[a] + end[a];
-        if out < 0 {
-            return Err(OpError(format!(
-                "pads {pads:?} crop axis {a} of size {d} below zero"
-            )));
-        }
+        let out = d
+            .checked_add(begin[a])
+            .and_then(|v| v.checked_add(end[a]))
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| {
+                OpError(format!(
+                    "pads {pads:?} give axis {a} of size {d} an invalid size"
+                ))
+            })?;
         if d == 0 && out > 0 && mode != "constant" {
             return Err(OpError(format!("cannot pad empty axis {a} in {mode} mode")));
         }
-        maps.push(
-            (0..out)
-                .map(|i| pad_source(i - begin[a], d, &mode))
-                .collect::<Vec<_>>(),
-        );
+        out_dims.push(out);
     }
+    checked_len(&out_dims)?;
+    let maps: Vec<Vec<Option<usize>>> = (0..rank)
+        .map(|a| {
+            (0..out_dims[a] as i64)
+                .map(|i| pad_source(i - begin[a], shape[a] as i64, &mode))
+                .collect()
+        })
+        .collect();
     single(match x {
         TensorData::F32(a) => TensorData::F32(gather_by_maps(a, &maps, value_f)?),
         TensorData::I64(a) => TensorData::I64(gather_by_maps(a, &maps, value_i)?),
@@ -856,6 +868,7 @@ fn resize_nearest(
     nearest: Nearest,
 ) -> OpResult {
     let shape = x.shape();
+    checked_len(out_shape)?;
     if shape.contains(&0) && out_shape.iter().any(|&d| d > 0) {
         return Err(OpError(format!("cannot resize the empty shape {shape:?}")));
     }
@@ -1067,6 +1080,7 @@ fn constant(ctx: &OpCtx<'_>, _inputs: &[Option<&TensorData>]) -> OpResult {
 
 fn constant_of_shape(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let dims = dims_from(&int_values(input(inputs, 0)?, "shape")?, "shape")?;
+    checked_len(&dims)?;
     let value = ctx.node.attr_tensor("value")?;
     let value = match value {
         None => TensorData::F32(array_from(&[], vec![0.0])?),
@@ -1933,6 +1947,24 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn absurd_sizes_are_errors() {
+        let huge = i(&[3], &[1 << 30, 1 << 30, 1 << 30]);
+        assert!(run("ConstantOfShape", 13, vec![], &[&huge]).is_err());
+        let x = f(&[1], &[1.]);
+        assert!(run("Expand", 13, vec![], &[&x, &huge]).is_err());
+        assert!(run("Tile", 13, vec![], &[&x, &i(&[1], &[i64::MAX])]).is_err());
+        assert!(run("Pad", 13, vec![], &[&x, &i(&[2], &[i64::MAX, i64::MAX])]).is_err());
+        let s = i(&[3], &[i64::MAX, i64::MAX, 0]);
+        assert!(run("Reshape", 14, vec![], &[&x, &s]).is_err());
+        // extreme slice parameters stay exact
+        let y = seq(&[4]);
+        let out = slice10(&y, &[i64::MAX], &[i64::MIN], None, Some(&[i64::MIN])).unwrap();
+        assert_eq!(fvals(&out), (vec![1], vec![3.]));
+        let out = slice10(&y, &[i64::MIN], &[i64::MAX], None, Some(&[i64::MAX])).unwrap();
+        assert_eq!(fvals(&out), (vec![1], vec![0.]));
     }
 
     fn cast_to(x: &TensorData, code: i64) -> TensorData {
