@@ -1,5 +1,760 @@
-//! (kernels of this family are being written)
+//! Convolutions: Conv and ConvTranspose (1 to 3 spatial dims), plus the sliding-window geometry
+//! shared with pooling.
+//!
+//! Conv runs as im2col + sgemm per (image, group); 1×1 stride-1 unpadded convolutions use the
+//! input directly as the GEMM operand, and depthwise convolutions run as a direct loop.
+//! ConvTranspose runs as sgemm (Wᵀ·X) + col2im.
 
-use super::Registry;
+use std::cell::Cell;
 
-pub fn register(_registry: &mut Registry) {}
+use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
+
+use super::linear::{Mat, gemm_is_threaded, sgemm};
+use super::{OpCtx, OpError, OpResult, Registry, input_f32, optional, single};
+use crate::ir::{Node, TensorData};
+
+pub fn register(registry: &mut Registry) {
+    registry.add("Conv", conv_op);
+    registry.add("ConvTranspose", conv_transpose_op);
+}
+
+// ---- window geometry (shared with pool.rs) ---------------------------------------------------
+
+/// Geometry of a sliding window along one spatial axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Axis {
+    pub input: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub dilation: usize,
+    /// Padding before the first element (may be negative for ConvTranspose with an explicit
+    /// output shape larger than the natural one).
+    pub pad_begin: isize,
+    pub pad_end: isize,
+    pub output: usize,
+}
+
+impl Axis {
+    /// A size-1 axis that changes nothing (used to embed 1-D and 2-D cases in 3-D loops).
+    pub const TRIVIAL: Axis = Axis {
+        input: 1,
+        kernel: 1,
+        stride: 1,
+        dilation: 1,
+        pad_begin: 0,
+        pad_end: 0,
+        output: 1,
+    };
+
+    /// Extent of the dilated kernel.
+    pub fn span(&self) -> usize {
+        self.dilation * (self.kernel - 1) + 1
+    }
+
+    /// Offset of kernel tap `k` relative to `output index · stride`.
+    pub fn tap_offset(&self, k: usize) -> isize {
+        (k * self.dilation) as isize - self.pad_begin
+    }
+}
+
+/// The indices `j` in `0..count` with `0 ≤ j·stride + off < limit`, as a half-open range
+/// (empty ranges come back as `(x, x)`).
+pub(super) fn valid_range(off: isize, stride: usize, limit: usize, count: usize) -> (usize, usize) {
+    let s = stride as isize;
+    let lo = if off >= 0 {
+        0
+    } else {
+        ((-off + s - 1) / s) as usize
+    };
+    let last = limit as isize - 1 - off;
+    let hi = if last < 0 {
+        0
+    } else {
+        ((last / s) as usize + 1).min(count)
+    };
+    (lo.min(hi), hi)
+}
+
+/// Pads `axes` (1 to 3 of them) to exactly 3 by prepending trivial axes.
+pub(super) fn to3(axes: &[Axis]) -> [Axis; 3] {
+    let mut out = [Axis::TRIVIAL; 3];
+    out[3 - axes.len()..].copy_from_slice(axes);
+    out
+}
+
+/// The `auto_pad` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AutoPad {
+    NotSet,
+    SameUpper,
+    SameLower,
+    Valid,
+}
+
+pub(super) fn auto_pad(node: &Node) -> Result<AutoPad, OpError> {
+    Ok(match node.attr_string("auto_pad", "NOTSET")?.as_str() {
+        "NOTSET" | "" => AutoPad::NotSet,
+        "SAME_UPPER" => AutoPad::SameUpper,
+        "SAME_LOWER" => AutoPad::SameLower,
+        "VALID" => AutoPad::Valid,
+        other => {
+            return Err(OpError(format!(
+                "auto_pad '{other}' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID"
+            )));
+        }
+    })
+}
+
+/// Integer-list attribute `name` of exactly `len` values, each ≥ `min`; `default` everywhere
+/// when absent.
+pub(super) fn usize_list(
+    node: &Node,
+    name: &str,
+    len: usize,
+    min: i64,
+    default: usize,
+) -> Result<Vec<usize>, OpError> {
+    match node.attr_ints(name)? {
+        None => Ok(vec![default; len]),
+        Some(v) => {
+            if v.len() != len {
+                return Err(OpError(format!(
+                    "attribute '{name}' has {} values, expected {len}",
+                    v.len()
+                )));
+            }
+            if let Some(bad) = v.iter().find(|&&x| x < min) {
+                return Err(OpError(format!(
+                    "attribute '{name}' has value {bad}; values must be ≥ {min}"
+                )));
+            }
+            Ok(v.into_iter().map(|x| x as usize).collect())
+        }
+    }
+}
+
+/// The `kernel_shape` attribute checked against `kernel` (the weight's spatial dims), or the
+/// attribute itself when `kernel` is None (pooling).
+pub(super) fn kernel_shape(
+    node: &Node,
+    spatial: usize,
+    kernel: Option<&[usize]>,
+) -> Result<Vec<usize>, OpError> {
+    let attr = node.attr_ints("kernel_shape")?;
+    let ks: Vec<usize> = match (attr, kernel) {
+        (Some(a), w) => {
+            if a.len() != spatial {
+                return Err(OpError(format!(
+                    "kernel_shape {a:?} has {} values but the input has {spatial} spatial dims",
+                    a.len()
+                )));
+            }
+            if a.iter().any(|&k| k < 1) {
+                return Err(OpError(format!("kernel_shape {a:?} must be positive")));
+            }
+            let a: Vec<usize> = a.iter().map(|&k| k as usize).collect();
+            if let Some(w) = w
+                && w != a.as_slice()
+            {
+                return Err(OpError(format!(
+                    "kernel_shape {a:?} does not match the weight's spatial shape {w:?}"
+                )));
+            }
+            a
+        }
+        (None, Some(w)) => w.to_vec(),
+        (None, None) => return Err(OpError("attribute 'kernel_shape' is required".into())),
+    };
+    if ks.contains(&0) {
+        return Err(OpError(format!("kernel shape {ks:?} has a zero dimension")));
+    }
+    Ok(ks)
+}
+
+/// Reads `strides`, `dilations`, `pads` and `auto_pad` of `node` and computes the window
+/// geometry of each spatial axis (ONNX output-size rules; `ceil_mode` for pooling).
+pub(super) fn window_axes(
+    node: &Node,
+    input: &[usize],
+    kernel: &[usize],
+    ceil_mode: bool,
+) -> Result<Vec<Axis>, OpError> {
+    let sp = input.len();
+    let strides = usize_list(node, "strides", sp, 1, 1)?;
+    let dilations = usize_list(node, "dilations", sp, 1, 1)?;
+    let mode = auto_pad(node)?;
+    let pads = if mode == AutoPad::NotSet {
+        usize_list(node, "pads", 2 * sp, 0, 0)?
+    } else {
+        vec![0; 2 * sp]
+    };
+    let mut axes = Vec::with_capacity(sp);
+    for i in 0..sp {
+        let mut a = Axis {
+            input: input[i],
+            kernel: kernel[i],
+            stride: strides[i],
+            dilation: dilations[i],
+            pad_begin: pads[i] as isize,
+            pad_end: pads[i + sp] as isize,
+            output: 0,
+        };
+        let span = a.span();
+        match mode {
+            AutoPad::SameUpper | AutoPad::SameLower => {
+                a.output = a.input.div_ceil(a.stride);
+                let total = ((a.output.max(1) - 1) * a.stride + span).saturating_sub(a.input);
+                let small = total / 2;
+                let (b, e) = if mode == AutoPad::SameUpper {
+                    (small, total - small)
+                } else {
+                    (total - small, small)
+                };
+                a.pad_begin = b as isize;
+                a.pad_end = e as isize;
+            }
+            AutoPad::NotSet | AutoPad::Valid => {
+                let padded = a.input + pads[i] + pads[i + sp];
+                if padded < span {
+                    return Err(OpError(format!(
+                        "kernel extent {span} (kernel {}, dilation {}) is larger than the padded \
+                         input {padded} along spatial axis {i}",
+                        a.kernel, a.dilation
+                    )));
+                }
+                let room = padded - span;
+                a.output = if ceil_mode && mode == AutoPad::NotSet {
+                    let mut o = room.div_ceil(a.stride) + 1;
+                    // A last window starting in the end padding is dropped.
+                    if (o - 1) * a.stride >= a.input + pads[i] {
+                        o -= 1;
+                    }
+                    o
+                } else {
+                    room / a.stride + 1
+                };
+            }
+        }
+        axes.push(a);
+    }
+    Ok(axes)
+}
+
+/// Optional float input `i`.
+fn optional_f32<'a>(
+    inputs: &[Option<&'a TensorData>],
+    i: usize,
+) -> Result<Option<&'a ArrayD<f32>>, OpError> {
+    match optional(inputs, i) {
+        None => Ok(None),
+        Some(t) => t.as_f32().map(Some).ok_or_else(|| {
+            OpError(format!(
+                "input {i} must be a float tensor, got {}",
+                t.kind_name()
+            ))
+        }),
+    }
+}
+
+/// Checks the bias (if any) has shape [m] and returns it contiguous.
+fn bias_vec(bias: Option<&ArrayD<f32>>, m: usize) -> Result<Option<Vec<f32>>, OpError> {
+    match bias {
+        None => Ok(None),
+        Some(b) => {
+            if b.shape() != [m] {
+                return Err(OpError(format!(
+                    "bias has shape {:?}, expected [{m}] (one per output channel)",
+                    b.shape()
+                )));
+            }
+            Ok(Some(b.iter().copied().collect()))
+        }
+    }
+}
+
+/// A per-thread scratch buffer reused across calls (avoids page-faulting a fresh im2col
+/// buffer for every convolution).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    thread_local! {
+        static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    }
+    let mut buf = SCRATCH.take();
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let r = f(&mut buf[..len]);
+    SCRATCH.set(buf);
+    r
+}
+
+/// Output buffer of `planes` planes of `plane` elements for `m` channels, each plane filled
+/// with its channel's bias (or zero).
+fn init_output(planes: usize, plane: usize, m: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    match bias {
+        None => vec![0.0; planes * plane],
+        Some(b) => {
+            let mut out = vec![0.0; planes * plane];
+            if plane > 0 {
+                out.par_chunks_mut(plane)
+                    .with_min_len(64)
+                    .enumerate()
+                    .for_each(|(p, chunk)| chunk.fill(b[p % m]));
+            }
+            out
+        }
+    }
+}
+
+// ---- Conv ------------------------------------------------------------------------------------
+
+fn conv_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
+    let node = ctx.node;
+    let x = input_f32(inputs, 0)?;
+    let w = input_f32(inputs, 1)?;
+    let bias = optional_f32(inputs, 2)?;
+    if x.ndim() < 3 {
+        return Err(OpError(format!(
+            "Conv input must be [N, C, spatial...], got shape {:?}",
+            x.shape()
+        )));
+    }
+    if w.ndim() != x.ndim() {
+        return Err(OpError(format!(
+            "Conv weight must have the input's rank {}, got shape {:?}",
+            x.ndim(),
+            w.shape()
+        )));
+    }
+    let sp = x.ndim() - 2;
+    if sp > 3 {
+        return Err(OpError(format!(
+            "Conv supports 1 to 3 spatial dims, the input has {sp}"
+        )));
+    }
+    let group = node.attr_int("group", 1)?;
+    if group < 1 {
+        return Err(OpError(format!("group must be ≥ 1, got {group}")));
+    }
+    let group = group as usize;
+    let (n, c) = (x.shape()[0], x.shape()[1]);
+    let (m, cg) = (w.shape()[0], w.shape()[1]);
+    if cg * group != c {
+        return Err(OpError(format!(
+            "input channels {c} do not match weight's {cg} × group {group}"
+        )));
+    }
+    if m % group != 0 {
+        return Err(OpError(format!(
+            "output channels {m} are not divisible by group {group}"
+        )));
+    }
+    let kernel = kernel_shape(node, sp, Some(&w.shape()[2..]))?;
+    let bias = bias_vec(bias, m)?;
+    let axes = window_axes(node, &x.shape()[2..], &kernel, false)?;
+    let a3 = to3(&axes);
+
+    let x = x.as_standard_layout();
+    let w = w.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let ws = w.as_slice().expect("standard layout");
+    let out = conv_forward(xs, n, c, ws, m, group, bias.as_deref(), &a3);
+
+    let mut shape = vec![n, m];
+    shape.extend(axes.iter().map(|a| a.output));
+    single(ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| OpError(e.to_string()))?)
+}
+
+/// Convolution of `x` [n, c, D, H, W] with `w` [m, c/group, kD, kH, kW] (all contiguous);
+/// returns [n, m, oD, oH, oW].
+fn conv_forward(
+    x: &[f32],
+    n: usize,
+    c: usize,
+    w: &[f32],
+    m: usize,
+    group: usize,
+    bias: Option<&[f32]>,
+    a: &[Axis; 3],
+) -> Vec<f32> {
+    let in_sz = a[0].input * a[1].input * a[2].input;
+    let out_sz = a[0].output * a[1].output * a[2].output;
+    let kk = a[0].kernel * a[1].kernel * a[2].kernel;
+    let cg = c / group;
+    let mg = m / group;
+    let kc = cg * kk;
+    let mut out = init_output(n * m, out_sz, m, bias);
+    if out.is_empty() {
+        return out;
+    }
+    let beta = if bias.is_some() { 1.0 } else { 0.0 };
+
+    if cg == 1 && group > 1 {
+        // Depthwise: a direct loop per output plane.
+        out.par_chunks_mut(out_sz)
+            .enumerate()
+            .for_each(|(p, plane)| {
+                let (ni, mi) = (p / m, p % m);
+                let ci = mi / mg;
+                let xp = &x[(ni * c + ci) * in_sz..(ni * c + ci + 1) * in_sz];
+                direct_plane(xp, &w[mi * kk..(mi + 1) * kk], plane, a);
+            });
+        return out;
+    }
+
+    let pointwise = kk == 1
+        && a.iter()
+            .all(|ax| ax.stride == 1 && ax.pad_begin == 0 && ax.pad_end == 0);
+    let units = n * group;
+    let unit = |u: usize, chunk: &mut [f32], col: &mut [f32], par_im2col: bool| {
+        let (ni, g) = (u / group, u % group);
+        let xoff = (ni * c + g * cg) * in_sz;
+        let wm = Mat::rows(w, g * mg * kc, kc);
+        if pointwise {
+            let b = Mat::rows(x, xoff, in_sz);
+            sgemm(mg, kc, out_sz, 1.0, wm, b, beta, chunk, out_sz);
+        } else {
+            im2col(&x[xoff..xoff + cg * in_sz], a, col, par_im2col);
+            let b = Mat::rows(col, 0, out_sz);
+            sgemm(mg, kc, out_sz, 1.0, wm, b, beta, chunk, out_sz);
+        }
+    };
+    let col_len = if pointwise { 0 } else { kc * out_sz };
+    if units > 1 && !gemm_is_threaded(mg, kc, out_sz) {
+        // Many small products: one (image, group) per task.
+        out.par_chunks_mut(mg * out_sz)
+            .enumerate()
+            .for_each(|(u, chunk)| with_scratch(col_len, |col| unit(u, chunk, col, false)));
+    } else {
+        // Few large products: matrixmultiply threads each one; im2col runs in parallel.
+        with_scratch(col_len, |col| {
+            for (u, chunk) in out.chunks_mut(mg * out_sz).enumerate() {
+                unit(u, chunk, col, true);
+            }
+        });
+    }
+    out
+}
+
+/// Direct convolution of one input plane `xp` [D, H, W] with one kernel `wk` [kD, kH, kW],
+/// accumulated into `out` [oD, oH, oW].
+fn direct_plane(xp: &[f32], wk: &[f32], out: &mut [f32], a: &[Axis; 3]) {
+    let [ad, ah, aw] = a;
+    let (h_in, w_in) = (ah.input, aw.input);
+    let (oh_n, ow_n) = (ah.output, aw.output);
+    let sw = aw.stride;
+    for kd in 0..ad.kernel {
+        let offd = ad.tap_offset(kd);
+        let (dlo, dhi) = valid_range(offd, ad.stride, ad.input, ad.output);
+        for kh in 0..ah.kernel {
+            let offh = ah.tap_offset(kh);
+            let (hlo, hhi) = valid_range(offh, ah.stride, h_in, oh_n);
+            for kw in 0..aw.kernel {
+                let wv = wk[(kd * ah.kernel + kh) * aw.kernel + kw];
+                let offw = aw.tap_offset(kw);
+                let (wlo, whi) = valid_range(offw, sw, w_in, ow_n);
+                if wlo >= whi {
+                    continue;
+                }
+                let iw0 = (wlo as isize * sw as isize + offw) as usize;
+                for od in dlo..dhi {
+                    let id = (od as isize * ad.stride as isize + offd) as usize;
+                    for oh in hlo..hhi {
+                        let ih = (oh as isize * ah.stride as isize + offh) as usize;
+                        let irow = &xp[(id * h_in + ih) * w_in..(id * h_in + ih + 1) * w_in];
+                        let orow =
+                            &mut out[(od * oh_n + oh) * ow_n + wlo..(od * oh_n + oh) * ow_n + whi];
+                        if sw == 1 {
+                            for (o, &i) in orow.iter_mut().zip(&irow[iw0..]) {
+                                *o += wv * i;
+                            }
+                        } else {
+                            for (o, &i) in orow.iter_mut().zip(irow[iw0..].iter().step_by(sw)) {
+                                *o += wv * i;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// im2col of `x` [cg, D, H, W] into `col` [cg·kD·kH·kW, oD·oH·oW].
+fn im2col(x: &[f32], a: &[Axis; 3], col: &mut [f32], parallel: bool) {
+    let [ad, ah, aw] = a;
+    let in_sz = ad.input * ah.input * aw.input;
+    let (h_in, w_in) = (ah.input, aw.input);
+    let (oh_n, ow_n) = (ah.output, aw.output);
+    let out_sz = ad.output * oh_n * ow_n;
+    let (kh_n, kw_n) = (ah.kernel, aw.kernel);
+    let kk = ad.kernel * kh_n * kw_n;
+    let sw = aw.stride;
+    let fill = |r: usize, row: &mut [f32]| {
+        let ci = r / kk;
+        let rem = r % kk;
+        let (kd, kh, kw) = (rem / (kh_n * kw_n), (rem / kw_n) % kh_n, rem % kw_n);
+        let plane = &x[ci * in_sz..(ci + 1) * in_sz];
+        let offd = ad.tap_offset(kd);
+        let offh = ah.tap_offset(kh);
+        let offw = aw.tap_offset(kw);
+        let (dlo, dhi) = valid_range(offd, ad.stride, ad.input, ad.output);
+        let (hlo, hhi) = valid_range(offh, ah.stride, h_in, oh_n);
+        let (wlo, whi) = valid_range(offw, sw, w_in, ow_n);
+        let iw0 = wlo as isize * sw as isize + offw;
+        for (od, drow) in row.chunks_mut(oh_n * ow_n).enumerate() {
+            if od < dlo || od >= dhi || wlo >= whi {
+                drow.fill(0.0);
+                continue;
+            }
+            let id = (od as isize * ad.stride as isize + offd) as usize;
+            for (oh, orow) in drow.chunks_mut(ow_n).enumerate() {
+                if oh < hlo || oh >= hhi {
+                    orow.fill(0.0);
+                    continue;
+                }
+                let ih = (oh as isize * ah.stride as isize + offh) as usize;
+                let irow = &plane[(id * h_in + ih) * w_in..(id * h_in + ih + 1) * w_in];
+                let iw0 = iw0 as usize;
+                orow[..wlo].fill(0.0);
+                orow[whi..].fill(0.0);
+                let dst = &mut orow[wlo..whi];
+                if sw == 1 {
+                    dst.copy_from_slice(&irow[iw0..iw0 + dst.len()]);
+                } else {
+                    for (o, &i) in dst.iter_mut().zip(irow[iw0..].iter().step_by(sw)) {
+                        *o = i;
+                    }
+                }
+            }
+        }
+    };
+    if out_sz == 0 {
+        return;
+    }
+    if parallel {
+        let min_rows = (1usize << 14).div_ceil(out_sz).max(1);
+        col.par_chunks_mut(out_sz)
+            .with_min_len(min_rows)
+            .enumerate()
+            .for_each(|(r, row)| fill(r, row));
+    } else {
+        for (r, row) in col.chunks_mut(out_sz).enumerate() {
+            fill(r, row);
+        }
+    }
+}
+
+// ---- ConvTranspose ---------------------------------------------------------------------------
+
+fn conv_transpose_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
+    let node = ctx.node;
+    let x = input_f32(inputs, 0)?;
+    let w = input_f32(inputs, 1)?;
+    let bias = optional_f32(inputs, 2)?;
+    if x.ndim() < 3 {
+        return Err(OpError(format!(
+            "ConvTranspose input must be [N, C, spatial...], got shape {:?}",
+            x.shape()
+        )));
+    }
+    if w.ndim() != x.ndim() {
+        return Err(OpError(format!(
+            "ConvTranspose weight must have the input's rank {}, got shape {:?}",
+            x.ndim(),
+            w.shape()
+        )));
+    }
+    let sp = x.ndim() - 2;
+    if sp > 3 {
+        return Err(OpError(format!(
+            "ConvTranspose supports 1 to 3 spatial dims, the input has {sp}"
+        )));
+    }
+    let group = node.attr_int("group", 1)?;
+    if group < 1 {
+        return Err(OpError(format!("group must be ≥ 1, got {group}")));
+    }
+    let group = group as usize;
+    let (n, c) = (x.shape()[0], x.shape()[1]);
+    if w.shape()[0] != c {
+        return Err(OpError(format!(
+            "input channels {c} do not match the weight's first dim {} (weight is [C, M/group, k...])",
+            w.shape()[0]
+        )));
+    }
+    if c % group != 0 {
+        return Err(OpError(format!(
+            "input channels {c} are not divisible by group {group}"
+        )));
+    }
+    let mg = w.shape()[1];
+    let m = mg * group;
+    let kernel = kernel_shape(node, sp, Some(&w.shape()[2..]))?;
+    let bias = bias_vec(bias, m)?;
+    let strides = usize_list(node, "strides", sp, 1, 1)?;
+    let dilations = usize_list(node, "dilations", sp, 1, 1)?;
+    let out_pad = usize_list(node, "output_padding", sp, 0, 0)?;
+    let mode = auto_pad(node)?;
+    let pads = if mode == AutoPad::NotSet {
+        usize_list(node, "pads", 2 * sp, 0, 0)?
+    } else {
+        vec![0; 2 * sp]
+    };
+    let out_shape: Option<Vec<i64>> = match node.attr_ints("output_shape")? {
+        None => None,
+        Some(v) if v.len() == sp => Some(v),
+        Some(v) if v.len() == sp + 2 => Some(v[2..].to_vec()),
+        Some(v) => {
+            return Err(OpError(format!(
+                "output_shape {v:?} should have {sp} values (one per spatial dim)"
+            )));
+        }
+    };
+    let mut axes = Vec::with_capacity(sp);
+    for i in 0..sp {
+        let mut a = Axis {
+            input: x.shape()[2 + i],
+            kernel: kernel[i],
+            stride: strides[i],
+            dilation: dilations[i],
+            pad_begin: pads[i] as isize,
+            pad_end: pads[i + sp] as isize,
+            output: 0,
+        };
+        // Length of the un-cropped result.
+        let full = (a.stride * a.input.saturating_sub(1) + out_pad[i] + a.span()) as isize;
+        let (out, total) = if let Some(os) = &out_shape {
+            if os[i] < 1 {
+                return Err(OpError(format!("output_shape {os:?} must be positive")));
+            }
+            (os[i] as isize, full - os[i] as isize)
+        } else {
+            match mode {
+                AutoPad::SameUpper | AutoPad::SameLower => {
+                    let out = (a.input * a.stride) as isize;
+                    (out, (full - out).max(0))
+                }
+                AutoPad::Valid => (full, 0),
+                AutoPad::NotSet => (full - a.pad_begin - a.pad_end, a.pad_begin + a.pad_end),
+            }
+        };
+        if out_shape.is_some() || matches!(mode, AutoPad::SameUpper | AutoPad::SameLower) {
+            let small = total.div_euclid(2);
+            a.pad_begin = if mode == AutoPad::SameUpper {
+                small
+            } else {
+                total - small
+            };
+            a.pad_end = total - a.pad_begin;
+        } else if mode == AutoPad::Valid {
+            a.pad_begin = 0;
+            a.pad_end = 0;
+        }
+        if out < 1 {
+            return Err(OpError(format!(
+                "ConvTranspose output size along spatial axis {i} would be {out} (input {}, \
+                 stride {}, kernel {}, pads {}+{})",
+                a.input, a.stride, a.kernel, a.pad_begin, a.pad_end
+            )));
+        }
+        a.output = out as usize;
+        axes.push(a);
+    }
+    let a3 = to3(&axes);
+    let x = x.as_standard_layout();
+    let w = w.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let ws = w.as_slice().expect("standard layout");
+    let out = conv_transpose_forward(xs, n, c, ws, mg, group, bias.as_deref(), &a3);
+    let mut shape = vec![n, m];
+    shape.extend(axes.iter().map(|a| a.output));
+    single(ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| OpError(e.to_string()))?)
+}
+
+/// Transposed convolution of `x` [n, c, D, H, W] with `w` [c, mg, kD, kH, kW]; returns
+/// [n, mg·group, oD, oH, oW].
+#[allow(clippy::too_many_arguments)]
+fn conv_transpose_forward(
+    x: &[f32],
+    n: usize,
+    c: usize,
+    w: &[f32],
+    mg: usize,
+    group: usize,
+    bias: Option<&[f32]>,
+    a: &[Axis; 3],
+) -> Vec<f32> {
+    let m = mg * group;
+    let in_sz = a[0].input * a[1].input * a[2].input;
+    let out_sz = a[0].output * a[1].output * a[2].output;
+    let kk = a[0].kernel * a[1].kernel * a[2].kernel;
+    let cg = c / group;
+    let rows = mg * kk;
+    let mut out = init_output(n * m, out_sz, m, bias);
+    if out.is_empty() || in_sz == 0 {
+        return out;
+    }
+    with_scratch(rows * in_sz, |col| {
+        for (u, chunk) in out.chunks_mut(mg * out_sz).enumerate() {
+            let (ni, g) = (u / group, u % group);
+            // col [mg·kk, in] = W_gᵀ [mg·kk, cg] · X_g [cg, in]
+            let wm = Mat::rows(w, g * cg * rows, rows).t();
+            let xm = Mat::rows(x, (ni * c + g * cg) * in_sz, in_sz);
+            sgemm(rows, cg, in_sz, 1.0, wm, xm, 0.0, col, in_sz);
+            let col = &*col;
+            chunk
+                .par_chunks_mut(out_sz)
+                .enumerate()
+                .for_each(|(mo, plane)| {
+                    col2im_plane(&col[mo * kk * in_sz..(mo + 1) * kk * in_sz], a, plane)
+                });
+        }
+    });
+    out
+}
+
+/// Scatter-adds the rows `col` [kD·kH·kW, D·H·W] of one output channel into `out` [oD, oH, oW].
+fn col2im_plane(col: &[f32], a: &[Axis; 3], out: &mut [f32]) {
+    let [ad, ah, aw] = a;
+    let (h_in, w_in) = (ah.input, aw.input);
+    let in_sz = ad.input * h_in * w_in;
+    let (oh_n, ow_n) = (ah.output, aw.output);
+    let sw = aw.stride;
+    for kd in 0..ad.kernel {
+        let offd = ad.tap_offset(kd);
+        let (dlo, dhi) = valid_range(offd, ad.stride, ad.output, ad.input);
+        for kh in 0..ah.kernel {
+            let offh = ah.tap_offset(kh);
+            let (hlo, hhi) = valid_range(offh, ah.stride, oh_n, h_in);
+            for kw in 0..aw.kernel {
+                let offw = aw.tap_offset(kw);
+                let (wlo, whi) = valid_range(offw, sw, ow_n, w_in);
+                if wlo >= whi {
+                    continue;
+                }
+                let r = (kd * ah.kernel + kh) * aw.kernel + kw;
+                let row = &col[r * in_sz..(r + 1) * in_sz];
+                let ow0 = (wlo as isize * sw as isize + offw) as usize;
+                for id in dlo..dhi {
+                    let od = (id as isize * ad.stride as isize + offd) as usize;
+                    for ih in hlo..hhi {
+                        let oh = (ih as isize * ah.stride as isize + offh) as usize;
+                        let src =
+                            &row[(id * h_in + ih) * w_in + wlo..(id * h_in + ih) * w_in + whi];
+                        let orow = &mut out[(od * oh_n + oh) * ow_n..(od * oh_n + oh + 1) * ow_n];
+                        if sw == 1 {
+                            for (o, &v) in orow[ow0..].iter_mut().zip(src) {
+                                *o += v;
+                            }
+                        } else {
+                            for (o, &v) in orow[ow0..].iter_mut().step_by(sw).zip(src) {
+                                *o += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
