@@ -369,7 +369,12 @@ pub(super) mod testutil {
         Attribute::Ints(v.to_vec())
     }
 
-    pub fn node(op: &str, n_inputs: usize, n_outputs: usize, attrs: Vec<(&str, Attribute)>) -> Node {
+    pub fn node(
+        op: &str,
+        n_inputs: usize,
+        n_outputs: usize,
+        attrs: Vec<(&str, Attribute)>,
+    ) -> Node {
         Node {
             name: format!("{op}_test"),
             op_type: op.to_string(),
@@ -461,11 +466,23 @@ mod tests {
         let a = arr2(&[[1.0f32, 2.0], [3.0, 4.0]]).into_dyn();
         let b = arr2(&[[5.0f32, 6.0], [7.0, 8.0]]).into_dyn();
         let c = ArrayD::from_shape_vec(IxDyn(&[2]), vec![1.0f32, -1.0]).unwrap();
-        let y = run1(&gemm_node(false, false, 1.0, 1.0, true), &[Some(&a), Some(&b), Some(&c)]);
-        assert_eq!(y.iter().copied().collect::<Vec<_>>(), vec![20.0, 21.0, 44.0, 49.0]);
-        let y = run1(&gemm_node(true, true, 2.0, 0.5, true), &[Some(&a), Some(&b), Some(&c)]);
+        let y = run1(
+            &gemm_node(false, false, 1.0, 1.0, true),
+            &[Some(&a), Some(&b), Some(&c)],
+        );
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            vec![20.0, 21.0, 44.0, 49.0]
+        );
+        let y = run1(
+            &gemm_node(true, true, 2.0, 0.5, true),
+            &[Some(&a), Some(&b), Some(&c)],
+        );
         // Aᵀ·Bᵀ = [[23, 31], [34, 46]]
-        assert_eq!(y.iter().copied().collect::<Vec<_>>(), vec![46.5, 61.5, 68.5, 91.5]);
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            vec![46.5, 61.5, 68.5, 91.5]
+        );
     }
 
     #[test]
@@ -478,8 +495,16 @@ mod tests {
             let beta = 0.5 + rng.f32();
             let a_log = rng.array(&[m, k]);
             let b_log = rng.array(&[k, n]);
-            let a = if ta { a_log.t().to_owned() } else { a_log.clone() };
-            let b = if tb { b_log.t().to_owned() } else { b_log.clone() };
+            let a = if ta {
+                a_log.t().to_owned()
+            } else {
+                a_log.clone()
+            };
+            let b = if tb {
+                b_log.t().to_owned()
+            } else {
+                b_log.clone()
+            };
             let prod = naive(
                 a_log.as_slice().unwrap(),
                 b_log.as_standard_layout().as_slice().unwrap(),
@@ -487,8 +512,15 @@ mod tests {
                 k,
                 n,
             );
-            let c_shapes: Vec<Vec<usize>> =
-                vec![vec![], vec![n], vec![1, n], vec![m, 1], vec![m, n], vec![1, 1], vec![1]];
+            let c_shapes: Vec<Vec<usize>> = vec![
+                vec![],
+                vec![n],
+                vec![1, n],
+                vec![m, 1],
+                vec![m, n],
+                vec![1, 1],
+                vec![1],
+            ];
             for cs in c_shapes {
                 let c = rng.array(&cs);
                 let cb = c.broadcast(IxDyn(&[m, n])).unwrap();
@@ -505,12 +537,13 @@ mod tests {
                 assert_close(&y, &want, 1e-5, &format!("gemm C{cs:?} ta={ta} tb={tb}"));
             }
             // Without C.
-            let want = ArrayD::from_shape_vec(
-                IxDyn(&[m, n]),
-                prod.iter().map(|p| alpha * p).collect(),
-            )
-            .unwrap();
-            let y = run1(&gemm_node(ta, tb, alpha, beta, false), &[Some(&a), Some(&b)]);
+            let want =
+                ArrayD::from_shape_vec(IxDyn(&[m, n]), prod.iter().map(|p| alpha * p).collect())
+                    .unwrap();
+            let y = run1(
+                &gemm_node(ta, tb, alpha, beta, false),
+                &[Some(&a), Some(&b)],
+            );
             assert_close(&y, &want, 1e-5, "gemm no C");
         }
     }
@@ -519,14 +552,23 @@ mod tests {
     fn gemm_errors() {
         let a = ArrayD::<f32>::zeros(IxDyn(&[2, 3]));
         let b = ArrayD::<f32>::zeros(IxDyn(&[4, 5]));
-        let msg = err(&gemm_node(false, false, 1.0, 1.0, false), &[Some(&a), Some(&b)]);
+        let msg = err(
+            &gemm_node(false, false, 1.0, 1.0, false),
+            &[Some(&a), Some(&b)],
+        );
         assert!(msg.contains("inner dimensions"), "{msg}");
         let b = ArrayD::<f32>::zeros(IxDyn(&[3, 5]));
         let c = ArrayD::<f32>::zeros(IxDyn(&[3]));
-        let msg = err(&gemm_node(false, false, 1.0, 1.0, true), &[Some(&a), Some(&b), Some(&c)]);
+        let msg = err(
+            &gemm_node(false, false, 1.0, 1.0, true),
+            &[Some(&a), Some(&b), Some(&c)],
+        );
         assert!(msg.contains("cannot be broadcast"), "{msg}");
         let v = ArrayD::<f32>::zeros(IxDyn(&[3]));
-        let msg = err(&gemm_node(false, false, 1.0, 1.0, false), &[Some(&v), Some(&b)]);
+        let msg = err(
+            &gemm_node(false, false, 1.0, 1.0, false),
+            &[Some(&v), Some(&b)],
+        );
         assert!(msg.contains("2-D"), "{msg}");
     }
 
@@ -557,8 +599,12 @@ mod tests {
         out_shape.extend([m, n]);
         let mut out = ArrayD::<f32>::zeros(IxDyn(&out_shape));
         for (idx, v) in out.indexed_iter_mut() {
-            let mut ia: Vec<usize> = (0..rank - 2).map(|i| if pa[i] == 1 { 0 } else { idx[i] }).collect();
-            let mut ib: Vec<usize> = (0..rank - 2).map(|i| if pb[i] == 1 { 0 } else { idx[i] }).collect();
+            let mut ia: Vec<usize> = (0..rank - 2)
+                .map(|i| if pa[i] == 1 { 0 } else { idx[i] })
+                .collect();
+            let mut ib: Vec<usize> = (0..rank - 2)
+                .map(|i| if pb[i] == 1 { 0 } else { idx[i] })
+                .collect();
             let (i, j) = (idx[rank - 2], idx[rank - 1]);
             let mut s = 0.0f64;
             for p in 0..k {
@@ -610,7 +656,12 @@ mod tests {
         let at = a.t().to_owned().into_dyn();
         let bt = b.clone().reversed_axes();
         let y = run1(&node("MatMul", 2, 1, vec![]), &[Some(&at), Some(&bt)]);
-        assert_close(&y, &matmul_ref(&at, &bt.to_owned()), 1e-5, "transposed views");
+        assert_close(
+            &y,
+            &matmul_ref(&at, &bt.to_owned()),
+            1e-5,
+            "transposed views",
+        );
     }
 
     #[test]
