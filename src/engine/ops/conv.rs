@@ -367,6 +367,7 @@ fn conv_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
 
 /// Convolution of `x` [n, c, D, H, W] with `w` [m, c/group, kD, kH, kW] (all contiguous);
 /// returns [n, m, oD, oH, oW].
+#[allow(clippy::too_many_arguments)]
 fn conv_forward(
     x: &[f32],
     n: usize,
@@ -1157,6 +1158,7 @@ mod tests {
     }
 
     /// Naive transposed convolution by scattering, with begin pads `pb` and output dims `out`.
+    #[allow(clippy::too_many_arguments)]
     fn conv_t_ref(
         x: &ArrayD<f32>,
         w: &ArrayD<f32>,
