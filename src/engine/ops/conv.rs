@@ -403,6 +403,14 @@ fn conv_forward(
         return out;
     }
 
+    // Small output planes make short, inefficient GEMMs; with several images, batch them
+    // side by side into one wider product (the result is scattered back per image).
+    let batch_images = (1024 / out_sz.max(1)).min(n);
+    if batch_images >= 2 {
+        conv_batched(x, n, c, w, m, group, a, batch_images, &mut out);
+        return out;
+    }
+
     let pointwise = kk == 1
         && a.iter()
             .all(|ax| ax.stride == 1 && ax.pad_begin == 0 && ax.pad_end == 0);
@@ -415,7 +423,7 @@ fn conv_forward(
             let b = Mat::rows(x, xoff, in_sz);
             sgemm(mg, kc, out_sz, 1.0, wm, b, beta, chunk, out_sz);
         } else {
-            im2col(&x[xoff..xoff + cg * in_sz], a, col, par_im2col);
+            im2col(&x[xoff..xoff + cg * in_sz], a, col, out_sz, 0, par_im2col);
             let b = Mat::rows(col, 0, out_sz);
             sgemm(mg, kc, out_sz, 1.0, wm, b, beta, chunk, out_sz);
         }
@@ -435,6 +443,67 @@ fn conv_forward(
         });
     }
     out
+}
+
+/// Conv with `nb` images per GEMM: im2col of the images side by side ([kc, nb·P]), one product
+/// per (image chunk, group), then the result is added into `out` (which holds the bias).
+#[allow(clippy::too_many_arguments)]
+fn conv_batched(
+    x: &[f32],
+    n: usize,
+    c: usize,
+    w: &[f32],
+    m: usize,
+    group: usize,
+    a: &[Axis; 3],
+    nb: usize,
+    out: &mut [f32],
+) {
+    let in_sz = a[0].input * a[1].input * a[2].input;
+    let p = a[0].output * a[1].output * a[2].output;
+    let kk = a[0].kernel * a[1].kernel * a[2].kernel;
+    let (cg, mg) = (c / group, m / group);
+    let kc = cg * kk;
+    let ld = nb * p;
+    let mut tmp = vec![0.0f32; mg * ld];
+    with_scratch(kc * ld, |col| {
+        for n0 in (0..n).step_by(nb) {
+            let cnt = nb.min(n - n0);
+            for g in 0..group {
+                for i in 0..cnt {
+                    let xoff = ((n0 + i) * c + g * cg) * in_sz;
+                    im2col(&x[xoff..xoff + cg * in_sz], a, col, ld, i * p, true);
+                }
+                let wm = Mat::rows(w, g * mg * kc, kc);
+                // Columns past cnt·P (last partial chunk) hold stale data and are ignored.
+                sgemm(
+                    mg,
+                    kc,
+                    ld,
+                    1.0,
+                    wm,
+                    Mat::rows(col, 0, ld),
+                    0.0,
+                    &mut tmp,
+                    ld,
+                );
+                let tmp = &tmp;
+                out.par_chunks_mut(m * p)
+                    .skip(n0)
+                    .take(cnt)
+                    .enumerate()
+                    .for_each(|(i, img)| {
+                        let dst = &mut img[g * mg * p..(g + 1) * mg * p];
+                        for (r, row) in dst.chunks_mut(p).enumerate() {
+                            let src = &tmp[r * ld + i * p..r * ld + (i + 1) * p];
+                            for (o, &v) in row.iter_mut().zip(src) {
+                                *o += v;
+                            }
+                        }
+                    });
+            }
+        }
+    });
 }
 
 /// Direct convolution of one input plane `xp` [D, H, W] with one kernel `wk` [kD, kH, kW],
@@ -481,8 +550,9 @@ fn direct_plane(xp: &[f32], wk: &[f32], out: &mut [f32], a: &[Axis; 3]) {
     }
 }
 
-/// im2col of `x` [cg, D, H, W] into `col` [cg·kD·kH·kW, oD·oH·oW].
-fn im2col(x: &[f32], a: &[Axis; 3], col: &mut [f32], parallel: bool) {
+/// im2col of `x` [cg, D, H, W] into columns `coff..coff + oD·oH·oW` of `col`
+/// [cg·kD·kH·kW, ld].
+fn im2col(x: &[f32], a: &[Axis; 3], col: &mut [f32], ld: usize, coff: usize, parallel: bool) {
     let [ad, ah, aw] = a;
     let in_sz = ad.input * ah.input * aw.input;
     let (h_in, w_in) = (ah.input, aw.input);
@@ -492,6 +562,7 @@ fn im2col(x: &[f32], a: &[Axis; 3], col: &mut [f32], parallel: bool) {
     let kk = ad.kernel * kh_n * kw_n;
     let sw = aw.stride;
     let fill = |r: usize, row: &mut [f32]| {
+        let row = &mut row[coff..coff + out_sz];
         let ci = r / kk;
         let rem = r % kk;
         let (kd, kh, kw) = (rem / (kh_n * kw_n), (rem / kw_n) % kh_n, rem % kw_n);
@@ -535,12 +606,12 @@ fn im2col(x: &[f32], a: &[Axis; 3], col: &mut [f32], parallel: bool) {
     }
     if parallel {
         let min_rows = (1usize << 14).div_ceil(out_sz).max(1);
-        col.par_chunks_mut(out_sz)
+        col.par_chunks_mut(ld)
             .with_min_len(min_rows)
             .enumerate()
             .for_each(|(r, row)| fill(r, row));
     } else {
-        for (r, row) in col.chunks_mut(out_sz).enumerate() {
+        for (r, row) in col.chunks_mut(ld).enumerate() {
             fill(r, row);
         }
     }
@@ -1058,6 +1129,28 @@ mod tests {
                 mg: 40,
                 pads: vec![1; 4],
                 ..base(vec![17, 17], vec![3, 3])
+            },
+        );
+        // Several images with large planes (one task per image and group).
+        check_conv(
+            &mut rng,
+            &Case {
+                n: 2,
+                cg: 3,
+                mg: 4,
+                pads: vec![1; 4],
+                ..base(vec![36, 36], vec![3, 3])
+            },
+        );
+        // Images batched into one product, with a partial last chunk (3 images, 2 per chunk).
+        check_conv(
+            &mut rng,
+            &Case {
+                n: 3,
+                cg: 6,
+                mg: 5,
+                group: 2,
+                ..base(vec![22, 22], vec![3, 3])
             },
         );
         // Depthwise with stride 2 and larger kernel.
