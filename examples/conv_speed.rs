@@ -78,7 +78,7 @@ fn main() {
             let out = (l.size + 2 * l.pad - l.k) / l.stride + 1;
             let flop = 2.0 * (batch * l.cout * out * out * l.cin * l.k * l.k) as f64;
             // Warm up, then take the best of several runs.
-            let reps = ((2e9 / flop) as usize).clamp(3, 50);
+            let reps = ((4e9 / flop) as usize).clamp(10, 100);
             kernel(&ctx, &args).unwrap();
             let mut best = f64::INFINITY;
             for _ in 0..reps {

@@ -288,20 +288,13 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     r
 }
 
-/// Output buffer of `planes` planes of `plane` elements for `m` channels, each plane filled
-/// with its channel's bias (or zero).
-fn init_output(planes: usize, plane: usize, m: usize, bias: Option<&[f32]>) -> Vec<f32> {
-    match bias {
-        None => vec![0.0; planes * plane],
-        Some(b) => {
-            let mut out = vec![0.0; planes * plane];
-            if plane > 0 {
-                out.par_chunks_mut(plane)
-                    .with_min_len(64)
-                    .enumerate()
-                    .for_each(|(p, chunk)| chunk.fill(b[p % m]));
-            }
-            out
+/// Fills consecutive channel planes of `plane` elements, the first being channel `m0`, with
+/// their bias (no-op without bias). Done per chunk right before the chunk is computed, so the
+/// data is cache-hot for the accumulation that follows.
+fn fill_bias(chunk: &mut [f32], plane: usize, m0: usize, bias: Option<&[f32]>) {
+    if let Some(b) = bias {
+        for (i, p) in chunk.chunks_mut(plane).enumerate() {
+            p.fill(b[m0 + i]);
         }
     }
 }
@@ -384,7 +377,7 @@ fn conv_forward(
     let cg = c / group;
     let mg = m / group;
     let kc = cg * kk;
-    let mut out = init_output(n * m, out_sz, m, bias);
+    let mut out = vec![0.0f32; n * m * out_sz];
     if out.is_empty() {
         return out;
     }
@@ -398,6 +391,7 @@ fn conv_forward(
                 let (ni, mi) = (p / m, p % m);
                 let ci = mi / mg;
                 let xp = &x[(ni * c + ci) * in_sz..(ni * c + ci + 1) * in_sz];
+                fill_bias(plane, out_sz, mi, bias);
                 direct_plane(xp, &w[mi * kk..(mi + 1) * kk], plane, a);
             });
         return out;
@@ -405,9 +399,11 @@ fn conv_forward(
 
     // Small output planes make short, inefficient GEMMs; with several images, batch them
     // side by side into one wider product (the result is scattered back per image).
-    let batch_images = (1024 / out_sz.max(1)).min(n);
-    if batch_images >= 2 {
-        conv_batched(x, n, c, w, m, group, a, batch_images, &mut out);
+    let max_images = (1024 / out_sz).min(n);
+    if max_images >= 2 {
+        // Even chunks: e.g. 8 images at most 5 per product → 2 products of 4.
+        let nb = n.div_ceil(n.div_ceil(max_images));
+        conv_batched(x, n, c, w, m, group, bias, a, nb, &mut out);
         return out;
     }
 
@@ -419,6 +415,7 @@ fn conv_forward(
         let (ni, g) = (u / group, u % group);
         let xoff = (ni * c + g * cg) * in_sz;
         let wm = Mat::rows(w, g * mg * kc, kc);
+        fill_bias(chunk, out_sz, g * mg, bias);
         if pointwise {
             let b = Mat::rows(x, xoff, in_sz);
             sgemm(mg, kc, out_sz, 1.0, wm, b, beta, chunk, out_sz);
@@ -446,7 +443,7 @@ fn conv_forward(
 }
 
 /// Conv with `nb` images per GEMM: im2col of the images side by side ([kc, nb·P]), one product
-/// per (image chunk, group), then the result is added into `out` (which holds the bias).
+/// per (image chunk, group), then the result plus bias is scattered into `out`.
 #[allow(clippy::too_many_arguments)]
 fn conv_batched(
     x: &[f32],
@@ -455,6 +452,7 @@ fn conv_batched(
     w: &[f32],
     m: usize,
     group: usize,
+    bias: Option<&[f32]>,
     a: &[Axis; 3],
     nb: usize,
     out: &mut [f32],
@@ -496,8 +494,9 @@ fn conv_batched(
                         let dst = &mut img[g * mg * p..(g + 1) * mg * p];
                         for (r, row) in dst.chunks_mut(p).enumerate() {
                             let src = &tmp[r * ld + i * p..r * ld + (i + 1) * p];
+                            let b = bias.map_or(0.0, |b| b[g * mg + r]);
                             for (o, &v) in row.iter_mut().zip(src) {
-                                *o += v;
+                                *o = v + b;
                             }
                         }
                     });
@@ -763,8 +762,14 @@ fn conv_transpose_forward(
     let kk = a[0].kernel * a[1].kernel * a[2].kernel;
     let cg = c / group;
     let rows = mg * kk;
-    let mut out = init_output(n * m, out_sz, m, bias);
-    if out.is_empty() || in_sz == 0 {
+    let mut out = vec![0.0f32; n * m * out_sz];
+    if out.is_empty() {
+        return out;
+    }
+    if in_sz == 0 {
+        for chunk in out.chunks_mut(m * out_sz) {
+            fill_bias(chunk, out_sz, 0, bias);
+        }
         return out;
     }
     with_scratch(rows * in_sz, |col| {
@@ -779,6 +784,7 @@ fn conv_transpose_forward(
                 .par_chunks_mut(out_sz)
                 .enumerate()
                 .for_each(|(mo, plane)| {
+                    fill_bias(plane, out_sz, g * mg + mo, bias);
                     col2im_plane(&col[mo * kk * in_sz..(mo + 1) * kk * in_sz], a, plane)
                 });
         }
