@@ -411,6 +411,17 @@ fn conv_forward(
         && a.iter()
             .all(|ax| ax.stride == 1 && ax.pad_begin == 0 && ax.pad_end == 0);
     let units = n * group;
+    // Output rows (flattened (od, oh)) per im2col block: large planes are processed in column
+    // blocks whose im2col slice stays in cache for the product (the weights are small then).
+    let out_rows = a[0].output * a[1].output;
+    let ow = a[2].output;
+    let block_rows = if out_sz > 2048 {
+        // About max(1024, 128K/kc) columns per block, balanced over the plane.
+        let target = (1024usize.max((1 << 17) / kc.max(1)) / ow).clamp(1, out_rows);
+        out_rows.div_ceil(out_rows.div_ceil(target))
+    } else {
+        out_rows
+    };
     let unit = |u: usize, chunk: &mut [f32], col: &mut [f32], par_im2col: bool| {
         let (ni, g) = (u / group, u % group);
         let xoff = (ni * c + g * cg) * in_sz;
@@ -420,12 +431,18 @@ fn conv_forward(
             let b = Mat::rows(x, xoff, in_sz);
             sgemm(mg, kc, out_sz, 1.0, wm, b, beta, chunk, out_sz);
         } else {
-            im2col(&x[xoff..xoff + cg * in_sz], a, col, out_sz, 0, par_im2col);
-            let b = Mat::rows(col, 0, out_sz);
-            sgemm(mg, kc, out_sz, 1.0, wm, b, beta, chunk, out_sz);
+            for t0 in (0..out_rows).step_by(block_rows) {
+                let t1 = (t0 + block_rows).min(out_rows);
+                let cols = (t1 - t0) * ow;
+                let xs = &x[xoff..xoff + cg * in_sz];
+                im2col(xs, a, &mut col[..kc * cols], cols, 0, t0..t1, par_im2col);
+                let b = Mat::rows(col, 0, cols);
+                let c_blk = &mut chunk[t0 * ow..];
+                sgemm(mg, kc, cols, 1.0, wm, b, beta, c_blk, out_sz);
+            }
         }
     };
-    let col_len = if pointwise { 0 } else { kc * out_sz };
+    let col_len = if pointwise { 0 } else { kc * block_rows * ow };
     if units > 1 && !gemm_is_threaded(mg, kc, out_sz) {
         // Many small products: one (image, group) per task.
         out.par_chunks_mut(mg * out_sz)
@@ -463,6 +480,7 @@ fn conv_batched(
     let (cg, mg) = (c / group, m / group);
     let kc = cg * kk;
     let ld = nb * p;
+    let rows = a[0].output * a[1].output;
     let mut tmp = vec![0.0f32; mg * ld];
     with_scratch(kc * ld, |col| {
         for n0 in (0..n).step_by(nb) {
@@ -470,7 +488,15 @@ fn conv_batched(
             for g in 0..group {
                 for i in 0..cnt {
                     let xoff = ((n0 + i) * c + g * cg) * in_sz;
-                    im2col(&x[xoff..xoff + cg * in_sz], a, col, ld, i * p, true);
+                    im2col(
+                        &x[xoff..xoff + cg * in_sz],
+                        a,
+                        col,
+                        ld,
+                        i * p,
+                        0..rows,
+                        true,
+                    );
                 }
                 let wm = Mat::rows(w, g * mg * kc, kc);
                 // Columns past cnt·P (last partial chunk) hold stale data and are ignored.
@@ -549,19 +575,27 @@ fn direct_plane(xp: &[f32], wk: &[f32], out: &mut [f32], a: &[Axis; 3]) {
     }
 }
 
-/// im2col of `x` [cg, D, H, W] into columns `coff..coff + oD·oH·oW` of `col`
-/// [cg·kD·kH·kW, ld].
-fn im2col(x: &[f32], a: &[Axis; 3], col: &mut [f32], ld: usize, coff: usize, parallel: bool) {
+/// im2col of `x` [cg, D, H, W] for the output rows `rows` (flattened (od, oh) indices) into
+/// columns `coff..coff + rows.len()·oW` of `col` [cg·kD·kH·kW, ld].
+fn im2col(
+    x: &[f32],
+    a: &[Axis; 3],
+    col: &mut [f32],
+    ld: usize,
+    coff: usize,
+    rows: std::ops::Range<usize>,
+    parallel: bool,
+) {
     let [ad, ah, aw] = a;
     let in_sz = ad.input * ah.input * aw.input;
     let (h_in, w_in) = (ah.input, aw.input);
     let (oh_n, ow_n) = (ah.output, aw.output);
-    let out_sz = ad.output * oh_n * ow_n;
+    let width = rows.len() * ow_n;
     let (kh_n, kw_n) = (ah.kernel, aw.kernel);
     let kk = ad.kernel * kh_n * kw_n;
     let sw = aw.stride;
     let fill = |r: usize, row: &mut [f32]| {
-        let row = &mut row[coff..coff + out_sz];
+        let row = &mut row[coff..coff + width];
         let ci = r / kk;
         let rem = r % kk;
         let (kd, kh, kw) = (rem / (kh_n * kw_n), (rem / kw_n) % kh_n, rem % kw_n);
@@ -572,39 +606,33 @@ fn im2col(x: &[f32], a: &[Axis; 3], col: &mut [f32], ld: usize, coff: usize, par
         let (dlo, dhi) = valid_range(offd, ad.stride, ad.input, ad.output);
         let (hlo, hhi) = valid_range(offh, ah.stride, h_in, oh_n);
         let (wlo, whi) = valid_range(offw, sw, w_in, ow_n);
-        let iw0 = wlo as isize * sw as isize + offw;
-        for (od, drow) in row.chunks_mut(oh_n * ow_n).enumerate() {
-            if od < dlo || od >= dhi || wlo >= whi {
-                drow.fill(0.0);
+        let iw0 = (wlo as isize * sw as isize + offw).max(0) as usize;
+        for (t, orow) in rows.clone().zip(row.chunks_mut(ow_n)) {
+            let (od, oh) = (t / oh_n, t % oh_n);
+            if od < dlo || od >= dhi || oh < hlo || oh >= hhi || wlo >= whi {
+                orow.fill(0.0);
                 continue;
             }
             let id = (od as isize * ad.stride as isize + offd) as usize;
-            for (oh, orow) in drow.chunks_mut(ow_n).enumerate() {
-                if oh < hlo || oh >= hhi {
-                    orow.fill(0.0);
-                    continue;
-                }
-                let ih = (oh as isize * ah.stride as isize + offh) as usize;
-                let irow = &plane[(id * h_in + ih) * w_in..(id * h_in + ih + 1) * w_in];
-                let iw0 = iw0 as usize;
-                orow[..wlo].fill(0.0);
-                orow[whi..].fill(0.0);
-                let dst = &mut orow[wlo..whi];
-                if sw == 1 {
-                    dst.copy_from_slice(&irow[iw0..iw0 + dst.len()]);
-                } else {
-                    for (o, &i) in dst.iter_mut().zip(irow[iw0..].iter().step_by(sw)) {
-                        *o = i;
-                    }
+            let ih = (oh as isize * ah.stride as isize + offh) as usize;
+            let irow = &plane[(id * h_in + ih) * w_in..(id * h_in + ih + 1) * w_in];
+            orow[..wlo].fill(0.0);
+            orow[whi..].fill(0.0);
+            let dst = &mut orow[wlo..whi];
+            if sw == 1 {
+                dst.copy_from_slice(&irow[iw0..iw0 + dst.len()]);
+            } else {
+                for (o, &i) in dst.iter_mut().zip(irow[iw0..].iter().step_by(sw)) {
+                    *o = i;
                 }
             }
         }
     };
-    if out_sz == 0 {
+    if width == 0 {
         return;
     }
     if parallel {
-        let min_rows = (1usize << 14).div_ceil(out_sz).max(1);
+        let min_rows = (1usize << 14).div_ceil(width).max(1);
         col.par_chunks_mut(ld)
             .with_min_len(min_rows)
             .enumerate()
@@ -1135,6 +1163,26 @@ mod tests {
                 mg: 40,
                 pads: vec![1; 4],
                 ..base(vec![17, 17], vec![3, 3])
+            },
+        );
+        // Large planes processed in im2col column blocks (last block partial; 3-D blocks
+        // crossing depth slices).
+        check_conv(
+            &mut rng,
+            &Case {
+                cg: 64,
+                mg: 8,
+                pads: vec![1; 4],
+                ..base(vec![53, 47], vec![3, 3])
+            },
+        );
+        check_conv(
+            &mut rng,
+            &Case {
+                cg: 16,
+                mg: 4,
+                pads: vec![1; 6],
+                ..base(vec![4, 24, 24], vec![3, 3, 3])
             },
         );
         // Several images with large planes (one task per image and group).
