@@ -22,25 +22,128 @@ struct Layer {
 }
 
 const LAYERS: &[Layer] = &[
-    Layer { name: "conv1 7x7/2 3->64 @224", cin: 3, cout: 64, k: 7, stride: 2, pad: 3, size: 224, count: 1 },
-    Layer { name: "l1 3x3 64->64 @56", cin: 64, cout: 64, k: 3, stride: 1, pad: 1, size: 56, count: 4 },
-    Layer { name: "l2 3x3/2 64->128 @56", cin: 64, cout: 128, k: 3, stride: 2, pad: 1, size: 56, count: 1 },
-    Layer { name: "l2 3x3 128->128 @28", cin: 128, cout: 128, k: 3, stride: 1, pad: 1, size: 28, count: 3 },
-    Layer { name: "l2 ds 1x1/2 64->128 @56", cin: 64, cout: 128, k: 1, stride: 2, pad: 0, size: 56, count: 1 },
-    Layer { name: "l3 3x3/2 128->256 @28", cin: 128, cout: 256, k: 3, stride: 2, pad: 1, size: 28, count: 1 },
-    Layer { name: "l3 3x3 256->256 @14", cin: 256, cout: 256, k: 3, stride: 1, pad: 1, size: 14, count: 3 },
-    Layer { name: "l3 ds 1x1/2 128->256 @28", cin: 128, cout: 256, k: 1, stride: 2, pad: 0, size: 28, count: 1 },
-    Layer { name: "l4 3x3/2 256->512 @14", cin: 256, cout: 512, k: 3, stride: 2, pad: 1, size: 14, count: 1 },
-    Layer { name: "l4 3x3 512->512 @7", cin: 512, cout: 512, k: 3, stride: 1, pad: 1, size: 7, count: 3 },
-    Layer { name: "l4 ds 1x1/2 256->512 @14", cin: 256, cout: 512, k: 1, stride: 2, pad: 0, size: 14, count: 1 },
+    Layer {
+        name: "conv1 7x7/2 3->64 @224",
+        cin: 3,
+        cout: 64,
+        k: 7,
+        stride: 2,
+        pad: 3,
+        size: 224,
+        count: 1,
+    },
+    Layer {
+        name: "l1 3x3 64->64 @56",
+        cin: 64,
+        cout: 64,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        size: 56,
+        count: 4,
+    },
+    Layer {
+        name: "l2 3x3/2 64->128 @56",
+        cin: 64,
+        cout: 128,
+        k: 3,
+        stride: 2,
+        pad: 1,
+        size: 56,
+        count: 1,
+    },
+    Layer {
+        name: "l2 3x3 128->128 @28",
+        cin: 128,
+        cout: 128,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        size: 28,
+        count: 3,
+    },
+    Layer {
+        name: "l2 ds 1x1/2 64->128 @56",
+        cin: 64,
+        cout: 128,
+        k: 1,
+        stride: 2,
+        pad: 0,
+        size: 56,
+        count: 1,
+    },
+    Layer {
+        name: "l3 3x3/2 128->256 @28",
+        cin: 128,
+        cout: 256,
+        k: 3,
+        stride: 2,
+        pad: 1,
+        size: 28,
+        count: 1,
+    },
+    Layer {
+        name: "l3 3x3 256->256 @14",
+        cin: 256,
+        cout: 256,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        size: 14,
+        count: 3,
+    },
+    Layer {
+        name: "l3 ds 1x1/2 128->256 @28",
+        cin: 128,
+        cout: 256,
+        k: 1,
+        stride: 2,
+        pad: 0,
+        size: 28,
+        count: 1,
+    },
+    Layer {
+        name: "l4 3x3/2 256->512 @14",
+        cin: 256,
+        cout: 512,
+        k: 3,
+        stride: 2,
+        pad: 1,
+        size: 14,
+        count: 1,
+    },
+    Layer {
+        name: "l4 3x3 512->512 @7",
+        cin: 512,
+        cout: 512,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        size: 7,
+        count: 3,
+    },
+    Layer {
+        name: "l4 ds 1x1/2 256->512 @14",
+        cin: 256,
+        cout: 512,
+        k: 1,
+        stride: 2,
+        pad: 0,
+        size: 14,
+        count: 1,
+    },
 ];
 
 fn random(shape: &[usize], seed: u64) -> ArrayD<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let n: usize = shape.iter().product();
     let v = (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         })
         .collect();
@@ -52,7 +155,11 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let batches = if batches.is_empty() { vec![1, 8] } else { batches };
+    let batches = if batches.is_empty() {
+        vec![1, 8]
+    } else {
+        batches
+    };
     for &batch in &batches {
         println!("batch {batch}");
         let mut total_ms = 0.0;
@@ -70,7 +177,10 @@ fn main() {
                 attributes,
             };
             let kernel = kernel_for(&node).expect("Conv kernel");
-            let ctx = OpCtx { node: &node, opset: 17 };
+            let ctx = OpCtx {
+                node: &node,
+                opset: 17,
+            };
             let x = TensorData::F32(random(&[batch, l.cin, l.size, l.size], 1));
             let w = TensorData::F32(random(&[l.cout, l.cin, l.k, l.k], 2));
             let b = TensorData::F32(random(&[l.cout], 3));
