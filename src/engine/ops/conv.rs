@@ -106,6 +106,22 @@ pub(super) fn auto_pad(node: &Node) -> Result<AutoPad, OpError> {
     })
 }
 
+/// Upper bound on sizes, strides, pads and dilations given as attributes (anything larger is
+/// certainly a corrupt file, and would overflow size arithmetic).
+const MAX_ATTR: i64 = 1 << 30;
+
+/// Largest output (in elements) a kernel of this family will allocate.
+const MAX_OUTPUT: usize = 1 << 33;
+
+/// Element count of `shape`, or an error when it is absurdly large.
+pub(super) fn checked_len(shape: &[usize], op: &str) -> Result<usize, OpError> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_OUTPUT)
+        .ok_or_else(|| OpError(format!("{op} output shape {shape:?} is too large")))
+}
+
 /// Integer-list attribute `name` of exactly `len` values, each ≥ `min`; `default` everywhere
 /// when absent.
 pub(super) fn usize_list(
@@ -124,9 +140,9 @@ pub(super) fn usize_list(
                     v.len()
                 )));
             }
-            if let Some(bad) = v.iter().find(|&&x| x < min) {
+            if let Some(bad) = v.iter().find(|&&x| x < min || x > MAX_ATTR) {
                 return Err(OpError(format!(
-                    "attribute '{name}' has value {bad}; values must be ≥ {min}"
+                    "attribute '{name}' has value {bad}; values must be in {min}..={MAX_ATTR}"
                 )));
             }
             Ok(v.into_iter().map(|x| x as usize).collect())
@@ -150,7 +166,7 @@ pub(super) fn kernel_shape(
                     a.len()
                 )));
             }
-            if a.iter().any(|&k| k < 1) {
+            if a.iter().any(|&k| !(1..=MAX_ATTR).contains(&k)) {
                 return Err(OpError(format!("kernel_shape {a:?} must be positive")));
             }
             let a: Vec<usize> = a.iter().map(|&k| k as usize).collect();
@@ -346,15 +362,15 @@ fn conv_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let bias = bias_vec(bias, m)?;
     let axes = window_axes(node, &x.shape()[2..], &kernel, false)?;
     let a3 = to3(&axes);
+    let mut shape = vec![n, m];
+    shape.extend(axes.iter().map(|a| a.output));
+    checked_len(&shape, "Conv")?;
 
     let x = x.as_standard_layout();
     let w = w.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
     let ws = w.as_slice().expect("standard layout");
     let out = conv_forward(xs, n, c, ws, m, group, bias.as_deref(), &a3);
-
-    let mut shape = vec![n, m];
-    shape.extend(axes.iter().map(|a| a.output));
     single(ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| OpError(e.to_string()))?)
 }
 
@@ -724,7 +740,7 @@ fn conv_transpose_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResul
         // Length of the un-cropped result.
         let full = (a.stride * a.input.saturating_sub(1) + out_pad[i] + a.span()) as isize;
         let (out, total) = if let Some(os) = &out_shape {
-            if os[i] < 1 {
+            if !(1..=MAX_ATTR).contains(&os[i]) {
                 return Err(OpError(format!("output_shape {os:?} must be positive")));
             }
             (os[i] as isize, full - os[i] as isize)
@@ -761,13 +777,14 @@ fn conv_transpose_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResul
         axes.push(a);
     }
     let a3 = to3(&axes);
+    let mut shape = vec![n, m];
+    shape.extend(axes.iter().map(|a| a.output));
+    checked_len(&shape, "ConvTranspose")?;
     let x = x.as_standard_layout();
     let w = w.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
     let ws = w.as_slice().expect("standard layout");
     let out = conv_transpose_forward(xs, n, c, ws, mg, group, bias.as_deref(), &a3);
-    let mut shape = vec![n, m];
-    shape.extend(axes.iter().map(|a| a.output));
     single(ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| OpError(e.to_string()))?)
 }
 
@@ -1539,6 +1556,16 @@ mod tests {
             &[Some(&x), Some(&w)],
         );
         assert!(msg.contains("output_shape"), "{msg}");
+        let msg = err(
+            &node(
+                "ConvTranspose",
+                2,
+                1,
+                vec![("output_shape", ints(&[1 << 29, 1 << 29]))],
+            ),
+            &[Some(&x), Some(&w)],
+        );
+        assert!(msg.contains("too large"), "{msg}");
         let msg = err(
             &node("ConvTranspose", 2, 1, vec![("group", Attribute::Int(3))]),
             &[Some(&x), Some(&w)],

@@ -162,6 +162,7 @@ fn gemm_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
             if trans_b { "ᵀ" } else { "" },
         )));
     }
+    super::conv::checked_len(&[m, n], "Gemm")?;
     let mut out = vec![0.0f32; m * n];
     let mut beta_eff = 0.0;
     if let Some(c) = c
@@ -274,6 +275,9 @@ pub(super) fn matmul(a: &ArrayD<f32>, b: &ArrayD<f32>) -> Result<ArrayD<f32>, Op
             sb *= xb;
         }
     }
+    let mut full = batch.clone();
+    full.extend([m, n]);
+    super::conv::checked_len(&full, "MatMul")?;
     let count: usize = batch.iter().product();
     let a = a.as_standard_layout();
     let b = b.as_standard_layout();

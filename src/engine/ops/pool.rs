@@ -4,7 +4,7 @@
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
-use super::conv::{Axis, kernel_shape, to3, valid_range, window_axes};
+use super::conv::{Axis, checked_len, kernel_shape, to3, valid_range, window_axes};
 use super::{OpCtx, OpError, OpResult, Registry, input_f32};
 use crate::ir::TensorData;
 
@@ -37,6 +37,7 @@ fn setup<'a>(ctx: &OpCtx<'_>, x: &'a ArrayD<f32>, op: &str) -> Result<Setup<'a>,
     let axes = window_axes(node, &x.shape()[2..], &kernel, ceil_mode)?;
     let mut shape = x.shape()[..2].to_vec();
     shape.extend(axes.iter().map(|a| a.output));
+    checked_len(&shape, op)?;
     let xs = match x.as_slice() {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(x.iter().copied().collect()),
