@@ -1,0 +1,216 @@
+//! Times the convolution layers of a ResNet-18 (224×224) through the Conv kernel and reports
+//! GFLOP/s per layer and the estimated whole-network conv time, at batch 1 and 8.
+//!
+//! `cargo run --release --no-default-features --example conv_speed [batch...]`
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use ndarray::{ArrayD, IxDyn};
+use quantscope::engine::ops::{OpCtx, kernel_for};
+use quantscope::ir::{Attribute, Node, TensorData};
+
+struct Layer {
+    name: &'static str,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    size: usize,
+    count: usize,
+}
+
+const LAYERS: &[Layer] = &[
+    Layer {
+        name: "conv1 7x7/2 3->64 @224",
+        cin: 3,
+        cout: 64,
+        k: 7,
+        stride: 2,
+        pad: 3,
+        size: 224,
+        count: 1,
+    },
+    Layer {
+        name: "l1 3x3 64->64 @56",
+        cin: 64,
+        cout: 64,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        size: 56,
+        count: 4,
+    },
+    Layer {
+        name: "l2 3x3/2 64->128 @56",
+        cin: 64,
+        cout: 128,
+        k: 3,
+        stride: 2,
+        pad: 1,
+        size: 56,
+        count: 1,
+    },
+    Layer {
+        name: "l2 3x3 128->128 @28",
+        cin: 128,
+        cout: 128,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        size: 28,
+        count: 3,
+    },
+    Layer {
+        name: "l2 ds 1x1/2 64->128 @56",
+        cin: 64,
+        cout: 128,
+        k: 1,
+        stride: 2,
+        pad: 0,
+        size: 56,
+        count: 1,
+    },
+    Layer {
+        name: "l3 3x3/2 128->256 @28",
+        cin: 128,
+        cout: 256,
+        k: 3,
+        stride: 2,
+        pad: 1,
+        size: 28,
+        count: 1,
+    },
+    Layer {
+        name: "l3 3x3 256->256 @14",
+        cin: 256,
+        cout: 256,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        size: 14,
+        count: 3,
+    },
+    Layer {
+        name: "l3 ds 1x1/2 128->256 @28",
+        cin: 128,
+        cout: 256,
+        k: 1,
+        stride: 2,
+        pad: 0,
+        size: 28,
+        count: 1,
+    },
+    Layer {
+        name: "l4 3x3/2 256->512 @14",
+        cin: 256,
+        cout: 512,
+        k: 3,
+        stride: 2,
+        pad: 1,
+        size: 14,
+        count: 1,
+    },
+    Layer {
+        name: "l4 3x3 512->512 @7",
+        cin: 512,
+        cout: 512,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        size: 7,
+        count: 3,
+    },
+    Layer {
+        name: "l4 ds 1x1/2 256->512 @14",
+        cin: 256,
+        cout: 512,
+        k: 1,
+        stride: 2,
+        pad: 0,
+        size: 14,
+        count: 1,
+    },
+];
+
+fn random(shape: &[usize], seed: u64) -> ArrayD<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let n: usize = shape.iter().product();
+    let v = (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect();
+    ArrayD::from_shape_vec(IxDyn(shape), v).unwrap()
+}
+
+fn main() {
+    let batches: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let batches = if batches.is_empty() {
+        vec![1, 8]
+    } else {
+        batches
+    };
+    for &batch in &batches {
+        println!("batch {batch}");
+        let mut total_ms = 0.0;
+        let mut total_flop = 0.0;
+        for l in LAYERS {
+            let mut attributes = BTreeMap::new();
+            attributes.insert("strides".into(), Attribute::Ints(vec![l.stride as i64; 2]));
+            attributes.insert("pads".into(), Attribute::Ints(vec![l.pad as i64; 4]));
+            let node = Node {
+                name: "conv".into(),
+                op_type: "Conv".into(),
+                domain: String::new(),
+                inputs: vec!["x".into(), "w".into(), "b".into()],
+                outputs: vec!["y".into()],
+                attributes,
+            };
+            let kernel = kernel_for(&node).expect("Conv kernel");
+            let ctx = OpCtx {
+                node: &node,
+                opset: 17,
+            };
+            let x = TensorData::F32(random(&[batch, l.cin, l.size, l.size], 1));
+            let w = TensorData::F32(random(&[l.cout, l.cin, l.k, l.k], 2));
+            let b = TensorData::F32(random(&[l.cout], 3));
+            let args = [Some(&x), Some(&w), Some(&b)];
+            let out = (l.size + 2 * l.pad - l.k) / l.stride + 1;
+            let flop = 2.0 * (batch * l.cout * out * out * l.cin * l.k * l.k) as f64;
+            // Warm up, then take the best of several runs.
+            let reps = ((4e9 / flop) as usize).clamp(10, 100);
+            kernel(&ctx, &args).unwrap();
+            let mut best = f64::INFINITY;
+            for _ in 0..reps {
+                let t = Instant::now();
+                let y = kernel(&ctx, &args).unwrap();
+                best = best.min(t.elapsed().as_secs_f64());
+                drop(y);
+            }
+            let ms = best * 1e3;
+            println!(
+                "  {:<28} {:>7.3} ms  {:>6.1} GFLOP/s  (×{})",
+                l.name,
+                ms,
+                flop / best / 1e9,
+                l.count
+            );
+            total_ms += ms * l.count as f64;
+            total_flop += flop * l.count as f64;
+        }
+        println!(
+            "  all convs: {total_ms:.2} ms ({:.1} GFLOP/s overall)",
+            total_flop / (total_ms / 1e3) / 1e9
+        );
+    }
+}
