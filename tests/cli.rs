@@ -192,7 +192,7 @@ fn unsupported_op_keeps_weights_viewable() {
         "--data",
         "sample_models/data/digits_test_x.npy",
     ]);
-    assert_clean_error(&run, &["Relz (node '", "Supported: "]);
+    assert_clean_error(&run, &["Relz (nodes '", "Supported: "]);
 }
 
 fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
