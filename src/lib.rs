@@ -6,6 +6,7 @@ pub mod engine;
 pub mod error;
 pub mod ir;
 pub mod load;
+pub mod quant;
 pub mod stats;
 pub mod summary;
 #[cfg(feature = "gui")]
