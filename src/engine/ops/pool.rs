@@ -221,10 +221,10 @@ fn separable_pool(xs: &[f32], planes: usize, a: &[Axis; 3], reduce: Reduce) -> V
                             let ih = (sh + (kh * dh) as isize) as usize;
                             let row = &xp[(id * h_in + ih) * w_in..(id * h_in + ih + 1) * w_in];
                             if is_max {
+                                // Select form (unconditional store) so this compiles to
+                                // vector max instructions.
                                 for (t, &v) in tmp.iter_mut().zip(row) {
-                                    if v > *t {
-                                        *t = v;
-                                    }
+                                    *t = if v > *t { v } else { *t };
                                 }
                             } else {
                                 for (t, &v) in tmp.iter_mut().zip(row) {
@@ -239,9 +239,7 @@ fn separable_pool(xs: &[f32], planes: usize, a: &[Axis; 3], reduce: Reduce) -> V
                         for kw in wlo..whi {
                             let v = tmp[(sw + (kw * dw) as isize) as usize];
                             if is_max {
-                                if v > acc {
-                                    acc = v;
-                                }
+                                acc = if v > acc { v } else { acc };
                             } else {
                                 acc += v;
                             }
