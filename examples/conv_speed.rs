@@ -216,8 +216,8 @@ fn main() {
     }
 }
 
-/// Times the other ResNet-18 kernels of this family: the stem MaxPool, the global average pool
-/// and the final Gemm.
+/// Times the other ResNet-18 kernels of this family (the stem MaxPool, the global average pool,
+/// the final Gemm) and two MobileNet-style depthwise convolutions.
 fn time_other(batch: usize) {
     let cases: Vec<(&str, Node, Vec<TensorData>)> = vec![
         (
@@ -265,6 +265,32 @@ fn time_other(batch: usize) {
             ],
         ),
     ];
+    let mut cases = cases;
+    for (name, ch, size, stride) in [
+        ("depthwise 3x3 144 @56", 144usize, 56usize, 1i64),
+        ("depthwise 3x3/2 96 @112", 96, 112, 2),
+    ] {
+        cases.push((
+            name,
+            Node {
+                name: "dw".into(),
+                op_type: "Conv".into(),
+                domain: String::new(),
+                inputs: vec!["x".into(), "w".into(), "b".into()],
+                outputs: vec!["y".into()],
+                attributes: BTreeMap::from([
+                    ("group".to_string(), Attribute::Int(ch as i64)),
+                    ("strides".to_string(), Attribute::Ints(vec![stride; 2])),
+                    ("pads".to_string(), Attribute::Ints(vec![1; 4])),
+                ]),
+            },
+            vec![
+                TensorData::F32(random(&[batch, ch, size, size], 9)),
+                TensorData::F32(random(&[ch, 1, 3, 3], 10)),
+                TensorData::F32(random(&[ch], 11)),
+            ],
+        ));
+    }
     for (name, node, inputs) in &cases {
         let kernel = kernel_for(node).expect("kernel");
         let ctx = OpCtx { node, opset: 17 };
