@@ -291,6 +291,25 @@ fn time_other(batch: usize) {
             ],
         ));
     }
+    cases.push((
+        "ConvTranspose 4x4/2 256->128 @32",
+        Node {
+            name: "up".into(),
+            op_type: "ConvTranspose".into(),
+            domain: String::new(),
+            inputs: vec!["x".into(), "w".into(), "b".into()],
+            outputs: vec!["y".into()],
+            attributes: BTreeMap::from([
+                ("strides".to_string(), Attribute::Ints(vec![2, 2])),
+                ("pads".to_string(), Attribute::Ints(vec![1; 4])),
+            ]),
+        },
+        vec![
+            TensorData::F32(random(&[batch, 256, 32, 32], 12)),
+            TensorData::F32(random(&[256, 128, 4, 4], 13)),
+            TensorData::F32(random(&[128], 14)),
+        ],
+    ));
     for (name, node, inputs) in &cases {
         let kernel = kernel_for(node).expect("kernel");
         let ctx = OpCtx { node, opset: 17 };
