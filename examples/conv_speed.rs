@@ -212,5 +212,116 @@ fn main() {
             "  all convs: {total_ms:.2} ms ({:.1} GFLOP/s overall)",
             total_flop / (total_ms / 1e3) / 1e9
         );
+        time_other(batch);
+    }
+}
+
+/// Times the other ResNet-18 kernels of this family (the stem MaxPool, the global average pool,
+/// the final Gemm) and two MobileNet-style depthwise convolutions.
+fn time_other(batch: usize) {
+    let cases: Vec<(&str, Node, Vec<TensorData>)> = vec![
+        (
+            "MaxPool 3x3/2 64 @112",
+            Node {
+                name: "pool".into(),
+                op_type: "MaxPool".into(),
+                domain: String::new(),
+                inputs: vec!["x".into()],
+                outputs: vec!["y".into()],
+                attributes: BTreeMap::from([
+                    ("kernel_shape".to_string(), Attribute::Ints(vec![3, 3])),
+                    ("strides".to_string(), Attribute::Ints(vec![2, 2])),
+                    ("pads".to_string(), Attribute::Ints(vec![1, 1, 1, 1])),
+                ]),
+            },
+            vec![TensorData::F32(random(&[batch, 64, 112, 112], 4))],
+        ),
+        (
+            "GlobalAveragePool 512 @7",
+            Node {
+                name: "gap".into(),
+                op_type: "GlobalAveragePool".into(),
+                domain: String::new(),
+                inputs: vec!["x".into()],
+                outputs: vec!["y".into()],
+                attributes: BTreeMap::new(),
+            },
+            vec![TensorData::F32(random(&[batch, 512, 7, 7], 5))],
+        ),
+        (
+            "Gemm 512->1000 (transB)",
+            Node {
+                name: "fc".into(),
+                op_type: "Gemm".into(),
+                domain: String::new(),
+                inputs: vec!["x".into(), "w".into(), "b".into()],
+                outputs: vec!["y".into()],
+                attributes: BTreeMap::from([("transB".to_string(), Attribute::Int(1))]),
+            },
+            vec![
+                TensorData::F32(random(&[batch, 512], 6)),
+                TensorData::F32(random(&[1000, 512], 7)),
+                TensorData::F32(random(&[1000], 8)),
+            ],
+        ),
+    ];
+    let mut cases = cases;
+    for (name, ch, size, stride) in [
+        ("depthwise 3x3 144 @56", 144usize, 56usize, 1i64),
+        ("depthwise 3x3/2 96 @112", 96, 112, 2),
+    ] {
+        cases.push((
+            name,
+            Node {
+                name: "dw".into(),
+                op_type: "Conv".into(),
+                domain: String::new(),
+                inputs: vec!["x".into(), "w".into(), "b".into()],
+                outputs: vec!["y".into()],
+                attributes: BTreeMap::from([
+                    ("group".to_string(), Attribute::Int(ch as i64)),
+                    ("strides".to_string(), Attribute::Ints(vec![stride; 2])),
+                    ("pads".to_string(), Attribute::Ints(vec![1; 4])),
+                ]),
+            },
+            vec![
+                TensorData::F32(random(&[batch, ch, size, size], 9)),
+                TensorData::F32(random(&[ch, 1, 3, 3], 10)),
+                TensorData::F32(random(&[ch], 11)),
+            ],
+        ));
+    }
+    cases.push((
+        "ConvTranspose 4x4/2 256->128 @32",
+        Node {
+            name: "up".into(),
+            op_type: "ConvTranspose".into(),
+            domain: String::new(),
+            inputs: vec!["x".into(), "w".into(), "b".into()],
+            outputs: vec!["y".into()],
+            attributes: BTreeMap::from([
+                ("strides".to_string(), Attribute::Ints(vec![2, 2])),
+                ("pads".to_string(), Attribute::Ints(vec![1; 4])),
+            ]),
+        },
+        vec![
+            TensorData::F32(random(&[batch, 256, 32, 32], 12)),
+            TensorData::F32(random(&[256, 128, 4, 4], 13)),
+            TensorData::F32(random(&[128], 14)),
+        ],
+    ));
+    for (name, node, inputs) in &cases {
+        let kernel = kernel_for(node).expect("kernel");
+        let ctx = OpCtx { node, opset: 17 };
+        let args: Vec<Option<&TensorData>> = inputs.iter().map(Some).collect();
+        kernel(&ctx, &args).unwrap();
+        let mut best = f64::INFINITY;
+        for _ in 0..20 {
+            let t = Instant::now();
+            let y = kernel(&ctx, &args).unwrap();
+            best = best.min(t.elapsed().as_secs_f64());
+            drop(y);
+        }
+        println!("  {name:<28} {:>7.3} ms", best * 1e3);
     }
 }

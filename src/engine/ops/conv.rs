@@ -579,6 +579,17 @@ fn direct_plane(xp: &[f32], wk: &[f32], out: &mut [f32], a: &[Axis; 3]) {
                             for (o, &i) in orow.iter_mut().zip(&irow[iw0..]) {
                                 *o += wv * i;
                             }
+                        } else if sw == 2 {
+                            // Pairs (vectorizes); the last element may lack its partner.
+                            let src = &irow[iw0..];
+                            let len = orow.len();
+                            let full = len.min(src.len() / 2);
+                            for (o, pair) in orow[..full].iter_mut().zip(src.chunks_exact(2)) {
+                                *o += wv * pair[0];
+                            }
+                            if full < len {
+                                orow[len - 1] += wv * src[2 * (len - 1)];
+                            }
                         } else {
                             for (o, &i) in orow.iter_mut().zip(irow[iw0..].iter().step_by(sw)) {
                                 *o += wv * i;
@@ -637,6 +648,17 @@ fn im2col(
             let dst = &mut orow[wlo..whi];
             if sw == 1 {
                 dst.copy_from_slice(&irow[iw0..iw0 + dst.len()]);
+            } else if sw == 2 {
+                // Pairs (vectorizes as a deinterleave); the last element may lack its partner.
+                let src = &irow[iw0..];
+                let len = dst.len();
+                let full = len.min(src.len() / 2);
+                for (o, pair) in dst[..full].iter_mut().zip(src.chunks_exact(2)) {
+                    *o = pair[0];
+                }
+                if full < len {
+                    dst[len - 1] = src[2 * (len - 1)];
+                }
             } else {
                 for (o, &i) in dst.iter_mut().zip(irow[iw0..].iter().step_by(sw)) {
                     *o = i;

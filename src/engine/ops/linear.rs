@@ -83,6 +83,10 @@ pub(super) fn sgemm(
     }
     a.check(m, k);
     b.check(k, n);
+    if m == 1 && (b.rs == 1 || b.cs == 1) {
+        gemv(k, alpha, a, b, beta, &mut c[..n]);
+        return;
+    }
     // SAFETY: every element touched lies inside the slices (checked above); `c` is borrowed
     // mutably so nothing aliases it.
     unsafe {
@@ -103,6 +107,61 @@ pub(super) fn sgemm(
             1,
         );
     }
+}
+
+/// `c = alpha·a·b + beta·c` for a single row `a` [1, k] and `b` [k, n] with unit row or column
+/// stride (a matrix–vector product: matrixmultiply would spend its time packing `b`).
+fn gemv(k: usize, alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32]) {
+    let av: Vec<f32> = (0..k).map(|p| a.data[a.off + p * a.cs]).collect();
+    let finish = |acc: f32, cj: &mut f32| {
+        *cj = alpha * acc + if beta == 0.0 { 0.0 } else { beta * *cj };
+    };
+    // Columns per task: enough work to be worth a thread.
+    let min_cols = ((1usize << 15) / k.max(1)).max(1);
+    if b.rs == 1 {
+        // Column j of b is contiguous: one dot product per output.
+        c.par_chunks_mut(min_cols).enumerate().for_each(|(ci, cs)| {
+            for (jj, cj) in cs.iter_mut().enumerate() {
+                let j = ci * min_cols + jj;
+                let col = &b.data[b.off + j * b.cs..b.off + j * b.cs + k];
+                finish(dot(&av, col), cj);
+            }
+        });
+    } else {
+        // Rows of b are contiguous: accumulate a[p]·b[p, :] over p.
+        c.par_chunks_mut(min_cols).enumerate().for_each(|(ci, cs)| {
+            let j0 = ci * min_cols;
+            let mut acc = vec![0.0f32; cs.len()];
+            for (p, &ap) in av.iter().enumerate() {
+                let start = b.off + p * b.rs + j0;
+                let row = &b.data[start..start + cs.len()];
+                for (x, &bv) in acc.iter_mut().zip(row) {
+                    *x += ap * bv;
+                }
+            }
+            for (cj, &v) in cs.iter_mut().zip(&acc) {
+                finish(v, cj);
+            }
+        });
+    }
+}
+
+/// Dot product with 8 independent accumulators (vectorizes).
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let tail: f32 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a8, b8) in xc.zip(yc) {
+        for i in 0..8 {
+            acc[i] += a8[i] * b8[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Whether matrixmultiply would itself split a product of this size over threads (mirrors its
@@ -549,6 +608,37 @@ mod tests {
                 &[Some(&a), Some(&b)],
             );
             assert_close(&y, &want, 1e-5, "gemm no C");
+        }
+    }
+
+    #[test]
+    fn gemm_single_row_paths() {
+        // m = 1 runs as a matrix–vector product, split over column chunks.
+        let mut rng = Rng::new(13);
+        let (k, n) = (1000, 300);
+        let a = rng.array(&[1, k]);
+        let b_log = rng.array(&[k, n]);
+        let c = rng.array(&[n]);
+        let prod = naive(a.as_slice().unwrap(), b_log.as_slice().unwrap(), 1, k, n);
+        let want = ArrayD::from_shape_vec(
+            IxDyn(&[1, n]),
+            prod.iter()
+                .zip(c.iter())
+                .map(|(p, cv)| 2.0 * p + 0.5 * cv)
+                .collect(),
+        )
+        .unwrap();
+        for tb in [false, true] {
+            let b = if tb {
+                b_log.t().as_standard_layout().into_owned()
+            } else {
+                b_log.clone()
+            };
+            let y = run1(
+                &gemm_node(false, tb, 2.0, 0.5, true),
+                &[Some(&a), Some(&b), Some(&c)],
+            );
+            assert_close(&y, &want, 1e-5, &format!("gemv transB={tb}"));
         }
     }
 

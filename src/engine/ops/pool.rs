@@ -54,6 +54,13 @@ fn setup<'a>(ctx: &OpCtx<'_>, x: &'a ArrayD<f32>, op: &str) -> Result<Setup<'a>,
 /// taps per axis and the (signed) input start per axis.
 #[inline]
 fn for_each_window(a: &[Axis; 3], mut f: impl FnMut(usize, [(usize, usize); 3], [isize; 3])) {
+    // Per-column tap ranges, computed once per plane rather than per output.
+    let wtab: Vec<((usize, usize), isize)> = (0..a[2].output)
+        .map(|ow| {
+            let sw = (ow * a[2].stride) as isize - a[2].pad_begin;
+            (valid_range(sw, a[2].dilation, a[2].input, a[2].kernel), sw)
+        })
+        .collect();
     let mut o = 0;
     for od in 0..a[0].output {
         let sd = (od * a[0].stride) as isize - a[0].pad_begin;
@@ -61,9 +68,7 @@ fn for_each_window(a: &[Axis; 3], mut f: impl FnMut(usize, [(usize, usize); 3], 
         for oh in 0..a[1].output {
             let sh = (oh * a[1].stride) as isize - a[1].pad_begin;
             let th = valid_range(sh, a[1].dilation, a[1].input, a[1].kernel);
-            for ow in 0..a[2].output {
-                let sw = (ow * a[2].stride) as isize - a[2].pad_begin;
-                let tw = valid_range(sw, a[2].dilation, a[2].input, a[2].kernel);
+            for &(tw, sw) in &wtab {
                 f(o, [td, th, tw], [sd, sh, sw]);
                 o += 1;
             }
@@ -85,6 +90,11 @@ fn max_pool_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     // The executor expects one value per declared output, so Indices are computed whenever the
     // node declares a second output.
     let want_indices = ctx.node.outputs.len() > 1;
+    if !want_indices {
+        let out = separable_pool(&s.x, s.planes, &s.axes, Reduce::Max);
+        let y = ArrayD::from_shape_vec(IxDyn(&s.shape), out).map_err(|e| OpError(e.to_string()))?;
+        return Ok(vec![y.into()]);
+    }
     let a = s.axes;
     let in_sz = a[0].input * a[1].input * a[2].input;
     let out_sz = a[0].output * a[1].output * a[2].output;
@@ -151,53 +161,105 @@ fn average_pool_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult 
     let x = input_f32(inputs, 0)?;
     let s = setup(ctx, x, "AveragePool")?;
     let include_pad = ctx.node.attr_int("count_include_pad", 0)? != 0;
-    let a = s.axes;
+    let out = separable_pool(&s.x, s.planes, &s.axes, Reduce::Avg { include_pad });
+    let y = ArrayD::from_shape_vec(IxDyn(&s.shape), out).map_err(|e| OpError(e.to_string()))?;
+    Ok(vec![y.into()])
+}
+
+#[derive(Clone, Copy)]
+enum Reduce {
+    Max,
+    Avg { include_pad: bool },
+}
+
+/// Per output index of one axis: the valid tap range, the signed input start and the number
+/// of taps inside the padded extent (windows reaching past the end padding in ceil mode are
+/// truncated there).
+fn axis_table(ax: &Axis) -> Vec<((usize, usize), isize, usize)> {
+    let padded = (ax.input as isize + ax.pad_begin + ax.pad_end) as usize;
+    (0..ax.output)
+        .map(|o| {
+            let start = (o * ax.stride) as isize - ax.pad_begin;
+            let taps = valid_range(start, ax.dilation, ax.input, ax.kernel);
+            let (plo, phi) = valid_range(start + ax.pad_begin, ax.dilation, padded, ax.kernel);
+            (taps, start, phi - plo)
+        })
+        .collect()
+}
+
+/// Max or average pooling without indices, separably per output row: the valid input rows of
+/// the window are first reduced elementwise into one row (vectorizable), then each output
+/// reduces its taps along that row. Parallel over planes.
+fn separable_pool(xs: &[f32], planes: usize, a: &[Axis; 3], reduce: Reduce) -> Vec<f32> {
     let in_sz = a[0].input * a[1].input * a[2].input;
     let out_sz = a[0].output * a[1].output * a[2].output;
     let (h_in, w_in) = (a[1].input, a[2].input);
-    let mut out = vec![0.0f32; s.planes * out_sz];
-    if out_sz > 0 {
-        let xs = &*s.x;
-        out.par_chunks_mut(out_sz).enumerate().for_each(|(p, yo)| {
-            let xp = &xs[p * in_sz..(p + 1) * in_sz];
-            for_each_window(&a, |o, t, st| {
-                let mut sum = 0.0f32;
-                for kd in t[0].0..t[0].1 {
-                    let id = (st[0] + (kd * a[0].dilation) as isize) as usize;
-                    for kh in t[1].0..t[1].1 {
-                        let ih = (st[1] + (kh * a[1].dilation) as isize) as usize;
-                        let row = (id * h_in + ih) * w_in;
-                        for kw in t[2].0..t[2].1 {
-                            let iw = (st[2] + (kw * a[2].dilation) as isize) as usize;
-                            sum += xp[row + iw];
+    let ow_n = a[2].output;
+    let mut out = vec![0.0f32; planes * out_sz];
+    if out_sz == 0 {
+        return out;
+    }
+    let [dt, ht, wt] = [axis_table(&a[0]), axis_table(&a[1]), axis_table(&a[2])];
+    let is_max = matches!(reduce, Reduce::Max);
+    let init = if is_max { -f32::MAX } else { 0.0 };
+    let (dd, dh, dw) = (a[0].dilation, a[1].dilation, a[2].dilation);
+    out.par_chunks_mut(out_sz)
+        .with_min_len((1usize << 12).div_ceil(out_sz).max(1))
+        .enumerate()
+        .for_each_init(
+            || vec![0.0f32; w_in],
+            |tmp, (p, yo)| {
+                let xp = &xs[p * in_sz..(p + 1) * in_sz];
+                for (r, yrow) in yo.chunks_mut(ow_n).enumerate() {
+                    let (od, oh) = (r / a[1].output, r % a[1].output);
+                    let ((dlo, dhi), sd, dpad) = dt[od];
+                    let ((hlo, hhi), sh, hpad) = ht[oh];
+                    tmp.fill(init);
+                    for kd in dlo..dhi {
+                        let id = (sd + (kd * dd) as isize) as usize;
+                        for kh in hlo..hhi {
+                            let ih = (sh + (kh * dh) as isize) as usize;
+                            let row = &xp[(id * h_in + ih) * w_in..(id * h_in + ih + 1) * w_in];
+                            if is_max {
+                                // Select form (unconditional store) so this compiles to
+                                // vector max instructions.
+                                for (t, &v) in tmp.iter_mut().zip(row) {
+                                    *t = if v > *t { v } else { *t };
+                                }
+                            } else {
+                                for (t, &v) in tmp.iter_mut().zip(row) {
+                                    *t += v;
+                                }
+                            }
                         }
                     }
+                    let rows_valid = (dhi - dlo) * (hhi - hlo);
+                    for (y, &((wlo, whi), sw, wpad)) in yrow.iter_mut().zip(&wt) {
+                        let mut acc = init;
+                        for kw in wlo..whi {
+                            let v = tmp[(sw + (kw * dw) as isize) as usize];
+                            if is_max {
+                                acc = if v > acc { v } else { acc };
+                            } else {
+                                acc += v;
+                            }
+                        }
+                        *y = match reduce {
+                            Reduce::Max => acc,
+                            Reduce::Avg { include_pad } => {
+                                let count = if include_pad {
+                                    dpad * hpad * wpad
+                                } else {
+                                    rows_valid * (whi - wlo)
+                                };
+                                if count > 0 { acc / count as f32 } else { 0.0 }
+                            }
+                        };
+                    }
                 }
-                let count = if include_pad {
-                    // Taps inside the padded extent (windows reaching past the end padding in
-                    // ceil mode are truncated there).
-                    (0..3)
-                        .map(|i| {
-                            let ax = &a[i];
-                            let limit = ax.input as isize + ax.pad_begin + ax.pad_end;
-                            let (lo, hi) = valid_range(
-                                st[i] + ax.pad_begin,
-                                ax.dilation,
-                                limit as usize,
-                                ax.kernel,
-                            );
-                            hi - lo
-                        })
-                        .product::<usize>()
-                } else {
-                    (0..3).map(|i| t[i].1 - t[i].0).product::<usize>()
-                };
-                yo[o] = if count > 0 { sum / count as f32 } else { 0.0 };
-            });
-        });
-    }
-    let y = ArrayD::from_shape_vec(IxDyn(&s.shape), out).map_err(|e| OpError(e.to_string()))?;
-    Ok(vec![y.into()])
+            },
+        );
+    out
 }
 
 // ---- global pools ----------------------------------------------------------------------------
@@ -516,6 +578,8 @@ mod tests {
             let wy = ArrayD::from_shape_vec(IxDyn(&oshape), wy).unwrap();
             let wa = ArrayD::from_shape_vec(IxDyn(&oshape), wa).unwrap();
             assert_close(out[0].as_f32().unwrap(), &wy, 0.0, &what);
+            let y1 = run1(&node("MaxPool", 1, 1, attrs(false)), &[Some(&x)]);
+            assert_close(&y1, &wy, 0.0, &format!("{what} (no indices)"));
             assert_eq!(
                 out[1].as_i64().unwrap().iter().copied().collect::<Vec<_>>(),
                 wz,
