@@ -2,10 +2,12 @@
 //! quantize, calibrate and measure them. Nothing here depends on a GUI; the `ui` module is
 //! behind the `gui` feature.
 
+pub mod calib;
 pub mod engine;
 pub mod error;
 pub mod ir;
 pub mod load;
+pub mod metrics;
 pub mod quant;
 pub mod stats;
 pub mod summary;

@@ -1,0 +1,1 @@
+//! Range calibration (being written).
