@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use quantscope::engine::RunOptions;
+use quantscope::engine::{RunOptions, TensorHook, TensorSite};
+use quantscope::ir::TensorData;
 use quantscope::load::load_model;
 
 use super::feeds::{plan_for, read_feeds};
@@ -20,6 +21,54 @@ pub struct BenchArgs {
     /// Timed runs (after two warm-up runs).
     #[arg(long, default_value_t = 20)]
     iters: usize,
+    /// Also print each node's median time to stderr, slowest first.
+    #[arg(long)]
+    per_node: bool,
+}
+
+/// Times each node: the gap between consecutive tensors seen is the producing node's run time.
+struct NodeTimer {
+    last: Instant,
+    /// Milliseconds per node name, one entry per timed run.
+    times_ms: std::collections::HashMap<String, (String, Vec<f64>)>,
+}
+
+impl TensorHook for NodeTimer {
+    fn on_tensor(&mut self, site: TensorSite<'_>, _: &mut TensorData) -> quantscope::Result<()> {
+        let now = Instant::now();
+        if let Some(node) = site.producer
+            && site.name == node.outputs[0]
+        {
+            let elapsed_ms = (now - self.last).as_secs_f64() * 1e3;
+            self.times_ms
+                .entry(node.name.clone())
+                .or_insert_with(|| (node.op_type.clone(), Vec::new()))
+                .1
+                .push(elapsed_ms);
+        }
+        self.last = Instant::now();
+        Ok(())
+    }
+}
+
+fn print_node_times(timer: NodeTimer) {
+    let mut rows: Vec<(f64, String, String)> = timer
+        .times_ms
+        .into_iter()
+        .map(|(name, (op, mut times))| {
+            times.sort_by(f64::total_cmp);
+            (times[times.len() / 2], name, op)
+        })
+        .collect();
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let total: f64 = rows.iter().map(|r| r.0).sum();
+    eprintln!("{:>10} {:>6}  node", "median ms", "share");
+    for (ms, name, op) in rows {
+        eprintln!(
+            "{ms:>10.4} {:>5.1}%  {name} ({op})",
+            100.0 * ms / total.max(1e-12)
+        );
+    }
 }
 
 pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
@@ -41,6 +90,18 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         let outputs = plan.run(inputs, None, RunOptions::default())?;
         times_ms.push(start.elapsed().as_secs_f64() * 1e3);
         drop(outputs);
+    }
+    if args.per_node {
+        let mut timer = NodeTimer {
+            last: Instant::now(),
+            times_ms: Default::default(),
+        };
+        for _ in 0..args.iters.max(1) {
+            let inputs = feeds.clone();
+            timer.last = Instant::now();
+            plan.run(inputs, Some(&mut timer), RunOptions::default())?;
+        }
+        print_node_times(timer);
     }
     times_ms.sort_by(f64::total_cmp);
     let line = serde_json::json!({

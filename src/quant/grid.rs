@@ -97,9 +97,7 @@ impl LinearParams {
         symmetric: bool,
     ) -> Result<Self, QuantError> {
         if !rmin.is_finite() || !rmax.is_finite() {
-            return Err(QuantError(format!(
-                "range [{rmin}, {rmax}] is not finite"
-            )));
+            return Err(QuantError(format!("range [{rmin}, {rmax}] is not finite")));
         }
         if rmin > rmax {
             return Err(QuantError(format!(
