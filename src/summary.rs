@@ -95,7 +95,20 @@ impl ModelSummary {
         } else {
             Some("weights only: no graph to run".to_string())
         };
-        let tensors: Vec<&Tensor> = graph.initializers.values().collect();
+        // Tensors in the order the graph first reads them (unread ones last, by name).
+        let mut first_use: std::collections::HashMap<&str, usize> = Default::default();
+        for (i, node) in graph.nodes.iter().enumerate() {
+            for input in &node.inputs {
+                first_use.entry(input.as_str()).or_insert(i);
+            }
+        }
+        let mut tensors: Vec<&Tensor> = graph.initializers.values().collect();
+        tensors.sort_by_key(|t| {
+            first_use
+                .get(t.name.as_str())
+                .copied()
+                .unwrap_or(usize::MAX)
+        });
         ModelSummary {
             path: model.path.display().to_string(),
             format: model.format.name(),

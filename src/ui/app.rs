@@ -16,6 +16,7 @@ pub struct QuantscopeApp {
     selected: Option<usize>,
     filter: String,
     log_counts: bool,
+    show_constants: bool,
 }
 
 impl QuantscopeApp {
@@ -29,6 +30,7 @@ impl QuantscopeApp {
             selected: None,
             filter: String::new(),
             log_counts: false,
+            show_constants: false,
         }
     }
 
@@ -154,7 +156,13 @@ impl QuantscopeApp {
             .resizable(true)
             .show(ui, |ui| {
                 ui.heading("Tensors");
-                tensor_list_ui(ui, &model.summary, &mut self.selected, &mut self.filter);
+                tensor_list_ui(
+                    ui,
+                    &model.summary,
+                    &mut self.selected,
+                    &mut self.filter,
+                    &mut self.show_constants,
+                );
             });
         egui::CentralPanel::default_margins().show(ui, |ui| {
             let shown = self

@@ -74,7 +74,9 @@ pub fn tensor_view_ui(
             } else {
                 count as f64
             };
-            Bar::new(histogram.bin_center(i) as f64, height).width(width)
+            Bar::new(histogram.bin_center(i) as f64, height)
+                .width(width)
+                .fill(egui::Color32::from_rgb(90, 150, 230))
         })
         .collect();
     Plot::new("tensor_histogram")
@@ -85,6 +87,8 @@ pub fn tensor_view_ui(
             "count"
         })
         .show(ui, |plot_ui| {
-            plot_ui.bar_chart(BarChart::new("values", bars));
+            plot_ui.bar_chart(
+                BarChart::new("values", bars).color(egui::Color32::from_rgb(90, 150, 230)),
+            );
         });
 }
