@@ -147,7 +147,7 @@ impl QuantscopeApp {
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
         let Some(model) = &self.model else {
             egui::CentralPanel::default_margins().show(ui, |ui| {
-                ui.label("Open a model (File → Open, or drop a file here).");
+                ui.label("Open a model (File > Open, or drop a file here).");
             });
             return;
         };
