@@ -1,0 +1,108 @@
+//! [`ActivationCollector`]: a [`TensorHook`] that feeds every float tensor of a run into its
+//! [`CalibrationStats`], keeping statistics only (never the activations).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use ndarray::{ArrayViewD, Axis};
+
+use super::observer::{CalibrationStats, ObserverConfig};
+use crate::engine::{Plan, RunOptions, TensorHook, TensorSite};
+use crate::error::{Error, Result};
+use crate::ir::TensorData;
+
+/// Collects [`CalibrationStats`] of every float tensor (graph inputs and node outputs) seen
+/// during [`Plan::run`]s; each run is one batch. Integer tensors (shapes, indices) are skipped.
+#[derive(Debug, Clone, Default)]
+pub struct ActivationCollector {
+    config: ObserverConfig,
+    only: Option<BTreeSet<String>>,
+    stats: BTreeMap<String, CalibrationStats>,
+}
+
+impl ActivationCollector {
+    /// A collector of every float tensor, with default observer settings.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A collector with these observer settings.
+    pub fn with_config(config: ObserverConfig) -> Self {
+        ActivationCollector {
+            config,
+            ..Self::default()
+        }
+    }
+
+    /// Restricts collection to the tensors named in `names`.
+    pub fn only<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.only = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Statistics gathered so far, by tensor name.
+    pub fn stats(&self) -> &BTreeMap<String, CalibrationStats> {
+        &self.stats
+    }
+
+    /// The statistics, by tensor name.
+    pub fn into_stats(self) -> BTreeMap<String, CalibrationStats> {
+        self.stats
+    }
+
+    /// Feeds one tensor (as a batch) by name; what the hook does for each float tensor.
+    pub fn observe(&mut self, name: &str, values: ArrayViewD<'_, f32>) {
+        if let Some(only) = &self.only
+            && !only.contains(name)
+        {
+            return;
+        }
+        let config = self.config;
+        self.stats
+            .entry(name.to_string())
+            .or_insert_with(|| CalibrationStats::new(config))
+            .observe(values);
+    }
+
+    /// Runs `plan` over `data` (samples along axis 0) in batches of `batch_size`, fed to the
+    /// graph input `input`, collecting statistics of every batch.
+    pub fn run_batches(
+        &mut self,
+        plan: &Plan<'_>,
+        input: &str,
+        data: ArrayViewD<'_, f32>,
+        batch_size: usize,
+    ) -> Result<()> {
+        if data.ndim() == 0 || batch_size == 0 {
+            return Err(Error::Input {
+                name: input.to_string(),
+                msg: "calibration data needs a sample axis and a batch size of at least 1".into(),
+            });
+        }
+        let samples = data.len_of(Axis(0));
+        let mut start = 0;
+        while start < samples {
+            let end = (start + batch_size).min(samples);
+            let batch = data
+                .slice_axis(Axis(0), ndarray::Slice::from(start..end))
+                .to_owned();
+            let mut feeds = HashMap::new();
+            feeds.insert(input.to_string(), TensorData::F32(batch));
+            plan.run(feeds, Some(self), RunOptions::default())?;
+            start = end;
+        }
+        Ok(())
+    }
+}
+
+impl TensorHook for ActivationCollector {
+    fn on_tensor(&mut self, site: TensorSite<'_>, value: &mut TensorData) -> Result<()> {
+        if let TensorData::F32(a) = value {
+            self.observe(site.name, a.view());
+        }
+        Ok(())
+    }
+}

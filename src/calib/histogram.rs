@@ -1,0 +1,356 @@
+//! A histogram whose range grows over batches, with memory fixed at construction.
+//!
+//! # Re-binning rule
+//!
+//! The histogram keeps `n` internal bins (`n` = output bins × oversampling, 2048 × 8 by
+//! default) of equal width over `[lo, hi]`. The first batch sets `[lo, hi]` to its own range.
+//! When a later batch falls outside, the range is widened to cover it, and to **at least twice
+//! its previous span** (the extra span is split between the sides in proportion to how far each
+//! side had to grow, so a side that did not grow keeps its edge: the |x| histogram stays
+//! anchored at 0). Every old bin then moves, count and value sum together, into the new bin
+//! that contains the old bin's centre.
+//!
+//! Why the doubling: a value's distance from the centre of the bin holding it is at most half a
+//! bin after it is binned, and each re-binning adds at most half a new bin. With widths at
+//! least doubling, the total stays at most one internal bin of the current width, so every
+//! value is at most one internal bin away from where a single pass over the final range would
+//! have put it. The number of re-binnings is at most log2(final span / first span).
+//!
+//! [`GrowingHistogram::resample`] finally maps the internal bins onto the requested output range
+//! (e.g. `[0, max|x|]` with 2048 bins, TensorRT's layout), again by bin centre. Because the
+//! final span is at least half the internal span, an internal bin is at most 2/oversampling of
+//! an output bin wide: with oversampling ≥ 4 each value lands in its true output bin or an
+//! adjacent one, and when the range never grew the result equals a single pass exactly
+//! (values on bin edges aside).
+
+use crate::stats::Histogram;
+
+/// Equal-width bins over a range that grows by re-binning; optionally a sum of the values per
+/// bin (for statistics like mean |x − μ| that need more than counts).
+#[derive(Debug, Clone)]
+pub struct GrowingHistogram {
+    lo: f64,
+    hi: f64,
+    counts: Vec<u64>,
+    sums: Option<Vec<f64>>,
+    /// False until the first value range is set.
+    started: bool,
+    rebins: u32,
+}
+
+impl GrowingHistogram {
+    /// An empty histogram of `bins` internal bins (at least 1), with per-bin sums if `with_sums`.
+    pub fn new(bins: usize, with_sums: bool) -> Self {
+        let bins = bins.max(1);
+        GrowingHistogram {
+            lo: 0.0,
+            hi: 0.0,
+            counts: vec![0; bins],
+            sums: with_sums.then(|| vec![0.0; bins]),
+            started: false,
+            rebins: 0,
+        }
+    }
+
+    /// Current internal range.
+    pub fn range(&self) -> (f64, f64) {
+        (self.lo, self.hi)
+    }
+
+    /// Internal counts.
+    pub fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+
+    /// Internal per-bin sums of values, if kept.
+    pub fn sums(&self) -> Option<&[f64]> {
+        self.sums.as_deref()
+    }
+
+    /// How many times the range has grown.
+    pub fn rebin_count(&self) -> u32 {
+        self.rebins
+    }
+
+    /// Total count.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    fn width(&self) -> f64 {
+        (self.hi - self.lo) / self.counts.len() as f64
+    }
+
+    /// Makes sure `[lo, hi]` (finite, lo ≤ hi) is inside the range, re-binning if needed.
+    pub fn ensure_range(&mut self, lo: f64, hi: f64) {
+        if !self.started {
+            self.lo = lo;
+            self.hi = hi;
+            self.started = true;
+            return;
+        }
+        if lo >= self.lo && hi <= self.hi {
+            return;
+        }
+        let new_lo = lo.min(self.lo);
+        let new_hi = hi.max(self.hi);
+        let old_span = self.hi - self.lo;
+        let span = (new_hi - new_lo).max(2.0 * old_span);
+        let extra = span - (new_hi - new_lo);
+        let grow_lo = self.lo - new_lo;
+        let grow_hi = new_hi - self.hi;
+        let lo_final = new_lo - extra * grow_lo / (grow_lo + grow_hi);
+        let hi_final = lo_final + span;
+        self.rebin(lo_final, hi_final.max(new_hi));
+    }
+
+    fn rebin(&mut self, lo: f64, hi: f64) {
+        let n = self.counts.len();
+        let old_width = self.width();
+        let old_lo = self.lo;
+        let new_width = (hi - lo) / n as f64;
+        let mut counts = vec![0u64; n];
+        let mut sums = self.sums.as_ref().map(|_| vec![0.0f64; n]);
+        for j in 0..n {
+            let c = self.counts[j];
+            if c == 0 {
+                continue;
+            }
+            // A zero-width histogram holds every value at `lo`.
+            let centre = old_lo + (j as f64 + 0.5) * old_width;
+            let k = bin_index(centre, lo, new_width, n);
+            counts[k] += c;
+            if let (Some(new), Some(old)) = (sums.as_mut(), self.sums.as_ref()) {
+                new[k] += old[j];
+            }
+        }
+        self.counts = counts;
+        self.sums = sums;
+        self.lo = lo;
+        self.hi = hi;
+        self.rebins += 1;
+    }
+
+    /// Adds the finite values of `values` (after `map`, identity or |x|) that lie in the range.
+    /// Call [`ensure_range`](Self::ensure_range) with the batch's range first.
+    pub fn add(&mut self, values: &[f32], abs: bool) {
+        // The spare counters below are u32: feed at most 2^31 values at a time.
+        if values.len() > 1 << 31 {
+            for chunk in values.chunks(1 << 31) {
+                self.add(chunk, abs);
+            }
+            return;
+        }
+        let n = self.counts.len();
+        let lo = self.lo as f32;
+        let hi = self.hi as f32;
+        let width = (self.hi - self.lo) / n as f64;
+        let inverse = if width > 0.0 {
+            (1.0 / width) as f32
+        } else {
+            0.0
+        };
+        let last = n - 1;
+        match self.sums.as_mut() {
+            None => {
+                let counts = &mut self.counts;
+                // Two interleaved count arrays halve store-to-load stalls when neighbouring
+                // values hit the same bin (common: ReLU zeros).
+                let mut spare = vec![0u32; n];
+                let mut pairs = values.chunks_exact(2);
+                for pair in &mut pairs {
+                    let a = if abs { pair[0].abs() } else { pair[0] };
+                    let b = if abs { pair[1].abs() } else { pair[1] };
+                    // `x >= lo && x <= hi` is false for NaN and for out-of-range values.
+                    if a >= lo && a <= hi {
+                        counts[(((a - lo) * inverse) as usize).min(last)] += 1;
+                    }
+                    if b >= lo && b <= hi {
+                        spare[(((b - lo) * inverse) as usize).min(last)] += 1;
+                    }
+                }
+                for &v in pairs.remainder() {
+                    let a = if abs { v.abs() } else { v };
+                    if a >= lo && a <= hi {
+                        counts[(((a - lo) * inverse) as usize).min(last)] += 1;
+                    }
+                }
+                for (c, s) in counts.iter_mut().zip(spare) {
+                    *c += u64::from(s);
+                }
+            }
+            Some(sums) => {
+                for &v in values {
+                    let a = if abs { v.abs() } else { v };
+                    if a >= lo && a <= hi {
+                        let k = (((a - lo) * inverse) as usize).min(last);
+                        self.counts[k] += 1;
+                        sums[k] += f64::from(a);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The counts mapped onto `bins` equal bins over `[lo, hi]` by internal bin centre
+    /// (a zero-width output range puts everything in bin 0).
+    pub fn resample(&self, lo: f64, hi: f64, bins: usize) -> Histogram {
+        let bins = bins.max(1);
+        let width = (hi - lo) / bins as f64;
+        let own_width = self.width();
+        let mut counts = vec![0u64; bins];
+        for (j, &c) in self.counts.iter().enumerate() {
+            if c > 0 {
+                let centre = self.lo + (j as f64 + 0.5) * own_width;
+                counts[bin_index(centre, lo, width, bins)] += c;
+            }
+        }
+        Histogram {
+            lo: lo as f32,
+            hi: hi as f32,
+            counts,
+        }
+    }
+
+    /// Σ |x − μ| over all values, exact for every bin not containing μ (bin sums are exact),
+    /// and within the bin's width per value for the bin that does.
+    pub fn abs_deviation_sum(&self, mu: f64) -> Option<f64> {
+        let sums = self.sums.as_ref()?;
+        Some(
+            self.counts
+                .iter()
+                .zip(sums)
+                .map(|(&c, &s)| (s - c as f64 * mu).abs())
+                .sum(),
+        )
+    }
+}
+
+/// Bin of `x` among `n` bins of `width` starting at `lo` (clamped to the ends).
+fn bin_index(x: f64, lo: f64, width: f64, n: usize) -> usize {
+    if width <= 0.0 {
+        return 0;
+    }
+    let k = ((x - lo) / width).floor();
+    if k <= 0.0 { 0 } else { (k as usize).min(n - 1) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random values (xorshift), Laplace-ish via log.
+    fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let u = ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                let sign = if s & 1 == 0 { 1.0 } else { -1.0 };
+                (sign * -(u.ln()) * scale as f64) as f32
+            })
+            .collect()
+    }
+
+    fn build(batches: &[Vec<f32>], abs: bool) -> GrowingHistogram {
+        let mut h = GrowingHistogram::new(2048 * 8, false);
+        for b in batches {
+            let (lo, hi) = b
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                    let v = if abs { v.abs() } else { v };
+                    (l.min(v), h.max(v))
+                });
+            let lo = if abs { 0.0 } else { lo };
+            h.ensure_range(lo as f64, hi as f64);
+            h.add(b, abs);
+        }
+        h
+    }
+
+    #[test]
+    fn batched_histogram_is_within_one_bin_of_a_single_pass() {
+        // Batches with growing ranges force several re-binnings, on both sides.
+        let batches: Vec<Vec<f32>> = (0..12)
+            .map(|i| values(5000, 7 + i, 0.2 * (1.0 + i as f32 * 0.7)))
+            .collect();
+        for abs in [true, false] {
+            let many = build(&batches, abs);
+            assert!(many.rebin_count() >= 2, "test should exercise re-binning");
+            let all: Vec<f32> = batches.concat();
+            let (lo, hi) = all
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                    let v = if abs { v.abs() } else { v };
+                    (l.min(v), h.max(v))
+                });
+            let lo = if abs { 0.0 } else { lo };
+            let got = many.resample(lo as f64, hi as f64, 2048);
+            let single = Histogram::with_range(&all, 2048, lo, hi);
+            let single = if abs {
+                let a: Vec<f32> = all.iter().map(|v| v.abs()).collect();
+                Histogram::with_range(&a, 2048, lo, hi)
+            } else {
+                single
+            };
+            assert_eq!(got.counts.iter().sum::<u64>(), all.len() as u64);
+            // Every value is in its own bin or a neighbour: the batched CDF at each edge lies
+            // between the single-pass CDF one edge before and one edge after.
+            let cdf = |c: &[u64]| {
+                c.iter()
+                    .scan(0u64, |s, &x| {
+                        *s += x;
+                        Some(*s)
+                    })
+                    .collect::<Vec<u64>>()
+            };
+            let (a, b) = (cdf(&got.counts), cdf(&single.counts));
+            for k in 0..2048 {
+                let before = if k == 0 { 0 } else { b[k - 1] };
+                let after = b[(k + 1).min(2047)];
+                assert!(before <= a[k] && a[k] <= after, "abs {abs}, edge {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_range_that_never_grows_is_exact() {
+        let v = values(10_000, 3, 1.0);
+        let (lo, hi) = v
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| {
+                (l.min(x), h.max(x))
+            });
+        let mut h = GrowingHistogram::new(2048 * 8, false);
+        h.ensure_range(lo as f64, hi as f64);
+        h.add(&v[..5000], false);
+        h.add(&v[5000..], false);
+        assert_eq!(h.rebin_count(), 0);
+        let got = h.resample(lo as f64, hi as f64, 2048);
+        let single = Histogram::with_range(&v, 2048, lo, hi);
+        let moved: u64 = got
+            .counts
+            .iter()
+            .zip(&single.counts)
+            .map(|(a, b)| a.abs_diff(*b))
+            .sum();
+        // Only values sitting on an edge (float rounding) may differ.
+        assert!(moved <= 4, "{moved} values moved");
+    }
+
+    #[test]
+    fn zero_width_start_and_sums() {
+        let mut h = GrowingHistogram::new(16, true);
+        h.ensure_range(0.0, 0.0);
+        h.add(&[0.0, 0.0, f32::NAN], false);
+        h.ensure_range(-1.0, 3.0);
+        h.add(&[-1.0, 3.0, 1.0], false);
+        assert_eq!(h.total(), 5);
+        assert_eq!(h.range(), (-1.0, 3.0));
+        let sums: f64 = h.sums().unwrap().iter().sum();
+        assert_eq!(sums, 3.0);
+        assert_eq!(h.abs_deviation_sum(0.0), Some(5.0));
+    }
+}

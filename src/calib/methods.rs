@@ -1,0 +1,649 @@
+//! Range calibration methods: from a tensor's [`CalibrationStats`] to a clip range (min, max).
+//!
+//! Common rules, for every method:
+//!
+//! * `bits` must be in 2..=16, the percentile in (0, 100]; otherwise [`CalibError::Setting`].
+//! * No finite value observed → [`CalibError::NoData`]. NaN/±Inf are ignored by the observers.
+//! * A constant tensor (min = max) gets (min, max) from every method.
+//! * Histogram and fitted methods find a magnitude threshold `t` (or clip `α`) and return it
+//!   clamped to the observed range, as onnxruntime does: `(max(−t, min), min(t, max))`. A tensor
+//!   with min ≥ 0 thus gets `(0, t)`.
+//!
+//! The methods:
+//!
+//! * `minmax`: the global (min, max).
+//! * `ema`: the EMA of per-batch (min, max), new-batch weight 0.01 (see the observer).
+//! * `batch-mean`: the mean over samples of per-sample (min, max).
+//! * `percentile:p` (default 99.99): onnxruntime's `PercentileCalibrator` with its default
+//!   `symmetric=True`: on the 2048-bin histogram of |x|, `t` is the **left** edge of the first
+//!   bin at which the cumulative fraction reaches p/100. (onnxruntime's |x| histogram starts at
+//!   the first batch's min |x|, ours at 0, and it drops later values below that start; for the
+//!   usual activations this moves `t` by less than a bin.)
+//! * `mse`: the clip `α` on the |x| histogram grid (α = k·w, k = 1..=2048) minimising the
+//!   expected squared error of a uniform quantizer, with bin centres `x_j` as the values:
+//!   `Σ_{x_j<α} c_j·Δ²/12 + Σ_{x_j>α} c_j·(x_j − α)²`, where `Δ = α/(2^b − 1)` for a tensor
+//!   with min ≥ 0 (grid [0, α]) and `Δ = 2α/(2^b − 1)` otherwise (grid [−α, α]).
+//! * `aciq-gauss`, `aciq-laplace`: Banner et al.'s analytic clip. Two-sided: μ = mean,
+//!   σ = std or b = mean|x − μ|, α = r(b bits)·σ (or ·b), range [μ − α, μ + α]. One-sided
+//!   (min ≥ 0, e.g. after ReLU): the positive values are fitted as a half-normal
+//!   (σ = √mean x²) or exponential (b = mean x), and the clip is [0, α] with α = r(bits + 1)
+//!   times that parameter (2^b levels on [0, α] have the step of 2^(b+1) levels on [−α, α]).
+//!   r(M) is Banner's table for 2..=8 bits; above, the minimiser of the same closed-form error
+//!   (`2b²e^(−α/b) + α²/(3·4^M)`, and the Gaussian analogue), computed numerically.
+//! * `kl`: TensorRT's entropy calibration, on the 2048-bin |x| histogram (see [`kl_search`]).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::CalibError;
+use super::observer::CalibrationStats;
+
+/// Default percentile of [`Method::Percentile`].
+pub const DEFAULT_PERCENTILE: f64 = 99.99;
+
+/// A range calibration method. Parses from and prints as `minmax`, `ema`, `batch-mean`,
+/// `percentile:99.99` (`percentile` alone means 99.99), `mse`, `aciq-gauss`, `aciq-laplace`,
+/// `kl`; serde uses the same strings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Method {
+    MinMax,
+    Ema,
+    BatchMean,
+    Percentile(f64),
+    Mse,
+    AciqGauss,
+    AciqLaplace,
+    Kl,
+}
+
+impl Method {
+    /// Every method, with the default percentile.
+    pub const ALL: [Method; 8] = [
+        Method::MinMax,
+        Method::Ema,
+        Method::BatchMean,
+        Method::Percentile(DEFAULT_PERCENTILE),
+        Method::Mse,
+        Method::AciqGauss,
+        Method::AciqLaplace,
+        Method::Kl,
+    ];
+
+    /// The clip range of a tensor for a `bits`-bit quantizer.
+    pub fn range(&self, stats: &CalibrationStats, bits: u32) -> Result<(f32, f32), CalibError> {
+        check_bits(bits)?;
+        if let Method::Percentile(p) = *self {
+            check_percentile(p)?;
+        }
+        let (min, max) = stats.min_max().ok_or(CalibError::NoData)?;
+        if min == max {
+            return Ok((min, max));
+        }
+        let clamp = |t: f64| -> (f32, f32) {
+            let t = t as f32;
+            ((-t).max(min), t.min(max))
+        };
+        let one_sided = min >= 0.0;
+        Ok(match *self {
+            Method::MinMax => (min, max),
+            Method::Ema => {
+                let (lo, hi) = stats.ema().ok_or(CalibError::NoData)?;
+                (lo as f32, hi as f32)
+            }
+            Method::BatchMean => {
+                let (lo, hi) = stats.batch_mean().ok_or(CalibError::NoData)?;
+                (lo as f32, hi as f32)
+            }
+            Method::Percentile(p) => {
+                let h = stats.abs_histogram().ok_or(CalibError::NoData)?;
+                clamp(percentile_threshold(&h.counts, f64::from(h.hi), p))
+            }
+            Method::Mse => {
+                let h = stats.abs_histogram().ok_or(CalibError::NoData)?;
+                clamp(mse_threshold(&h.counts, f64::from(h.hi), bits, one_sided))
+            }
+            Method::Kl => {
+                let h = stats.abs_histogram().ok_or(CalibError::NoData)?;
+                let levels = 1usize << (bits - 1);
+                let width = f64::from(h.hi) / h.counts.len() as f64;
+                match kl_search(&h.counts, levels) {
+                    Some(found) => clamp(found.edge as f64 * width),
+                    None => (min, max),
+                }
+            }
+            Method::AciqGauss | Method::AciqLaplace => {
+                let dist = if *self == Method::AciqGauss {
+                    Distribution::Gauss
+                } else {
+                    Distribution::Laplace
+                };
+                if one_sided {
+                    let (_, mean, rms) = stats.positive_moments().ok_or(CalibError::NoData)?;
+                    let param = if dist == Distribution::Gauss {
+                        rms
+                    } else {
+                        mean
+                    };
+                    let alpha = aciq_ratio(dist, bits + 1) * param;
+                    (0.0, (alpha as f32).min(max))
+                } else {
+                    let mu = stats.mean().ok_or(CalibError::NoData)?;
+                    let param = if dist == Distribution::Gauss {
+                        stats.std()
+                    } else {
+                        stats.mean_abs_deviation()
+                    }
+                    .ok_or(CalibError::NoData)?;
+                    let alpha = aciq_ratio(dist, bits) * param;
+                    (
+                        ((mu - alpha) as f32).max(min),
+                        ((mu + alpha) as f32).min(max),
+                    )
+                }
+            }
+        })
+    }
+}
+
+fn check_bits(bits: u32) -> Result<(), CalibError> {
+    if (2..=16).contains(&bits) {
+        Ok(())
+    } else {
+        Err(CalibError::Setting(format!(
+            "bit width {bits} is out of range (2 to 16)"
+        )))
+    }
+}
+
+fn check_percentile(p: f64) -> Result<(), CalibError> {
+    if p > 0.0 && p <= 100.0 {
+        Ok(())
+    } else {
+        Err(CalibError::Setting(format!(
+            "percentile {p} is out of range (0, 100]"
+        )))
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Method::MinMax => f.write_str("minmax"),
+            Method::Ema => f.write_str("ema"),
+            Method::BatchMean => f.write_str("batch-mean"),
+            Method::Percentile(p) => write!(f, "percentile:{p}"),
+            Method::Mse => f.write_str("mse"),
+            Method::AciqGauss => f.write_str("aciq-gauss"),
+            Method::AciqLaplace => f.write_str("aciq-laplace"),
+            Method::Kl => f.write_str("kl"),
+        }
+    }
+}
+
+impl FromStr for Method {
+    type Err = CalibError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let method = match s.to_ascii_lowercase().as_str() {
+            "minmax" => Method::MinMax,
+            "ema" => Method::Ema,
+            "batch-mean" => Method::BatchMean,
+            "percentile" => Method::Percentile(DEFAULT_PERCENTILE),
+            "mse" => Method::Mse,
+            "aciq-gauss" => Method::AciqGauss,
+            "aciq-laplace" => Method::AciqLaplace,
+            "kl" => Method::Kl,
+            other => match other.strip_prefix("percentile:") {
+                Some(p) => {
+                    let p: f64 = p.trim().parse().map_err(|_| {
+                        CalibError::Setting(format!("'{s}': the percentile is not a number"))
+                    })?;
+                    check_percentile(p)?;
+                    Method::Percentile(p)
+                }
+                None => {
+                    return Err(CalibError::Setting(format!(
+                        "unknown calibration method '{s}' (expected minmax, ema, batch-mean, \
+                         percentile[:p], mse, aciq-gauss, aciq-laplace or kl)"
+                    )));
+                }
+            },
+        };
+        Ok(method)
+    }
+}
+
+impl TryFrom<String> for Method {
+    type Error = CalibError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Method> for String {
+    fn from(m: Method) -> String {
+        m.to_string()
+    }
+}
+
+/// onnxruntime's symmetric percentile on a histogram of |x| over `[0, hi]`: the left edge of
+/// the first bin whose cumulative fraction reaches `p/100`.
+pub fn percentile_threshold(counts: &[u64], hi: f64, p: f64) -> f64 {
+    let total: u64 = counts.iter().sum();
+    if total == 0 || counts.is_empty() {
+        return 0.0;
+    }
+    let width = hi / counts.len() as f64;
+    let target = p / 100.0;
+    let mut cum = 0u64;
+    for (k, &c) in counts.iter().enumerate() {
+        cum += c;
+        if cum as f64 / total as f64 >= target {
+            return k as f64 * width;
+        }
+    }
+    hi
+}
+
+/// The MSE-optimal clip on a histogram of |x| over `[0, hi]` (see the module docs).
+pub fn mse_threshold(counts: &[u64], hi: f64, bits: u32, one_sided: bool) -> f64 {
+    let n = counts.len();
+    if n == 0 || hi <= 0.0 {
+        return hi.max(0.0);
+    }
+    let width = hi / n as f64;
+    let levels = ((1u64 << bits) - 1) as f64;
+    let steps = if one_sided { levels } else { levels / 2.0 };
+    // Suffix sums of c, c·x, c·x² over bin centres.
+    let mut suffix = vec![(0.0f64, 0.0f64, 0.0f64); n + 1];
+    for j in (0..n).rev() {
+        let c = counts[j] as f64;
+        let x = (j as f64 + 0.5) * width;
+        let (a, b, d) = suffix[j + 1];
+        suffix[j] = (a + c, b + c * x, d + c * x * x);
+    }
+    let total = suffix[0].0;
+    let mut best = (f64::INFINITY, hi);
+    for k in 1..=n {
+        let alpha = k as f64 * width;
+        let delta = alpha / steps;
+        let (c, cx, cx2) = suffix[k];
+        let inside = total - c;
+        let err = inside * delta * delta / 12.0 + (cx2 - 2.0 * alpha * cx + alpha * alpha * c);
+        if err < best.0 {
+            best = (err, alpha);
+        }
+    }
+    best.1
+}
+
+/// The distribution ACIQ fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distribution {
+    Gauss,
+    Laplace,
+}
+
+const LAPLACE_RATIOS: [f64; 7] = [2.83, 3.89, 5.03, 6.20, 7.41, 8.65, 9.90];
+const GAUSS_RATIOS: [f64; 7] = [1.71, 2.15, 2.56, 2.94, 3.29, 3.62, 3.92];
+
+/// Banner et al.'s optimal clip α / parameter for `bits` bits on a symmetric grid: the table
+/// for 2..=8 bits, the numerical minimiser of the closed-form error above (any `bits` ≥ 1).
+pub fn aciq_ratio(dist: Distribution, bits: u32) -> f64 {
+    if (2..=8).contains(&bits) {
+        let i = (bits - 2) as usize;
+        return match dist {
+            Distribution::Laplace => LAPLACE_RATIOS[i],
+            Distribution::Gauss => GAUSS_RATIOS[i],
+        };
+    }
+    aciq_ratio_numeric(dist, bits)
+}
+
+/// The minimiser of ACIQ's expected error over α/parameter, by golden-section search.
+pub fn aciq_ratio_numeric(dist: Distribution, bits: u32) -> f64 {
+    let quant = 1.0 / (3.0 * 4f64.powi(bits as i32));
+    let err = |a: f64| -> f64 {
+        let clip = match dist {
+            Distribution::Laplace => 2.0 * (-a).exp(),
+            Distribution::Gauss => {
+                (a * a + 1.0) * libm::erfc(a / std::f64::consts::SQRT_2)
+                    - (2.0 / std::f64::consts::PI).sqrt() * a * (-a * a / 2.0).exp()
+            }
+        };
+        clip + a * a * quant
+    };
+    let (mut lo, mut hi) = (0.1f64, 60.0f64);
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    let mut x1 = hi - g * (hi - lo);
+    let mut x2 = lo + g * (hi - lo);
+    let (mut f1, mut f2) = (err(x1), err(x2));
+    for _ in 0..200 {
+        if f1 < f2 {
+            hi = x2;
+            x2 = x1;
+            f2 = f1;
+            x1 = hi - g * (hi - lo);
+            f1 = err(x1);
+        } else {
+            lo = x1;
+            x1 = x2;
+            f1 = f2;
+            x2 = lo + g * (hi - lo);
+            f2 = err(x2);
+        }
+    }
+    (lo + hi) / 2.0
+}
+
+/// Result of the KL threshold search.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KlChoice {
+    /// Number of kept bins `i`: the threshold is the right edge of bin `i − 1` (= i · width).
+    pub edge: usize,
+    /// KL(P‖Q) at that threshold (natural log).
+    pub divergence: f64,
+}
+
+/// Smoothing constant for zero bins (onnxruntime's/MXNet's `smooth_distribution`).
+pub const KL_EPS: f64 = 1e-4;
+
+/// TensorRT's entropy calibration on a histogram of |x| (2048 bins in TensorRT), for `levels`
+/// quantization levels (2^(b−1), 128 for int8).
+///
+/// For each candidate `i` from `levels` (or the bin count, if smaller) to the bin count:
+///
+/// * P = the first `i` bins, with every count beyond (the outliers) added to bin `i − 1`;
+/// * Q = the same first `i` bins **without** the outliers (as in TensorRT's GTC 2017 description
+///   and every open re-implementation), merged into `levels` levels (bin j goes to level
+///   ⌊j·levels/i⌋), each level's total spread evenly over its non-empty bins, empty bins
+///   getting 0;
+/// * both are smoothed as onnxruntime's `smooth_distribution` does, on counts: every zero
+///   becomes ε = 1e-4 and each non-zero loses ε·zeros/non-zeros (totals are unchanged), then
+///   normalised; a Q with no mass makes the candidate infinite;
+/// * divergence = Σ p ln(p/q).
+///
+/// The choice is the first `i` with the smallest divergence. Returns None for an empty
+/// histogram. The sum Σ p ln p uses an exact series in ε over prefix sums, so the whole search
+/// costs O(bins · (levels + 12)) instead of O(bins²) logarithms; [`kl_divergence_at`] is the
+/// direct computation.
+pub fn kl_search(counts: &[u64], levels: usize) -> Option<KlChoice> {
+    let n = counts.len();
+    let levels = levels.max(1);
+    let total: u64 = counts.iter().sum();
+    if n == 0 || total == 0 {
+        return None;
+    }
+    const TERMS: usize = 12;
+    // Prefix sums: counts, non-zero bins, Σ c ln c, Σ ln c, Σ c^(−m) for m = 1..TERMS-1.
+    let mut pc = vec![0.0f64; n + 1];
+    let mut pnz = vec![0usize; n + 1];
+    let mut pclc = vec![0.0f64; n + 1];
+    let mut plc = vec![0.0f64; n + 1];
+    let mut pinv = vec![[0.0f64; TERMS]; n + 1];
+    for j in 0..n {
+        let c = counts[j] as f64;
+        pc[j + 1] = pc[j] + c;
+        pnz[j + 1] = pnz[j] + usize::from(counts[j] > 0);
+        let mut inv = pinv[j];
+        if counts[j] > 0 {
+            let l = c.ln();
+            pclc[j + 1] = pclc[j] + c * l;
+            plc[j + 1] = plc[j] + l;
+            let r = 1.0 / c;
+            let mut pow = 1.0;
+            for slot in inv.iter_mut().skip(1) {
+                pow *= r;
+                *slot += pow;
+            }
+        } else {
+            pclc[j + 1] = pclc[j];
+            plc[j + 1] = plc[j];
+        }
+        pinv[j + 1] = inv;
+    }
+    let total_f = pc[n];
+    let ln_eps = KL_EPS.ln();
+
+    let start = levels.min(n).max(1);
+    let mut best: Option<KlChoice> = None;
+    for i in start..=n {
+        let last = counts[i - 1] as f64;
+        let outliers = total_f - pc[i];
+        let p_last = last + outliers;
+        // P: bins 0..i-1 unchanged, bin i-1 = p_last.
+        let nnz_p = pnz[i - 1] + usize::from(p_last > 0.0);
+        let nz_p = i - nnz_p;
+        let eps1_p = KL_EPS * nz_p as f64 / nnz_p as f64;
+        // Σ p' ln p' over bins 0..i-1 that are non-zero: exact series in ε.
+        let m = pnz[i - 1] as f64;
+        let mut a = pclc[i - 1] - eps1_p * (plc[i - 1] + m);
+        let mut eps_pow = eps1_p;
+        for k in 2..TERMS {
+            eps_pow *= eps1_p;
+            a += eps_pow / (k * (k - 1)) as f64 * (pinv[i - 1][k - 1]);
+        }
+        if p_last > 0.0 {
+            let v = p_last - eps1_p;
+            a += v * v.ln();
+        }
+        a += nz_p as f64 * KL_EPS * ln_eps;
+
+        // Q from the raw bins 0..i.
+        let nnz_q = pnz[i];
+        if nnz_q == 0 {
+            continue;
+        }
+        let nz_q = i - nnz_q;
+        let eps1_q = KL_EPS * nz_q as f64 / nnz_q as f64;
+        let sum_q = pc[i];
+        let mut b = 0.0f64;
+        let mut level_start = 0usize;
+        for level in 0..levels {
+            let level_end = ((level + 1) * i).div_ceil(levels);
+            if level_end <= level_start {
+                continue;
+            }
+            let s = pc[level_end] - pc[level_start];
+            let nz = pnz[level_end] - pnz[level_start];
+            if nz > 0 {
+                // P' mass on this level's non-empty raw bins.
+                let mut p_mass = s - nz as f64 * eps1_p;
+                if level_end == i && counts[i - 1] > 0 {
+                    p_mass += outliers;
+                }
+                b += p_mass * (s / nz as f64 - eps1_q).ln();
+            }
+            level_start = level_end;
+        }
+        // Raw-empty bins have q' = ε; their p' is ε, except bin i-1 holding only outliers.
+        let mut zero_mass = nz_q as f64 * KL_EPS;
+        if counts[i - 1] == 0 && outliers > 0.0 {
+            zero_mass += outliers - eps1_p - KL_EPS;
+        }
+        b += zero_mass * ln_eps;
+
+        let divergence = (a - b) / total_f - total_f.ln() + sum_q.ln();
+        if divergence.is_nan() {
+            continue;
+        }
+        if best.is_none_or(|bst| divergence < bst.divergence) {
+            best = Some(KlChoice {
+                edge: i,
+                divergence,
+            });
+        }
+    }
+    best.or(Some(KlChoice {
+        edge: n,
+        divergence: f64::INFINITY,
+    }))
+}
+
+/// KL(P‖Q) of [`kl_search`] for one candidate `i`, computed directly (for tests and checks).
+pub fn kl_divergence_at(counts: &[u64], i: usize, levels: usize) -> f64 {
+    let n = counts.len();
+    assert!(i >= 1 && i <= n, "candidate {i} outside 1..={n}");
+    let levels = levels.max(1);
+    let mut p: Vec<f64> = counts[..i].iter().map(|&c| c as f64).collect();
+    p[i - 1] += counts[i..].iter().map(|&c| c as f64).sum::<f64>();
+    let raw = &counts[..i];
+    let mut q = vec![0.0f64; i];
+    let mut level_start = 0;
+    for level in 0..levels {
+        let level_end = ((level + 1) * i).div_ceil(levels);
+        if level_end <= level_start {
+            continue;
+        }
+        let s: f64 = raw[level_start..level_end].iter().map(|&c| c as f64).sum();
+        let nz = raw[level_start..level_end]
+            .iter()
+            .filter(|&&c| c > 0)
+            .count();
+        for j in level_start..level_end {
+            if raw[j] > 0 {
+                q[j] = s / nz as f64;
+            }
+        }
+        level_start = level_end;
+    }
+    let smooth = |v: &mut Vec<f64>| -> bool {
+        let zeros = v.iter().filter(|&&x| x == 0.0).count();
+        let nonzeros = v.len() - zeros;
+        if nonzeros == 0 {
+            return false;
+        }
+        let eps1 = KL_EPS * zeros as f64 / nonzeros as f64;
+        for x in v.iter_mut() {
+            *x = if *x == 0.0 { KL_EPS } else { *x - eps1 };
+        }
+        true
+    };
+    if !smooth(&mut p) || !smooth(&mut q) {
+        return f64::INFINITY;
+    }
+    let (sp, sq): (f64, f64) = (p.iter().sum(), q.iter().sum());
+    p.iter()
+        .zip(&q)
+        .map(|(&a, &b)| {
+            let (a, b) = (a / sp, b / sq);
+            a * (a / b).ln()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn laplace_counts(n: usize, seed: u64) -> Vec<u64> {
+        // |Laplace| samples into n bins over [0, max].
+        let mut s = seed;
+        let v: Vec<f64> = (0..100_000)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                -((((s >> 11) as f64) + 0.5) / (1u64 << 53) as f64).ln()
+            })
+            .collect();
+        let max = v.iter().copied().fold(0.0, f64::max);
+        let mut c = vec![0u64; n];
+        for x in v {
+            c[((x / max * n as f64) as usize).min(n - 1)] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn kl_fast_matches_direct_everywhere() {
+        for (n, levels, seed) in [(2048, 128, 5), (300, 16, 9), (64, 128, 2)] {
+            let mut counts = laplace_counts(n, seed);
+            counts[n / 3] = 0; // some empty bins inside
+            counts[n - 1] = 0;
+            let mut best = (f64::INFINITY, 0);
+            for i in levels.min(n)..=n {
+                let d = kl_divergence_at(&counts, i, levels);
+                if d < best.0 {
+                    best = (d, i);
+                }
+            }
+            let fast = kl_search(&counts, levels).unwrap();
+            assert_eq!(fast.edge, best.1, "n {n}, levels {levels}");
+            let rel = (fast.divergence - best.0).abs() / best.0.abs().max(1e-3);
+            assert!(
+                rel < 1e-9,
+                "n {n}: fast {} direct {} rel {rel}",
+                fast.divergence,
+                best.0
+            );
+        }
+    }
+
+    #[test]
+    fn kl_clips_heavy_tails_and_keeps_uniform() {
+        let counts = laplace_counts(2048, 11);
+        let choice = kl_search(&counts, 128).unwrap();
+        assert!(choice.edge < 2048, "heavy tail should be clipped");
+        let uniform = vec![100u64; 2048];
+        assert_eq!(kl_search(&uniform, 128).unwrap().edge, 2048);
+        assert_eq!(kl_search(&[0, 0], 128), None);
+    }
+
+    #[test]
+    fn aciq_numeric_reproduces_banner_table() {
+        for bits in 2..=8 {
+            for dist in [Distribution::Gauss, Distribution::Laplace] {
+                let t = aciq_ratio(dist, bits);
+                let x = aciq_ratio_numeric(dist, bits);
+                assert!(
+                    (t - x).abs() < 0.01,
+                    "{dist:?} {bits}: table {t}, numeric {x}"
+                );
+            }
+        }
+        assert!(aciq_ratio(Distribution::Laplace, 9) > 9.9);
+        assert!(aciq_ratio(Distribution::Gauss, 16) > 3.92);
+    }
+
+    #[test]
+    fn method_strings_round_trip() {
+        for m in Method::ALL {
+            assert_eq!(m.to_string().parse::<Method>().unwrap(), m);
+            let json = serde_json::to_string(&m).unwrap();
+            assert_eq!(serde_json::from_str::<Method>(&json).unwrap(), m);
+        }
+        assert_eq!(
+            "percentile".parse::<Method>().unwrap(),
+            Method::Percentile(99.99)
+        );
+        assert_eq!(
+            "percentile:99.9".parse::<Method>().unwrap(),
+            Method::Percentile(99.9)
+        );
+        for bad in ["percentile:0", "percentile:100.5", "percentile:x", "median"] {
+            assert!(bad.parse::<Method>().is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<Method>("\"bogus\"").is_err());
+    }
+
+    #[test]
+    fn percentile_is_left_edge() {
+        // 10 bins over [0, 10], one count each: 95 % is reached in bin 9 → left edge 9.
+        let counts = vec![1u64; 10];
+        assert_eq!(percentile_threshold(&counts, 10.0, 95.0), 9.0);
+        assert_eq!(percentile_threshold(&counts, 10.0, 10.0), 0.0);
+    }
+
+    #[test]
+    fn mse_prefers_clipping_only_for_long_tails() {
+        let uniform = vec![10u64; 2048];
+        assert!(mse_threshold(&uniform, 1.0, 8, true) > 0.99);
+        let tail = laplace_counts(2048, 4);
+        assert!(mse_threshold(&tail, 1.0, 4, true) < 0.5);
+    }
+}
