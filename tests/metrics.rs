@@ -284,3 +284,56 @@ fn model_metrics_on_the_sample_cnn() {
         c.float_accuracy, c.quant_accuracy, c.agreement, c.mean_kl, layers[0].sqnr_db
     );
 }
+
+/// Deterministic pseudo-random numbers in (0, 1) (splitmix64).
+fn uniform_stream(seed: u64) -> impl FnMut() -> f64 {
+    let mut state = seed;
+    move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+}
+
+#[test]
+fn estimate_holds_from_2_to_16_bits_on_synthetic_tensors() {
+    let mut u = uniform_stream(7);
+    // Laplace (heavy tails, like weights) of 1M values, and a small Gaussian tensor.
+    let laplace: Vec<f32> = (0..1_000_000)
+        .map(|_| {
+            let v = u() - 0.5;
+            (-v.signum() * (1.0 - 2.0 * v.abs()).ln() * 0.05) as f32
+        })
+        .collect();
+    let gauss: Vec<f32> = (0..300)
+        .map(|_| ((-2.0 * u().ln()).sqrt() * (std::f64::consts::TAU * u()).cos()) as f32)
+        .collect();
+    let mut worst = (0.0f64, String::new());
+    for (label, values) in [("laplace 1M", &laplace), ("gauss 300", &gauss)] {
+        let h = FineHistogram::from_slice(values).unwrap();
+        let (min, max) = h.range();
+        for bits in [2, 3, 4, 6, 8, 12, 16] {
+            let grid = IntGrid::new(bits, true, false).unwrap();
+            for symmetric in [false, true] {
+                for clip in [0.1f32, 0.3, 0.7, 1.0] {
+                    let (lo, hi) = (min * clip, max * clip);
+                    let p = LinearParams::from_range(lo, hi, grid, symmetric).unwrap();
+                    let exact = exact_mse(values, |x| p.fake_quantize(x));
+                    let est = h.estimate_linear(&p).mse;
+                    let rel = (est - exact).abs() / exact;
+                    let case = format!(
+                        "{label} {bits}-bit sym {symmetric} clip {clip}: {est:.4e} vs {exact:.4e}"
+                    );
+                    assert!(rel < 0.05, "{case}");
+                    if rel > worst.0 {
+                        worst = (rel, case);
+                    }
+                }
+            }
+        }
+    }
+    println!("worst: {:.5} {}", worst.0, worst.1);
+}

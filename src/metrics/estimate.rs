@@ -24,18 +24,30 @@
 //!
 //! * If the bin's values [min, max] lie between two thresholds (one level L), the sum is exact:
 //!   Σ(x − c)² + 2(c − L)·Σ(x − c) + n(c − L)². This covers most bins and the clipped tails.
-//! * If thresholds fall inside [min, max], the values are taken as uniformly spread over
-//!   [min, max] and the staircase is integrated exactly piece by piece: with r the piece holding
-//!   the most mass, the sum is the exact Σ(x − L_r)² plus, for every other piece j (mass n_j,
-//!   midpoint m_j under the uniform model), the correction Σ_j[(x − L_j)² − (x − L_r)²] =
-//!   (L_r − L_j)·n_j·(2m_j − L_r − L_j), which is linear in x and so needs only n_j and m_j.
+//! * A bin of two values is exact too: they are its min and max.
+//! * If one threshold falls inside [min, max], the values are taken as uniformly spread over
+//!   [min, max] only to split them across it: with r the longer piece, the sum is the exact
+//!   Σ(x − L_r)² plus, for the other piece j (mass n_j, midpoint m_j under the uniform model),
+//!   the correction Σ_j[(x − L_j)² − (x − L_r)²] = (L_r − L_j)·n_j·(2m_j − L_r − L_j), which is
+//!   linear in x and so needs only n_j and m_j.
+//! * If several thresholds fall inside, the bin spans whole steps and its error is set by the
+//!   local shape of the staircase, not by where its mass sits: the squared error of every piece
+//!   is integrated exactly under the uniform density over [min, max],
+//!   n/(max − min)·[(x − L_j)³/3] between the piece's ends. (Mixing exact moments with a
+//!   modelled split here would not do: the moments about a far level are large and the
+//!   modelled corrections would have to cancel them to within S²/12.)
 //!
-//! So the only modelling is how the values of a straddling bin split across its thresholds.
-//! A bin holding one value (or two: they are its min and max) is exact, which is what makes the
-//! estimate accurate on small tensors too: most of their values sit alone in a bin. A histogram
-//! with counts only ([`FineHistogram::from_histogram`]) is treated as uniform within every bin,
-//! and the same integration then gives the exact MSE of that piecewise-uniform density (S²/12
-//! for uniform data on a fine grid).
+//! A bin holding one or two values is exact, which is what keeps the estimate accurate on
+//! small tensors: most of their values sit alone in a bin. A histogram with counts only
+//! ([`FineHistogram::from_histogram`]) is treated as uniform within every bin, and the
+//! integration then gives the exact MSE of that piecewise-uniform density (S²/12 for uniform
+//! data on a fine grid).
+//!
+//! Accuracy (tests/metrics.rs): on every weight tensor of the sample models (144 to 18432 values)
+//! at 4 and 8 bits, asymmetric and symmetric, min-max and clipped, within 0.6% of the exact
+//! MSE; binary, ternary and a 16-level codebook within 0.03%; on synthetic Laplace (1M values)
+//! and Gaussian (300 values) tensors at 2–16 bits and clip ranges down to 10%, within 2.6%
+//! (the worst case: 300 values at 12 bits, where a few bins hold three values over two steps).
 //!
 //! Non-finite values are counted ([`FineHistogram::non_finite`]) and left out: the estimate
 //! covers the finite values, as the app's statistics do.
@@ -304,28 +316,7 @@ impl FineHistogram {
                 total += bin.squared_error(c, l[k]);
                 continue;
             }
-            // Thresholds t[k..kb] lie in (a, b]: split the bin's mass uniformly over [a, b].
-            let piece = |j: usize| {
-                let from = if j == k { a } else { t[j - 1] };
-                let to = if j == kb { b } else { t[j] };
-                (from, to)
-            };
-            let r = (k..=kb)
-                .max_by(|&x, &y| {
-                    let (p, q) = (piece(x), piece(y));
-                    (p.1 - p.0).total_cmp(&(q.1 - q.0))
-                })
-                .unwrap_or(k);
-            let n = bin.n as f64;
-            let span = b - a;
-            let mut sum = bin.squared_error(c, l[r]);
-            for j in (k..=kb).filter(|&j| j != r) {
-                let (from, to) = piece(j);
-                let nj = n * (to - from) / span;
-                let mid = 0.5 * (from + to);
-                sum += (l[r] - l[j]) * nj * (2.0 * mid - l[r] - l[j]);
-            }
-            total += sum.max(0.0);
+            total += straddling_error(bin, c, &t[k..kb], &l[k..=kb]);
         }
         let mse = total / self.count as f64;
         let signal_power = self.signal_power();
@@ -356,6 +347,43 @@ impl FineHistogram {
     pub fn estimate_codebook(&self, levels: &[f32]) -> Result<ErrorEstimate, MetricsError> {
         Ok(self.estimate(&Staircase::nearest(levels)?))
     }
+}
+
+/// Σ(x − Q(x))² over a bin whose values [min, max] straddle the thresholds `t` (all in
+/// (min, max]), with `l` the levels of the pieces between them (see the module docs).
+fn straddling_error(bin: &Bin, centre: f64, t: &[f64], l: &[f64]) -> f64 {
+    let (a, b) = (bin.min, bin.max);
+    if bin.n == 2 {
+        // The two values are the bin's min and max.
+        return (a - l[0]).powi(2) + (b - l[l.len() - 1]).powi(2);
+    }
+    let piece = |j: usize| {
+        let from = if j == 0 { a } else { t[j - 1] };
+        let to = if j == t.len() { b } else { t[j] };
+        (from, to)
+    };
+    let density = bin.n as f64 / (b - a);
+    if t.len() > 1 {
+        // Several steps inside the bin: integrate each piece under the uniform density.
+        return (0..l.len())
+            .map(|j| {
+                let (from, to) = piece(j);
+                density * ((to - l[j]).powi(3) - (from - l[j]).powi(3)) / 3.0
+            })
+            .sum();
+    }
+    // One threshold: the exact Σ(x − L_r)² for the longer piece r, plus the modelled correction
+    // (L_r − L_j)·n_j·(2m_j − L_r − L_j) for the other piece j.
+    let (p0, p1) = (piece(0), piece(1));
+    let (r, j) = if p0.1 - p0.0 >= p1.1 - p1.0 {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let (from, to) = piece(j);
+    let nj = density * (to - from);
+    let correction = (l[r] - l[j]) * nj * (from + to - l[r] - l[j]);
+    (bin.squared_error(centre, l[r]) + correction).max(0.0)
 }
 
 /// A scalar quantizer as decision thresholds and reconstruction levels (see the module docs).
