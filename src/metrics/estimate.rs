@@ -1,0 +1,576 @@
+//! The histogram estimate: the expected quantization MSE of a tensor from its fine histogram,
+//! in O(bins + levels), for the app to show while a clip handle is dragged.
+//!
+//! # The quantizer: a staircase
+//!
+//! Every scalar quantizer here is a [`Staircase`]: sorted decision thresholds t₁ ≤ … ≤ tₘ and
+//! levels L₀ … Lₘ; a value x maps to L_k where k is the number of thresholds ≤ x (a value
+//! exactly on a threshold takes the upper level). Linear quantization on any grid, symmetric or
+//! not, at any clip range is one (thresholds S·(q − Z + ½), levels S·(q − Z) for q on the grid;
+//! clipping is the saturation of the end levels, so the tails are integrated as (x − edge)²).
+//! Binary α·sign(x), ternary (Δ, α) and any codebook with nearest-level assignment are others.
+//!
+//! # The histogram: counts and moments per bin
+//!
+//! A [`FineHistogram`] is built once per tensor (two parallel passes). Each of its equal-width
+//! bins keeps the count n, the first and second moments of its values about the bin centre c
+//! (Σ(x − c), Σ(x − c)²) and the smallest and largest value in it. The bin count is
+//! [`FineHistogram::bins_for`]: 2048 for tensors up to 32 Ki elements, growing to 16384 for large
+//! ones.
+//!
+//! # The estimate
+//!
+//! For each occupied bin the squared error Σ(x − Q(x))² is integrated over the bin:
+//!
+//! * If the bin's values [min, max] lie between two thresholds (one level L), the sum is exact:
+//!   Σ(x − c)² + 2(c − L)·Σ(x − c) + n(c − L)². This covers most bins and the clipped tails.
+//! * A bin of two values is exact too: they are its min and max.
+//! * If one threshold falls inside [min, max], the values are taken as uniformly spread over
+//!   [min, max] only to split them across it: with r the longer piece, the sum is the exact
+//!   Σ(x − L_r)² plus, for the other piece j (mass n_j, midpoint m_j under the uniform model),
+//!   the correction Σ_j[(x − L_j)² − (x − L_r)²] = (L_r − L_j)·n_j·(2m_j − L_r − L_j), which is
+//!   linear in x and so needs only n_j and m_j.
+//! * If several thresholds fall inside, the bin spans whole steps and its error is set by the
+//!   local shape of the staircase, not by where its mass sits: the squared error of every piece
+//!   is integrated exactly under the uniform density over [min, max],
+//!   n/(max − min)·[(x − L_j)³/3] between the piece's ends. (Mixing exact moments with a
+//!   modelled split here would not do: the moments about a far level are large and the
+//!   modelled corrections would have to cancel them to within S²/12.)
+//!
+//! A bin holding one or two values is exact, which is what keeps the estimate accurate on
+//! small tensors: most of their values sit alone in a bin. A histogram with counts only
+//! ([`FineHistogram::from_histogram`]) is treated as uniform within every bin, and the
+//! integration then gives the exact MSE of that piecewise-uniform density (S²/12 for uniform
+//! data on a fine grid).
+//!
+//! Accuracy (tests/metrics.rs): on every weight tensor of the sample models (144 to 18432 values)
+//! at 4 and 8 bits, asymmetric and symmetric, min-max and clipped, within 0.6% of the exact
+//! MSE; binary, ternary and a 16-level codebook within 0.03%; on synthetic Laplace (1M values)
+//! and Gaussian (300 values) tensors at 2–16 bits and clip ranges down to 10%, within 2.6%
+//! (the worst case: 300 values at 12 bits, where a few bins hold three values over two steps).
+//!
+//! Non-finite values are counted ([`FineHistogram::non_finite`]) and left out: the estimate
+//! covers the finite values, as the app's statistics do.
+
+use ndarray::ArrayViewD;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::{MetricsError, sqnr_db};
+use crate::quant::LinearParams;
+use crate::stats::{Histogram, summarize_slice};
+
+/// Count, moments about the bin centre, and extreme values of one bin.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Bin {
+    n: u64,
+    /// Σ(x − c).
+    s1: f64,
+    /// Σ(x − c)².
+    s2: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Bin {
+    const EMPTY: Bin = Bin {
+        n: 0,
+        s1: 0.0,
+        s2: 0.0,
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+    };
+
+    fn merge(&mut self, other: &Bin) {
+        self.n += other.n;
+        self.s1 += other.s1;
+        self.s2 += other.s2;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+
+    /// Σ(x − level)² over the bin, exactly, given its centre.
+    #[inline]
+    fn squared_error(&self, centre: f64, level: f64) -> f64 {
+        let d = centre - level;
+        self.s2 + 2.0 * d * self.s1 + self.n as f64 * d * d
+    }
+}
+
+/// Fine histogram of a tensor's finite values with per-bin moments, for [`Staircase`] error
+/// estimates (see the module documentation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FineHistogram {
+    /// Left edge of bin 0 (the smallest finite value).
+    lo: f64,
+    /// Bin width (0 when all values are equal).
+    width: f64,
+    bins: Vec<Bin>,
+    count: u64,
+    non_finite: u64,
+    /// Σx² over the finite values.
+    sum_sq: f64,
+    min: f32,
+    max: f32,
+}
+
+/// Expected quantization error from a histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ErrorEstimate {
+    /// Number of (finite) values the estimate covers.
+    pub count: u64,
+    /// Expected mean squared error.
+    pub mse: f64,
+    /// Mean of x² over the values (exact).
+    pub signal_power: f64,
+    /// 10·log10(signal_power / mse); +∞ when the MSE is 0.
+    pub sqnr_db: f64,
+}
+
+impl FineHistogram {
+    /// Fewest bins of a histogram built with [`FineHistogram::from_slice`].
+    pub const MIN_BINS: usize = 2048;
+    /// Most bins of a histogram built with [`FineHistogram::from_slice`].
+    pub const MAX_BINS: usize = 16384;
+
+    /// The bin count used for `n` values: n/16 rounded up to a power of two, clamped to
+    /// [`MIN_BINS`](Self::MIN_BINS)..=[`MAX_BINS`](Self::MAX_BINS).
+    pub fn bins_for(n: usize) -> usize {
+        (n / 16)
+            .next_power_of_two()
+            .clamp(Self::MIN_BINS, Self::MAX_BINS)
+    }
+
+    /// Histogram of the finite values of `values` with [`bins_for`](Self::bins_for) bins.
+    /// Errors when there is no finite value.
+    pub fn from_slice(values: &[f32]) -> Result<Self, MetricsError> {
+        Self::with_bins(values, Self::bins_for(values.len()))
+    }
+
+    /// Histogram of any array view (contiguous views are not copied).
+    pub fn from_view(values: ArrayViewD<'_, f32>) -> Result<Self, MetricsError> {
+        match values.as_slice_memory_order() {
+            Some(slice) => Self::from_slice(slice),
+            None => Self::from_slice(&values.iter().copied().collect::<Vec<_>>()),
+        }
+    }
+
+    /// Histogram of the finite values of `values` with `bins` bins (at least 1) over their
+    /// [min, max]. Errors when there is no finite value.
+    pub fn with_bins(values: &[f32], bins: usize) -> Result<Self, MetricsError> {
+        let summary = summarize_slice(values);
+        let finite = summary.finite_count();
+        if finite == 0 {
+            return Err(MetricsError::Empty);
+        }
+        let (min, max) = (summary.min, summary.max);
+        let bins = if min == max { 1 } else { bins.max(1) };
+        let lo = f64::from(min);
+        let width = (f64::from(max) - lo) / bins as f64;
+        let inverse = if width > 0.0 { 1.0 / width } else { 0.0 };
+        let chunk = (1usize << 15).max(bins * 4);
+        let (counts, sum_sq) = values
+            .par_chunks(chunk)
+            .map(|chunk| {
+                let mut acc = vec![Bin::EMPTY; bins];
+                let mut sum_sq = 0.0;
+                for &v in chunk.iter().filter(|v| v.is_finite()) {
+                    let x = f64::from(v);
+                    let i = (((x - lo) * inverse) as usize).min(bins - 1);
+                    let d = x - (lo + (i as f64 + 0.5) * width);
+                    let b = &mut acc[i];
+                    b.n += 1;
+                    b.s1 += d;
+                    b.s2 += d * d;
+                    b.min = b.min.min(x);
+                    b.max = b.max.max(x);
+                    sum_sq += x * x;
+                }
+                (acc, sum_sq)
+            })
+            .reduce(
+                || (vec![Bin::EMPTY; bins], 0.0),
+                |(mut a, sa), (b, sb)| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| x.merge(y));
+                    (a, sa + sb)
+                },
+            );
+        Ok(FineHistogram {
+            lo,
+            width,
+            bins: counts,
+            count: finite as u64,
+            non_finite: (summary.nan_count + summary.inf_count) as u64,
+            sum_sq,
+            min,
+            max,
+        })
+    }
+
+    /// A fine histogram from a counts-only [`Histogram`]: values are taken as uniformly spread
+    /// over each bin (moments and extremes of a uniform bin). Errors on an empty histogram or a
+    /// non-finite or reversed range.
+    pub fn from_histogram(h: &Histogram) -> Result<Self, MetricsError> {
+        if !(h.lo.is_finite() && h.hi.is_finite() && h.lo <= h.hi) {
+            return Err(MetricsError::Invalid(format!(
+                "histogram range [{}, {}] is not a finite interval",
+                h.lo, h.hi
+            )));
+        }
+        let count: u64 = h.counts.iter().sum();
+        if count == 0 {
+            return Err(MetricsError::Empty);
+        }
+        let lo = f64::from(h.lo);
+        let width = (f64::from(h.hi) - lo) / h.counts.len().max(1) as f64;
+        let mut sum_sq = 0.0;
+        let bins = h
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                if n == 0 {
+                    return Bin::EMPTY;
+                }
+                let left = lo + i as f64 * width;
+                let centre = left + 0.5 * width;
+                let s2 = n as f64 * width * width / 12.0;
+                sum_sq += n as f64 * centre * centre + s2;
+                Bin {
+                    n,
+                    s1: 0.0,
+                    s2,
+                    min: left,
+                    max: left + width,
+                }
+            })
+            .collect();
+        Ok(FineHistogram {
+            lo,
+            width,
+            bins,
+            count,
+            non_finite: 0,
+            sum_sq,
+            min: h.lo,
+            max: h.hi,
+        })
+    }
+
+    /// Number of finite values.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Number of NaN and ±Inf values left out.
+    pub fn non_finite(&self) -> u64 {
+        self.non_finite
+    }
+
+    /// Number of bins.
+    pub fn bin_count(&self) -> usize {
+        self.bins.len()
+    }
+
+    /// Count of each bin.
+    pub fn counts(&self) -> impl Iterator<Item = u64> + '_ {
+        self.bins.iter().map(|b| b.n)
+    }
+
+    /// Smallest and largest finite value.
+    pub fn range(&self) -> (f32, f32) {
+        (self.min, self.max)
+    }
+
+    /// Mean of x² over the finite values.
+    pub fn signal_power(&self) -> f64 {
+        self.sum_sq / self.count as f64
+    }
+
+    fn centre(&self, i: usize) -> f64 {
+        self.lo + (i as f64 + 0.5) * self.width
+    }
+
+    /// Expected error of quantizing the values with `staircase`, in O(bins + levels).
+    pub fn estimate(&self, staircase: &Staircase) -> ErrorEstimate {
+        let t = &staircase.thresholds;
+        let l = &staircase.levels;
+        let mut total = 0.0;
+        // Piece of the smallest value of the current bin: thresholds ≤ it. Bins are ordered, so
+        // this only moves forward.
+        let mut k = 0usize;
+        for (i, bin) in self.bins.iter().enumerate() {
+            if bin.n == 0 {
+                continue;
+            }
+            let c = self.centre(i);
+            let (a, b) = (bin.min, bin.max);
+            while k < t.len() && t[k] <= a {
+                k += 1;
+            }
+            let mut kb = k;
+            while kb < t.len() && t[kb] <= b {
+                kb += 1;
+            }
+            if kb == k {
+                total += bin.squared_error(c, l[k]);
+                continue;
+            }
+            total += straddling_error(bin, c, &t[k..kb], &l[k..=kb]);
+        }
+        let mse = total / self.count as f64;
+        let signal_power = self.signal_power();
+        ErrorEstimate {
+            count: self.count,
+            mse,
+            signal_power,
+            sqnr_db: sqnr_db(signal_power, mse),
+        }
+    }
+
+    /// Expected error of a linear quantizer (any grid, symmetric or not, any clip range).
+    pub fn estimate_linear(&self, params: &LinearParams) -> ErrorEstimate {
+        self.estimate(&Staircase::linear_between(params, self.min, self.max))
+    }
+
+    /// Expected error of binary quantization α·sign(x).
+    pub fn estimate_binary(&self, alpha: f32) -> Result<ErrorEstimate, MetricsError> {
+        Ok(self.estimate(&Staircase::binary(alpha)?))
+    }
+
+    /// Expected error of ternary quantization: 0 for |x| < Δ, else α·sign(x).
+    pub fn estimate_ternary(&self, delta: f32, alpha: f32) -> Result<ErrorEstimate, MetricsError> {
+        Ok(self.estimate(&Staircase::ternary(delta, alpha)?))
+    }
+
+    /// Expected error of a codebook (k-means centroids) with nearest-level assignment.
+    pub fn estimate_codebook(&self, levels: &[f32]) -> Result<ErrorEstimate, MetricsError> {
+        Ok(self.estimate(&Staircase::nearest(levels)?))
+    }
+}
+
+/// Σ(x − Q(x))² over a bin whose values [min, max] straddle the thresholds `t` (all in
+/// (min, max]), with `l` the levels of the pieces between them (see the module docs).
+fn straddling_error(bin: &Bin, centre: f64, t: &[f64], l: &[f64]) -> f64 {
+    let (a, b) = (bin.min, bin.max);
+    if bin.n == 2 {
+        // The two values are the bin's min and max.
+        return (a - l[0]).powi(2) + (b - l[l.len() - 1]).powi(2);
+    }
+    let piece = |j: usize| {
+        let from = if j == 0 { a } else { t[j - 1] };
+        let to = if j == t.len() { b } else { t[j] };
+        (from, to)
+    };
+    let density = bin.n as f64 / (b - a);
+    if t.len() > 1 {
+        // Several steps inside the bin: integrate each piece under the uniform density.
+        return (0..l.len())
+            .map(|j| {
+                let (from, to) = piece(j);
+                density * ((to - l[j]).powi(3) - (from - l[j]).powi(3)) / 3.0
+            })
+            .sum();
+    }
+    // One threshold: the exact Σ(x − L_r)² for the longer piece r, plus the modelled correction
+    // (L_r − L_j)·n_j·(2m_j − L_r − L_j) for the other piece j.
+    let (p0, p1) = (piece(0), piece(1));
+    let (r, j) = if p0.1 - p0.0 >= p1.1 - p1.0 {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let (from, to) = piece(j);
+    let nj = density * (to - from);
+    let correction = (l[r] - l[j]) * nj * (from + to - l[r] - l[j]);
+    (bin.squared_error(centre, l[r]) + correction).max(0.0)
+}
+
+/// A scalar quantizer as decision thresholds and reconstruction levels (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Staircase {
+    thresholds: Vec<f64>,
+    levels: Vec<f64>,
+}
+
+impl Staircase {
+    /// A staircase from sorted thresholds and one more level than thresholds. Levels need not
+    /// be sorted; everything must be finite.
+    pub fn new(thresholds: Vec<f64>, levels: Vec<f64>) -> Result<Self, MetricsError> {
+        if levels.len() != thresholds.len() + 1 {
+            return Err(MetricsError::Invalid(format!(
+                "{} thresholds need {} levels, not {}",
+                thresholds.len(),
+                thresholds.len() + 1,
+                levels.len()
+            )));
+        }
+        if !thresholds.iter().chain(&levels).all(|v| v.is_finite()) {
+            return Err(MetricsError::Invalid(
+                "thresholds and levels must be finite".into(),
+            ));
+        }
+        if thresholds.windows(2).any(|w| w[0] > w[1]) {
+            return Err(MetricsError::Invalid(
+                "thresholds must be sorted ascending".into(),
+            ));
+        }
+        Ok(Staircase { thresholds, levels })
+    }
+
+    /// Nearest-level assignment to a codebook (any order, duplicates allowed): the levels
+    /// sorted, with thresholds at the midpoints between neighbours.
+    pub fn nearest(levels: &[f32]) -> Result<Self, MetricsError> {
+        if levels.is_empty() {
+            return Err(MetricsError::Invalid("a codebook needs a level".into()));
+        }
+        let mut sorted: Vec<f64> = levels.iter().map(|&v| f64::from(v)).collect();
+        if !sorted.iter().all(|v| v.is_finite()) {
+            return Err(MetricsError::Invalid(
+                "codebook levels must be finite".into(),
+            ));
+        }
+        sorted.sort_by(f64::total_cmp);
+        sorted.dedup();
+        let thresholds = sorted.windows(2).map(|w| 0.5 * (w[0] + w[1])).collect();
+        Staircase::new(thresholds, sorted)
+    }
+
+    /// Linear quantization on the whole grid: levels S·(q − Z) for q in qmin..=qmax (computed
+    /// as [`LinearParams::dequantize`] does), thresholds halfway between them.
+    pub fn linear(params: &LinearParams) -> Self {
+        Self::linear_levels(params, params.grid.qmin(), params.grid.qmax())
+    }
+
+    /// Linear quantization restricted to the levels that values in [lo, hi] can reach (same
+    /// results on such values as [`Staircase::linear`], fewer levels).
+    pub fn linear_between(params: &LinearParams, lo: f32, hi: f32) -> Self {
+        let (qa, qb) = (params.quantize(lo), params.quantize(hi));
+        Self::linear_levels(params, qa.min(qb), qa.max(qb))
+    }
+
+    fn linear_levels(params: &LinearParams, qa: i32, qb: i32) -> Self {
+        let scale = f64::from(params.scale);
+        let levels = (qa..=qb).map(|q| f64::from(params.dequantize(q))).collect();
+        let thresholds = (qa..qb)
+            .map(|q| (f64::from(q - params.zero_point) + 0.5) * scale)
+            .collect();
+        Staircase { thresholds, levels }
+    }
+
+    /// Binary α·sign(x) (x ≥ 0 gives +α).
+    pub fn binary(alpha: f32) -> Result<Self, MetricsError> {
+        let a = f64::from(alpha);
+        Staircase::new(vec![0.0], vec![-a, a])
+    }
+
+    /// Ternary: 0 for |x| < Δ, α·sign(x) beyond (x = Δ gives α, x = −Δ gives 0, by the
+    /// threshold convention).
+    pub fn ternary(delta: f32, alpha: f32) -> Result<Self, MetricsError> {
+        if delta < 0.0 {
+            return Err(MetricsError::Invalid(format!(
+                "ternary threshold {delta} is negative"
+            )));
+        }
+        let (d, a) = (f64::from(delta), f64::from(alpha));
+        Staircase::new(vec![-d, d], vec![-a, 0.0, a])
+    }
+
+    /// The decision thresholds.
+    pub fn thresholds(&self) -> &[f64] {
+        &self.thresholds
+    }
+
+    /// The reconstruction levels (one more than thresholds).
+    pub fn levels(&self) -> &[f64] {
+        &self.levels
+    }
+
+    /// The level of `x` (the staircase applied to one value).
+    pub fn apply(&self, x: f32) -> f32 {
+        let x = f64::from(x);
+        self.levels[self.thresholds.partition_point(|&t| t <= x)] as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::IntGrid;
+
+    fn exact_mse(values: &[f32], q: impl Fn(f32) -> f32) -> f64 {
+        values
+            .iter()
+            .map(|&x| (f64::from(x) - f64::from(q(x))).powi(2))
+            .sum::<f64>()
+            / values.len() as f64
+    }
+
+    #[test]
+    fn few_values_are_exact() {
+        // Each value alone in its bin: no modelling at all.
+        let values = [-1.3f32, -0.2, 0.05, 0.4, 0.41, 2.0];
+        let h = FineHistogram::from_slice(&values).unwrap();
+        let p = LinearParams::from_range(-1.0, 1.0, IntGrid::new(3, true, false).unwrap(), false)
+            .unwrap();
+        let est = h.estimate_linear(&p);
+        let exact = exact_mse(&values, |x| p.fake_quantize(x));
+        assert!(
+            (est.mse - exact).abs() < 1e-9 * exact,
+            "{} vs {exact}",
+            est.mse
+        );
+        let sp = values.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / 6.0;
+        assert!((est.signal_power - sp).abs() < 1e-9);
+    }
+
+    #[test]
+    fn staircase_apply_matches_linear_fake_quantize() {
+        let p = LinearParams::from_range(-0.7, 1.9, IntGrid::new(4, false, false).unwrap(), false)
+            .unwrap();
+        let s = Staircase::linear(&p);
+        for i in -300..300 {
+            let x = i as f32 * 0.01 + 0.003;
+            assert_eq!(s.apply(x), p.fake_quantize(x), "x {x}");
+        }
+        let r = Staircase::linear_between(&p, -0.2, 0.5);
+        assert!(r.levels().len() < s.levels().len());
+        assert_eq!(r.apply(0.3), p.fake_quantize(0.3));
+    }
+
+    #[test]
+    fn schemes_and_bad_staircases() {
+        let b = Staircase::binary(0.5).unwrap();
+        assert_eq!(
+            [-2.0, -0.1, 0.0, 3.0].map(|x| b.apply(x)),
+            [-0.5, -0.5, 0.5, 0.5]
+        );
+        let t = Staircase::ternary(0.3, 0.8).unwrap();
+        assert_eq!(
+            [-0.5, -0.3, 0.0, 0.29, 0.3].map(|x| t.apply(x)),
+            [-0.8, 0.0, 0.0, 0.0, 0.8]
+        );
+        let k = Staircase::nearest(&[1.0, -1.0, 0.25, 1.0]).unwrap();
+        assert_eq!(k.levels(), &[-1.0, 0.25, 1.0]);
+        assert_eq!(k.thresholds(), &[-0.375, 0.625]);
+        assert!(Staircase::new(vec![1.0, 0.0], vec![0.0; 3]).is_err());
+        assert!(Staircase::new(vec![0.0], vec![0.0]).is_err());
+        assert!(Staircase::nearest(&[]).is_err());
+        assert!(Staircase::nearest(&[f32::NAN]).is_err());
+        assert!(Staircase::ternary(-1.0, 1.0).is_err());
+    }
+
+    #[test]
+    fn constant_and_non_finite_values() {
+        let h = FineHistogram::from_slice(&[0.3, 0.3, f32::NAN, f32::INFINITY]).unwrap();
+        assert_eq!((h.count(), h.non_finite(), h.bin_count()), (2, 2, 1));
+        let e = h.estimate_binary(0.5).unwrap();
+        assert!((e.mse - 0.04).abs() < 1e-6);
+        assert_eq!(
+            FineHistogram::from_slice(&[f32::NAN]),
+            Err(MetricsError::Empty)
+        );
+        let perfect = h.estimate_codebook(&[0.3]).unwrap();
+        assert_eq!((perfect.mse, perfect.sqnr_db), (0.0, f64::INFINITY));
+    }
+}
