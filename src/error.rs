@@ -48,6 +48,9 @@ pub enum Error {
     /// The model has no graph to run (weights-only file).
     #[error("{0} holds weights only; there is no graph to run")]
     NotRunnable(PathBuf),
+    /// Quantizing or calibrating a tensor failed (bad setting, no calibration data, ...).
+    #[error("tensor '{tensor}': {msg}")]
+    Quant { tensor: String, msg: String },
     /// The run was cancelled by its caller.
     #[error("cancelled")]
     Cancelled,

@@ -6,7 +6,9 @@
 //! XNOR-popcount kernel, `cost` the model size and BitOps accounting.
 
 pub mod binary;
+pub mod config;
 pub mod cost;
+pub mod fake;
 pub mod grid;
 pub mod integer;
 pub mod kmeans;
@@ -14,4 +16,6 @@ pub mod linear;
 pub mod ternary;
 pub mod xnor;
 
+pub use config::{ActivationQuant, LayerQuant, QuantConfig, WeightQuant, WeightScheme};
+pub use fake::{FakeQuantHook, QuantizedModel};
 pub use grid::{IntGrid, LinearParams, QParams, QuantError};
