@@ -1,8 +1,10 @@
 //! Command-line parsing and dispatch (anyhow at this edge; the core uses thiserror).
 
 mod bench;
+mod calibrate;
 mod feeds;
 mod inspect;
+mod quantize;
 mod run;
 
 use std::path::PathBuf;
@@ -23,6 +25,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Run a model on a batch of data; report output shapes and accuracy; save outputs.
     Run(run::RunArgs),
+    /// Calibrate every activation's range by several methods; write ranges and histograms.
+    Calibrate(calibrate::CalibrateArgs),
+    /// Quantize weights and activations; print per-tensor errors and float vs quantized accuracy.
+    Quantize(quantize::QuantizeArgs),
     /// Time the engine on a model and input (median over iterations), printed as one JSON line.
     Bench(bench::BenchArgs),
     /// Open the desktop app (the default when no command is given).
@@ -38,6 +44,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Inspect(args)) => inspect::inspect(&args),
         Some(Command::Run(args)) => run::run(&args),
         Some(Command::Bench(args)) => bench::bench(&args),
+        Some(Command::Calibrate(args)) => calibrate::calibrate(&args),
+        Some(Command::Quantize(args)) => quantize::quantize(&args),
         Some(Command::App { model }) => open_app(model),
         None => open_app(None),
     }

@@ -1,0 +1,154 @@
+//! `quantscope calibrate`: activation ranges of every tensor by every chosen method, with the
+//! histogram they were computed from, as JSON.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use quantscope::calib::{ActivationCollector, CalibrationStats, Method};
+use quantscope::ir::{Graph, TensorData};
+use quantscope::load::load_model;
+use serde::Serialize;
+
+use super::feeds::{plan_for, read_feeds};
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// Model file (.onnx).
+    model: PathBuf,
+    /// Calibration data (.npy for the single input, .npz by input name); samples on axis 0.
+    #[arg(long)]
+    data: PathBuf,
+    /// Comma-separated methods: minmax, ema, batch-mean, percentile[:P], mse, aciq-gauss,
+    /// aciq-laplace, kl.
+    #[arg(
+        long,
+        default_value = "minmax,ema,batch-mean,percentile:99.99,mse,aciq-laplace,kl"
+    )]
+    methods: String,
+    /// Bit width the ranges are chosen for (MSE, ACIQ and KL depend on it).
+    #[arg(long, default_value_t = 8)]
+    bits: u32,
+    /// Samples per calibration batch.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Write the ranges here (JSON); printed as a table either way.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct HistogramJson {
+    lo: f32,
+    hi: f32,
+    counts: Vec<u64>,
+}
+
+#[derive(Serialize)]
+struct TensorRanges {
+    /// Method name → [min, max].
+    ranges: BTreeMap<String, (f32, f32)>,
+    /// Methods that could not give a range, with the reason.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    failed: BTreeMap<String, String>,
+    /// Histogram of |x| that percentile, MSE and KL searched.
+    abs_histogram: Option<HistogramJson>,
+}
+
+#[derive(Serialize)]
+struct RangesFile {
+    model: String,
+    bits: u32,
+    samples: u64,
+    tensors: BTreeMap<String, TensorRanges>,
+}
+
+/// Parses a comma-separated method list.
+pub fn parse_methods(text: &str) -> anyhow::Result<Vec<Method>> {
+    text.split(',')
+        .map(|m| m.trim().parse::<Method>().map_err(anyhow::Error::from))
+        .collect()
+}
+
+/// Runs the float model over `data` in batches, collecting every activation's statistics.
+pub fn collect_stats(
+    graph: &Graph,
+    plan: &quantscope::engine::Plan<'_>,
+    data: &std::path::Path,
+    batch_size: usize,
+) -> anyhow::Result<BTreeMap<String, CalibrationStats>> {
+    let feeds = read_feeds(graph, data)?;
+    let [input] = graph.inputs.as_slice() else {
+        anyhow::bail!(
+            "calibration supports single-input models; this one has {}",
+            graph.inputs.len()
+        );
+    };
+    let Some(TensorData::F32(values)) = feeds.get(&input.name) else {
+        anyhow::bail!("{}: calibration data must be float", data.display());
+    };
+    let mut collector = ActivationCollector::new();
+    collector.run_batches(plan, &input.name, values.view(), batch_size)?;
+    Ok(collector.into_stats())
+}
+
+pub fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
+    let methods = parse_methods(&args.methods)?;
+    let model = load_model(&args.model)?;
+    let plan = plan_for(&model)?;
+    let stats = collect_stats(&model.graph, &plan, &args.data, args.batch_size)?;
+    let mut file = RangesFile {
+        model: args.model.display().to_string(),
+        bits: args.bits,
+        samples: stats.values().map(|s| s.samples()).max().unwrap_or(0),
+        tensors: BTreeMap::new(),
+    };
+    println!(
+        "{:<48} {}",
+        "tensor",
+        methods
+            .iter()
+            .map(|m| format!("{:>22}", m.to_string()))
+            .collect::<String>()
+    );
+    for (name, tensor_stats) in &stats {
+        let mut entry = TensorRanges {
+            ranges: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            abs_histogram: tensor_stats.abs_histogram().map(|h| HistogramJson {
+                lo: h.lo,
+                hi: h.hi,
+                counts: h.counts,
+            }),
+        };
+        let mut row = format!("{name:<48}");
+        for method in &methods {
+            match method.range(tensor_stats, args.bits) {
+                Ok(range) => {
+                    row.push_str(&format!(
+                        "{:>22}",
+                        format!("[{:.4}, {:.4}]", range.0, range.1)
+                    ));
+                    entry.ranges.insert(method.to_string(), range);
+                }
+                Err(e) => {
+                    row.push_str(&format!("{:>22}", "-"));
+                    entry.failed.insert(method.to_string(), e.to_string());
+                }
+            }
+        }
+        println!("{row}");
+        file.tensors.insert(name.clone(), entry);
+    }
+    if let Some(out) = &args.out {
+        let json = serde_json::to_string_pretty(&file)?;
+        std::fs::write(out, json).with_context(|| format!("writing {}", out.display()))?;
+        println!(
+            "wrote ranges of {} tensors to {}",
+            file.tensors.len(),
+            out.display()
+        );
+    }
+    Ok(())
+}

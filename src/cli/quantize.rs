@@ -1,0 +1,202 @@
+//! `quantscope quantize`: quantize a model's weights (any scheme) and input activations,
+//! print a per-tensor table (range, S, Z, MSE, SQNR) and float vs quantized accuracy.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use ndarray::Ix2;
+use quantscope::calib::Method;
+use quantscope::engine::{Plan, RunOptions};
+use quantscope::ir::TensorData;
+use quantscope::load::{load_model, read_arrays};
+use quantscope::metrics::{mean_softmax_kl, top1_accuracy, top1_agreement};
+use quantscope::quant::{ActivationQuant, QuantConfig, QuantizedModel, WeightQuant, WeightScheme};
+use serde::Serialize;
+
+use super::calibrate::collect_stats;
+use super::feeds::{plan_for, read_feeds};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum GranularityArg {
+    Tensor,
+    Channel,
+}
+
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// Model file (.onnx).
+    model: PathBuf,
+    /// Calibration data (.npy for the single input, .npz by input name).
+    #[arg(long)]
+    data: PathBuf,
+    /// Weight scheme: int8, int4, int8-asym, binary, binary-scaled, binary-stochastic, ternary
+    /// (TWN), ttq, kmeans4, ...
+    #[arg(long, default_value = "int8")]
+    weights: WeightScheme,
+    /// One set of weight parameters per tensor or per output channel.
+    #[arg(long, value_enum, default_value_t = GranularityArg::Channel)]
+    granularity: GranularityArg,
+    /// Activation range method: minmax, ema, batch-mean, percentile:99.99, mse, aciq-gauss,
+    /// aciq-laplace, kl.
+    #[arg(long, default_value = "minmax")]
+    calib: Method,
+    /// Activation bits (asymmetric, unsigned grid).
+    #[arg(long, default_value_t = 8)]
+    act_bits: u32,
+    /// Keep activations in float (weights only).
+    #[arg(long)]
+    float_activations: bool,
+    /// Data to evaluate on (default: the calibration data).
+    #[arg(long)]
+    eval_data: Option<PathBuf>,
+    /// Labels of the evaluation data (.npy) for top-1 accuracy.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Write the per-tensor table and model metrics as JSON.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct ModelComparison {
+    float_accuracy: Option<f64>,
+    quantized_accuracy: Option<f64>,
+    top1_agreement: f64,
+    mean_output_kl: f64,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    model: String,
+    config: &'a QuantConfig,
+    weights: &'a [quantscope::quant::fake::WeightReport],
+    activations: &'a [quantscope::quant::fake::ActivationReport],
+    comparison: ModelComparison,
+}
+
+pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
+    let model = load_model(&args.model)?;
+    let plan = plan_for(&model)?;
+    let activations = (!args.float_activations).then_some(ActivationQuant {
+        bits: args.act_bits,
+        symmetric: false,
+        method: args.calib,
+    });
+    let config = QuantConfig::uniform(
+        Some(WeightQuant {
+            scheme: args.weights,
+            per_channel: matches!(args.granularity, GranularityArg::Channel),
+        }),
+        activations,
+    );
+    let stats = if activations.is_some() {
+        collect_stats(&model.graph, &plan, &args.data, 64)?
+    } else {
+        Default::default()
+    };
+    let quantized = QuantizedModel::prepare(&model.graph, &config, &stats)?;
+
+    println!(
+        "{:<36} {:<14} {:>23} {:>11} {:>5} {:>11} {:>8}",
+        "weight", "scheme", "range", "S", "Z", "MSE", "SQNR dB"
+    );
+    for w in &quantized.weights {
+        let (range, scale, zero) = match (w.ranges.as_slice(), w.params.as_slice()) {
+            ([r], [p]) => (
+                format!("[{:.4}, {:.4}]", r.0, r.1),
+                format!("{:.3e}", p.scale),
+                p.zero_point.to_string(),
+            ),
+            ([], _) => ("-".into(), "-".into(), "-".into()),
+            (many, _) => (
+                format!("{} channels", many.len()),
+                "per-ch".into(),
+                "per-ch".into(),
+            ),
+        };
+        println!(
+            "{:<36} {:<14} {range:>23} {scale:>11} {zero:>5} {:>11.3e} {:>8.2}",
+            w.tensor, w.scheme, w.metrics.mse, w.metrics.sqnr_db
+        );
+    }
+    if !quantized.activations.is_empty() {
+        println!(
+            "\n{:<36} {:<14} {:>23} {:>11} {:>5}",
+            "activation", "method", "range", "S", "Z"
+        );
+        for a in &quantized.activations {
+            let method = if a.manual {
+                "manual".to_string()
+            } else {
+                args.calib.to_string()
+            };
+            println!(
+                "{:<36} {method:<14} {:>23} {:>11.3e} {:>5}",
+                a.tensor,
+                format!("[{:.4}, {:.4}]", a.range.0, a.range.1),
+                a.params.scale,
+                a.params.zero_point
+            );
+        }
+    }
+
+    let eval_path = args.eval_data.as_ref().unwrap_or(&args.data);
+    let feeds = read_feeds(&model.graph, eval_path)?;
+    let float_out = plan.run(feeds.clone(), None, RunOptions::default())?;
+    let quant_plan = Plan::new(&quantized.graph)?;
+    let mut hook = quantized.hook();
+    let quant_out = quant_plan.run(feeds, Some(&mut hook), RunOptions::default())?;
+    let logits = |out: &[(String, TensorData)]| -> anyhow::Result<ndarray::Array2<f32>> {
+        let first = out.first().context("the model has no outputs")?;
+        let array = first.1.as_f32().context("the first output is not float")?;
+        Ok(array
+            .clone()
+            .into_dimensionality::<Ix2>()
+            .context("the first output is not [N, classes]")?)
+    };
+    let (float_logits, quant_logits) = (logits(&float_out)?, logits(&quant_out)?);
+    let mut comparison = ModelComparison {
+        float_accuracy: None,
+        quantized_accuracy: None,
+        top1_agreement: top1_agreement(float_logits.view(), quant_logits.view())?,
+        mean_output_kl: mean_softmax_kl(float_logits.view(), quant_logits.view())?,
+    };
+    if let Some(labels_path) = &args.labels {
+        let labels = match read_arrays(labels_path)?.into_iter().next().map(|a| a.data) {
+            Some(TensorData::I64(a)) => a.into_dimensionality::<ndarray::Ix1>()?,
+            _ => anyhow::bail!(
+                "{}: labels must be a 1-D integer array",
+                labels_path.display()
+            ),
+        };
+        comparison.float_accuracy = Some(top1_accuracy(float_logits.view(), labels.view())?);
+        comparison.quantized_accuracy = Some(top1_accuracy(quant_logits.view(), labels.view())?);
+    }
+    println!();
+    if let (Some(f), Some(q)) = (comparison.float_accuracy, comparison.quantized_accuracy) {
+        println!(
+            "top-1 accuracy: float {:.2}%, quantized {:.2}%",
+            100.0 * f,
+            100.0 * q
+        );
+    }
+    println!(
+        "top-1 agreement with float: {:.2}%; mean output KL: {:.3e} nats",
+        100.0 * comparison.top1_agreement,
+        comparison.mean_output_kl
+    );
+    if let Some(path) = &args.report {
+        let report = Report {
+            model: args.model.display().to_string(),
+            config: &config,
+            weights: &quantized.weights,
+            activations: &quantized.activations,
+            comparison,
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
