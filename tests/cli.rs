@@ -223,3 +223,105 @@ fn weights_only_files_inspect_but_do_not_run() {
     assert_clean_error(&run, &["digits_calib_x.npy"]);
     assert!(Path::new(env!("CARGO_BIN_EXE_quantscope")).exists());
 }
+
+#[test]
+fn quantize_reports_per_tensor_errors_and_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let o = quantscope(&[
+        "quantize",
+        "sample_models/digits_cnn.onnx",
+        "--data",
+        "sample_models/data/digits_calib_x.npy",
+        "--eval-data",
+        "sample_models/data/digits_test_x.npy",
+        "--labels",
+        "sample_models/data/digits_test_y.npy",
+        "--weights",
+        "int8",
+        "--granularity",
+        "channel",
+        "--calib",
+        "percentile:99.99",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("top-1 accuracy: float 99.81%, quantized"),
+        "{text}"
+    );
+    assert!(
+        text.contains("features.0.weight") && text.contains("percentile:99.99"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["weights"].as_array().unwrap().len(), 4);
+    assert!(json["comparison"]["top1_agreement"].as_f64().unwrap() > 0.98);
+    assert_eq!(json["config"]["default"]["weights"]["scheme"], "int8");
+
+    let bad = quantscope(&[
+        "quantize",
+        "sample_models/digits_cnn.onnx",
+        "--data",
+        "sample_models/data/digits_calib_x.npy",
+        "--act-bits",
+        "1",
+    ]);
+    assert_clean_error(&bad, &["tensor 'input'", "bit width 1"]);
+}
+
+#[test]
+fn calibrate_writes_every_method_for_every_activation() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ranges.json");
+    let o = quantscope(&[
+        "calibrate",
+        "sample_models/digits_transformer.onnx",
+        "--data",
+        "sample_models/data/digits_calib_x.npy",
+        "--methods",
+        "minmax,ema,percentile:99.999,mse,aciq-laplace,kl",
+        "--bits",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let tensors = json["tensors"].as_object().unwrap();
+    assert!(tensors.len() > 20, "{} tensors", tensors.len());
+    for (name, t) in tensors {
+        let ranges = t["ranges"].as_object().unwrap();
+        assert_eq!(
+            ranges.len() + t["failed"].as_object().map_or(0, |f| f.len()),
+            6,
+            "{name}"
+        );
+        let minmax = &ranges["minmax"];
+        for (method, r) in ranges.iter().filter(|(m, _)| !m.starts_with("aciq")) {
+            // Every data-driven method's range lies within min-max (ACIQ's analytic clip may not).
+            assert!(
+                r[0].as_f64().unwrap() >= minmax[0].as_f64().unwrap() - 1e-6,
+                "{name} {method}"
+            );
+            assert!(
+                r[1].as_f64().unwrap() <= minmax[1].as_f64().unwrap() + 1e-6,
+                "{name} {method}"
+            );
+        }
+    }
+    let bad = quantscope(&[
+        "calibrate",
+        "sample_models/digits_cnn.onnx",
+        "--data",
+        "sample_models/data/digits_calib_x.npy",
+        "--methods",
+        "percentile:150",
+    ]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("percentile"), "{}", stderr(&bad));
+}
