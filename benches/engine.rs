@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use quantscope::calib::{ActivationCollector, Method};
 use quantscope::engine::{Plan, RunOptions, TensorHook, TensorSite};
 use quantscope::ir::TensorData;
 use quantscope::load::{load_model, read_arrays};
+use quantscope::quant::{ActivationQuant, QuantConfig, QuantizedModel, WeightQuant, WeightScheme};
 
 fn feeds(path: &Path, batch: usize) -> HashMap<String, TensorData> {
     let arrays = read_arrays(path).expect("input data");
@@ -40,6 +42,38 @@ fn sample_cnn(c: &mut Criterion) {
     });
     c.bench_function("digits_cnn batch 64, no-op hook", |b| {
         b.iter(|| plan.run(inputs.clone(), Some(&mut NoOpHook), RunOptions::default()))
+    });
+
+    // Fake quantization: int8 per-channel weights (baked once), uint8 activations via the hook.
+    let mut collector = ActivationCollector::new();
+    let calibration = feeds(&root.join("sample_models/data/digits_calib_x.npy"), 256);
+    if let Some(TensorData::F32(data)) = calibration.get("input") {
+        collector
+            .run_batches(&plan, "input", data.view(), 64)
+            .expect("calibration runs");
+    }
+    let config = QuantConfig::uniform(
+        Some(WeightQuant {
+            scheme: WeightScheme::Linear {
+                bits: 8,
+                symmetric: true,
+            },
+            per_channel: true,
+        }),
+        Some(ActivationQuant {
+            bits: 8,
+            symmetric: false,
+            method: Method::MinMax,
+        }),
+    );
+    let quantized =
+        QuantizedModel::prepare(&model.graph, &config, collector.stats()).expect("quantizes");
+    let quantized_plan = Plan::new(&quantized.graph).expect("runnable");
+    c.bench_function("digits_cnn batch 64, fake-quant int8", |b| {
+        b.iter(|| {
+            let mut hook = quantized.hook();
+            quantized_plan.run(inputs.clone(), Some(&mut hook), RunOptions::default())
+        })
     });
 }
 
