@@ -626,7 +626,7 @@ impl IntConv {
                 "conv weights must be [Cout, Cin/group, kh, kw], got {shape:?}"
             )));
         }
-        if geometry.group == 0 || shape[0] % geometry.group != 0 {
+        if geometry.group == 0 || !shape[0].is_multiple_of(geometry.group) {
             return Err(QuantError(format!(
                 "{} output channels do not split into {} groups",
                 shape[0], geometry.group
