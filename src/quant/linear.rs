@@ -493,6 +493,49 @@ fn apply<T: Copy + Default + Send>(
 ) -> Result<ArrayD<T>> {
     let layout = check_params(values.shape(), params, granularity)?;
     let kernels: Vec<Kernel> = params.iter().map(Kernel::new).collect();
+    let channels = layout.channels;
+    if layout.inner == 1 && channels > 1 {
+        // Channel axis last: runs would be single elements, so walk each chunk once and step
+        // the channel along (same element order, hence the same random draws).
+        let flat = ChannelLayout {
+            outer: 1,
+            channels: 1,
+            inner: layout.len(),
+        };
+        let step = |c: &mut usize| {
+            *c += 1;
+            if *c == channels {
+                *c = 0;
+            }
+        };
+        return match rounding {
+            Rounding::NearestEven => map_runs(
+                &values,
+                flat,
+                |chunk| chunk * CHUNK % channels,
+                |c, _, xs, out| {
+                    for (o, &x) in out.iter_mut().zip(xs) {
+                        let k = &kernels[*c];
+                        *o = finish(k, k.nearest(x));
+                        step(c);
+                    }
+                },
+            ),
+            Rounding::Stochastic { seed } => map_runs(
+                &values,
+                flat,
+                |chunk| (chunk_rng(seed, chunk), chunk * CHUNK % channels),
+                |(rng, c), _, xs, out| {
+                    for (o, &x) in out.iter_mut().zip(xs) {
+                        let k = &kernels[*c];
+                        let u: f64 = rng.random();
+                        *o = finish(k, k.stochastic(x, u));
+                        step(c);
+                    }
+                },
+            ),
+        };
+    }
     match rounding {
         Rounding::NearestEven => map_runs(
             &values,
@@ -694,6 +737,27 @@ mod tests {
     }
 
     #[test]
+    fn last_axis_channels_stay_aligned_across_chunks() {
+        // 3000·7 values span two work chunks, and 2^14 is not a multiple of 7.
+        let x = random_tensor(&[3000, 7], 10, -3.0, 3.0);
+        let g = Granularity::PerChannel { axis: 1 };
+        let mut ranges = minmax_ranges(x.view(), g).unwrap();
+        for (c, r) in ranges.iter_mut().enumerate() {
+            *r = (r.0 / (c + 1) as f32, r.1 / (c + 1) as f32); // distinct scales per channel
+        }
+        let p = params(x.view(), &config(6, g), &ranges).unwrap();
+        let y = fake_quantize(x.view(), &p, g, Rounding::NearestEven).unwrap();
+        for (index, &v) in x.indexed_iter() {
+            assert_eq!(y[&index], p[index[1]].fake_quantize(v), "{index:?}");
+        }
+        let q = quantize(x.view(), &p, g, Rounding::Stochastic { seed: 4 }).unwrap();
+        for (index, &v) in x.indexed_iter() {
+            let p = p[index[1]];
+            assert!((p.dequantize(q[&index]) - p.fake_quantize(v)).abs() <= p.scale * 1.0001);
+        }
+    }
+
+    #[test]
     fn non_contiguous_views_are_handled() {
         let x = random_tensor(&[5, 6], 4, -2.0, 2.0);
         let t = x.t();
@@ -880,5 +944,63 @@ mod tests {
             "{err}"
         );
         assert!(IntGrid::new(17, true, false).is_err());
+    }
+}
+
+/// Timing check, run by hand in release:
+/// `cargo test --release --no-default-features --lib quant::linear::speed -- --ignored --nocapture`.
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use crate::quant::kmeans::{KMeansConfig, kmeans};
+    use ndarray::IxDyn;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore = "timing; run in release"]
+    fn fake_quantize_and_kmeans_speed() {
+        let shape = [4096, 6144];
+        let x = ArrayD::from_shape_fn(IxDyn(&shape), |i| {
+            ((i[0] * 7919 + i[1] * 104_729) % 10_007) as f32 / 5000.0 - 1.0
+        });
+        let grid = IntGrid::INT8;
+        for granularity in [
+            Granularity::PerTensor,
+            Granularity::PerChannel { axis: 0 },
+            Granularity::PerChannel { axis: 1 },
+        ] {
+            let cfg = LinearConfig {
+                grid,
+                symmetric: false,
+                granularity,
+                rounding: Rounding::NearestEven,
+            };
+            let t = Instant::now();
+            let p = minmax_params(x.view(), &cfg).unwrap();
+            let ranges = t.elapsed();
+            for rounding in [Rounding::NearestEven, Rounding::Stochastic { seed: 1 }] {
+                let t = Instant::now();
+                let y = fake_quantize(x.view(), &p, granularity, rounding).unwrap();
+                eprintln!(
+                    "{granularity:?} {rounding:?}: ranges {ranges:?}, fake_quantize {:?} ({} values, {:.2} ns/value)",
+                    t.elapsed(),
+                    y.len(),
+                    t.elapsed().as_nanos() as f64 / y.len() as f64
+                );
+            }
+        }
+        let w = x
+            .slice_axis(Axis(0), ndarray::Slice::from(0..512))
+            .to_owned();
+        for granularity in [Granularity::PerTensor, Granularity::PerChannel { axis: 0 }] {
+            let t = Instant::now();
+            let q = kmeans(w.view(), &KMeansConfig::new(4, granularity)).unwrap();
+            eprintln!(
+                "k-means 4 bits {granularity:?} on {} values: {:?}, max iterations {:?}",
+                w.len(),
+                t.elapsed(),
+                q.iterations.iter().max()
+            );
+        }
     }
 }
