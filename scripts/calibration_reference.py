@@ -240,7 +240,9 @@ def calibrate(model_name, data, tmp):
             for key in ["kl", "mse8", "mse4", "aciq_gauss8", "aciq_gauss4", "aciq_laplace8", "aciq_laplace4"]:
                 rec[key] = [f32(lo), f32(hi)]
         else:
-            counts, _ = np.histogram(np.abs(x), bins=BINS, range=(0.0, amax))
+            # float64: np.histogram of float32 data bins in float32 arithmetic, which puts
+            # values within an ulp of an edge on either side; in float64 binning is exact.
+            counts, _ = np.histogram(np.abs(x).astype(np.float64), bins=BINS, range=(0.0, float(amax)))
             w = amax / BINS
             rec["kl"] = clamp(trt_kl_edge(counts, 128) * w, lo, hi)
             for bits in (8, 4):

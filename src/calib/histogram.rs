@@ -142,15 +142,22 @@ impl GrowingHistogram {
             return;
         }
         let n = self.counts.len();
-        let lo = self.lo as f32;
-        let hi = self.hi as f32;
-        let width = (self.hi - self.lo) / n as f64;
-        let inverse = if width > 0.0 {
-            (1.0 / width) as f32
-        } else {
-            0.0
-        };
+        let (lo, hi) = (self.lo, self.hi);
         let last = n - 1;
+        // Bin k is [lo + k·w, lo + (k+1)·w): the index from a multiplication, corrected
+        // against the edges (as numpy does), so binning is exact in f64 arithmetic.
+        let width = (hi - lo) / n as f64;
+        let inverse = if hi > lo { n as f64 / (hi - lo) } else { 0.0 };
+        let index = |x: f64| -> usize {
+            let d = x - lo;
+            let mut k = ((d * inverse) as usize).min(last);
+            if k > 0 && (k as f64) * width > d {
+                k -= 1;
+            } else if k < last && ((k + 1) as f64) * width <= d {
+                k += 1;
+            }
+            k
+        };
         match self.sums.as_mut() {
             None => {
                 let counts = &mut self.counts;
@@ -159,20 +166,20 @@ impl GrowingHistogram {
                 let mut spare = vec![0u32; n];
                 let mut pairs = values.chunks_exact(2);
                 for pair in &mut pairs {
-                    let a = if abs { pair[0].abs() } else { pair[0] };
-                    let b = if abs { pair[1].abs() } else { pair[1] };
+                    let a = f64::from(if abs { pair[0].abs() } else { pair[0] });
+                    let b = f64::from(if abs { pair[1].abs() } else { pair[1] });
                     // `x >= lo && x <= hi` is false for NaN and for out-of-range values.
                     if a >= lo && a <= hi {
-                        counts[(((a - lo) * inverse) as usize).min(last)] += 1;
+                        counts[index(a)] += 1;
                     }
                     if b >= lo && b <= hi {
-                        spare[(((b - lo) * inverse) as usize).min(last)] += 1;
+                        spare[index(b)] += 1;
                     }
                 }
                 for &v in pairs.remainder() {
-                    let a = if abs { v.abs() } else { v };
+                    let a = f64::from(if abs { v.abs() } else { v });
                     if a >= lo && a <= hi {
-                        counts[(((a - lo) * inverse) as usize).min(last)] += 1;
+                        counts[index(a)] += 1;
                     }
                 }
                 for (c, s) in counts.iter_mut().zip(spare) {
@@ -181,11 +188,11 @@ impl GrowingHistogram {
             }
             Some(sums) => {
                 for &v in values {
-                    let a = if abs { v.abs() } else { v };
+                    let a = f64::from(if abs { v.abs() } else { v });
                     if a >= lo && a <= hi {
-                        let k = (((a - lo) * inverse) as usize).min(last);
+                        let k = index(a);
                         self.counts[k] += 1;
-                        sums[k] += f64::from(a);
+                        sums[k] += a;
                     }
                 }
             }

@@ -31,6 +31,12 @@
 //!   r(M) is Banner's table for 2..=8 bits; above, the minimiser of the same closed-form error
 //!   (`2b²e^(−α/b) + α²/(3·4^M)`, and the Gaussian analogue), computed numerically.
 //! * `kl`: TensorRT's entropy calibration, on the 2048-bin |x| histogram (see [`kl_search`]).
+//!   Its objective is often nearly flat between distant candidates, so perturbing a few values
+//!   by one bin (streamed re-binning, or ulp-level differences between engines) can move the
+//!   choice by tens to hundreds of bins at almost the same divergence. On the sample models,
+//!   batches of 32 versus a single pass moved KL by up to 312 bins; percentile and MSE by ≤ 3.
+//!   onnxruntime's `EntropyCalibrater` is a different (MXNet-derived) algorithm and is not
+//!   matched: signed histogram, symmetric windows, Q truncated to integers.
 
 use std::fmt;
 use std::str::FromStr;
@@ -268,10 +274,9 @@ pub fn mse_threshold(counts: &[u64], hi: f64, bits: u32, one_sided: bool) -> f64
     }
     let total = suffix[0].0;
     let mut best = (f64::INFINITY, hi);
-    for k in 1..=n {
+    for (k, &(c, cx, cx2)) in suffix.iter().enumerate().skip(1) {
         let alpha = k as f64 * width;
         let delta = alpha / steps;
-        let (c, cx, cx2) = suffix[k];
         let inside = total - c;
         let err = inside * delta * delta / 12.0 + (cx2 - 2.0 * alpha * cx + alpha * alpha * c);
         if err < best.0 {
