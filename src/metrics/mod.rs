@@ -7,8 +7,8 @@
 //!   and softmax KL between float and quantized logits, and per-layer output SQNR.
 //! * [`estimate`]: the fast estimate shown while a clip handle is dragged: the expected MSE
 //!   (and SQNR) of any staircase quantizer (linear on any grid and clip range, binary, ternary,
-//!   codebook) from a tensor's [`FineHistogram`], in O(bins + levels), without touching the
-//!   elements again.
+//!   codebook) from a tensor's [`FineHistogram`], in O(bins) for linear quantizers, without
+//!   touching the elements again.
 //!
 //! Everything here is a pure function of arrays. Non-finite inputs (NaN, ±Inf) are rejected
 //! with [`MetricsError::NonFinite`] by the exact metrics; the histogram estimate counts them

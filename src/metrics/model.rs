@@ -12,8 +12,8 @@
 use ndarray::{ArrayView1, ArrayView2, ArrayViewD};
 use serde::Serialize;
 
-use super::MetricsError;
-use super::tensor::{MetricOptions, compare};
+use super::tensor::signal_and_noise;
+use super::{MetricsError, sqnr_db};
 
 fn check_logits(logits: &ArrayView2<'_, f32>, which: &'static str) -> Result<(), MetricsError> {
     if logits.nrows() == 0 || logits.ncols() == 0 {
@@ -186,22 +186,18 @@ pub fn layer_sqnr<'a, I>(layers: I) -> Result<Vec<LayerSqnr>, MetricsError>
 where
     I: IntoIterator<Item = (&'a str, ArrayViewD<'a, f32>, ArrayViewD<'a, f32>)>,
 {
-    // Only the moments are needed; one KL bin keeps the distribution pass trivial.
-    let options = MetricOptions {
-        kl_bins: 1,
-        kl_epsilon: 0.0,
-    };
     layers
         .into_iter()
         .map(|(name, float, quant)| {
-            let m = compare(float, quant, &options).map_err(|e| MetricsError::Layer {
-                name: name.to_string(),
-                source: Box::new(e),
-            })?;
+            let (n, signal, noise) =
+                signal_and_noise(float, quant).map_err(|e| MetricsError::Layer {
+                    name: name.to_string(),
+                    source: Box::new(e),
+                })?;
             Ok(LayerSqnr {
                 name: name.to_string(),
-                mse: m.mse,
-                sqnr_db: m.sqnr_db,
+                mse: noise / n as f64,
+                sqnr_db: sqnr_db(signal, noise),
             })
         })
         .collect()
@@ -218,7 +214,6 @@ pub fn output_sqnr(
 
 #[cfg(test)]
 mod tests {
-    use super::super::sqnr_db;
     use super::*;
     use ndarray::{Array1, Array2, ArrayD, IxDyn, array};
 

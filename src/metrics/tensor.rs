@@ -154,19 +154,7 @@ pub fn compare_slices(
     quant: &[f32],
     options: &MetricOptions,
 ) -> Result<TensorMetrics, MetricsError> {
-    if float.len() != quant.len() {
-        return Err(MetricsError::ShapeMismatch {
-            float: vec![float.len()],
-            quant: vec![quant.len()],
-        });
-    }
-    let sums = float
-        .par_chunks(CHUNK)
-        .zip(quant.par_chunks(CHUNK))
-        .enumerate()
-        .map(|(i, (x, y))| Sums::of_chunk(x, y, i * CHUNK))
-        .reduce(|| Sums::EMPTY, Sums::merge);
-    sums.check()?;
+    let sums = moments(float, quant)?;
     let kl = kl_divergence(float, quant, sums.lo, sums.hi, options);
     let n = sums.n as f64;
     let cosine = match (sums.x2 > 0.0, sums.y2 > 0.0) {
@@ -182,6 +170,34 @@ pub fn compare_slices(
         cosine,
         kl,
     })
+}
+
+/// The sums of one parallel pass, checked (equal lengths, finite, not empty).
+fn moments(float: &[f32], quant: &[f32]) -> Result<Sums, MetricsError> {
+    if float.len() != quant.len() {
+        return Err(MetricsError::ShapeMismatch {
+            float: vec![float.len()],
+            quant: vec![quant.len()],
+        });
+    }
+    let sums = float
+        .par_chunks(CHUNK)
+        .zip(quant.par_chunks(CHUNK))
+        .enumerate()
+        .map(|(i, (x, y))| Sums::of_chunk(x, y, i * CHUNK))
+        .reduce(|| Sums::EMPTY, Sums::merge);
+    sums.check()?;
+    Ok(sums)
+}
+
+/// (count, Σx², Σ(x − y)²) of two same-shaped tensors in one pass, without the KL pass.
+pub(crate) fn signal_and_noise(
+    float: ArrayViewD<'_, f32>,
+    quant: ArrayViewD<'_, f32>,
+) -> Result<(usize, f64, f64), MetricsError> {
+    check_shapes(&float, &quant)?;
+    let sums = with_slices(&float, &quant, moments)?;
+    Ok((sums.n, sums.x2, sums.err2))
 }
 
 /// KL(P ‖ Q) of the two value histograms over the shared range [lo, hi].
