@@ -261,6 +261,14 @@ fn quantize_reports_per_tensor_errors_and_accuracy() {
     assert_eq!(json["weights"].as_array().unwrap().len(), 4);
     assert!(json["comparison"]["top1_agreement"].as_f64().unwrap() > 0.98);
     assert_eq!(json["config"]["default"]["weights"]["scheme"], "int8");
+    let (size, float_size) = (
+        json["cost"]["size_bytes"].as_f64().unwrap(),
+        json["cost"]["float32_size_bytes"].as_f64().unwrap(),
+    );
+    assert!(
+        size < float_size / 3.0 && size > float_size / 4.0,
+        "{size} vs {float_size}"
+    );
 
     let bad = quantscope(&[
         "quantize",

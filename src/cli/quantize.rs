@@ -14,6 +14,8 @@ use quantscope::metrics::{mean_softmax_kl, top1_accuracy, top1_agreement};
 use quantscope::quant::{ActivationQuant, QuantConfig, QuantizedModel, WeightQuant, WeightScheme};
 use serde::Serialize;
 
+use quantscope::quant::cost::{ShapeRecorder, StorageScheme, graph_size, layer_costs};
+
 use super::calibrate::collect_stats;
 use super::feeds::{plan_for, read_feeds};
 
@@ -59,6 +61,14 @@ pub struct QuantizeArgs {
 }
 
 #[derive(Serialize)]
+struct Cost {
+    size_bytes: f64,
+    float32_size_bytes: f64,
+    bitops: u64,
+    float_bitops: u64,
+}
+
+#[derive(Serialize)]
 struct ModelComparison {
     float_accuracy: Option<f64>,
     quantized_accuracy: Option<f64>,
@@ -70,6 +80,7 @@ struct ModelComparison {
 struct Report<'a> {
     model: String,
     config: &'a QuantConfig,
+    cost: Cost,
     weights: &'a [quantscope::quant::fake::WeightReport],
     activations: &'a [quantscope::quant::fake::ActivationReport],
     comparison: ModelComparison,
@@ -143,17 +154,19 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
 
     let eval_path = args.eval_data.as_ref().unwrap_or(&args.data);
     let feeds = read_feeds(&model.graph, eval_path)?;
-    let float_out = plan.run(feeds.clone(), None, RunOptions::default())?;
+    let mut shapes = ShapeRecorder::default();
+    let float_out = plan.run(feeds.clone(), Some(&mut shapes), RunOptions::default())?;
+    let cost = model_cost(&model.graph, &config, &quantized, &shapes)?;
     let quant_plan = Plan::new(&quantized.graph)?;
     let mut hook = quantized.hook();
     let quant_out = quant_plan.run(feeds, Some(&mut hook), RunOptions::default())?;
     let logits = |out: &[(String, TensorData)]| -> anyhow::Result<ndarray::Array2<f32>> {
         let first = out.first().context("the model has no outputs")?;
         let array = first.1.as_f32().context("the first output is not float")?;
-        Ok(array
+        array
             .clone()
             .into_dimensionality::<Ix2>()
-            .context("the first output is not [N, classes]")?)
+            .context("the first output is not [N, classes]")
     };
     let (float_logits, quant_logits) = (logits(&float_out)?, logits(&quant_out)?);
     let mut comparison = ModelComparison {
@@ -182,6 +195,15 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
         );
     }
     println!(
+        "model size: {:.1} KiB vs {:.1} KiB in float32 ({:.2}x smaller); BitOps: {:.3e} vs {:.3e} in float ({:.1}x fewer)",
+        cost.size_bytes / 1024.0,
+        cost.float32_size_bytes / 1024.0,
+        cost.float32_size_bytes / cost.size_bytes.max(1.0),
+        cost.bitops as f64,
+        cost.float_bitops as f64,
+        cost.float_bitops as f64 / (cost.bitops.max(1)) as f64
+    );
+    println!(
         "top-1 agreement with float: {:.2}%; mean output KL: {:.3e} nats",
         100.0 * comparison.top1_agreement,
         comparison.mean_output_kl
@@ -190,6 +212,7 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
         let report = Report {
             model: args.model.display().to_string(),
             config: &config,
+            cost,
             weights: &quantized.weights,
             activations: &quantized.activations,
             comparison,
@@ -199,4 +222,47 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Parameter storage and BitOps of the quantized model (shapes from a recorded float run).
+fn model_cost(
+    graph: &quantscope::ir::Graph,
+    config: &QuantConfig,
+    quantized: &QuantizedModel,
+    shapes: &ShapeRecorder,
+) -> anyhow::Result<Cost> {
+    let storage: std::collections::HashMap<&str, StorageScheme> = quantized
+        .weights
+        .iter()
+        .filter_map(|w| {
+            let quant = config.layer(&w.node).weights?;
+            Some((w.tensor.as_str(), quant.storage()))
+        })
+        .collect();
+    let size = graph_size(graph, |name, _| {
+        storage.get(name).copied().unwrap_or(StorageScheme::FLOAT32)
+    });
+    let quantized_inputs: std::collections::HashSet<&str> = quantized
+        .activations
+        .iter()
+        .map(|a| a.tensor.as_str())
+        .collect();
+    let layers = layer_costs(graph, &shapes.shapes, |node| {
+        let weight_bits = config
+            .layer(&node.name)
+            .weights
+            .filter(|_| node.input(1).is_some_and(|w| storage.contains_key(w)))
+            .map_or(32, |w| w.scheme.bits());
+        let activation_bits = match (config.layer(&node.name).activations, node.input(0)) {
+            (Some(a), Some(input)) if quantized_inputs.contains(input) => a.bits,
+            _ => 32,
+        };
+        (weight_bits, activation_bits)
+    })?;
+    Ok(Cost {
+        size_bytes: size.total_bytes(),
+        float32_size_bytes: size.float32_bits as f64 / 8.0,
+        bitops: layers.iter().map(|l| l.bitops).sum(),
+        float_bitops: layers.iter().map(|l| l.float_bitops).sum(),
+    })
 }

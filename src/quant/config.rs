@@ -156,6 +156,27 @@ pub struct WeightQuant {
     pub per_channel: bool,
 }
 
+impl WeightQuant {
+    /// How the quantized tensor is stored, for the size accounting of [`super::cost`].
+    pub fn storage(&self) -> super::cost::StorageScheme {
+        use super::cost::StorageScheme;
+        let per_channel = self.per_channel;
+        match self.scheme {
+            WeightScheme::Linear { bits, symmetric } => StorageScheme::Linear {
+                bits,
+                per_channel,
+                zero_point: !symmetric,
+            },
+            WeightScheme::Binary { .. } => StorageScheme::Binary { per_channel },
+            WeightScheme::Ternary { ttq } => StorageScheme::Ternary {
+                per_channel,
+                scales: if ttq { 2 } else { 1 },
+            },
+            WeightScheme::KMeans { bits } => StorageScheme::KMeans { bits, per_channel },
+        }
+    }
+}
+
 /// How a layer's input activations are quantized (linear, per tensor).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ActivationQuant {
