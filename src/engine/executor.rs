@@ -180,6 +180,23 @@ impl<'g> Plan<'g> {
     pub fn run(
         &self,
         inputs: HashMap<String, TensorData>,
+        hook: Option<&mut dyn TensorHook>,
+        options: RunOptions<'_>,
+    ) -> Result<Vec<(String, TensorData)>> {
+        match hook {
+            // Without a hook the whole run happens on a rayon worker thread: the kernels'
+            // parallel loops then start as local jobs, instead of each one waking the pool and
+            // blocking the calling thread until it is done. (Hooks are called on the caller's
+            // thread, so hooked runs stay here.)
+            None => rayon::scope(|_| self.run_here(inputs, None, options)),
+            Some(hook) => self.run_here(inputs, Some(hook), options),
+        }
+    }
+
+    /// [`Plan::run`] on the current thread.
+    fn run_here(
+        &self,
+        inputs: HashMap<String, TensorData>,
         mut hook: Option<&mut dyn TensorHook>,
         options: RunOptions<'_>,
     ) -> Result<Vec<(String, TensorData)>> {
