@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::linear::{Mat, gemm_is_threaded, sgemm};
 use super::{OpCtx, OpError, OpResult, Registry, input_f32, optional, single};
+use crate::engine::executor::zeroed;
 use crate::ir::{Node, TensorData};
 
 pub fn register(registry: &mut Registry) {
@@ -393,7 +394,7 @@ fn conv_forward(
     let cg = c / group;
     let mg = m / group;
     let kc = cg * kk;
-    let mut out = vec![0.0f32; n * m * out_sz];
+    let mut out = zeroed::<f32>(n * m * out_sz);
     if out.is_empty() {
         return out;
     }
@@ -634,7 +635,7 @@ fn use_lanes(k: LaneKernel, n: usize, c: usize, out_sz: usize, in_sz: usize, kk:
 
 /// Checks the invariants the unchecked lane kernels rely on (cheap: one pass over the taps).
 fn check_lane_job(job: &LaneJob<'_>, xt: usize, tmp: usize, lanes: usize, tile: usize) {
-    assert!(job.mg_pad % tile == 0 && job.cg * job.group == job.c);
+    assert!(job.mg_pad.is_multiple_of(tile) && job.cg * job.group == job.c);
     assert!(xt >= job.in_sz * job.c * lanes, "lane input too short");
     assert!(
         tmp >= job.group * job.mg_pad * job.out_sz * lanes,
@@ -1307,7 +1308,7 @@ fn conv_transpose_forward(
     let kk = a[0].kernel * a[1].kernel * a[2].kernel;
     let cg = c / group;
     let rows = mg * kk;
-    let mut out = vec![0.0f32; n * m * out_sz];
+    let mut out = zeroed::<f32>(n * m * out_sz);
     if out.is_empty() {
         return out;
     }

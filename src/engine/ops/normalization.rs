@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use super::elementwise::{PAR_MIN, array_from};
 use super::{OpCtx, OpError, OpResult, Registry, input, input_f32, normalize_axis, optional};
+use crate::engine::executor::zeroed;
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut Registry) {
@@ -96,7 +97,7 @@ fn batch_norm(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let add: Vec<f32> = (0..c).map(|k| bias[k] - mean[k] * mul[k]).collect();
     let inner: usize = shape[2..].iter().product();
     let data = contiguous(x);
-    let mut out = vec![0f32; data.len()];
+    let mut out = zeroed::<f32>(data.len());
     for_blocks(&data, &mut out, inner, |b, xi, o| {
         let (m, a) = (mul[b % c], add[b % c]);
         for (o, &v) in o.iter_mut().zip(xi) {
@@ -144,7 +145,7 @@ fn instance_norm(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let epsilon = ctx.node.attr_float("epsilon", 1e-5)?;
     let inner: usize = shape[2..].iter().product();
     let data = contiguous(x);
-    let mut out = vec![0f32; data.len()];
+    let mut out = zeroed::<f32>(data.len());
     for_blocks(&data, &mut out, inner, |b, xi, o| {
         let (mean, inv) = moments(xi, epsilon);
         let (s, t) = (scale[b % c] * inv, bias[b % c]);
@@ -187,7 +188,7 @@ fn layer_norm(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
         .map(|b| param_for(b, norm_shape, "B"))
         .transpose()?;
     let data = contiguous(x);
-    let mut out = vec![0f32; data.len()];
+    let mut out = zeroed::<f32>(data.len());
     let rows = data.len().checked_div(n).unwrap_or(0);
     let want_stats = ctx.node.outputs.len() > 1;
     let mut stats = vec![(0f32, 0f32); if want_stats { rows } else { 0 }];
@@ -313,7 +314,7 @@ fn softmax_common(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>], log: bool) ->
         return Err(OpError("input must have rank >= 1".into()));
     }
     let data = contiguous(x);
-    let mut out = vec![0f32; data.len()];
+    let mut out = zeroed::<f32>(data.len());
     for_blocks(&data, &mut out, n * inner, |_, xi, o| {
         softmax_block(xi, o, inner, log)
     });

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 use super::conv::{Axis, checked_len, kernel_shape, to3, valid_range, window_axes};
 use super::{OpCtx, OpError, OpResult, Registry, input_f32};
+use crate::engine::executor::zeroed;
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut Registry) {
@@ -99,7 +100,7 @@ fn max_pool_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let in_sz = a[0].input * a[1].input * a[2].input;
     let out_sz = a[0].output * a[1].output * a[2].output;
     let (d_in, h_in, w_in) = (a[0].input, a[1].input, a[2].input);
-    let mut out = vec![0.0f32; s.planes * out_sz];
+    let mut out = zeroed::<f32>(s.planes * out_sz);
     let mut idx = vec![0i64; if want_indices { s.planes * out_sz } else { 0 }];
     if out_sz > 0 {
         let xs = &*s.x;
@@ -195,7 +196,7 @@ fn separable_pool(xs: &[f32], planes: usize, a: &[Axis; 3], reduce: Reduce) -> V
     let out_sz = a[0].output * a[1].output * a[2].output;
     let (h_in, w_in) = (a[1].input, a[2].input);
     let ow_n = a[2].output;
-    let mut out = vec![0.0f32; planes * out_sz];
+    let mut out = zeroed::<f32>(planes * out_sz);
     if out_sz == 0 {
         return out;
     }
