@@ -151,6 +151,14 @@ fn random(shape: &[usize], seed: u64) -> ArrayD<f32> {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("digits") {
+        let reps = std::env::args()
+            .nth(2)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(200);
+        time_digits(reps);
+        return;
+    }
     let batches: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -214,6 +222,130 @@ fn main() {
         );
         time_other(batch);
     }
+}
+
+fn node_of(op: &str, inputs: usize, attributes: Vec<(&str, Attribute)>) -> Node {
+    Node {
+        name: op.to_lowercase(),
+        op_type: op.into(),
+        domain: String::new(),
+        inputs: (0..inputs).map(|i| format!("in{i}")).collect(),
+        outputs: vec!["y".into()],
+        attributes: attributes
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    }
+}
+
+/// Best-of-`reps` time in ms of `node` on `inputs` (after a warm-up run).
+fn best_ms(node: &Node, inputs: &[TensorData], reps: usize) -> f64 {
+    let kernel = kernel_for(node).expect("kernel");
+    let ctx = OpCtx { node, opset: 17 };
+    let args: Vec<Option<&TensorData>> = inputs.iter().map(Some).collect();
+    kernel(&ctx, &args).unwrap();
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let y = kernel(&ctx, &args).unwrap();
+        best = best.min(t.elapsed().as_secs_f64());
+        drop(y);
+    }
+    best * 1e3
+}
+
+/// `conv_speed digits [reps]`: the layers of the bundled digits CNN at batch 64 (8×8 inputs),
+/// best of `reps` runs each, plus the sum.
+fn time_digits(reps: usize) {
+    let n = 64;
+    let conv = |cin: usize, cout: usize, size: usize, seed: u64| {
+        (
+            node_of(
+                "Conv",
+                3,
+                vec![
+                    ("kernel_shape", Attribute::Ints(vec![3, 3])),
+                    ("pads", Attribute::Ints(vec![1; 4])),
+                ],
+            ),
+            vec![
+                TensorData::F32(random(&[n, cin, size, size], seed)),
+                TensorData::F32(random(&[cout, cin, 3, 3], seed + 1)),
+                TensorData::F32(random(&[cout], seed + 2)),
+            ],
+            2.0 * (n * cout * size * size * cin * 9) as f64,
+        )
+    };
+    let bn = |c: usize, size: usize| {
+        let stats = |seed| TensorData::F32(random(&[c], seed).mapv(|v| v + 1.0));
+        (
+            node_of("BatchNormalization", 5, vec![]),
+            vec![
+                TensorData::F32(random(&[n, c, size, size], 30)),
+                stats(31),
+                stats(32),
+                stats(33),
+                stats(34),
+            ],
+            0.0,
+        )
+    };
+    let relu = |c: usize, size: usize| {
+        (
+            node_of("Relu", 1, vec![]),
+            vec![TensorData::F32(random(&[n, c, size, size], 40))],
+            0.0,
+        )
+    };
+    let cases = [
+        ("conv 1->16 @8", conv(1, 16, 8, 20)),
+        ("bn 16 @8", bn(16, 8)),
+        ("relu 16 @8", relu(16, 8)),
+        ("conv 16->32 @8", conv(16, 32, 8, 23)),
+        ("bn 32 @8", bn(32, 8)),
+        ("relu 32 @8", relu(32, 8)),
+        (
+            "maxpool 2x2/2 32 @8",
+            (
+                node_of(
+                    "MaxPool",
+                    1,
+                    vec![
+                        ("kernel_shape", Attribute::Ints(vec![2, 2])),
+                        ("strides", Attribute::Ints(vec![2, 2])),
+                    ],
+                ),
+                vec![TensorData::F32(random(&[n, 32, 8, 8], 50))],
+                0.0,
+            ),
+        ),
+        ("conv 32->64 @4", conv(32, 64, 4, 26)),
+        ("bn 64 @4", bn(64, 4)),
+        ("relu 64 @4", relu(64, 4)),
+        (
+            "globalavgpool 64 @4",
+            (
+                node_of("GlobalAveragePool", 1, vec![]),
+                vec![TensorData::F32(random(&[n, 64, 4, 4], 60))],
+                0.0,
+            ),
+        ),
+    ];
+    println!("digits_cnn layers, batch {n}, best of {reps}");
+    let mut total = 0.0;
+    for (name, (node, inputs, flop)) in &cases {
+        let ms = best_ms(node, inputs, reps);
+        total += ms;
+        if *flop > 0.0 {
+            println!(
+                "  {name:<24} {ms:>7.4} ms  {:>6.1} GFLOP/s",
+                flop / ms / 1e6
+            );
+        } else {
+            println!("  {name:<24} {ms:>7.4} ms");
+        }
+    }
+    println!("  sum                      {total:>7.4} ms");
 }
 
 /// Times the other ResNet-18 kernels of this family (the stem MaxPool, the global average pool,

@@ -1,5 +1,7 @@
 //! Execution plan and the run loop.
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -180,6 +182,23 @@ impl<'g> Plan<'g> {
     pub fn run(
         &self,
         inputs: HashMap<String, TensorData>,
+        hook: Option<&mut dyn TensorHook>,
+        options: RunOptions<'_>,
+    ) -> Result<Vec<(String, TensorData)>> {
+        match hook {
+            // Without a hook the whole run happens on a rayon worker thread: the kernels'
+            // parallel loops then start as local jobs, instead of each one waking the pool and
+            // blocking the calling thread until it is done. (Hooks are called on the caller's
+            // thread, so hooked runs stay here.)
+            None => rayon::scope(|_| self.run_here(inputs, None, options)),
+            Some(hook) => self.run_here(inputs, Some(hook), options),
+        }
+    }
+
+    /// [`Plan::run`] on the current thread.
+    fn run_here(
+        &self,
+        inputs: HashMap<String, TensorData>,
         mut hook: Option<&mut dyn TensorHook>,
         options: RunOptions<'_>,
     ) -> Result<Vec<(String, TensorData)>> {
@@ -277,7 +296,9 @@ impl<'g> Plan<'g> {
                 values[slot] = Some(Arc::new(value));
             }
             for &slot in &step.frees {
-                values[slot] = None;
+                if let Some(value) = values[slot].take() {
+                    recycle(value);
+                }
             }
         }
 
@@ -291,6 +312,73 @@ impl<'g> Plan<'g> {
         }
         Ok(results)
     }
+}
+
+// ---- recycled output buffers -----------------------------------------------------------------
+//
+// Every node allocates its output and most intermediates die a node or two later. The system
+// allocator hands large freed blocks back to the OS, so without reuse each run page-faults all
+// its activations in again (a large share of the time for small models). Freed float
+// intermediates are therefore kept per thread (a plan runs on one thread) and handed out again
+// by `zeroed`, which the kernels use for their outputs.
+
+/// Buffers smaller than this (elements) are left to the allocator.
+const SPARE_MIN_LEN: usize = 1 << 14;
+/// At most this many spare buffers, of at most this many bytes in all, per thread.
+const SPARE_MAX_COUNT: usize = 8;
+const SPARE_MAX_BYTES: usize = 256 << 20;
+
+thread_local! {
+    static SPARE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A vector of `len` zeros, reusing a spare buffer of a freed intermediate when one fits
+/// (capacity at least `len` and not more than twice it).
+pub(super) fn zeroed<T: Copy + Default + 'static>(len: usize) -> Vec<T> {
+    if len >= SPARE_MIN_LEN && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        let spare = SPARE.with_borrow_mut(|spare| {
+            let best = spare
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= len && v.capacity() / 2 <= len)
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i)?;
+            Some(spare.remove(best))
+        });
+        if let Some(mut v) = spare {
+            v.clear();
+            v.resize(len, 0.0f32);
+            let any: Box<dyn Any> = Box::new(v);
+            if let Ok(v) = any.downcast::<Vec<T>>() {
+                return *v;
+            }
+        }
+    }
+    vec![T::default(); len]
+}
+
+/// Keeps the buffer of a freed value for [`zeroed`] if nothing else holds it.
+fn recycle(value: Arc<TensorData>) {
+    let Ok(TensorData::F32(array)) = Arc::try_unwrap(value) else {
+        return;
+    };
+    let (v, _) = array.into_raw_vec_and_offset();
+    if v.capacity() < SPARE_MIN_LEN {
+        return;
+    }
+    if v.capacity() * 4 > SPARE_MAX_BYTES {
+        return;
+    }
+    SPARE.with_borrow_mut(|spare| {
+        // Oldest first out: recent sizes are the likeliest to be asked for again.
+        while spare.len() >= SPARE_MAX_COUNT
+            || spare.iter().map(|v| v.capacity() * 4).sum::<usize>() + v.capacity() * 4
+                > SPARE_MAX_BYTES
+        {
+            spare.remove(0);
+        }
+        spare.push(v);
+    });
 }
 
 /// Checks a fed value against the declared input: kind, rank and every fixed dimension.

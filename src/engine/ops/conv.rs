@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::linear::{Mat, gemm_is_threaded, sgemm};
 use super::{OpCtx, OpError, OpResult, Registry, input_f32, optional, single};
+use crate::engine::executor::zeroed;
 use crate::ir::{Node, TensorData};
 
 pub fn register(registry: &mut Registry) {
@@ -393,7 +394,7 @@ fn conv_forward(
     let cg = c / group;
     let mg = m / group;
     let kc = cg * kk;
-    let mut out = vec![0.0f32; n * m * out_sz];
+    let mut out = zeroed::<f32>(n * m * out_sz);
     if out.is_empty() {
         return out;
     }
@@ -410,6 +411,14 @@ fn conv_forward(
                 fill_bias(plane, out_sz, mi, bias);
                 direct_plane(xp, &w[mi * kk..(mi + 1) * kk], plane, a);
             });
+        return out;
+    }
+
+    // Small output planes with many images: a direct kernel with one image per SIMD lane.
+    if let Some(k) = lane_kernel()
+        && use_lanes(k, n, c, out_sz, in_sz, kk)
+    {
+        conv_lanes(x, c, w, m, group, bias, a, k, &mut out);
         return out;
     }
 
@@ -545,6 +554,476 @@ fn conv_batched(
             }
         }
     });
+}
+
+// ---- small planes: images in SIMD lanes ------------------------------------------------------
+//
+// With small planes, im2col + GEMM spends most of its time building and packing short rows.
+// Instead, `lanes` images are transposed so that the same element of every image sits in one
+// vector ([channel, input pixel, image]); each output pixel then accumulates, over its valid
+// taps only (padding costs nothing) and the input channels, a vector of images times a
+// broadcast weight, for a tile of output channels held in registers. The result
+// ([channel, output pixel, image]) is transposed back to [image, channel, output pixel].
+
+/// One instantiation of the lane kernel: images per vector, output channels per register
+/// tile, the kernel and a matrix transpose (compiled for the matching CPU features).
+#[derive(Clone, Copy)]
+struct LaneKernel {
+    lanes: usize,
+    tile: usize,
+    run: fn(&LaneJob<'_>, &[f32], &mut [f32]),
+    transpose: fn(&[f32], usize, &mut [f32], usize, usize, usize),
+}
+
+/// Geometry and packed operands shared by every lane group of one convolution.
+struct LaneJob<'a> {
+    /// Input channels (all groups) and per group.
+    c: usize,
+    cg: usize,
+    group: usize,
+    /// Output channels per group, rounded up to the tile.
+    mg_pad: usize,
+    in_sz: usize,
+    out_sz: usize,
+    kk: usize,
+    /// Per output pixel p, its valid (tap, input pixel) pairs are `taps[starts[p]..starts[p + 1]]`.
+    taps: &'a [(u32, u32)],
+    starts: &'a [u32],
+    /// Weights as [group, channel tile, tap, input channel, tile] (zero rows past the group's
+    /// output channels).
+    wp: &'a [f32],
+    /// Bias per padded output channel [group, mg_pad] (zeros without bias).
+    bias: &'a [f32],
+}
+
+/// The lane kernel for this CPU, if it has one.
+fn lane_kernel() -> Option<LaneKernel> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+            return Some(LaneKernel {
+                lanes: 16,
+                tile: 16,
+                run: lanes_avx512,
+                transpose: transpose_avx512,
+            });
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return Some(LaneKernel {
+                lanes: 8,
+                tile: 8,
+                run: lanes_avx2,
+                transpose: transpose_avx2,
+            });
+        }
+    }
+    None
+}
+
+/// Whether the lane kernel beats im2col + GEMM here: enough images to fill the lanes, small
+/// output planes, and a transposed input that stays cache-sized.
+fn use_lanes(k: LaneKernel, n: usize, c: usize, out_sz: usize, in_sz: usize, kk: usize) -> bool {
+    if std::env::var("QS_LANES").as_deref() == Ok("0") {
+        return false;
+    }
+    n >= k.lanes
+        && out_sz <= 256
+        && in_sz * c * k.lanes <= 1 << 20
+        && out_sz * kk < u32::MAX as usize
+        && in_sz < u32::MAX as usize
+}
+
+/// Checks the invariants the unchecked lane kernels rely on (cheap: one pass over the taps).
+fn check_lane_job(job: &LaneJob<'_>, xt: usize, tmp: usize, lanes: usize, tile: usize) {
+    assert!(job.mg_pad.is_multiple_of(tile) && job.cg * job.group == job.c);
+    assert!(xt >= job.in_sz * job.c * lanes, "lane input too short");
+    assert!(
+        tmp >= job.group * job.mg_pad * job.out_sz * lanes,
+        "lane output too short"
+    );
+    assert!(
+        job.wp.len() >= job.group * job.mg_pad * job.kk * job.cg,
+        "lane weights too short"
+    );
+    assert!(job.bias.len() >= job.group * job.mg_pad && job.starts.len() > job.out_sz);
+    assert!(job.starts[job.out_sz] as usize <= job.taps.len());
+    assert!(
+        job.taps
+            .iter()
+            .all(|&(t, ip)| (t as usize) < job.kk && (ip as usize) < job.in_sz),
+        "lane tap out of range"
+    );
+}
+
+/// Checks the bounds of a transpose of `rows`×`cols` (see `LaneKernel::transpose`).
+fn check_transpose(src: usize, lds: usize, dst: usize, ldd: usize, rows: usize, cols: usize) {
+    if rows > 0 && cols > 0 {
+        assert!(
+            cols <= lds && (rows - 1) * lds + cols <= src,
+            "transpose source"
+        );
+        assert!(
+            rows <= ldd && (cols - 1) * ldd + rows <= dst,
+            "transpose destination"
+        );
+    }
+}
+
+/// Scalar transpose of the part of `rows`×`cols` not covered by `b`×`b` blocks (rows or
+/// columns past the last full block).
+fn transpose_rest(
+    src: &[f32],
+    lds: usize,
+    dst: &mut [f32],
+    ldd: usize,
+    rows: usize,
+    cols: usize,
+    b: usize,
+) {
+    let (rb, cb) = (rows / b * b, cols / b * b);
+    for r in 0..rows {
+        let c0 = if r < rb { cb } else { 0 };
+        for c in c0..cols {
+            dst[c * ldd + r] = src[r * lds + c];
+        }
+    }
+}
+
+/// Lane kernel body for x86-64: `$L` lanes per vector, `$T` output channels per tile.
+#[cfg(target_arch = "x86_64")]
+macro_rules! lane_kernel_body {
+    ($job:ident, $xt:ident, $tmp:ident, $L:literal, $T:literal,
+     $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident) => {{
+        let job = $job;
+        let (cg, kk, in_sz, out_sz) = (job.cg, job.kk, job.in_sz, job.out_sz);
+        let blocks = job.mg_pad / $T;
+        check_lane_job(job, $xt.len(), $tmp.len(), $L, $T);
+        let xt = $xt.as_ptr();
+        let tmp = $tmp.as_mut_ptr();
+        let xstep = in_sz * $L;
+        for g in 0..job.group {
+            for cb in 0..blocks {
+                let co0 = g * job.mg_pad + cb * $T;
+                // SAFETY (all pointer arithmetic below): `check_lane_job` verified that every
+                // tap's input pixel and tap index are in range and that the buffers hold
+                // `c·in_sz·L` inputs, `group·mg_pad·kk·cg` weights and `group·mg_pad·out_sz·L`
+                // outputs.
+                let wblk = unsafe { job.wp.as_ptr().add(co0 * kk * cg) };
+                let xg = unsafe { xt.add(g * cg * xstep) };
+                for p in 0..out_sz {
+                    let mut acc = [$set1(0.0); $T];
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        *a = $set1(job.bias[co0 + j]);
+                    }
+                    let (t0, t1) = (job.starts[p] as usize, job.starts[p + 1] as usize);
+                    for &(t, ip) in &job.taps[t0..t1] {
+                        unsafe {
+                            let mut xp = xg.add(ip as usize * $L);
+                            let mut wq = wblk.add(t as usize * cg * $T);
+                            for _ in 0..cg {
+                                let xv = $loadu(xp);
+                                for (j, a) in acc.iter_mut().enumerate() {
+                                    *a = $fmadd($set1(*wq.add(j)), xv, *a);
+                                }
+                                xp = xp.add(xstep);
+                                wq = wq.add($T);
+                            }
+                        }
+                    }
+                    for (j, a) in acc.iter().enumerate() {
+                        unsafe { $storeu(tmp.add(((co0 + j) * out_sz + p) * $L), *a) };
+                    }
+                }
+            }
+        }
+    }};
+}
+
+#[cfg(target_arch = "x86_64")]
+fn lanes_avx512(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32]) {
+    use std::arch::x86_64::*;
+    #[target_feature(enable = "avx512f,fma")]
+    fn inner(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32]) {
+        lane_kernel_body!(
+            job,
+            xt,
+            tmp,
+            16,
+            16,
+            _mm512_set1_ps,
+            _mm512_loadu_ps,
+            _mm512_storeu_ps,
+            _mm512_fmadd_ps
+        );
+    }
+    // SAFETY: only selected by `lane_kernel` when the CPU has these features.
+    unsafe { inner(job, xt, tmp) }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn lanes_avx2(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32]) {
+    use std::arch::x86_64::*;
+    #[target_feature(enable = "avx2,fma")]
+    fn inner(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32]) {
+        lane_kernel_body!(
+            job,
+            xt,
+            tmp,
+            8,
+            8,
+            _mm256_set1_ps,
+            _mm256_loadu_ps,
+            _mm256_storeu_ps,
+            _mm256_fmadd_ps
+        );
+    }
+    // SAFETY: only selected by `lane_kernel` when the CPU has these features.
+    unsafe { inner(job, xt, tmp) }
+}
+
+/// `dst[c·ldd + r] = src[r·lds + c]` for `r < rows`, `c < cols`, in 16×16 AVX-512 blocks.
+#[cfg(target_arch = "x86_64")]
+fn transpose_avx512(
+    src: &[f32],
+    lds: usize,
+    dst: &mut [f32],
+    ldd: usize,
+    rows: usize,
+    cols: usize,
+) {
+    use std::arch::x86_64::*;
+    /// One 16×16 block.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn block(s: *const f32, lds: usize, d: *mut f32, ldd: usize) {
+        // SAFETY: the caller guarantees 16 rows of 16 readable floats at `s` (stride `lds`)
+        // and 16 rows of 16 writable floats at `d` (stride `ldd`).
+        unsafe {
+            let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(s.add(i * lds)));
+            // Pairs of rows interleaved within 128-bit lanes.
+            let t: [__m512; 16] = std::array::from_fn(|i| {
+                let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+                if i % 2 == 0 {
+                    _mm512_unpacklo_ps(a, b)
+                } else {
+                    _mm512_unpackhi_ps(a, b)
+                }
+            });
+            // Per group of 4 rows q: u[4q + k] holds columns k, k+4, k+8, k+12 of those rows
+            // (one 128-bit lane each).
+            let u: [__m512; 16] = std::array::from_fn(|i| {
+                let (q, k) = (i / 4, i % 4);
+                let (a, b) = (t[4 * q + k / 2], t[4 * q + 2 + k / 2]);
+                if k % 2 == 0 {
+                    _mm512_shuffle_ps::<0x44>(a, b)
+                } else {
+                    _mm512_shuffle_ps::<0xEE>(a, b)
+                }
+            });
+            for k in 0..4 {
+                let (a, b, c, e) = (u[k], u[4 + k], u[8 + k], u[12 + k]);
+                let p0 = _mm512_shuffle_f32x4::<0x88>(a, b);
+                let q0 = _mm512_shuffle_f32x4::<0x88>(c, e);
+                let p1 = _mm512_shuffle_f32x4::<0xDD>(a, b);
+                let q1 = _mm512_shuffle_f32x4::<0xDD>(c, e);
+                _mm512_storeu_ps(d.add(k * ldd), _mm512_shuffle_f32x4::<0x88>(p0, q0));
+                _mm512_storeu_ps(d.add((k + 8) * ldd), _mm512_shuffle_f32x4::<0xDD>(p0, q0));
+                _mm512_storeu_ps(d.add((k + 4) * ldd), _mm512_shuffle_f32x4::<0x88>(p1, q1));
+                _mm512_storeu_ps(d.add((k + 12) * ldd), _mm512_shuffle_f32x4::<0xDD>(p1, q1));
+            }
+        }
+    }
+    #[target_feature(enable = "avx512f")]
+    fn blocks(src: &[f32], lds: usize, dst: &mut [f32], ldd: usize, rows: usize, cols: usize) {
+        for r in (0..rows / 16 * 16).step_by(16) {
+            for c in (0..cols / 16 * 16).step_by(16) {
+                // SAFETY: the block lies inside the checked rows×cols area.
+                unsafe {
+                    block(
+                        src.as_ptr().add(r * lds + c),
+                        lds,
+                        dst.as_mut_ptr().add(c * ldd + r),
+                        ldd,
+                    )
+                };
+            }
+        }
+    }
+    check_transpose(src.len(), lds, dst.len(), ldd, rows, cols);
+    // SAFETY: only selected by `lane_kernel` when the CPU has AVX-512F.
+    unsafe { blocks(src, lds, dst, ldd, rows, cols) };
+    transpose_rest(src, lds, dst, ldd, rows, cols, 16);
+}
+
+/// `dst[c·ldd + r] = src[r·lds + c]` for `r < rows`, `c < cols`, in 8×8 AVX blocks.
+#[cfg(target_arch = "x86_64")]
+fn transpose_avx2(src: &[f32], lds: usize, dst: &mut [f32], ldd: usize, rows: usize, cols: usize) {
+    use std::arch::x86_64::*;
+    /// One 8×8 block.
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(s: *const f32, lds: usize, d: *mut f32, ldd: usize) {
+        // SAFETY: the caller guarantees 8 rows of 8 readable floats at `s` (stride `lds`) and
+        // 8 rows of 8 writable floats at `d` (stride `ldd`).
+        unsafe {
+            let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(s.add(i * lds)));
+            let t: [__m256; 8] = std::array::from_fn(|i| {
+                let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+                if i % 2 == 0 {
+                    _mm256_unpacklo_ps(a, b)
+                } else {
+                    _mm256_unpackhi_ps(a, b)
+                }
+            });
+            // u[4q + k] holds columns k and k+4 of rows 4q..4q+4 (one 128-bit lane each).
+            let u: [__m256; 8] = std::array::from_fn(|i| {
+                let (q, k) = (i / 4, i % 4);
+                let (a, b) = (t[4 * q + k / 2], t[4 * q + 2 + k / 2]);
+                if k % 2 == 0 {
+                    _mm256_shuffle_ps::<0x44>(a, b)
+                } else {
+                    _mm256_shuffle_ps::<0xEE>(a, b)
+                }
+            });
+            for k in 0..4 {
+                let (a, b) = (u[k], u[4 + k]);
+                _mm256_storeu_ps(d.add(k * ldd), _mm256_permute2f128_ps::<0x20>(a, b));
+                _mm256_storeu_ps(d.add((k + 4) * ldd), _mm256_permute2f128_ps::<0x31>(a, b));
+            }
+        }
+    }
+    #[target_feature(enable = "avx2")]
+    fn blocks(src: &[f32], lds: usize, dst: &mut [f32], ldd: usize, rows: usize, cols: usize) {
+        for r in (0..rows / 8 * 8).step_by(8) {
+            for c in (0..cols / 8 * 8).step_by(8) {
+                // SAFETY: the block lies inside the checked rows×cols area.
+                unsafe {
+                    block(
+                        src.as_ptr().add(r * lds + c),
+                        lds,
+                        dst.as_mut_ptr().add(c * ldd + r),
+                        ldd,
+                    )
+                };
+            }
+        }
+    }
+    check_transpose(src.len(), lds, dst.len(), ldd, rows, cols);
+    // SAFETY: only selected by `lane_kernel` when the CPU has AVX2.
+    unsafe { blocks(src, lds, dst, ldd, rows, cols) };
+    transpose_rest(src, lds, dst, ldd, rows, cols, 8);
+}
+
+/// Conv of small planes through the lane kernel `k` (see above); `out` is [n, m, out plane].
+#[allow(clippy::too_many_arguments)]
+fn conv_lanes(
+    x: &[f32],
+    c: usize,
+    w: &[f32],
+    m: usize,
+    group: usize,
+    bias: Option<&[f32]>,
+    a: &[Axis; 3],
+    k: LaneKernel,
+    out: &mut [f32],
+) {
+    let [ad, ah, aw] = a;
+    let in_sz = ad.input * ah.input * aw.input;
+    let out_sz = ad.output * ah.output * aw.output;
+    let kk = ad.kernel * ah.kernel * aw.kernel;
+    let (cg, mg) = (c / group, m / group);
+    let (lanes, tile) = (k.lanes, k.tile);
+    let mg_pad = mg.div_ceil(tile) * tile;
+
+    // Valid taps of every output pixel.
+    let mut taps = Vec::with_capacity(out_sz * kk);
+    let mut starts = Vec::with_capacity(out_sz + 1);
+    starts.push(0u32);
+    let coord = |ax: &Axis, o: usize, k: usize| {
+        let i = (o * ax.stride) as isize + ax.tap_offset(k);
+        (0..ax.input as isize).contains(&i).then_some(i as usize)
+    };
+    for od in 0..ad.output {
+        for oh in 0..ah.output {
+            for ow in 0..aw.output {
+                for kd in 0..ad.kernel {
+                    let Some(id) = coord(ad, od, kd) else {
+                        continue;
+                    };
+                    for kh in 0..ah.kernel {
+                        let Some(ih) = coord(ah, oh, kh) else {
+                            continue;
+                        };
+                        for kw in 0..aw.kernel {
+                            let Some(iw) = coord(aw, ow, kw) else {
+                                continue;
+                            };
+                            let t = (kd * ah.kernel + kh) * aw.kernel + kw;
+                            let ip = (id * ah.input + ih) * aw.input + iw;
+                            taps.push((t as u32, ip as u32));
+                        }
+                    }
+                }
+                starts.push(taps.len() as u32);
+            }
+        }
+    }
+
+    // Weights [group, tile block, tap, ci, tile]; bias [group, mg_pad].
+    let mut wp = vec![0.0f32; group * mg_pad * kk * cg];
+    let mut bp = vec![0.0f32; group * mg_pad];
+    for g in 0..group {
+        for co in 0..mg {
+            let (cb, j) = (co / tile, co % tile);
+            let blk = (g * mg_pad + cb * tile) * kk * cg;
+            let src = &w[(g * mg + co) * cg * kk..(g * mg + co + 1) * cg * kk];
+            for ci in 0..cg {
+                for t in 0..kk {
+                    wp[blk + (t * cg + ci) * tile + j] = src[ci * kk + t];
+                }
+            }
+            if let Some(b) = bias {
+                bp[g * mg_pad + co] = b[g * mg + co];
+            }
+        }
+    }
+    let job = LaneJob {
+        c,
+        cg,
+        group,
+        mg_pad,
+        in_sz,
+        out_sz,
+        kk,
+        taps: &taps,
+        starts: &starts,
+        wp: &wp,
+        bias: &bp,
+    };
+
+    let image_in = c * in_sz;
+    let image = m * out_sz;
+    let xt_len = image_in * lanes;
+    let tmp_len = group * mg_pad * out_sz * lanes;
+    out.par_chunks_mut(lanes * image)
+        .enumerate()
+        .for_each(|(gi, chunk)| {
+            let imgs = chunk.len() / image;
+            let xs = &x[gi * lanes * image_in..(gi * lanes + imgs) * image_in];
+            with_scratch(xt_len + tmp_len, |buf| {
+                let (xt, tmp) = buf.split_at_mut(xt_len);
+                // [image, c, in pixel] → [c, in pixel, lane] (unused lanes zero).
+                if imgs < lanes {
+                    xt.fill(0.0);
+                }
+                (k.transpose)(xs, image_in, xt, lanes, imgs, image_in);
+                (k.run)(&job, xt, tmp);
+                // [group·mg_pad, out pixel, lane] → [image, m, out pixel].
+                for g in 0..group {
+                    let src = &tmp[g * mg_pad * out_sz * lanes..];
+                    let dst = &mut chunk[g * mg * out_sz..];
+                    (k.transpose)(src, lanes, dst, image, mg * out_sz, imgs);
+                }
+            });
+        });
 }
 
 /// Direct convolution of one input plane `xp` [D, H, W] with one kernel `wk` [kD, kH, kW],
@@ -829,7 +1308,7 @@ fn conv_transpose_forward(
     let kk = a[0].kernel * a[1].kernel * a[2].kernel;
     let cg = c / group;
     let rows = mg * kk;
-    let mut out = vec![0.0f32; n * m * out_sz];
+    let mut out = zeroed::<f32>(n * m * out_sz);
     if out.is_empty() {
         return out;
     }
@@ -909,6 +1388,7 @@ mod tests {
     use ndarray::{ArrayD, IxDyn};
 
     use super::super::linear::testutil::{Rng, assert_close, err, ints, node, run1};
+    use super::{Axis, LaneKernel, conv_lanes, to3};
     use crate::ir::{Attribute, Node};
 
     /// Spatial dims padded to 3 (leading 1s).
@@ -1275,6 +1755,167 @@ mod tests {
                 ..base(vec![3], vec![2])
             },
         );
+    }
+
+    #[test]
+    fn conv_lane_paths() {
+        // Enough images for the lane kernel (16 per vector with AVX-512, 8 with AVX2) and small
+        // planes; partial last lane groups, padded channel tiles, groups, strides, dilations,
+        // 1-D and 3-D, taps that are all padding.
+        let mut rng = Rng::new(11);
+        let base = |n: usize, spatial: Vec<usize>, kernel: Vec<usize>| Case {
+            strides: vec![1; spatial.len()],
+            dil: vec![1; spatial.len()],
+            pads: vec![1; 2 * spatial.len()],
+            auto_pad: "NOTSET",
+            spatial,
+            kernel,
+            n,
+            cg: 1,
+            mg: 16,
+            group: 1,
+            bias: true,
+        };
+        let cases = [
+            base(64, vec![8, 8], vec![3, 3]),
+            Case {
+                cg: 5,
+                mg: 19,
+                ..base(16, vec![8, 8], vec![3, 3])
+            },
+            Case {
+                cg: 3,
+                mg: 8,
+                group: 2,
+                bias: false,
+                ..base(17, vec![4, 4], vec![3, 3])
+            },
+            Case {
+                cg: 4,
+                mg: 7,
+                strides: vec![2, 1],
+                dil: vec![1, 2],
+                pads: vec![2, 0, 1, 1],
+                ..base(33, vec![7, 5], vec![3, 2])
+            },
+            Case {
+                cg: 2,
+                mg: 5,
+                dil: vec![2],
+                pads: vec![2, 1],
+                ..base(20, vec![9], vec![3])
+            },
+            Case {
+                cg: 3,
+                mg: 17,
+                ..base(16, vec![3, 4, 4], vec![3, 3, 3])
+            },
+            Case {
+                cg: 4,
+                mg: 8,
+                pads: vec![0; 4],
+                ..base(16, vec![6, 6], vec![1, 1])
+            },
+            Case {
+                cg: 2,
+                mg: 3,
+                strides: vec![2, 2],
+                auto_pad: "SAME_UPPER",
+                ..base(24, vec![7, 7], vec![3, 3])
+            },
+            Case {
+                cg: 2,
+                mg: 4,
+                pads: vec![3, 3, 3, 3],
+                ..base(16, vec![2, 2], vec![5, 5])
+            },
+        ];
+        for c in &cases {
+            check_conv(&mut rng, c);
+        }
+    }
+
+    /// Every lane kernel this CPU supports (not only the one `lane_kernel` picks), with its
+    /// transpose, against the naive convolution.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn lane_kernel_variants() {
+        use super::{lanes_avx2, lanes_avx512, transpose_avx2, transpose_avx512};
+        let mut variants = Vec::new();
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+            variants.push(LaneKernel {
+                lanes: 16,
+                tile: 16,
+                run: lanes_avx512,
+                transpose: transpose_avx512,
+            });
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            variants.push(LaneKernel {
+                lanes: 8,
+                tile: 8,
+                run: lanes_avx2,
+                transpose: transpose_avx2,
+            });
+        }
+        let mut rng = Rng::new(12);
+        for k in variants {
+            for (rows, cols) in [(1, 1), (16, 16), (17, 33), (40, 8), (8, 40), (5, 100)] {
+                let (lds, ldd) = (cols + 3, rows + 2);
+                let src: Vec<f32> = (0..rows * lds).map(|_| rng.f32()).collect();
+                let mut dst = vec![f32::NAN; cols * ldd];
+                (k.transpose)(&src, lds, &mut dst, ldd, rows, cols);
+                for (i, &v) in dst.iter().enumerate() {
+                    let (c, r) = (i / ldd, i % ldd);
+                    if r < rows {
+                        assert_eq!(v, src[r * lds + c], "{rows}x{cols} at ({r}, {c})");
+                    } else {
+                        assert!(v.is_nan(), "{rows}x{cols}: wrote past the rows");
+                    }
+                }
+            }
+            let (n, group, cg, mg) = (2 * k.lanes + 3, 2, 3, 11);
+            let (c, m) = (group * cg, group * mg);
+            let x = rng.array(&[n, c, 5, 6]);
+            let w = rng.array(&[m, cg, 3, 2]);
+            let b = rng.array(&[m]);
+            let axes = [
+                Axis {
+                    input: 5,
+                    kernel: 3,
+                    stride: 1,
+                    dilation: 2,
+                    pad_begin: 2,
+                    pad_end: 1,
+                    output: 4,
+                },
+                Axis {
+                    input: 6,
+                    kernel: 2,
+                    stride: 2,
+                    dilation: 1,
+                    pad_begin: 1,
+                    pad_end: 0,
+                    output: 3,
+                },
+            ];
+            let mut out = vec![0.0f32; n * m * 12];
+            let bias: Vec<f32> = b.iter().copied().collect();
+            conv_lanes(
+                x.as_slice().unwrap(),
+                c,
+                w.as_slice().unwrap(),
+                m,
+                group,
+                Some(&bias),
+                &to3(&axes),
+                k,
+                &mut out,
+            );
+            let got = ArrayD::from_shape_vec(IxDyn(&[n, m, 4, 3]), out).unwrap();
+            let want = conv_ref(&x, &w, Some(&b), group, &[1, 2], &[2, 1], &[2, 1], &[4, 3]);
+            assert_close(&got, &want, 1e-5, &format!("{} lanes", k.lanes));
+        }
     }
 
     fn conv_node(attrs: Vec<(&str, Attribute)>) -> Node {

@@ -13,6 +13,7 @@ use ndarray::{ArrayD, IxDyn, Zip};
 use rayon::prelude::*;
 
 use super::{OpCtx, OpError, OpResult, Registry, input, optional, single};
+use crate::engine::executor::zeroed;
 use crate::ir::TensorData;
 
 /// Outputs with at least this many elements are computed in parallel.
@@ -113,10 +114,10 @@ fn dim_from_right(shape: &[usize], k: usize) -> usize {
 pub(super) fn map_slice<T, U, F>(x: &[T], f: F) -> Vec<U>
 where
     T: Copy + Sync,
-    U: Copy + Send + Default,
+    U: Copy + Send + Default + 'static,
     F: Fn(T) -> U + Sync + Send,
 {
-    let mut out = vec![U::default(); x.len()];
+    let mut out = zeroed::<U>(x.len());
     let run = |o: &mut [U], i: &[T]| {
         for (o, &i) in o.iter_mut().zip(i) {
             *o = f(i);
@@ -136,7 +137,7 @@ where
 pub(super) fn map_array<T, U, F>(x: &ArrayD<T>, f: F) -> Result<ArrayD<U>, OpError>
 where
     T: Copy + Sync + Send,
-    U: Copy + Send + Default,
+    U: Copy + Send + Default + 'static,
     F: Fn(T) -> U + Sync + Send,
 {
     match x.as_slice() {
@@ -150,10 +151,10 @@ fn zip_slices<A, B, U, F>(a: &[A], b: &[B], f: F) -> Vec<U>
 where
     A: Copy + Sync,
     B: Copy + Sync,
-    U: Copy + Send + Default,
+    U: Copy + Send + Default + 'static,
     F: Fn(A, B) -> U + Sync + Send,
 {
-    let mut out = vec![U::default(); a.len()];
+    let mut out = zeroed::<U>(a.len());
     let run = |o: &mut [U], x: &[A], y: &[B]| {
         for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
             *o = f(x, y);
@@ -201,14 +202,14 @@ fn block_broadcast<A, B, U, F>(full: &[A], small: &[B], block: &Block, f: F) -> 
 where
     A: Copy + Sync,
     B: Copy + Sync,
-    U: Copy + Send + Default,
+    U: Copy + Send + Default + 'static,
     F: Fn(A, B) -> U + Sync + Send,
 {
     if full.is_empty() {
         return Vec::new();
     }
     // every dimension is at least 1 here, so mid and inner are too
-    let mut out = vec![U::default(); full.len()];
+    let mut out = zeroed::<U>(full.len());
     let (mid, inner) = (block.mid, block.inner);
     if inner == 1 {
         // rows: every run of `mid` elements pairs with all of `small`
@@ -260,7 +261,7 @@ pub(super) fn broadcast_binary<A, B, U, F>(
 where
     A: Copy + Sync + Send,
     B: Copy + Sync + Send,
-    U: Copy + Send + Sync + Default,
+    U: Copy + Send + Sync + Default + 'static,
     F: Fn(A, B) -> U + Sync + Send,
 {
     let shape = broadcast_shapes(a.shape(), b.shape())?;
@@ -547,7 +548,7 @@ fn not(_ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
 /// `cond ? x : y` with three-way broadcasting.
 fn select<T>(cond: &ArrayD<i64>, x: &ArrayD<T>, y: &ArrayD<T>) -> Result<ArrayD<T>, OpError>
 where
-    T: Copy + Send + Sync + Default,
+    T: Copy + Send + Sync + Default + 'static,
 {
     let shape = broadcast_shapes(&broadcast_shapes(cond.shape(), x.shape())?, y.shape())?;
     if let (Some(c), Some(xs), Some(ys)) = (cond.as_slice(), x.as_slice(), y.as_slice())

@@ -4,6 +4,7 @@ use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
 use super::{OpCtx, OpError, OpResult, Registry, input_f32, optional, single};
+use crate::engine::executor::zeroed;
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut Registry) {
@@ -222,7 +223,7 @@ fn gemm_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
         )));
     }
     super::conv::checked_len(&[m, n], "Gemm")?;
-    let mut out = vec![0.0f32; m * n];
+    let mut out = zeroed::<f32>(m * n);
     let mut beta_eff = 0.0;
     if let Some(c) = c
         && beta != 0.0
@@ -352,7 +353,7 @@ pub(super) fn matmul(a: &ArrayD<f32>, b: &ArrayD<f32>) -> Result<ArrayD<f32>, Op
         }
         (oa, ob)
     };
-    let mut out = vec![0.0f32; count * m * n];
+    let mut out = zeroed::<f32>(count * m * n);
     let run = |bi: usize, chunk: &mut [f32]| {
         let (oa, ob) = offsets(bi);
         sgemm(

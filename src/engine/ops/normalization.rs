@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use super::elementwise::{PAR_MIN, array_from};
 use super::{OpCtx, OpError, OpResult, Registry, input, input_f32, normalize_axis, optional};
+use crate::engine::executor::zeroed;
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut Registry) {
@@ -96,13 +97,29 @@ fn batch_norm(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let add: Vec<f32> = (0..c).map(|k| bias[k] - mean[k] * mul[k]).collect();
     let inner: usize = shape[2..].iter().product();
     let data = contiguous(x);
-    let mut out = vec![0f32; data.len()];
-    for_blocks(&data, &mut out, inner, |b, xi, o| {
-        let (m, a) = (mul[b % c], add[b % c]);
-        for (o, &v) in o.iter_mut().zip(xi) {
-            *o = v * m + a;
-        }
-    });
+    let mut out = zeroed::<f32>(data.len());
+    if inner < 256 && c * inner <= 1 << 16 {
+        // Small planes: per-plane blocks would be short loops; spell the factors out over a
+        // whole image instead and run one long loop per image.
+        let expand = |f: &[f32]| -> Vec<f32> {
+            f.iter()
+                .flat_map(|&v| std::iter::repeat_n(v, inner))
+                .collect()
+        };
+        let (mul, add) = (expand(&mul), expand(&add));
+        for_blocks(&data, &mut out, c * inner, |_, xi, o| {
+            for (((o, &v), &m), &a) in o.iter_mut().zip(xi).zip(&mul).zip(&add) {
+                *o = v * m + a;
+            }
+        });
+    } else {
+        for_blocks(&data, &mut out, inner, |b, xi, o| {
+            let (m, a) = (mul[b % c], add[b % c]);
+            for (o, &v) in o.iter_mut().zip(xi) {
+                *o = v * m + a;
+            }
+        });
+    }
     Ok(vec![array_from(shape, out)?.into()])
 }
 
@@ -144,7 +161,7 @@ fn instance_norm(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let epsilon = ctx.node.attr_float("epsilon", 1e-5)?;
     let inner: usize = shape[2..].iter().product();
     let data = contiguous(x);
-    let mut out = vec![0f32; data.len()];
+    let mut out = zeroed::<f32>(data.len());
     for_blocks(&data, &mut out, inner, |b, xi, o| {
         let (mean, inv) = moments(xi, epsilon);
         let (s, t) = (scale[b % c] * inv, bias[b % c]);
@@ -187,7 +204,7 @@ fn layer_norm(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
         .map(|b| param_for(b, norm_shape, "B"))
         .transpose()?;
     let data = contiguous(x);
-    let mut out = vec![0f32; data.len()];
+    let mut out = zeroed::<f32>(data.len());
     let rows = data.len().checked_div(n).unwrap_or(0);
     let want_stats = ctx.node.outputs.len() > 1;
     let mut stats = vec![(0f32, 0f32); if want_stats { rows } else { 0 }];
@@ -313,7 +330,7 @@ fn softmax_common(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>], log: bool) ->
         return Err(OpError("input must have rank >= 1".into()));
     }
     let data = contiguous(x);
-    let mut out = vec![0f32; data.len()];
+    let mut out = zeroed::<f32>(data.len());
     for_blocks(&data, &mut out, n * inner, |_, xi, o| {
         softmax_block(xi, o, inner, log)
     });
@@ -394,6 +411,41 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn batch_norm_small_planes() {
+        // Small planes take the per-image path (sequential and parallel sizes).
+        for (n, h, w) in [(3, 2, 3), (80, 9, 10)] {
+            let c = 5;
+            let len = n * c * h * w;
+            let xs: Vec<f32> = (0..len).map(|v| (v % 17) as f32 * 0.37 - 2.0).collect();
+            let x = f(&[n, c, h, w], &xs);
+            let scale = [1., 2., -0.5, 0.25, 3.];
+            let bias = [0.5, 0., -1., 2., 0.1];
+            let mean = [0.1, -0.2, 0.3, 0., 1.];
+            let var = [1., 0.5, 2., 4., 0.1];
+            let out = run(
+                "BatchNormalization",
+                15,
+                vec![],
+                &[
+                    &x,
+                    &f(&[c], &scale),
+                    &f(&[c], &bias),
+                    &f(&[c], &mean),
+                    &f(&[c], &var),
+                ],
+            )
+            .unwrap();
+            let v = fvals(&out[0]).1;
+            for (k, (&g, &xv)) in v.iter().zip(&xs).enumerate() {
+                let ch = (k / (h * w)) % c;
+                let m = scale[ch] / (var[ch] + 1e-5f32).sqrt();
+                let a = bias[ch] - mean[ch] * m;
+                assert_eq!(g, xv * m + a, "{n}x{c}x{h}x{w} at {k}");
+            }
+        }
     }
 
     #[test]

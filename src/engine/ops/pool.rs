@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 use super::conv::{Axis, checked_len, kernel_shape, to3, valid_range, window_axes};
 use super::{OpCtx, OpError, OpResult, Registry, input_f32};
+use crate::engine::executor::zeroed;
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut Registry) {
@@ -99,7 +100,7 @@ fn max_pool_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let in_sz = a[0].input * a[1].input * a[2].input;
     let out_sz = a[0].output * a[1].output * a[2].output;
     let (d_in, h_in, w_in) = (a[0].input, a[1].input, a[2].input);
-    let mut out = vec![0.0f32; s.planes * out_sz];
+    let mut out = zeroed::<f32>(s.planes * out_sz);
     let mut idx = vec![0i64; if want_indices { s.planes * out_sz } else { 0 }];
     if out_sz > 0 {
         let xs = &*s.x;
@@ -187,15 +188,85 @@ fn axis_table(ax: &Axis) -> Vec<((usize, usize), isize, usize)> {
         .collect()
 }
 
+/// Inputs (elements) from which the windowed pools run in parallel.
+const POOL_PAR_MIN: usize = 1 << 18;
+
+/// The common 2×2, stride-2 pool of 2-D planes with every window inside the input (no
+/// padding reached, no dilation): a direct pass without per-row tables, otherwise exactly
+/// `separable_pool` (the same operations in the same order). None for other geometries.
+fn pool_2x2(xs: &[f32], planes: usize, a: &[Axis; 3], reduce: Reduce) -> Option<Vec<f32>> {
+    let [ad, ah, aw] = a;
+    let halves = |x: &Axis| {
+        x.kernel == 2
+            && x.stride == 2
+            && x.dilation == 1
+            && x.pad_begin == 0
+            && 2 * x.output <= x.input
+    };
+    if !(*ad == Axis::TRIVIAL && halves(ah) && halves(aw)) {
+        return None;
+    }
+    let (w_in, in_sz) = (aw.input, ah.input * aw.input);
+    let (ow_n, out_sz) = (aw.output, ah.output * aw.output);
+    let mut out = zeroed::<f32>(planes * out_sz);
+    if out_sz == 0 {
+        return Some(out);
+    }
+    let plane = |xp: &[f32], yp: &mut [f32]| {
+        for (r, yrow) in yp.chunks_exact_mut(ow_n).enumerate() {
+            let row0 = &xp[2 * r * w_in..][..2 * ow_n];
+            let row1 = &xp[(2 * r + 1) * w_in..][..2 * ow_n];
+            let windows = yrow
+                .iter_mut()
+                .zip(row0.chunks_exact(2).zip(row1.chunks_exact(2)));
+            match reduce {
+                Reduce::Max => {
+                    let sel = |t: f32, v: f32| if v > t { v } else { t };
+                    let init = -f32::MAX;
+                    for (y, (p0, p1)) in windows {
+                        let t0 = sel(sel(init, p0[0]), p1[0]);
+                        let t1 = sel(sel(init, p0[1]), p1[1]);
+                        *y = sel(sel(init, t0), t1);
+                    }
+                }
+                Reduce::Avg { .. } => {
+                    // Every window holds 4 inputs, padding counted or not.
+                    for (y, (p0, p1)) in windows {
+                        let t0 = 0.0 + p0[0] + p1[0];
+                        let t1 = 0.0 + p0[1] + p1[1];
+                        *y = (0.0 + t0 + t1) / 4.0;
+                    }
+                }
+            }
+        }
+    };
+    if planes * in_sz >= POOL_PAR_MIN {
+        out.par_chunks_mut(out_sz)
+            .zip(xs.par_chunks(in_sz))
+            .with_min_len((1usize << 14).div_ceil(in_sz))
+            .for_each(|(yp, xp)| plane(xp, yp));
+    } else {
+        for (yp, xp) in out.chunks_mut(out_sz).zip(xs.chunks(in_sz)) {
+            plane(xp, yp);
+        }
+    }
+    Some(out)
+}
+
 /// Max or average pooling without indices, separably per output row: the valid input rows of
 /// the window are first reduced elementwise into one row (vectorizable), then each output
 /// reduces its taps along that row. Parallel over planes.
 fn separable_pool(xs: &[f32], planes: usize, a: &[Axis; 3], reduce: Reduce) -> Vec<f32> {
+    pool_2x2(xs, planes, a, reduce).unwrap_or_else(|| pool_rows(xs, planes, a, reduce))
+}
+
+/// `separable_pool` for any geometry.
+fn pool_rows(xs: &[f32], planes: usize, a: &[Axis; 3], reduce: Reduce) -> Vec<f32> {
     let in_sz = a[0].input * a[1].input * a[2].input;
     let out_sz = a[0].output * a[1].output * a[2].output;
     let (h_in, w_in) = (a[1].input, a[2].input);
     let ow_n = a[2].output;
-    let mut out = vec![0.0f32; planes * out_sz];
+    let mut out = zeroed::<f32>(planes * out_sz);
     if out_sz == 0 {
         return out;
     }
@@ -461,6 +532,60 @@ mod tests {
             res.push((best, arg, avg as f32));
         }
         res
+    }
+
+    /// The 2×2 stride-2 fast path gives bit-identical results to the general row pass,
+    /// including NaN, infinities and signed zeros, for max and both average modes.
+    #[test]
+    fn pool_2x2_matches_rows() {
+        use super::super::conv::{Axis, to3};
+        use super::{Reduce, pool_2x2, pool_rows};
+        let mut rng = Rng::new(17);
+        let special = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            0.0,
+            -f32::MAX,
+        ];
+        for (h, w, pad_end) in [(8, 8, 0), (7, 9, 0), (2, 2, 0), (5, 4, 1), (3, 6, 0)] {
+            let axis = |input: usize| Axis {
+                input,
+                kernel: 2,
+                stride: 2,
+                dilation: 1,
+                pad_begin: 0,
+                pad_end,
+                output: (input + pad_end as usize - 2) / 2 + 1,
+            };
+            let a = to3(&[axis(h), axis(w)]);
+            let planes = 3;
+            let xs: Vec<f32> = (0..planes * h * w)
+                .map(|i| {
+                    let v = rng.f32();
+                    if i % 3 == 0 {
+                        special[(i / 3) % special.len()]
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            for reduce in [
+                Reduce::Max,
+                Reduce::Avg { include_pad: false },
+                Reduce::Avg { include_pad: true },
+            ] {
+                let fast = pool_2x2(&xs, planes, &a, reduce);
+                let inside = 2 * a[1].output <= h && 2 * a[2].output <= w;
+                assert_eq!(fast.is_some(), inside, "{h}x{w} pad_end {pad_end}");
+                if let Some(fast) = fast {
+                    let rows = pool_rows(&xs, planes, &a, reduce);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&fast), bits(&rows), "{h}x{w}");
+                }
+            }
+        }
     }
 
     #[test]
