@@ -623,9 +623,6 @@ fn lane_kernel() -> Option<LaneKernel> {
 /// Whether the lane kernel beats im2col + GEMM here: enough images to fill the lanes, small
 /// output planes, and a transposed input that stays cache-sized.
 fn use_lanes(k: LaneKernel, n: usize, c: usize, out_sz: usize, in_sz: usize, kk: usize) -> bool {
-    if std::env::var("QS_LANES").as_deref() == Ok("0") {
-        return false;
-    }
     n >= k.lanes
         && out_sz <= 256
         && in_sz * c * k.lanes <= 1 << 20
