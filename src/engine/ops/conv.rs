@@ -318,20 +318,33 @@ fn fill_bias(chunk: &mut [f32], plane: usize, m0: usize, bias: Option<&[f32]>) {
 
 // ---- Conv ------------------------------------------------------------------------------------
 
-fn conv_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-    let node = ctx.node;
+/// The checked operands shared by Conv and ConvTranspose: X [N, C, spatial...], W of the same
+/// rank, optional bias, the spatial rank (1 to 3) and `group` (≥ 1).
+struct ConvOperands<'a> {
+    x: &'a ArrayD<f32>,
+    w: &'a ArrayD<f32>,
+    bias: Option<&'a ArrayD<f32>>,
+    sp: usize,
+    group: usize,
+}
+
+fn conv_operands<'a>(
+    op: &str,
+    ctx: &OpCtx<'_>,
+    inputs: &[Option<&'a TensorData>],
+) -> Result<ConvOperands<'a>, OpError> {
     let x = input_f32(inputs, 0)?;
     let w = input_f32(inputs, 1)?;
     let bias = optional_f32(inputs, 2)?;
     if x.ndim() < 3 {
         return Err(OpError(format!(
-            "Conv input must be [N, C, spatial...], got shape {:?}",
+            "{op} input must be [N, C, spatial...], got shape {:?}",
             x.shape()
         )));
     }
     if w.ndim() != x.ndim() {
         return Err(OpError(format!(
-            "Conv weight must have the input's rank {}, got shape {:?}",
+            "{op} weight must have the input's rank {}, got shape {:?}",
             x.ndim(),
             w.shape()
         )));
@@ -339,14 +352,31 @@ fn conv_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let sp = x.ndim() - 2;
     if sp > 3 {
         return Err(OpError(format!(
-            "Conv supports 1 to 3 spatial dims, the input has {sp}"
+            "{op} supports 1 to 3 spatial dims, the input has {sp}"
         )));
     }
-    let group = node.attr_int("group", 1)?;
+    let group = ctx.node.attr_int("group", 1)?;
     if group < 1 {
         return Err(OpError(format!("group must be ≥ 1, got {group}")));
     }
-    let group = group as usize;
+    Ok(ConvOperands {
+        x,
+        w,
+        bias,
+        sp,
+        group: group as usize,
+    })
+}
+
+fn conv_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
+    let node = ctx.node;
+    let ConvOperands {
+        x,
+        w,
+        bias,
+        sp,
+        group,
+    } = conv_operands("Conv", ctx, inputs)?;
     let (n, c) = (x.shape()[0], x.shape()[1]);
     let (m, cg) = (w.shape()[0], w.shape()[1]);
     if cg * group != c {
@@ -1162,33 +1192,13 @@ fn im2col(
 
 fn conv_transpose_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let node = ctx.node;
-    let x = input_f32(inputs, 0)?;
-    let w = input_f32(inputs, 1)?;
-    let bias = optional_f32(inputs, 2)?;
-    if x.ndim() < 3 {
-        return Err(OpError(format!(
-            "ConvTranspose input must be [N, C, spatial...], got shape {:?}",
-            x.shape()
-        )));
-    }
-    if w.ndim() != x.ndim() {
-        return Err(OpError(format!(
-            "ConvTranspose weight must have the input's rank {}, got shape {:?}",
-            x.ndim(),
-            w.shape()
-        )));
-    }
-    let sp = x.ndim() - 2;
-    if sp > 3 {
-        return Err(OpError(format!(
-            "ConvTranspose supports 1 to 3 spatial dims, the input has {sp}"
-        )));
-    }
-    let group = node.attr_int("group", 1)?;
-    if group < 1 {
-        return Err(OpError(format!("group must be ≥ 1, got {group}")));
-    }
-    let group = group as usize;
+    let ConvOperands {
+        x,
+        w,
+        bias,
+        sp,
+        group,
+    } = conv_operands("ConvTranspose", ctx, inputs)?;
     let (n, c) = (x.shape()[0], x.shape()[1]);
     if w.shape()[0] != c {
         return Err(OpError(format!(
