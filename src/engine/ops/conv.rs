@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::linear::{Mat, gemm_is_threaded, sgemm};
 use super::{OpCtx, OpError, OpResult, Registry, input_f32, optional, single};
-use crate::engine::executor::zeroed;
+use crate::engine::executor::{recycled, zeroed};
 use crate::ir::{Node, TensorData};
 
 pub fn register(registry: &mut Registry) {
@@ -394,10 +394,22 @@ fn conv_forward(
     let cg = c / group;
     let mg = m / group;
     let kc = cg * kk;
-    let mut out = zeroed::<f32>(n * m * out_sz);
-    if out.is_empty() {
+    if n * m * out_sz == 0 {
+        return Vec::new();
+    }
+
+    // Small output planes with many images: a direct kernel with one image per SIMD lane.
+    if (cg > 1 || group == 1)
+        && let Some(k) = lane_kernel()
+        && use_lanes(k, n, c, out_sz, in_sz, kk)
+    {
+        // Every element is written by the kernel.
+        let mut out = recycled::<f32>(n * m * out_sz);
+        conv_lanes(x, c, w, m, group, bias, a, k, &mut out);
         return out;
     }
+
+    let mut out = zeroed::<f32>(n * m * out_sz);
     let beta = if bias.is_some() { 1.0 } else { 0.0 };
 
     if cg == 1 && group > 1 {
@@ -411,14 +423,6 @@ fn conv_forward(
                 fill_bias(plane, out_sz, mi, bias);
                 direct_plane(xp, &w[mi * kk..(mi + 1) * kk], plane, a);
             });
-        return out;
-    }
-
-    // Small output planes with many images: a direct kernel with one image per SIMD lane.
-    if let Some(k) = lane_kernel()
-        && use_lanes(k, n, c, out_sz, in_sz, kk)
-    {
-        conv_lanes(x, c, w, m, group, bias, a, k, &mut out);
         return out;
     }
 
