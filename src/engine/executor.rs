@@ -542,7 +542,10 @@ mod tests {
                         v.fill(f32::NAN);
                     }
                 });
-                assert!(run() == first, "{name}: outputs changed with reused buffers");
+                assert!(
+                    run() == first,
+                    "{name}: outputs changed with reused buffers"
+                );
             }
         }
     }

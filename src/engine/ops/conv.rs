@@ -6,6 +6,7 @@
 //! ConvTranspose runs as sgemm (Wᵀ·X) + col2im.
 
 use std::cell::Cell;
+use std::ops::Range;
 
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
@@ -575,7 +576,9 @@ fn conv_batched(
 struct LaneKernel {
     lanes: usize,
     tile: usize,
-    run: fn(&LaneJob<'_>, &[f32], &mut [f32]),
+    /// `run(job, xt, tmp, blocks)` computes the output channel tiles `blocks` (numbered over
+    /// all groups) into `tmp` = [blocks.len()·tile, out pixel, lane].
+    run: fn(&LaneJob<'_>, &[f32], &mut [f32], Range<usize>),
     transpose: fn(&[f32], usize, &mut [f32], usize, usize, usize),
 }
 
@@ -638,11 +641,22 @@ fn use_lanes(k: LaneKernel, n: usize, c: usize, out_sz: usize, in_sz: usize, kk:
 }
 
 /// Checks the invariants the unchecked lane kernels rely on (cheap: one pass over the taps).
-fn check_lane_job(job: &LaneJob<'_>, xt: usize, tmp: usize, lanes: usize, tile: usize) {
+fn check_lane_job(
+    job: &LaneJob<'_>,
+    xt: usize,
+    tmp: usize,
+    lanes: usize,
+    tile: usize,
+    blocks: &Range<usize>,
+) {
     assert!(job.mg_pad.is_multiple_of(tile) && job.cg * job.group == job.c);
+    assert!(
+        blocks.end <= job.group * job.mg_pad / tile,
+        "lane tiles out of range"
+    );
     assert!(xt >= job.in_sz * job.c * lanes, "lane input too short");
     assert!(
-        tmp >= job.group * job.mg_pad * job.out_sz * lanes,
+        tmp >= blocks.len() * tile * job.out_sz * lanes,
         "lane output too short"
     );
     assert!(
@@ -696,21 +710,23 @@ fn transpose_rest(
 /// Lane kernel body for x86-64: `$L` lanes per vector, `$T` output channels per tile.
 #[cfg(target_arch = "x86_64")]
 macro_rules! lane_kernel_body {
-    ($job:ident, $xt:ident, $tmp:ident, $L:literal, $T:literal,
+    ($job:ident, $xt:ident, $tmp:ident, $blocks:ident, $L:literal, $T:literal,
      $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident) => {{
         let job = $job;
         let (cg, kk, in_sz, out_sz) = (job.cg, job.kk, job.in_sz, job.out_sz);
-        let blocks = job.mg_pad / $T;
-        check_lane_job(job, $xt.len(), $tmp.len(), $L, $T);
+        let per_group = job.mg_pad / $T;
+        check_lane_job(job, $xt.len(), $tmp.len(), $L, $T, &$blocks);
         let xt = $xt.as_ptr();
         let tmp = $tmp.as_mut_ptr();
         let xstep = in_sz * $L;
-        for g in 0..job.group {
-            for cb in 0..blocks {
+        for b in $blocks.clone() {
+            {
+                let (g, cb) = (b / per_group, b % per_group);
                 let co0 = g * job.mg_pad + cb * $T;
+                let row0 = (b - $blocks.start) * $T;
                 // SAFETY (all pointer arithmetic below): `check_lane_job` verified that every
                 // tap's input pixel and tap index are in range and that the buffers hold
-                // `c·in_sz·L` inputs, `group·mg_pad·kk·cg` weights and `group·mg_pad·out_sz·L`
+                // `c·in_sz·L` inputs, `group·mg_pad·kk·cg` weights and `blocks.len()·T·out_sz·L`
                 // outputs.
                 let wblk = unsafe { job.wp.as_ptr().add(co0 * kk * cg) };
                 let xg = unsafe { xt.add(g * cg * xstep) };
@@ -735,7 +751,7 @@ macro_rules! lane_kernel_body {
                         }
                     }
                     for (j, a) in acc.iter().enumerate() {
-                        unsafe { $storeu(tmp.add(((co0 + j) * out_sz + p) * $L), *a) };
+                        unsafe { $storeu(tmp.add(((row0 + j) * out_sz + p) * $L), *a) };
                     }
                 }
             }
@@ -744,14 +760,15 @@ macro_rules! lane_kernel_body {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn lanes_avx512(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32]) {
+fn lanes_avx512(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
     use std::arch::x86_64::*;
     #[target_feature(enable = "avx512f,fma")]
-    fn inner(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32]) {
+    fn inner(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
         lane_kernel_body!(
             job,
             xt,
             tmp,
+            blocks,
             16,
             16,
             _mm512_set1_ps,
@@ -761,18 +778,19 @@ fn lanes_avx512(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32]) {
         );
     }
     // SAFETY: only selected by `lane_kernel` when the CPU has these features.
-    unsafe { inner(job, xt, tmp) }
+    unsafe { inner(job, xt, tmp, blocks) }
 }
 
 #[cfg(target_arch = "x86_64")]
-fn lanes_avx2(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32]) {
+fn lanes_avx2(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
     use std::arch::x86_64::*;
     #[target_feature(enable = "avx2,fma")]
-    fn inner(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32]) {
+    fn inner(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
         lane_kernel_body!(
             job,
             xt,
             tmp,
+            blocks,
             8,
             8,
             _mm256_set1_ps,
@@ -782,7 +800,7 @@ fn lanes_avx2(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32]) {
         );
     }
     // SAFETY: only selected by `lane_kernel` when the CPU has these features.
-    unsafe { inner(job, xt, tmp) }
+    unsafe { inner(job, xt, tmp, blocks) }
 }
 
 /// `dst[c·ldd + r] = src[r·lds + c]` for `r < rows`, `c < cols`, in 16×16 AVX-512 blocks.
@@ -1007,6 +1025,7 @@ fn conv_lanes(
     let image = m * out_sz;
     let xt_len = image_in * lanes;
     let tmp_len = group * mg_pad * out_sz * lanes;
+    let groups = out.len().div_ceil(lanes * image);
     out.par_chunks_mut(lanes * image)
         .enumerate()
         .for_each(|(gi, chunk)| {
@@ -1019,7 +1038,18 @@ fn conv_lanes(
                     xt.fill(0.0);
                 }
                 (k.transpose)(xs, image_in, xt, lanes, imgs, image_in);
-                (k.run)(&job, xt, tmp);
+                // Output channel tiles: split over threads when there are fewer lane groups
+                // than threads (a small batch), otherwise one task per lane group.
+                let tiles = group * mg_pad / tile;
+                if groups < rayon::current_num_threads() && tiles > 1 {
+                    let xt = &*xt;
+                    tmp[..tiles * tile * out_sz * lanes]
+                        .par_chunks_mut(tile * out_sz * lanes)
+                        .enumerate()
+                        .for_each(|(b, t)| (k.run)(&job, xt, t, b..b + 1));
+                } else {
+                    (k.run)(&job, xt, tmp, 0..tiles);
+                }
                 // [group·mg_pad, out pixel, lane] → [image, m, out pixel].
                 for g in 0..group {
                     let src = &tmp[g * mg_pad * out_sz * lanes..];
