@@ -630,9 +630,6 @@ fn lane_kernel() -> Option<LaneKernel> {
 /// Whether the lane kernel beats im2col + GEMM here: enough images to fill the lanes, small
 /// output planes, and a transposed input that stays cache-sized.
 fn use_lanes(k: LaneKernel, n: usize, c: usize, out_sz: usize, in_sz: usize, kk: usize) -> bool {
-    if std::env::var("QS_LANES").as_deref() == Ok("0") {
-        return false;
-    }
     n >= k.lanes
         && out_sz <= 256
         && in_sz * c * k.lanes <= 1 << 20
@@ -989,22 +986,24 @@ fn conv_lanes(
         }
     }
 
-    // Weights [group, tile block, tap, ci, tile]; bias [group, mg_pad].
+    // Weights [group, tile block, tap, ci, tile] (written in order; rows past mg stay zero);
+    // bias [group, mg_pad].
     let mut wp = vec![0.0f32; group * mg_pad * kk * cg];
     let mut bp = vec![0.0f32; group * mg_pad];
-    for g in 0..group {
-        for co in 0..mg {
-            let (cb, j) = (co / tile, co % tile);
-            let blk = (g * mg_pad + cb * tile) * kk * cg;
-            let src = &w[(g * mg + co) * cg * kk..(g * mg + co + 1) * cg * kk];
-            for ci in 0..cg {
-                for t in 0..kk {
-                    wp[blk + (t * cg + ci) * tile + j] = src[ci * kk + t];
+    for (b, blk) in wp.chunks_exact_mut(tile * kk * cg).enumerate() {
+        let (g, co0) = (b / (mg_pad / tile), b % (mg_pad / tile) * tile);
+        let rows = tile.min(mg - co0.min(mg));
+        let src = &w[(g * mg + co0) * cg * kk..(g * mg + co0 + rows) * cg * kk];
+        for (t, by_tap) in blk.chunks_exact_mut(cg * tile).enumerate() {
+            for (ci, dst) in by_tap.chunks_exact_mut(tile).enumerate() {
+                for (j, d) in dst[..rows].iter_mut().enumerate() {
+                    *d = src[(j * cg + ci) * kk + t];
                 }
             }
-            if let Some(b) = bias {
-                bp[g * mg_pad + co] = b[g * mg + co];
-            }
+        }
+        if let Some(bias) = bias {
+            bp[g * mg_pad + co0..g * mg_pad + co0 + rows]
+                .copy_from_slice(&bias[g * mg + co0..g * mg + co0 + rows]);
         }
     }
     let job = LaneJob {
