@@ -2,7 +2,9 @@
 //! shared with pooling.
 //!
 //! Conv runs as im2col + sgemm per (image, group); 1×1 stride-1 unpadded convolutions use the
-//! input directly as the GEMM operand, and depthwise convolutions run as a direct loop.
+//! input directly as the GEMM operand, and depthwise convolutions run as a direct loop. Small
+//! output planes with at least a vector's worth of images (x86-64 with AVX2 or AVX-512) instead
+//! run a direct kernel with one image per SIMD lane (see "small planes" below).
 //! ConvTranspose runs as sgemm (Wᵀ·X) + col2im.
 
 use std::cell::Cell;
@@ -400,8 +402,7 @@ fn conv_forward(
     }
 
     // Small output planes with many images: a direct kernel with one image per SIMD lane.
-    if (cg > 1 || group == 1)
-        && let Some(k) = lane_kernel()
+    if let Some(k) = lane_kernel()
         && use_lanes(k, n, c, out_sz, in_sz, kk)
     {
         // Every element is written by the kernel.
@@ -579,6 +580,9 @@ struct LaneKernel {
     /// `run(job, xt, tmp, blocks)` computes the output channel tiles `blocks` (numbered over
     /// all groups) into `tmp` = [blocks.len()·tile, out pixel, lane].
     run: fn(&LaneJob<'_>, &[f32], &mut [f32], Range<usize>),
+    /// The same for depthwise convolutions (one input channel per group), with tiles of one
+    /// output channel.
+    run_dw: fn(&LaneJob<'_>, &[f32], &mut [f32], Range<usize>),
     transpose: fn(&[f32], usize, &mut [f32], usize, usize, usize),
 }
 
@@ -612,6 +616,7 @@ fn lane_kernel() -> Option<LaneKernel> {
                 lanes: 16,
                 tile: 16,
                 run: lanes_avx512,
+                run_dw: lanes_dw_avx512,
                 transpose: transpose_avx512,
             });
         }
@@ -620,6 +625,7 @@ fn lane_kernel() -> Option<LaneKernel> {
                 lanes: 8,
                 tile: 8,
                 run: lanes_avx2,
+                run_dw: lanes_dw_avx2,
                 transpose: transpose_avx2,
             });
         }
@@ -754,6 +760,85 @@ macro_rules! lane_kernel_body {
             }
         }
     }};
+}
+
+/// Depthwise lane kernel body for x86-64 (`$L` lanes): one output channel at a time, each
+/// pixel a chain of FMAs over its valid taps (consecutive pixels overlap out of order).
+#[cfg(target_arch = "x86_64")]
+macro_rules! lane_dw_body {
+    ($job:ident, $xt:ident, $tmp:ident, $blocks:ident, $L:literal,
+     $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident) => {{
+        let job = $job;
+        let (kk, in_sz, out_sz, mg) = (job.kk, job.in_sz, job.out_sz, job.mg_pad);
+        assert!(
+            job.cg == 1,
+            "depthwise lane kernel with {} channels per group",
+            job.cg
+        );
+        check_lane_job(job, $xt.len(), $tmp.len(), $L, 1, &$blocks);
+        let xt = $xt.as_ptr();
+        let tmp = $tmp.as_mut_ptr();
+        for mo in $blocks.clone() {
+            let row = mo - $blocks.start;
+            // SAFETY (all pointer arithmetic below): as in `lane_kernel_body`, with tiles of one
+            // output channel; output channel `mo` reads input channel (= group) `mo / mg`.
+            let (xc, wc) = unsafe { (xt.add(mo / mg * in_sz * $L), job.wp.as_ptr().add(mo * kk)) };
+            let b = $set1(job.bias[mo]);
+            for p in 0..out_sz {
+                let mut acc = b;
+                let (t0, t1) = (job.starts[p] as usize, job.starts[p + 1] as usize);
+                for &(t, ip) in &job.taps[t0..t1] {
+                    unsafe {
+                        let xv = $loadu(xc.add(ip as usize * $L));
+                        acc = $fmadd($set1(*wc.add(t as usize)), xv, acc);
+                    }
+                }
+                unsafe { $storeu(tmp.add((row * out_sz + p) * $L), acc) };
+            }
+        }
+    }};
+}
+
+#[cfg(target_arch = "x86_64")]
+fn lanes_dw_avx512(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
+    use std::arch::x86_64::*;
+    #[target_feature(enable = "avx512f,fma")]
+    fn inner(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
+        lane_dw_body!(
+            job,
+            xt,
+            tmp,
+            blocks,
+            16,
+            _mm512_set1_ps,
+            _mm512_loadu_ps,
+            _mm512_storeu_ps,
+            _mm512_fmadd_ps
+        );
+    }
+    // SAFETY: only selected by `lane_kernel` when the CPU has these features.
+    unsafe { inner(job, xt, tmp, blocks) }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn lanes_dw_avx2(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
+    use std::arch::x86_64::*;
+    #[target_feature(enable = "avx2,fma")]
+    fn inner(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
+        lane_dw_body!(
+            job,
+            xt,
+            tmp,
+            blocks,
+            8,
+            _mm256_set1_ps,
+            _mm256_loadu_ps,
+            _mm256_storeu_ps,
+            _mm256_fmadd_ps
+        );
+    }
+    // SAFETY: only selected by `lane_kernel` when the CPU has these features.
+    unsafe { inner(job, xt, tmp, blocks) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -949,7 +1034,10 @@ fn conv_lanes(
     let out_sz = ad.output * ah.output * aw.output;
     let kk = ad.kernel * ah.kernel * aw.kernel;
     let (cg, mg) = (c / group, m / group);
-    let (lanes, tile) = (k.lanes, k.tile);
+    // Depthwise convolutions take their own kernel, with tiles of one output channel.
+    let depthwise = cg == 1 && group > 1;
+    let (lanes, tile) = (k.lanes, if depthwise { 1 } else { k.tile });
+    let run = if depthwise { k.run_dw } else { k.run };
     let mg_pad = mg.div_ceil(tile) * tile;
 
     // Valid taps of every output pixel.
@@ -1045,15 +1133,19 @@ fn conv_lanes(
                     tmp[..tiles * tile * out_sz * lanes]
                         .par_chunks_mut(tile * out_sz * lanes)
                         .enumerate()
-                        .for_each(|(b, t)| (k.run)(&job, xt, t, b..b + 1));
+                        .for_each(|(b, t)| run(&job, xt, t, b..b + 1));
                 } else {
-                    (k.run)(&job, xt, tmp, 0..tiles);
+                    run(&job, xt, tmp, 0..tiles);
                 }
                 // [group·mg_pad, out pixel, lane] → [image, m, out pixel].
-                for g in 0..group {
-                    let src = &tmp[g * mg_pad * out_sz * lanes..];
-                    let dst = &mut chunk[g * mg * out_sz..];
-                    (k.transpose)(src, lanes, dst, image, mg * out_sz, imgs);
+                if mg_pad == mg {
+                    (k.transpose)(tmp, lanes, chunk, image, image, imgs);
+                } else {
+                    for g in 0..group {
+                        let src = &tmp[g * mg_pad * out_sz * lanes..];
+                        let dst = &mut chunk[g * mg * out_sz..];
+                        (k.transpose)(src, lanes, dst, image, mg * out_sz, imgs);
+                    }
                 }
             });
         });
@@ -1862,6 +1954,20 @@ mod tests {
                 pads: vec![3, 3, 3, 3],
                 ..base(16, vec![2, 2], vec![5, 5])
             },
+            // Depthwise (own kernel; one lane group, so split over threads), with a channel
+            // multiplier, stride 2, no bias.
+            Case {
+                mg: 1,
+                group: 24,
+                ..base(16, vec![4, 4], vec![3, 3])
+            },
+            Case {
+                mg: 3,
+                group: 5,
+                strides: vec![2, 2],
+                bias: false,
+                ..base(17, vec![8, 7], vec![3, 3])
+            },
         ];
         for c in &cases {
             check_conv(&mut rng, c);
@@ -1873,13 +1979,17 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn lane_kernel_variants() {
-        use super::{lanes_avx2, lanes_avx512, transpose_avx2, transpose_avx512};
+        use super::{
+            lanes_avx2, lanes_avx512, lanes_dw_avx2, lanes_dw_avx512, transpose_avx2,
+            transpose_avx512,
+        };
         let mut variants = Vec::new();
         if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
             variants.push(LaneKernel {
                 lanes: 16,
                 tile: 16,
                 run: lanes_avx512,
+                run_dw: lanes_dw_avx512,
                 transpose: transpose_avx512,
             });
         }
@@ -1888,6 +1998,7 @@ mod tests {
                 lanes: 8,
                 tile: 8,
                 run: lanes_avx2,
+                run_dw: lanes_dw_avx2,
                 transpose: transpose_avx2,
             });
         }
@@ -1907,47 +2018,54 @@ mod tests {
                     }
                 }
             }
-            let (n, group, cg, mg) = (2 * k.lanes + 3, 2, 3, 11);
-            let (c, m) = (group * cg, group * mg);
-            let x = rng.array(&[n, c, 5, 6]);
-            let w = rng.array(&[m, cg, 3, 2]);
-            let b = rng.array(&[m]);
-            let axes = [
-                Axis {
-                    input: 5,
-                    kernel: 3,
-                    stride: 1,
-                    dilation: 2,
-                    pad_begin: 2,
-                    pad_end: 1,
-                    output: 4,
-                },
-                Axis {
-                    input: 6,
-                    kernel: 2,
-                    stride: 2,
-                    dilation: 1,
-                    pad_begin: 1,
-                    pad_end: 0,
-                    output: 3,
-                },
-            ];
-            let mut out = vec![0.0f32; n * m * 12];
-            let bias: Vec<f32> = b.iter().copied().collect();
-            conv_lanes(
-                x.as_slice().unwrap(),
-                c,
-                w.as_slice().unwrap(),
-                m,
-                group,
-                Some(&bias),
-                &to3(&axes),
-                k,
-                &mut out,
-            );
-            let got = ArrayD::from_shape_vec(IxDyn(&[n, m, 4, 3]), out).unwrap();
-            let want = conv_ref(&x, &w, Some(&b), group, &[1, 2], &[2, 1], &[2, 1], &[4, 3]);
-            assert_close(&got, &want, 1e-5, &format!("{} lanes", k.lanes));
+            for (group, cg, mg) in [(2, 3, 11), (6, 1, 2)] {
+                let n = 2 * k.lanes + 3;
+                let (c, m) = (group * cg, group * mg);
+                let x = rng.array(&[n, c, 5, 6]);
+                let w = rng.array(&[m, cg, 3, 2]);
+                let b = rng.array(&[m]);
+                let axes = [
+                    Axis {
+                        input: 5,
+                        kernel: 3,
+                        stride: 1,
+                        dilation: 2,
+                        pad_begin: 2,
+                        pad_end: 1,
+                        output: 4,
+                    },
+                    Axis {
+                        input: 6,
+                        kernel: 2,
+                        stride: 2,
+                        dilation: 1,
+                        pad_begin: 1,
+                        pad_end: 0,
+                        output: 3,
+                    },
+                ];
+                let mut out = vec![0.0f32; n * m * 12];
+                let bias: Vec<f32> = b.iter().copied().collect();
+                conv_lanes(
+                    x.as_slice().unwrap(),
+                    c,
+                    w.as_slice().unwrap(),
+                    m,
+                    group,
+                    Some(&bias),
+                    &to3(&axes),
+                    k,
+                    &mut out,
+                );
+                let got = ArrayD::from_shape_vec(IxDyn(&[n, m, 4, 3]), out).unwrap();
+                let want = conv_ref(&x, &w, Some(&b), group, &[1, 2], &[2, 1], &[2, 1], &[4, 3]);
+                assert_close(
+                    &got,
+                    &want,
+                    1e-5,
+                    &format!("{} lanes, {group} groups of {cg}", k.lanes),
+                );
+            }
         }
     }
 
