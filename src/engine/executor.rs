@@ -319,14 +319,15 @@ impl<'g> Plan<'g> {
 // Every node allocates its output and most intermediates die a node or two later. The system
 // allocator hands large freed blocks back to the OS, so without reuse each run page-faults all
 // its activations in again (a large share of the time for small models). Freed float
-// intermediates are therefore kept per thread (a plan runs on one thread) and handed out again
-// by `zeroed`, which the kernels use for their outputs.
+// intermediates are therefore kept per thread (a plan runs on one thread; a few buffers of
+// bounded total size, kept between runs) and handed out again by `zeroed` and `recycled`,
+// which the kernels use for their outputs.
 
 /// Buffers smaller than this (elements) are left to the allocator.
 const SPARE_MIN_LEN: usize = 1 << 14;
 /// At most this many spare buffers, of at most this many bytes in all, per thread.
 const SPARE_MAX_COUNT: usize = 8;
-const SPARE_MAX_BYTES: usize = 256 << 20;
+const SPARE_MAX_BYTES: usize = 64 << 20;
 
 thread_local! {
     static SPARE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
@@ -386,16 +387,13 @@ pub(super) fn recycled<T: Copy + Default + 'static>(len: usize) -> Vec<T> {
     vec![T::default(); len]
 }
 
-/// Keeps the buffer of a freed value for [`zeroed`] if nothing else holds it.
+/// Keeps the buffer of a freed value for [`zeroed`] and [`recycled`] if nothing else holds it.
 fn recycle(value: Arc<TensorData>) {
     let Ok(TensorData::F32(array)) = Arc::try_unwrap(value) else {
         return;
     };
     let (v, _) = array.into_raw_vec_and_offset();
-    if v.capacity() < SPARE_MIN_LEN {
-        return;
-    }
-    if v.capacity() * 4 > SPARE_MAX_BYTES {
+    if v.capacity() < SPARE_MIN_LEN || v.capacity() * 4 > SPARE_MAX_BYTES {
         return;
     }
     SPARE.with_borrow_mut(|spare| {
