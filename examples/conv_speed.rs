@@ -151,6 +151,10 @@ fn random(shape: &[usize], seed: u64) -> ArrayD<f32> {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("sweep") {
+        sweep();
+        return;
+    }
     if std::env::args().nth(1).as_deref() == Some("digits") {
         let reps = std::env::args()
             .nth(2)
@@ -252,6 +256,46 @@ fn best_ms(node: &Node, inputs: &[TensorData], reps: usize) -> f64 {
         drop(y);
     }
     best * 1e3
+}
+
+/// `conv_speed sweep`: 3×3 pad-1 convolutions over a grid of small shapes (batch, channels,
+/// plane size), best of several runs each.
+fn sweep() {
+    for &n in &[16usize, 64] {
+        for &size in &[4usize, 7, 8, 14, 16] {
+            for &(cin, cout) in &[
+                (16usize, 32usize),
+                (64, 64),
+                (128, 128),
+                (256, 256),
+                (512, 512),
+            ] {
+                let flop = 2.0 * (n * cout * size * size * cin * 9) as f64;
+                if flop > 8e9 {
+                    continue;
+                }
+                let node = node_of(
+                    "Conv",
+                    3,
+                    vec![
+                        ("kernel_shape", Attribute::Ints(vec![3, 3])),
+                        ("pads", Attribute::Ints(vec![1; 4])),
+                    ],
+                );
+                let inputs = vec![
+                    TensorData::F32(random(&[n, cin, size, size], 1)),
+                    TensorData::F32(random(&[cout, cin, 3, 3], 2)),
+                    TensorData::F32(random(&[cout], 3)),
+                ];
+                let reps = ((2e9 / flop) as usize).clamp(5, 200);
+                let ms = best_ms(&node, &inputs, reps);
+                println!(
+                    "  n{n:<3} {cin:>3}->{cout:<3} @{size:<2} {ms:>8.3} ms {:>6.1} GFLOP/s",
+                    flop / ms / 1e6
+                );
+            }
+        }
+    }
 }
 
 /// `conv_speed digits [reps]`: the layers of the bundled digits CNN at batch 64 (8×8 inputs),

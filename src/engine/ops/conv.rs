@@ -2,17 +2,20 @@
 //! shared with pooling.
 //!
 //! Conv runs as im2col + sgemm per (image, group); 1×1 stride-1 unpadded convolutions use the
-//! input directly as the GEMM operand, and depthwise convolutions run as a direct loop.
+//! input directly as the GEMM operand, and depthwise convolutions run as a direct loop. Small
+//! output planes with at least a vector's worth of images (x86-64 with AVX2 or AVX-512) instead
+//! run a direct kernel with one image per SIMD lane (see "small planes" below).
 //! ConvTranspose runs as sgemm (Wᵀ·X) + col2im.
 
 use std::cell::Cell;
+use std::ops::Range;
 
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
 use super::linear::{Mat, gemm_is_threaded, sgemm};
 use super::{OpCtx, OpError, OpResult, Registry, input_f32, optional, single};
-use crate::engine::executor::zeroed;
+use crate::engine::executor::{recycled, zeroed};
 use crate::ir::{Node, TensorData};
 
 pub fn register(registry: &mut Registry) {
@@ -424,10 +427,21 @@ fn conv_forward(
     let cg = c / group;
     let mg = m / group;
     let kc = cg * kk;
-    let mut out = zeroed::<f32>(n * m * out_sz);
-    if out.is_empty() {
+    if n * m * out_sz == 0 {
+        return Vec::new();
+    }
+
+    // Small output planes with many images: a direct kernel with one image per SIMD lane.
+    if let Some(k) = lane_kernel()
+        && use_lanes(k, n, c, out_sz, in_sz, kk)
+    {
+        // Every element is written by the kernel.
+        let mut out = recycled::<f32>(n * m * out_sz);
+        conv_lanes(x, c, w, m, group, bias, a, k, &mut out);
         return out;
     }
+
+    let mut out = zeroed::<f32>(n * m * out_sz);
     let beta = if bias.is_some() { 1.0 } else { 0.0 };
 
     if cg == 1 && group > 1 {
@@ -441,14 +455,6 @@ fn conv_forward(
                 fill_bias(plane, out_sz, mi, bias);
                 direct_plane(xp, &w[mi * kk..(mi + 1) * kk], plane, a);
             });
-        return out;
-    }
-
-    // Small output planes with many images: a direct kernel with one image per SIMD lane.
-    if let Some(k) = lane_kernel()
-        && use_lanes(k, n, c, out_sz, in_sz, kk)
-    {
-        conv_lanes(x, c, w, m, group, bias, a, k, &mut out);
         return out;
     }
 
@@ -601,7 +607,12 @@ fn conv_batched(
 struct LaneKernel {
     lanes: usize,
     tile: usize,
-    run: fn(&LaneJob<'_>, &[f32], &mut [f32]),
+    /// `run(job, xt, tmp, blocks)` computes the output channel tiles `blocks` (numbered over
+    /// all groups) into `tmp` = [blocks.len()·tile, out pixel, lane].
+    run: fn(&LaneJob<'_>, &[f32], &mut [f32], Range<usize>),
+    /// The same for depthwise convolutions (one input channel per group), with tiles of one
+    /// output channel.
+    run_dw: fn(&LaneJob<'_>, &[f32], &mut [f32], Range<usize>),
     transpose: fn(&[f32], usize, &mut [f32], usize, usize, usize),
 }
 
@@ -635,6 +646,7 @@ fn lane_kernel() -> Option<LaneKernel> {
                 lanes: 16,
                 tile: 16,
                 run: lanes_avx512,
+                run_dw: lanes_dw_avx512,
                 transpose: transpose_avx512,
             });
         }
@@ -643,6 +655,7 @@ fn lane_kernel() -> Option<LaneKernel> {
                 lanes: 8,
                 tile: 8,
                 run: lanes_avx2,
+                run_dw: lanes_dw_avx2,
                 transpose: transpose_avx2,
             });
         }
@@ -661,11 +674,22 @@ fn use_lanes(k: LaneKernel, n: usize, c: usize, out_sz: usize, in_sz: usize, kk:
 }
 
 /// Checks the invariants the unchecked lane kernels rely on (cheap: one pass over the taps).
-fn check_lane_job(job: &LaneJob<'_>, xt: usize, tmp: usize, lanes: usize, tile: usize) {
+fn check_lane_job(
+    job: &LaneJob<'_>,
+    xt: usize,
+    tmp: usize,
+    lanes: usize,
+    tile: usize,
+    blocks: &Range<usize>,
+) {
     assert!(job.mg_pad.is_multiple_of(tile) && job.cg * job.group == job.c);
+    assert!(
+        blocks.end <= job.group * job.mg_pad / tile,
+        "lane tiles out of range"
+    );
     assert!(xt >= job.in_sz * job.c * lanes, "lane input too short");
     assert!(
-        tmp >= job.group * job.mg_pad * job.out_sz * lanes,
+        tmp >= blocks.len() * tile * job.out_sz * lanes,
         "lane output too short"
     );
     assert!(
@@ -719,21 +743,23 @@ fn transpose_rest(
 /// Lane kernel body for x86-64: `$L` lanes per vector, `$T` output channels per tile.
 #[cfg(target_arch = "x86_64")]
 macro_rules! lane_kernel_body {
-    ($job:ident, $xt:ident, $tmp:ident, $L:literal, $T:literal,
+    ($job:ident, $xt:ident, $tmp:ident, $blocks:ident, $L:literal, $T:literal,
      $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident) => {{
         let job = $job;
         let (cg, kk, in_sz, out_sz) = (job.cg, job.kk, job.in_sz, job.out_sz);
-        let blocks = job.mg_pad / $T;
-        check_lane_job(job, $xt.len(), $tmp.len(), $L, $T);
+        let per_group = job.mg_pad / $T;
+        check_lane_job(job, $xt.len(), $tmp.len(), $L, $T, &$blocks);
         let xt = $xt.as_ptr();
         let tmp = $tmp.as_mut_ptr();
         let xstep = in_sz * $L;
-        for g in 0..job.group {
-            for cb in 0..blocks {
+        for b in $blocks.clone() {
+            {
+                let (g, cb) = (b / per_group, b % per_group);
                 let co0 = g * job.mg_pad + cb * $T;
+                let row0 = (b - $blocks.start) * $T;
                 // SAFETY (all pointer arithmetic below): `check_lane_job` verified that every
                 // tap's input pixel and tap index are in range and that the buffers hold
-                // `c·in_sz·L` inputs, `group·mg_pad·kk·cg` weights and `group·mg_pad·out_sz·L`
+                // `c·in_sz·L` inputs, `group·mg_pad·kk·cg` weights and `blocks.len()·T·out_sz·L`
                 // outputs.
                 let wblk = unsafe { job.wp.as_ptr().add(co0 * kk * cg) };
                 let xg = unsafe { xt.add(g * cg * xstep) };
@@ -758,7 +784,7 @@ macro_rules! lane_kernel_body {
                         }
                     }
                     for (j, a) in acc.iter().enumerate() {
-                        unsafe { $storeu(tmp.add(((co0 + j) * out_sz + p) * $L), *a) };
+                        unsafe { $storeu(tmp.add(((row0 + j) * out_sz + p) * $L), *a) };
                     }
                 }
             }
@@ -766,15 +792,95 @@ macro_rules! lane_kernel_body {
     }};
 }
 
+/// Depthwise lane kernel body for x86-64 (`$L` lanes): one output channel at a time, each
+/// pixel a chain of FMAs over its valid taps (consecutive pixels overlap out of order).
 #[cfg(target_arch = "x86_64")]
-fn lanes_avx512(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32]) {
+macro_rules! lane_dw_body {
+    ($job:ident, $xt:ident, $tmp:ident, $blocks:ident, $L:literal,
+     $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident) => {{
+        let job = $job;
+        let (kk, in_sz, out_sz, mg) = (job.kk, job.in_sz, job.out_sz, job.mg_pad);
+        assert!(
+            job.cg == 1,
+            "depthwise lane kernel with {} channels per group",
+            job.cg
+        );
+        check_lane_job(job, $xt.len(), $tmp.len(), $L, 1, &$blocks);
+        let xt = $xt.as_ptr();
+        let tmp = $tmp.as_mut_ptr();
+        for mo in $blocks.clone() {
+            let row = mo - $blocks.start;
+            // SAFETY (all pointer arithmetic below): as in `lane_kernel_body`, with tiles of one
+            // output channel; output channel `mo` reads input channel (= group) `mo / mg`.
+            let (xc, wc) = unsafe { (xt.add(mo / mg * in_sz * $L), job.wp.as_ptr().add(mo * kk)) };
+            let b = $set1(job.bias[mo]);
+            for p in 0..out_sz {
+                let mut acc = b;
+                let (t0, t1) = (job.starts[p] as usize, job.starts[p + 1] as usize);
+                for &(t, ip) in &job.taps[t0..t1] {
+                    unsafe {
+                        let xv = $loadu(xc.add(ip as usize * $L));
+                        acc = $fmadd($set1(*wc.add(t as usize)), xv, acc);
+                    }
+                }
+                unsafe { $storeu(tmp.add((row * out_sz + p) * $L), acc) };
+            }
+        }
+    }};
+}
+
+#[cfg(target_arch = "x86_64")]
+fn lanes_dw_avx512(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
     use std::arch::x86_64::*;
     #[target_feature(enable = "avx512f,fma")]
-    fn inner(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32]) {
+    fn inner(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
+        lane_dw_body!(
+            job,
+            xt,
+            tmp,
+            blocks,
+            16,
+            _mm512_set1_ps,
+            _mm512_loadu_ps,
+            _mm512_storeu_ps,
+            _mm512_fmadd_ps
+        );
+    }
+    // SAFETY: only selected by `lane_kernel` when the CPU has these features.
+    unsafe { inner(job, xt, tmp, blocks) }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn lanes_dw_avx2(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
+    use std::arch::x86_64::*;
+    #[target_feature(enable = "avx2,fma")]
+    fn inner(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
+        lane_dw_body!(
+            job,
+            xt,
+            tmp,
+            blocks,
+            8,
+            _mm256_set1_ps,
+            _mm256_loadu_ps,
+            _mm256_storeu_ps,
+            _mm256_fmadd_ps
+        );
+    }
+    // SAFETY: only selected by `lane_kernel` when the CPU has these features.
+    unsafe { inner(job, xt, tmp, blocks) }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn lanes_avx512(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
+    use std::arch::x86_64::*;
+    #[target_feature(enable = "avx512f,fma")]
+    fn inner(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
         lane_kernel_body!(
             job,
             xt,
             tmp,
+            blocks,
             16,
             16,
             _mm512_set1_ps,
@@ -784,18 +890,19 @@ fn lanes_avx512(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32]) {
         );
     }
     // SAFETY: only selected by `lane_kernel` when the CPU has these features.
-    unsafe { inner(job, xt, tmp) }
+    unsafe { inner(job, xt, tmp, blocks) }
 }
 
 #[cfg(target_arch = "x86_64")]
-fn lanes_avx2(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32]) {
+fn lanes_avx2(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
     use std::arch::x86_64::*;
     #[target_feature(enable = "avx2,fma")]
-    fn inner(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32]) {
+    fn inner(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
         lane_kernel_body!(
             job,
             xt,
             tmp,
+            blocks,
             8,
             8,
             _mm256_set1_ps,
@@ -805,7 +912,7 @@ fn lanes_avx2(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32]) {
         );
     }
     // SAFETY: only selected by `lane_kernel` when the CPU has these features.
-    unsafe { inner(job, xt, tmp) }
+    unsafe { inner(job, xt, tmp, blocks) }
 }
 
 /// `dst[c·ldd + r] = src[r·lds + c]` for `r < rows`, `c < cols`, in 16×16 AVX-512 blocks.
@@ -957,7 +1064,10 @@ fn conv_lanes(
     let out_sz = ad.output * ah.output * aw.output;
     let kk = ad.kernel * ah.kernel * aw.kernel;
     let (cg, mg) = (c / group, m / group);
-    let (lanes, tile) = (k.lanes, k.tile);
+    // Depthwise convolutions take their own kernel, with tiles of one output channel.
+    let depthwise = cg == 1 && group > 1;
+    let (lanes, tile) = (k.lanes, if depthwise { 1 } else { k.tile });
+    let run = if depthwise { k.run_dw } else { k.run };
     let mg_pad = mg.div_ceil(tile) * tile;
 
     // Valid taps of every output pixel.
@@ -994,22 +1104,24 @@ fn conv_lanes(
         }
     }
 
-    // Weights [group, tile block, tap, ci, tile]; bias [group, mg_pad].
+    // Weights [group, tile block, tap, ci, tile] (written in order; rows past mg stay zero);
+    // bias [group, mg_pad].
     let mut wp = vec![0.0f32; group * mg_pad * kk * cg];
     let mut bp = vec![0.0f32; group * mg_pad];
-    for g in 0..group {
-        for co in 0..mg {
-            let (cb, j) = (co / tile, co % tile);
-            let blk = (g * mg_pad + cb * tile) * kk * cg;
-            let src = &w[(g * mg + co) * cg * kk..(g * mg + co + 1) * cg * kk];
-            for ci in 0..cg {
-                for t in 0..kk {
-                    wp[blk + (t * cg + ci) * tile + j] = src[ci * kk + t];
+    for (b, blk) in wp.chunks_exact_mut(tile * kk * cg).enumerate() {
+        let (g, co0) = (b / (mg_pad / tile), b % (mg_pad / tile) * tile);
+        let rows = tile.min(mg - co0.min(mg));
+        let src = &w[(g * mg + co0) * cg * kk..(g * mg + co0 + rows) * cg * kk];
+        for (t, by_tap) in blk.chunks_exact_mut(cg * tile).enumerate() {
+            for (ci, dst) in by_tap.chunks_exact_mut(tile).enumerate() {
+                for (j, d) in dst[..rows].iter_mut().enumerate() {
+                    *d = src[(j * cg + ci) * kk + t];
                 }
             }
-            if let Some(b) = bias {
-                bp[g * mg_pad + co] = b[g * mg + co];
-            }
+        }
+        if let Some(bias) = bias {
+            bp[g * mg_pad + co0..g * mg_pad + co0 + rows]
+                .copy_from_slice(&bias[g * mg + co0..g * mg + co0 + rows]);
         }
     }
     let job = LaneJob {
@@ -1030,6 +1142,7 @@ fn conv_lanes(
     let image = m * out_sz;
     let xt_len = image_in * lanes;
     let tmp_len = group * mg_pad * out_sz * lanes;
+    let groups = out.len().div_ceil(lanes * image);
     out.par_chunks_mut(lanes * image)
         .enumerate()
         .for_each(|(gi, chunk)| {
@@ -1042,12 +1155,27 @@ fn conv_lanes(
                     xt.fill(0.0);
                 }
                 (k.transpose)(xs, image_in, xt, lanes, imgs, image_in);
-                (k.run)(&job, xt, tmp);
+                // Output channel tiles: split over threads when there are fewer lane groups
+                // than threads (a small batch), otherwise one task per lane group.
+                let tiles = group * mg_pad / tile;
+                if groups < rayon::current_num_threads() && tiles > 1 {
+                    let xt = &*xt;
+                    tmp[..tiles * tile * out_sz * lanes]
+                        .par_chunks_mut(tile * out_sz * lanes)
+                        .enumerate()
+                        .for_each(|(b, t)| run(&job, xt, t, b..b + 1));
+                } else {
+                    run(&job, xt, tmp, 0..tiles);
+                }
                 // [group·mg_pad, out pixel, lane] → [image, m, out pixel].
-                for g in 0..group {
-                    let src = &tmp[g * mg_pad * out_sz * lanes..];
-                    let dst = &mut chunk[g * mg * out_sz..];
-                    (k.transpose)(src, lanes, dst, image, mg * out_sz, imgs);
+                if mg_pad == mg {
+                    (k.transpose)(tmp, lanes, chunk, image, image, imgs);
+                } else {
+                    for g in 0..group {
+                        let src = &tmp[g * mg_pad * out_sz * lanes..];
+                        let dst = &mut chunk[g * mg * out_sz..];
+                        (k.transpose)(src, lanes, dst, image, mg * out_sz, imgs);
+                    }
                 }
             });
         });
@@ -1836,6 +1964,20 @@ mod tests {
                 pads: vec![3, 3, 3, 3],
                 ..base(16, vec![2, 2], vec![5, 5])
             },
+            // Depthwise (own kernel; one lane group, so split over threads), with a channel
+            // multiplier, stride 2, no bias.
+            Case {
+                mg: 1,
+                group: 24,
+                ..base(16, vec![4, 4], vec![3, 3])
+            },
+            Case {
+                mg: 3,
+                group: 5,
+                strides: vec![2, 2],
+                bias: false,
+                ..base(17, vec![8, 7], vec![3, 3])
+            },
         ];
         for c in &cases {
             check_conv(&mut rng, c);
@@ -1847,13 +1989,17 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn lane_kernel_variants() {
-        use super::{lanes_avx2, lanes_avx512, transpose_avx2, transpose_avx512};
+        use super::{
+            lanes_avx2, lanes_avx512, lanes_dw_avx2, lanes_dw_avx512, transpose_avx2,
+            transpose_avx512,
+        };
         let mut variants = Vec::new();
         if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
             variants.push(LaneKernel {
                 lanes: 16,
                 tile: 16,
                 run: lanes_avx512,
+                run_dw: lanes_dw_avx512,
                 transpose: transpose_avx512,
             });
         }
@@ -1862,6 +2008,7 @@ mod tests {
                 lanes: 8,
                 tile: 8,
                 run: lanes_avx2,
+                run_dw: lanes_dw_avx2,
                 transpose: transpose_avx2,
             });
         }
@@ -1881,47 +2028,54 @@ mod tests {
                     }
                 }
             }
-            let (n, group, cg, mg) = (2 * k.lanes + 3, 2, 3, 11);
-            let (c, m) = (group * cg, group * mg);
-            let x = rng.array(&[n, c, 5, 6]);
-            let w = rng.array(&[m, cg, 3, 2]);
-            let b = rng.array(&[m]);
-            let axes = [
-                Axis {
-                    input: 5,
-                    kernel: 3,
-                    stride: 1,
-                    dilation: 2,
-                    pad_begin: 2,
-                    pad_end: 1,
-                    output: 4,
-                },
-                Axis {
-                    input: 6,
-                    kernel: 2,
-                    stride: 2,
-                    dilation: 1,
-                    pad_begin: 1,
-                    pad_end: 0,
-                    output: 3,
-                },
-            ];
-            let mut out = vec![0.0f32; n * m * 12];
-            let bias: Vec<f32> = b.iter().copied().collect();
-            conv_lanes(
-                x.as_slice().unwrap(),
-                c,
-                w.as_slice().unwrap(),
-                m,
-                group,
-                Some(&bias),
-                &to3(&axes),
-                k,
-                &mut out,
-            );
-            let got = ArrayD::from_shape_vec(IxDyn(&[n, m, 4, 3]), out).unwrap();
-            let want = conv_ref(&x, &w, Some(&b), group, &[1, 2], &[2, 1], &[2, 1], &[4, 3]);
-            assert_close(&got, &want, 1e-5, &format!("{} lanes", k.lanes));
+            for (group, cg, mg) in [(2, 3, 11), (6, 1, 2)] {
+                let n = 2 * k.lanes + 3;
+                let (c, m) = (group * cg, group * mg);
+                let x = rng.array(&[n, c, 5, 6]);
+                let w = rng.array(&[m, cg, 3, 2]);
+                let b = rng.array(&[m]);
+                let axes = [
+                    Axis {
+                        input: 5,
+                        kernel: 3,
+                        stride: 1,
+                        dilation: 2,
+                        pad_begin: 2,
+                        pad_end: 1,
+                        output: 4,
+                    },
+                    Axis {
+                        input: 6,
+                        kernel: 2,
+                        stride: 2,
+                        dilation: 1,
+                        pad_begin: 1,
+                        pad_end: 0,
+                        output: 3,
+                    },
+                ];
+                let mut out = vec![0.0f32; n * m * 12];
+                let bias: Vec<f32> = b.iter().copied().collect();
+                conv_lanes(
+                    x.as_slice().unwrap(),
+                    c,
+                    w.as_slice().unwrap(),
+                    m,
+                    group,
+                    Some(&bias),
+                    &to3(&axes),
+                    k,
+                    &mut out,
+                );
+                let got = ArrayD::from_shape_vec(IxDyn(&[n, m, 4, 3]), out).unwrap();
+                let want = conv_ref(&x, &w, Some(&b), group, &[1, 2], &[2, 1], &[2, 1], &[4, 3]);
+                assert_close(
+                    &got,
+                    &want,
+                    1e-5,
+                    &format!("{} lanes, {group} groups of {cg}", k.lanes),
+                );
+            }
         }
     }
 

@@ -13,11 +13,21 @@ use ndarray::{ArrayD, IxDyn, Zip};
 use rayon::prelude::*;
 
 use super::{OpCtx, OpError, OpResult, Registry, input, optional, single};
-use crate::engine::executor::zeroed;
+use crate::engine::executor::recycled;
 use crate::ir::TensorData;
 
-/// Outputs with at least this many elements are computed in parallel.
+/// Outputs with at least this many elements are computed in parallel (see [`go_parallel`]).
 pub(super) const PAR_MIN: usize = 32 * 1024;
+/// The same threshold when the kernel does not run on a rayon worker thread.
+const PAR_MIN_OFF_POOL: usize = 1 << 18;
+
+/// Whether a pass over `len` elements is worth splitting over rayon. Plans normally run on a
+/// rayon worker, where forking is cheap; from any other thread (hooked runs, direct calls)
+/// each parallel loop wakes the pool and blocks the caller, which costs more than a small
+/// pass takes, so those stay serial up to a larger size. Results do not depend on it.
+pub(super) fn go_parallel(len: usize) -> bool {
+    len >= PAR_MIN && (len >= PAR_MIN_OFF_POOL || rayon::current_thread_index().is_some())
+}
 /// Elements per parallel work item.
 const CHUNK: usize = 8 * 1024;
 
@@ -117,13 +127,13 @@ where
     U: Copy + Send + Default + 'static,
     F: Fn(T) -> U + Sync + Send,
 {
-    let mut out = zeroed::<U>(x.len());
+    let mut out = recycled::<U>(x.len()); // every element is written below
     let run = |o: &mut [U], i: &[T]| {
         for (o, &i) in o.iter_mut().zip(i) {
             *o = f(i);
         }
     };
-    if x.len() >= PAR_MIN {
+    if go_parallel(x.len()) {
         out.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
             .for_each(|(o, i)| run(o, i));
@@ -154,13 +164,13 @@ where
     U: Copy + Send + Default + 'static,
     F: Fn(A, B) -> U + Sync + Send,
 {
-    let mut out = zeroed::<U>(a.len());
+    let mut out = recycled::<U>(a.len()); // every element is written below
     let run = |o: &mut [U], x: &[A], y: &[B]| {
         for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
             *o = f(x, y);
         }
     };
-    if a.len() >= PAR_MIN {
+    if go_parallel(a.len()) {
         out.par_chunks_mut(CHUNK)
             .zip(a.par_chunks(CHUNK))
             .zip(b.par_chunks(CHUNK))
@@ -209,7 +219,7 @@ where
         return Vec::new();
     }
     // every dimension is at least 1 here, so mid and inner are too
-    let mut out = zeroed::<U>(full.len());
+    let mut out = recycled::<U>(full.len()); // every element is written below
     let (mid, inner) = (block.mid, block.inner);
     if inner == 1 {
         // rows: every run of `mid` elements pairs with all of `small`
@@ -220,7 +230,7 @@ where
                 }
             }
         };
-        if full.len() >= PAR_MIN {
+        if go_parallel(full.len()) {
             let rows = (CHUNK / mid).max(1) * mid;
             out.par_chunks_mut(rows)
                 .zip(full.par_chunks(rows))
@@ -238,7 +248,7 @@ where
                 }
             }
         };
-        if full.len() >= PAR_MIN {
+        if go_parallel(full.len()) {
             let runs_per = (CHUNK / inner).max(1);
             let len = runs_per * inner;
             out.par_chunks_mut(len)
@@ -297,7 +307,7 @@ where
         .ok_or_else(|| OpError(format!("cannot broadcast {:?} to {shape:?}", b.shape())))?;
     let zip = Zip::from(&av).and(&bv);
     let len: usize = shape.iter().product();
-    Ok(if len >= PAR_MIN {
+    Ok(if go_parallel(len) {
         zip.par_map_collect(|&x, &y| f(x, y))
     } else {
         zip.map_collect(|&x, &y| f(x, y))

@@ -6,9 +6,9 @@ use std::borrow::Cow;
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
-use super::elementwise::{PAR_MIN, array_from};
+use super::elementwise::{PAR_MIN, array_from, go_parallel};
 use super::{OpCtx, OpError, OpResult, Registry, input, input_f32, normalize_axis, optional};
-use crate::engine::executor::zeroed;
+use crate::engine::executor::{recycled, zeroed};
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut Registry) {
@@ -45,7 +45,7 @@ where
     if len == 0 {
         return;
     }
-    if x.len() >= PAR_MIN && x.len() / len > 1 {
+    if go_parallel(x.len()) && x.len() / len > 1 {
         let per = (PAR_MIN / 4 / len).max(1);
         out.par_chunks_mut(per * len)
             .zip(x.par_chunks(per * len))
@@ -97,7 +97,8 @@ fn batch_norm(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let add: Vec<f32> = (0..c).map(|k| bias[k] - mean[k] * mul[k]).collect();
     let inner: usize = shape[2..].iter().product();
     let data = contiguous(x);
-    let mut out = zeroed::<f32>(data.len());
+    // Every element is written below.
+    let mut out = recycled::<f32>(data.len());
     if inner < 256 && c * inner <= 1 << 16 {
         // Small planes: per-plane blocks would be short loops; spell the factors out over a
         // whole image instead and run one long loop per image.

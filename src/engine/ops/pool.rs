@@ -5,8 +5,9 @@ use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
 use super::conv::{Axis, checked_len, kernel_shape, to3, valid_range, window_axes};
+use super::elementwise::go_parallel;
 use super::{OpCtx, OpError, OpResult, Registry, input_f32};
-use crate::engine::executor::zeroed;
+use crate::engine::executor::{recycled, zeroed};
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut Registry) {
@@ -188,9 +189,6 @@ fn axis_table(ax: &Axis) -> Vec<((usize, usize), isize, usize)> {
         .collect()
 }
 
-/// Inputs (elements) from which the windowed pools run in parallel.
-const POOL_PAR_MIN: usize = 1 << 18;
-
 /// The common 2×2, stride-2 pool of 2-D planes with every window inside the input (no
 /// padding reached, no dilation): a direct pass without per-row tables, otherwise exactly
 /// `separable_pool` (the same operations in the same order). None for other geometries.
@@ -208,7 +206,8 @@ fn pool_2x2(xs: &[f32], planes: usize, a: &[Axis; 3], reduce: Reduce) -> Option<
     }
     let (w_in, in_sz) = (aw.input, ah.input * aw.input);
     let (ow_n, out_sz) = (aw.output, ah.output * aw.output);
-    let mut out = zeroed::<f32>(planes * out_sz);
+    // Every element is written below.
+    let mut out = recycled::<f32>(planes * out_sz);
     if out_sz == 0 {
         return Some(out);
     }
@@ -240,7 +239,7 @@ fn pool_2x2(xs: &[f32], planes: usize, a: &[Axis; 3], reduce: Reduce) -> Option<
             }
         }
     };
-    if planes * in_sz >= POOL_PAR_MIN {
+    if go_parallel(planes * in_sz) {
         out.par_chunks_mut(out_sz)
             .zip(xs.par_chunks(in_sz))
             .with_min_len((1usize << 14).div_ceil(in_sz))
@@ -358,11 +357,15 @@ fn global_pool(inputs: &[Option<&TensorData>], op: &str, reduce: fn(&[f32]) -> f
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
     let mut out = vec![0.0f32; planes];
-    if planes > 0 {
+    if go_parallel(xs.len()) {
         out.par_iter_mut()
             .with_min_len((1usize << 14).div_ceil(plane).max(1))
             .enumerate()
             .for_each(|(p, y)| *y = reduce(&xs[p * plane..(p + 1) * plane]));
+    } else {
+        for (p, y) in out.iter_mut().enumerate() {
+            *y = reduce(&xs[p * plane..(p + 1) * plane]);
+        }
     }
     let y = ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| OpError(e.to_string()))?;
     Ok(vec![y.into()])
