@@ -5,12 +5,15 @@
 pub mod calib;
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod ir;
 pub mod load;
 pub mod metrics;
+pub mod mixed;
 pub mod quant;
 pub mod stats;
 pub mod summary;
+pub mod transform;
 #[cfg(feature = "gui")]
 pub mod ui;
 

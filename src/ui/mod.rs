@@ -2,6 +2,7 @@
 //! loading and statistics run on named worker threads that wake the UI when done.
 
 mod app;
+pub mod distribution;
 mod load_job;
 mod tensor_list;
 mod tensor_view;

@@ -1,0 +1,176 @@
+//! The distribution view (centre panel): one tensor's value histogram with the quantization
+//! grid over it, two draggable clip handles whose estimated error updates every frame, markers
+//! for every calibration method's range, the per-channel range plot, original vs reconstructed
+//! values with the error distribution, and (in explain mode) the formulas with live numbers.
+//!
+//! Contract with the app shell: the shell prepares a [`TensorDistribution`] once per tensor on
+//! a worker thread, passes the current quantization choice and clip range in a
+//! [`DistributionInput`] every frame, and applies the [`DistributionCommand`]s the view returns
+//! (it owns the `QuantConfig`; the view never edits it). Everything the view computes per frame
+//! is O(bins) (histogram estimates) or O(sample).
+
+use ndarray::ArrayViewD;
+
+use crate::metrics::{FineHistogram, TensorMetrics};
+use crate::quant::config::WeightScheme;
+use crate::stats::channel_ranges;
+use crate::summary::TensorSummary;
+
+/// Values kept for the original-vs-reconstructed scatter.
+pub const SAMPLE_SIZE: usize = 4096;
+/// Bins of each per-channel histogram.
+pub const CHANNEL_BINS: usize = 256;
+
+/// One calibration method's range for this tensor, drawn as a marker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrationMarker {
+    /// Display name, e.g. "min-max", "percentile 99.99", "MSE", "ACIQ Laplace", "KL".
+    pub method: String,
+    pub range: (f32, f32),
+}
+
+/// What the view shows about one tensor, computed once (on a worker) and reused every frame.
+#[derive(Debug, Clone)]
+pub struct TensorDistribution {
+    /// Fine histogram of all finite values (with per-bin moments, for the O(bins) estimate).
+    pub fine: FineHistogram,
+    /// Per output channel (min, max); empty when the tensor has no channel axis.
+    pub channel_ranges: Vec<(f32, f32)>,
+    /// One coarse histogram per channel (same order as `channel_ranges`).
+    pub channel_histograms: Vec<FineHistogram>,
+    /// An evenly strided sample of the values (at most [`SAMPLE_SIZE`]).
+    pub sample: Vec<f32>,
+    /// Every calibration method's range, for the markers.
+    pub markers: Vec<CalibrationMarker>,
+}
+
+impl TensorDistribution {
+    /// Prepares the view data of `values` (channels along `channel_axis`). Heavy: call it on a
+    /// worker. Errors (as text naming the problem) when the tensor has no finite value.
+    pub fn prepare(
+        values: ArrayViewD<'_, f32>,
+        channel_axis: Option<usize>,
+        markers: Vec<CalibrationMarker>,
+    ) -> Result<Self, String> {
+        let fine = FineHistogram::from_view(values.view()).map_err(|e| e.to_string())?;
+        let (channel_ranges, channel_histograms) = match channel_axis {
+            Some(axis) if axis < values.ndim() && values.len_of(ndarray::Axis(axis)) > 1 => {
+                let ranges = channel_ranges(values.view(), axis);
+                let histograms = values
+                    .axis_iter(ndarray::Axis(axis))
+                    .filter_map(|channel| {
+                        let flat: Vec<f32> = channel.iter().copied().collect();
+                        FineHistogram::with_bins(&flat, CHANNEL_BINS).ok()
+                    })
+                    .collect::<Vec<_>>();
+                if histograms.len() == ranges.len() {
+                    (ranges, histograms)
+                } else {
+                    (ranges, Vec::new())
+                }
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
+        let stride = values.len().div_ceil(SAMPLE_SIZE).max(1);
+        let sample = values
+            .iter()
+            .step_by(stride)
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
+        Ok(TensorDistribution {
+            fine,
+            channel_ranges,
+            channel_histograms,
+            sample,
+            markers,
+        })
+    }
+}
+
+/// The quantizer currently chosen for the shown tensor (activations use `Linear`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuantChoice {
+    pub scheme: WeightScheme,
+    pub per_channel: bool,
+    /// Activations after ReLU and other non-negative tensors on an unsigned grid.
+    pub unsigned: bool,
+}
+
+/// Exact figures for the current config revision, computed by a worker.
+#[derive(Debug, Clone)]
+pub struct ExactFigures {
+    /// Element-wise metrics of the whole tensor under the current choice.
+    pub metrics: TensorMetrics,
+    /// SQNR (dB) of the same scheme per tensor and per channel, for the side-by-side figure.
+    pub per_tensor_sqnr_db: Option<f64>,
+    pub per_channel_sqnr_db: Option<f64>,
+}
+
+/// Everything the view reads in one frame.
+pub struct DistributionInput<'a> {
+    pub tensor: &'a TensorSummary,
+    pub data: &'a TensorDistribution,
+    pub choice: QuantChoice,
+    /// The clip range in force (manual, or from the calibration method).
+    pub clip: (f32, f32),
+    /// Whether `clip` was set by hand.
+    pub clip_is_manual: bool,
+    /// The calibration method that gives the range when none is set by hand.
+    pub method_name: String,
+    /// Exact figures for the current revision; None while a worker computes them.
+    pub exact: Option<&'a ExactFigures>,
+    /// Lecture mode: large fonts and formulas with live numbers.
+    pub explain: bool,
+}
+
+/// What the user asked for in the view; the shell applies it to the `QuantConfig`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DistributionCommand {
+    /// A clip handle was dragged: the new manual range.
+    SetClip { lo: f32, hi: f32 },
+    /// Double-click: drop the manual range, back to the calibration method.
+    ResetClip,
+    /// A calibration marker was clicked: use this method's range (by marker name).
+    AdoptMarker(String),
+}
+
+/// The view's own state (what is shown, the handle being dragged, the selected channel).
+#[derive(Debug, Default)]
+pub struct DistributionView {
+    pub log_counts: bool,
+    pub selected_channel: Option<usize>,
+}
+
+impl DistributionView {
+    /// Draws the view; returns the user's commands of this frame.
+    pub fn show_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        input: &DistributionInput<'_>,
+    ) -> Vec<DistributionCommand> {
+        use egui_plot::{Bar, BarChart, Plot};
+        ui.heading(&input.tensor.name);
+        ui.checkbox(&mut self.log_counts, "log counts");
+        let fine = &input.data.fine;
+        let (lo, hi) = fine.range();
+        let bins = fine.bin_count().max(1);
+        let width = ((hi - lo) as f64 / bins as f64).max(f64::EPSILON);
+        let bars: Vec<Bar> = fine
+            .counts()
+            .enumerate()
+            .map(|(i, count)| {
+                let height = if self.log_counts {
+                    (1.0 + count as f64).log10()
+                } else {
+                    count as f64
+                };
+                Bar::new(lo as f64 + (i as f64 + 0.5) * width, height).width(width)
+            })
+            .collect();
+        Plot::new("distribution_histogram").show(ui, |plot_ui| {
+            plot_ui.bar_chart(BarChart::new("values", bars));
+        });
+        Vec::new()
+    }
+}
