@@ -7,6 +7,7 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod ir;
+pub mod jobs;
 pub mod load;
 pub mod metrics;
 pub mod mixed;

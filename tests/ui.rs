@@ -1,56 +1,230 @@
-//! The first window, driven headless with egui_kittest: it opens the bundled sample model on a
-//! worker, lists its tensors, and shows the selected tensor's statistics; a bad file leaves an
-//! error in the status line and the app running.
+//! The app driven headless with egui_kittest on real state: it opens the sample MobileNet,
+//! calibrates and evaluates it on workers, shows a depthwise layer's weights, switches the
+//! scheme to ternary and sees the results follow, cancels an evaluation, reports a broken file
+//! without losing its state, and greys inference for a weights-only file. Snapshot tests
+//! render the main views with wgpu (software Vulkan) and compare with `tests/snapshots/`.
 
 #![cfg(feature = "ui-tests")]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
-use quantscope::ui::{QuantscopeApp, bundled_sample_model};
+use egui_kittest::kittest::{NodeT, Queryable};
+use egui_kittest::{Harness, SnapshotOptions};
+use quantscope::quant::WeightScheme;
+use quantscope::ui::{Part, QuantscopeApp, bundled_sample_model};
 
-fn harness_for(model: PathBuf) -> Harness<'static, QuantscopeApp> {
-    let mut harness = Harness::builder()
-        .with_size(egui::vec2(1200.0, 760.0))
-        .build_ui_state(
-            |ui, app: &mut QuantscopeApp| app.show_ui(ui),
-            QuantscopeApp::new(Some(model)),
-        );
+/// A hang guard for waits on workers (never reached when things work).
+const HANG: Duration = Duration::from_secs(180);
+
+fn builder() -> egui_kittest::HarnessBuilder<QuantscopeApp> {
+    Harness::builder().with_size(egui::vec2(1280.0, 800.0))
+}
+
+fn build(builder: egui_kittest::HarnessBuilder<QuantscopeApp>, model: PathBuf) -> Harness<'static, QuantscopeApp> {
+    builder.build_ui_state(
+        |ui, app: &mut QuantscopeApp| app.show_ui(ui),
+        QuantscopeApp::new(Some(model)),
+    )
+}
+
+/// Steps frames until `done` holds.
+fn wait_until(
+    harness: &mut Harness<'static, QuantscopeApp>,
+    what: &str,
+    done: impl Fn(&QuantscopeApp) -> bool,
+) {
     let start = Instant::now();
-    while harness.state().is_loading() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "loading never finished"
-        );
+    while !done(harness.state()) {
+        assert!(start.elapsed() < HANG, "waited too long for {what}");
         harness.step();
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
     harness.run();
+}
+
+/// Whether the current settings have been evaluated and nothing is running.
+fn settled(app: &QuantscopeApp) -> bool {
+    app.session().is_some_and(|s| {
+        s.current_evaluation().is_some() && !s.is_busy() && !s.is_preparing_view()
+    })
+}
+
+fn opened(model: PathBuf) -> Harness<'static, QuantscopeApp> {
+    let mut harness = build(builder(), model);
+    wait_until(&mut harness, "the model to load", |app| !app.is_loading());
+    harness
+}
+
+fn mobilenet_evaluated() -> Harness<'static, QuantscopeApp> {
+    let mut harness = opened(bundled_sample_model());
+    assert_eq!(harness.state().error(), None);
+    wait_until(&mut harness, "calibration and evaluation", settled);
     harness
 }
 
 #[test]
-fn opens_the_sample_model_and_lists_its_tensors() {
-    let mut harness = harness_for(bundled_sample_model());
-    assert_eq!(harness.state().error(), None);
-    // The first conv weight is selected and its statistics shown.
-    harness.get_by_label("channel range spread");
+fn opens_mobilenet_evaluates_it_and_shows_a_depthwise_weight() {
+    let mut harness = mobilenet_evaluated();
+    let session = harness.state().session().unwrap();
+    let comparison = session.current_evaluation().unwrap().comparison;
+    let (float, quant) = (
+        comparison.float_accuracy.unwrap(),
+        comparison.quant_accuracy.unwrap(),
+    );
+    assert!(float > 0.9, "float accuracy {float}");
+    assert!((float - quant).abs() < 0.03, "int8 {quant} vs float {float}");
+    // The figures are on screen.
+    harness.get_by_label("quantized accuracy");
+    harness.get_by_label(&format!("{:.2} %", 100.0 * quant));
+
     harness
-        .get_by_label("features.0.weight  [16, 1, 3, 3]")
+        .get_by_label("W block2.dw.weight [32, 1, 3, 3]")
+        .click();
+    wait_until(&mut harness, "the depthwise weight's view and figures", settled);
+    let session = harness.state().session().unwrap();
+    let (tensor, is_weight, node) = session.selected_tensor().unwrap();
+    assert_eq!(tensor, "block2.dw.weight");
+    assert!(is_weight, "{node}");
+    let input = session.distribution_input(None, false).expect("the view has its data");
+    assert_eq!(input.tensor.name, "block2.dw.weight");
+    assert_eq!(input.data.channel_ranges.len(), 32, "one range per depthwise channel");
+    assert!(!input.clip_is_manual);
+    let exact = session.exact_figures().expect("exact figures of the shown weight");
+    let (per_tensor, per_channel) = (
+        exact.per_tensor_sqnr_db.unwrap(),
+        exact.per_channel_sqnr_db.unwrap(),
+    );
+    assert!(per_channel >= per_tensor, "{per_channel} vs {per_tensor}");
+    harness.get_by_label("block2.dw.weight");
+}
+
+#[test]
+fn switching_to_ternary_updates_the_results() {
+    let mut harness = mobilenet_evaluated();
+    let before = harness.state().session().unwrap();
+    let revision = before.revision;
+    let int8 = before.current_evaluation().unwrap().clone();
+
+    harness.get_by_label("linear symmetric").click();
+    harness.run();
+    harness.get_by_label("ternary").click();
+    harness.run();
+    let session = harness.state().session().unwrap();
+    assert_eq!(
+        session.config.default.weights.unwrap().scheme,
+        WeightScheme::Ternary { ttq: false }
+    );
+    assert!(session.revision > revision);
+    // The int8 results are still there but no longer current.
+    assert!(session.current_evaluation().is_none());
+    harness.get_by_label_contains("stale:");
+
+    wait_until(&mut harness, "the ternary evaluation", settled);
+    let ternary = harness.state().session().unwrap().current_evaluation().unwrap().clone();
+    assert!(ternary.cost.size_bytes < int8.cost.size_bytes / 3.0);
+    assert!(ternary.comparison.agreement < int8.comparison.agreement);
+    let total = |e: &quantscope::jobs::pipeline::Evaluation| {
+        e.layers.iter().map(|l| l.sqnr_db).sum::<f64>()
+    };
+    assert!(total(&ternary) < total(&int8));
+    assert!(harness.query_by_label_contains("stale:").is_none());
+}
+
+#[test]
+fn an_evaluation_can_be_started_and_cancelled() {
+    let mut harness = mobilenet_evaluated();
+    let shown = harness.state().session().unwrap().evaluation.clone().unwrap();
+    harness.get_by_label("Evaluate").click();
+    harness.step(); // the click requests the evaluation
+    harness.step(); // the evaluation starts
+    harness.step(); // its progress bar and Cancel show
+    harness.get_by_label("Cancel").click();
+    harness.step();
+    let session = harness.state().session().unwrap();
+    assert!(!session.is_busy(), "cancel stops the evaluation");
+    assert_eq!(session.job_message.as_deref(), Some("cancelled"));
+    // The earlier results of the same revision stay; nothing half-done replaced them.
+    let (revision, evaluation) = session.evaluation.clone().unwrap();
+    assert_eq!(revision, shown.0);
+    assert!(std::sync::Arc::ptr_eq(&evaluation, &shown.1));
+    harness.run();
+    harness.get_by_label("cancelled");
+}
+
+#[test]
+fn a_broken_file_reports_an_error_and_keeps_the_open_model() {
+    let mut harness = mobilenet_evaluated();
+    harness
+        .get_by_label("W block1.pw.weight [32, 16, 1, 1]")
         .click();
     harness.run();
-    harness.get_by_label("log counts").click();
-    harness.run();
-}
-
-#[test]
-fn a_broken_file_reports_an_error_and_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("broken.onnx");
     std::fs::write(&path, b"not a model").unwrap();
-    let harness = harness_for(path);
+    harness.state_mut().request_open(path);
+    wait_until(&mut harness, "the broken file", |app| !app.is_loading());
     let error = harness.state().error().expect("an error is shown");
     assert!(error.contains("broken.onnx"), "{error}");
+    harness.get_by_label(error);
+    let session = harness.state().session().expect("the open model stays");
+    assert!(session.loaded.summary.path.ends_with("digits_mobilenet.onnx"));
+    assert_eq!(session.selected_tensor().unwrap().0, "block1.pw.weight");
+    assert!(session.current_evaluation().is_some());
+}
+
+#[test]
+fn a_weights_only_file_shows_its_weights_and_greys_inference() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weights.npz");
+    let weight = ndarray::Array4::<f32>::from_shape_fn((8, 4, 3, 3), |(o, i, y, x)| {
+        ((o * 36 + i * 9 + y * 3 + x) as f32 * 0.37).sin() * (1.0 + o as f32)
+    });
+    let data = quantscope::ir::TensorData::F32(weight.into_dyn());
+    quantscope::load::write_npz(&path, &[("conv1.weight", &data)]).unwrap();
+    let mut harness = opened(path);
+    assert_eq!(harness.state().error(), None);
+    wait_until(&mut harness, "the weight's view", |app| {
+        app.session()
+            .is_some_and(|s| s.distribution_input(None, false).is_some())
+    });
+    let session = harness.state().session().unwrap();
+    let reason = session.inference_unavailable().expect("inference is unavailable");
+    assert!(reason.contains("weights only"), "{reason}");
+    assert_eq!(session.selected_tensor().unwrap().0, "conv1.weight");
+    harness.get_by_label_contains("inference unavailable");
+    assert!(harness.get_by_label("Evaluate").accesskit_node().is_disabled());
+    assert!(session.current_evaluation().is_none() && !session.is_busy());
+}
+
+#[test]
+fn keys_step_through_layers_and_toggle_explain_mode() {
+    let mut harness = mobilenet_evaluated();
+    let first = harness.state().session().unwrap().selection.unwrap();
+    assert_eq!(first.part, Part::Weight);
+    harness.key_press(egui::Key::J);
+    harness.run();
+    let next = harness.state().session().unwrap().selection.unwrap();
+    assert!(next.layer > first.layer && next.part == Part::Weight);
+    harness.key_press(egui::Key::K);
+    harness.run();
+    assert_eq!(harness.state().session().unwrap().selection, Some(first));
+    assert!(!harness.state().prefs.explain);
+    harness.key_press(egui::Key::E);
+    harness.run();
+    assert!(harness.state().prefs.explain);
+    assert!((harness.ctx.zoom_factor() - quantscope::ui::EXPLAIN_ZOOM).abs() < 1e-3);
+}
+
+/// Snapshot tolerance: text anti-aliasing differs a little between GPUs and drivers.
+fn snapshot_options() -> SnapshotOptions {
+    SnapshotOptions::new().threshold(2.0).max_failed_pixels(800)
+}
+
+#[test]
+fn snapshot_of_the_main_window() {
+    let mut harness = build(builder().wgpu(), bundled_sample_model());
+    wait_until(&mut harness, "loading", |app| !app.is_loading());
+    wait_until(&mut harness, "calibration and evaluation", settled);
+    harness.snapshot_options("main_window", &snapshot_options());
 }

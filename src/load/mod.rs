@@ -4,6 +4,7 @@
 //! (an `.onnx` that is really a zip archive or a `.npy` array is reported as such).
 
 mod convert;
+pub mod images;
 mod mapped;
 mod numpy;
 mod onnx;

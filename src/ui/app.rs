@@ -1,36 +1,85 @@
-//! The main window: menu, tensor list, tensor view, status line.
+//! The main window: menu, model panel (left), settings (right), results (bottom), the
+//! distribution view (centre), status line; keyboard shortcuts; persisted preferences.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
 
-use super::load_job::{LoadJob, LoadedModel};
-use super::tensor_list::tensor_list_ui;
-use super::tensor_view::tensor_view_ui;
+use crate::jobs::pipeline::{DataSource, bundled_digits_dir};
+use crate::jobs::{JobError, JobSlot};
 
-/// The app's state. Runtime handles (the load job) live beside the shown model.
+use super::commands::AppCommand;
+use super::distribution::{DistributionCommand, DistributionView};
+use super::load_job::{LoadedModel, load_for_view};
+use super::model_panel::{ModelPanel, ModelPanelInput};
+use super::results_panel::results_panel_ui;
+use super::session::{Part, Selection, Session, Waker};
+use super::settings_panel::{SettingsInput, SettingsPanel};
+
+/// Recent files kept.
+const RECENT: usize = 8;
+
+/// What persists between runs (eframe storage).
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct Prefs {
+    pub dark: bool,
+    pub font_scale: f32,
+    pub explain: bool,
+    pub recent: Vec<PathBuf>,
+    pub model_panel: ModelPanel,
+    pub settings_panel: SettingsPanel,
+}
+
+impl Default for Prefs {
+    fn default() -> Self {
+        Prefs {
+            dark: true,
+            font_scale: 1.0,
+            explain: false,
+            recent: Vec::new(),
+            model_panel: ModelPanel::default(),
+            settings_panel: SettingsPanel::default(),
+        }
+    }
+}
+
+/// The zoom of explain mode relative to the font scale.
+pub const EXPLAIN_ZOOM: f32 = 1.4;
+
+/// The app: persisted preferences beside the runtime state (open session, jobs).
 pub struct QuantscopeApp {
+    pub prefs: Prefs,
     /// A file to open on the next frame (where the egui context is at hand).
     pending_open: Option<PathBuf>,
-    model: Option<LoadedModel>,
-    loading: Option<LoadJob>,
+    loading: JobSlot<LoadedModel>,
+    loading_path: Option<PathBuf>,
+    session: Option<Session>,
     error: Option<String>,
-    selected: Option<usize>,
-    filter: String,
-    log_counts: bool,
-    show_constants: bool,
+    view: DistributionView,
+    /// Plot PNG exports finishing on a worker: their messages.
+    exports: Option<Receiver<Result<PathBuf, String>>>,
+    notice: Option<String>,
 }
 
 impl QuantscopeApp {
     /// A new app, which starts loading `model` (if given) on its first frame.
     pub fn new(model: Option<PathBuf>) -> Self {
+        Self::with_prefs(model, Prefs::default())
+    }
+
+    /// A new app with restored preferences.
+    pub fn with_prefs(model: Option<PathBuf>, prefs: Prefs) -> Self {
         QuantscopeApp {
+            prefs,
             pending_open: model,
-            model: None,
-            loading: None,
+            loading: JobSlot::default(),
+            loading_path: None,
+            session: None,
             error: None,
-            selected: None,
-            filter: String::new(),
-            log_counts: false,
-            show_constants: false,
+            view: DistributionView::default(),
+            exports: None,
+            notice: None,
         }
     }
 
@@ -39,18 +88,9 @@ impl QuantscopeApp {
         self.pending_open = Some(path);
     }
 
-    /// Starts loading `path` in the background, superseding any load in progress.
-    fn open(&mut self, ctx: &egui::Context, path: &Path) {
-        let ctx = ctx.clone();
-        match LoadJob::start(path, move || ctx.request_repaint()) {
-            Ok(job) => self.loading = Some(job),
-            Err(e) => self.error = Some(e),
-        }
-    }
-
     /// Whether a load is pending or in progress.
     pub fn is_loading(&self) -> bool {
-        self.loading.is_some() || self.pending_open.is_some()
+        self.loading.is_running() || self.pending_open.is_some()
     }
 
     /// The error shown in the status line, if any.
@@ -58,55 +98,178 @@ impl QuantscopeApp {
         self.error.as_deref()
     }
 
-    fn poll_load(&mut self) {
-        let Some(job) = &self.loading else { return };
-        let Some(result) = job.poll() else { return };
-        let path = job.path.display().to_string();
-        self.loading = None;
-        match result {
-            Ok(model) => {
-                self.selected = model
-                    .summary
-                    .tensors
-                    .iter()
-                    .position(|t| t.role == "weight")
-                    .or(if model.summary.tensors.is_empty() {
-                        None
-                    } else {
-                        Some(0)
-                    });
-                self.model = Some(model);
-                self.error = None;
+    /// The open model's session.
+    pub fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    /// The open model's session, to edit (tests, session files).
+    pub fn session_mut(&mut self) -> Option<&mut Session> {
+        self.session.as_mut()
+    }
+
+    /// Applies a command as if a panel had emitted it.
+    pub fn apply(&mut self, ctx: &egui::Context, command: AppCommand) {
+        let wake = waker(ctx);
+        match command {
+            AppCommand::Open(path) => self.request_open(path),
+            AppCommand::PickDataFile => {
+                if let Some(path) = rfd::FileDialog::new()
+                    .add_filter("arrays", &["npy", "npz"])
+                    .pick_file()
+                {
+                    self.apply(ctx, AppCommand::SetSource(DataSource::File(path)));
+                }
             }
-            Err(e) => self.error = Some(format!("could not open {path}: {e}")),
+            AppCommand::PickImageFolder(preset) => {
+                if let Some(dir) = rfd::FileDialog::new().pick_folder() {
+                    self.apply(
+                        ctx,
+                        AppCommand::SetSource(DataSource::ImageFolder { dir, preset }),
+                    );
+                }
+            }
+            other => {
+                let Some(session) = self.session.as_mut() else {
+                    return;
+                };
+                apply_to_session(session, other, &wake);
+            }
         }
     }
 
-    fn menu_ui(&mut self, ui: &mut egui::Ui) {
+    /// Starts loading `path` in the background, superseding any load in progress.
+    fn open(&mut self, ctx: &egui::Context, path: &Path) {
+        let job_path = path.to_path_buf();
+        let wake = waker(ctx);
+        let started = self.loading.start(
+            "quantscope-load",
+            format!("loading {}", path.display()),
+            0,
+            move || wake(),
+            move |job| load_for_view(&job_path, job),
+        );
+        match started {
+            Ok(()) => self.loading_path = Some(path.to_path_buf()),
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+
+    fn poll_load(&mut self, ctx: &egui::Context) {
+        let Some(outcome) = self.loading.poll() else {
+            return;
+        };
+        let path = self.loading_path.take().unwrap_or_default();
+        match outcome.result {
+            Ok(model) => {
+                let mut session = Session::new(model);
+                session.calibrate(&waker(ctx));
+                self.session = Some(session);
+                self.error = None;
+                self.prefs.recent.retain(|p| p != &path);
+                self.prefs.recent.insert(0, path);
+                self.prefs.recent.truncate(RECENT);
+            }
+            Err(JobError::Cancelled) => {}
+            Err(e) => self.error = Some(format!("could not open {}: {e}", path.display())),
+        }
+    }
+
+    fn menu_ui(&mut self, ui: &mut egui::Ui) -> Vec<AppCommand> {
+        let mut commands = Vec::new();
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
-                if ui.button("Open…").clicked() {
+                if ui.button("Open... (Ctrl+O)").clicked() {
                     ui.close();
-                    if let Some(path) = rfd::FileDialog::new()
-                        .add_filter("models", &["onnx", "safetensors", "npz", "npy"])
-                        .pick_file()
-                    {
-                        self.request_open(path);
+                    if let Some(path) = pick_model() {
+                        commands.push(AppCommand::Open(path));
                     }
                 }
+                ui.menu_button("Open recent", |ui| {
+                    if self.prefs.recent.is_empty() {
+                        ui.weak("none yet");
+                    }
+                    for path in &self.prefs.recent {
+                        if ui.button(path.display().to_string()).clicked() {
+                            ui.close();
+                            commands.push(AppCommand::Open(path.clone()));
+                        }
+                    }
+                });
+                if ui
+                    .button("Export plot as PNG...")
+                    .on_hover_text("Save the centre view as an image, for slides")
+                    .clicked()
+                {
+                    ui.close();
+                    self.export_plot(ui.ctx());
+                }
             });
+            ui.menu_button("View", |ui| {
+                ui.checkbox(&mut self.prefs.explain, "Explain mode (E)")
+                    .on_hover_text("Lecture mode: larger text and the formulas with live numbers");
+                ui.checkbox(&mut self.prefs.dark, "Dark theme");
+                ui.add(
+                    egui::Slider::new(&mut self.prefs.font_scale, 0.75..=2.5)
+                        .text("font scale"),
+                );
+            });
+            ui.separator();
+            ui.toggle_value(&mut self.prefs.explain, "Explain")
+                .on_hover_text("Lecture mode (E): larger text, formulas with live numbers");
+        });
+        commands
+    }
+
+    /// Saves the centre view as PNG: a viewport screenshot cropped to the view, written on a
+    /// worker.
+    fn export_plot(&mut self, ctx: &egui::Context) {
+        let Some(path) = rfd::FileDialog::new()
+            .add_filter("PNG", &["png"])
+            .set_file_name("quantscope-plot.png")
+            .save_file()
+        else {
+            return;
+        };
+        let rect = ctx.data(|d| d.get_temp::<egui::Rect>(egui::Id::new(CENTRE_RECT)));
+        let pixels_per_point = ctx.pixels_per_point();
+        let (sender, receiver) = sync_channel(1);
+        self.exports = Some(receiver);
+        let wake = waker(ctx);
+        ctx.request_screenshot(move |image| {
+            let crop = match rect {
+                Some(rect) => image.region(&rect, Some(pixels_per_point)),
+                None => (*image).clone(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name("quantscope-export".into())
+                .spawn(move || {
+                    let [w, h] = crop.size;
+                    let bytes: Vec<u8> = crop.pixels.iter().flat_map(|c| c.to_array()).collect();
+                    let result = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
+                        .ok_or_else(|| "the screenshot has an odd size".to_string())
+                        .and_then(|img| img.save(&path).map_err(|e| e.to_string()))
+                        .map(|()| path);
+                    let _ = sender.send(result);
+                    wake();
+                });
+            if spawned.is_err() {
+                // The receiver reports a missing result.
+            }
         });
     }
 
     fn status_ui(&self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
-            if let Some(job) = &self.loading {
+            if self.loading.is_running() {
                 ui.spinner();
-                ui.label(format!("loading {}", job.path.display()));
-            } else if let Some(model) = &self.model {
-                let s = &model.summary;
+                if let Some(path) = &self.loading_path {
+                    ui.label(format!("loading {}", path.display()));
+                }
+            } else if let Some(session) = &self.session {
+                let s = &session.loaded.summary;
                 ui.label(format!(
-                    "{} · {} · opset {} · {} nodes · {} parameters · {}",
+                    "{} | {} | opset {} | {} nodes | {} parameters | {}",
                     s.path,
                     s.format,
                     s.opset,
@@ -119,10 +282,145 @@ impl QuantscopeApp {
                     }
                 ));
             }
+            if let Some(notice) = &self.notice {
+                ui.label(notice);
+            }
             if let Some(error) = &self.error {
                 ui.colored_label(egui::Color32::LIGHT_RED, error);
             }
         });
+    }
+
+    fn shortcuts(&mut self, ctx: &egui::Context) -> Vec<AppCommand> {
+        let mut commands = Vec::new();
+        if ctx.egui_wants_keyboard_input() {
+            return commands;
+        }
+        let (open, down, up, reset, explain) = ctx.input_mut(|i| {
+            use egui::{Key, KeyboardShortcut, Modifiers};
+            (
+                i.consume_shortcut(&KeyboardShortcut::new(Modifiers::COMMAND, Key::O)),
+                i.key_pressed(Key::ArrowDown) || i.key_pressed(Key::J),
+                i.key_pressed(Key::ArrowUp) || i.key_pressed(Key::K),
+                i.key_pressed(Key::R),
+                i.key_pressed(Key::E),
+            )
+        });
+        if open && let Some(path) = pick_model() {
+            commands.push(AppCommand::Open(path));
+        }
+        if down {
+            commands.push(AppCommand::Step(1));
+        }
+        if up {
+            commands.push(AppCommand::Step(-1));
+        }
+        if reset {
+            commands.push(AppCommand::Distribution(DistributionCommand::ResetClip));
+        }
+        if explain {
+            self.prefs.explain = !self.prefs.explain;
+        }
+        commands
+    }
+
+    fn apply_style(&self, ctx: &egui::Context) {
+        let theme = if self.prefs.dark {
+            egui::Theme::Dark
+        } else {
+            egui::Theme::Light
+        };
+        if ctx.theme() != theme {
+            ctx.set_theme(theme);
+        }
+        let zoom = self.prefs.font_scale.clamp(0.5, 3.0)
+            * if self.prefs.explain { EXPLAIN_ZOOM } else { 1.0 };
+        if (ctx.zoom_factor() - zoom).abs() > 1e-3 {
+            ctx.set_zoom_factor(zoom);
+        }
+    }
+}
+
+/// Where the centre view was drawn (for the PNG export).
+const CENTRE_RECT: &str = "quantscope-centre-rect";
+
+fn pick_model() -> Option<PathBuf> {
+    rfd::FileDialog::new()
+        .add_filter("models", &["onnx", "safetensors", "npz", "npy"])
+        .pick_file()
+}
+
+fn waker(ctx: &egui::Context) -> Waker {
+    let ctx = ctx.clone();
+    Arc::new(move || ctx.request_repaint())
+}
+
+fn apply_to_session(session: &mut Session, command: AppCommand, wake: &Waker) {
+    match command {
+        AppCommand::Select(selection) => {
+            session.selection = Some(selection);
+            if session.auto_evaluate && session.evaluation.is_some() {
+                session.request_evaluation(false); // exact figures of the new tensor
+            }
+        }
+        AppCommand::Step(delta) => step_selection(session, delta),
+        AppCommand::SetDefault(quant) => {
+            let mut config = session.config.clone();
+            config.default = quant;
+            session.set_config(config);
+        }
+        AppCommand::SetLayer { node, quant } => {
+            let mut config = session.config.clone();
+            match quant {
+                Some(q) => config.layers.insert(node, q),
+                None => config.layers.remove(&node),
+            };
+            session.set_config(config);
+        }
+        AppCommand::SetSource(source) => {
+            session.source = source;
+            session.data = None;
+            session.calibration = None;
+            session.evaluation = None;
+            session.shown = None;
+            session.calibrate(wake);
+        }
+        AppCommand::Evaluate => session.request_evaluation(true),
+        AppCommand::SetAutoEvaluate(on) => session.auto_evaluate = on,
+        AppCommand::Cancel => session.cancel(),
+        AppCommand::Distribution(command) => session.apply_distribution_command(command),
+        AppCommand::Open(_) | AppCommand::PickDataFile | AppCommand::PickImageFolder(_) => {}
+    }
+}
+
+/// Moves the selection to the next/previous layer with the same part (or any part it has).
+fn step_selection(session: &mut Session, delta: i32) {
+    let layers = &session.loaded.layers;
+    let current = session.selection.unwrap_or(Selection {
+        layer: 0,
+        part: Part::Weight,
+    });
+    let mut index = current.layer as i64;
+    loop {
+        index += i64::from(delta.signum());
+        let Some(row) = usize::try_from(index).ok().and_then(|i| layers.get(i)) else {
+            return;
+        };
+        if !row.quantizable {
+            continue;
+        }
+        let part = match current.part {
+            Part::Weight if row.weight.is_some() => Part::Weight,
+            Part::Input if row.input.is_some() => Part::Input,
+            Part::Output if row.output.is_some() => Part::Output,
+            _ if row.weight.is_some() => Part::Weight,
+            _ => Part::Output,
+        };
+        session.selection = Some(Selection {
+            layer: index as usize,
+            part,
+        });
+        return;
     }
 }
 
@@ -130,52 +428,144 @@ impl eframe::App for QuantscopeApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.show_ui(ui);
     }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.prefs);
+    }
 }
 
 impl QuantscopeApp {
     /// The whole window's content (also what UI tests drive).
     pub fn show_ui(&mut self, ui: &mut egui::Ui) {
-        let dropped: Option<PathBuf> = ui
-            .ctx()
-            .input(|i| i.raw.dropped_files.first().map(|f| f.path().to_path_buf()));
+        let ctx = ui.ctx().clone();
+        self.apply_style(&ctx);
+        let dropped: Option<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .first()
+                .and_then(|f| f.path.clone())
+        });
         if let Some(path) = dropped.or_else(|| self.pending_open.take()) {
-            self.open(ui.ctx(), &path);
+            self.open(&ctx, &path);
         }
-        self.poll_load();
-
-        egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
+        let mut commands = Vec::new();
+        commands.extend(self.shortcuts(&ctx));
+        egui::Panel::top("menu").show(ui, |ui| commands.extend(self.menu_ui(ui)));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
-        let Some(model) = &self.model else {
+        let Some(session) = &self.session else {
             egui::CentralPanel::default_margins().show(ui, |ui| {
-                ui.label("Open a model (File > Open, or drop a file here).");
+                ui.centered_and_justified(|ui| {
+                    ui.label("Open a model: File > Open (Ctrl+O), or drop a file here.");
+                });
             });
+            self.apply_all(&ctx, commands);
+            self.poll(&ctx);
             return;
         };
-        egui::Panel::left("tensors")
-            .default_size(360.0)
+        egui::Panel::bottom("results")
             .resizable(true)
+            .default_size(230.0)
             .show(ui, |ui| {
-                ui.heading("Tensors");
-                tensor_list_ui(
-                    ui,
-                    &model.summary,
-                    &mut self.selected,
-                    &mut self.filter,
-                    &mut self.show_constants,
-                );
+                ui.heading("Results");
+                commands.extend(results_panel_ui(ui, session));
+            });
+        egui::Panel::left("model")
+            .resizable(true)
+            .default_size(330.0)
+            .show(ui, |ui| {
+                ui.heading("Model");
+                let evaluation = session.evaluation.as_ref();
+                let input = ModelPanelInput {
+                    layers: &session.loaded.layers,
+                    config: &session.config,
+                    selection: session.selection,
+                    sqnr_db: evaluation
+                        .map(|(_, e)| {
+                            e.layers
+                                .iter()
+                                .map(|l| (l.node.as_str(), l.sqnr_db))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    sqnr_current: evaluation.is_some_and(|(r, _)| *r == session.revision),
+                };
+                commands.extend(self.prefs.model_panel.show_ui(ui, &input));
+            });
+        egui::Panel::right("settings")
+            .resizable(true)
+            .default_size(290.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    let node = session.selected_tensor().map(|(_, _, node)| node);
+                    let reason = session.inference_unavailable();
+                    let input = SettingsInput {
+                        config: &session.config,
+                        node: node.as_deref(),
+                        source: &session.source,
+                        bundled_available: bundled_digits_dir(&session.loaded.model.path)
+                            .is_some(),
+                        inference_unavailable: reason.as_deref(),
+                    };
+                    commands.extend(self.prefs.settings_panel.show_ui(ui, &input));
+                });
             });
         egui::CentralPanel::default_margins().show(ui, |ui| {
-            let shown = self
-                .selected
-                .and_then(|i| Some((model.summary.tensors.get(i)?, model.histograms.get(i)?)));
-            match shown {
-                Some((tensor, histogram)) => {
-                    tensor_view_ui(ui, tensor, histogram, &mut self.log_counts)
+            ctx.data_mut(|d| d.insert_temp(egui::Id::new(CENTRE_RECT), ui.max_rect()));
+            let exact = session.exact_figures();
+            match session.distribution_input(exact.as_ref(), self.prefs.explain) {
+                Some(input) => {
+                    let view_commands = self.view.show_ui(ui, &input);
+                    commands.extend(view_commands.into_iter().map(AppCommand::Distribution));
                 }
-                None => {
-                    ui.label("Select a tensor on the left.");
-                }
+                None => match session.view_problem() {
+                    Some(problem) => {
+                        ui.label(problem);
+                    }
+                    None if session.selection.is_none() => {
+                        ui.label("Select a weight or activation on the left.");
+                    }
+                    None => {
+                        ui.spinner();
+                    }
+                },
             }
         });
+        self.apply_all(&ctx, commands);
+        self.poll(&ctx);
+    }
+
+    /// Polls the jobs after the frame's commands were applied (so a Cancel clicked on this
+    /// frame's progress bar always wins over a result that arrived meanwhile).
+    fn poll(&mut self, ctx: &egui::Context) {
+        let had_session = self.session.is_some();
+        self.poll_load(ctx);
+        let mut changed = had_session != self.session.is_some();
+        if let Some(receiver) = &self.exports
+            && let Ok(result) = receiver.try_recv()
+        {
+            match result {
+                Ok(path) => self.notice = Some(format!("saved {}", path.display())),
+                Err(e) => self.error = Some(format!("could not export the plot: {e}")),
+            }
+            self.exports = None;
+            changed = true;
+        }
+        let wake = waker(ctx);
+        if let Some(session) = self.session.as_mut() {
+            let (tick_changed, wait) = session.tick(&wake);
+            changed |= tick_changed;
+            if let Some(wait) = wait {
+                ctx.request_repaint_after(wait);
+            }
+        }
+        if changed {
+            ctx.request_repaint();
+        }
+    }
+
+    fn apply_all(&mut self, ctx: &egui::Context, commands: Vec<AppCommand>) {
+        for command in commands {
+            self.apply(ctx, command);
+        }
     }
 }

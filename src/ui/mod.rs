@@ -1,19 +1,29 @@
-//! The desktop app (behind the `gui` feature). Panels read state and emit commands; all
-//! loading and statistics run on named worker threads that wake the UI when done.
+//! The desktop app (behind the `gui` feature). Panels read state and return commands; the app
+//! applies them to the session's `QuantConfig` and starts jobs (`crate::jobs`) on named worker
+//! threads that wake the UI when done.
 
+mod activation_distribution;
 mod app;
+mod badge;
+mod commands;
 pub mod distribution;
+mod layers;
 mod load_job;
-mod tensor_list;
-mod tensor_view;
+mod model_panel;
+mod results_panel;
+mod session;
+mod settings_panel;
 
 use std::path::PathBuf;
 
-pub use app::QuantscopeApp;
+pub use app::{EXPLAIN_ZOOM, Prefs, QuantscopeApp};
+pub use commands::AppCommand;
+pub use layers::{LayerRow, layer_rows};
+pub use session::{Part, Selection, Session};
 
-/// The sample model opened when none is given.
+/// The sample model opened when none is given (the MobileNet-style one).
 pub fn bundled_sample_model() -> PathBuf {
-    let relative = PathBuf::from("sample_models/digits_cnn.onnx");
+    let relative = PathBuf::from("sample_models/digits_mobilenet.onnx");
     if relative.exists() {
         relative
     } else {
@@ -21,20 +31,29 @@ pub fn bundled_sample_model() -> PathBuf {
     }
 }
 
-/// Opens the main window on `model` (the bundled sample when None) and runs until it closes.
+/// Opens the main window on `model` (the last opened file, else the bundled sample, when
+/// None) and runs until it closes. Preferences persist through eframe's storage.
 pub fn run_app(model: Option<PathBuf>) -> anyhow::Result<()> {
-    let model = model.unwrap_or_else(bundled_sample_model);
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Quantscope")
-            .with_inner_size([1200.0, 760.0])
+            .with_inner_size([1280.0, 800.0])
             .with_drag_and_drop(true),
         ..Default::default()
     };
     eframe::run_native(
         "Quantscope",
         options,
-        Box::new(move |_cc| Ok(Box::new(QuantscopeApp::new(Some(model))))),
+        Box::new(move |cc| {
+            let prefs: Prefs = cc
+                .storage
+                .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
+                .unwrap_or_default();
+            let model = model
+                .or_else(|| prefs.recent.first().filter(|p| p.exists()).cloned())
+                .unwrap_or_else(bundled_sample_model);
+            Ok(Box::new(QuantscopeApp::with_prefs(Some(model), prefs)))
+        }),
     )
     .map_err(|e| anyhow::anyhow!("could not open the window: {e}"))
 }

@@ -1,0 +1,125 @@
+//! Preparing the centre view's data on a worker: a weight's [`TensorDistribution`] from its
+//! values, an activation's from its calibration statistics (the calibration histogram, as the
+//! app keeps no activation values), and every calibration method's range as a marker.
+
+use crate::calib::{CalibrationStats, Method, ObserverConfig};
+use crate::ir::Tensor;
+use crate::metrics::FineHistogram;
+use crate::stats::Summary;
+use crate::summary::TensorSummary;
+
+use super::distribution::{CalibrationMarker, TensorDistribution};
+
+/// The marker name of `method` (also what `AdoptMarker` carries back).
+pub fn method_label(method: Method) -> String {
+    match method {
+        Method::MinMax => "min-max".into(),
+        Method::Ema => "EMA".into(),
+        Method::BatchMean => "batch mean".into(),
+        Method::Percentile(p) => format!("percentile {p}"),
+        Method::Mse => "MSE".into(),
+        Method::AciqGauss => "ACIQ Gauss".into(),
+        Method::AciqLaplace => "ACIQ Laplace".into(),
+        Method::Kl => "KL".into(),
+    }
+}
+
+/// Every method's range for `stats` at `bits` (plus `chosen`, when it is not among them);
+/// methods that cannot give a range are left out.
+pub fn markers(stats: &CalibrationStats, bits: u32, chosen: Method) -> Vec<CalibrationMarker> {
+    let mut methods = Method::ALL.to_vec();
+    if !methods.contains(&chosen) {
+        methods.push(chosen);
+    }
+    methods
+        .into_iter()
+        .filter_map(|m| {
+            Some(CalibrationMarker {
+                method: method_label(m),
+                range: m.range(stats, bits).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// A weight's view data, with markers from its own statistics.
+pub fn weight_distribution(
+    tensor: &Tensor,
+    bits: u32,
+    chosen: Method,
+) -> Result<TensorDistribution, String> {
+    let values = tensor.data.to_f32();
+    let stats = CalibrationStats::of_tensor(values.view(), ObserverConfig::default());
+    TensorDistribution::prepare(
+        values.view(),
+        tensor.channel_axis,
+        markers(&stats, bits, chosen),
+    )
+}
+
+/// An activation's view data from its calibration statistics: the signed calibration
+/// histogram (values spread evenly in each bin), no channels, no sample.
+pub fn activation_distribution(
+    stats: &CalibrationStats,
+    bits: u32,
+    chosen: Method,
+) -> Result<TensorDistribution, String> {
+    let histogram = stats
+        .signed_histogram()
+        .ok_or_else(|| "no calibration values were seen for this tensor".to_string())?;
+    let fine = FineHistogram::from_histogram(&histogram).map_err(|e| e.to_string())?;
+    Ok(TensorDistribution {
+        fine,
+        channel_ranges: Vec::new(),
+        channel_histograms: Vec::new(),
+        sample: Vec::new(),
+        markers: markers(stats, bits, chosen),
+    })
+}
+
+/// A summary of an activation from its statistics (shape without the batch dimension).
+pub fn activation_summary(name: &str, stats: &CalibrationStats, shape: &[usize]) -> TensorSummary {
+    let (min, max) = stats.min_max().unwrap_or((0.0, 0.0));
+    TensorSummary {
+        name: name.to_string(),
+        role: "activation",
+        dtype: "float32",
+        shape: shape.to_vec(),
+        stats: Summary {
+            count: stats.count() as usize,
+            nan_count: stats.nan_count() as usize,
+            inf_count: stats.inf_count() as usize,
+            min,
+            max,
+            mean: stats.mean().unwrap_or(0.0),
+            std: stats.std().unwrap_or(0.0),
+        },
+        channel_axis: None,
+        channels: None,
+        channel_range_spread: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{ArrayD, IxDyn};
+
+    #[test]
+    fn activation_view_data_spans_the_calibrated_range_with_every_marker() {
+        let values: Vec<f32> = (0..1000).map(|i| i as f32 / 100.0).collect();
+        let array = ArrayD::from_shape_vec(IxDyn(&[10, 100]), values).unwrap();
+        let stats = CalibrationStats::of_tensor(array.view(), ObserverConfig::default());
+        let data = activation_distribution(&stats, 8, Method::Percentile(99.0)).unwrap();
+        let (lo, hi) = data.fine.range();
+        assert!(lo <= 0.0 && hi >= 9.99, "{lo}..{hi}");
+        assert_eq!(data.fine.count(), 1000);
+        let names: Vec<&str> = data.markers.iter().map(|m| m.method.as_str()).collect();
+        assert!(names.contains(&"min-max") && names.contains(&"KL"));
+        assert!(names.contains(&"percentile 99"), "{names:?}");
+        let minmax = data.markers.iter().find(|m| m.method == "min-max").unwrap();
+        assert_eq!(minmax.range, (0.0, 9.99));
+        let summary = activation_summary("x", &stats, &[100]);
+        assert_eq!((summary.stats.min, summary.stats.max), (0.0, 9.99));
+    }
+}

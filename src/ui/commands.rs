@@ -1,0 +1,39 @@
+//! What panels ask for. Panels read state and return these; the app applies them (it owns
+//! the `QuantConfig` and starts the jobs).
+
+use std::path::PathBuf;
+
+use crate::jobs::pipeline::DataSource;
+use crate::load::images::ImagePreset;
+use crate::quant::LayerQuant;
+
+use super::distribution::DistributionCommand;
+use super::session::Selection;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppCommand {
+    /// Show a tensor of a layer.
+    Select(Selection),
+    /// Select the next (+1) or previous (−1) layer.
+    Step(i32),
+    /// The default quantization of every quantizable layer.
+    SetDefault(LayerQuant),
+    /// A per-layer override (None: back to the default).
+    SetLayer { node: String, quant: Option<LayerQuant> },
+    /// Where calibration and evaluation data come from.
+    SetSource(DataSource),
+    /// Evaluate the current config now.
+    Evaluate,
+    /// Re-evaluate automatically after every settings change.
+    SetAutoEvaluate(bool),
+    /// Cancel the running calibration and evaluation.
+    Cancel,
+    /// A command of the distribution view.
+    Distribution(DistributionCommand),
+    /// Open a file (model).
+    Open(PathBuf),
+    /// Ask for a .npy/.npz data file (dialog), then use it as the data source.
+    PickDataFile,
+    /// Ask for a folder of images (dialog), then use it with this normalisation.
+    PickImageFolder(ImagePreset),
+}

@@ -1,0 +1,159 @@
+//! The bottom panel: float vs quantized accuracy, top-1 agreement, output KL, the per-layer
+//! output SQNR chart, model size and BitOps against float, and the running job's progress with
+//! Cancel. Results of an older settings revision are labelled stale, never shown as current.
+
+use egui_plot::{Bar, BarChart, Plot};
+
+use super::badge::{sqnr_colour, sqnr_text};
+use super::commands::AppCommand;
+use super::session::Session;
+
+fn percent(x: Option<f64>) -> String {
+    x.map(|x| format!("{:.2} %", 100.0 * x))
+        .unwrap_or_else(|| "no labels".into())
+}
+
+/// Draws the panel for `session`.
+pub fn results_panel_ui(ui: &mut egui::Ui, session: &Session) -> Vec<AppCommand> {
+    let mut commands = Vec::new();
+    if let Some(reason) = session.inference_unavailable() {
+        ui.add_enabled_ui(false, |ui| {
+            ui.horizontal(|ui| {
+                let _ = ui.button("Evaluate");
+                ui.label("accuracy, agreement, output KL, per-layer SQNR");
+            })
+        })
+        .response
+        .on_disabled_hover_text(&reason);
+        ui.weak(format!("inference unavailable: {reason}"));
+        return commands;
+    }
+    ui.horizontal(|ui| {
+        if ui
+            .button("Evaluate")
+            .on_hover_text("Quantize with the current settings and run float and quantized models on the evaluation data")
+            .clicked()
+        {
+            commands.push(AppCommand::Evaluate);
+        }
+        let mut auto = session.auto_evaluate;
+        if ui
+            .checkbox(&mut auto, "auto")
+            .on_hover_text("Re-evaluate after every settings change")
+            .changed()
+        {
+            commands.push(AppCommand::SetAutoEvaluate(auto));
+        }
+        if let Some((label, progress)) = session.progress() {
+            ui.add(
+                egui::ProgressBar::new(progress)
+                    .desired_width(220.0)
+                    .show_percentage()
+                    .animate(true),
+            );
+            ui.label(label);
+            if ui
+                .button("Cancel")
+                .on_hover_text("Stop the running job; its result is dropped")
+                .clicked()
+            {
+                commands.push(AppCommand::Cancel);
+            }
+        } else if session.is_busy() {
+            ui.spinner();
+            ui.label("settings changed, evaluating shortly");
+        }
+        if let Some(message) = &session.job_message {
+            ui.colored_label(egui::Color32::LIGHT_RED, message);
+        }
+    });
+    let Some((revision, evaluation)) = &session.evaluation else {
+        ui.weak("No results yet: calibration runs first, then the evaluation.");
+        return commands;
+    };
+    let current = *revision == session.revision;
+    if !current {
+        ui.colored_label(
+            egui::Color32::from_rgb(235, 140, 50),
+            format!(
+                "stale: these results are for settings revision {revision}, the settings are at {}",
+                session.revision
+            ),
+        );
+    }
+    ui.columns(2, |columns| {
+        let ui = &mut columns[0];
+        if !current {
+            ui.disable();
+        }
+        let c = &evaluation.comparison;
+        let cost = &evaluation.cost;
+        egui::Grid::new("results_grid")
+            .num_columns(2)
+            .striped(true)
+            .show(ui, |ui| {
+                let rows = [
+                    ("float accuracy", percent(c.float_accuracy), "Top-1 accuracy of the float model on the evaluation data"),
+                    ("quantized accuracy", percent(c.quant_accuracy), "Top-1 accuracy of the fake-quantized model"),
+                    ("top-1 agreement", format!("{:.2} %", 100.0 * c.agreement), "How often both models pick the same class (needs no labels)"),
+                    ("output KL", format!("{:.3e} nats", c.mean_kl), "Mean KL(softmax(float) || softmax(quantized)): how far the output distributions moved"),
+                    (
+                        "model size",
+                        format!(
+                            "{:.1} KiB vs {:.1} KiB float ({:.1}x smaller)",
+                            cost.size_bytes / 1024.0,
+                            cost.float_size_bytes / 1024.0,
+                            cost.float_size_bytes / cost.size_bytes.max(1.0)
+                        ),
+                        "Parameter storage with the chosen bits, scales and codebooks",
+                    ),
+                    (
+                        "BitOps",
+                        format!(
+                            "{:.3e} vs {:.3e} float ({:.1}x fewer)",
+                            cost.bitops as f64,
+                            cost.float_bitops as f64,
+                            cost.float_bitops as f64 / cost.bitops.max(1) as f64
+                        ),
+                        "MACs x weight bits x activation bits, per sample",
+                    ),
+                    ("data", format!("{} ({} rows)", evaluation.data, c.rows), "What the figures were computed on"),
+                ];
+                for (name, value, hover) in rows {
+                    ui.label(name).on_hover_text(hover);
+                    ui.label(value);
+                    ui.end_row();
+                }
+            });
+        let ui = &mut columns[1];
+        let bars: Vec<Bar> = evaluation
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| {
+                let db = if layer.sqnr_db.is_finite() {
+                    layer.sqnr_db
+                } else {
+                    100.0
+                };
+                Bar::new(i as f64, db)
+                    .name(format!("{}: {}", layer.node, sqnr_text(layer.sqnr_db)))
+                    .fill(sqnr_colour(layer.sqnr_db))
+                    .width(0.8)
+            })
+            .collect();
+        ui.label("per-layer output SQNR (dB): the lowest bar hurts most")
+            .on_hover_text("10*log10(sum float^2 / sum (float - quantized)^2) of each layer's output");
+        Plot::new("layer_sqnr")
+            .height(ui.available_height().max(80.0))
+            .allow_scroll(false)
+            .allow_zoom(false)
+            .allow_drag(false)
+            .x_axis_label("layer (execution order)")
+            .y_axis_label("dB")
+            .show(ui, |plot_ui| {
+                plot_ui.bar_chart(BarChart::new("SQNR", bars));
+            });
+    });
+    commands
+}

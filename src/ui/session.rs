@@ -1,0 +1,617 @@
+//! One open model and everything derived from it: the `QuantConfig` and its revision, the
+//! calibration and evaluation data, the latest calibration and evaluation, the shown tensor's
+//! view data, and the jobs computing them (each tagged with the revision it was started for;
+//! a result of an older revision is kept only as "stale", never shown as current).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::calib::Method;
+use crate::jobs::pipeline::{
+    self, Calibration, Data, DataSource, Evaluation, Focus, default_source,
+};
+use crate::jobs::{JobError, JobSlot};
+use crate::quant::{ActivationQuant, LayerQuant, QuantConfig, WeightQuant, WeightScheme};
+use crate::summary::TensorSummary;
+
+use super::activation_distribution::{
+    activation_distribution, activation_summary, method_label, weight_distribution,
+};
+use super::distribution::{
+    DistributionCommand, DistributionInput, ExactFigures, QuantChoice, TensorDistribution,
+};
+use super::load_job::LoadedModel;
+
+/// Settings changes are evaluated once they have rested this long.
+pub const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Which tensor of a layer is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Weight,
+    Input,
+    Output,
+}
+
+/// The shown tensor: a part of the layer at index `layer` of the model panel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selection {
+    pub layer: usize,
+    pub part: Part,
+}
+
+/// What the shown view data was prepared for.
+#[derive(Debug, Clone, PartialEq)]
+struct ViewKey {
+    tensor: String,
+    weight: bool,
+    bits: u32,
+    method: String,
+}
+
+/// The shown tensor's view data (or why there is none).
+pub struct Shown {
+    key: ViewKey,
+    pub summary: TensorSummary,
+    pub data: Result<TensorDistribution, String>,
+}
+
+/// Wakes the UI from a worker.
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// The default config: int8 symmetric per-channel weights, uint8 min-max activations.
+pub fn default_config() -> QuantConfig {
+    QuantConfig::uniform(
+        Some(WeightQuant {
+            scheme: WeightScheme::Linear {
+                bits: 8,
+                symmetric: true,
+            },
+            per_channel: true,
+        }),
+        Some(ActivationQuant {
+            bits: 8,
+            symmetric: false,
+            method: Method::MinMax,
+        }),
+    )
+}
+
+pub struct Session {
+    pub loaded: LoadedModel,
+    pub config: QuantConfig,
+    /// Bumped by every config change.
+    pub revision: u64,
+    pub source: DataSource,
+    pub data: Option<Arc<Data>>,
+    pub calibration: Option<Arc<Calibration>>,
+    /// The latest evaluation and the revision it was computed for.
+    pub evaluation: Option<(u64, Arc<Evaluation>)>,
+    pub selection: Option<Selection>,
+    pub shown: Option<Shown>,
+    pub auto_evaluate: bool,
+    /// The last job failure or cancellation, shown in the results panel.
+    pub job_message: Option<String>,
+    evaluate_after: Option<Instant>,
+    calibration_job: JobSlot<(Arc<Data>, Calibration)>,
+    evaluation_job: JobSlot<(Option<Focus>, Evaluation)>,
+    view_job: JobSlot<Shown>,
+    /// The focus of the latest evaluation.
+    evaluated_focus: Option<Focus>,
+}
+
+impl Session {
+    /// A session on a freshly loaded model; the first weight is selected.
+    pub fn new(loaded: LoadedModel) -> Self {
+        let source = default_source(&loaded.model.path);
+        let selection = loaded
+            .layers
+            .iter()
+            .position(|l| l.weight.is_some())
+            .map(|layer| Selection {
+                layer,
+                part: Part::Weight,
+            });
+        Session {
+            loaded,
+            config: default_config(),
+            revision: 1,
+            source,
+            data: None,
+            calibration: None,
+            evaluation: None,
+            selection,
+            shown: None,
+            auto_evaluate: true,
+            job_message: None,
+            evaluate_after: None,
+            calibration_job: JobSlot::default(),
+            evaluation_job: JobSlot::default(),
+            view_job: JobSlot::default(),
+            evaluated_focus: None,
+        }
+    }
+
+    /// Whether inference (calibration, evaluation) is possible, or why not.
+    pub fn inference_unavailable(&self) -> Option<String> {
+        if self.loaded.summary.runnable {
+            None
+        } else {
+            Some(format!(
+                "{} holds weights only: there is no graph to calibrate or run",
+                self.loaded.summary.path
+            ))
+        }
+    }
+
+    /// The running job's label and progress.
+    pub fn progress(&self) -> Option<(String, f32)> {
+        if let Some(job) = self.calibration_job.running() {
+            return Some((job.label.clone(), job.progress()));
+        }
+        self.evaluation_job
+            .running()
+            .map(|job| (job.label.clone(), job.progress()))
+    }
+
+    /// Whether calibration or evaluation is running or due.
+    pub fn is_busy(&self) -> bool {
+        self.calibration_job.is_running()
+            || self.evaluation_job.is_running()
+            || self.evaluate_after.is_some()
+    }
+
+    /// Whether the shown tensor's view data is being prepared.
+    pub fn is_preparing_view(&self) -> bool {
+        self.view_job.is_running()
+    }
+
+    /// The evaluation, if it belongs to the current revision.
+    pub fn current_evaluation(&self) -> Option<&Evaluation> {
+        match &self.evaluation {
+            Some((rev, e)) if *rev == self.revision => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Starts reading the data and calibrating (after a load or a data source change).
+    pub fn calibrate(&mut self, wake: &Waker) {
+        if self.inference_unavailable().is_some() {
+            return;
+        }
+        self.evaluation_job.cancel();
+        let model = self.loaded.model.clone();
+        let source = self.source.clone();
+        let w = wake.clone();
+        let started = self.calibration_job.start(
+            "quantscope-calibrate",
+            format!("calibrating on {}", source.describe()),
+            self.revision,
+            move || w(),
+            move |ctx| {
+                let data = pipeline::read_data(&model.graph, &model.path, &source)?;
+                ctx.check()?;
+                let calibration = pipeline::calibrate(&model.graph, &data.calibration, ctx)?;
+                Ok((Arc::new(data), calibration))
+            },
+        );
+        if let Err(e) = started {
+            self.job_message = Some(e.to_string());
+        }
+    }
+
+    /// Asks for an evaluation of the current revision, after [`DEBOUNCE`] (or now).
+    pub fn request_evaluation(&mut self, now: bool) {
+        if self.inference_unavailable().is_some() {
+            return;
+        }
+        let at = Instant::now();
+        self.evaluate_after = Some(if now {
+            at.checked_sub(DEBOUNCE).unwrap_or(at)
+        } else {
+            at + DEBOUNCE
+        });
+    }
+
+    /// Cancels calibration and evaluation (their results are dropped).
+    pub fn cancel(&mut self) {
+        if self.calibration_job.is_running() || self.evaluation_job.is_running() {
+            self.job_message = Some("cancelled".into());
+        }
+        self.calibration_job.cancel();
+        self.evaluation_job.cancel();
+        self.evaluate_after = None;
+    }
+
+    /// A config change: new revision, re-evaluation when automatic.
+    pub fn set_config(&mut self, config: QuantConfig) {
+        if config == self.config {
+            return;
+        }
+        self.config = config;
+        self.revision += 1;
+        if self.auto_evaluate {
+            self.request_evaluation(false);
+        }
+    }
+
+    /// Polls the jobs and starts the ones that are due. Returns whether anything arrived, and
+    /// how long until the next due job when one waits for its debounce.
+    pub fn tick(&mut self, wake: &Waker) -> (bool, Option<Duration>) {
+        let mut changed = false;
+        if let Some(outcome) = self.calibration_job.poll() {
+            changed = true;
+            match outcome.result {
+                Ok((data, calibration)) => {
+                    self.data = Some(data);
+                    self.calibration = Some(Arc::new(calibration));
+                    self.shown = None; // activations now have statistics
+                    self.job_message = None;
+                    if self.auto_evaluate {
+                        self.request_evaluation(true);
+                    }
+                }
+                Err(e) => self.job_message = Some(format!("calibration failed: {e}")),
+            }
+        }
+        if let Some(outcome) = self.evaluation_job.poll() {
+            changed = true;
+            match outcome.result {
+                Ok((focus, evaluation)) => {
+                    self.evaluation = Some((outcome.revision, Arc::new(evaluation)));
+                    self.evaluated_focus = focus;
+                    self.job_message = None;
+                }
+                Err(JobError::Cancelled) => {}
+                Err(e) => self.job_message = Some(format!("evaluation failed: {e}")),
+            }
+        }
+        if let Some(outcome) = self.view_job.poll() {
+            changed = true;
+            match outcome.result {
+                Ok(shown) => self.shown = Some(shown),
+                Err(e) => {
+                    // Shown as the view's problem (and not retried until the selection changes).
+                    if let Some(key) = self.view_key() {
+                        self.shown = Some(Shown {
+                            summary: placeholder_summary(&key.tensor),
+                            data: Err(format!("preparing the view failed: {e}")),
+                            key,
+                        });
+                    }
+                }
+            }
+        }
+        self.prepare_view(wake);
+        let Some(due) = self.evaluate_after else {
+            return (changed, None);
+        };
+        let now = Instant::now();
+        if now < due {
+            return (changed, Some(due - now));
+        }
+        if self.calibration_job.is_running() {
+            return (changed, None); // evaluated when calibration ends
+        }
+        self.evaluate_after = None;
+        self.start_evaluation(wake);
+        (true, None)
+    }
+
+    fn focus(&self) -> Option<Focus> {
+        let selection = self.selection?;
+        let row = self.loaded.layers.get(selection.layer)?;
+        Some(match selection.part {
+            Part::Weight => Focus::Weight {
+                tensor: row.weight.clone()?,
+                node: row.node.clone(),
+            },
+            Part::Input => Focus::Activation {
+                tensor: row.input.clone()?,
+            },
+            Part::Output => Focus::Activation {
+                tensor: row.output.clone()?,
+            },
+        })
+    }
+
+    fn start_evaluation(&mut self, wake: &Waker) {
+        let (Some(data), Some(calibration)) = (self.data.clone(), self.calibration.clone()) else {
+            if !self.calibration_job.is_running() {
+                self.calibrate(wake);
+                self.request_evaluation(true);
+            }
+            return;
+        };
+        let model = self.loaded.model.clone();
+        let config = self.config.clone();
+        let focus = self.focus();
+        let w = wake.clone();
+        let started = self.evaluation_job.start(
+            "quantscope-evaluate",
+            format!("evaluating on {}", data.evaluation.description),
+            self.revision,
+            move || w(),
+            move |ctx| {
+                let evaluation = pipeline::evaluate(
+                    &model.graph,
+                    &config,
+                    &calibration.stats,
+                    &data.evaluation,
+                    focus.as_ref(),
+                    ctx,
+                )?;
+                Ok((focus, evaluation))
+            },
+        );
+        if let Err(e) = started {
+            self.job_message = Some(e.to_string());
+        }
+    }
+
+    /// The shown tensor's name, whether it is a weight, and its node.
+    pub fn selected_tensor(&self) -> Option<(String, bool, String)> {
+        let selection = self.selection?;
+        let row = self.loaded.layers.get(selection.layer)?;
+        let tensor = match selection.part {
+            Part::Weight => row.weight.clone(),
+            Part::Input => row.input.clone(),
+            Part::Output => row.output.clone(),
+        }?;
+        Some((tensor, selection.part == Part::Weight, row.node.clone()))
+    }
+
+    /// The settings of the shown tensor's layer.
+    fn layer_quant(&self) -> LayerQuant {
+        match self.selected_tensor() {
+            Some((_, _, node)) => *self.config.layer(&node),
+            None => self.config.default,
+        }
+    }
+
+    fn activation_settings(&self) -> ActivationQuant {
+        self.layer_quant()
+            .activations
+            .or(self.config.default.activations)
+            .unwrap_or(ActivationQuant {
+                bits: 8,
+                symmetric: false,
+                method: Method::MinMax,
+            })
+    }
+
+    fn view_key(&self) -> Option<ViewKey> {
+        let (tensor, weight, _) = self.selected_tensor()?;
+        let act = self.activation_settings();
+        Some(ViewKey {
+            tensor,
+            weight,
+            bits: act.bits,
+            method: act.method.to_string(),
+        })
+    }
+
+    /// Starts preparing the shown tensor's view data when the selection or the settings its
+    /// markers depend on changed.
+    fn prepare_view(&mut self, wake: &Waker) {
+        let Some(key) = self.view_key() else {
+            self.shown = None;
+            return;
+        };
+        if self.shown.as_ref().is_some_and(|s| s.key == key) {
+            return;
+        }
+        if self.view_job.running().is_some_and(|j| j.label == key.tensor) {
+            return;
+        }
+        let act = self.activation_settings();
+        let w = wake.clone();
+        let job_key = key.clone();
+        let started = if key.weight {
+            let Some(tensor) = self.loaded.model.graph.initializers.get(&key.tensor).cloned()
+            else {
+                return;
+            };
+            let summary = self
+                .loaded
+                .summary
+                .tensors
+                .iter()
+                .find(|t| t.name == key.tensor)
+                .cloned();
+            self.view_job.start(
+                "quantscope-view",
+                key.tensor.clone(),
+                self.revision,
+                move || w(),
+                move |_| {
+                    let summary = summary.unwrap_or_else(|| TensorSummary::of(&tensor));
+                    Ok(Shown {
+                        data: weight_distribution(&tensor, act.bits, act.method),
+                        summary,
+                        key: job_key,
+                    })
+                },
+            )
+        } else {
+            let Some(calibration) = self.calibration.clone() else {
+                self.shown = Some(Shown {
+                    summary: placeholder_summary(&key.tensor),
+                    data: Err(match self.inference_unavailable() {
+                        Some(reason) => reason,
+                        None => "activations are shown once calibration has run".into(),
+                    }),
+                    key,
+                });
+                return;
+            };
+            self.view_job.start(
+                "quantscope-view",
+                key.tensor.clone(),
+                self.revision,
+                move || w(),
+                move |_| {
+                    let name = &job_key.tensor;
+                    let Some(stats) = calibration.stats.get(name) else {
+                        return Ok(Shown {
+                            summary: placeholder_summary(name),
+                            data: Err(format!("'{name}' was not seen during calibration")),
+                            key: job_key,
+                        });
+                    };
+                    let shape: Vec<usize> = calibration
+                        .shapes
+                        .get(name)
+                        .map(|s| s.iter().skip(1).copied().collect())
+                        .unwrap_or_default();
+                    Ok(Shown {
+                        summary: activation_summary(name, stats, &shape),
+                        data: activation_distribution(stats, act.bits, act.method),
+                        key: job_key,
+                    })
+                },
+            )
+        };
+        if let Err(e) = started {
+            self.job_message = Some(e.to_string());
+        }
+    }
+
+    /// The exact figures of the shown tensor, when the current revision's evaluation has them.
+    pub fn exact_figures(&self) -> Option<ExactFigures> {
+        let evaluation = self.current_evaluation()?;
+        let figures = evaluation.focus.as_ref()?;
+        let (tensor, _, _) = self.selected_tensor()?;
+        (figures.tensor == tensor && self.evaluated_focus == self.focus()).then(|| ExactFigures {
+            metrics: figures.metrics,
+            per_tensor_sqnr_db: figures.per_tensor_sqnr_db,
+            per_channel_sqnr_db: figures.per_channel_sqnr_db,
+        })
+    }
+
+    /// The view's input for this frame (None while the view data is prepared).
+    pub fn distribution_input<'a>(
+        &'a self,
+        exact: Option<&'a ExactFigures>,
+        explain: bool,
+    ) -> Option<DistributionInput<'a>> {
+        let shown = self.shown.as_ref()?;
+        let data = shown.data.as_ref().ok()?;
+        let (tensor, weight, _) = self.selected_tensor()?;
+        if shown.key.tensor != tensor {
+            return None;
+        }
+        let layer = self.layer_quant();
+        let act = self.activation_settings();
+        let (choice, manual, method) = if weight {
+            let quant = layer.weights.or(self.config.default.weights).unwrap_or(WeightQuant {
+                scheme: WeightScheme::Linear {
+                    bits: 8,
+                    symmetric: true,
+                },
+                per_channel: true,
+            });
+            (
+                QuantChoice {
+                    scheme: quant.scheme,
+                    per_channel: quant.per_channel,
+                    unsigned: false,
+                },
+                self.config.weight_ranges.get(&tensor).copied(),
+                Method::MinMax,
+            )
+        } else {
+            (
+                QuantChoice {
+                    scheme: WeightScheme::Linear {
+                        bits: act.bits,
+                        symmetric: act.symmetric,
+                    },
+                    per_channel: false,
+                    unsigned: !act.symmetric,
+                },
+                self.config.activation_ranges.get(&tensor).copied(),
+                act.method,
+            )
+        };
+        let method_name = method_label(method);
+        let auto = data
+            .markers
+            .iter()
+            .find(|m| m.method == method_name)
+            .map(|m| m.range)
+            .unwrap_or_else(|| data.fine.range());
+        Some(DistributionInput {
+            tensor: &shown.summary,
+            data,
+            choice,
+            clip: manual.unwrap_or(auto),
+            clip_is_manual: manual.is_some(),
+            method_name,
+            exact,
+            explain,
+        })
+    }
+
+    /// Why the shown tensor has no view data, if so.
+    pub fn view_problem(&self) -> Option<&str> {
+        self.shown.as_ref()?.data.as_ref().err().map(String::as_str)
+    }
+
+    /// Applies a command of the distribution view to the config.
+    pub fn apply_distribution_command(&mut self, command: DistributionCommand) {
+        let Some((tensor, weight, _)) = self.selected_tensor() else {
+            return;
+        };
+        let mut config = self.config.clone();
+        let ranges = if weight {
+            &mut config.weight_ranges
+        } else {
+            &mut config.activation_ranges
+        };
+        match command {
+            DistributionCommand::SetClip { lo, hi } => {
+                if lo.is_finite() && hi.is_finite() && lo < hi {
+                    ranges.insert(tensor, (lo, hi));
+                }
+            }
+            DistributionCommand::ResetClip => {
+                ranges.remove(&tensor);
+            }
+            DistributionCommand::AdoptMarker(name) => {
+                let marker = self
+                    .shown
+                    .as_ref()
+                    .and_then(|s| s.data.as_ref().ok())
+                    .and_then(|d| d.markers.iter().find(|m| m.method == name));
+                if let Some(marker) = marker {
+                    ranges.insert(tensor, marker.range);
+                }
+            }
+            #[allow(unreachable_patterns)]
+            _ => return, // commands of a newer view this shell does not know yet
+        }
+        self.set_config(config);
+    }
+}
+
+fn placeholder_summary(name: &str) -> TensorSummary {
+    TensorSummary {
+        name: name.to_string(),
+        role: "activation",
+        dtype: "float32",
+        shape: Vec::new(),
+        stats: crate::stats::Summary {
+            count: 0,
+            nan_count: 0,
+            inf_count: 0,
+            min: 0.0,
+            max: 0.0,
+            mean: 0.0,
+            std: 0.0,
+        },
+        channel_axis: None,
+        channels: None,
+        channel_range_spread: None,
+    }
+}

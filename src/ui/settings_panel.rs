@@ -1,0 +1,385 @@
+//! The right panel: the weight scheme, bits and granularity, activation bits and calibration
+//! method, the per-layer override, the transforms (later issues), and the data source. Every
+//! control says what it does in the lecture's terms. Edits a copy of the settings and returns
+//! commands; the app applies them.
+
+use crate::calib::Method;
+use crate::calib::methods::DEFAULT_PERCENTILE;
+use crate::jobs::pipeline::DataSource;
+use crate::load::images::ImagePreset;
+use crate::quant::{ActivationQuant, LayerQuant, QuantConfig, WeightQuant, WeightScheme};
+
+use super::activation_distribution::method_label;
+use super::commands::AppCommand;
+
+/// What the panel shows.
+pub struct SettingsInput<'a> {
+    pub config: &'a QuantConfig,
+    /// The node of the selected layer (for the per-layer override).
+    pub node: Option<&'a str>,
+    pub source: &'a DataSource,
+    /// Whether the bundled digits fit the open model.
+    pub bundled_available: bool,
+    /// Why calibration data cannot be used (weights-only files).
+    pub inference_unavailable: Option<&'a str>,
+}
+
+/// The panel's own UI state.
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct SettingsPanel {
+    pub image_preset: ImagePreset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    LinearAsym,
+    LinearSym,
+    Binary,
+    Ternary,
+    KMeans,
+}
+
+impl Kind {
+    const ALL: [Kind; 5] = [
+        Kind::LinearSym,
+        Kind::LinearAsym,
+        Kind::Binary,
+        Kind::Ternary,
+        Kind::KMeans,
+    ];
+
+    fn of(scheme: WeightScheme) -> Kind {
+        match scheme {
+            WeightScheme::Linear {
+                symmetric: true, ..
+            } => Kind::LinearSym,
+            WeightScheme::Linear { .. } => Kind::LinearAsym,
+            WeightScheme::Binary { .. } => Kind::Binary,
+            WeightScheme::Ternary { .. } => Kind::Ternary,
+            WeightScheme::KMeans { .. } => Kind::KMeans,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::LinearSym => "linear symmetric",
+            Kind::LinearAsym => "linear asymmetric",
+            Kind::Binary => "binary",
+            Kind::Ternary => "ternary",
+            Kind::KMeans => "k-means",
+        }
+    }
+
+    fn tooltip(self) -> &'static str {
+        match self {
+            Kind::LinearSym => {
+                "r = S*q with Z = 0: a signed grid centred on zero, S = max|r| / qmax"
+            }
+            Kind::LinearAsym => {
+                "r = S*(q - Z): S = (rmax - rmin)/(qmax - qmin), Z = round(qmin - rmin/S); \
+                 the grid covers [rmin, rmax] exactly"
+            }
+            Kind::Binary => "W in {-1, +1} (sign), optionally times alpha = mean|W|: 1 bit per weight",
+            Kind::Ternary => {
+                "W in {-alpha, 0, +alpha}: TWN threshold Delta = 0.7*E|W|; TTQ learns Wp and Wn"
+            }
+            Kind::KMeans => {
+                "2^bits shared values found by k-means clustering (Deep Compression); \
+                 weights store a codebook index"
+            }
+        }
+    }
+
+    /// The scheme of this kind closest to `from`.
+    fn scheme(self, from: WeightScheme) -> WeightScheme {
+        let bits = match from {
+            WeightScheme::Linear { bits, .. } => bits,
+            WeightScheme::KMeans { bits } => bits.max(2),
+            _ => 8,
+        };
+        match self {
+            Kind::LinearSym => WeightScheme::Linear {
+                bits,
+                symmetric: true,
+            },
+            Kind::LinearAsym => WeightScheme::Linear {
+                bits,
+                symmetric: false,
+            },
+            Kind::Binary => match from {
+                b @ WeightScheme::Binary { .. } => b,
+                _ => WeightScheme::Binary {
+                    scaled: true,
+                    stochastic: false,
+                },
+            },
+            Kind::Ternary => match from {
+                t @ WeightScheme::Ternary { .. } => t,
+                _ => WeightScheme::Ternary { ttq: false },
+            },
+            Kind::KMeans => WeightScheme::KMeans { bits: bits.min(8) },
+        }
+    }
+}
+
+/// The calibration methods offered (percentile keeps its own p).
+fn method_choices(current: Method) -> Vec<Method> {
+    let p = match current {
+        Method::Percentile(p) => p,
+        _ => DEFAULT_PERCENTILE,
+    };
+    Method::ALL
+        .iter()
+        .map(|m| match m {
+            Method::Percentile(_) => Method::Percentile(p),
+            other => *other,
+        })
+        .collect()
+}
+
+fn method_tooltip(method: Method) -> &'static str {
+    match method {
+        Method::MinMax => "Clip at the smallest and largest value seen: no clipping error, coarse steps",
+        Method::Ema => "Exponential moving average of each batch's min and max",
+        Method::BatchMean => "Mean over samples of each sample's min and max",
+        Method::Percentile(_) => "Clip at the p-th percentile of |x|: outliers are clipped, steps get finer",
+        Method::Mse => "The clip that minimises the mean squared quantization error (clipping + rounding)",
+        Method::AciqGauss => "ACIQ: the analytically optimal clip for a Gaussian of the measured spread",
+        Method::AciqLaplace => "ACIQ: the analytically optimal clip for a Laplace distribution",
+        Method::Kl => "TensorRT: the clip whose quantized histogram is closest in KL divergence",
+    }
+}
+
+impl SettingsPanel {
+    pub fn show_ui(&mut self, ui: &mut egui::Ui, input: &SettingsInput<'_>) -> Vec<AppCommand> {
+        let mut commands = Vec::new();
+        let config = input.config;
+        let overridden = input.node.is_some_and(|n| config.layers.contains_key(n));
+        ui.heading("Quantization");
+        if let Some(node) = input.node {
+            let mut per_layer = overridden;
+            if ui
+                .checkbox(&mut per_layer, format!("override for {node}"))
+                .on_hover_text(
+                    "Give this layer its own settings (mixed precision); unticked, it follows \
+                     the global default",
+                )
+                .changed()
+            {
+                commands.push(AppCommand::SetLayer {
+                    node: node.to_string(),
+                    quant: per_layer.then(|| *config.layer(node)),
+                });
+            }
+        }
+        ui.label(if overridden {
+            "Editing: this layer only"
+        } else {
+            "Editing: global default (every layer without an override)"
+        });
+        let current = match input.node {
+            Some(node) if overridden => *config.layer(node),
+            _ => config.default,
+        };
+        let mut quant = current;
+        weights_ui(ui, &mut quant);
+        ui.separator();
+        activations_ui(ui, &mut quant);
+        if quant != current {
+            commands.push(match input.node {
+                Some(node) if overridden => AppCommand::SetLayer {
+                    node: node.to_string(),
+                    quant: Some(quant),
+                },
+                _ => AppCommand::SetDefault(quant),
+            });
+        }
+        ui.separator();
+        transforms_ui(ui);
+        ui.separator();
+        self.data_ui(ui, input, &mut commands);
+        commands
+    }
+
+    fn data_ui(&mut self, ui: &mut egui::Ui, input: &SettingsInput<'_>, commands: &mut Vec<AppCommand>) {
+        ui.heading("Data");
+        if let Some(reason) = input.inference_unavailable {
+            ui.add_enabled_ui(false, |ui| ui.label("Calibration data"))
+                .response
+                .on_disabled_hover_text(reason);
+            ui.weak(reason);
+            return;
+        }
+        ui.label(format!("Using: {}", input.source.describe()));
+        if matches!(input.source, DataSource::Synthetic) {
+            ui.colored_label(
+                egui::Color32::from_rgb(235, 140, 50),
+                "synthetic data: ranges are only indicative, accuracy has no labels",
+            );
+        }
+        ui.horizontal_wrapped(|ui| {
+            if input.bundled_available
+                && ui
+                    .button("bundled digits")
+                    .on_hover_text("The sample models' own data: calibration set and labelled test set")
+                    .clicked()
+            {
+                commands.push(AppCommand::SetSource(DataSource::BundledDigits));
+            }
+            if ui
+                .button("file...")
+                .on_hover_text("A .npy of inputs, or an .npz with x (inputs) and y (labels)")
+                .clicked()
+            {
+                commands.push(AppCommand::PickDataFile);
+            }
+            if ui
+                .button("image folder...")
+                .on_hover_text("PNG/JPEG/BMP images, resized to the model's input and normalised")
+                .clicked()
+            {
+                commands.push(AppCommand::PickImageFolder(self.image_preset));
+            }
+            if ui
+                .button("synthetic")
+                .on_hover_text("Gaussian N(0, 1) inputs of the model's input shape, no labels")
+                .clicked()
+            {
+                commands.push(AppCommand::SetSource(DataSource::Synthetic));
+            }
+        });
+        egui::ComboBox::from_label("image normalisation")
+            .selected_text(self.image_preset.label())
+            .show_ui(ui, |ui| {
+                for preset in ImagePreset::ALL {
+                    ui.selectable_value(&mut self.image_preset, preset, preset.label());
+                }
+            })
+            .response
+            .on_hover_text("How image pixels in [0, 1] are mapped before they enter the model");
+    }
+}
+
+fn weights_ui(ui: &mut egui::Ui, quant: &mut LayerQuant) {
+    let mut on = quant.weights.is_some();
+    ui.checkbox(&mut on, "quantize weights")
+        .on_hover_text("Store the weights on a low-bit grid; unticked they stay float32");
+    if !on {
+        quant.weights = None;
+        return;
+    }
+    let mut w = quant.weights.unwrap_or(WeightQuant {
+        scheme: WeightScheme::Linear {
+            bits: 8,
+            symmetric: true,
+        },
+        per_channel: true,
+    });
+    let mut kind = Kind::of(w.scheme);
+    egui::ComboBox::from_label("scheme")
+        .selected_text(kind.label())
+        .show_ui(ui, |ui| {
+            for k in Kind::ALL {
+                ui.selectable_value(&mut kind, k, k.label())
+                    .on_hover_text(k.tooltip());
+            }
+        })
+        .response
+        .on_hover_text(kind.tooltip());
+    w.scheme = kind.scheme(w.scheme);
+    match &mut w.scheme {
+        WeightScheme::Linear { bits, .. } => {
+            ui.add(egui::Slider::new(bits, 2..=16).text("bits"))
+                .on_hover_text("b bits give 2^b levels: each bit halves the step S and adds about 6 dB SQNR");
+        }
+        WeightScheme::KMeans { bits } => {
+            ui.add(egui::Slider::new(bits, 1..=8).text("bits"))
+                .on_hover_text("2^bits centroids in the codebook");
+        }
+        WeightScheme::Binary { scaled, stochastic } => {
+            ui.checkbox(stochastic, "stochastic").on_hover_text(
+                "BinaryConnect's stochastic rule: +1 with probability hard_sigmoid(w), \
+                 unbiased in expectation; unticked: deterministic sign(w)",
+            );
+            ui.checkbox(scaled, "scaling alpha").on_hover_text(
+                "Multiply by alpha = mean|W| (XNOR-Net), so the binary weights keep the layer's scale",
+            );
+        }
+        WeightScheme::Ternary { ttq } => {
+            ui.horizontal(|ui| {
+                ui.radio_value(ttq, false, "TWN").on_hover_text(
+                    "Ternary Weight Networks: Delta = 0.7*E|W|, alpha = mean of |W| above Delta",
+                );
+                ui.radio_value(ttq, true, "TTQ").on_hover_text(
+                    "Trained Ternary Quantization: Delta = 0.05*max|W|, separate scales Wp and Wn",
+                );
+            });
+        }
+    }
+    ui.horizontal(|ui| {
+        ui.label("granularity");
+        ui.radio_value(&mut w.per_channel, false, "per tensor")
+            .on_hover_text("One scale for the whole tensor: a wide channel sets the step for all");
+        ui.radio_value(&mut w.per_channel, true, "per channel")
+            .on_hover_text("One scale per output channel: each channel's grid fits its own range");
+    });
+    quant.weights = Some(w);
+}
+
+fn activations_ui(ui: &mut egui::Ui, quant: &mut LayerQuant) {
+    let mut on = quant.activations.is_some();
+    ui.checkbox(&mut on, "quantize activations").on_hover_text(
+        "Quantize each quantized layer's input at run time with a range calibrated beforehand",
+    );
+    if !on {
+        quant.activations = None;
+        return;
+    }
+    let mut a = quant.activations.unwrap_or(ActivationQuant {
+        bits: 8,
+        symmetric: false,
+        method: Method::MinMax,
+    });
+    ui.add(egui::Slider::new(&mut a.bits, 2..=16).text("activation bits"))
+        .on_hover_text("Bits of the activation grid (uint8 is the usual choice)");
+    ui.checkbox(&mut a.symmetric, "symmetric (signed grid)").on_hover_text(
+        "Z = 0 on a signed grid; unticked: asymmetric on an unsigned grid, which suits ReLU outputs",
+    );
+    egui::ComboBox::from_label("calibration")
+        .selected_text(method_label(a.method))
+        .show_ui(ui, |ui| {
+            for m in method_choices(a.method) {
+                ui.selectable_value(&mut a.method, m, method_label(m))
+                    .on_hover_text(method_tooltip(m));
+            }
+        })
+        .response
+        .on_hover_text(method_tooltip(a.method));
+    if let Method::Percentile(p) = &mut a.method {
+        ui.add(
+            egui::DragValue::new(p)
+                .range(90.0..=100.0)
+                .speed(0.01)
+                .max_decimals(4)
+                .prefix("p = "),
+        )
+        .on_hover_text("The percentile of |x| the range is clipped at");
+    }
+    quant.activations = Some(a);
+}
+
+fn transforms_ui(ui: &mut egui::Ui) {
+    ui.heading("Transforms");
+    ui.add_enabled_ui(false, |ui| {
+        for (name, what) in [
+            ("BN folding", "Fold BatchNorm's scale and shift into the preceding conv's weights"),
+            ("cross-layer equalization", "Rescale channels between layers so per-tensor ranges even out"),
+            ("bias correction", "Subtract the expected output error of quantized weights from the bias"),
+        ] {
+            let mut off = false;
+            ui.checkbox(&mut off, name)
+                .on_disabled_hover_text(format!("{what} (arrives with issue 6)"));
+        }
+    });
+}
