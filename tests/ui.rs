@@ -40,7 +40,14 @@ fn wait_until(
         harness.step();
         std::thread::sleep(Duration::from_millis(10));
     }
-    harness.run();
+    frames(harness);
+}
+
+/// Two frames: one applies what the last input asked for, the next draws the result. (Not
+/// `Harness::run`, which fails while a worker's progress bar animates.)
+fn frames(harness: &mut Harness<'static, QuantscopeApp>) {
+    harness.step();
+    harness.step();
 }
 
 /// Whether the current settings have been evaluated and nothing is running.
@@ -107,9 +114,9 @@ fn switching_to_ternary_updates_the_results() {
     let int8 = before.current_evaluation().unwrap().clone();
 
     harness.get_by_label("linear symmetric").click();
-    harness.run();
+    frames(&mut harness);
     harness.get_by_label("ternary").click();
-    harness.run();
+    frames(&mut harness);
     let session = harness.state().session().unwrap();
     assert_eq!(
         session.config.default.weights.unwrap().scheme,
@@ -136,9 +143,11 @@ fn an_evaluation_can_be_started_and_cancelled() {
     let mut harness = mobilenet_evaluated();
     let shown = harness.state().session().unwrap().evaluation.clone().unwrap();
     harness.get_by_label("Evaluate").click();
-    harness.step(); // the click requests the evaluation
-    harness.step(); // the evaluation starts
-    harness.step(); // its progress bar and Cancel show
+    // The click's frame requests the evaluation and starts it after its commands; the next
+    // frame draws its progress bar and Cancel (results are only taken after a frame's
+    // commands, so a click on that Cancel always wins).
+    harness.step();
+    harness.step();
     harness.get_by_label("Cancel").click();
     harness.step();
     let session = harness.state().session().unwrap();
@@ -148,7 +157,7 @@ fn an_evaluation_can_be_started_and_cancelled() {
     let (revision, evaluation) = session.evaluation.clone().unwrap();
     assert_eq!(revision, shown.0);
     assert!(std::sync::Arc::ptr_eq(&evaluation, &shown.1));
-    harness.run();
+    frames(&mut harness);
     harness.get_by_label("cancelled");
 }
 
@@ -158,7 +167,7 @@ fn a_broken_file_reports_an_error_and_keeps_the_open_model() {
     harness
         .get_by_label("W block1.pw.weight [32, 16, 1, 1]")
         .click();
-    harness.run();
+    frames(&mut harness);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("broken.onnx");
     std::fs::write(&path, b"not a model").unwrap();
@@ -203,15 +212,15 @@ fn keys_step_through_layers_and_toggle_explain_mode() {
     let first = harness.state().session().unwrap().selection.unwrap();
     assert_eq!(first.part, Part::Weight);
     harness.key_press(egui::Key::J);
-    harness.run();
+    frames(&mut harness);
     let next = harness.state().session().unwrap().selection.unwrap();
     assert!(next.layer > first.layer && next.part == Part::Weight);
     harness.key_press(egui::Key::K);
-    harness.run();
+    frames(&mut harness);
     assert_eq!(harness.state().session().unwrap().selection, Some(first));
     assert!(!harness.state().prefs.explain);
     harness.key_press(egui::Key::E);
-    harness.run();
+    frames(&mut harness);
     assert!(harness.state().prefs.explain);
     assert!((harness.ctx.zoom_factor() - quantscope::ui::EXPLAIN_ZOOM).abs() < 1e-3);
 }

@@ -576,7 +576,7 @@ fn cost(
     .map_err(|e| JobError::Failed(e.0))?;
     Ok(Cost {
         size_bytes: size.total_bytes(),
-        float_size_bytes: size.elements as f64 * 4.0,
+        float_size_bytes: size.float32_bits as f64 / 8.0,
         bitops: layers.iter().map(|l| l.bitops).sum(),
         float_bitops: layers.iter().map(|l| l.float_bitops).sum(),
     })
@@ -654,7 +654,8 @@ fn activation_focus(
         &[report.params],
         Granularity::PerTensor,
         Rounding::NearestEven,
-    )?;
+    )
+    .map_err(|e| JobError::Failed(e.0))?;
     let metrics = compare(values.view(), dequantized.view(), &MetricOptions::default())
         .map_err(|e| JobError::Failed(e.to_string()))?;
     Ok(Some(FocusFigures {
@@ -704,23 +705,23 @@ mod tests {
         let eval = |config: &QuantConfig| {
             evaluate(&model.graph, config, &stats, &data.evaluation, None, &ctx).unwrap()
         };
-        let int8 = eval(&int8());
+        let base = eval(&int8());
         let (float_acc, q_acc) = (
-            int8.comparison.float_accuracy.unwrap(),
-            int8.comparison.quant_accuracy.unwrap(),
+            base.comparison.float_accuracy.unwrap(),
+            base.comparison.quant_accuracy.unwrap(),
         );
         assert!(float_acc > 0.9, "{float_acc}");
         assert!((float_acc - q_acc).abs() <= 0.02, "{float_acc} vs {q_acc}");
-        assert!(int8.layers.iter().all(|l| l.sqnr_db > 20.0), "{:?}", int8.layers);
+        assert!(base.layers.iter().all(|l| l.sqnr_db > 20.0), "{:?}", base.layers);
         let mut ternary = int8();
         if let Some(w) = ternary.default.weights.as_mut() {
             w.scheme = WeightScheme::Ternary { ttq: false };
         }
         let ternary = eval(&ternary);
-        assert!(ternary.cost.size_bytes < int8.cost.size_bytes);
-        assert!(ternary.cost.bitops < int8.cost.bitops);
-        let mean = |e: &Evaluation| e.layers.iter().map(|l| l.sqnr_db).sum::<f64>();
-        assert!(mean(&ternary) < mean(&int8));
+        assert!(ternary.cost.size_bytes < base.cost.size_bytes);
+        assert!(ternary.cost.bitops < base.cost.bitops);
+        let total = |e: &Evaluation| e.layers.iter().map(|l| l.sqnr_db).sum::<f64>();
+        assert!(total(&ternary) < total(&base));
     }
 
     #[test]

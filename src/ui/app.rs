@@ -60,6 +60,8 @@ pub struct QuantscopeApp {
     /// Plot PNG exports finishing on a worker: their messages.
     exports: Option<Receiver<Result<PathBuf, String>>>,
     notice: Option<String>,
+    /// Where the centre view was drawn last (the PNG export's crop).
+    centre_rect: Option<egui::Rect>,
 }
 
 impl QuantscopeApp {
@@ -80,6 +82,7 @@ impl QuantscopeApp {
             view: DistributionView::default(),
             exports: None,
             notice: None,
+            centre_rect: None,
         }
     }
 
@@ -231,7 +234,7 @@ impl QuantscopeApp {
         else {
             return;
         };
-        let rect = ctx.data(|d| d.get_temp::<egui::Rect>(egui::Id::new(CENTRE_RECT)));
+        let rect = self.centre_rect;
         let pixels_per_point = ctx.pixels_per_point();
         let (sender, receiver) = sync_channel(1);
         self.exports = Some(receiver);
@@ -341,9 +344,6 @@ impl QuantscopeApp {
     }
 }
 
-/// Where the centre view was drawn (for the PNG export).
-const CENTRE_RECT: &str = "quantscope-centre-rect";
-
 fn pick_model() -> Option<PathBuf> {
     rfd::FileDialog::new()
         .add_filter("models", &["onnx", "safetensors", "npz", "npy"])
@@ -443,7 +443,7 @@ impl QuantscopeApp {
             i.raw
                 .dropped_files
                 .first()
-                .and_then(|f| f.path.clone())
+                .map(|f| f.path().to_path_buf())
         });
         if let Some(path) = dropped.or_else(|| self.pending_open.take()) {
             self.open(&ctx, &path);
@@ -510,7 +510,7 @@ impl QuantscopeApp {
                 });
             });
         egui::CentralPanel::default_margins().show(ui, |ui| {
-            ctx.data_mut(|d| d.insert_temp(egui::Id::new(CENTRE_RECT), ui.max_rect()));
+            self.centre_rect = Some(ui.max_rect());
             let exact = session.exact_figures();
             match session.distribution_input(exact.as_ref(), self.prefs.explain) {
                 Some(input) => {

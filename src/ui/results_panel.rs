@@ -60,8 +60,7 @@ pub fn results_panel_ui(ui: &mut egui::Ui, session: &Session) -> Vec<AppCommand>
                 commands.push(AppCommand::Cancel);
             }
         } else if session.is_busy() {
-            ui.spinner();
-            ui.label("settings changed, evaluating shortly");
+            ui.label("settings changed: evaluating shortly");
         }
         if let Some(message) = &session.job_message {
             ui.colored_label(egui::Color32::LIGHT_RED, message);
