@@ -21,7 +21,10 @@ fn builder() -> egui_kittest::HarnessBuilder<QuantscopeApp> {
     Harness::builder().with_size(egui::vec2(1280.0, 800.0))
 }
 
-fn build(builder: egui_kittest::HarnessBuilder<QuantscopeApp>, model: PathBuf) -> Harness<'static, QuantscopeApp> {
+fn build(
+    builder: egui_kittest::HarnessBuilder<QuantscopeApp>,
+    model: PathBuf,
+) -> Harness<'static, QuantscopeApp> {
     builder.build_ui_state(
         |ui, app: &mut QuantscopeApp| app.show_ui(ui),
         QuantscopeApp::new(Some(model)),
@@ -54,9 +57,8 @@ fn frames(harness: &mut Harness<'static, QuantscopeApp>) {
 
 /// Whether the current settings have been evaluated and nothing is running.
 fn settled(app: &QuantscopeApp) -> bool {
-    app.session().is_some_and(|s| {
-        s.current_evaluation().is_some() && !s.is_busy() && !s.is_preparing_view()
-    })
+    app.session()
+        .is_some_and(|s| s.current_evaluation().is_some() && !s.is_busy() && !s.is_preparing_view())
 }
 
 fn opened(model: PathBuf) -> Harness<'static, QuantscopeApp> {
@@ -82,16 +84,26 @@ fn opens_mobilenet_evaluates_it_and_shows_a_depthwise_weight() {
         comparison.quant_accuracy.unwrap(),
     );
     assert!(float > 0.9, "float accuracy {float}");
-    assert!((float - quant).abs() < 0.03, "int8 {quant} vs float {float}");
+    assert!(
+        (float - quant).abs() < 0.03,
+        "int8 {quant} vs float {float}"
+    );
     // The figures are on screen.
     harness.get_by_label("quantized accuracy");
     let shown = format!("{:.2} %", 100.0 * quant);
-    assert!(harness.get_all_by_label(&shown).next().is_some(), "{shown} is shown");
+    assert!(
+        harness.get_all_by_label(&shown).next().is_some(),
+        "{shown} is shown"
+    );
 
     harness
         .get_by_label("W block2.dw.weight [32, 1, 3, 3]")
         .click();
-    wait_until(&mut harness, "the depthwise weight's view and figures", settled);
+    wait_until(
+        &mut harness,
+        "the depthwise weight's view and figures",
+        settled,
+    );
     let session = harness.state().session().unwrap();
     let (tensor, is_weight, node) = session.selected_tensor().unwrap();
     assert_eq!(tensor, "block2.dw.weight");
@@ -100,9 +112,15 @@ fn opens_mobilenet_evaluates_it_and_shows_a_depthwise_weight() {
         .distribution_input(None, false)
         .unwrap_or_else(|| panic!("no view data: {:?}", session.view_problem()));
     assert_eq!(input.tensor.name, "block2.dw.weight");
-    assert_eq!(input.data.channel_ranges.len(), 32, "one range per depthwise channel");
+    assert_eq!(
+        input.data.channel_ranges.len(),
+        32,
+        "one range per depthwise channel"
+    );
     assert!(!input.clip_is_manual);
-    let exact = session.exact_figures().expect("exact figures of the shown weight");
+    let exact = session
+        .exact_figures()
+        .expect("exact figures of the shown weight");
     let (per_tensor, per_channel) = (
         exact.per_tensor_sqnr_db.unwrap(),
         exact.per_channel_sqnr_db.unwrap(),
@@ -133,7 +151,13 @@ fn switching_to_ternary_updates_the_results() {
     harness.get_by_label_contains("stale:");
 
     wait_until(&mut harness, "the ternary evaluation", settled);
-    let ternary = harness.state().session().unwrap().current_evaluation().unwrap().clone();
+    let ternary = harness
+        .state()
+        .session()
+        .unwrap()
+        .current_evaluation()
+        .unwrap()
+        .clone();
     assert!(
         ternary.cost.size_bytes < 0.75 * int8.cost.size_bytes,
         "{} vs {}",
@@ -151,7 +175,13 @@ fn switching_to_ternary_updates_the_results() {
 #[test]
 fn an_evaluation_can_be_started_and_cancelled() {
     let mut harness = mobilenet_evaluated();
-    let shown = harness.state().session().unwrap().evaluation.clone().unwrap();
+    let shown = harness
+        .state()
+        .session()
+        .unwrap()
+        .evaluation
+        .clone()
+        .unwrap();
     harness.get_by_label("Evaluate").click();
     // The click's frame requests the evaluation and starts it after its commands; the next
     // frame draws its progress bar and Cancel (results are only taken after a frame's
@@ -187,7 +217,13 @@ fn a_broken_file_reports_an_error_and_keeps_the_open_model() {
     assert!(error.contains("broken.onnx"), "{error}");
     harness.get_by_label(error);
     let session = harness.state().session().expect("the open model stays");
-    assert!(session.loaded.summary.path.ends_with("digits_mobilenet.onnx"));
+    assert!(
+        session
+            .loaded
+            .summary
+            .path
+            .ends_with("digits_mobilenet.onnx")
+    );
     assert_eq!(session.selected_tensor().unwrap().0, "block1.pw.weight");
     assert!(session.current_evaluation().is_some());
 }
@@ -208,11 +244,18 @@ fn a_weights_only_file_shows_its_weights_and_greys_inference() {
             .is_some_and(|s| s.distribution_input(None, false).is_some())
     });
     let session = harness.state().session().unwrap();
-    let reason = session.inference_unavailable().expect("inference is unavailable");
+    let reason = session
+        .inference_unavailable()
+        .expect("inference is unavailable");
     assert!(reason.contains("weights only"), "{reason}");
     assert_eq!(session.selected_tensor().unwrap().0, "conv1.weight");
     harness.get_by_label_contains("inference unavailable");
-    assert!(harness.get_by_label("Evaluate").accesskit_node().is_disabled());
+    assert!(
+        harness
+            .get_by_label("Evaluate")
+            .accesskit_node()
+            .is_disabled()
+    );
     assert!(session.current_evaluation().is_none() && !session.is_busy());
 }
 

@@ -301,11 +301,17 @@ mod tests {
         let (old_done_tx, old_done_rx) = sync_channel::<bool>(1);
         let (wake, woken) = waker();
         let mut slot: JobSlot<u32> = JobSlot::default();
-        slot.start("test-job", "old", 1, || {}, move |ctx| {
-            let _ = gate_rx.recv();
-            let _ = old_done_tx.send(ctx.is_cancelled());
-            Ok(1)
-        })
+        slot.start(
+            "test-job",
+            "old",
+            1,
+            || {},
+            move |ctx| {
+                let _ = gate_rx.recv();
+                let _ = old_done_tx.send(ctx.is_cancelled());
+                Ok(1)
+            },
+        )
         .unwrap();
         slot.start("test-job", "new", 2, wake, |_| Ok(2)).unwrap();
         gate_tx.send(()).unwrap();

@@ -184,9 +184,10 @@ fn sample_shape(graph: &Graph) -> Result<Vec<usize>, JobError> {
             graph.inputs.len()
         )));
     };
-    let dims = input.shape.as_ref().ok_or_else(|| {
-        JobError::Failed(format!("input '{}' declares no shape", input.name))
-    })?;
+    let dims = input
+        .shape
+        .as_ref()
+        .ok_or_else(|| JobError::Failed(format!("input '{}' declares no shape", input.name)))?;
     dims.iter()
         .skip(1)
         .map(|d| match d {
@@ -254,7 +255,12 @@ fn batches(samples: usize) -> impl Iterator<Item = (usize, usize)> {
         .map(move |s| (s, (s + BATCH).min(samples)))
 }
 
-fn batch_feeds(name: &str, inputs: &ArrayD<f32>, start: usize, end: usize) -> HashMap<String, TensorData> {
+fn batch_feeds(
+    name: &str,
+    inputs: &ArrayD<f32>,
+    start: usize,
+    end: usize,
+) -> HashMap<String, TensorData> {
     let batch = inputs
         .slice_axis(Axis(0), Slice::from(start..end))
         .to_owned();
@@ -284,16 +290,14 @@ impl TensorHook for CollectShapes<'_> {
     }
 }
 
-pub fn calibrate(
-    graph: &Graph,
-    data: &DataSet,
-    ctx: &JobContext,
-) -> Result<Calibration, JobError> {
+pub fn calibrate(graph: &Graph, data: &DataSet, ctx: &JobContext) -> Result<Calibration, JobError> {
     let plan = Plan::new(graph)?;
     let input = input_name(graph)?;
     let samples = data.inputs.shape().first().copied().unwrap_or(0);
     if samples == 0 {
-        return Err(JobError::Failed("the calibration data holds no samples".into()));
+        return Err(JobError::Failed(
+            "the calibration data holds no samples".into(),
+        ));
     }
     let mut collector = ActivationCollector::new();
     let mut shapes = ShapeRecorder::default();
@@ -386,7 +390,8 @@ impl TensorHook for Recorder<'_> {
             };
             self.outputs.insert(key, values.clone());
             if self.focus == Some(site.name) {
-                self.outputs.insert(format!("focus:{}", site.name), values.clone());
+                self.outputs
+                    .insert(format!("focus:{}", site.name), values.clone());
             }
         }
         match self.inner.as_mut() {
@@ -412,7 +417,9 @@ pub fn evaluate(
     let input = input_name(graph)?;
     let samples = data.inputs.shape().first().copied().unwrap_or(0);
     if samples == 0 {
-        return Err(JobError::Failed("the evaluation data holds no samples".into()));
+        return Err(JobError::Failed(
+            "the evaluation data holds no samples".into(),
+        ));
     }
     let layer_names: Vec<String> = graph
         .nodes
@@ -502,7 +509,9 @@ pub fn evaluate(
         .collect();
     let cost = cost(graph, config, &quantized, input, data)?;
     let focus = match focus {
-        Some(Focus::Weight { tensor, node }) => weight_focus(graph, config, &quantized, tensor, node)?,
+        Some(Focus::Weight { tensor, node }) => {
+            weight_focus(graph, config, &quantized, tensor, node)?
+        }
         Some(Focus::Activation { tensor }) => activation_focus(&quantized, tensor, focus_values)?,
         None => None,
     };
@@ -602,7 +611,12 @@ fn weight_focus(
         }
         // The same scheme at the other granularity, on a one-node graph.
         let one = Graph {
-            nodes: graph.nodes.iter().filter(|n| n.name == node).cloned().collect(),
+            nodes: graph
+                .nodes
+                .iter()
+                .filter(|n| n.name == node)
+                .cloned()
+                .collect(),
             initializers: graph
                 .initializers
                 .get(tensor)
@@ -674,7 +688,9 @@ mod tests {
     use crate::quant::{ActivationQuant, WeightScheme};
 
     fn sample(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_models").join(name)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("sample_models")
+            .join(name)
     }
 
     fn int8() -> QuantConfig {
@@ -701,7 +717,9 @@ mod tests {
         let data = read_data(&model.graph, &path, &DataSource::BundledDigits).unwrap();
         assert!(data.evaluation.labels.is_some());
         let ctx = JobContext::default();
-        let stats = calibrate(&model.graph, &data.calibration, &ctx).unwrap().stats;
+        let stats = calibrate(&model.graph, &data.calibration, &ctx)
+            .unwrap()
+            .stats;
         let eval = |config: &QuantConfig| {
             evaluate(&model.graph, config, &stats, &data.evaluation, None, &ctx).unwrap()
         };
@@ -712,7 +730,11 @@ mod tests {
         );
         assert!(float_acc > 0.9, "{float_acc}");
         assert!((float_acc - q_acc).abs() <= 0.02, "{float_acc} vs {q_acc}");
-        assert!(base.layers.iter().all(|l| l.sqnr_db > 20.0), "{:?}", base.layers);
+        assert!(
+            base.layers.iter().all(|l| l.sqnr_db > 20.0),
+            "{:?}",
+            base.layers
+        );
         let mut ternary = int8();
         if let Some(w) = ternary.default.weights.as_mut() {
             w.scheme = WeightScheme::Ternary { ttq: false };
@@ -731,7 +753,9 @@ mod tests {
         let data = read_data(&model.graph, &path, &DataSource::Synthetic).unwrap();
         assert!(data.evaluation.synthetic && data.evaluation.labels.is_none());
         let ctx = JobContext::default();
-        let stats = calibrate(&model.graph, &data.calibration, &ctx).unwrap().stats;
+        let stats = calibrate(&model.graph, &data.calibration, &ctx)
+            .unwrap()
+            .stats;
         let node = model
             .graph
             .nodes
@@ -742,8 +766,15 @@ mod tests {
             tensor: node.input(1).unwrap().to_string(),
             node: node.name.clone(),
         };
-        let eval = evaluate(&model.graph, &int8(), &stats, &data.evaluation, Some(&focus), &ctx)
-            .unwrap();
+        let eval = evaluate(
+            &model.graph,
+            &int8(),
+            &stats,
+            &data.evaluation,
+            Some(&focus),
+            &ctx,
+        )
+        .unwrap();
         assert_eq!(eval.comparison.float_accuracy, None);
         let figures = eval.focus.unwrap();
         let (t, c) = (

@@ -85,7 +85,10 @@ pub fn read_image_folder(
         ));
     }
     let (Ok(h), Ok(w)) = (u32::try_from(height), u32::try_from(width)) else {
-        return Err(Error::format(dir, "the model's input is too large for images"));
+        return Err(Error::format(
+            dir,
+            "the model's input is too large for images",
+        ));
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?

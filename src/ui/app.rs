@@ -213,8 +213,7 @@ impl QuantscopeApp {
                     .on_hover_text("Lecture mode: larger text and the formulas with live numbers");
                 ui.checkbox(&mut self.prefs.dark, "Dark theme");
                 ui.add(
-                    egui::Slider::new(&mut self.prefs.font_scale, 0.75..=2.5)
-                        .text("font scale"),
+                    egui::Slider::new(&mut self.prefs.font_scale, 0.75..=2.5).text("font scale"),
                 );
             });
             ui.separator();
@@ -337,7 +336,11 @@ impl QuantscopeApp {
             ctx.set_theme(theme);
         }
         let zoom = self.prefs.font_scale.clamp(0.5, 3.0)
-            * if self.prefs.explain { EXPLAIN_ZOOM } else { 1.0 };
+            * if self.prefs.explain {
+                EXPLAIN_ZOOM
+            } else {
+                1.0
+            };
         if (ctx.zoom_factor() - zoom).abs() > 1e-3 {
             ctx.set_zoom_factor(zoom);
         }
@@ -439,12 +442,8 @@ impl QuantscopeApp {
     pub fn show_ui(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
         self.apply_style(&ctx);
-        let dropped: Option<PathBuf> = ctx.input(|i| {
-            i.raw
-                .dropped_files
-                .first()
-                .map(|f| f.path().to_path_buf())
-        });
+        let dropped: Option<PathBuf> =
+            ctx.input(|i| i.raw.dropped_files.first().map(|f| f.path().to_path_buf()));
         if let Some(path) = dropped.or_else(|| self.pending_open.take()) {
             self.open(&ctx, &path);
         }
@@ -502,8 +501,7 @@ impl QuantscopeApp {
                         config: &session.config,
                         node: node.as_deref(),
                         source: &session.source,
-                        bundled_available: bundled_digits_dir(&session.loaded.model.path)
-                            .is_some(),
+                        bundled_available: bundled_digits_dir(&session.loaded.model.path).is_some(),
                         inference_unavailable: reason.as_deref(),
                     };
                     commands.extend(self.prefs.settings_panel.show_ui(ui, &input));

@@ -19,7 +19,10 @@ pub enum AppCommand {
     /// The default quantization of every quantizable layer.
     SetDefault(LayerQuant),
     /// A per-layer override (None: back to the default).
-    SetLayer { node: String, quant: Option<LayerQuant> },
+    SetLayer {
+        node: String,
+        quant: Option<LayerQuant>,
+    },
     /// Where calibration and evaluation data come from.
     SetSource(DataSource),
     /// Evaluate the current config now.

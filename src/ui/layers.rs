@@ -88,7 +88,10 @@ mod tests {
             .iter()
             .find(|r| r.weight.as_deref() == Some("block1.dw.weight"))
             .unwrap();
-        assert_eq!((dw.op.as_str(), dw.weight_shape.as_slice()), ("Conv", &[16, 1, 3, 3][..]));
+        assert_eq!(
+            (dw.op.as_str(), dw.weight_shape.as_slice()),
+            ("Conv", &[16, 1, 3, 3][..])
+        );
         assert!(dw.quantizable && dw.input.is_some() && dw.output.is_some());
         assert_eq!(rows.iter().filter(|r| r.quantizable).count(), 11);
     }

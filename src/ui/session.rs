@@ -401,14 +401,24 @@ impl Session {
         if self.shown.as_ref().is_some_and(|s| s.key == key) {
             return;
         }
-        if self.view_job.running().is_some_and(|j| j.label == key.tensor) {
+        if self
+            .view_job
+            .running()
+            .is_some_and(|j| j.label == key.tensor)
+        {
             return;
         }
         let act = self.activation_settings();
         let w = wake.clone();
         let job_key = key.clone();
         let started = if key.weight {
-            let Some(tensor) = self.loaded.model.graph.initializers.get(&key.tensor).cloned()
+            let Some(tensor) = self
+                .loaded
+                .model
+                .graph
+                .initializers
+                .get(&key.tensor)
+                .cloned()
             else {
                 return;
             };
@@ -504,13 +514,16 @@ impl Session {
         let layer = self.layer_quant();
         let act = self.activation_settings();
         let (choice, manual, method) = if weight {
-            let quant = layer.weights.or(self.config.default.weights).unwrap_or(WeightQuant {
-                scheme: WeightScheme::Linear {
-                    bits: 8,
-                    symmetric: true,
-                },
-                per_channel: true,
-            });
+            let quant = layer
+                .weights
+                .or(self.config.default.weights)
+                .unwrap_or(WeightQuant {
+                    scheme: WeightScheme::Linear {
+                        bits: 8,
+                        symmetric: true,
+                    },
+                    per_channel: true,
+                });
             (
                 QuantChoice {
                     scheme: quant.scheme,

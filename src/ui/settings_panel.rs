@@ -80,7 +80,9 @@ impl Kind {
                 "r = S*(q - Z): S = (rmax - rmin)/(qmax - qmin), Z = round(qmin - rmin/S); \
                  the grid covers [rmin, rmax] exactly"
             }
-            Kind::Binary => "W in {-1, +1} (sign), optionally times alpha = mean|W|: 1 bit per weight",
+            Kind::Binary => {
+                "W in {-1, +1} (sign), optionally times alpha = mean|W|: 1 bit per weight"
+            }
             Kind::Ternary => {
                 "W in {-alpha, 0, +alpha}: TWN threshold Delta = 0.7*E|W|; TTQ learns Wp and Wn"
             }
@@ -140,12 +142,20 @@ fn method_choices(current: Method) -> Vec<Method> {
 
 fn method_tooltip(method: Method) -> &'static str {
     match method {
-        Method::MinMax => "Clip at the smallest and largest value seen: no clipping error, coarse steps",
+        Method::MinMax => {
+            "Clip at the smallest and largest value seen: no clipping error, coarse steps"
+        }
         Method::Ema => "Exponential moving average of each batch's min and max",
         Method::BatchMean => "Mean over samples of each sample's min and max",
-        Method::Percentile(_) => "Clip at the p-th percentile of |x|: outliers are clipped, steps get finer",
-        Method::Mse => "The clip that minimises the mean squared quantization error (clipping + rounding)",
-        Method::AciqGauss => "ACIQ: the analytically optimal clip for a Gaussian of the measured spread",
+        Method::Percentile(_) => {
+            "Clip at the p-th percentile of |x|: outliers are clipped, steps get finer"
+        }
+        Method::Mse => {
+            "The clip that minimises the mean squared quantization error (clipping + rounding)"
+        }
+        Method::AciqGauss => {
+            "ACIQ: the analytically optimal clip for a Gaussian of the measured spread"
+        }
         Method::AciqLaplace => "ACIQ: the analytically optimal clip for a Laplace distribution",
         Method::Kl => "TensorRT: the clip whose quantized histogram is closest in KL divergence",
     }
@@ -202,7 +212,12 @@ impl SettingsPanel {
         commands
     }
 
-    fn data_ui(&mut self, ui: &mut egui::Ui, input: &SettingsInput<'_>, commands: &mut Vec<AppCommand>) {
+    fn data_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        input: &SettingsInput<'_>,
+        commands: &mut Vec<AppCommand>,
+    ) {
         ui.heading("Data");
         if let Some(reason) = input.inference_unavailable {
             ui.add_enabled_ui(false, |ui| ui.label("Calibration data"))
@@ -222,7 +237,9 @@ impl SettingsPanel {
             if input.bundled_available
                 && ui
                     .button("bundled digits")
-                    .on_hover_text("The sample models' own data: calibration set and labelled test set")
+                    .on_hover_text(
+                        "The sample models' own data: calibration set and labelled test set",
+                    )
                     .clicked()
             {
                 commands.push(AppCommand::SetSource(DataSource::BundledDigits));
@@ -291,7 +308,9 @@ fn weights_ui(ui: &mut egui::Ui, quant: &mut LayerQuant) {
     match &mut w.scheme {
         WeightScheme::Linear { bits, .. } => {
             ui.add(egui::Slider::new(bits, 2..=16).text("bits"))
-                .on_hover_text("b bits give 2^b levels: each bit halves the step S and adds about 6 dB SQNR");
+                .on_hover_text(
+                    "b bits give 2^b levels: each bit halves the step S and adds about 6 dB SQNR",
+                );
         }
         WeightScheme::KMeans { bits } => {
             ui.add(egui::Slider::new(bits, 1..=8).text("bits"))
@@ -373,9 +392,18 @@ fn transforms_ui(ui: &mut egui::Ui) {
     ui.heading("Transforms");
     ui.add_enabled_ui(false, |ui| {
         for (name, what) in [
-            ("BN folding", "Fold BatchNorm's scale and shift into the preceding conv's weights"),
-            ("cross-layer equalization", "Rescale channels between layers so per-tensor ranges even out"),
-            ("bias correction", "Subtract the expected output error of quantized weights from the bias"),
+            (
+                "BN folding",
+                "Fold BatchNorm's scale and shift into the preceding conv's weights",
+            ),
+            (
+                "cross-layer equalization",
+                "Rescale channels between layers so per-tensor ranges even out",
+            ),
+            (
+                "bias correction",
+                "Subtract the expected output error of quantized weights from the bias",
+            ),
         ] {
             let mut off = false;
             ui.checkbox(&mut off, name)
