@@ -352,3 +352,176 @@ fn folding_that_would_produce_nan_is_refused() {
     assert_eq!(model.graph.nodes.len(), 2);
     assert_eq!(model.graph.initializers["var"].data.to_f32()[[1]], -1.0);
 }
+
+// ---- the paper's table ------------------------------------------------------------------------
+
+fn calib_inputs() -> ArrayD<f32> {
+    let arrays = read_arrays(&repo_path("sample_models/data/digits_calib_x.npy")).unwrap();
+    arrays[0].data.to_f32()
+}
+
+fn test_labels() -> ndarray::Array1<i64> {
+    let arrays = read_arrays(&repo_path("sample_models/data/digits_test_y.npy")).unwrap();
+    match &arrays[0].data {
+        TensorData::I64(a) => a.clone().into_dimensionality().unwrap(),
+        other => panic!("labels are {}", other.kind_name()),
+    }
+}
+
+#[test]
+fn paper_table_on_the_mobilenet() {
+    use quantscope::transform::compare::{CompareOptions, paper_table};
+    let (calib, x, y) = (calib_inputs(), test_inputs(), test_labels());
+    let table = paper_table(
+        &sample("mobilenet"),
+        calib.view(),
+        x.view(),
+        y.view(),
+        &CompareOptions::default(),
+    )
+    .unwrap();
+    let correct: Vec<usize> = table.rows.iter().map(|r| r.correct).collect();
+    let text: Vec<String> = table
+        .rows
+        .iter()
+        .map(|r| format!("{:<50} {}/{}", r.name, r.correct, r.total))
+        .collect();
+    let text = text.join("\n");
+    println!("{text}");
+    let [
+        float,
+        folded,
+        cle,
+        absorbed,
+        analytic,
+        empirical,
+        per_channel,
+    ] = correct[..]
+    else {
+        panic!("{text}");
+    };
+    assert_eq!(float, 539, "{text}");
+    assert!(
+        folded + 10 < float,
+        "folding alone should lose clearly\n{text}"
+    );
+    assert!(
+        cle > folded + (float - folded) / 2,
+        "CLE should recover most\n{text}"
+    );
+    assert!(absorbed + 1 >= cle && analytic + 1 >= absorbed, "{text}");
+    assert!(empirical >= cle, "{text}");
+    assert!(per_channel + 2 >= float, "{text}");
+}
+
+// ---- high-bias absorption and bias correction ---------------------------------------------------
+
+use quantscope::calib::{ActivationCollector, Method};
+use quantscope::quant::{ActivationQuant, QuantConfig, QuantizedModel, WeightQuant, WeightScheme};
+use quantscope::transform::absorb_bias::absorb_high_bias;
+use quantscope::transform::bias_correction::{analytic_bias_correction, empirical_bias_correction};
+
+fn per_tensor_config(bits: u32, activations: bool) -> QuantConfig {
+    QuantConfig::uniform(
+        Some(WeightQuant {
+            scheme: WeightScheme::Linear {
+                bits,
+                symmetric: true,
+            },
+            per_channel: false,
+        }),
+        activations.then_some(ActivationQuant {
+            bits: 8,
+            symmetric: false,
+            method: Method::MinMax,
+        }),
+    )
+}
+
+fn calibration(graph: &Graph) -> BTreeMap<String, quantscope::calib::CalibrationStats> {
+    let plan = Plan::new(graph).unwrap();
+    let mut collector = ActivationCollector::new();
+    collector
+        .run_batches(&plan, &graph.inputs[0].name, calib_inputs().view(), 64)
+        .unwrap();
+    collector.into_stats()
+}
+
+fn quantized_logits(graph: &Graph, config: &QuantConfig, x: &ArrayD<f32>) -> ArrayD<f32> {
+    let stats = if config.default.activations.is_some() {
+        calibration(graph)
+    } else {
+        BTreeMap::new()
+    };
+    let quantized = QuantizedModel::prepare(graph, config, &stats).unwrap();
+    let plan = Plan::new(&quantized.graph).unwrap();
+    let feeds = HashMap::from([(graph.inputs[0].name.clone(), TensorData::F32(x.clone()))]);
+    let mut hook = quantized.hook();
+    let out = plan
+        .run(feeds, Some(&mut hook), RunOptions::default())
+        .unwrap();
+    out[0].1.to_f32()
+}
+
+/// Mean over classes of |E[quantized logit] − E[float logit]| (expectation over samples).
+fn mean_logit_shift(quantized: &ArrayD<f32>, float: &ArrayD<f32>) -> f32 {
+    let q = quantized.mean_axis(ndarray::Axis(0)).unwrap();
+    let f = float.mean_axis(ndarray::Axis(0)).unwrap();
+    (&q - &f).mapv(f32::abs).mean().unwrap()
+}
+
+#[test]
+fn high_bias_absorption_applies_and_keeps_predictions() {
+    let x = test_inputs();
+    let (original, folded_model, _) = folded("mobilenet");
+    let (equalized, _) = equalize(&folded_model, &EqualizeOptions::default()).unwrap();
+    let (absorbed, report) = absorb_high_bias(&equalized).unwrap();
+    println!("{}", report.summary());
+    assert!(!report.nothing_applied(), "{}", report.summary());
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|s| s.reason.contains("zero-pads")),
+        "{}",
+        report.summary()
+    );
+    let (after, reference) = (logits(&absorbed.graph, &x), logits(&original, &x));
+    let diff = max_relative_difference(&after, &reference);
+    println!("absorption: largest relative logit change {diff}");
+    assert!(diff <= 1e-2, "{diff}");
+}
+
+#[test]
+fn bias_correction_reduces_the_held_out_output_shift() {
+    let x = test_inputs();
+    let (original, folded_model, _) = folded("mobilenet");
+    let float = logits(&original, &x);
+
+    // Empirical, per-tensor int8 weights and activations.
+    let config = per_tensor_config(8, true);
+    let stats = calibration(&folded_model.graph);
+    let (corrected, report) = empirical_bias_correction(
+        &folded_model,
+        &config,
+        &stats,
+        &original.inputs[0].name,
+        calib_inputs().view(),
+    )
+    .unwrap();
+    assert_eq!(report.applied.len(), 11, "{}", report.summary());
+    let before = mean_logit_shift(&quantized_logits(&folded_model.graph, &config, &x), &float);
+    let after = mean_logit_shift(&quantized_logits(&corrected.graph, &config, &x), &float);
+    println!("empirical: held-out mean logit shift {before} -> {after}");
+    assert!(after < before / 2.0, "{before} -> {after}");
+
+    // Analytic, per-tensor int4 weights only (data-free: BN statistics).
+    let config = per_tensor_config(4, false);
+    let (corrected, report) = analytic_bias_correction(&folded_model, &config).unwrap();
+    println!("{}", report.summary());
+    assert_eq!(report.applied.len(), 9, "{}", report.summary());
+    let before = mean_logit_shift(&quantized_logits(&folded_model.graph, &config, &x), &float);
+    let after = mean_logit_shift(&quantized_logits(&corrected.graph, &config, &x), &float);
+    println!("analytic: held-out mean logit shift {before} -> {after}");
+    assert!(after < before, "{before} -> {after}");
+}

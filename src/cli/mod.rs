@@ -2,6 +2,7 @@
 
 mod bench;
 mod calibrate;
+mod compare;
 mod feeds;
 mod inspect;
 mod quantize;
@@ -29,6 +30,8 @@ enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Quantize weights and activations; print per-tensor errors and float vs quantized accuracy.
     Quantize(quantize::QuantizeArgs),
+    /// The paper's table: float, BN-folded per-tensor, + equalization, + bias correction, per-channel.
+    Compare(compare::CompareArgs),
     /// Time the engine on a model and input (median over iterations), printed as one JSON line.
     Bench(bench::BenchArgs),
     /// Open the desktop app (the default when no command is given).
@@ -46,6 +49,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Bench(args)) => bench::bench(&args),
         Some(Command::Calibrate(args)) => calibrate::calibrate(&args),
         Some(Command::Quantize(args)) => quantize::quantize(&args),
+        Some(Command::Compare(args)) => compare::compare(&args),
         Some(Command::App { model }) => open_app(model),
         None => open_app(None),
     }

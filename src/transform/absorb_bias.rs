@@ -65,16 +65,14 @@ pub fn absorb_high_bias(model: &FloatGraph) -> Result<(FloatGraph, TransformRepo
             report.skip(&label, format!("no channel has β − {SIGMAS}γ > 0"));
             continue;
         }
-        let graph_err =
-            |layer: &str| move |why: String| Error::Graph(format!("node '{layer}': {why}"));
         let b1 = pair
             .first
             .bias(graph)
-            .map_err(graph_err(&pair.first.name))?;
+            .map_err(|why| graph_error(&pair.first.name, why))?;
         let b2 = pair
             .second
             .bias(graph)
-            .map_err(graph_err(&pair.second.name))?;
+            .map_err(|why| graph_error(&pair.second.name, why))?;
         let added = pair
             .second
             .response_to_constant(pair.second.weight(graph)?, &absorbed);
@@ -111,4 +109,8 @@ pub fn absorb_high_bias(model: &FloatGraph) -> Result<(FloatGraph, TransformRepo
     }
     ensure_finite(&result.graph, &touched, NAME)?;
     Ok((result, report))
+}
+
+fn graph_error(layer: &str, why: String) -> Error {
+    Error::Graph(format!("node '{layer}': {why}"))
 }

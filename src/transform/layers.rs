@@ -153,11 +153,6 @@ impl Layer {
         Ok(layer)
     }
 
-    /// Whether this is a Conv with one input channel per group and one output per group.
-    pub fn is_depthwise(&self) -> bool {
-        matches!(self.kind, LayerKind::Conv { group } if group > 1 && group == self.in_channels && group == self.out_channels)
-    }
-
     /// Whether the layer's input is zero-padded (a Conv with non-zero pads or auto padding).
     pub fn pads_input(&self, graph: &Graph) -> bool {
         let Some(node) = graph.nodes.get(self.node) else {
