@@ -471,13 +471,63 @@ fn mean_logit_shift(quantized: &ArrayD<f32>, float: &ArrayD<f32>) -> f32 {
 }
 
 #[test]
-fn high_bias_absorption_applies_and_keeps_predictions() {
+fn high_bias_absorption_moves_the_constant_and_keeps_outputs() {
+    // Conv1 (1x1) → BN → Relu → Conv2 (1x1). BN channel 0 ~ N(5, 0.5²): its pre-activation
+    // stays in [4.8, 5.2] for inputs in [-2, 2], so c_0 = 5 − 3·0.5 = 3.5 moves exactly;
+    // channel 1 ~ N(0, 1) has nothing to absorb.
+    let g = graph(
+        vec![
+            node("Conv", &["x", "w1"], "h"),
+            node(
+                "BatchNormalization",
+                &["h", "gamma", "beta", "mean", "var"],
+                "n",
+            ),
+            node("Relu", &["n"], "a"),
+            node("Conv", &["a", "w2", "b2"], "y"),
+        ],
+        vec![
+            tensor("w1", &[2, 2, 1, 1], vec![0.1, 0.1, 1.0, -1.0]),
+            tensor("gamma", &[2], vec![0.5, 1.0]),
+            tensor("beta", &[2], vec![5.0, 0.0]),
+            tensor("mean", &[2], vec![0.0, 0.0]),
+            tensor("var", &[2], vec![1.0, 1.0]),
+            tensor("w2", &[3, 2, 1, 1], vec![1.0, 2.0, -0.5, 0.25, 0.0, 1.0]),
+            tensor("b2", &[3], vec![0.1, 0.2, 0.3]),
+        ],
+        "y",
+    );
+    let (folded_model, _) = fold_batch_norm(&FloatGraph::new(g.clone())).unwrap();
+    let (absorbed, report) = absorb_high_bias(&folded_model).unwrap();
+    assert_eq!(report.applied.len(), 1, "{}", report.summary());
+    let bias = |graph: &Graph, node: usize| {
+        let name = graph.nodes[node].inputs[2].clone();
+        graph.initializers[&name].data.to_f32()
+    };
+    let (b1_before, b1_after) = (bias(&folded_model.graph, 0), bias(&absorbed.graph, 0));
+    assert!(
+        (b1_before[[0]] - b1_after[[0]] - 3.5).abs() < 1e-5,
+        "{b1_before} {b1_after}"
+    );
+    assert_eq!(b1_before[[1]], b1_after[[1]]);
+    // b2 gains W2·c: (1, −0.5, 0)·3.5.
+    let b2 = bias(&absorbed.graph, 2);
+    for (o, expected) in [0.1 + 3.5, 0.2 - 1.75, 0.3].into_iter().enumerate() {
+        assert!((b2[[o]] - expected).abs() < 1e-5, "{b2}");
+    }
+    assert_eq!(absorbed.preactivations["n"].mean[0], 1.5);
+    let x = random_input(3);
+    let diff = max_relative_difference(&logits(&absorbed.graph, &x), &logits(&g, &x));
+    assert!(diff <= 1e-5, "{diff}");
+}
+
+#[test]
+fn high_bias_absorption_on_the_mobilenet_says_where_it_does_not_apply() {
     let x = test_inputs();
     let (original, folded_model, _) = folded("mobilenet");
     let (equalized, _) = equalize(&folded_model, &EqualizeOptions::default()).unwrap();
     let (absorbed, report) = absorb_high_bias(&equalized).unwrap();
     println!("{}", report.summary());
-    assert!(!report.nothing_applied(), "{}", report.summary());
     assert!(
         report
             .skipped
@@ -486,10 +536,8 @@ fn high_bias_absorption_applies_and_keeps_predictions() {
         "{}",
         report.summary()
     );
-    let (after, reference) = (logits(&absorbed.graph, &x), logits(&original, &x));
-    let diff = max_relative_difference(&after, &reference);
-    println!("absorption: largest relative logit change {diff}");
-    assert!(diff <= 1e-2, "{diff}");
+    let diff = max_relative_difference(&logits(&absorbed.graph, &x), &logits(&original, &x));
+    assert!(diff <= 1e-3, "{diff}");
 }
 
 #[test]
@@ -512,16 +560,19 @@ fn bias_correction_reduces_the_held_out_output_shift() {
     assert_eq!(report.applied.len(), 11, "{}", report.summary());
     let before = mean_logit_shift(&quantized_logits(&folded_model.graph, &config, &x), &float);
     let after = mean_logit_shift(&quantized_logits(&corrected.graph, &config, &x), &float);
+    // Measured: 3.83 -> 0.13.
     println!("empirical: held-out mean logit shift {before} -> {after}");
     assert!(after < before / 2.0, "{before} -> {after}");
 
-    // Analytic, per-tensor int4 weights only (data-free: BN statistics).
+    // Analytic, per-tensor int4 weights only (data-free: BN statistics), after equalization.
+    let (equalized, _) = equalize(&folded_model, &EqualizeOptions::default()).unwrap();
     let config = per_tensor_config(4, false);
-    let (corrected, report) = analytic_bias_correction(&folded_model, &config).unwrap();
+    let (corrected, report) = analytic_bias_correction(&equalized, &config).unwrap();
     println!("{}", report.summary());
     assert_eq!(report.applied.len(), 9, "{}", report.summary());
-    let before = mean_logit_shift(&quantized_logits(&folded_model.graph, &config, &x), &float);
+    let before = mean_logit_shift(&quantized_logits(&equalized.graph, &config, &x), &float);
     let after = mean_logit_shift(&quantized_logits(&corrected.graph, &config, &x), &float);
+    // Measured: 2.86 -> 0.92.
     println!("analytic: held-out mean logit shift {before} -> {after}");
-    assert!(after < before, "{before} -> {after}");
+    assert!(after < before / 2.0, "{before} -> {after}");
 }

@@ -6,7 +6,8 @@
 //!
 //! Exact where the pre-activation really is ≥ c_j (the 3σ rule makes this hold for ~99.9 % of
 //! a Gaussian channel); pairs whose second layer zero-pads its input are skipped, because the
-//! padded border would read 0 instead of −c_j and change the outputs there.
+//! padded border would read 0 instead of −c_j and change the outputs there. Pooling and
+//! Flatten between the layers commute with the shift and are allowed.
 
 use super::FloatGraph;
 use super::equalize::find_pairs;
@@ -41,7 +42,7 @@ pub fn absorb_high_bias(model: &FloatGraph) -> Result<(FloatGraph, TransformRepo
         if let Some(&i) = pair
             .through
             .iter()
-            .find(|&&i| !matches!(graph.nodes[i].op_type.as_str(), "Relu" | "Min" | "Identity"))
+            .find(|&&i| !commutes_with_shift(&graph.nodes[i]))
         {
             let op = &graph.nodes[i].op_type;
             report.skip(
@@ -113,4 +114,15 @@ pub fn absorb_high_bias(model: &FloatGraph) -> Result<(FloatGraph, TransformRepo
 
 fn graph_error(layer: &str, why: String) -> Error {
     Error::Graph(format!("node '{layer}': {why}"))
+}
+
+/// Whether f(x − c) = f(x) − c per channel (for x ≥ c where the op rectifies).
+fn commutes_with_shift(node: &crate::ir::Node) -> bool {
+    match node.op_type.as_str() {
+        "Relu" | "Min" | "Identity" | "MaxPool" | "GlobalAveragePool" | "GlobalMaxPool"
+        | "Flatten" => true,
+        // Averages that count padded zeros would average in −c at the borders.
+        "AveragePool" => node.attr_int("count_include_pad", 0).is_ok_and(|v| v == 0),
+        _ => false,
+    }
 }
