@@ -2,6 +2,7 @@
 
 mod bench;
 mod calibrate;
+mod export;
 mod feeds;
 mod inspect;
 mod quantize;
@@ -29,6 +30,8 @@ enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Quantize weights and activations; print per-tensor errors and float vs quantized accuracy.
     Quantize(quantize::QuantizeArgs),
+    /// Export QDQ/baked ONNX, AIMET encodings, a TensorRT cache, ranges or reports.
+    Export(export::ExportArgs),
     /// Time the engine on a model and input (median over iterations), printed as one JSON line.
     Bench(bench::BenchArgs),
     /// Open the desktop app (the default when no command is given).
@@ -46,6 +49,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Bench(args)) => bench::bench(&args),
         Some(Command::Calibrate(args)) => calibrate::calibrate(&args),
         Some(Command::Quantize(args)) => quantize::quantize(&args),
+        Some(Command::Export(args)) => export::export(&args),
         Some(Command::App { model }) => open_app(model),
         None => open_app(None),
     }

@@ -25,7 +25,7 @@ pub fn write_atomic(
         .prefix(".quantscope-export-")
         .suffix(".tmp")
         .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+        .map_err(|e| Error::io(dir, std::io::Error::from(e.kind())))?;
     let mut writer = BufWriter::new(temp);
     // On any error below, `temp` is dropped, which deletes the temporary file.
     fill(&mut writer)?;

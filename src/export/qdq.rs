@@ -6,8 +6,9 @@
 //! The parameters come from [`QuantizedModel::prepare`]'s reports, never recomputed, so the
 //! exported model computes what Quantscope's fake quantization simulates. Opset 13 carries 8-bit
 //! types; 4- and 16-bit containers need opset 21 (older graphs are lifted, see
-//! [`super::opset`]). Widths without their own ONNX type (2, 3, 5–7, 9–15 bits) are stored in
-//! the next wider type, with a Clip before each QuantizeLinear to keep activations on the grid.
+//! [`super::opset`]). Weights of up to 4 bits are stored as int4; activations use 8-bit types
+//! at least (see [`container`]). Widths without their own ONNX type are stored in the next
+//! wider type, with a Clip before each activation's QuantizeLinear to keep it on the grid.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -48,13 +49,17 @@ struct Container {
     bits: u32,
 }
 
-fn container(grid: IntGrid) -> Container {
+/// The container of a grid. Weights of up to 4 bits use int4 (opset 21); activations use at
+/// least 8 bits, because onnxruntime 1.32's graph optimizers reject 4-bit activations (QDQ
+/// propagation hands a uint4 tensor to MaxPool; Clip/QuantizeLinear fusion fails on a uint4
+/// zero point), so a 4-bit activation is a uint8/int8 QuantizeLinear behind a Clip to its grid.
+fn container(grid: IntGrid, activation: bool) -> Container {
     use onnx_type::*;
     let (code, dtype, bits) = match (grid.bits, grid.signed) {
-        (..=4, true) => (INT4, None, 4),
-        (..=4, false) => (UINT4, None, 4),
-        (5..=8, true) => (INT8, Some(DType::I8), 8),
-        (5..=8, false) => (UINT8, Some(DType::U8), 8),
+        (..=4, true) if !activation => (INT4, None, 4),
+        (..=4, false) if !activation => (UINT4, None, 4),
+        (..=8, true) => (INT8, Some(DType::I8), 8),
+        (..=8, false) => (UINT8, Some(DType::U8), 8),
         (_, true) => (INT16, Some(DType::I16), 16),
         (_, false) => (UINT16, Some(DType::U16), 16),
     };
@@ -202,7 +207,7 @@ impl Builder {
                 tensor: name.to_string(),
                 msg: e.to_string(),
             })?;
-        let c = container(first.grid);
+        let c = container(first.grid, false);
         let quantized_name = format!("{name}_quantized");
         let scale_name = format!("{name}_scale");
         let zero_name = format!("{name}_zero_point");
@@ -246,7 +251,7 @@ impl Builder {
     fn activation(&mut self, a: &ActivationReport) -> Result<bool> {
         let name = a.tensor.as_str();
         let p = a.params;
-        let c = container(p.grid);
+        let c = container(p.grid, true);
         let Some(first_reader) = self
             .graph
             .nodes
@@ -405,11 +410,7 @@ impl Builder {
             }
             self.graph.nodes[index].inputs[2] = output;
             self.weight_nodes.push(dq);
-            let still_read = self
-                .graph
-                .nodes
-                .iter()
-                .any(|n| n.inputs.contains(&b));
+            let still_read = self.graph.nodes.iter().any(|n| n.inputs.contains(&b));
             if !still_read {
                 self.graph.initializers.remove(&b);
             }
