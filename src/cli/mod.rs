@@ -3,10 +3,12 @@
 mod bench;
 mod calibrate;
 mod compare;
+mod export;
 mod feeds;
 mod inspect;
 mod quantize;
 mod run;
+mod transform;
 
 use std::path::PathBuf;
 
@@ -32,6 +34,10 @@ enum Command {
     Quantize(quantize::QuantizeArgs),
     /// The paper's table: float, BN-folded per-tensor, + equalization, + bias correction, per-channel.
     Compare(compare::CompareArgs),
+    /// Export QDQ/baked ONNX, AIMET encodings, a TensorRT cache, ranges or reports.
+    Export(export::ExportArgs),
+    /// Fold BN, equalize, absorb high biases; write the transformed float model (.onnx).
+    Transform(transform::TransformArgs),
     /// Time the engine on a model and input (median over iterations), printed as one JSON line.
     Bench(bench::BenchArgs),
     /// Open the desktop app (the default when no command is given).
@@ -50,6 +56,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Calibrate(args)) => calibrate::calibrate(&args),
         Some(Command::Quantize(args)) => quantize::quantize(&args),
         Some(Command::Compare(args)) => compare::compare(&args),
+        Some(Command::Transform(args)) => transform::transform(&args),
+        Some(Command::Export(args)) => export::export(&args),
         Some(Command::App { model }) => open_app(model),
         None => open_app(None),
     }

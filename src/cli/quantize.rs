@@ -25,6 +25,46 @@ enum GranularityArg {
     Channel,
 }
 
+/// The scheme, granularity, bits and calibration flags shared by `quantize` and `export`.
+#[derive(Debug, Args)]
+pub struct QuantFlags {
+    /// Weight scheme: int8, int4, int8-asym, binary, binary-scaled, binary-stochastic, ternary
+    /// (TWN), ttq, kmeans4, ...
+    #[arg(long, default_value = "int8")]
+    pub weights: WeightScheme,
+    /// One set of weight parameters per tensor or per output channel.
+    #[arg(long, value_enum, default_value_t = GranularityArg::Channel)]
+    granularity: GranularityArg,
+    /// Activation range method: minmax, ema, batch-mean, percentile:99.99, mse, aciq-gauss,
+    /// aciq-laplace, kl.
+    #[arg(long, default_value = "minmax")]
+    pub calib: Method,
+    /// Activation bits (asymmetric, unsigned grid).
+    #[arg(long, default_value_t = 8)]
+    pub act_bits: u32,
+    /// Keep activations in float (weights only).
+    #[arg(long)]
+    pub float_activations: bool,
+}
+
+impl QuantFlags {
+    /// The uniform configuration these flags describe.
+    pub fn config(&self) -> QuantConfig {
+        let activations = (!self.float_activations).then_some(ActivationQuant {
+            bits: self.act_bits,
+            symmetric: false,
+            method: self.calib,
+        });
+        QuantConfig::uniform(
+            Some(WeightQuant {
+                scheme: self.weights,
+                per_channel: matches!(self.granularity, GranularityArg::Channel),
+            }),
+            activations,
+        )
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct QuantizeArgs {
     /// Model file (.onnx).
@@ -32,23 +72,8 @@ pub struct QuantizeArgs {
     /// Calibration data (.npy for the single input, .npz by input name).
     #[arg(long)]
     data: PathBuf,
-    /// Weight scheme: int8, int4, int8-asym, binary, binary-scaled, binary-stochastic, ternary
-    /// (TWN), ttq, kmeans4, ...
-    #[arg(long, default_value = "int8")]
-    weights: WeightScheme,
-    /// One set of weight parameters per tensor or per output channel.
-    #[arg(long, value_enum, default_value_t = GranularityArg::Channel)]
-    granularity: GranularityArg,
-    /// Activation range method: minmax, ema, batch-mean, percentile:99.99, mse, aciq-gauss,
-    /// aciq-laplace, kl.
-    #[arg(long, default_value = "minmax")]
-    calib: Method,
-    /// Activation bits (asymmetric, unsigned grid).
-    #[arg(long, default_value_t = 8)]
-    act_bits: u32,
-    /// Keep activations in float (weights only).
-    #[arg(long)]
-    float_activations: bool,
+    #[command(flatten)]
+    flags: QuantFlags,
     /// Data to evaluate on (default: the calibration data).
     #[arg(long)]
     eval_data: Option<PathBuf>,
@@ -61,9 +86,9 @@ pub struct QuantizeArgs {
 }
 
 #[derive(Serialize)]
-struct Cost {
-    size_bytes: f64,
-    float32_size_bytes: f64,
+pub(super) struct Cost {
+    pub(super) size_bytes: f64,
+    pub(super) float32_size_bytes: f64,
     bitops: u64,
     float_bitops: u64,
 }
@@ -89,19 +114,8 @@ struct Report<'a> {
 pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
     let plan = plan_for(&model)?;
-    let activations = (!args.float_activations).then_some(ActivationQuant {
-        bits: args.act_bits,
-        symmetric: false,
-        method: args.calib,
-    });
-    let config = QuantConfig::uniform(
-        Some(WeightQuant {
-            scheme: args.weights,
-            per_channel: matches!(args.granularity, GranularityArg::Channel),
-        }),
-        activations,
-    );
-    let stats = if activations.is_some() {
+    let config = args.flags.config();
+    let stats = if config.default.activations.is_some() {
         collect_stats(&model.graph, &plan, &args.data, 64)?
     } else {
         Default::default()
@@ -140,7 +154,7 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
             let method = if a.manual {
                 "manual".to_string()
             } else {
-                args.calib.to_string()
+                args.flags.calib.to_string()
             };
             println!(
                 "{:<36} {method:<14} {:>23} {:>11.3e} {:>5}",
@@ -225,7 +239,7 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
 }
 
 /// Parameter storage and BitOps of the quantized model (shapes from a recorded float run).
-fn model_cost(
+pub(super) fn model_cost(
     graph: &quantscope::ir::Graph,
     config: &QuantConfig,
     quantized: &QuantizedModel,
