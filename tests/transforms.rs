@@ -576,3 +576,143 @@ fn bias_correction_reduces_the_held_out_output_shift() {
     println!("analytic: held-out mean logit shift {before} -> {after}");
     assert!(after < before / 2.0, "{before} -> {after}");
 }
+
+// ---- written files: our engine and onnxruntime ---------------------------------------------------
+
+use quantscope::export::write_onnx_model;
+use quantscope::transform::absorb_bias::absorb_high_bias as absorb;
+
+/// Fixture of `scripts/check_transform.py`: onnxruntime's logits (first 64) and argmax (all)
+/// on the file `quantscope transform` wrote.
+fn ort_fixture(name: &str) -> (ArrayD<f32>, ArrayD<i64>) {
+    let arrays = common::read_named(&repo_path(&format!("tests/fixtures/transform/{name}.npz")));
+    let logits = arrays["logits"].to_f32();
+    let argmax = arrays["argmax"].as_i64().expect("argmax is int").clone();
+    (logits, argmax)
+}
+
+#[test]
+fn written_transformed_models_match_the_original_and_onnxruntime() {
+    let x = test_inputs();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, fold, cle, absorb_bias, tag) in [
+        ("mobilenet", true, true, false, "fold_cle"),
+        ("cnn", true, true, true, "fold_cle_absorb"),
+        ("mlp", false, true, false, "cle"),
+    ] {
+        let original = sample(name);
+        let mut model = FloatGraph::new(original.clone());
+        if fold {
+            model = fold_batch_norm(&model).unwrap().0;
+        }
+        if cle {
+            model = equalize(&model, &EqualizeOptions::default()).unwrap().0;
+        }
+        if absorb_bias {
+            model = absorb(&model).unwrap().0;
+        }
+        let path = dir.path().join(format!("{name}_{tag}.onnx"));
+        write_onnx_model(&model.graph, &path).unwrap();
+        let reloaded = load_model(&path).unwrap().graph;
+        let ours = logits(&reloaded, &x);
+        let diff = max_relative_difference(&ours, &logits(&original, &x));
+        assert!(diff <= 1e-4, "{name}: reloaded outputs moved by {diff}");
+        let (ort_logits, ort_argmax) = ort_fixture(&format!("{name}_{tag}"));
+        let head = ours.slice_axis(ndarray::Axis(0), (0..64).into()).to_owned();
+        let diff = max_relative_difference(&head, &ort_logits);
+        assert!(diff <= 1e-4, "{name}: vs onnxruntime {diff}");
+        let predicted: Vec<i64> = ours
+            .rows()
+            .into_iter()
+            .map(|r| {
+                r.iter()
+                    .enumerate()
+                    .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+                    .0 as i64
+            })
+            .collect();
+        assert_eq!(
+            predicted,
+            ort_argmax.iter().copied().collect::<Vec<_>>(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn transform_and_compare_commands() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.onnx");
+    let model = repo_path("sample_models/digits_mobilenet.onnx");
+    let run = |args: &[&std::ffi::OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_quantscope"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&[
+        "transform".as_ref(),
+        model.as_os_str(),
+        "--fold-bn".as_ref(),
+        "--cle".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        text.contains("BN folding: 10 applied") && text.contains("8 applied"),
+        "{text}"
+    );
+    let x = test_inputs();
+    let diff = max_relative_difference(
+        &logits(&load_model(&out).unwrap().graph, &x),
+        &logits(&sample("mobilenet"), &x),
+    );
+    assert!(diff <= 1e-4, "{diff}");
+
+    // Refuses to overwrite its input, with one error line.
+    let o = run(&[
+        "transform".as_ref(),
+        model.as_os_str(),
+        "--cle".as_ref(),
+        "--out".as_ref(),
+        model.as_os_str(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    // Nothing to equalize in the transformer: said, not silent.
+    let o = run(&[
+        "transform".as_ref(),
+        repo_path("sample_models/digits_transformer.onnx").as_os_str(),
+        "--cle".as_ref(),
+        "--out".as_ref(),
+        dir.path().join("tr.onnx").as_os_str(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("cross-layer equalization: nothing to do"),
+        "{text}"
+    );
+
+    let o = run(&[
+        "compare".as_ref(),
+        repo_path("sample_models/digits_cnn.onnx").as_os_str(),
+        "--data".as_ref(),
+        repo_path("sample_models/data/digits_test.npz").as_os_str(),
+        "--calib".as_ref(),
+        repo_path("sample_models/data/digits_calib_x.npy").as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = table["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 7);
+    assert_eq!(rows[0]["correct"], 539);
+}
