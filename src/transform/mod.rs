@@ -2,3 +2,4 @@
 //! high-bias absorption, bias correction and AdaRound. Each takes a `Graph` and returns a new
 //! one (or a report of why nothing applied); the float outputs stay equal where the transform
 //! promises it, and any NaN/Inf produced is detected and the transform refused.
+pub mod adaround;
