@@ -6,6 +6,7 @@ mod feeds;
 mod inspect;
 mod quantize;
 mod run;
+mod sensitivity;
 
 use std::path::PathBuf;
 
@@ -29,6 +30,8 @@ enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Quantize weights and activations; print per-tensor errors and float vs quantized accuracy.
     Quantize(quantize::QuantizeArgs),
+    /// Each layer alone at b-bit weights: accuracy drop and output KL; bit allocation under a budget.
+    Sensitivity(sensitivity::SensitivityArgs),
     /// Time the engine on a model and input (median over iterations), printed as one JSON line.
     Bench(bench::BenchArgs),
     /// Open the desktop app (the default when no command is given).
@@ -46,6 +49,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Bench(args)) => bench::bench(&args),
         Some(Command::Calibrate(args)) => calibrate::calibrate(&args),
         Some(Command::Quantize(args)) => quantize::quantize(&args),
+        Some(Command::Sensitivity(args)) => sensitivity::sensitivity(&args),
         Some(Command::App { model }) => open_app(model),
         None => open_app(None),
     }

@@ -20,7 +20,7 @@ use super::calibrate::collect_stats;
 use super::feeds::{plan_for, read_feeds};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum GranularityArg {
+pub(super) enum GranularityArg {
     Tensor,
     Channel,
 }
