@@ -287,8 +287,8 @@ impl LayerProblem {
         let schedule = options.schedule();
         let shape = self.weights.raw_dim();
         let k = self.layer.k;
-        let mut soft = Array2::<f64>::zeros(shape.clone());
-        let mut grad_w = Array2::<f64>::zeros(shape.clone());
+        let mut soft = Array2::<f64>::zeros(shape);
+        let mut grad_w = Array2::<f64>::zeros(shape);
         let mut grad_v = vec![0.0; v.len()];
         let mut inside = vec![false; v.len()];
         let mut curve = Vec::new();
@@ -339,7 +339,7 @@ impl LayerProblem {
             adam.step(&mut v, &grad_v);
         }
         // Hard decisions, and round-to-nearest for comparison.
-        let mut hard = Array2::<f32>::zeros(shape.clone());
+        let mut hard = Array2::<f32>::zeros(shape);
         let mut nearest = Array2::<f64>::zeros(shape);
         let mut flipped = 0;
         for (i, (value, near)) in hard.iter_mut().zip(nearest.iter_mut()).enumerate() {

@@ -376,7 +376,7 @@ impl Gram {
         });
         let k = layer.k;
         layer.for_each_row(x, |group, row| {
-            let keep = self.seen_rows % step == 0;
+            let keep = self.seen_rows.is_multiple_of(step);
             self.seen_rows += 1;
             if !keep {
                 return;
