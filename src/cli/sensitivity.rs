@@ -19,10 +19,11 @@ use super::quantize::GranularityArg;
 pub struct SensitivityArgs {
     /// Model file (.onnx) with one input.
     model: PathBuf,
-    /// Samples (.npy, or .npz whose first array is the input; an array `y` there gives labels).
+    /// Samples (.npy, or .npz with an array named after the input, else its first array; an
+    /// array `labels` or `y` there gives the labels).
     #[arg(long)]
     data: PathBuf,
-    /// Class labels (.npy, 1-D integers) for accuracy; default: `y` in the data .npz.
+    /// Class labels (.npy, 1-D integers) for accuracy; default: `labels` or `y` in the .npz.
     #[arg(long)]
     labels: Option<PathBuf>,
     /// Weight bits of the layer under test (symmetric linear).
@@ -73,7 +74,12 @@ pub fn sensitivity(args: &SensitivityArgs) -> anyhow::Result<()> {
         );
     };
     let arrays = read_arrays(&args.data)?;
-    let mut samples = match arrays.iter().find(|a| a.name != "y").map(|a| &a.data) {
+    let is_label = |name: &str| name == "labels" || name == "y";
+    let sample_array = arrays
+        .iter()
+        .find(|a| a.name == input.name)
+        .or_else(|| arrays.iter().find(|a| !is_label(&a.name)));
+    let mut samples = match sample_array.map(|a| &a.data) {
         Some(TensorData::F32(a)) => a.clone(),
         Some(TensorData::I64(_)) => bail!("{}: the samples are not float", args.data.display()),
         None => bail!("{}: holds no sample array", args.data.display()),
@@ -85,7 +91,7 @@ pub fn sensitivity(args: &SensitivityArgs) -> anyhow::Result<()> {
             .map(|a| (path.clone(), a.data)),
         None => arrays
             .into_iter()
-            .find(|a| a.name == "y")
+            .find(|a| is_label(&a.name))
             .map(|a| (args.data.clone(), a.data)),
     };
     let mut labels = match labels_data {
