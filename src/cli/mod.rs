@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch (anyhow at this edge; the core uses thiserror).
 
+mod adaround;
 mod bench;
 mod calibrate;
 mod feeds;
