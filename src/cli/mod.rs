@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch (anyhow at this edge; the core uses thiserror).
 
+mod adaround;
 mod bench;
 mod calibrate;
 mod compare;
@@ -8,6 +9,7 @@ mod feeds;
 mod inspect;
 mod quantize;
 mod run;
+mod sensitivity;
 mod transform;
 
 use std::path::PathBuf;
@@ -38,6 +40,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Fold BN, equalize, absorb high biases; write the transformed float model (.onnx).
     Transform(transform::TransformArgs),
+    /// Each layer alone at b-bit weights: accuracy drop and output KL; bit allocation under a budget.
+    Sensitivity(sensitivity::SensitivityArgs),
     /// Time the engine on a model and input (median over iterations), printed as one JSON line.
     Bench(bench::BenchArgs),
     /// Open the desktop app (the default when no command is given).
@@ -58,6 +62,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Compare(args)) => compare::compare(&args),
         Some(Command::Transform(args)) => transform::transform(&args),
         Some(Command::Export(args)) => export::export(&args),
+        Some(Command::Sensitivity(args)) => sensitivity::sensitivity(&args),
         Some(Command::App { model }) => open_app(model),
         None => open_app(None),
     }

@@ -20,7 +20,7 @@ use super::calibrate::collect_stats;
 use super::feeds::{plan_for, read_feeds};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum GranularityArg {
+pub(super) enum GranularityArg {
     Tensor,
     Channel,
 }
@@ -80,6 +80,9 @@ pub struct QuantizeArgs {
     /// Labels of the evaluation data (.npy) for top-1 accuracy.
     #[arg(long)]
     labels: Option<PathBuf>,
+    /// Learn each weight's rounding with AdaRound on the calibration data (linear schemes).
+    #[arg(long)]
+    adaround: bool,
     /// Write the per-tensor table and model metrics as JSON.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -120,7 +123,15 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
     } else {
         Default::default()
     };
-    let quantized = QuantizedModel::prepare(&model.graph, &config, &stats)?;
+    let (rounded, config) = match args.adaround {
+        true => {
+            let r = super::adaround::adaround(&model.graph, &config, &args.data)?;
+            (Some(r.graph), r.config)
+        }
+        false => (None, config),
+    };
+    let quantized =
+        QuantizedModel::prepare(rounded.as_ref().unwrap_or(&model.graph), &config, &stats)?;
 
     println!(
         "{:<36} {:<14} {:>23} {:>11} {:>5} {:>11} {:>8}",

@@ -8,6 +8,7 @@
 //! which equalization rescales and high-bias absorption and analytic bias correction use.
 
 pub mod absorb_bias;
+pub mod adaround;
 pub mod bias_correction;
 pub mod compare;
 pub mod equalize;
