@@ -15,6 +15,7 @@ pub mod equalize;
 pub mod fold_bn;
 mod layers;
 pub mod report;
+pub mod toggles;
 
 use std::collections::BTreeMap;
 
