@@ -530,3 +530,149 @@ fn every_format_exports_and_a_failed_export_leaves_nothing() {
     assert!(!path.exists());
     assert_eq!(listing(dir.path()), count);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The command line
+
+fn quantscope(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_quantscope"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn export_command_writes_reports_sessions_and_reuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = repo_path("sample_models/digits_mlp.onnx");
+    let data = repo_path("sample_models/data/digits_calib_x.npy");
+    let (model, data) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let out = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let labels = repo_path("sample_models/data/digits_test_y.npy");
+    let test_x = repo_path("sample_models/data/digits_test_x.npy");
+    let report = quantscope(&[
+        "export",
+        model,
+        "--data",
+        data,
+        "--format",
+        "report",
+        "--out",
+        &out("r.md"),
+        "--weights",
+        "int4",
+        "--granularity",
+        "tensor",
+        "--eval-data",
+        test_x.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "--save-session",
+        &out("s.json"),
+    ]);
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let md = std::fs::read_to_string(out("r.md")).unwrap();
+    assert!(md.contains("| top-1 accuracy | 97.59 % |"), "{md}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out("r.json")).unwrap()).unwrap();
+    let e = &json["evaluation"];
+    assert!(e["size_bytes"].as_f64().unwrap() < e["float32_size_bytes"].as_f64().unwrap() / 6.0);
+    assert!(
+        std::fs::read_to_string(out("r.tensors.csv"))
+            .unwrap()
+            .lines()
+            .count()
+            > 3
+    );
+
+    // The session reproduces the same configuration: identical ranges table.
+    let a = quantscope(&[
+        "export",
+        model,
+        "--data",
+        data,
+        "--format",
+        "ranges",
+        "--out",
+        &out("a.csv"),
+        "--weights",
+        "int4",
+        "--granularity",
+        "tensor",
+    ]);
+    let b = quantscope(&[
+        "export",
+        model,
+        "--data",
+        data,
+        "--format",
+        "ranges",
+        "--out",
+        &out("b.csv"),
+        "--session",
+        &out("s.json"),
+    ]);
+    assert!(a.status.success() && b.status.success());
+    assert_eq!(
+        std::fs::read(out("a.csv")).unwrap(),
+        std::fs::read(out("b.csv")).unwrap()
+    );
+
+    // Exported encodings import back into `quantize`; bad input is one error line.
+    let enc = quantscope(&[
+        "export",
+        model,
+        "--data",
+        data,
+        "--format",
+        "aimet",
+        "--out",
+        &out("e.json"),
+    ]);
+    assert!(enc.status.success());
+    let q = quantscope(&[
+        "quantize",
+        model,
+        "--data",
+        data,
+        "--import-encodings",
+        &out("e.json"),
+    ]);
+    let stdout = String::from_utf8_lossy(&q.stdout);
+    // Per-channel weight encodings are reported, not applied (manual weight ranges are per tensor).
+    assert!(
+        q.status.success() && stdout.contains("imported 3 activation and 0 weight range(s)"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&q.stderr);
+    assert_eq!(
+        stderr
+            .matches("per-channel ranges; manual ranges are per tensor")
+            .count(),
+        3,
+        "{stderr}"
+    );
+    let bad = quantscope(&[
+        "export",
+        model,
+        "--data",
+        data,
+        "--format",
+        "onnx",
+        "--out",
+        &out("x"),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown export format 'onnx'"));
+    let over = quantscope(&[
+        "export", model, "--data", data, "--format", "baked", "--out", model,
+    ]);
+    assert!(!over.status.success());
+    assert!(
+        String::from_utf8_lossy(&over.stderr).contains("refusing to overwrite the source model")
+    );
+}
