@@ -140,6 +140,24 @@ fn simulate(quantized: &QuantizedModel) -> ndarray::Array2<f32> {
         .unwrap()
 }
 
+/// Fraction of rows of `logits` whose top class is `argmax`.
+fn agreement(logits: &ndarray::Array2<f32>, argmax: &ndarray::ArrayD<i64>) -> f64 {
+    let hits = logits
+        .rows()
+        .into_iter()
+        .zip(argmax.iter())
+        .filter(|(row, k)| {
+            let best = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i as i64);
+            best == Some(**k)
+        })
+        .count();
+    hits as f64 / argmax.len() as f64
+}
+
 #[test]
 fn qdq_exports_match_what_onnxruntime_computed_from_them() {
     let manifest: serde_json::Value = serde_json::from_str(
@@ -175,21 +193,7 @@ fn qdq_exports_match_what_onnxruntime_computed_from_them() {
         let ort_argmax = fixture["argmax"].as_i64().unwrap().clone();
         let ort_logits = fixture["logits"].to_f32();
         let ours = simulate(&quantized);
-        let agree = ours
-            .rows()
-            .into_iter()
-            .zip(ort_argmax.iter())
-            .filter(|(row, k)| {
-                let best = row
-                    .iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .unwrap()
-                    .0;
-                best as i64 == **k
-            })
-            .count() as f64
-            / ort_argmax.len() as f64;
+        let agree = agreement(&ours, &ort_argmax);
         let head = ours.slice(ndarray::s![..ort_logits.shape()[0], ..]);
         let max_diff = head
             .iter()
@@ -675,4 +679,46 @@ fn export_command_writes_reports_sessions_and_reuses_them() {
     assert!(
         String::from_utf8_lossy(&over.stderr).contains("refusing to overwrite the source model")
     );
+}
+
+#[test]
+fn baked_exports_match_what_onnxruntime_computed_from_them() {
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_path("tests/fixtures/export/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let baked = manifest["baked"].as_object().unwrap();
+    assert_eq!(baked.len(), 8, "4 models × k-means and ternary");
+    for (key, entry) in baked {
+        let model = load_model(&repo_path(entry["model"].as_str().unwrap())).unwrap();
+        let config = QuantConfig::uniform(
+            Some(WeightQuant {
+                scheme: entry["weights"].as_str().unwrap().parse().unwrap(),
+                per_channel: entry["granularity"] == "channel",
+            }),
+            None,
+        );
+        let quantized = QuantizedModel::prepare(&model.graph, &config, &BTreeMap::new()).unwrap();
+        let bytes = prost::Message::encode_to_vec(
+            &quantscope::export::onnx_model_proto(&quantized.graph).unwrap(),
+        );
+        assert_eq!(
+            format!("{:x}", Sha256::digest(&bytes)),
+            entry["sha256"].as_str().unwrap(),
+            "{key}: rerun scripts/check_export.py"
+        );
+        let fixture = common::read_named(&repo_path(&format!("tests/fixtures/export/{key}.npz")));
+        let ours = simulate(&quantized);
+        // Float activations: the same float model on both sides, so logits agree to rounding.
+        let expected = fixture["logits"].clone();
+        let head = TensorData::F32(
+            ours.slice(ndarray::s![..expected.shape()[0], ..])
+                .to_owned()
+                .into_dyn(),
+        );
+        common::compare(key, &head, &expected).unwrap();
+        let argmax = fixture["argmax"].as_i64().unwrap();
+        let agree = agreement(&ours, argmax);
+        assert!(agree >= 0.995, "{key}: top-1 agreement {agree}");
+    }
 }
