@@ -4,6 +4,7 @@
 stores what onnxruntime computed as fixtures for tests/export.rs:
 
   tests/fixtures/export/<model>_<config>.npz   argmax (all 540 samples), logits (first 64)
+  tests/fixtures/export/baked_<model>_<scheme>.npz  the same for baked k-means/ternary models
   tests/fixtures/export/manifest.json          per export: flags, SHA-256 of the exported file,
                                                opset, onnxruntime's accuracy; tool versions
 
@@ -36,6 +37,24 @@ CONFIGS = {
     "w4a4_channel": {"weights": "int4", "granularity": "channel", "act_bits": 4},
 }
 HEAD = 64
+# Baked models (de-quantized weights, float activations) for the schemes QDQ cannot express.
+BAKED = {
+    "kmeans4": {"weights": "kmeans4", "granularity": "channel"},
+    "ternary": {"weights": "ternary", "granularity": "channel"},
+}
+
+
+def export_and_run(cmd, path, x, y, fixture):
+    """Runs the export command, checks the model, runs it in onnxruntime on `x` and saves the
+    fixture; returns the model and onnxruntime's top-1 accuracy."""
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto, full_check=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {session.get_inputs()[0].name: x})[0]
+    argmax = logits.argmax(axis=1).astype(np.int64)
+    np.savez(fixture, argmax=argmax, logits=logits[:HEAD].astype(np.float32))
+    return proto, float((argmax == y).mean())
 
 
 def main() -> int:
@@ -54,6 +73,7 @@ def main() -> int:
         "evaluation": "sample_models/data/digits_test_x.npy",
         "logits_rows": HEAD,
         "exports": {},
+        "baked": {},
     }
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,15 +87,7 @@ def main() -> int:
                     "--weights", flags["weights"], "--granularity", flags["granularity"],
                     "--act-bits", str(flags["act_bits"]), "--calib", "minmax", "--out", str(path),
                 ]
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-                proto = onnx.load(path)
-                onnx.checker.check_model(proto, full_check=True)
-                session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-                logits = session.run(None, {session.get_inputs()[0].name: x})[0]
-                argmax = logits.argmax(axis=1).astype(np.int64)
-                accuracy = float((argmax == y).mean())
-                np.savez(out_dir / f"{key}.npz", argmax=argmax,
-                         logits=logits[:HEAD].astype(np.float32))
+                proto, accuracy = export_and_run(cmd, path, x, y, out_dir / f"{key}.npz")
                 ops = sorted({n.op_type for n in proto.graph.node})
                 manifest["exports"][key] = {
                     "model": f"sample_models/digits_{model}.onnx",
@@ -91,6 +103,24 @@ def main() -> int:
                 if "QuantizeLinear" not in ops or "DequantizeLinear" not in ops:
                     print(f"  {key}: no QDQ nodes", file=sys.stderr)
                     failures += 1
+        for model in MODELS:
+            for name, flags in BAKED.items():
+                key = f"baked_{model}_{name}"
+                path = Path(tmp) / f"{key}.onnx"
+                cmd = [
+                    args.quantscope, "export", str(ROOT / f"sample_models/digits_{model}.onnx"),
+                    "--data", str(data / "digits_calib_x.npy"), "--format", "baked",
+                    "--weights", flags["weights"], "--granularity", flags["granularity"],
+                    "--float-activations", "--out", str(path),
+                ]
+                _, accuracy = export_and_run(cmd, path, x, y, out_dir / f"{key}.npz")
+                manifest["baked"][key] = {
+                    "model": f"sample_models/digits_{model}.onnx",
+                    **flags,
+                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                    "onnxruntime_accuracy": accuracy,
+                }
+                print(f"{key:<28} baked     onnxruntime top-1 {100 * accuracy:6.2f} %")
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return 1 if failures else 0
 

@@ -72,16 +72,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
         None => args.flags.config(),
     };
     if let Some(path) = &args.import_encodings {
-        let report = import_encodings(path, &model.graph, &mut config)?;
-        println!(
-            "imported {} activation and {} weight range(s) from {}",
-            report.activations.len(),
-            report.weights.len(),
-            path.display()
-        );
-        for line in report.skipped_lines() {
-            eprintln!("warning: {line}");
-        }
+        apply_encodings(path, &model.graph, &mut config)?;
     }
     let quantizes_activations = config.default.activations.is_some()
         || config.layers.values().any(|l| l.activations.is_some());
@@ -115,6 +106,25 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
     }
     for f in &summary.files {
         println!("wrote {}", f.display());
+    }
+    Ok(())
+}
+
+/// Imports encodings into `config`'s manual ranges, printing what was applied and skipped.
+pub fn apply_encodings(
+    path: &std::path::Path,
+    graph: &quantscope::ir::Graph,
+    config: &mut quantscope::quant::QuantConfig,
+) -> anyhow::Result<()> {
+    let report = import_encodings(path, graph, config)?;
+    println!(
+        "imported {} activation and {} weight range(s) from {}",
+        report.activations.len(),
+        report.weights.len(),
+        path.display()
+    );
+    for line in report.skipped_lines() {
+        eprintln!("warning: {line}");
     }
     Ok(())
 }

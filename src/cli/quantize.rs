@@ -86,6 +86,10 @@ pub struct QuantizeArgs {
     /// Write the per-tensor table and model metrics as JSON.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Encodings to apply as manual ranges: AIMET JSON (0.6.1 or 1.0.0) or onnxruntime
+    /// TensorQuantOverrides.
+    #[arg(long)]
+    import_encodings: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -117,7 +121,10 @@ struct Report<'a> {
 pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
     let plan = plan_for(&model)?;
-    let config = args.flags.config();
+    let mut config = args.flags.config();
+    if let Some(path) = &args.import_encodings {
+        super::export::apply_encodings(path, &model.graph, &mut config)?;
+    }
     let stats = if config.default.activations.is_some() {
         collect_stats(&model.graph, &plan, &args.data, 64)?
     } else {

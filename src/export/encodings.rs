@@ -5,7 +5,9 @@
 //! `{bitwidth, dtype, is_symmetric, min, max, offset, scale}`, one entry per channel) and
 //! `1.0.0` (lists of `{name, dtype, enc_type, bw, is_sym, scale[], offset[]}`). AIMET's grid is
 //! unsigned, x = scale·(q + offset) with q in [0, 2^bw − 1], so offset = qmin − Z of
-//! Quantscope's r = S·(q − Z) and the range is [scale·offset, scale·(offset + 2^bw − 1)].
+//! Quantscope's r = S·(q − Z) and the range is [scale·offset, scale·(offset + 2^bw − 1)]
+//! (symmetric: ±scale·(2^(bw−1) − 1), which gives the same scale back). Legacy `min`/`max` are
+//! the clip range the quantizer was made from, so manual ranges round-trip exactly.
 //!
 //! Import also reads onnxruntime's `TensorQuantOverrides` (tensor name → list of
 //! `{rmin, rmax}` or `{scale, zero_point, quant_type}`).
@@ -33,8 +35,8 @@ fn aimet_offset(p: &LinearParams) -> i64 {
     i64::from(p.grid.qmin()) - i64::from(p.zero_point)
 }
 
-/// Real range [scale·offset, scale·(offset + 2^bw − 1)], computed in f32 as Quantscope's
-/// [`LinearParams::range`] does, so exported ranges come back bit for bit.
+/// Real range [scale·offset, scale·(offset + 2^bw − 1)] of an asymmetric encoding, computed in
+/// f32 as Quantscope's [`LinearParams::range`] does.
 fn aimet_range(scale: f32, offset: i64, bits: u32) -> (f32, f32) {
     let levels = (1i64 << bits) - 1;
     ((offset as f32) * scale, ((offset + levels) as f32) * scale)
@@ -46,8 +48,9 @@ fn is_symmetric(p: &LinearParams) -> bool {
         || (!p.grid.signed && p.zero_point == 1 << (p.grid.bits - 1))
 }
 
-fn legacy_entry(p: &LinearParams) -> Value {
-    let (min, max) = p.range();
+/// A legacy entry: `min`/`max` are the clip range the quantizer was made from (so manual ranges
+/// come back exactly), `scale`/`offset` the resulting grid.
+fn legacy_entry(p: &LinearParams, (min, max): (f32, f32)) -> Value {
     json!({
         "bitwidth": p.grid.bits,
         "dtype": "int",
@@ -80,14 +83,19 @@ pub fn aimet_encodings(quantized: &QuantizedModel, schema: AimetSchema) -> Value
             let activations: serde_json::Map<String, Value> = quantized
                 .activations
                 .iter()
-                .map(|a| (a.tensor.clone(), json!([legacy_entry(&a.params)])))
+                .map(|a| (a.tensor.clone(), json!([legacy_entry(&a.params, a.range)])))
                 .collect();
             let params: serde_json::Map<String, Value> = quantized
                 .weights
                 .iter()
                 .filter(|w| !w.params.is_empty())
                 .map(|w| {
-                    let entries: Vec<Value> = w.params.iter().map(legacy_entry).collect();
+                    let entries: Vec<Value> = w
+                        .params
+                        .iter()
+                        .zip(&w.ranges)
+                        .map(|(p, r)| legacy_entry(p, *r))
+                        .collect();
                     (w.tensor.clone(), Value::Array(entries))
                 })
                 .collect();
@@ -410,10 +418,19 @@ fn read_aimet_section(
                     ));
                     continue;
                 }
+                let symmetric = e.get("is_sym").and_then(Value::as_bool).unwrap_or(false);
                 let ranges = scales
                     .iter()
                     .zip(&offsets)
-                    .map(|(&s, &o)| aimet_range(s as f32, o, bw))
+                    .map(|(&s, &o)| {
+                        if symmetric {
+                            // ±S·(2^(b−1) − 1): the symmetric range that gives back scale S.
+                            let half = ((1i64 << (bw - 1)) - 1) as f32 * s as f32;
+                            (-half, half)
+                        } else {
+                            aimet_range(s as f32, o, bw)
+                        }
+                    })
                     .collect();
                 out.push(Incoming {
                     name: name.to_string(),
