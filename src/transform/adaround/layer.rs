@@ -25,6 +25,22 @@ struct ConvGeometry {
     pads: [usize; 4],
 }
 
+impl ConvGeometry {
+    /// Output height and width for an `h`×`w` input; None when the kernel does not fit.
+    fn output_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let span = |i: usize| self.dilations[i] * (self.kernel[i] - 1) + 1;
+        let padded_h = h + self.pads[0] + self.pads[2];
+        let padded_w = w + self.pads[1] + self.pads[3];
+        if padded_h < span(0) || padded_w < span(1) {
+            return None;
+        }
+        Some((
+            (padded_h - span(0)) / self.strides[0] + 1,
+            (padded_w - span(1)) / self.strides[1] + 1,
+        ))
+    }
+}
+
 /// How input activations become rows x of y = W·x.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum InputLayout {
@@ -229,6 +245,21 @@ impl LinearLayer {
         })
     }
 
+    /// Rows x per sample (all groups) for an input of `shape` (samples along axis 0).
+    fn rows_per_sample(&self, shape: &[usize]) -> usize {
+        match self.input_layout {
+            InputLayout::Rows => shape
+                .get(1..shape.len().saturating_sub(1))
+                .map_or(1, |middle| middle.iter().product()),
+            InputLayout::Patches(g) => match shape {
+                &[_, _, h, w] => g
+                    .output_size(h, w)
+                    .map_or(0, |(oh, ow)| oh * ow * self.groups),
+                _ => 0,
+            },
+        }
+    }
+
     /// Rows x of one batch of input activations, per group: calls `emit(group, row)` for each.
     fn for_each_row(
         &self,
@@ -269,14 +300,9 @@ impl LinearLayer {
                         self.k, self.groups
                     )));
                 }
-                let span = |i: usize| g.dilations[i] * (g.kernel[i] - 1) + 1;
-                let padded_h = h + g.pads[0] + g.pads[2];
-                let padded_w = w + g.pads[1] + g.pads[3];
-                if padded_h < span(0) || padded_w < span(1) {
-                    return Err(bad(format!("input {h}×{w} is smaller than the kernel")));
-                }
-                let out_h = (padded_h - span(0)) / g.strides[0] + 1;
-                let out_w = (padded_w - span(1)) / g.strides[1] + 1;
+                let (out_h, out_w) = g
+                    .output_size(h, w)
+                    .ok_or_else(|| bad(format!("input {h}×{w} is smaller than the kernel")))?;
                 for image in 0..n {
                     for group in 0..self.groups {
                         for oy in 0..out_h {
@@ -369,7 +395,7 @@ impl Gram {
         if batch == 0 {
             return Ok(());
         }
-        let rows_per_sample = x.len() / batch / layer.k.max(1) * layer.groups;
+        let rows_per_sample = layer.rows_per_sample(x.shape());
         let step = *self.row_step.get_or_insert_with(|| {
             let total = rows_per_sample * expected_samples.max(batch);
             total.div_ceil(max_rows.max(1)).max(1)
@@ -568,5 +594,15 @@ mod tests {
             }
         }
         assert_eq!(collector.grams[0].rows, rows.len());
+        assert_eq!(layer.rows_per_sample(x.shape()), rows.len() / 2);
+        // Capped at 5 of the 12 rows (2 samples × 2×3 positions): every 3rd row is kept and
+        // the sums are scaled by 3.
+        assert_eq!(rows.len(), 12);
+        let mut capped = GramCollector::new(vec![layer.clone()], 2, 5);
+        capped.grams[0].add(&layer, x.view(), 2, 5).unwrap();
+        assert_eq!(capped.grams[0].rows, 4);
+        let direct: f64 = rows.iter().step_by(3).map(|r| r[4] * r[4]).sum::<f64>() * 3.0 / 2.0;
+        let g = &capped.grams[0].normalized()[0];
+        assert!((g[[4, 4]] - direct).abs() < 1e-9);
     }
 }
