@@ -51,6 +51,10 @@ pub enum Error {
     /// Quantizing or calibrating a tensor failed (bad setting, no calibration data, ...).
     #[error("tensor '{tensor}': {msg}")]
     Quant { tensor: String, msg: String },
+    /// A graph transform (BN folding, equalization, bias correction, ...) was refused; the
+    /// model is left as it was.
+    #[error("{transform}: {msg}")]
+    Transform { transform: String, msg: String },
     /// The run was cancelled by its caller.
     #[error("cancelled")]
     Cancelled,

@@ -1,11 +1,16 @@
 //! Command-line parsing and dispatch (anyhow at this edge; the core uses thiserror).
 
+mod adaround;
 mod bench;
 mod calibrate;
+mod compare;
+mod export;
 mod feeds;
 mod inspect;
 mod quantize;
 mod run;
+mod sensitivity;
+mod transform;
 
 use std::path::PathBuf;
 
@@ -29,6 +34,14 @@ enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Quantize weights and activations; print per-tensor errors and float vs quantized accuracy.
     Quantize(quantize::QuantizeArgs),
+    /// The paper's table: float, BN-folded per-tensor, + equalization, + bias correction, per-channel.
+    Compare(compare::CompareArgs),
+    /// Export QDQ/baked ONNX, AIMET encodings, a TensorRT cache, ranges or reports.
+    Export(export::ExportArgs),
+    /// Fold BN, equalize, absorb high biases; write the transformed float model (.onnx).
+    Transform(transform::TransformArgs),
+    /// Each layer alone at b-bit weights: accuracy drop and output KL; bit allocation under a budget.
+    Sensitivity(sensitivity::SensitivityArgs),
     /// Time the engine on a model and input (median over iterations), printed as one JSON line.
     Bench(bench::BenchArgs),
     /// Open the desktop app (the default when no command is given).
@@ -46,6 +59,10 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Bench(args)) => bench::bench(&args),
         Some(Command::Calibrate(args)) => calibrate::calibrate(&args),
         Some(Command::Quantize(args)) => quantize::quantize(&args),
+        Some(Command::Compare(args)) => compare::compare(&args),
+        Some(Command::Transform(args)) => transform::transform(&args),
+        Some(Command::Export(args)) => export::export(&args),
+        Some(Command::Sensitivity(args)) => sensitivity::sensitivity(&args),
         Some(Command::App { model }) => open_app(model),
         None => open_app(None),
     }

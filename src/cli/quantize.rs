@@ -20,9 +20,49 @@ use super::calibrate::collect_stats;
 use super::feeds::{plan_for, read_feeds};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum GranularityArg {
+pub(super) enum GranularityArg {
     Tensor,
     Channel,
+}
+
+/// The scheme, granularity, bits and calibration flags shared by `quantize` and `export`.
+#[derive(Debug, Args)]
+pub struct QuantFlags {
+    /// Weight scheme: int8, int4, int8-asym, binary, binary-scaled, binary-stochastic, ternary
+    /// (TWN), ttq, kmeans4, ...
+    #[arg(long, default_value = "int8")]
+    pub weights: WeightScheme,
+    /// One set of weight parameters per tensor or per output channel.
+    #[arg(long, value_enum, default_value_t = GranularityArg::Channel)]
+    granularity: GranularityArg,
+    /// Activation range method: minmax, ema, batch-mean, percentile:99.99, mse, aciq-gauss,
+    /// aciq-laplace, kl.
+    #[arg(long, default_value = "minmax")]
+    pub calib: Method,
+    /// Activation bits (asymmetric, unsigned grid).
+    #[arg(long, default_value_t = 8)]
+    pub act_bits: u32,
+    /// Keep activations in float (weights only).
+    #[arg(long)]
+    pub float_activations: bool,
+}
+
+impl QuantFlags {
+    /// The uniform configuration these flags describe.
+    pub fn config(&self) -> QuantConfig {
+        let activations = (!self.float_activations).then_some(ActivationQuant {
+            bits: self.act_bits,
+            symmetric: false,
+            method: self.calib,
+        });
+        QuantConfig::uniform(
+            Some(WeightQuant {
+                scheme: self.weights,
+                per_channel: matches!(self.granularity, GranularityArg::Channel),
+            }),
+            activations,
+        )
+    }
 }
 
 #[derive(Debug, Args)]
@@ -32,38 +72,30 @@ pub struct QuantizeArgs {
     /// Calibration data (.npy for the single input, .npz by input name).
     #[arg(long)]
     data: PathBuf,
-    /// Weight scheme: int8, int4, int8-asym, binary, binary-scaled, binary-stochastic, ternary
-    /// (TWN), ttq, kmeans4, ...
-    #[arg(long, default_value = "int8")]
-    weights: WeightScheme,
-    /// One set of weight parameters per tensor or per output channel.
-    #[arg(long, value_enum, default_value_t = GranularityArg::Channel)]
-    granularity: GranularityArg,
-    /// Activation range method: minmax, ema, batch-mean, percentile:99.99, mse, aciq-gauss,
-    /// aciq-laplace, kl.
-    #[arg(long, default_value = "minmax")]
-    calib: Method,
-    /// Activation bits (asymmetric, unsigned grid).
-    #[arg(long, default_value_t = 8)]
-    act_bits: u32,
-    /// Keep activations in float (weights only).
-    #[arg(long)]
-    float_activations: bool,
+    #[command(flatten)]
+    flags: QuantFlags,
     /// Data to evaluate on (default: the calibration data).
     #[arg(long)]
     eval_data: Option<PathBuf>,
     /// Labels of the evaluation data (.npy) for top-1 accuracy.
     #[arg(long)]
     labels: Option<PathBuf>,
+    /// Learn each weight's rounding with AdaRound on the calibration data (linear schemes).
+    #[arg(long)]
+    adaround: bool,
     /// Write the per-tensor table and model metrics as JSON.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Encodings to apply as manual ranges: AIMET JSON (0.6.1 or 1.0.0) or onnxruntime
+    /// TensorQuantOverrides.
+    #[arg(long)]
+    import_encodings: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
-struct Cost {
-    size_bytes: f64,
-    float32_size_bytes: f64,
+pub(super) struct Cost {
+    pub(super) size_bytes: f64,
+    pub(super) float32_size_bytes: f64,
     bitops: u64,
     float_bitops: u64,
 }
@@ -89,24 +121,24 @@ struct Report<'a> {
 pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
     let plan = plan_for(&model)?;
-    let activations = (!args.float_activations).then_some(ActivationQuant {
-        bits: args.act_bits,
-        symmetric: false,
-        method: args.calib,
-    });
-    let config = QuantConfig::uniform(
-        Some(WeightQuant {
-            scheme: args.weights,
-            per_channel: matches!(args.granularity, GranularityArg::Channel),
-        }),
-        activations,
-    );
-    let stats = if activations.is_some() {
+    let mut config = args.flags.config();
+    if let Some(path) = &args.import_encodings {
+        super::export::apply_encodings(path, &model.graph, &mut config)?;
+    }
+    let stats = if config.default.activations.is_some() {
         collect_stats(&model.graph, &plan, &args.data, 64)?
     } else {
         Default::default()
     };
-    let quantized = QuantizedModel::prepare(&model.graph, &config, &stats)?;
+    let (rounded, config) = match args.adaround {
+        true => {
+            let r = super::adaround::adaround(&model.graph, &config, &args.data)?;
+            (Some(r.graph), r.config)
+        }
+        false => (None, config),
+    };
+    let quantized =
+        QuantizedModel::prepare(rounded.as_ref().unwrap_or(&model.graph), &config, &stats)?;
 
     println!(
         "{:<36} {:<14} {:>23} {:>11} {:>5} {:>11} {:>8}",
@@ -140,7 +172,7 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
             let method = if a.manual {
                 "manual".to_string()
             } else {
-                args.calib.to_string()
+                args.flags.calib.to_string()
             };
             println!(
                 "{:<36} {method:<14} {:>23} {:>11.3e} {:>5}",
@@ -225,7 +257,7 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
 }
 
 /// Parameter storage and BitOps of the quantized model (shapes from a recorded float run).
-fn model_cost(
+pub(super) fn model_cost(
     graph: &quantscope::ir::Graph,
     config: &QuantConfig,
     quantized: &QuantizedModel,

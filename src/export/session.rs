@@ -1,0 +1,205 @@
+//! The session file: everything a user tuned, as versioned JSON. The model is named by path and
+//! SHA-256, the calibration data by path, the whole [`QuantConfig`] (manual ranges included)
+//! is kept as is, and `view` is an opaque value the app fills with what was on screen.
+//!
+//! Opening a session whose model changed (another hash) keeps the settings that still name
+//! existing layers and tensors and reports the ones dropped.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::atomic::write_bytes_atomic;
+use crate::error::{Error, Result};
+use crate::ir::Graph;
+use crate::quant::QuantConfig;
+
+/// The session format version this build writes and reads.
+pub const SESSION_VERSION: u32 = 1;
+
+/// The model a session was tuned on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRef {
+    pub path: PathBuf,
+    /// SHA-256 of the file's bytes, lowercase hex.
+    pub sha256: String,
+}
+
+/// Where calibration data came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationSource {
+    pub path: PathBuf,
+    /// Samples per calibration batch.
+    pub batch_size: usize,
+}
+
+/// A saved session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub version: u32,
+    pub model: ModelRef,
+    pub calibration: Option<CalibrationSource>,
+    pub config: QuantConfig,
+    /// What the app shows (selected tensor, panels, ...): stored and returned untouched.
+    #[serde(default)]
+    pub view: serde_json::Value,
+}
+
+/// What opening a session found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SessionLoadReport {
+    /// The model file's hash differs from the saved one.
+    pub model_changed: bool,
+    /// Settings dropped because their layer or tensor no longer exists, e.g.
+    /// `layer override 'conv3'`, `activation range 'x'`.
+    pub dropped: Vec<String>,
+    /// Human-readable warnings (model changed, model missing, ...).
+    pub warnings: Vec<String>,
+}
+
+/// SHA-256 of a file, lowercase hex.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+impl Session {
+    /// A session for the model at `model_path` (hashed now).
+    pub fn new(
+        model_path: &Path,
+        calibration: Option<CalibrationSource>,
+        config: QuantConfig,
+    ) -> Result<Session> {
+        Ok(Session {
+            version: SESSION_VERSION,
+            model: ModelRef {
+                path: model_path.to_path_buf(),
+                sha256: file_sha256(model_path)?,
+            },
+            calibration,
+            config,
+            view: serde_json::Value::Null,
+        })
+    }
+
+    /// Writes the session as pretty JSON, atomically (never over the model file).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::format(path, format!("cannot serialize the session: {e}")))?;
+        write_bytes_atomic(path, &[&self.model.path], json.as_bytes())
+    }
+
+    /// Reads a session file without checking the model (see [`Session::load`]).
+    pub fn read(path: &Path) -> Result<Session> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::format(path, format!("not a session file (invalid JSON: {e})")))?;
+        match value.get("version").and_then(serde_json::Value::as_u64) {
+            Some(v) if v == u64::from(SESSION_VERSION) => {}
+            Some(v) => {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "session version {v} is not supported (this build reads version {SESSION_VERSION})"
+                    ),
+                ));
+            }
+            None => return Err(Error::format(path, "not a session file (no 'version')")),
+        }
+        serde_json::from_value(value)
+            .map_err(|e| Error::format(path, format!("malformed session: {e}")))
+    }
+
+    /// The model path, resolved against the session file's directory when relative and not
+    /// found from the working directory.
+    pub fn model_path(&self, session_path: &Path) -> PathBuf {
+        let p = &self.model.path;
+        if p.is_relative()
+            && !p.exists()
+            && let Some(dir) = session_path.parent()
+        {
+            return dir.join(p);
+        }
+        p.clone()
+    }
+
+    /// Opens a session: reads it, checks the model's hash, and when the model changed drops the
+    /// settings naming layers or tensors `graph` (the model as loaded now) no longer has.
+    pub fn load(path: &Path, graph: &Graph) -> Result<(Session, SessionLoadReport)> {
+        let mut session = Session::read(path)?;
+        let mut report = SessionLoadReport::default();
+        let model_path = session.model_path(path);
+        match file_sha256(&model_path) {
+            Ok(hash) if hash == session.model.sha256 => {}
+            Ok(_) => {
+                report.model_changed = true;
+                report.warnings.push(format!(
+                    "the model {} changed since the session was saved; settings for layers and tensors that still exist are kept",
+                    model_path.display()
+                ));
+            }
+            Err(e) => {
+                report.model_changed = true;
+                report.warnings.push(format!("cannot check the model: {e}"));
+            }
+        }
+        report.dropped = retain_existing(&mut session.config, graph);
+        if !report.dropped.is_empty() {
+            report.warnings.push(format!(
+                "dropped {} setting(s) naming what the model no longer has: {}",
+                report.dropped.len(),
+                report.dropped.join(", ")
+            ));
+        }
+        Ok((session, report))
+    }
+}
+
+/// Removes from `config` the layer overrides and manual ranges that name nodes or tensors not in
+/// `graph`; returns what was removed.
+pub fn retain_existing(config: &mut QuantConfig, graph: &Graph) -> Vec<String> {
+    let nodes: HashSet<&str> = graph.nodes.iter().map(|n| n.name.as_str()).collect();
+    let mut tensors: HashSet<&str> = graph.initializers.keys().map(String::as_str).collect();
+    tensors.extend(graph.inputs.iter().map(|i| i.name.as_str()));
+    tensors.extend(
+        graph
+            .nodes
+            .iter()
+            .flat_map(|n| n.outputs.iter().map(String::as_str)),
+    );
+    let mut dropped = Vec::new();
+    config.layers.retain(|name, _| {
+        let keep = nodes.contains(name.as_str());
+        if !keep {
+            dropped.push(format!("layer override '{name}'"));
+        }
+        keep
+    });
+    config.activation_ranges.retain(|name, _| {
+        let keep = tensors.contains(name.as_str());
+        if !keep {
+            dropped.push(format!("activation range '{name}'"));
+        }
+        keep
+    });
+    config.weight_ranges.retain(|name, _| {
+        let keep = graph.initializers.contains_key(name);
+        if !keep {
+            dropped.push(format!("weight range '{name}'"));
+        }
+        keep
+    });
+    dropped
+}

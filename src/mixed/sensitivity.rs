@@ -1,0 +1,132 @@
+//! Per-layer sensitivity: each quantizable layer alone with its weights at b bits, every other
+//! layer in float, measured against the float model (accuracy drop, output KL). Layers run in
+//! parallel on rayon; progress is a count of finished layers; a cancel flag stops the job.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::eval::{Evaluation, Evaluator};
+use crate::error::{Error, Result};
+use crate::ir::{Graph, ParamRole};
+use crate::quant::config::{LayerQuant, QUANTIZABLE_OPS, QuantConfig, WeightQuant};
+
+/// A layer whose weight can be quantized.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuantizableLayer {
+    pub node: String,
+    pub op_type: String,
+    /// The weight initializer's name.
+    pub tensor: String,
+    /// Number of weights.
+    pub params: usize,
+}
+
+/// Every Conv, ConvTranspose, Gemm and MatMul reading a stored weight, in graph order (each
+/// weight once).
+pub fn quantizable_layers(graph: &Graph) -> Vec<QuantizableLayer> {
+    let mut layers: Vec<QuantizableLayer> = Vec::new();
+    for node in &graph.nodes {
+        if !QUANTIZABLE_OPS.contains(&node.op_type.as_str()) {
+            continue;
+        }
+        let Some(tensor) = node.input(1).and_then(|n| graph.initializers.get(n)) else {
+            continue;
+        };
+        if tensor.role != ParamRole::Weight || layers.iter().any(|l| l.tensor == tensor.name) {
+            continue;
+        }
+        layers.push(QuantizableLayer {
+            node: node.name.clone(),
+            op_type: node.op_type.clone(),
+            tensor: tensor.name.clone(),
+            params: tensor.data.len(),
+        });
+    }
+    layers
+}
+
+/// The config quantizing only `node`'s weights as `weights`.
+pub fn single_layer_config(node: &str, weights: WeightQuant) -> QuantConfig {
+    let mut config = QuantConfig::default();
+    config.layers.insert(
+        node.to_string(),
+        LayerQuant {
+            weights: Some(weights),
+            activations: None,
+        },
+    );
+    config
+}
+
+/// One layer quantized alone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerSensitivity {
+    #[serde(flatten)]
+    pub layer: QuantizableLayer,
+    pub evaluation: Evaluation,
+    /// Float accuracy minus this accuracy (with labels), in [−1, 1].
+    pub accuracy_drop: Option<f64>,
+}
+
+/// The sensitivity of every quantizable layer at one weight setting.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SensitivityReport {
+    pub weights: String,
+    pub per_channel: bool,
+    pub float_accuracy: Option<f64>,
+    pub layers: Vec<LayerSensitivity>,
+}
+
+impl SensitivityReport {
+    /// The entry of `node`.
+    pub fn layer(&self, node: &str) -> Option<&LayerSensitivity> {
+        self.layers.iter().find(|l| l.layer.node == node)
+    }
+}
+
+/// Quantizes each layer alone with `weights` and measures it. `progress(done, total)` is called
+/// after each layer (from rayon's threads).
+pub fn analyze(
+    evaluator: &Evaluator<'_>,
+    weights: WeightQuant,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    cancel: &AtomicBool,
+) -> Result<SensitivityReport> {
+    let layers = quantizable_layers(evaluator.graph);
+    if layers.is_empty() {
+        return Err(Error::Input {
+            name: "sensitivity".into(),
+            msg: "the model has no Conv, Gemm or MatMul layer with a stored weight".into(),
+        });
+    }
+    let done = AtomicUsize::new(0);
+    let total = layers.len();
+    let measured: Result<Vec<LayerSensitivity>> = layers
+        .into_par_iter()
+        .map(|layer| {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Cancelled);
+            }
+            let evaluation =
+                evaluator.evaluate(&single_layer_config(&layer.node, weights), cancel)?;
+            let accuracy_drop = evaluator
+                .float_accuracy
+                .zip(evaluation.accuracy)
+                .map(|(f, q)| f - q);
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+            Ok(LayerSensitivity {
+                layer,
+                evaluation,
+                accuracy_drop,
+            })
+        })
+        .collect();
+    Ok(SensitivityReport {
+        weights: weights.scheme.to_string(),
+        per_channel: weights.per_channel,
+        float_accuracy: evaluator.float_accuracy,
+        layers: measured?,
+    })
+}

@@ -1,0 +1,363 @@
+//! Bias correction (Nagel et al. 2019): quantizing weights shifts each layer's expected output
+//! by E[(W_q − W)·x]; subtracting that shift from the bias removes the bias of the error.
+//!
+//! - **Empirical**: the shift is measured on calibration data. The float model and the
+//!   quantized model (weights and activations, as `config` says) run on the same batch; at each
+//!   quantized layer the per-channel mean of its output is compared with the float one, and the
+//!   quantized run continues with the corrected output, so each layer's shift is measured with
+//!   the layers before it already corrected.
+//! - **Analytic (data-free)**: E[x] of a layer's input comes from the BN folded into the layer
+//!   before it (pre-activation ~ N(β, γ²) per channel, see [`super::FloatGraph`]), through the
+//!   ReLU (E[ReLU(x)] = γ·φ(β/γ) + β·Φ(β/γ)) or ReLU6 cap. Padding borders are ignored.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ndarray::{ArrayViewD, Axis};
+
+use super::FloatGraph;
+use super::layers::{Layer, Topology, ensure_finite};
+use super::report::TransformReport;
+use crate::calib::CalibrationStats;
+use crate::engine::{Plan, RunOptions, TensorHook, TensorSite};
+use crate::error::{Error, Result};
+use crate::ir::{Graph, TensorData};
+use crate::quant::{QuantConfig, QuantizedModel};
+
+const EMPIRICAL: &str = "bias correction (empirical)";
+const ANALYTIC: &str = "bias correction (analytic)";
+
+/// Per-channel mean over every axis but axis 1 (the channel axis of NCHW and [N, C] tensors).
+fn channel_means(values: ArrayViewD<'_, f32>) -> Option<Vec<f64>> {
+    if values.ndim() < 2 {
+        return None;
+    }
+    let per_channel = values.len() / values.len_of(Axis(1)).max(1);
+    Some(
+        values
+            .axis_iter(Axis(1))
+            .map(|c| c.iter().map(|&v| f64::from(v)).sum::<f64>() / per_channel.max(1) as f64)
+            .collect(),
+    )
+}
+
+/// Records the per-channel means of the watched tensors.
+struct MeanRecorder<'a> {
+    watched: &'a HashMap<String, String>,
+    means: BTreeMap<String, Vec<f64>>,
+}
+
+impl TensorHook for MeanRecorder<'_> {
+    fn on_tensor(&mut self, site: TensorSite<'_>, value: &mut TensorData) -> Result<()> {
+        if self.watched.contains_key(site.name)
+            && let TensorData::F32(a) = value
+            && let Some(m) = channel_means(a.view())
+        {
+            self.means.insert(site.name.to_string(), m);
+        }
+        Ok(())
+    }
+}
+
+/// Corrects each watched output to the float per-channel mean, then fake-quantizes.
+struct Corrector<'a, H> {
+    float_means: &'a BTreeMap<String, Vec<f64>>,
+    shifts: BTreeMap<String, Vec<f32>>,
+    quantize: H,
+}
+
+impl<H: TensorHook> TensorHook for Corrector<'_, H> {
+    fn on_tensor(&mut self, site: TensorSite<'_>, value: &mut TensorData) -> Result<()> {
+        if let Some(float) = self.float_means.get(site.name)
+            && let TensorData::F32(a) = value
+            && let Some(quantized) = channel_means(a.view())
+        {
+            let shift: Vec<f32> = quantized
+                .iter()
+                .zip(float)
+                .map(|(q, f)| (q - f) as f32)
+                .collect();
+            for (mut channel, s) in a.axis_iter_mut(Axis(1)).zip(&shift) {
+                channel.mapv_inplace(|v| v - s);
+            }
+            self.shifts.insert(site.name.to_string(), shift);
+        }
+        self.quantize.on_tensor(site, value)
+    }
+}
+
+/// The quantized layers (by node name) that can take a bias, keyed by output tensor.
+fn correctable_layers(
+    graph: &Graph,
+    quantized: &QuantizedModel,
+    report: &mut TransformReport,
+) -> HashMap<String, String> {
+    let topology = Topology::of(graph);
+    let mut layers = HashMap::new();
+    for w in &quantized.weights {
+        let Some(index) = graph.nodes.iter().position(|n| n.name == w.node) else {
+            continue;
+        };
+        match Layer::at(graph, &topology, index) {
+            Ok(_) => {
+                if let Some(out) = graph.nodes[index].outputs.first() {
+                    layers.insert(out.clone(), w.node.clone());
+                }
+            }
+            Err(why) => report.skip(&w.node, why),
+        }
+    }
+    layers
+}
+
+/// Subtracts `shifts` (by output tensor) from the biases of the layers producing them.
+fn apply_shifts(
+    model: &FloatGraph,
+    shifts: &BTreeMap<String, Vec<f32>>,
+    layers: &HashMap<String, String>,
+    transform: &str,
+    report: &mut TransformReport,
+) -> Result<FloatGraph> {
+    let mut result = model.clone();
+    let topology = Topology::of(&model.graph);
+    let mut touched = Vec::new();
+    for (output, shift) in shifts {
+        let Some(node) = layers.get(output) else {
+            continue;
+        };
+        let Some(index) = model.graph.nodes.iter().position(|n| &n.name == node) else {
+            continue;
+        };
+        let layer = Layer::at(&model.graph, &topology, index)
+            .map_err(|why| Error::Graph(format!("node '{node}': {why}")))?;
+        let bias = layer
+            .bias(&result.graph)
+            .map_err(|why| Error::Graph(format!("node '{node}': {why}")))?;
+        if bias.len() != shift.len() {
+            report.skip(node, "output channels do not match the bias");
+            continue;
+        }
+        let corrected = bias.iter().zip(shift).map(|(b, s)| b - s).collect();
+        touched.push(layer.set_bias(&mut result.graph, corrected)?);
+        let largest = shift.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+        report.apply(node, format!("largest |shift| {largest:.3e}"));
+    }
+    ensure_finite(&result.graph, &touched, transform)?;
+    Ok(result)
+}
+
+/// Empirical bias correction on `data` (fed whole, as one batch, to the input `input`).
+/// `stats` are the activation calibration statistics `config` needs (as for
+/// [`QuantizedModel::prepare`]).
+pub fn empirical_bias_correction(
+    model: &FloatGraph,
+    config: &QuantConfig,
+    stats: &BTreeMap<String, CalibrationStats>,
+    input: &str,
+    data: ArrayViewD<'_, f32>,
+) -> Result<(FloatGraph, TransformReport)> {
+    let mut report = TransformReport::new(EMPIRICAL);
+    let quantized = QuantizedModel::prepare(&model.graph, config, stats)?;
+    let layers = correctable_layers(&model.graph, &quantized, &mut report);
+    if layers.is_empty() {
+        return Ok((model.clone(), report));
+    }
+    let feeds = || HashMap::from([(input.to_string(), TensorData::F32(data.to_owned()))]);
+    let mut recorder = MeanRecorder {
+        watched: &layers,
+        means: BTreeMap::new(),
+    };
+    Plan::new(&model.graph)?.run(feeds(), Some(&mut recorder), RunOptions::default())?;
+    let mut corrector = Corrector {
+        float_means: &recorder.means,
+        shifts: BTreeMap::new(),
+        quantize: quantized.hook(),
+    };
+    Plan::new(&quantized.graph)?.run(feeds(), Some(&mut corrector), RunOptions::default())?;
+    let result = apply_shifts(model, &corrector.shifts, &layers, EMPIRICAL, &mut report)?;
+    Ok((result, report))
+}
+
+/// Standard normal density.
+fn phi(x: f64) -> f64 {
+    (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+}
+
+/// Standard normal distribution function.
+fn cdf(x: f64) -> f64 {
+    0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+}
+
+/// E[ReLU(x)] for x ~ N(μ, σ²): σ·φ(μ/σ) + μ·Φ(μ/σ).
+pub fn rectified_gaussian_mean(mean: f64, std: f64) -> f64 {
+    if std <= 0.0 {
+        return mean.max(0.0);
+    }
+    let z = mean / std;
+    std * phi(z) + mean * cdf(z)
+}
+
+/// E[min(max(x, 0), cap)] for x ~ N(μ, σ²) = E[ReLU(x)] − E[ReLU(x − cap)].
+pub fn clipped_gaussian_mean(mean: f64, std: f64, cap: f64) -> f64 {
+    if cap.is_infinite() {
+        return rectified_gaussian_mean(mean, std);
+    }
+    rectified_gaussian_mean(mean, std) - rectified_gaussian_mean(mean - cap, std)
+}
+
+/// E[x] per channel of `tensor`, from the Gaussian statistics of the layer output it derives
+/// from through ReLU, caps and averaging; or why it cannot be told.
+fn expected_input(
+    model: &FloatGraph,
+    topology: &Topology,
+    tensor: &str,
+) -> std::result::Result<Vec<f64>, String> {
+    let graph = &model.graph;
+    let mut name = tensor.to_string();
+    let mut rectified = false;
+    // The cap of channel j: a Clip's scalar bound or a per-channel Min.
+    let mut scalar_cap = f64::INFINITY;
+    let mut channel_caps: Vec<f64> = Vec::new();
+    loop {
+        if let Some(stats) = model.preactivations.get(&name) {
+            let n = stats.mean.len();
+            let cap = |j: usize| channel_caps.get(j).copied().unwrap_or(scalar_cap);
+            return Ok((0..n)
+                .map(|j| {
+                    let (m, s) = (f64::from(stats.mean[j]), f64::from(stats.std[j]));
+                    if rectified {
+                        clipped_gaussian_mean(m, s, cap(j))
+                    } else {
+                        m
+                    }
+                })
+                .collect());
+        }
+        let producer = topology
+            .producer
+            .get(&name)
+            .map(|&i| &graph.nodes[i])
+            .ok_or_else(|| format!("'{name}' has no BN statistics (no folded BN before it)"))?;
+        match producer.op_type.as_str() {
+            "Relu" => rectified = true,
+            "Clip" => {
+                let (lo, hi) = super::equalize::clip_bounds(graph, producer)?;
+                if lo != 0.0 {
+                    return Err(format!("Clip '{}' does not clip at 0", producer.name));
+                }
+                rectified = true;
+                scalar_cap = f64::from(hi);
+            }
+            "Min" => {
+                let cap = producer
+                    .input(1)
+                    .and_then(|c| graph.initializers.get(c))
+                    .and_then(|t| t.data.as_f32())
+                    .ok_or_else(|| format!("Min '{}' has no stored cap", producer.name))?;
+                channel_caps = cap.iter().map(|&v| f64::from(v)).collect();
+            }
+            "Identity" | "GlobalAveragePool" | "AveragePool" | "Flatten" => {}
+            other => {
+                return Err(format!(
+                    "its input passes {other} '{}', whose mean is not tracked",
+                    producer.name
+                ));
+            }
+        }
+        name = producer
+            .input(0)
+            .ok_or_else(|| format!("'{}' has no input", producer.name))?
+            .to_string();
+    }
+}
+
+/// Analytic (data-free) bias correction of the weight quantization `config` describes
+/// (its activation settings are not used). Needs the statistics BN folding records.
+pub fn analytic_bias_correction(
+    model: &FloatGraph,
+    config: &QuantConfig,
+) -> Result<(FloatGraph, TransformReport)> {
+    let mut report = TransformReport::new(ANALYTIC);
+    let mut weights_only = config.clone();
+    weights_only.default.activations = None;
+    for layer in weights_only.layers.values_mut() {
+        layer.activations = None;
+    }
+    let quantized = QuantizedModel::prepare(&model.graph, &weights_only, &BTreeMap::new())?;
+    let layers = correctable_layers(&model.graph, &quantized, &mut report);
+    let topology = Topology::of(&model.graph);
+    let mut shifts = BTreeMap::new();
+    for (output, node) in &layers {
+        let Some(index) = model.graph.nodes.iter().position(|n| &n.name == node) else {
+            continue;
+        };
+        let layer = Layer::at(&model.graph, &topology, index)
+            .map_err(|why| Error::Graph(format!("node '{node}': {why}")))?;
+        let Some(input) = model.graph.nodes[index].input(0) else {
+            continue;
+        };
+        let expected = match expected_input(model, &topology, input) {
+            Ok(e) if e.len() == layer.in_channels => e,
+            Ok(e) => {
+                report.skip(
+                    node,
+                    format!(
+                        "{} input statistics for {} channels",
+                        e.len(),
+                        layer.in_channels
+                    ),
+                );
+                continue;
+            }
+            Err(why) => {
+                report.skip(node, why);
+                continue;
+            }
+        };
+        let float_w = layer.weight(&model.graph)?;
+        let quant_w = layer.weight(&quantized.graph)?;
+        let delta = quant_w - float_w;
+        let x: Vec<f32> = expected.iter().map(|&v| v as f32).collect();
+        shifts.insert(output.clone(), layer.response_to_constant(&delta, &x));
+    }
+    let result = apply_shifts(model, &shifts, &layers, ANALYTIC, &mut report)?;
+    Ok((result, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Trapezoid integral of min(max(x,0),cap)·N(x; μ, σ²) over μ ± 12σ.
+    fn numeric_mean(mean: f64, std: f64, cap: f64) -> f64 {
+        let steps = 200_000;
+        let (lo, hi) = (mean - 12.0 * std, mean + 12.0 * std);
+        let h = (hi - lo) / steps as f64;
+        (0..=steps)
+            .map(|i| {
+                let x = lo + i as f64 * h;
+                let w = if i == 0 || i == steps { 0.5 } else { 1.0 };
+                w * x.clamp(0.0, cap) * phi((x - mean) / std) / std
+            })
+            .sum::<f64>()
+            * h
+    }
+
+    #[test]
+    fn gaussian_means_match_numeric_integration() {
+        for (mean, std) in [(0.0, 1.0), (1.5, 0.5), (-2.0, 1.0), (3.0, 2.5), (-0.3, 0.1)] {
+            let closed = rectified_gaussian_mean(mean, std);
+            let numeric = numeric_mean(mean, std, f64::INFINITY);
+            assert!(
+                (closed - numeric).abs() < 1e-6,
+                "{mean} {std}: {closed} vs {numeric}"
+            );
+            let closed6 = clipped_gaussian_mean(mean, std, 6.0);
+            let numeric6 = numeric_mean(mean, std, 6.0);
+            assert!((closed6 - numeric6).abs() < 1e-6, "{closed6} vs {numeric6}");
+        }
+        // E[ReLU(x)] for a standard normal is 1/√(2π).
+        let expected = 1.0 / (2.0 * std::f64::consts::PI).sqrt();
+        assert!((rectified_gaussian_mean(0.0, 1.0) - expected).abs() < 1e-12);
+        assert_eq!(rectified_gaussian_mean(-1.0, 0.0), 0.0);
+    }
+}

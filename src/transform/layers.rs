@@ -1,0 +1,447 @@
+//! The linear layers transforms rewrite (Conv with any group count, Gemm), with per-channel
+//! access to their weights and biases, and the graph lookups the transforms share (consumers,
+//! producers, fresh names, the finiteness check).
+
+use std::collections::{BTreeSet, HashMap};
+
+use ndarray::{Array1, ArrayD, Axis, IxDyn};
+
+use crate::error::{Error, Result};
+use crate::ir::{Attribute, DType, Graph, ParamRole, Tensor, TensorData};
+
+/// The op of a linear layer, with what decides its weight layout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum LayerKind {
+    /// Weight `[Cout, Cin/group, k...]`.
+    Conv { group: usize },
+    /// Weight `[N, K]` when `trans_b`, else `[K, N]`.
+    Gemm { trans_b: bool },
+}
+
+/// A Conv or Gemm node whose weight is an initializer only it reads.
+#[derive(Debug, Clone)]
+pub(crate) struct Layer {
+    pub node: usize,
+    pub name: String,
+    pub kind: LayerKind,
+    pub weight: String,
+    pub out_channels: usize,
+    pub in_channels: usize,
+}
+
+/// Graph lookups computed once per transform pass.
+pub(crate) struct Topology {
+    /// Tensor name → indices of the nodes reading it.
+    pub consumers: HashMap<String, Vec<usize>>,
+    /// Tensor name → index of the node producing it.
+    pub producer: HashMap<String, usize>,
+    pub graph_outputs: BTreeSet<String>,
+}
+
+impl Topology {
+    pub fn of(graph: &Graph) -> Self {
+        let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut producer = HashMap::new();
+        for (i, node) in graph.nodes.iter().enumerate() {
+            for input in node.inputs.iter().filter(|n| !n.is_empty()) {
+                consumers.entry(input.clone()).or_default().push(i);
+            }
+            for output in node.outputs.iter().filter(|n| !n.is_empty()) {
+                producer.insert(output.clone(), i);
+            }
+        }
+        let graph_outputs = graph.outputs.iter().map(|o| o.name.clone()).collect();
+        Topology {
+            consumers,
+            producer,
+            graph_outputs,
+        }
+    }
+
+    /// The only node reading `tensor`, or why there is not exactly one.
+    pub fn sole_consumer(&self, graph: &Graph, tensor: &str) -> std::result::Result<usize, String> {
+        if self.graph_outputs.contains(tensor) {
+            return Err(format!("'{tensor}' is a graph output"));
+        }
+        match self.consumers.get(tensor).map(Vec::as_slice) {
+            Some([only]) => Ok(*only),
+            None | Some([]) => Err(format!("'{tensor}' is not read by any node")),
+            Some(many) => {
+                let ops: Vec<&str> = many
+                    .iter()
+                    .filter_map(|&i| graph.nodes.get(i))
+                    .map(|n| n.op_type.as_str())
+                    .collect();
+                Err(format!(
+                    "'{tensor}' is read by {} nodes ({})",
+                    many.len(),
+                    ops.join(", ")
+                ))
+            }
+        }
+    }
+
+    /// How many nodes read `tensor`.
+    pub fn reader_count(&self, tensor: &str) -> usize {
+        self.consumers.get(tensor).map_or(0, Vec::len)
+    }
+}
+
+impl Layer {
+    /// The node at `index` as a linear layer, or why it cannot be rewritten.
+    pub fn at(
+        graph: &Graph,
+        topology: &Topology,
+        index: usize,
+    ) -> std::result::Result<Layer, String> {
+        let node = graph
+            .nodes
+            .get(index)
+            .ok_or_else(|| format!("no node at index {index}"))?;
+        let weight = node.input(1).ok_or("has no weight input")?.to_string();
+        let tensor = graph
+            .initializers
+            .get(&weight)
+            .ok_or_else(|| format!("weight '{weight}' is computed, not a stored tensor"))?;
+        let shape = tensor.shape();
+        if tensor.data.as_f32().is_none() {
+            return Err(format!("weight '{weight}' is not a float tensor"));
+        }
+        if topology.reader_count(&weight) != 1 {
+            return Err(format!("weight '{weight}' is shared with other nodes"));
+        }
+        let (kind, out_channels, in_channels) = match node.op_type.as_str() {
+            "Conv" => {
+                let group = node.attr_int("group", 1)?;
+                let group = usize::try_from(group)
+                    .ok()
+                    .filter(|&g| g > 0)
+                    .ok_or_else(|| format!("group {group} is not positive"))?;
+                if shape.len() < 3 || shape[0] % group != 0 {
+                    return Err(format!(
+                        "weight shape {shape:?} does not fit a Conv with group {group}"
+                    ));
+                }
+                (LayerKind::Conv { group }, shape[0], shape[1] * group)
+            }
+            "Gemm" => {
+                if node.attr_int("transA", 0)? != 0 {
+                    return Err("Gemm with transA is not rewritten".into());
+                }
+                let trans_b = node.attr_int("transB", 0)? != 0;
+                let [rows, cols] = shape else {
+                    return Err(format!("Gemm weight shape {shape:?} is not 2-D"));
+                };
+                let (n, k) = if trans_b {
+                    (*rows, *cols)
+                } else {
+                    (*cols, *rows)
+                };
+                (LayerKind::Gemm { trans_b }, n, k)
+            }
+            other => return Err(format!("{other} is not a Conv or Gemm")),
+        };
+        let layer = Layer {
+            node: index,
+            name: node.name.clone(),
+            kind,
+            weight,
+            out_channels,
+            in_channels,
+        };
+        layer.bias(graph)?;
+        Ok(layer)
+    }
+
+    /// Whether the layer's input is zero-padded (a Conv with non-zero pads or auto padding).
+    pub fn pads_input(&self, graph: &Graph) -> bool {
+        let Some(node) = graph.nodes.get(self.node) else {
+            return false;
+        };
+        if !matches!(self.kind, LayerKind::Conv { .. }) {
+            return false;
+        }
+        let explicit = node
+            .attr_ints("pads")
+            .ok()
+            .flatten()
+            .is_some_and(|p| p.iter().any(|&v| v != 0));
+        let auto = node
+            .attr_string("auto_pad", "NOTSET")
+            .is_ok_and(|a| a == "SAME_UPPER" || a == "SAME_LOWER");
+        explicit || auto
+    }
+
+    pub fn weight<'g>(&self, graph: &'g Graph) -> Result<&'g ArrayD<f32>> {
+        graph
+            .initializers
+            .get(&self.weight)
+            .and_then(|t| t.data.as_f32())
+            .ok_or_else(|| self.missing(&self.weight))
+    }
+
+    pub fn weight_mut<'g>(&self, graph: &'g mut Graph) -> Result<&'g mut ArrayD<f32>> {
+        match graph
+            .initializers
+            .get_mut(&self.weight)
+            .map(|t| &mut t.data)
+        {
+            Some(TensorData::F32(a)) => Ok(a),
+            _ => Err(self.missing(&self.weight)),
+        }
+    }
+
+    fn missing(&self, tensor: &str) -> Error {
+        Error::Graph(format!(
+            "node '{}': float tensor '{tensor}' is missing",
+            self.name
+        ))
+    }
+
+    /// Axis of the weight holding output channels.
+    pub fn out_axis(&self) -> usize {
+        match self.kind {
+            LayerKind::Conv { .. } | LayerKind::Gemm { trans_b: true } => 0,
+            LayerKind::Gemm { trans_b: false } => 1,
+        }
+    }
+
+    /// max |w| of each output channel.
+    pub fn out_abs_max(&self, w: &ArrayD<f32>) -> Vec<f32> {
+        w.axis_iter(Axis(self.out_axis()))
+            .map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs())))
+            .collect()
+    }
+
+    /// max |w| over the weights reading each input channel.
+    pub fn in_abs_max(&self, w: &ArrayD<f32>) -> Vec<f32> {
+        let mut result = vec![0.0f32; self.in_channels];
+        self.for_each_in_channel(w, |c, slice| {
+            result[c] = slice.iter().fold(result[c], |m, v| m.max(v.abs()));
+        });
+        result
+    }
+
+    /// Calls `f(input channel, weights reading it)` for every (output channel, input channel)
+    /// block of the weight (a Conv input channel is read only by its group's outputs).
+    pub fn for_each_in_channel(
+        &self,
+        w: &ArrayD<f32>,
+        mut f: impl FnMut(usize, ndarray::ArrayViewD<'_, f32>),
+    ) {
+        match self.kind {
+            LayerKind::Conv { group } => {
+                let outs_per_group = (self.out_channels / group).max(1);
+                let ins_per_group = self.in_channels / group;
+                for (o, w_o) in w.outer_iter().enumerate() {
+                    let g = o / outs_per_group;
+                    for (ci, slice) in w_o.outer_iter().enumerate() {
+                        f(g * ins_per_group + ci, slice);
+                    }
+                }
+            }
+            LayerKind::Gemm { trans_b } => {
+                let in_axis = if trans_b { 1 } else { 0 };
+                for (c, slice) in w.axis_iter(Axis(in_axis)).enumerate() {
+                    f(c, slice);
+                }
+            }
+        }
+    }
+
+    /// Multiplies output channel j of the weight by `s[j]`.
+    pub fn scale_out(&self, w: &mut ArrayD<f32>, s: &[f32]) {
+        for (mut c, &factor) in w.axis_iter_mut(Axis(self.out_axis())).zip(s) {
+            c.mapv_inplace(|v| v * factor);
+        }
+    }
+
+    /// Multiplies the weights reading input channel c by `s[c]`.
+    pub fn scale_in(&self, w: &mut ArrayD<f32>, s: &[f32]) {
+        match self.kind {
+            LayerKind::Conv { group } => {
+                let outs_per_group = (self.out_channels / group).max(1);
+                let ins_per_group = self.in_channels / group;
+                for (o, mut w_o) in w.outer_iter_mut().enumerate() {
+                    let g = o / outs_per_group;
+                    for (ci, mut slice) in w_o.outer_iter_mut().enumerate() {
+                        let factor = s.get(g * ins_per_group + ci).copied().unwrap_or(1.0);
+                        slice.mapv_inplace(|v| v * factor);
+                    }
+                }
+            }
+            LayerKind::Gemm { trans_b } => {
+                let in_axis = if trans_b { 1 } else { 0 };
+                for (mut slice, &factor) in w.axis_iter_mut(Axis(in_axis)).zip(s) {
+                    slice.mapv_inplace(|v| v * factor);
+                }
+            }
+        }
+    }
+
+    /// Σ over the weights reading input channel c of w·x[c], per output channel: the layer's
+    /// response to a constant input x (padding ignored).
+    pub fn response_to_constant(&self, w: &ArrayD<f32>, x: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.out_channels];
+        match self.kind {
+            LayerKind::Conv { group } => {
+                let outs_per_group = (self.out_channels / group).max(1);
+                let ins_per_group = self.in_channels / group;
+                for (o, w_o) in w.outer_iter().enumerate() {
+                    let g = o / outs_per_group;
+                    for (ci, slice) in w_o.outer_iter().enumerate() {
+                        let xc = x.get(g * ins_per_group + ci).copied().unwrap_or(0.0);
+                        out[o] += xc * slice.sum();
+                    }
+                }
+            }
+            LayerKind::Gemm { trans_b } => {
+                for (o, out_o) in out.iter_mut().enumerate() {
+                    *out_o = (0..self.in_channels)
+                        .map(|k| {
+                            let idx = if trans_b { [o, k] } else { [k, o] };
+                            w.get(IxDyn(&idx)).copied().unwrap_or(0.0) * x[k]
+                        })
+                        .sum();
+                }
+            }
+        }
+        out
+    }
+
+    /// The per-output-channel bias (zeros when there is none; Gemm's `beta` applied), or why it
+    /// is not a per-channel vector.
+    pub fn bias(&self, graph: &Graph) -> std::result::Result<Vec<f32>, String> {
+        let node = graph
+            .nodes
+            .get(self.node)
+            .ok_or_else(|| format!("no node at index {}", self.node))?;
+        let Some(name) = node.input(2) else {
+            return Ok(vec![0.0; self.out_channels]);
+        };
+        let values = graph
+            .initializers
+            .get(name)
+            .and_then(|t| t.data.as_f32())
+            .ok_or_else(|| format!("bias '{name}' is not a stored float tensor"))?;
+        let beta = match self.kind {
+            LayerKind::Gemm { .. } => node.attr_float("beta", 1.0)?,
+            LayerKind::Conv { .. } => 1.0,
+        };
+        let n = values.len();
+        let leading_ones = values.shape().iter().rev().skip(1).all(|&d| d == 1);
+        if n == self.out_channels && leading_ones {
+            Ok(values.iter().map(|v| v * beta).collect())
+        } else if n == 1 {
+            Ok(vec![
+                values.iter().next().copied().unwrap_or(0.0) * beta;
+                self.out_channels
+            ])
+        } else {
+            Err(format!(
+                "bias '{name}' of shape {:?} is not one value per output channel",
+                values.shape()
+            ))
+        }
+    }
+
+    /// Writes a per-output-channel bias, creating the bias input when the layer has none.
+    /// Returns the bias tensor's name.
+    pub fn set_bias(&self, graph: &mut Graph, bias: Vec<f32>) -> Result<String> {
+        let existing = graph
+            .nodes
+            .get(self.node)
+            .and_then(|n| n.input(2))
+            .map(str::to_string);
+        let name = match existing {
+            // A bias read by other nodes too is left for them; this layer gets its own.
+            Some(name) if graph_readers(graph, &name) == 1 => name,
+            _ => fresh_name(graph, &format!("{}.bias", self.weight)),
+        };
+        let mut tensor = Tensor::new(
+            name.clone(),
+            TensorData::F32(Array1::from(bias).into_dyn()),
+            DType::F32,
+        );
+        tensor.role = ParamRole::Bias;
+        tensor.channel_axis = Some(0);
+        graph.initializers.insert(name.clone(), tensor);
+        let node = graph
+            .nodes
+            .get_mut(self.node)
+            .ok_or_else(|| self.missing("node"))?;
+        while node.inputs.len() < 3 {
+            node.inputs.push(String::new());
+        }
+        node.inputs[2] = name.clone();
+        if matches!(self.kind, LayerKind::Gemm { .. }) {
+            node.attributes
+                .insert("beta".to_string(), Attribute::Float(1.0));
+        }
+        Ok(name)
+    }
+}
+
+fn graph_readers(graph: &Graph, tensor: &str) -> usize {
+    graph
+        .nodes
+        .iter()
+        .flat_map(|n| n.inputs.iter())
+        .filter(|i| *i == tensor)
+        .count()
+}
+
+/// `base`, or `base_1`, `base_2`, ... : a tensor name not yet used in the graph.
+pub(crate) fn fresh_name(graph: &Graph, base: &str) -> String {
+    let taken = |name: &str| {
+        graph.initializers.contains_key(name)
+            || graph.inputs.iter().any(|i| i.name == name)
+            || graph
+                .nodes
+                .iter()
+                .any(|n| n.outputs.iter().any(|o| o == name))
+    };
+    if !taken(base) {
+        return base.to_string();
+    }
+    (1..)
+        .map(|i| format!("{base}_{i}"))
+        .find(|n| !taken(n))
+        .unwrap_or_else(|| base.to_string())
+}
+
+/// Refuses a transform whose result holds NaN or Inf in any of the `touched` tensors.
+pub(crate) fn ensure_finite<'a>(
+    graph: &Graph,
+    touched: impl IntoIterator<Item = &'a String>,
+    transform: &str,
+) -> Result<()> {
+    for name in touched {
+        let Some(values) = graph.initializers.get(name).and_then(|t| t.data.as_f32()) else {
+            continue;
+        };
+        let bad = values.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Err(Error::Transform {
+                transform: transform.to_string(),
+                msg: format!(
+                    "tensor '{name}' would hold {bad} NaN/Inf value(s); the transform is refused \
+                     and the model left as it was"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Drops initializers no node reads any more (and that are not graph inputs or outputs).
+pub(crate) fn drop_unread_initializers(graph: &mut Graph, candidates: &[String]) {
+    for name in candidates {
+        let read = graph_readers(graph, name) > 0
+            || graph.outputs.iter().any(|o| &o.name == name)
+            || graph.inputs.iter().any(|i| &i.name == name);
+        if !read {
+            graph.initializers.remove(name);
+        }
+    }
+}
