@@ -290,3 +290,170 @@ fn snapshot_of_the_main_window() {
     wait_until(&mut harness, "calibration and evaluation", settled);
     harness.snapshot_options("main_window", &snapshot_options());
 }
+
+/// The depthwise weight with the widest per-channel range spread of the shown model.
+fn widest_depthwise_spread(app: &QuantscopeApp) -> f32 {
+    let session = app.session().unwrap();
+    session
+        .loaded
+        .summary
+        .tensors
+        .iter()
+        .filter(|t| t.name.contains("dw") && t.role == "weight")
+        .filter_map(|t| t.channel_range_spread)
+        .fold(0.0, f32::max)
+}
+
+fn quantized_accuracy(app: &QuantscopeApp) -> f64 {
+    let evaluation = app.session().unwrap().current_evaluation().unwrap();
+    evaluation.comparison.quant_accuracy.unwrap()
+}
+
+#[test]
+fn folding_breaks_per_tensor_int8_and_equalization_fixes_it() {
+    use quantscope::transform::toggles::TransformToggles;
+    use quantscope::ui::AppCommand;
+    let mut harness = mobilenet_evaluated();
+    let ctx = harness.ctx.clone();
+    // Per-tensor int8 weights, uint8 activations: the lecture's setting.
+    let mut quant = harness.state().session().unwrap().config.default;
+    quant.weights.as_mut().unwrap().per_channel = false;
+    harness
+        .state_mut()
+        .apply(&ctx, AppCommand::SetDefault(quant));
+    wait_until(&mut harness, "the per-tensor evaluation", settled);
+    let unfolded_spread = widest_depthwise_spread(harness.state());
+
+    let fold = TransformToggles {
+        fold_bn: true,
+        ..Default::default()
+    };
+    harness
+        .state_mut()
+        .apply(&ctx, AppCommand::SetTransforms(fold));
+    wait_until(&mut harness, "folding and its evaluation", |app| {
+        settled(app) && !app.session().unwrap().extras.reports.is_empty()
+    });
+    let session = harness.state().session().unwrap();
+    assert!(
+        !session
+            .loaded
+            .model
+            .graph
+            .nodes
+            .iter()
+            .any(|n| n.op_type == "BatchNormalization")
+    );
+    let report = &session.extras.reports[0];
+    assert_eq!(report.transform, "BN folding");
+    assert!(!report.applied.is_empty());
+    let folded_spread = widest_depthwise_spread(harness.state());
+    let folded_accuracy = quantized_accuracy(harness.state());
+    assert!(
+        folded_spread > 100.0 && folded_spread > 10.0 * unfolded_spread,
+        "folding should blow up a depthwise layer's channel ranges: {unfolded_spread} -> {folded_spread}"
+    );
+    // The settings panel says what folding did.
+    harness.get_by_label(&format!(
+        "BN folding: {} applied, {} skipped",
+        report.applied.len(),
+        report.skipped.len()
+    ));
+
+    let fold_and_equalize = TransformToggles {
+        equalize: true,
+        ..fold
+    };
+    harness
+        .state_mut()
+        .apply(&ctx, AppCommand::SetTransforms(fold_and_equalize));
+    wait_until(&mut harness, "equalization and its evaluation", |app| {
+        settled(app) && app.session().unwrap().extras.reports.len() == 2
+    });
+    let equalized_spread = widest_depthwise_spread(harness.state());
+    let equalized_accuracy = quantized_accuracy(harness.state());
+    assert!(
+        equalized_spread < 10.0,
+        "equalization should even out the channel ranges: {equalized_spread}"
+    );
+    assert!(
+        equalized_accuracy > folded_accuracy + 0.5,
+        "CLE should recover per-tensor int8: folded {folded_accuracy}, equalized {equalized_accuracy}"
+    );
+}
+
+#[test]
+fn exports_a_qdq_model_and_reopens_a_saved_session() {
+    use quantscope::transform::toggles::{BiasCorrection, TransformToggles};
+    use quantscope::ui::AppCommand;
+    use quantscope::ui::distribution::DistributionCommand;
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = mobilenet_evaluated();
+    let ctx = harness.ctx.clone();
+    let toggles = TransformToggles {
+        fold_bn: true,
+        equalize: true,
+        absorb_bias: false,
+        bias_correction: BiasCorrection::Empirical,
+    };
+    harness
+        .state_mut()
+        .apply(&ctx, AppCommand::SetTransforms(toggles));
+    wait_until(&mut harness, "the transforms", |app| {
+        settled(app) && app.session().unwrap().extras.reports.len() == 2
+    });
+    // A manual clip range on the shown tensor.
+    harness.state_mut().apply(
+        &ctx,
+        AppCommand::Distribution(DistributionCommand::SetClip { lo: -0.5, hi: 0.5 }),
+    );
+    wait_until(&mut harness, "the manual range's evaluation", settled);
+    let config = harness.state().session().unwrap().config.clone();
+    assert!(
+        !config.weight_ranges.is_empty() || !config.activation_ranges.is_empty(),
+        "the clip range is kept as a manual range"
+    );
+
+    let qdq = dir.path().join("mobilenet_qdq.onnx");
+    harness.state_mut().apply(
+        &ctx,
+        AppCommand::ExportTo(quantscope::export::ExportFormat::Qdq, qdq.clone()),
+    );
+    wait_until(&mut harness, "the export", |app| {
+        !app.session().unwrap().is_busy()
+    });
+    let message = harness.state().session().unwrap().extras.message.clone();
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("exported")),
+        "{message:?}"
+    );
+    let exported = quantscope::load::load_model(&qdq).unwrap();
+    assert!(
+        exported
+            .graph
+            .nodes
+            .iter()
+            .any(|n| n.op_type == "QuantizeLinear")
+    );
+
+    let saved = dir.path().join("session.json");
+    harness
+        .state_mut()
+        .apply(&ctx, AppCommand::SaveSessionTo(saved.clone()));
+    assert_eq!(harness.state().error(), None);
+
+    let mut reopened = build(builder(), bundled_sample_model());
+    wait_until(&mut reopened, "the model to load", |app| !app.is_loading());
+    let ctx = reopened.ctx.clone();
+    reopened
+        .state_mut()
+        .apply(&ctx, AppCommand::OpenSessionFrom(saved));
+    wait_until(&mut reopened, "the session and its transforms", |app| {
+        !app.is_loading() && settled(app) && app.session().unwrap().extras.reports.len() == 2
+    });
+    let session = reopened.state().session().unwrap();
+    assert_eq!(session.config, config);
+    assert_eq!(session.transforms(), toggles);
+}

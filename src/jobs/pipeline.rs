@@ -239,7 +239,7 @@ mod rand_distr_free {
     }
 }
 
-fn input_name(graph: &Graph) -> Result<&str, JobError> {
+pub fn input_name(graph: &Graph) -> Result<&str, JobError> {
     match graph.inputs.as_slice() {
         [input] => Ok(&input.name),
         many => Err(JobError::Failed(format!(
@@ -410,9 +410,23 @@ pub fn evaluate(
     focus: Option<&Focus>,
     ctx: &JobContext,
 ) -> Result<Evaluation, JobError> {
+    evaluate_against(graph, graph, config, stats, data, focus, ctx)
+}
+
+/// Evaluates `config` applied to `graph` against the float model `float_graph` (they differ
+/// when a transform such as bias correction changes the graph only for quantization).
+pub fn evaluate_against(
+    float_graph: &Graph,
+    graph: &Graph,
+    config: &QuantConfig,
+    stats: &BTreeMap<String, CalibrationStats>,
+    data: &DataSet,
+    focus: Option<&Focus>,
+    ctx: &JobContext,
+) -> Result<Evaluation, JobError> {
     let quantized = QuantizedModel::prepare(graph, config, stats)?;
     ctx.check()?;
-    let float_plan = Plan::new(graph)?;
+    let float_plan = Plan::new(float_graph)?;
     let quant_plan = Plan::new(&quantized.graph)?;
     let input = input_name(graph)?;
     let samples = data.inputs.shape().first().copied().unwrap_or(0);

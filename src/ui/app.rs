@@ -8,13 +8,17 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use crate::jobs::pipeline::{DataSource, bundled_digits_dir};
 use crate::jobs::{JobError, JobSlot};
 
+use crate::export::ExportFormat;
+
 use super::commands::AppCommand;
 use super::distribution::{DistributionCommand, DistributionView};
 use super::load_job::{LoadedModel, load_for_view};
 use super::model_panel::{ModelPanel, ModelPanelInput};
 use super::results_panel::results_panel_ui;
 use super::session::{Part, Selection, Session, Waker};
+use super::session_file;
 use super::settings_panel::{SettingsInput, SettingsPanel};
+use super::transforms_panel::TransformsInput;
 
 /// Recent files kept.
 const RECENT: usize = 8;
@@ -62,6 +66,8 @@ pub struct QuantscopeApp {
     notice: Option<String>,
     /// Where the centre view was drawn last (the PNG export's crop).
     centre_rect: Option<egui::Rect>,
+    /// A session file whose model is loading; applied when it has loaded.
+    pending_session: Option<session_file::PendingSession>,
 }
 
 impl QuantscopeApp {
@@ -83,6 +89,7 @@ impl QuantscopeApp {
             exports: None,
             notice: None,
             centre_rect: None,
+            pending_session: None,
         }
     }
 
@@ -132,6 +139,43 @@ impl QuantscopeApp {
                     );
                 }
             }
+            AppCommand::Export(format) => {
+                let name = format!("{}.{}", format.name(), export_extension(format));
+                if let Some(path) = rfd::FileDialog::new().set_file_name(name).save_file() {
+                    self.apply(ctx, AppCommand::ExportTo(format, path));
+                }
+            }
+            AppCommand::SaveSession => {
+                if let Some(path) = rfd::FileDialog::new()
+                    .add_filter("Quantscope session", &["json"])
+                    .set_file_name("session.quantscope.json")
+                    .save_file()
+                {
+                    self.apply(ctx, AppCommand::SaveSessionTo(path));
+                }
+            }
+            AppCommand::OpenSession => {
+                if let Some(path) = rfd::FileDialog::new()
+                    .add_filter("Quantscope session", &["json"])
+                    .pick_file()
+                {
+                    self.apply(ctx, AppCommand::OpenSessionFrom(path));
+                }
+            }
+            AppCommand::SaveSessionTo(path) => match self.session.as_ref() {
+                Some(session) => match session_file::save(session, &path) {
+                    Ok(()) => self.notice = Some(format!("saved session {}", path.display())),
+                    Err(e) => self.error = Some(format!("could not save the session: {e}")),
+                },
+                None => self.error = Some("open a model before saving a session".into()),
+            },
+            AppCommand::OpenSessionFrom(path) => match session_file::read(&path) {
+                Ok(saved) => {
+                    self.request_open(saved.model_path.clone());
+                    self.pending_session = Some(saved);
+                }
+                Err(e) => self.error = Some(format!("could not open the session: {e}")),
+            },
             other => {
                 let Some(session) = self.session.as_mut() else {
                     return;
@@ -166,6 +210,15 @@ impl QuantscopeApp {
         match outcome.result {
             Ok(model) => {
                 let mut session = Session::new(model);
+                if let Some(pending) = self.pending_session.take() {
+                    match session_file::restore(&mut session, &pending, &waker(ctx)) {
+                        Ok(warnings) if warnings.is_empty() => {
+                            self.notice = Some(format!("opened session {}", pending.path.display()))
+                        }
+                        Ok(warnings) => self.notice = Some(warnings.join("; ")),
+                        Err(e) => self.error = Some(format!("could not apply the session: {e}")),
+                    }
+                }
                 session.calibrate(&waker(ctx));
                 self.session = Some(session);
                 self.error = None;
@@ -199,6 +252,36 @@ impl QuantscopeApp {
                         }
                     }
                 });
+                ui.separator();
+                if ui
+                    .button("Open session...")
+                    .on_hover_text(
+                        "Reopen a saved session: its model, settings, clip ranges and transforms",
+                    )
+                    .clicked()
+                {
+                    ui.close();
+                    commands.push(AppCommand::OpenSession);
+                }
+                if ui
+                    .add_enabled(self.session.is_some(), egui::Button::new("Save session..."))
+                    .on_hover_text("Save the settings, manual clip ranges and transforms (JSON)")
+                    .clicked()
+                {
+                    ui.close();
+                    commands.push(AppCommand::SaveSession);
+                }
+                ui.add_enabled_ui(self.session.is_some(), |ui| {
+                    ui.menu_button("Export", |ui| {
+                        for (format, hint) in EXPORT_MENU {
+                            if ui.button(format.name()).on_hover_text(hint).clicked() {
+                                ui.close();
+                                commands.push(AppCommand::Export(format));
+                            }
+                        }
+                    });
+                });
+                ui.separator();
                 if ui
                     .button("Export plot as PNG...")
                     .on_hover_text("Save the centre view as an image, for slides")
@@ -347,6 +430,45 @@ impl QuantscopeApp {
     }
 }
 
+/// The Export menu: each format with what it is for.
+const EXPORT_MENU: [(ExportFormat, &str); 7] = [
+    (
+        ExportFormat::Qdq,
+        "ONNX with QuantizeLinear/DequantizeLinear (ONNX Runtime, TensorRT)",
+    ),
+    (
+        ExportFormat::Baked,
+        "ONNX with de-quantized weights (every scheme; check accuracy in any runtime)",
+    ),
+    (
+        ExportFormat::Aimet,
+        "AIMET encodings, legacy 0.6.1 schema (Qualcomm QNN/SNPE overrides)",
+    ),
+    (ExportFormat::Aimet1, "AIMET encodings, 1.0.0 schema"),
+    (
+        ExportFormat::TrtCache,
+        "TensorRT calibration cache (scale = amax/127 per tensor)",
+    ),
+    (
+        ExportFormat::Ranges,
+        "Per-tensor ranges (JSON, or CSV by extension)",
+    ),
+    (
+        ExportFormat::Report,
+        "Markdown summary plus per-tensor and per-layer CSV and JSON",
+    ),
+];
+
+/// The file extension suggested for `format`.
+fn export_extension(format: ExportFormat) -> &'static str {
+    match format {
+        ExportFormat::Qdq | ExportFormat::Baked => "onnx",
+        ExportFormat::Aimet | ExportFormat::Aimet1 | ExportFormat::Ranges => "json",
+        ExportFormat::TrtCache => "cache",
+        ExportFormat::Report => "md",
+    }
+}
+
 fn pick_model() -> Option<PathBuf> {
     rfd::FileDialog::new()
         .add_filter("models", &["onnx", "safetensors", "npz", "npy"])
@@ -392,7 +514,16 @@ fn apply_to_session(session: &mut Session, command: AppCommand, wake: &Waker) {
         AppCommand::SetAutoEvaluate(on) => session.auto_evaluate = on,
         AppCommand::Cancel => session.cancel(),
         AppCommand::Distribution(command) => session.apply_distribution_command(command),
-        AppCommand::Open(_) | AppCommand::PickDataFile | AppCommand::PickImageFolder(_) => {}
+        AppCommand::SetTransforms(toggles) => session.set_transforms(toggles, wake),
+        AppCommand::ExportTo(format, path) => session.export(format, path, wake),
+        AppCommand::Open(_)
+        | AppCommand::PickDataFile
+        | AppCommand::PickImageFolder(_)
+        | AppCommand::Export(_)
+        | AppCommand::SaveSession
+        | AppCommand::SaveSessionTo(_)
+        | AppCommand::OpenSession
+        | AppCommand::OpenSessionFrom(_) => {}
     }
 }
 
@@ -503,6 +634,13 @@ impl QuantscopeApp {
                         source: &session.source,
                         bundled_available: bundled_digits_dir(&session.loaded.model.path).is_some(),
                         inference_unavailable: reason.as_deref(),
+                        transforms: TransformsInput {
+                            toggles: session.transforms(),
+                            reports: &session.extras.reports,
+                            busy: session.extras.is_busy(),
+                            message: session.extras.message.as_deref(),
+                            unavailable: reason.as_deref(),
+                        },
                     };
                     commands.extend(self.prefs.settings_panel.show_ui(ui, &input));
                 });
@@ -552,6 +690,7 @@ impl QuantscopeApp {
         if let Some(session) = self.session.as_mut() {
             let (tick_changed, wait) = session.tick(&wake);
             changed |= tick_changed;
+            changed |= session.tick_extras(&wake);
             if let Some(wait) = wait {
                 ctx.request_repaint_after(wait);
             }

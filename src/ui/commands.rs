@@ -3,9 +3,11 @@
 
 use std::path::PathBuf;
 
+use crate::export::ExportFormat;
 use crate::jobs::pipeline::DataSource;
 use crate::load::images::ImagePreset;
 use crate::quant::LayerQuant;
+use crate::transform::toggles::TransformToggles;
 
 use super::distribution::DistributionCommand;
 use super::session::Selection;
@@ -39,4 +41,18 @@ pub enum AppCommand {
     PickDataFile,
     /// Ask for a folder of images (dialog), then use it with this normalisation.
     PickImageFolder(ImagePreset),
+    /// Switch transforms (BN folding, equalization, absorption, bias correction).
+    SetTransforms(TransformToggles),
+    /// Ask for a file name (dialog), then export in this format.
+    Export(ExportFormat),
+    /// Export in this format to this path.
+    ExportTo(ExportFormat, PathBuf),
+    /// Ask for a file name (dialog), then save the session there.
+    SaveSession,
+    /// Save the session (config, transforms, selection) to this path.
+    SaveSessionTo(PathBuf),
+    /// Ask for a session file (dialog), then open it.
+    OpenSession,
+    /// Open a session file: its model, then its config and transforms.
+    OpenSessionFrom(PathBuf),
 }

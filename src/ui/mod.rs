@@ -12,7 +12,10 @@ mod load_job;
 mod model_panel;
 mod results_panel;
 mod session;
+mod session_file;
+mod session_transforms;
 mod settings_panel;
+mod transforms_panel;
 
 use std::path::PathBuf;
 

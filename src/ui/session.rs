@@ -21,6 +21,7 @@ use super::distribution::{
     DistributionCommand, DistributionInput, ExactFigures, QuantChoice, TensorDistribution,
 };
 use super::load_job::LoadedModel;
+use super::session_transforms::SessionExtras;
 
 /// Settings changes are evaluated once they have rested this long.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -98,6 +99,8 @@ pub struct Session {
     view_job: JobSlot<Shown>,
     /// The focus of the latest evaluation.
     evaluated_focus: Option<Focus>,
+    /// Transforms, exports and session files (see `session_transforms`, `session_files`).
+    pub extras: SessionExtras,
 }
 
 impl Session {
@@ -129,6 +132,7 @@ impl Session {
             evaluation_job: JobSlot::default(),
             view_job: JobSlot::default(),
             evaluated_focus: None,
+            extras: SessionExtras::default(),
         }
     }
 
@@ -159,6 +163,7 @@ impl Session {
         self.calibration_job.is_running()
             || self.evaluation_job.is_running()
             || self.evaluate_after.is_some()
+            || self.extras.is_busy()
     }
 
     /// Whether the shown tensor's view data is being prepared.
@@ -327,14 +332,22 @@ impl Session {
         let config = self.config.clone();
         let focus = self.focus();
         let w = wake.clone();
+        let correction = self.extras.bias_correction_input();
         let started = self.evaluation_job.start(
             "quantscope-evaluate",
             format!("evaluating on {}", data.evaluation.description),
             self.revision,
             move || w(),
             move |ctx| {
-                let evaluation = pipeline::evaluate(
+                let corrected = super::session_transforms::corrected_graph(
+                    correction.as_ref(),
+                    &config,
+                    &calibration,
+                    &data,
+                )?;
+                let evaluation = pipeline::evaluate_against(
                     &model.graph,
+                    corrected.as_ref().unwrap_or(&model.graph),
                     &config,
                     &calibration.stats,
                     &data.evaluation,
@@ -492,7 +505,7 @@ impl Session {
         let evaluation = self.current_evaluation()?;
         let figures = evaluation.focus.as_ref()?;
         let (tensor, _, _) = self.selected_tensor()?;
-        (figures.tensor == tensor && self.evaluated_focus == self.focus()).then(|| ExactFigures {
+        (figures.tensor == tensor && self.evaluated_focus == self.focus()).then_some(ExactFigures {
             metrics: figures.metrics,
             per_tensor_sqnr_db: figures.per_tensor_sqnr_db,
             per_channel_sqnr_db: figures.per_channel_sqnr_db,

@@ -11,6 +11,7 @@ use crate::quant::{ActivationQuant, LayerQuant, QuantConfig, WeightQuant, Weight
 
 use super::activation_distribution::method_label;
 use super::commands::AppCommand;
+use super::transforms_panel::{TransformsInput, transforms_ui};
 
 /// What the panel shows.
 pub struct SettingsInput<'a> {
@@ -22,6 +23,8 @@ pub struct SettingsInput<'a> {
     pub bundled_available: bool,
     /// Why calibration data cannot be used (weights-only files).
     pub inference_unavailable: Option<&'a str>,
+    /// The transform switches and what they did.
+    pub transforms: TransformsInput<'a>,
 }
 
 /// The panel's own UI state.
@@ -206,7 +209,7 @@ impl SettingsPanel {
             });
         }
         ui.separator();
-        transforms_ui(ui);
+        commands.extend(transforms_ui(ui, &input.transforms));
         ui.separator();
         self.data_ui(ui, input, &mut commands);
         commands
@@ -386,28 +389,4 @@ fn activations_ui(ui: &mut egui::Ui, quant: &mut LayerQuant) {
         .on_hover_text("The percentile of |x| the range is clipped at");
     }
     quant.activations = Some(a);
-}
-
-fn transforms_ui(ui: &mut egui::Ui) {
-    ui.heading("Transforms");
-    ui.add_enabled_ui(false, |ui| {
-        for (name, what) in [
-            (
-                "BN folding",
-                "Fold BatchNorm's scale and shift into the preceding conv's weights",
-            ),
-            (
-                "cross-layer equalization",
-                "Rescale channels between layers so per-tensor ranges even out",
-            ),
-            (
-                "bias correction",
-                "Subtract the expected output error of quantized weights from the bias",
-            ),
-        ] {
-            let mut off = false;
-            ui.checkbox(&mut off, name)
-                .on_disabled_hover_text(format!("{what} (arrives with issue 6)"));
-        }
-    });
 }

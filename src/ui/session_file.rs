@@ -1,0 +1,90 @@
+//! Session files in the app: saving what is on screen (the whole `QuantConfig` with manual
+//! clip ranges, the transform switches, the selected tensor) through `export::Session`, and
+//! reopening one: its model loads first, then the saved state is applied to the new session
+//! (with a warning when the model changed, keeping what still matches).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::export::Session as SavedSession;
+use crate::transform::toggles::TransformToggles;
+
+use super::session::{Part, Selection, Session, Waker};
+
+/// The app's part of a session file (`view`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+struct ViewState {
+    transforms: TransformToggles,
+    /// The selected layer's node and part ("weight", "input", "output").
+    selected_node: Option<String>,
+    selected_part: Option<String>,
+    auto_evaluate: Option<bool>,
+}
+
+/// A session file read before its model has loaded.
+#[derive(Debug, Clone)]
+pub struct PendingSession {
+    pub path: PathBuf,
+    pub model_path: PathBuf,
+}
+
+/// Saves `session` to `path` (atomically).
+pub fn save(session: &Session, path: &Path) -> crate::Result<()> {
+    let mut saved = SavedSession::new(&session.loaded.model.path, None, session.config.clone())?;
+    let selected = session
+        .selection
+        .and_then(|s| Some((session.loaded.layers.get(s.layer)?.node.clone(), s.part)));
+    let view = ViewState {
+        transforms: session.transforms(),
+        selected_node: selected.as_ref().map(|(node, _)| node.clone()),
+        selected_part: selected.map(|(_, part)| part_name(part).to_string()),
+        auto_evaluate: Some(session.auto_evaluate),
+    };
+    saved.view = serde_json::to_value(view).unwrap_or_default();
+    saved.save(path)
+}
+
+/// Reads the session file at `path` (its model is opened next).
+pub fn read(path: &Path) -> crate::Result<PendingSession> {
+    let saved = SavedSession::read(path)?;
+    Ok(PendingSession {
+        path: path.to_path_buf(),
+        model_path: saved.model_path(path),
+    })
+}
+
+/// Applies the session file to a freshly loaded `session`; returns the warnings to show.
+pub fn restore(
+    session: &mut Session,
+    pending: &PendingSession,
+    wake: &Waker,
+) -> crate::Result<Vec<String>> {
+    let (saved, report) = SavedSession::load(&pending.path, &session.loaded.model.graph)?;
+    let view: ViewState = serde_json::from_value(saved.view.clone()).unwrap_or_default();
+    session.set_config(saved.config);
+    if let Some(auto) = view.auto_evaluate {
+        session.auto_evaluate = auto;
+    }
+    if let Some(node) = &view.selected_node
+        && let Some(layer) = session.loaded.layers.iter().position(|r| &r.node == node)
+    {
+        let part = match view.selected_part.as_deref() {
+            Some("input") => Part::Input,
+            Some("output") => Part::Output,
+            _ => Part::Weight,
+        };
+        session.selection = Some(Selection { layer, part });
+    }
+    session.set_transforms(view.transforms, wake);
+    Ok(report.warnings)
+}
+
+fn part_name(part: Part) -> &'static str {
+    match part {
+        Part::Weight => "weight",
+        Part::Input => "input",
+        Part::Output => "output",
+    }
+}
