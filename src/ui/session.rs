@@ -492,7 +492,7 @@ impl Session {
         let evaluation = self.current_evaluation()?;
         let figures = evaluation.focus.as_ref()?;
         let (tensor, _, _) = self.selected_tensor()?;
-        (figures.tensor == tensor && self.evaluated_focus == self.focus()).then(|| ExactFigures {
+        (figures.tensor == tensor && self.evaluated_focus == self.focus()).then_some(ExactFigures {
             metrics: figures.metrics,
             per_tensor_sqnr_db: figures.per_tensor_sqnr_db,
             per_channel_sqnr_db: figures.per_channel_sqnr_db,
