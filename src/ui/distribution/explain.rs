@@ -55,7 +55,7 @@ pub fn formulas(
                     p.scale, p.zero_point
                 ));
             }
-            lines.push("q = clamp(round(x / S) + Z, qmin, qmax),   x̂ = S·(q − Z)".into());
+            lines.push("q = clamp(round(x / S) + Z, qmin, qmax),   Q(x) = S·(q − Z)".into());
         }
         Quantizer::Binary { alpha } => {
             if matches!(choice.scheme, WeightScheme::Binary { scaled: true, .. }) {
@@ -63,7 +63,7 @@ pub fn formulas(
             } else {
                 lines.push("α = 1 (unscaled)".into());
             }
-            lines.push(format!("x̂ = α·sign(x) ∈ {{−{alpha:.6}, +{alpha:.6}}}"));
+            lines.push(format!("Q(x) = α·sign(x) ∈ {{−{alpha:.6}, +{alpha:.6}}}"));
             if matches!(
                 choice.scheme,
                 WeightScheme::Binary {
@@ -72,7 +72,7 @@ pub fn formulas(
                 }
             ) {
                 lines.push(
-                    "stochastic: x̂ = +α with probability hard_sigmoid(x) = clip((x + 1)/2, 0, 1); \
+                    "stochastic: Q(x) = +α with probability hard_sigmoid(x) = clip((x + 1)/2, 0, 1); \
                      the estimate is for the deterministic sign"
                         .into(),
                 );
@@ -94,7 +94,7 @@ pub fn formulas(
                 lines.push(format!("α = mean of |w| over |w| > Δ = {wp:.6}"));
             }
             lines.push(format!(
-                "x̂ = +{wp:.6} if x > Δ,  0 if |x| ≤ Δ,  −{wn:.6} if x < −Δ"
+                "Q(x) = +{wp:.6} if x > Δ,  0 if |x| ≤ Δ,  −{wn:.6} if x < −Δ"
             ));
         }
         Quantizer::Codebook(levels) => {
@@ -106,7 +106,7 @@ pub fn formulas(
                 let values: Vec<String> = chunk.iter().map(|v| format!("{v:+.5}")).collect();
                 lines.push(format!("  {}", values.join("  ")));
             }
-            lines.push("x̂ = the codebook value nearest to x".into());
+            lines.push("Q(x) = the codebook value nearest to x".into());
         }
     }
     if let Some(e) = estimate {

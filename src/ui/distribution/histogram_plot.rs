@@ -160,7 +160,7 @@ pub fn histogram_plot_ui(ui: &mut egui::Ui, plot: &HistogramPlot<'_>) -> PlotRes
         .map(Quantizer::thresholds)
         .unwrap_or_default();
     let y_label = if plot.log_counts {
-        "log₁₀(1 + count)"
+        "log10(1 + count)"
     } else {
         "count"
     };

@@ -278,7 +278,7 @@ mod tests {
         assert_eq!(twn.level_count(), 3);
         assert_eq!(
             twn.levels_between(-9.0, 9.0, 64).unwrap(),
-            vec![-0.9, 0.0, 0.9].map(|v: f32| f64::from(v))
+            [-0.9f32, 0.0, 0.9].map(f64::from)
         );
         assert_eq!(twn.thresholds(), [-0.35f32, 0.35].map(f64::from));
         let apply = twn.applier();

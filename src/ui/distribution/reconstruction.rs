@@ -1,5 +1,5 @@
 //! Original vs reconstructed values of the sample (a scatter on the staircase) and the
-//! distribution of the error x̂ − x. O(sample) per frame.
+//! distribution of the error Q(x) − x. O(sample) per frame.
 
 use egui::Color32;
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, Points};
@@ -12,7 +12,7 @@ pub const ERROR_BINS: usize = 64;
 /// The sample quantized, and its error histogram.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reconstruction {
-    /// (x, x̂) per sample value.
+    /// (x, Q(x)) per sample value.
     pub pairs: Vec<[f64; 2]>,
     /// Left edge and width of the error bins, and their counts.
     pub error_lo: f64,
@@ -66,7 +66,7 @@ pub fn reconstruct(sample: &[f32], quantizer: &Quantizer) -> Reconstruction {
 /// Draws the scatter and the error histogram side by side.
 pub fn reconstruction_ui(ui: &mut egui::Ui, rec: &Reconstruction, height: f32) {
     ui.label(format!(
-        "{} sampled values: MSE {:.3e}, largest |x̂ − x| {:.3e}",
+        "{} sampled values: MSE {:.3e}, largest |Q(x) − x| {:.3e}",
         rec.pairs.len(),
         rec.mse,
         rec.max_abs_error
@@ -84,12 +84,12 @@ pub fn reconstruction_ui(ui: &mut egui::Ui, rec: &Reconstruction, height: f32) {
             .width(width)
             .height(height)
             .x_axis_label("original x")
-            .y_axis_label("reconstructed x̂")
+            .y_axis_label("reconstructed Q(x)")
             .legend(Legend::default())
             .show(ui, |plot_ui| {
                 if lo.is_finite() {
                     plot_ui.line(
-                        Line::new("x̂ = x", vec![[lo, lo], [hi, hi]])
+                        Line::new("Q(x) = x", vec![[lo, lo], [hi, hi]])
                             .color(Color32::GRAY)
                             .allow_hover(false),
                     );
@@ -112,7 +112,7 @@ pub fn reconstruction_ui(ui: &mut egui::Ui, rec: &Reconstruction, height: f32) {
         Plot::new("reconstruction_error")
             .width(width)
             .height(height)
-            .x_axis_label("error x̂ − x")
+            .x_axis_label("error Q(x) − x")
             .y_axis_label("count")
             .show(ui, |plot_ui| {
                 plot_ui

@@ -130,11 +130,9 @@ fn harness(fixture: Fixture) -> Harness<'static, Fixture> {
 }
 
 fn label_containing(harness: &Harness<'_, Fixture>, part: &str) -> String {
-    harness
-        .get_by_label_contains(part)
-        .accesskit_node()
-        .label()
-        .unwrap_or_default()
+    // A label's text is its AccessKit value.
+    let node = harness.get_by_label_contains(part).accesskit_node();
+    node.value().or_else(|| node.label()).unwrap_or_default()
 }
 
 /// Screen position of plot x `x`, halfway up the last plot.
@@ -281,7 +279,7 @@ fn clicking_a_marker_line_or_its_button_adopts_it() {
         vec![DistributionCommand::AdoptMarker("KL".into())]
     );
     // The legend lists both methods with their estimates; the button adopts MSE.
-    label_containing(&harness, "┃ MSE");
+    label_containing(&harness, "— MSE");
     harness.get_by_label("use MSE").click();
     harness.run();
     assert_eq!(

@@ -138,8 +138,8 @@ impl DistributionView {
             }
             ui.selectable_value(&mut self.tab, Tab::Reconstruction, "reconstruction")
                 .on_hover_text(
-                    "Original x against reconstructed x̂ = Q(x) for a sample of the values, and \
-                     the distribution of the error x̂ − x.",
+                    "Original x against reconstructed Q(x) for a sample of the values, and \
+                     the distribution of the error Q(x) − x.",
                 );
         });
     }
@@ -228,12 +228,12 @@ impl DistributionView {
         ui.horizontal(|ui| {
             ui.checkbox(&mut self.log_counts, "log counts")
                 .on_hover_text(
-                    "Plot log₁₀(1 + count): the tails, where clipping happens, become visible.",
+                    "Plot log10(1 + count): the tails, where clipping happens, become visible.",
                 );
             ui.checkbox(&mut self.show_quantized, "quantized histogram")
                 .on_hover_text(
                     "Overlay the histogram after quantization: every value's mass moved to its \
-                     reconstruction level x̂ = Q(x).",
+                     reconstruction level Q(x).",
                 );
             if let Some(q) = quantizer {
                 let n = q.level_count();
@@ -268,7 +268,7 @@ impl DistributionView {
             .striped(true)
             .show(ui, |ui| {
                 for (i, marker) in data.markers.iter().enumerate() {
-                    ui.colored_label(marker_color(i), format!("┃ {}", marker.method));
+                    ui.colored_label(marker_color(i), format!("— {}", marker.method));
                     ui.label(format!("[{:.5}, {:.5}]", marker.range.0, marker.range.1));
                     match estimates.get(i).copied().flatten() {
                         Some(e) => {
