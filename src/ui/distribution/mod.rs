@@ -7,9 +7,34 @@
 //! a worker thread, passes the current quantization choice and clip range in a
 //! [`DistributionInput`] every frame, and applies the [`DistributionCommand`]s the view returns
 //! (it owns the `QuantConfig`; the view never edits it). Everything the view computes per frame
-//! is O(bins) (histogram estimates) or O(sample).
+//! is O(bins) (histogram estimates) or O(sample); what is heavier (marker estimates, the
+//! per-channel estimate, k-means codebooks fitted on the sample) is cached per tensor and
+//! setting in the view.
+//!
+//! Files: `view` (state and layout), `histogram_plot` (the histogram and grid drawing),
+//! `interaction` + `clip_handles` (drag, double-click, marker clicks), `levels` (the grid of
+//! each scheme and its estimate), `scheme_stats` (binary/ternary scales, from `prepare`),
+//! `channels_plot`, `reconstruction`, `explain`, `cache`.
+
+mod cache;
+mod channels_plot;
+mod clip_handles;
+mod explain;
+mod histogram_plot;
+mod interaction;
+mod levels;
+mod reconstruction;
+mod scheme_stats;
+#[cfg(all(test, feature = "ui-tests"))]
+mod tests;
+mod view;
 
 use ndarray::ArrayViewD;
+
+pub use clip_handles::Handle;
+pub use levels::{Quantizer, level_count_text};
+pub use scheme_stats::{ScaleStats, SchemeStats, TernaryParams};
+pub use view::{DistributionView, Tab};
 
 use crate::metrics::{FineHistogram, TensorMetrics};
 use crate::quant::config::WeightScheme;
@@ -42,6 +67,8 @@ pub struct TensorDistribution {
     pub sample: Vec<f32>,
     /// Every calibration method's range, for the markers.
     pub markers: Vec<CalibrationMarker>,
+    /// Binary and ternary scales per tensor and per channel (for their levels).
+    pub scheme_stats: SchemeStats,
 }
 
 impl TensorDistribution {
@@ -78,12 +105,18 @@ impl TensorDistribution {
             .copied()
             .filter(|v| v.is_finite())
             .collect();
+        let scheme_stats = if channel_ranges.is_empty() {
+            SchemeStats::compute(values.view(), None)
+        } else {
+            SchemeStats::compute(values.view(), channel_axis)
+        };
         Ok(TensorDistribution {
             fine,
             channel_ranges,
             channel_histograms,
             sample,
             markers,
+            scheme_stats,
         })
     }
 }
@@ -133,44 +166,4 @@ pub enum DistributionCommand {
     ResetClip,
     /// A calibration marker was clicked: use this method's range (by marker name).
     AdoptMarker(String),
-}
-
-/// The view's own state (what is shown, the handle being dragged, the selected channel).
-#[derive(Debug, Default)]
-pub struct DistributionView {
-    pub log_counts: bool,
-    pub selected_channel: Option<usize>,
-}
-
-impl DistributionView {
-    /// Draws the view; returns the user's commands of this frame.
-    pub fn show_ui(
-        &mut self,
-        ui: &mut egui::Ui,
-        input: &DistributionInput<'_>,
-    ) -> Vec<DistributionCommand> {
-        use egui_plot::{Bar, BarChart, Plot};
-        ui.heading(&input.tensor.name);
-        ui.checkbox(&mut self.log_counts, "log counts");
-        let fine = &input.data.fine;
-        let (lo, hi) = fine.range();
-        let bins = fine.bin_count().max(1);
-        let width = ((hi - lo) as f64 / bins as f64).max(f64::EPSILON);
-        let bars: Vec<Bar> = fine
-            .counts()
-            .enumerate()
-            .map(|(i, count)| {
-                let height = if self.log_counts {
-                    (1.0 + count as f64).log10()
-                } else {
-                    count as f64
-                };
-                Bar::new(lo as f64 + (i as f64 + 0.5) * width, height).width(width)
-            })
-            .collect();
-        Plot::new("distribution_histogram").show(ui, |plot_ui| {
-            plot_ui.bar_chart(BarChart::new("values", bars));
-        });
-        Vec::new()
-    }
 }

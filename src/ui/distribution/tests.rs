@@ -1,0 +1,372 @@
+//! The distribution view driven headless with egui_kittest, on tensors of known values: drag
+//! a clip handle, double-click, click a calibration marker, switch scheme, select a channel.
+
+use egui::{Pos2, pos2, vec2};
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT, Queryable};
+use ndarray::ArrayD;
+use rand::{RngExt, SeedableRng};
+use rand_pcg::Pcg64;
+
+use super::*;
+use crate::quant::config::WeightScheme;
+use crate::stats::summarize;
+
+/// `n` standard-normal values (Box–Muller, seeded).
+fn gaussian(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Pcg64::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let u: f64 = rng.random::<f64>().max(1e-12);
+            let v: f64 = rng.random();
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+        })
+        .collect()
+}
+
+struct Fixture {
+    view: DistributionView,
+    tensor: TensorSummary,
+    data: TensorDistribution,
+    choice: QuantChoice,
+    clip: (f32, f32),
+    manual: bool,
+    exact: Option<ExactFigures>,
+    explain: bool,
+    commands: Vec<DistributionCommand>,
+}
+
+fn linear(bits: u32, symmetric: bool) -> QuantChoice {
+    QuantChoice {
+        scheme: WeightScheme::Linear { bits, symmetric },
+        per_channel: false,
+        unsigned: false,
+    }
+}
+
+fn markers() -> Vec<CalibrationMarker> {
+    vec![
+        CalibrationMarker {
+            method: "MSE".into(),
+            range: (-2.5, 2.5),
+        },
+        CalibrationMarker {
+            method: "KL".into(),
+            range: (-1.5, 1.5),
+        },
+    ]
+}
+
+/// A fixture over `values` shaped `shape` (channels on axis 0 when 2-D).
+fn fixture(values: Vec<f32>, shape: Vec<usize>, choice: QuantChoice) -> Fixture {
+    let array = ArrayD::from_shape_vec(shape.clone(), values).unwrap();
+    let axis = (shape.len() > 1).then_some(0);
+    let data = TensorDistribution::prepare(array.view(), axis, markers()).unwrap();
+    let tensor = TensorSummary {
+        name: "conv.weight".into(),
+        role: "weight",
+        dtype: "float32",
+        shape: shape.clone(),
+        stats: summarize(array.view()),
+        channel_axis: axis,
+        channels: axis.map(|a| shape[a]),
+        channel_range_spread: None,
+    };
+    Fixture {
+        view: DistributionView::default(),
+        clip: data.fine.range(),
+        tensor,
+        data,
+        choice,
+        manual: false,
+        exact: None,
+        explain: false,
+        commands: Vec::new(),
+    }
+}
+
+fn harness(fixture: Fixture) -> Harness<'static, Fixture> {
+    let mut harness = Harness::builder()
+        .with_size(vec2(1000.0, 800.0))
+        .with_step_dt(1.0 / 60.0)
+        .build_ui_state(
+            |ui, f: &mut Fixture| {
+                let input = DistributionInput {
+                    tensor: &f.tensor,
+                    data: &f.data,
+                    choice: f.choice,
+                    clip: f.clip,
+                    clip_is_manual: f.manual,
+                    method_name: "min-max".into(),
+                    exact: f.exact.as_ref(),
+                    explain: f.explain,
+                };
+                let commands = f.view.show_ui(ui, &input);
+                // Apply them as the shell does.
+                for c in &commands {
+                    match c {
+                        DistributionCommand::SetClip { lo, hi } => {
+                            f.clip = (*lo, *hi);
+                            f.manual = true;
+                        }
+                        DistributionCommand::ResetClip => {
+                            f.clip = f.data.fine.range();
+                            f.manual = false;
+                        }
+                        DistributionCommand::AdoptMarker(name) => {
+                            if let Some(m) = f.data.markers.iter().find(|m| m.method == *name) {
+                                f.clip = m.range;
+                                f.manual = false;
+                            }
+                        }
+                    }
+                }
+                f.commands.extend(commands);
+            },
+            fixture,
+        );
+    harness.run_steps(3);
+    harness
+}
+
+fn label_containing(harness: &Harness<'_, Fixture>, part: &str) -> String {
+    // A label's text is its AccessKit value.
+    let node = harness.get_by_label_contains(part).accesskit_node();
+    node.value().or_else(|| node.label()).unwrap_or_default()
+}
+
+/// Screen position of plot x `x`, halfway up the last plot.
+fn screen_at(harness: &Harness<'_, Fixture>, x: f64) -> Pos2 {
+    let view = &harness.state().view;
+    let t = view.last_transform().expect("a plot was drawn");
+    let rect = view.last_plot_rect().expect("a plot was drawn");
+    pos2(t.position_from_point_x(x), rect.center().y)
+}
+
+/// Presses at `from`, moves to `to` in a few steps, releases.
+fn drag(harness: &mut Harness<'_, Fixture>, from: Pos2, to: Pos2) {
+    harness.hover_at(from);
+    harness.step();
+    harness.drag_at(from);
+    harness.step();
+    for i in 1..=4 {
+        harness.hover_at(from + (to - from) * (i as f32 / 4.0));
+        harness.step();
+    }
+    harness.drop_at(to);
+    harness.run();
+}
+
+fn click(harness: &mut Harness<'_, Fixture>, at: Pos2) {
+    harness.hover_at(at);
+    harness.step();
+    harness.drag_at(at);
+    harness.step();
+    harness.event(egui::Event::PointerButton {
+        pos: at,
+        button: egui::PointerButton::Primary,
+        pressed: false,
+        modifiers: egui::Modifiers::NONE,
+    });
+    harness.run();
+}
+
+fn last_set_clip(commands: &[DistributionCommand]) -> Option<(f32, f32)> {
+    commands.iter().rev().find_map(|c| match c {
+        DistributionCommand::SetClip { lo, hi } => Some((*lo, *hi)),
+        _ => None,
+    })
+}
+
+#[test]
+fn dragging_the_max_handle_moves_the_range_and_the_estimate() {
+    let mut harness = harness(fixture(gaussian(20_000, 1), vec![20_000], linear(4, false)));
+    let (lo, hi) = harness.state().clip;
+    let before = label_containing(&harness, "estimate: MSE");
+    let target = f64::from(hi) * 0.5;
+    let (from, to) = (
+        screen_at(&harness, f64::from(hi)),
+        screen_at(&harness, target),
+    );
+    drag(&mut harness, from, to);
+    let state = harness.state();
+    let moves = state
+        .commands
+        .iter()
+        .filter(|c| matches!(c, DistributionCommand::SetClip { .. }))
+        .count();
+    assert!(
+        moves >= 2,
+        "one SetClip per frame of the drag: {:?}",
+        state.commands
+    );
+    let (new_lo, new_hi) = last_set_clip(&state.commands).expect("a SetClip");
+    // The minimum stays; the maximum lands where the pointer let go (within a pixel).
+    let t = state.view.last_transform().unwrap();
+    let pixel = t.bounds().width() / f64::from(t.frame().width());
+    assert_eq!(new_lo, lo);
+    assert!(
+        (f64::from(new_hi) - target).abs() < 1.5 * pixel,
+        "{new_hi} vs {target}"
+    );
+    let after = label_containing(&harness, "estimate: MSE");
+    assert_ne!(before, after);
+    // At 4 bits on a Gaussian, clipping at half the max beats min-max: the SQNR goes up.
+    let sqnr = |text: &str| -> f64 {
+        let db = text.split("SQNR ").nth(1).unwrap().trim_end_matches(" dB");
+        db.parse().unwrap()
+    };
+    assert!(sqnr(&after) > sqnr(&before), "{before} → {after}");
+    assert!(!harness.state().view.is_dragging());
+}
+
+#[test]
+fn symmetric_handles_move_together() {
+    let mut harness = harness(fixture(gaussian(20_000, 2), vec![20_000], linear(8, true)));
+    let (lo, hi) = harness.state().clip;
+    let m = lo.abs().max(hi.abs());
+    let target = -0.6 * f64::from(m);
+    let (from, to) = (
+        screen_at(&harness, -f64::from(m)),
+        screen_at(&harness, target),
+    );
+    drag(&mut harness, from, to);
+    let (new_lo, new_hi) = last_set_clip(&harness.state().commands).expect("a SetClip");
+    assert_eq!(new_lo, -new_hi, "mirrored");
+    assert!(
+        (f64::from(new_lo) - target).abs() < 0.02 * f64::from(m),
+        "{new_lo}"
+    );
+}
+
+#[test]
+fn double_click_resets_the_clip() {
+    let mut f = fixture(gaussian(5_000, 3), vec![5_000], linear(8, false));
+    f.clip = (-1.0, 1.0);
+    f.manual = true;
+    let mut harness = harness(f);
+    harness.get_by_label("reset to min-max");
+    let at = screen_at(&harness, 0.3);
+    harness.hover_at(at);
+    harness.step();
+    for pressed in [true, false, true, false] {
+        harness.event(egui::Event::PointerButton {
+            pos: at,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: egui::Modifiers::NONE,
+        });
+        harness.step();
+    }
+    harness.run();
+    let state = harness.state();
+    assert!(
+        state.commands.contains(&DistributionCommand::ResetClip),
+        "{:?}",
+        state.commands
+    );
+    assert!(!state.manual);
+}
+
+#[test]
+fn clicking_a_marker_line_or_its_button_adopts_it() {
+    let mut harness = harness(fixture(gaussian(20_000, 4), vec![20_000], linear(8, false)));
+    // KL's maximum (1.5) is far from the clip handles (the data's min and max) and from MSE's.
+    let at = screen_at(&harness, 1.5);
+    click(&mut harness, at);
+    assert_eq!(
+        harness.state().commands,
+        vec![DistributionCommand::AdoptMarker("KL".into())]
+    );
+    // The legend lists both methods with their estimates; the button adopts MSE.
+    label_containing(&harness, "— MSE");
+    harness.get_by_label("use MSE").click();
+    harness.run();
+    assert_eq!(
+        harness.state().commands.last(),
+        Some(&DistributionCommand::AdoptMarker("MSE".into()))
+    );
+    assert_eq!(harness.state().clip, (-2.5, 2.5));
+}
+
+#[test]
+fn switching_to_ternary_shows_three_levels() {
+    let mut harness = harness(fixture(gaussian(10_000, 5), vec![10_000], linear(8, true)));
+    harness.get_by_label("256 levels");
+    harness.state_mut().choice.scheme = WeightScheme::Ternary { ttq: false };
+    harness.run();
+    harness.get_by_label("3 levels");
+    // No clip handles for ternary: a drag where the max handle was does nothing.
+    let (_, hi) = harness.state().clip;
+    let from = screen_at(&harness, f64::from(hi));
+    let to = screen_at(&harness, 0.0);
+    drag(&mut harness, from, to);
+    assert_eq!(last_set_clip(&harness.state().commands), None);
+    harness.state_mut().choice.scheme = WeightScheme::KMeans { bits: 3 };
+    harness.run();
+    harness.get_by_label("8 levels");
+}
+
+#[test]
+fn selecting_a_channel_shows_its_histogram() {
+    // 8 channels of 256 values, channel c scaled by c + 1.
+    let values: Vec<f32> = gaussian(8 * 256, 6)
+        .chunks(256)
+        .enumerate()
+        .flat_map(|(c, ch)| {
+            ch.iter()
+                .map(move |v| v * (c + 1) as f32)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut f = fixture(values, vec![8, 256], linear(4, true));
+    f.choice.per_channel = true;
+    let mut harness = harness(f);
+    harness.get_by_label("per channel").click();
+    harness.run();
+    // Channel 0 is shown first; click the bar of channel 5 (its middle).
+    label_containing(&harness, "channel 0: histogram");
+    let (lo, hi) = harness.state().data.channel_ranges[5];
+    let view = &harness.state().view;
+    let t = view.last_transform().unwrap();
+    let at = t.position_from_point(&egui_plot::PlotPoint::new(5.0, 0.5 * f64::from(lo + hi)));
+    click(&mut harness, at);
+    assert_eq!(harness.state().view.selected_channel, Some(5));
+    let text = label_containing(&harness, "clip (its own)");
+    assert!(text.contains(&format!("{:.5}", lo)), "{text}");
+    label_containing(&harness, "channel 5: histogram");
+    // Per channel beats per tensor on channels of such different ranges.
+    label_containing(&harness, "SQNR estimate");
+}
+
+#[test]
+fn exact_figures_and_explain_mode_are_shown() {
+    let mut f = fixture(gaussian(4_000, 7), vec![4_000], linear(8, false));
+    f.explain = true;
+    f.exact = Some(ExactFigures {
+        metrics: TensorMetrics {
+            count: 4_000,
+            mse: 1.25e-5,
+            sqnr_db: 48.5,
+            max_abs_error: 0.01,
+            cosine: 0.99999,
+            kl: 0.0,
+        },
+        per_tensor_sqnr_db: Some(48.5),
+        per_channel_sqnr_db: None,
+    });
+    let harness = harness(f);
+    let exact = label_containing(&harness, "exact: MSE");
+    assert!(
+        exact.contains("1.2500e-5") && exact.contains("48.50 dB"),
+        "{exact}"
+    );
+    label_containing(&harness, "estimate: MSE");
+    let z = label_containing(&harness, "Z = round(qmin − rmin / S)");
+    let p = harness.state().view.last_plot_rect().unwrap();
+    assert!(p.width() > 100.0);
+    // The zero point printed is the one the quantizer computes.
+    let (lo, hi) = harness.state().clip;
+    let params = levels::linear_params(8, false, false, (lo, hi)).unwrap();
+    assert!(z.ends_with(&format!("= {}", params.zero_point)), "{z}");
+}
