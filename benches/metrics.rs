@@ -6,7 +6,7 @@ use quantscope::metrics::{FineHistogram, MetricOptions, compare_slices};
 use quantscope::quant::{IntGrid, LinearParams};
 use std::hint::black_box;
 
-/// 1M Laplace-distributed values (deterministic).
+/// `n` Laplace-distributed values (deterministic).
 fn laplace(n: usize) -> Vec<f32> {
     let mut state = 11u64;
     (0..n)
@@ -24,12 +24,18 @@ fn laplace(n: usize) -> Vec<f32> {
 
 fn estimate(c: &mut Criterion) {
     let big = laplace(1 << 20);
+    // The largest ResNet-18 weight tensor: 512×512×3×3.
+    let resnet = laplace(512 * 512 * 9);
     let small = laplace(18_432);
-    for (label, values) in [("1M values", &big), ("18K values", &small)] {
+    for (label, values) in [
+        ("1M values", &big),
+        ("2.36M values", &resnet),
+        ("18K values", &small),
+    ] {
         let h = FineHistogram::from_slice(values).unwrap();
         let (min, max) = h.range();
         let clip = 0.7 * min.abs().max(max.abs());
-        for bits in [4, 8, 16] {
+        for bits in [2, 4, 8, 12, 16] {
             let grid = IntGrid::new(bits, true, false).unwrap();
             let p = LinearParams::from_range(-clip, clip, grid, false).unwrap();
             c.bench_function(

@@ -20,16 +20,20 @@ node output with a float type; onnxruntime augments the graph to output them all
                Q truncated to integers and spread over empty bins too. Recorded for
                information only.
 * independent NumPy implementations (written for this script, float64) of:
-  - "kl": TensorRT's entropy calibration on the 2048-bin histogram of |x| over [0, max|x|]
-          (8 bits: 128 levels; candidates i = 128..2048; P = first i bins with the outliers
-          added to bin i−1; Q = the first i raw bins merged into 128 levels (bin j → level
-          ⌊128·j/i⌋) and spread evenly over each level's non-empty bins; zeros smoothed as
-          onnxruntime's smooth_distribution (eps 1e-4 on counts); first argmin; threshold =
-          i·bin width, clamped to [min, max]);
+  - "kl": TensorRT's entropy calibration as NVIDIA's open implementation does it
+          (pytorch_quantization.calib.histogram._compute_amax_entropy, re-written here) on
+          the 2048-bin histogram of |x| over [0, max|x|]: bin 0 takes the count of bin 1;
+          8 bits: 128 levels, 256 when min >= 0 (unsigned); candidates i = 128..2048; P =
+          first i bins with the outliers added to bin i-1; Q = the first i raw bins merged
+          into the levels (bin j -> level floor(levels*j/i)) and spread evenly over each
+          level's non-empty bins; no smoothing (KL is +inf where Q = 0 < P); last argmin;
+          threshold = i * bin width, clamped to [min, max]. (The Rust search smooths zeros
+          as onnxruntime's smooth_distribution does; the test checks that this moves no
+          choice.)
   - "batch_mean": mean over samples (axis 0) of per-sample min and max;
   - "mse8"/"mse4": the MSE clip search on the same |x| histogram (see src/calib/methods.rs);
   - "aciq_gauss8/4", "aciq_laplace8/4": Banner et al.'s clip (two-sided around the mean, or
-          one-sided [0, α] with α = r(bits+1)·(half-normal σ or exponential b of the positive
+          one-sided [min, α] with α = r(bits+1)·(half-normal σ or exponential b of the positive
           values) when min ≥ 0);
   - "abs_bin_width": max|x| / 2048, the |x| histogram's bin width.
 
@@ -52,7 +56,7 @@ MODELS = ["digits_mlp", "digits_cnn", "digits_mobilenet", "digits_transformer"]
 SAMPLES = 256
 BATCH = 32
 BINS = 2048
-EPS = 1e-4
+KL_START = 128
 LAPLACE = {2: 2.83, 3: 3.89, 4: 5.03, 5: 6.20, 6: 7.41, 7: 8.65, 8: 9.90}
 GAUSS = {2: 1.71, 3: 2.15, 4: 2.56, 5: 2.94, 6: 3.29, 7: 3.62, 8: 3.92}
 
@@ -78,22 +82,15 @@ def pair(r):
     return [f32(np.asarray(lo).reshape(-1)[0]), f32(np.asarray(hi).reshape(-1)[0])]
 
 
-def smooth(v):
-    zeros = v == 0
-    nz = v.size - zeros.sum()
-    if nz == 0:
-        return None
-    eps1 = EPS * zeros.sum() / nz
-    return np.where(zeros, EPS, v - eps1)
-
-
 def trt_kl_edge(counts, levels):
     """TensorRT entropy search: returns the number of kept bins i (threshold = i * width)."""
+    counts = counts.astype(np.float64).copy()
+    counts[0] = counts[1]
     n = counts.size
     total = counts.sum()
     best = (math.inf, n)
-    for i in range(min(levels, n), n + 1):
-        raw = counts[:i].astype(np.float64)
+    for i in range(min(KL_START, n), n + 1):
+        raw = counts[:i]
         p = raw.copy()
         p[-1] += total - raw.sum()
         level = (np.arange(i) * levels) // i
@@ -102,13 +99,14 @@ def trt_kl_edge(counts, levels):
         with np.errstate(divide="ignore", invalid="ignore"):
             per_bin = np.where(nonempty[level] > 0, sums[level] / nonempty[level], 0.0)
         q = np.where(raw > 0, per_bin, 0.0)
-        p, q = smooth(p), smooth(q)
-        if p is None or q is None:
+        if q.sum() == 0:
             continue
         p = p / p.sum()
         q = q / q.sum()
-        d = float(np.sum(p * np.log(p / q)))
-        if d < best[0]:
+        kept = p > 0
+        with np.errstate(divide="ignore"):
+            d = float(np.sum(p[kept] * np.log(p[kept] / q[kept])))
+        if d <= best[0]:
             best = (d, i)
     return best[1]
 
@@ -148,7 +146,7 @@ def aciq(x, dist, bits, lo, hi):
         pos = x[x > 0].astype(np.float64)
         param = math.sqrt(np.mean(pos * pos)) if dist == "gauss" else float(np.mean(pos))
         alpha = aciq_ratio(dist, bits + 1) * param
-        return [0.0, f32(min(alpha, hi))]
+        return [f32(lo), f32(min(alpha, hi))]
     x = x.astype(np.float64)
     mu = float(x.mean())
     param = float(x.std()) if dist == "gauss" else float(np.mean(np.abs(x - mu)))
@@ -244,7 +242,7 @@ def calibrate(model_name, data, tmp):
             # values within an ulp of an edge on either side; in float64 binning is exact.
             counts, _ = np.histogram(np.abs(x).astype(np.float64), bins=BINS, range=(0.0, float(amax)))
             w = amax / BINS
-            rec["kl"] = clamp(trt_kl_edge(counts, 128) * w, lo, hi)
+            rec["kl"] = clamp(trt_kl_edge(counts, 256 if lo >= 0 else 128) * w, lo, hi)
             for bits in (8, 4):
                 rec[f"mse{bits}"] = clamp(mse_alpha(counts, amax, bits, lo >= 0), lo, hi)
                 rec[f"aciq_gauss{bits}"] = aciq(x, "gauss", bits, lo, hi)
@@ -268,7 +266,7 @@ def main():
         "ema": "MinMaxCalibrater moving_average=True averaging_constant=0.01, collect_data per batch",
         "percentile": "PercentileCalibrater symmetric=True num_bins=2048 percentile=99.99",
         "ort_entropy": "EntropyCalibrater num_bins=2048 num_quantized_bins=128 symmetric=False",
-        "kl": "NumPy TensorRT entropy search, |x| histogram 2048 bins, 128 levels",
+        "kl": "NumPy TensorRT entropy search (pytorch_quantization), |x| histogram 2048 bins, bin 0 = bin 1, 128 levels (256 when min >= 0), no smoothing, last argmin",
     }
     with tempfile.TemporaryDirectory() as tmp:
         for m in MODELS:

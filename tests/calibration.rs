@@ -131,7 +131,13 @@ fn ranges_match_onnxruntime_and_numpy_references() {
                     let t_ref = (-expected.0).max(expected.1);
                     let i_ref = ((t_ref / bin).round() as usize).clamp(128, 2048);
                     let i_ours = ((-got.0).max(got.1) / bin).round() as usize;
-                    let at = |i: usize| kl_divergence_at(&h.counts, i.clamp(128, 2048), 128);
+                    // One-sided tensors are searched on the unsigned grid's 256 levels.
+                    let levels = if one.min_max().unwrap().0 >= 0.0 {
+                        256
+                    } else {
+                        128
+                    };
+                    let at = |i: usize| kl_divergence_at(&h.counts, i.clamp(128, 2048), levels);
                     let (ours, theirs) = (at(i_ours), at(i_ref));
                     println!(
                         "{model} {name}: KL near-tie? ours {i_ours} bins KL {ours:.8}, \
@@ -194,8 +200,9 @@ fn sqnr(x: &[f32], range: (f32, f32), bits: u32) -> f64 {
     10.0 * (signal / noise.max(1e-300)).log10()
 }
 
-/// Deterministic heavy-tailed samples: Laplace (b = 1) and Student-t with 3 degrees of freedom.
-fn heavy_tailed(n: usize) -> (Vec<f32>, Vec<f32>) {
+/// Deterministic heavy-tailed samples: Laplace (b = 1), Student-t with 3 degrees of freedom,
+/// and that Student-t after a ReLU (half exact zeros, one-sided).
+fn heavy_tailed(n: usize) -> [(&'static str, Vec<f32>); 3] {
     let mut s = 0x9E37_79B9_7F4A_7C15u64;
     let mut uniform = move || {
         s ^= s << 13;
@@ -207,21 +214,10 @@ fn heavy_tailed(n: usize) -> (Vec<f32>, Vec<f32>) {
         let (u, v) = (uniform(), uniform());
         (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
     };
+    // Laplace = difference of two exponentials; exponential(1) = (z² + w²)/2.
+    let mut exponential = || (normal().powi(2) + normal().powi(2)) / 2.0;
     let laplace: Vec<f32> = (0..n)
-        .map(|i| {
-            let e = -normal().abs().max(1e-300).ln(); // any positive variate works as a seed
-            let _ = e;
-            let z = normal();
-            let w = normal();
-            // Laplace = difference of two exponentials; exponential = (z² + w²)/2.
-            let a = (z * z + w * w) / 2.0;
-            let b = {
-                let (p, q) = (normal(), normal());
-                (p * p + q * q) / 2.0
-            };
-            let _ = i;
-            (a - b) as f32
-        })
+        .map(|_| (exponential() - exponential()) as f32)
         .collect();
     let student: Vec<f32> = (0..n)
         .map(|_| {
@@ -230,36 +226,90 @@ fn heavy_tailed(n: usize) -> (Vec<f32>, Vec<f32>) {
             (z / (chi2 / 3.0).sqrt()) as f32
         })
         .collect();
-    (laplace, student)
+    let relu = student.iter().map(|&v| v.max(0.0)).collect();
+    [
+        ("laplace", laplace),
+        ("student-t3", student),
+        ("relu(student-t3)", relu),
+    ]
 }
 
+/// What clipping buys on heavy tails, stated as it is:
+///
+/// * MSE clipping beats min-max at every width: it minimises the squared error that SQNR
+///   measures.
+/// * KL (TensorRT's entropy calibration) beats min-max on Laplace data at every width, and on
+///   Student-t(3) once the magnitude grid is coarse: at most 32 levels for |x| (signed 6 bits,
+///   unsigned 5 bits). With 64 levels or more (signed 7–8 bits; after ReLU the unsigned grid
+///   has 2^b levels, so 6 bits already) it loses there. KL compares the *shapes* of the
+///   histograms bin by bin, so the few far outliers, a tiny share of the mass but most of the
+///   signal energy (Student-t(3) has no fourth moment), count for little in it and it clips
+///   them; on a fine grid min-max's rounding noise is still smaller than that clipping error,
+///   and each bit less makes the rounding noise 4× larger until the clip pays off.
+/// * ACIQ-Laplace beats min-max on Laplace data, its model; not asserted on Student-t.
 #[test]
 fn clipping_beats_min_max_on_heavy_tailed_synthetic_data() {
-    let (laplace, student) = heavy_tailed(200_000);
-    for (label, x) in [("laplace", &laplace), ("student-t3", &student)] {
+    for (label, x) in heavy_tailed(200_000) {
         let v = ArrayD::from_shape_vec(IxDyn(&[x.len()]), x.clone()).unwrap();
         let stats = CalibrationStats::of_tensor(v.view(), ObserverConfig::default());
-        for bits in [8, 4] {
-            let base = sqnr(x, Method::MinMax.range(&stats, bits).unwrap(), bits);
+        let unsigned = stats.min_max().unwrap().0 >= 0.0;
+        for bits in [8, 6, 5, 4] {
+            let magnitude_levels = 1u32 << (bits - 1 + u32::from(unsigned));
+            let base = sqnr(&x, Method::MinMax.range(&stats, bits).unwrap(), bits);
             for method in [Method::Kl, Method::Mse, Method::AciqLaplace] {
                 let r = method.range(&stats, bits).unwrap();
-                let q = sqnr(x, r, bits);
+                let q = sqnr(&x, r, bits);
                 println!(
                     "{label} {bits}-bit {method}: {q:.2} dB (min-max {base:.2} dB), range {r:?}"
                 );
-                // KL matches distributions, not squared error: on Student-t(3), whose rare
-                // huge values carry much of the signal energy, its 8-bit clip costs SQNR.
-                if label == "student-t3" && bits == 8 && method == Method::Kl {
-                    assert!(q < base, "finding changed: KL now wins on Student-t 8-bit");
-                    continue;
+                let student = label.contains("student");
+                match method {
+                    Method::Kl if student && magnitude_levels >= 64 => assert!(
+                        q < base,
+                        "finding changed: KL now beats min-max on {label} at {bits} bits"
+                    ),
+                    Method::AciqLaplace if student => {}
+                    _ => assert!(
+                        q > base,
+                        "{label} {bits}-bit: {method} {q:.2} dB ≤ min-max {base:.2} dB"
+                    ),
                 }
-                // A Laplace fit is the wrong model for Student-t tails: not asserted there.
-                if label == "student-t3" && method == Method::AciqLaplace {
-                    continue;
-                }
+            }
+        }
+    }
+}
+
+/// ACIQ's analytic clip can lie beyond the data (a Laplace fit of uniform data puts α at 2.5
+/// half-widths at 8 bits): every method's range stays within the observed [min, max].
+#[test]
+fn every_range_lies_within_the_observed_values() {
+    let n = 10_000;
+    let uniform: Vec<f32> = (0..n)
+        .map(|i| (i as f32 + 0.5) / n as f32 * 2.0 - 1.0)
+        .collect();
+    let one_sided: Vec<f32> = uniform.iter().map(|&v| (v + 1.0) / 2.0).collect();
+    let mut cases = vec![("uniform", uniform), ("uniform [0, 1]", one_sided)];
+    cases.extend(heavy_tailed(20_000));
+    for (label, x) in cases {
+        let v = ArrayD::from_shape_vec(IxDyn(&[x.len()]), x).unwrap();
+        let stats = CalibrationStats::of_tensor(v.view(), ObserverConfig::default());
+        let (min, max) = stats.min_max().unwrap();
+        for bits in [2, 4, 8, 16] {
+            for method in Method::ALL {
+                let (lo, hi) = method.range(&stats, bits).unwrap();
                 assert!(
-                    q > base,
-                    "{label} {bits}-bit: {method} {q:.2} dB ≤ min-max {base:.2} dB"
+                    min <= lo && lo <= hi && hi <= max,
+                    "{label} {bits}-bit {method}: ({lo}, {hi}) outside ({min}, {max})"
+                );
+            }
+        }
+        if label.starts_with("uniform") {
+            // Uniform data has no tail to clip: both fits ask for more than the data spans.
+            for method in [Method::AciqGauss, Method::AciqLaplace] {
+                assert_eq!(
+                    method.range(&stats, 8).unwrap(),
+                    (min, max),
+                    "{label} {method}"
                 );
             }
         }
@@ -341,6 +391,13 @@ fn clipping_beats_min_max_on_transformer_activations() {
         assert!(mean("mse") > mean("minmax"), "{bits}-bit MSE");
         if bits == 4 {
             assert!(mean("kl") > mean("minmax"), "{bits}-bit KL");
+        } else {
+            // These activations are mildly tailed (kurtosis 2 to 8): at 8 bits KL's clips cost
+            // on some tensors what they gain on others, a wash on average (42.43 vs 42.46 dB).
+            assert!(
+                (mean("kl") - mean("minmax")).abs() < 0.2,
+                "{bits}-bit KL no longer level with min-max"
+            );
         }
     }
 }

@@ -36,7 +36,7 @@ impl From<Relu6Arg> for Relu6Handling {
 pub struct CompareArgs {
     /// Model file (.onnx) with one input and [N, classes] logits.
     model: PathBuf,
-    /// Evaluation inputs: .npy, or .npz holding the inputs and the labels as `y`.
+    /// Evaluation inputs: .npy, or .npz holding the inputs and the labels as `labels` or `y`.
     #[arg(long)]
     data: PathBuf,
     /// Labels (.npy of class indices) when --data does not hold them.
@@ -59,13 +59,14 @@ pub struct CompareArgs {
     json: bool,
 }
 
-/// The float array of a data file (its one array, or the one that is not `y`) and `y` if any.
+/// The float array of a data file (its one array, or the one that is not the labels) and the
+/// labels (`labels` or `y`) if any.
 fn read_inputs(path: &Path) -> anyhow::Result<(ArrayD<f32>, Option<Array1<i64>>)> {
     let arrays = read_arrays(path)?;
     let mut inputs = None;
     let mut labels = None;
     for array in arrays {
-        if array.name == "y" {
+        if array.name == "y" || array.name == "labels" {
             labels = Some(to_labels(array.data, path)?);
         } else if inputs.is_none() {
             inputs = Some(array.data.to_f32());
@@ -102,7 +103,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
         }
         (None, Some(labels)) => labels,
         (None, None) => bail!(
-            "{}: has no labels `y`; give them with --labels FILE.npy",
+            "{}: has no labels (`labels` or `y`); give them with --labels FILE.npy",
             args.data.display()
         ),
     };

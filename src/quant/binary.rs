@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::grid::QuantError;
 use super::linear::{
-    Granularity, check_not_empty, chunk_rng, map_runs, no_finite_error, reduce_channels,
+    Granularity, check_not_empty, chunk_rng, decode_channels, layout_for_params, map_runs,
+    no_finite_error, reduce_channels,
 };
 
 type Result<T> = std::result::Result<T, QuantError>;
@@ -53,25 +54,15 @@ pub struct Binarized {
 impl Binarized {
     /// Ŵ = α_c · b per element.
     pub fn dequantize(&self) -> Result<ArrayD<f32>> {
-        let layout = self.granularity.layout(self.codes.shape())?;
-        if self.alpha.len() != layout.channels {
-            return Err(QuantError(format!(
-                "{} scaling factors for {} channels",
-                self.alpha.len(),
-                layout.channels
-            )));
-        }
-        map_runs(
-            &self.codes.view(),
-            layout,
-            |_| (),
-            |_, c, bs, out| {
-                let a = self.alpha[c];
-                for (o, &b) in out.iter_mut().zip(bs) {
-                    *o = a * f32::from(b);
-                }
-            },
-        )
+        let layout = layout_for_params(
+            self.codes.shape(),
+            self.granularity,
+            &[("scaling factors", self.alpha.len())],
+        )?;
+        decode_channels(&self.codes, layout, |c| {
+            let a = self.alpha[c];
+            move |b: i8| a * f32::from(b)
+        })
     }
 }
 
@@ -159,26 +150,8 @@ pub fn binarize(values: ArrayViewD<'_, f32>, config: &BinaryConfig) -> Result<Bi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::test_support::{gaussian_like, squared_error};
     use ndarray::{Axis, IxDyn};
-    use rand::SeedableRng;
-    use rand_pcg::Pcg64;
-
-    fn gaussian_like(shape: &[usize], seed: u64, scale: f32) -> ArrayD<f32> {
-        // Sum of uniforms: roughly Gaussian, enough for these tests.
-        let mut rng = Pcg64::seed_from_u64(seed);
-        let n = shape.iter().product();
-        let data = (0..n)
-            .map(|_| (0..4).map(|_| rng.random::<f32>() - 0.5).sum::<f32>() * scale)
-            .collect();
-        ArrayD::from_shape_vec(IxDyn(shape), data).unwrap()
-    }
-
-    fn squared_error(w: &ArrayD<f32>, w_hat: &ArrayD<f32>) -> f64 {
-        w.iter()
-            .zip(w_hat)
-            .map(|(&a, &b)| f64::from(a - b).powi(2))
-            .sum()
-    }
 
     #[test]
     fn sign_binarization_maps_zero_to_plus_one() {

@@ -410,7 +410,7 @@ impl Core {
                     as f32
             })
             .collect();
-        ArrayD::from_shape_vec(IxDyn(&[b.len()]), b).expect("bias shape")
+        ndarray::Array1::from(b).into_dyn()
     }
 }
 
@@ -503,14 +503,8 @@ impl Conv2dGeometry {
             if self.strides[i] == 0 || self.dilations[i] == 0 {
                 return Err(QuantError("strides and dilations must be positive".into()));
             }
-            let span = self.dilations[i] * (kernel_hw[i].max(1) - 1) + 1;
             let padded = input_hw[i] + self.pads[i] + self.pads[i + 2];
-            if padded < span {
-                return Err(QuantError(format!(
-                    "kernel extent {span} exceeds the padded input {padded} on spatial axis {i}"
-                )));
-            }
-            out[i] = (padded - span) / self.strides[i] + 1;
+            out[i] = window_output(i, padded, kernel_hw[i], self.strides[i], self.dilations[i])?;
         }
         Ok(out)
     }
@@ -586,20 +580,48 @@ pub fn conv_window(
             (pads[i], pads[i + sp])
         };
         let padded = input[i] + pad_begin + pad_end;
-        if padded < span {
-            return Err(QuantError(format!(
-                "kernel extent {span} exceeds the padded input {padded} on spatial axis {i}"
-            )));
-        }
         axes.push(ConvAxis {
             stride: strides[i],
             dilation: dilations[i],
             pad_begin,
             pad_end,
-            output: (padded - span) / strides[i] + 1,
+            output: window_output(i, padded, kernel[i], strides[i], dilations[i])?,
         });
     }
     Ok(axes)
+}
+
+/// The elements of an array in standard layout (an internal error otherwise).
+fn contiguous<'a, T, D: ndarray::Dimension>(
+    a: &'a ndarray::CowArray<'_, T, D>,
+) -> Result<&'a [T], QuantError> {
+    a.as_slice()
+        .ok_or_else(|| QuantError("internal: standard layout is not contiguous".into()))
+}
+
+/// An output array of `shape` from its elements (an internal error if they do not fit).
+fn output_array(shape: &[usize], out: Vec<i32>) -> Result<ArrayD<i32>, QuantError> {
+    ArrayD::from_shape_vec(IxDyn(shape), out)
+        .map_err(|e| QuantError(format!("internal: output shape {shape:?}: {e}")))
+}
+
+/// Output size of a convolution window along spatial axis `axis` (stride and dilation ≥ 1)
+/// over an input of `padded` size, pads included: ⌊(padded − span)/stride⌋ + 1 with span the
+/// dilated kernel extent; an error when the window does not fit once.
+fn window_output(
+    axis: usize,
+    padded: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+) -> Result<usize, QuantError> {
+    let span = dilation * (kernel.max(1) - 1) + 1;
+    if padded < span {
+        return Err(QuantError(format!(
+            "kernel extent {span} exceeds the padded input {padded} on spatial axis {axis}"
+        )));
+    }
+    Ok((padded - span) / stride + 1)
 }
 
 /// An integer-only 2-D convolution (NCHW), optionally fused with ReLU.
@@ -726,9 +748,9 @@ impl IntConv {
         let (cin_g, kh, kw) = (ws[1], ws[2], ws[3]);
         let cout_g = cout / self.geometry.group;
         let x = x.as_standard_layout();
-        let xs = x.as_slice().expect("standard layout");
+        let xs = contiguous(&x)?;
         let wcodes = self.core.weights.codes.as_standard_layout();
-        let wv = wcodes.as_slice().expect("standard layout");
+        let wv = contiguous(&wcodes)?;
         let zx = self.core.input.zero_point;
         let (lo, hi) = self.core.clamp_bounds();
         let g = &self.geometry;
@@ -736,7 +758,9 @@ impl IntConv {
         let mut chunks = out.chunks_mut(oh * ow);
         for b in 0..n {
             for oc in 0..cout {
-                let plane = chunks.next().expect("output plane");
+                let Some(plane) = chunks.next() else {
+                    return Err(QuantError("internal: output planes run short".into()));
+                };
                 let c0 = (oc / cout_g) * cin_g;
                 let wk = &wv[oc * cin_g * kh * kw..(oc + 1) * cin_g * kh * kw];
                 for oy in 0..oh {
@@ -770,7 +794,7 @@ impl IntConv {
                 }
             }
         }
-        Ok(ArrayD::from_shape_vec(IxDyn(&[n, cout, oh, ow]), out).expect("output shape"))
+        output_array(&[n, cout, oh, ow], out)
     }
 
     /// The float side of fake quantization: the input quantized and dequantized, the float
@@ -952,9 +976,9 @@ impl IntLinear {
         }
         let m = x.shape()[0];
         let x = x.as_standard_layout();
-        let xs = x.as_slice().expect("standard layout");
+        let xs = contiguous(&x)?;
         let wcodes = self.core.weights.codes.as_standard_layout();
-        let wv = wcodes.as_slice().expect("standard layout");
+        let wv = contiguous(&wcodes)?;
         let (lo, hi) = self.core.clamp_bounds();
         let mut out = Vec::with_capacity(m * n);
         for row in xs.chunks(k.max(1)).take(m) {
@@ -970,7 +994,7 @@ impl IntLinear {
                 });
             }
         }
-        Ok(ArrayD::from_shape_vec(IxDyn(&[m, n]), out).expect("output shape"))
+        output_array(&[m, n], out)
     }
 
     /// The float side of fake quantization (the float engine's Gemm on dequantized values).

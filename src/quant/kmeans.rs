@@ -23,7 +23,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::grid::QuantError;
-use super::linear::{Granularity, check_not_empty, map_runs, no_finite_error};
+use super::linear::{
+    Granularity, check_not_empty, decode_channels, layout_for_params, map_runs, no_finite_error,
+};
 
 type Result<T> = std::result::Result<T, QuantError>;
 
@@ -70,14 +72,11 @@ pub struct KMeansQuantized {
 impl KMeansQuantized {
     /// Ŵ = codebook_c[index] per element.
     pub fn dequantize(&self) -> Result<ArrayD<f32>> {
-        let layout = self.granularity.layout(self.indices.shape())?;
-        if self.codebooks.len() != layout.channels {
-            return Err(QuantError(format!(
-                "{} codebooks for {} channels",
-                self.codebooks.len(),
-                layout.channels
-            )));
-        }
+        let layout = layout_for_params(
+            self.indices.shape(),
+            self.granularity,
+            &[("codebooks", self.codebooks.len())],
+        )?;
         if let Some(max) = self.indices.iter().max()
             && self.codebooks.iter().any(|c| c.len() <= usize::from(*max))
         {
@@ -86,17 +85,10 @@ impl KMeansQuantized {
                 self.codebooks.iter().map(Vec::len).min().unwrap_or(0)
             )));
         }
-        map_runs(
-            &self.indices.view(),
-            layout,
-            |_| (),
-            |_, c, idx, out| {
-                let book = &self.codebooks[c];
-                for (o, &i) in out.iter_mut().zip(idx) {
-                    *o = book[usize::from(i)];
-                }
-            },
-        )
+        decode_channels(&self.indices, layout, |c| {
+            let book = &self.codebooks[c];
+            move |i: u8| book[usize::from(i)]
+        })
     }
 
     /// Total within-cluster squared error over all channels.
@@ -293,6 +285,7 @@ mod tests {
     use super::*;
     use crate::quant::IntGrid;
     use crate::quant::linear::{LinearConfig, Rounding, fake_quantize, minmax_params};
+    use crate::quant::test_support::squared_error;
     use ndarray::IxDyn;
     use rand::{RngExt, SeedableRng};
     use rand_pcg::Pcg64;
@@ -311,13 +304,6 @@ mod tests {
 
     fn tensor(shape: &[usize], data: Vec<f32>) -> ArrayD<f32> {
         ArrayD::from_shape_vec(IxDyn(shape), data).unwrap()
-    }
-
-    fn squared_error(w: &ArrayD<f32>, w_hat: &ArrayD<f32>) -> f64 {
-        w.iter()
-            .zip(w_hat)
-            .map(|(&a, &b)| f64::from(a - b).powi(2))
-            .sum()
     }
 
     /// Textbook Lloyd: O(nk) per iteration, same initialization and tie rule.

@@ -287,6 +287,49 @@ where
 /// Map every element to an output, in parallel over fixed chunks of standard order. Each chunk
 /// gets a state from `init(chunk_index)` (e.g. a seeded RNG) and `run(state, channel, in, out)`
 /// is called on each maximal run of one channel's elements within the chunk.
+/// The channel layout of a tensor of `shape` whose per-channel parameter lists (each named
+/// with its length) must hold one entry per channel; an error naming the first that does not.
+pub(crate) fn layout_for_params(
+    shape: &[usize],
+    granularity: Granularity,
+    lists: &[(&str, usize)],
+) -> Result<ChannelLayout> {
+    let layout = granularity.layout(shape)?;
+    for &(what, len) in lists {
+        if len != layout.channels {
+            return Err(QuantError(format!(
+                "{len} {what} for {} channels",
+                layout.channels
+            )));
+        }
+    }
+    Ok(layout)
+}
+
+/// Dequantizes a tensor of per-element codes: `decoder(c)` gives channel c's code → value map
+/// (built once per run of a channel's elements).
+pub(crate) fn decode_channels<C, D>(
+    codes: &ArrayD<C>,
+    layout: ChannelLayout,
+    decoder: impl Fn(usize) -> D + Sync,
+) -> Result<ArrayD<f32>>
+where
+    C: Copy + Sync,
+    D: Fn(C) -> f32,
+{
+    map_runs(
+        &codes.view(),
+        layout,
+        |_| (),
+        |_, c, cs, out| {
+            let decode = decoder(c);
+            for (o, &code) in out.iter_mut().zip(cs) {
+                *o = decode(code);
+            }
+        },
+    )
+}
+
 pub(crate) fn map_runs<I, T, S>(
     values: &ArrayViewD<'_, I>,
     layout: ChannelLayout,

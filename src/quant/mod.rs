@@ -16,6 +16,9 @@ pub mod linear;
 pub mod ternary;
 pub mod xnor;
 
+#[cfg(test)]
+mod test_support;
+
 pub use config::{ActivationQuant, LayerQuant, QuantConfig, WeightQuant, WeightScheme};
 pub use fake::{FakeQuantHook, QuantizedModel};
 pub use grid::{IntGrid, LinearParams, QParams, QuantError};

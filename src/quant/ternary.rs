@@ -15,7 +15,10 @@ use ndarray::{ArrayD, ArrayViewD};
 use serde::{Deserialize, Serialize};
 
 use super::grid::QuantError;
-use super::linear::{Granularity, check_not_empty, map_runs, no_finite_error, reduce_channels};
+use super::linear::{
+    Granularity, check_not_empty, decode_channels, layout_for_params, map_runs, no_finite_error,
+    reduce_channels,
+};
 
 type Result<T> = std::result::Result<T, QuantError>;
 
@@ -60,26 +63,18 @@ pub struct Ternarized {
 impl Ternarized {
     /// Ŵ = Wp for t = +1, 0 for t = 0, −Wn for t = −1 (per channel).
     pub fn dequantize(&self) -> Result<ArrayD<f32>> {
-        let layout = self.granularity.layout(self.codes.shape())?;
-        if self.wp.len() != layout.channels || self.wn.len() != layout.channels {
-            return Err(QuantError(format!(
-                "{} positive and {} negative scales for {} channels",
-                self.wp.len(),
-                self.wn.len(),
-                layout.channels
-            )));
-        }
-        map_runs(
-            &self.codes.view(),
-            layout,
-            |_| (),
-            |_, c, ts, out| {
-                let levels = [-self.wn[c], 0.0, self.wp[c]];
-                for (o, &t) in out.iter_mut().zip(ts) {
-                    *o = levels[(t.clamp(-1, 1) + 1) as usize];
-                }
-            },
-        )
+        let layout = layout_for_params(
+            self.codes.shape(),
+            self.granularity,
+            &[
+                ("positive scales", self.wp.len()),
+                ("negative scales", self.wn.len()),
+            ],
+        )?;
+        decode_channels(&self.codes, layout, |c| {
+            let levels = [-self.wn[c], 0.0, self.wp[c]];
+            move |t: i8| levels[(t.clamp(-1, 1) + 1) as usize]
+        })
     }
 }
 
@@ -217,9 +212,8 @@ pub fn ternarize(
 mod tests {
     use super::*;
     use crate::quant::binary::{BinaryConfig, binarize};
+    use crate::quant::test_support::squared_error;
     use ndarray::{Axis, IxDyn};
-    use rand::{RngExt, SeedableRng};
-    use rand_pcg::Pcg64;
 
     fn hand_made() -> ArrayD<f32> {
         ArrayD::from_shape_vec(
@@ -230,19 +224,7 @@ mod tests {
     }
 
     fn gaussian_like(shape: &[usize], seed: u64) -> ArrayD<f32> {
-        let mut rng = Pcg64::seed_from_u64(seed);
-        let n = shape.iter().product();
-        let data = (0..n)
-            .map(|_| (0..4).map(|_| rng.random::<f32>() - 0.5).sum::<f32>())
-            .collect();
-        ArrayD::from_shape_vec(IxDyn(shape), data).unwrap()
-    }
-
-    fn squared_error(w: &ArrayD<f32>, w_hat: &ArrayD<f32>) -> f64 {
-        w.iter()
-            .zip(w_hat)
-            .map(|(&a, &b)| f64::from(a - b).powi(2))
-            .sum()
+        crate::quant::test_support::gaussian_like(shape, seed, 1.0)
     }
 
     #[test]

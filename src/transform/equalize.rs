@@ -96,6 +96,12 @@ pub fn equalize(
         before.insert(name.clone(), channel_ranges(w.view(), layer.out_axis()));
     }
 
+    let mut uses: BTreeMap<&str, usize> = BTreeMap::new();
+    for pair in &pairs {
+        *uses.entry(pair.first.name.as_str()).or_default() += 1;
+        *uses.entry(pair.second.name.as_str()).or_default() += 1;
+    }
+    let chained = uses.values().any(|&n| n > 1);
     let mut total_scale: Vec<Vec<f32>> = pairs
         .iter()
         .map(|p| vec![1.0; p.first.out_channels])
@@ -111,7 +117,8 @@ pub fn equalize(
                 largest_move = largest_move.max((s - 1.0).abs());
             }
         }
-        if largest_move <= options.tolerance {
+        // Pairs sharing no layer are exact after one sweep; chains need more.
+        if largest_move <= options.tolerance || !chained {
             break;
         }
     }

@@ -118,6 +118,9 @@ fn plan_fold(
     bn: &Node,
 ) -> std::result::Result<Fold, String> {
     let input = bn.input(0).ok_or("has no input")?;
+    if bn.outputs.first().is_none_or(|o| o.is_empty()) {
+        return Err("has no output".into());
+    }
     let producer = *topology
         .producer
         .get(input)

@@ -206,8 +206,32 @@ impl Layer {
         }
     }
 
+    /// (input channels per group, output channels per group, elements per (out, in) block) of
+    /// a contiguous Conv weight; None for other layers or layouts (the generic paths serve).
+    fn conv_blocks(&self, w: &ArrayD<f32>) -> Option<(usize, usize, usize)> {
+        let LayerKind::Conv { group } = self.kind else {
+            return None;
+        };
+        let block: usize = w.shape().iter().skip(2).product();
+        let ins = self.in_channels / group;
+        (w.is_standard_layout() && block > 0 && ins > 0).then_some((
+            ins,
+            (self.out_channels / group).max(1),
+            block,
+        ))
+    }
+
     /// max |w| of each output channel.
     pub fn out_abs_max(&self, w: &ArrayD<f32>) -> Vec<f32> {
+        if self.out_axis() == 0
+            && let Some(data) = w.as_slice()
+            && self.out_channels > 0
+        {
+            return data
+                .chunks_exact(data.len() / self.out_channels)
+                .map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs())))
+                .collect();
+        }
         w.axis_iter(Axis(self.out_axis()))
             .map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs())))
             .collect()
@@ -216,6 +240,17 @@ impl Layer {
     /// max |w| over the weights reading each input channel.
     pub fn in_abs_max(&self, w: &ArrayD<f32>) -> Vec<f32> {
         let mut result = vec![0.0f32; self.in_channels];
+        if let Some((ins, outs, block)) = self.conv_blocks(w)
+            && let Some(data) = w.as_slice()
+        {
+            for (i, values) in data.chunks_exact(block).enumerate() {
+                let c = (i / ins / outs) * ins + i % ins;
+                if let Some(r) = result.get_mut(c) {
+                    *r = values.iter().fold(*r, |m, v| m.max(v.abs()));
+                }
+            }
+            return result;
+        }
         self.for_each_in_channel(w, |c, slice| {
             result[c] = slice.iter().fold(result[c], |m, v| m.max(v.abs()));
         });
@@ -251,6 +286,17 @@ impl Layer {
 
     /// Multiplies output channel j of the weight by `s[j]`.
     pub fn scale_out(&self, w: &mut ArrayD<f32>, s: &[f32]) {
+        let out_channels = self.out_channels;
+        if self.out_axis() == 0
+            && out_channels > 0
+            && let Some(data) = w.as_slice_mut()
+        {
+            let per_channel = data.len() / out_channels;
+            for (c, &factor) in data.chunks_exact_mut(per_channel).zip(s) {
+                c.iter_mut().for_each(|v| *v *= factor);
+            }
+            return;
+        }
         for (mut c, &factor) in w.axis_iter_mut(Axis(self.out_axis())).zip(s) {
             c.mapv_inplace(|v| v * factor);
         }
@@ -258,6 +304,18 @@ impl Layer {
 
     /// Multiplies the weights reading input channel c by `s[c]`.
     pub fn scale_in(&self, w: &mut ArrayD<f32>, s: &[f32]) {
+        if let Some((ins, outs, block)) = self.conv_blocks(w)
+            && let Some(data) = w.as_slice_mut()
+        {
+            for (i, values) in data.chunks_exact_mut(block).enumerate() {
+                let factor = s
+                    .get((i / ins / outs) * ins + i % ins)
+                    .copied()
+                    .unwrap_or(1.0);
+                values.iter_mut().for_each(|v| *v *= factor);
+            }
+            return;
+        }
         match self.kind {
             LayerKind::Conv { group } => {
                 let outs_per_group = (self.out_channels / group).max(1);
