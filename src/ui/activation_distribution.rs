@@ -74,6 +74,8 @@ pub fn activation_distribution(
         channel_histograms: Vec::new(),
         sample: Vec::new(),
         markers: markers(stats, bits, chosen),
+        // Activations are quantized linearly only: no binary/ternary scales.
+        scheme_stats: Default::default(),
     })
 }
 
