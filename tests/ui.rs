@@ -457,3 +457,46 @@ fn exports_a_qdq_model_and_reopens_a_saved_session() {
     assert_eq!(session.config, config);
     assert_eq!(session.transforms(), toggles);
 }
+
+#[test]
+fn the_analysis_window_computes_the_paper_table_and_applies_a_bit_allocation() {
+    let mut harness = mobilenet_evaluated();
+    harness.state_mut().analysis.open = true;
+    frames(&mut harness);
+    harness.get_by_label("Compute the table").click();
+    wait_until(&mut harness, "the paper's table", |app| {
+        !app.analysis.is_busy()
+    });
+    harness.get_by_label("BN folded, per-tensor");
+    harness.get_by_label("+ CLE");
+    harness.get_by_label("BN folded, per-channel");
+    assert_eq!(
+        harness.query_all_by_label_contains("/540").count(),
+        7,
+        "one 'correct' cell per row"
+    );
+
+    harness.get_by_label("Mixed precision").click();
+    frames(&mut harness);
+    harness
+        .get_by_label("Analyse sensitivity and allocate bits")
+        .click();
+    wait_until(&mut harness, "sensitivity and allocation", |app| {
+        !app.analysis.is_busy()
+    });
+    harness.get_by_label_contains("chosen:");
+    assert!(harness.state().session().unwrap().config.layers.is_empty());
+    harness.get_by_label("Apply this allocation").click();
+    wait_until(&mut harness, "the allocation's evaluation", settled);
+    let config = &harness.state().session().unwrap().config;
+    assert!(
+        !config.layers.is_empty(),
+        "per-layer weight bits were applied"
+    );
+    let widths: std::collections::BTreeSet<u32> = config
+        .layers
+        .values()
+        .filter_map(|l| l.weights.map(|w| w.scheme.bits()))
+        .collect();
+    assert!(widths.iter().all(|b| [8, 4, 2].contains(b)), "{widths:?}");
+}

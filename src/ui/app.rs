@@ -10,6 +10,7 @@ use crate::jobs::{JobError, JobSlot};
 
 use crate::export::ExportFormat;
 
+use super::analysis::Analysis;
 use super::commands::AppCommand;
 use super::distribution::{DistributionCommand, DistributionView};
 use super::load_job::{LoadedModel, load_for_view};
@@ -66,6 +67,8 @@ pub struct QuantscopeApp {
     notice: Option<String>,
     /// Where the centre view was drawn last (the PNG export's crop).
     centre_rect: Option<egui::Rect>,
+    /// The Analysis window (paper's table, mixed precision, AdaRound) and its jobs.
+    pub analysis: Analysis,
     /// A session file whose model is loading; applied when it has loaded.
     pending_session: Option<session_file::PendingSession>,
 }
@@ -90,6 +93,7 @@ impl QuantscopeApp {
             notice: None,
             centre_rect: None,
             pending_session: None,
+            analysis: Analysis::default(),
         }
     }
 
@@ -298,6 +302,13 @@ impl QuantscopeApp {
                 ui.add(
                     egui::Slider::new(&mut self.prefs.font_scale, 0.75..=2.5).text("font scale"),
                 );
+            });
+            ui.add_enabled_ui(self.session.is_some(), |ui| {
+                ui.toggle_value(&mut self.analysis.open, "Analysis")
+                    .on_hover_text(
+                        "The paper's table (BN folding, CLE, bias correction), per-layer \
+                     sensitivity and bit allocation, AdaRound",
+                    );
             });
             ui.separator();
             ui.toggle_value(&mut self.prefs.explain, "Explain")
@@ -515,6 +526,7 @@ fn apply_to_session(session: &mut Session, command: AppCommand, wake: &Waker) {
         AppCommand::Cancel => session.cancel(),
         AppCommand::Distribution(command) => session.apply_distribution_command(command),
         AppCommand::SetTransforms(toggles) => session.set_transforms(toggles, wake),
+        AppCommand::SetConfig(config) => session.set_config(*config),
         AppCommand::ExportTo(format, path) => session.export(format, path, wake),
         AppCommand::Open(_)
         | AppCommand::PickDataFile
@@ -666,6 +678,11 @@ impl QuantscopeApp {
                 },
             }
         });
+        if self.analysis.open
+            && let Some(session) = &self.session
+        {
+            commands.extend(self.analysis.window_ui(&ctx, session, &waker(&ctx)));
+        }
         self.apply_all(&ctx, commands);
         self.poll(&ctx);
     }
@@ -691,6 +708,7 @@ impl QuantscopeApp {
             let (tick_changed, wait) = session.tick(&wake);
             changed |= tick_changed;
             changed |= session.tick_extras(&wake);
+            changed |= self.analysis.poll();
             if let Some(wait) = wait {
                 ctx.request_repaint_after(wait);
             }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::export::ExportFormat;
 use crate::jobs::pipeline::DataSource;
 use crate::load::images::ImagePreset;
-use crate::quant::LayerQuant;
+use crate::quant::{LayerQuant, QuantConfig};
 use crate::transform::toggles::TransformToggles;
 
 use super::distribution::DistributionCommand;
@@ -41,6 +41,8 @@ pub enum AppCommand {
     PickDataFile,
     /// Ask for a folder of images (dialog), then use it with this normalisation.
     PickImageFolder(ImagePreset),
+    /// Replace the whole config (an applied bit allocation, a restored session).
+    SetConfig(Box<QuantConfig>),
     /// Switch transforms (BN folding, equalization, absorption, bias correction).
     SetTransforms(TransformToggles),
     /// Ask for a file name (dialog), then export in this format.

@@ -3,6 +3,7 @@
 //! threads that wake the UI when done.
 
 mod activation_distribution;
+mod analysis;
 mod app;
 mod badge;
 mod commands;

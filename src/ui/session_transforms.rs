@@ -95,6 +95,14 @@ pub fn corrected_graph(
 }
 
 impl Session {
+    /// The model as loaded, before any transform.
+    pub fn original_model(&self) -> Arc<Model> {
+        self.extras
+            .original
+            .clone()
+            .unwrap_or_else(|| self.loaded.model.clone())
+    }
+
     /// The switches the session uses.
     pub fn transforms(&self) -> TransformToggles {
         self.extras.toggles
