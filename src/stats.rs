@@ -165,18 +165,33 @@ pub fn channel_ranges(values: ArrayViewD<'_, f32>, axis: usize) -> Vec<(f32, f32
     if axis >= values.ndim() {
         return Vec::new();
     }
+    fn range<'a>(channel: impl Iterator<Item = &'a f32>) -> (f32, f32) {
+        let (lo, hi) = channel
+            .filter(|v| v.is_finite())
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        if lo > hi { (0.0, 0.0) } else { (lo, hi) }
+    }
+    let channels = values.shape()[axis];
+    // Contiguous channels along the leading axis: plain slices, no view iteration.
+    if axis == 0
+        && channels > 0
+        && let Some(data) = values.as_slice()
+    {
+        let per_channel = data.len() / channels;
+        if per_channel == 0 {
+            return vec![(0.0, 0.0); channels];
+        }
+        return data
+            .par_chunks_exact(per_channel)
+            .map(|c| range(c.iter()))
+            .collect();
+    }
     let channels: Vec<ArrayViewD<'_, f32>> = values.axis_iter(Axis(axis)).collect();
     channels
         .into_par_iter()
-        .map(|channel| {
-            let (lo, hi) = channel
-                .iter()
-                .filter(|v| v.is_finite())
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                    (lo.min(v), hi.max(v))
-                });
-            if lo > hi { (0.0, 0.0) } else { (lo, hi) }
-        })
+        .map(|channel| range(channel.iter()))
         .collect()
 }
 

@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
 
 use super::FloatGraph;
 use super::layers::{Layer, Topology, ensure_finite, fresh_name};
@@ -69,7 +70,7 @@ pub fn equalize(
     options: &EqualizeOptions,
 ) -> Result<(FloatGraph, TransformReport)> {
     let mut report = TransformReport::new(NAME);
-    let mut result = model.clone();
+    let mut result = model.clone_parallel();
     let (pairs, _) = find_pairs(&result.graph);
     let clips: BTreeSet<usize> = pairs
         .iter()
@@ -82,7 +83,13 @@ pub fn equalize(
     let (pairs, skipped) = find_pairs(&result.graph);
     report.skipped = skipped;
     if pairs.is_empty() {
-        return Ok((model.clone(), report));
+        // Nothing rewritten: the copy is the input; otherwise the Clip rewrite is undone.
+        let unchanged = if clips.is_empty() {
+            result
+        } else {
+            model.clone_parallel()
+        };
+        return Ok((unchanged, report));
     }
 
     let mut layers: BTreeMap<String, Layer> = BTreeMap::new();
@@ -90,11 +97,7 @@ pub fn equalize(
         layers.insert(pair.first.name.clone(), pair.first.clone());
         layers.insert(pair.second.name.clone(), pair.second.clone());
     }
-    let mut before = BTreeMap::new();
-    for (name, layer) in &layers {
-        let w = layer.weight(&result.graph)?;
-        before.insert(name.clone(), channel_ranges(w.view(), layer.out_axis()));
-    }
+    let mut before = layer_ranges(&result.graph, &layers)?;
 
     let mut uses: BTreeMap<&str, usize> = BTreeMap::new();
     for pair in &pairs {
@@ -152,14 +155,14 @@ pub fn equalize(
             ),
         );
     }
+    let mut after = layer_ranges(&result.graph, &layers)?;
     for (name, layer) in &layers {
-        let w = layer.weight(&result.graph)?;
         touched.push(layer.weight.clone());
         report.ranges.push(ChannelRanges {
             layer: name.clone(),
             tensor: layer.weight.clone(),
             before: before.remove(name).unwrap_or_default(),
-            after: channel_ranges(w.view(), layer.out_axis()),
+            after: after.remove(name).unwrap_or_default(),
         });
         if let Some(bias) = result.graph.nodes[layer.node].input(2) {
             touched.push(bias.to_string());
@@ -174,6 +177,20 @@ pub fn equalize(
     }
     ensure_finite(&result.graph, &touched, NAME)?;
     Ok((result, report))
+}
+
+/// Per-output-channel (min, max) of every layer's weight, the layers in parallel.
+fn layer_ranges(
+    graph: &Graph,
+    layers: &BTreeMap<String, Layer>,
+) -> Result<BTreeMap<String, Vec<(f32, f32)>>> {
+    layers
+        .par_iter()
+        .map(|(name, layer)| {
+            let w = layer.weight(graph)?;
+            Ok((name.clone(), channel_ranges(w.view(), layer.out_axis())))
+        })
+        .collect()
 }
 
 /// One equalization step of one pair; returns the scales applied.

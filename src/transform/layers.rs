@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use ndarray::{Array1, ArrayD, Axis, IxDyn};
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::ir::{Attribute, DType, Graph, ParamRole, Tensor, TensorData};
@@ -17,6 +18,9 @@ pub(crate) enum LayerKind {
     /// Weight `[N, K]` when `trans_b`, else `[K, N]`.
     Gemm { trans_b: bool },
 }
+
+/// Elements per rayon task in the per-channel weight loops (smaller weights stay on one thread).
+const PAR_ELEMENTS: usize = 1 << 14;
 
 /// A Conv or Gemm node whose weight is an initializer only it reads.
 #[derive(Debug, Clone)]
@@ -227,8 +231,13 @@ impl Layer {
             && let Some(data) = w.as_slice()
             && self.out_channels > 0
         {
+            let per_channel = data.len() / self.out_channels;
+            if per_channel == 0 {
+                return vec![0.0; self.out_channels];
+            }
             return data
-                .chunks_exact(data.len() / self.out_channels)
+                .par_chunks_exact(per_channel)
+                .with_min_len(PAR_ELEMENTS.div_ceil(per_channel))
                 .map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs())))
                 .collect();
         }
@@ -243,13 +252,32 @@ impl Layer {
         if let Some((ins, outs, block)) = self.conv_blocks(w)
             && let Some(data) = w.as_slice()
         {
-            for (i, values) in data.chunks_exact(block).enumerate() {
-                let c = (i / ins / outs) * ins + i % ins;
-                if let Some(r) = result.get_mut(c) {
-                    *r = values.iter().fold(*r, |m, v| m.max(v.abs()));
-                }
-            }
-            return result;
+            // One output channel (ins blocks) per item; the maxima of the items are merged.
+            let row = ins * block;
+            let in_channels = self.in_channels;
+            return data
+                .par_chunks_exact(row)
+                .enumerate()
+                .with_min_len(PAR_ELEMENTS.div_ceil(row))
+                .fold(
+                    || vec![0.0f32; in_channels],
+                    |mut acc, (o, values)| {
+                        let first = (o / outs) * ins;
+                        for (ci, block_values) in values.chunks_exact(block).enumerate() {
+                            if let Some(r) = acc.get_mut(first + ci) {
+                                *r = block_values.iter().fold(*r, |m, v| m.max(v.abs()));
+                            }
+                        }
+                        acc
+                    },
+                )
+                .reduce(
+                    || vec![0.0f32; in_channels],
+                    |mut a, b| {
+                        a.iter_mut().zip(&b).for_each(|(x, y)| *x = x.max(*y));
+                        a
+                    },
+                );
         }
         self.for_each_in_channel(w, |c, slice| {
             result[c] = slice.iter().fold(result[c], |m, v| m.max(v.abs()));
@@ -292,9 +320,13 @@ impl Layer {
             && let Some(data) = w.as_slice_mut()
         {
             let per_channel = data.len() / out_channels;
-            for (c, &factor) in data.chunks_exact_mut(per_channel).zip(s) {
-                c.iter_mut().for_each(|v| *v *= factor);
+            if per_channel == 0 {
+                return;
             }
+            data.par_chunks_exact_mut(per_channel)
+                .zip(s.par_iter())
+                .with_min_len(PAR_ELEMENTS.div_ceil(per_channel))
+                .for_each(|(c, &factor)| c.iter_mut().for_each(|v| *v *= factor));
             return;
         }
         for (mut c, &factor) in w.axis_iter_mut(Axis(self.out_axis())).zip(s) {
@@ -307,13 +339,16 @@ impl Layer {
         if let Some((ins, outs, block)) = self.conv_blocks(w)
             && let Some(data) = w.as_slice_mut()
         {
-            for (i, values) in data.chunks_exact_mut(block).enumerate() {
-                let factor = s
-                    .get((i / ins / outs) * ins + i % ins)
-                    .copied()
-                    .unwrap_or(1.0);
-                values.iter_mut().for_each(|v| *v *= factor);
-            }
+            data.par_chunks_exact_mut(block)
+                .enumerate()
+                .with_min_len(PAR_ELEMENTS.div_ceil(block))
+                .for_each(|(i, values)| {
+                    let factor = s
+                        .get((i / ins / outs) * ins + i % ins)
+                        .copied()
+                        .unwrap_or(1.0);
+                    values.iter_mut().for_each(|v| *v *= factor);
+                });
             return;
         }
         match self.kind {
@@ -474,22 +509,31 @@ pub(crate) fn ensure_finite<'a>(
     touched: impl IntoIterator<Item = &'a String>,
     transform: &str,
 ) -> Result<()> {
-    for name in touched {
-        let Some(values) = graph.initializers.get(name).and_then(|t| t.data.as_f32()) else {
-            continue;
+    let tensors: Vec<(&String, &ArrayD<f32>)> = touched
+        .into_iter()
+        .filter_map(|name| Some((name, graph.initializers.get(name)?.data.as_f32()?)))
+        .collect();
+    // The first offending tensor in `touched` order, checked in parallel.
+    let first_bad = tensors.par_iter().find_map_first(|&(name, values)| {
+        let bad = match values.as_slice_memory_order() {
+            Some(data) => data
+                .par_chunks(PAR_ELEMENTS)
+                .map(|c| c.iter().filter(|v| !v.is_finite()).count())
+                .sum(),
+            None => values.iter().filter(|v| !v.is_finite()).count(),
         };
-        let bad = values.iter().filter(|v| !v.is_finite()).count();
-        if bad > 0 {
-            return Err(Error::Transform {
-                transform: transform.to_string(),
-                msg: format!(
-                    "tensor '{name}' would hold {bad} NaN/Inf value(s); the transform is refused \
-                     and the model left as it was"
-                ),
-            });
-        }
+        (bad > 0).then_some((name, bad))
+    });
+    match first_bad {
+        Some((name, bad)) => Err(Error::Transform {
+            transform: transform.to_string(),
+            msg: format!(
+                "tensor '{name}' would hold {bad} NaN/Inf value(s); the transform is refused and \
+                 the model left as it was"
+            ),
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Drops initializers no node reads any more (and that are not graph inputs or outputs).

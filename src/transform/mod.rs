@@ -19,6 +19,7 @@ pub mod toggles;
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::ir::Graph;
@@ -47,6 +48,27 @@ impl FloatGraph {
         FloatGraph {
             graph,
             preactivations: BTreeMap::new(),
+        }
+    }
+
+    /// The same as `clone`, with the initializers (nearly all of the bytes) copied in parallel.
+    pub(crate) fn clone_parallel(&self) -> Self {
+        let g = &self.graph;
+        let initializers = g
+            .initializers
+            .par_iter()
+            .map(|(name, tensor)| (name.clone(), tensor.clone()))
+            .collect();
+        FloatGraph {
+            graph: Graph {
+                name: g.name.clone(),
+                nodes: g.nodes.clone(),
+                inputs: g.inputs.clone(),
+                outputs: g.outputs.clone(),
+                initializers,
+                opset: g.opset,
+            },
+            preactivations: self.preactivations.clone(),
         }
     }
 }
