@@ -2,8 +2,9 @@
 //!
 //! The requirement: on every float weight tensor of every sample model, the histogram estimate
 //! of the linear quantization MSE is within 5% of the exact element-wise MSE (computed with
-//! `LinearParams::fake_quantize`), at 4 and 8 bits (and 16, where bins are wider than a step),
-//! asymmetric and symmetric, at the min-max range and at a range clipped to 70% of max|x|.
+//! `LinearParams::fake_quantize`), at 4 and 8 bits (and 12, where bins are about a step wide,
+//! and 16, where they are wider), asymmetric and symmetric, at the min-max range and at a range
+//! clipped to 70% of max|x|.
 
 mod common;
 
@@ -65,7 +66,7 @@ fn estimate_is_within_5_percent_on_every_sample_weight() {
             ("min-max", min, max),
             ("clipped 70%", min.max(-clip), max.min(clip)),
         ];
-        for bits in [4, 8, 16] {
+        for bits in [4, 8, 12, 16] {
             let grid = IntGrid::new(bits, true, false).unwrap();
             for symmetric in [false, true] {
                 for (label, lo, hi) in ranges {
