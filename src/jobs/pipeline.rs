@@ -697,9 +697,8 @@ fn activation_focus(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calib::Method;
     use crate::load::load_model;
-    use crate::quant::{ActivationQuant, WeightScheme};
+    use crate::quant::WeightScheme;
 
     fn sample(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -708,20 +707,7 @@ mod tests {
     }
 
     fn int8() -> QuantConfig {
-        QuantConfig::uniform(
-            Some(WeightQuant {
-                scheme: WeightScheme::Linear {
-                    bits: 8,
-                    symmetric: true,
-                },
-                per_channel: true,
-            }),
-            Some(ActivationQuant {
-                bits: 8,
-                symmetric: false,
-                method: Method::MinMax,
-            }),
-        )
+        QuantConfig::int8_per_channel()
     }
 
     #[test]

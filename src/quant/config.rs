@@ -220,6 +220,25 @@ impl QuantConfig {
         }
     }
 
+    /// The usual deployment setting (and the app's default): int8 symmetric per-channel
+    /// weights, uint8 min-max activations.
+    pub fn int8_per_channel() -> Self {
+        QuantConfig::uniform(
+            Some(WeightQuant {
+                scheme: WeightScheme::Linear {
+                    bits: 8,
+                    symmetric: true,
+                },
+                per_channel: true,
+            }),
+            Some(ActivationQuant {
+                bits: 8,
+                symmetric: false,
+                method: Method::MinMax,
+            }),
+        )
+    }
+
     /// The settings of the node named `node` (its override, else the default).
     pub fn layer(&self, node: &str) -> &LayerQuant {
         self.layers.get(node).unwrap_or(&self.default)

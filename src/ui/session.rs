@@ -60,24 +60,6 @@ pub struct Shown {
 /// Wakes the UI from a worker.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
-/// The default config: int8 symmetric per-channel weights, uint8 min-max activations.
-pub fn default_config() -> QuantConfig {
-    QuantConfig::uniform(
-        Some(WeightQuant {
-            scheme: WeightScheme::Linear {
-                bits: 8,
-                symmetric: true,
-            },
-            per_channel: true,
-        }),
-        Some(ActivationQuant {
-            bits: 8,
-            symmetric: false,
-            method: Method::MinMax,
-        }),
-    )
-}
-
 pub struct Session {
     pub loaded: LoadedModel,
     pub config: QuantConfig,
@@ -117,7 +99,7 @@ impl Session {
             });
         Session {
             loaded,
-            config: default_config(),
+            config: QuantConfig::int8_per_channel(),
             revision: 1,
             source,
             data: None,
