@@ -4,12 +4,13 @@
 //!
 //! # The quantizer: a staircase
 //!
-//! Every scalar quantizer here is a [`Staircase`]: sorted decision thresholds t₁ ≤ … ≤ tₘ and
-//! levels L₀ … Lₘ; a value x maps to L_k where k is the number of thresholds ≤ x (a value
-//! exactly on a threshold takes the upper level). Linear quantization on any grid, symmetric or
-//! not, at any clip range is one (thresholds S·(q − Z + ½), levels S·(q − Z) for q on the grid;
-//! clipping is the saturation of the end levels, so the tails are integrated as (x − edge)²).
-//! Binary α·sign(x), ternary (Δ, α) and any codebook with nearest-level assignment are others.
+//! Every scalar quantizer ([`Quantizer`]) is a [`Staircase`]: sorted decision thresholds
+//! t₁ ≤ … ≤ tₘ and levels L₀ … Lₘ; a value x maps to L_k where k is the number of thresholds
+//! ≤ x (a value exactly on a threshold takes the upper level). Linear quantization on any grid,
+//! symmetric or not, at any clip range is one (thresholds S·(q − Z + ½), levels S·(q − Z) for q
+//! on the grid; clipping is the saturation of the end levels, so the tails are integrated as
+//! (x − edge)²). Binary α·sign(x), ternary (Δ, α) and any codebook with nearest-level
+//! assignment are others.
 //!
 //! # The histogram: counts and moments per bin
 //!
@@ -66,7 +67,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{MetricsError, sqnr_db};
-use crate::quant::LinearParams;
+use crate::quant::{LinearParams, QuantError, Quantizer, Staircase};
 use crate::stats::{Histogram, summarize_slice};
 
 /// Count, moments about the bin centre, and extreme values of one bin.
@@ -302,7 +303,51 @@ impl FineHistogram {
 
     /// Expected error of quantizing the values with `staircase`, in O(bins · log levels).
     pub fn estimate(&self, staircase: &Staircase) -> ErrorEstimate {
-        self.estimate_pieces(staircase)
+        self.estimate_pieces(&Tabulated::new(staircase))
+    }
+
+    /// Expected error of any scalar quantizer: linear ones by
+    /// [`estimate_linear`](Self::estimate_linear), the others by their staircase (None when
+    /// their scales make none).
+    pub fn estimate_quantizer(&self, quantizer: &Quantizer) -> Option<ErrorEstimate> {
+        match quantizer {
+            Quantizer::Linear(p) => Some(self.estimate_linear(p)),
+            _ => quantizer.staircase().map(|s| self.estimate(&s)),
+        }
+    }
+
+    /// The histogram's mass moved to the levels of `quantizer`: (level, count) pairs,
+    /// ascending, one per level that receives values (each bin goes whole to the level of its
+    /// centre). O(bins).
+    pub fn quantized(&self, quantizer: &Quantizer) -> Vec<(f64, u64)> {
+        let apply = quantizer.applier();
+        let (lo, hi) = self.range();
+        let bins = self.bin_count().max(1);
+        let width = (f64::from(hi) - f64::from(lo)) / bins as f64;
+        let mut out: Vec<(f64, u64)> = Vec::new();
+        for (i, n) in self.counts().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let centre = f64::from(lo) + (i as f64 + 0.5) * width;
+            let level = f64::from(apply(centre as f32));
+            match out.last_mut() {
+                Some((l, count)) if *l == level => *count += n,
+                _ => out.push((level, n)),
+            }
+        }
+        // Codebook and ternary levels are monotone in x, so equal levels are adjacent already;
+        // sort and merge anyway for quantizers that are not.
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out.dedup_by(|b, a| {
+            if a.0 == b.0 {
+                a.1 += b.1;
+                true
+            } else {
+                false
+            }
+        });
+        out
     }
 
     /// Σ(x − Q(x))² over the bins, each integrated as the module docs describe, searching the
@@ -399,18 +444,23 @@ impl FineHistogram {
 
     /// Expected error of binary quantization α·sign(x).
     pub fn estimate_binary(&self, alpha: f32) -> Result<ErrorEstimate, MetricsError> {
-        Ok(self.estimate(&Staircase::binary(alpha)?))
+        Ok(self.estimate(&Staircase::binary(alpha).map_err(invalid)?))
     }
 
     /// Expected error of ternary quantization: 0 for |x| < Δ, else α·sign(x).
     pub fn estimate_ternary(&self, delta: f32, alpha: f32) -> Result<ErrorEstimate, MetricsError> {
-        Ok(self.estimate(&Staircase::ternary(delta, alpha)?))
+        Ok(self.estimate(&Staircase::ternary(delta, alpha).map_err(invalid)?))
     }
 
     /// Expected error of a codebook (k-means centroids) with nearest-level assignment.
     pub fn estimate_codebook(&self, levels: &[f32]) -> Result<ErrorEstimate, MetricsError> {
-        Ok(self.estimate(&Staircase::nearest(levels)?))
+        Ok(self.estimate(&Staircase::nearest(levels).map_err(invalid)?))
     }
+}
+
+/// A quantizer that cannot be built, as a metrics error.
+fn invalid(e: QuantError) -> MetricsError {
+    MetricsError::Invalid(e.0)
 }
 
 /// Σ(x − Q(x))² over a bin whose values [min, max] lie in pieces `k` < `kb` of the staircase
@@ -456,19 +506,44 @@ trait Steps {
     fn whole_pieces(&self, lo: usize, hi: usize) -> f64;
 }
 
-impl Steps for Staircase {
+/// A [`Staircase`] with the prefix sums of its whole pieces' squared error, for the estimate.
+struct Tabulated<'a> {
+    staircase: &'a Staircase,
+    /// whole[j] = Σ over pieces 1..j of ∫ (x − L_i)² dx over the piece (the unbounded end pieces
+    /// count 0); levels + 1 entries.
+    whole: Vec<f64>,
+}
+
+impl<'a> Tabulated<'a> {
+    fn new(staircase: &'a Staircase) -> Self {
+        let (thresholds, levels) = (staircase.thresholds(), staircase.levels());
+        let mut whole = Vec::with_capacity(levels.len() + 1);
+        whole.push(0.0);
+        let mut sum = 0.0;
+        for j in 0..levels.len() {
+            if j > 0 && j < thresholds.len() {
+                let (from, to, l) = (thresholds[j - 1], thresholds[j], levels[j]);
+                sum += ((to - l).powi(3) - (from - l).powi(3)) / 3.0;
+            }
+            whole.push(sum);
+        }
+        Tabulated { staircase, whole }
+    }
+}
+
+impl Steps for Tabulated<'_> {
     fn threshold(&self, i: usize) -> f64 {
-        self.thresholds[i]
+        self.staircase.thresholds()[i]
     }
 
     fn level(&self, j: usize) -> f64 {
-        self.levels[j]
+        self.staircase.levels()[j]
     }
 
     fn piece_of(&self, x: f64, from: usize) -> usize {
         // Neighbouring bins mostly share a piece or sit in the next few: walk a little, then
         // search.
-        let t = &self.thresholds[from..];
+        let t = &self.staircase.thresholds()[from..];
         for (i, &threshold) in t.iter().take(4).enumerate() {
             if threshold > x {
                 return from + i;
@@ -622,135 +697,6 @@ impl Steps for LinearSteps {
     }
 }
 
-/// A scalar quantizer as decision thresholds and reconstruction levels (see the module docs).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Staircase {
-    thresholds: Vec<f64>,
-    levels: Vec<f64>,
-    /// whole[j] = Σ over pieces 1..j of ∫ (x − L_i)² dx over the piece (the unbounded end pieces
-    /// count 0); levels.len() + 1 entries.
-    whole: Vec<f64>,
-}
-
-impl Staircase {
-    /// A staircase from sorted thresholds and one more level than thresholds. Levels need not
-    /// be sorted; everything must be finite.
-    pub fn new(thresholds: Vec<f64>, levels: Vec<f64>) -> Result<Self, MetricsError> {
-        if levels.len() != thresholds.len() + 1 {
-            return Err(MetricsError::Invalid(format!(
-                "{} thresholds need {} levels, not {}",
-                thresholds.len(),
-                thresholds.len() + 1,
-                levels.len()
-            )));
-        }
-        if !thresholds.iter().chain(&levels).all(|v| v.is_finite()) {
-            return Err(MetricsError::Invalid(
-                "thresholds and levels must be finite".into(),
-            ));
-        }
-        if thresholds.windows(2).any(|w| w[0] > w[1]) {
-            return Err(MetricsError::Invalid(
-                "thresholds must be sorted ascending".into(),
-            ));
-        }
-        Ok(Self::tabulate(thresholds, levels))
-    }
-
-    /// Adds the prefix sums of the whole pieces' squared error.
-    fn tabulate(thresholds: Vec<f64>, levels: Vec<f64>) -> Self {
-        let mut whole = Vec::with_capacity(levels.len() + 1);
-        whole.push(0.0);
-        let mut sum = 0.0;
-        for j in 0..levels.len() {
-            if j > 0 && j < thresholds.len() {
-                let (from, to, l) = (thresholds[j - 1], thresholds[j], levels[j]);
-                sum += ((to - l).powi(3) - (from - l).powi(3)) / 3.0;
-            }
-            whole.push(sum);
-        }
-        Staircase {
-            thresholds,
-            levels,
-            whole,
-        }
-    }
-
-    /// Nearest-level assignment to a codebook (any order, duplicates allowed): the levels
-    /// sorted, with thresholds at the midpoints between neighbours.
-    pub fn nearest(levels: &[f32]) -> Result<Self, MetricsError> {
-        if levels.is_empty() {
-            return Err(MetricsError::Invalid("a codebook needs a level".into()));
-        }
-        let mut sorted: Vec<f64> = levels.iter().map(|&v| f64::from(v)).collect();
-        if !sorted.iter().all(|v| v.is_finite()) {
-            return Err(MetricsError::Invalid(
-                "codebook levels must be finite".into(),
-            ));
-        }
-        sorted.sort_by(f64::total_cmp);
-        sorted.dedup();
-        let thresholds = sorted.windows(2).map(|w| 0.5 * (w[0] + w[1])).collect();
-        Staircase::new(thresholds, sorted)
-    }
-
-    /// Linear quantization on the whole grid: levels S·(q − Z) for q in qmin..=qmax (computed
-    /// as [`LinearParams::dequantize`] does), thresholds halfway between them.
-    pub fn linear(params: &LinearParams) -> Self {
-        Self::linear_levels(params, params.grid.qmin(), params.grid.qmax())
-    }
-
-    /// Linear quantization restricted to the levels that values in [lo, hi] can reach (same
-    /// results on such values as [`Staircase::linear`], fewer levels).
-    pub fn linear_between(params: &LinearParams, lo: f32, hi: f32) -> Self {
-        let (qa, qb) = (params.quantize(lo), params.quantize(hi));
-        Self::linear_levels(params, qa.min(qb), qa.max(qb))
-    }
-
-    fn linear_levels(params: &LinearParams, qa: i32, qb: i32) -> Self {
-        let scale = f64::from(params.scale);
-        let levels = (qa..=qb).map(|q| f64::from(params.dequantize(q))).collect();
-        let thresholds = (qa..qb)
-            .map(|q| (f64::from(q - params.zero_point) + 0.5) * scale)
-            .collect();
-        Self::tabulate(thresholds, levels)
-    }
-
-    /// Binary α·sign(x) (x ≥ 0 gives +α).
-    pub fn binary(alpha: f32) -> Result<Self, MetricsError> {
-        let a = f64::from(alpha);
-        Staircase::new(vec![0.0], vec![-a, a])
-    }
-
-    /// Ternary: 0 for |x| < Δ, α·sign(x) beyond (x = Δ gives α, x = −Δ gives 0, by the
-    /// threshold convention).
-    pub fn ternary(delta: f32, alpha: f32) -> Result<Self, MetricsError> {
-        if delta < 0.0 {
-            return Err(MetricsError::Invalid(format!(
-                "ternary threshold {delta} is negative"
-            )));
-        }
-        let (d, a) = (f64::from(delta), f64::from(alpha));
-        Staircase::new(vec![-d, d], vec![-a, 0.0, a])
-    }
-
-    /// The decision thresholds.
-    pub fn thresholds(&self) -> &[f64] {
-        &self.thresholds
-    }
-
-    /// The reconstruction levels (one more than thresholds).
-    pub fn levels(&self) -> &[f64] {
-        &self.levels
-    }
-
-    /// The level of `x` (the staircase applied to one value).
-    pub fn apply(&self, x: f32) -> f32 {
-        let x = f64::from(x);
-        self.levels[self.thresholds.partition_point(|&t| t <= x)] as f32
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -783,20 +729,6 @@ mod tests {
     }
 
     #[test]
-    fn staircase_apply_matches_linear_fake_quantize() {
-        let p = LinearParams::from_range(-0.7, 1.9, IntGrid::new(4, false, false).unwrap(), false)
-            .unwrap();
-        let s = Staircase::linear(&p);
-        for i in -300..300 {
-            let x = i as f32 * 0.01 + 0.003;
-            assert_eq!(s.apply(x), p.fake_quantize(x), "x {x}");
-        }
-        let r = Staircase::linear_between(&p, -0.2, 0.5);
-        assert!(r.levels().len() < s.levels().len());
-        assert_eq!(r.apply(0.3), p.fake_quantize(0.3));
-    }
-
-    #[test]
     fn computed_linear_steps_agree_with_the_tabulated_staircase() {
         let values: Vec<f32> = (0..20_000)
             .map(|i| ((i as f32 * 0.7311).sin() * 3.0).powi(3) * 0.01)
@@ -823,7 +755,8 @@ mod tests {
                     "{bits} bits, fine grid {fine}: {computed} vs {table}"
                 );
                 let steps = LinearSteps::new(&p, min, max);
-                let s = Staircase::linear_between(&p, min, max);
+                let staircase = Staircase::linear_between(&p, min, max);
+                let s = Tabulated::new(&staircase);
                 for &x in values.iter().step_by(97) {
                     let x = f64::from(x);
                     assert_eq!(steps.piece_of(x, 0), s.piece_of(x, 0));
@@ -857,25 +790,32 @@ mod tests {
     }
 
     #[test]
-    fn schemes_and_bad_staircases() {
-        let b = Staircase::binary(0.5).unwrap();
+    fn quantized_histogram_keeps_the_mass_and_the_estimate_matches_the_closed_form() {
+        // Uniform values on [−1, 1] under binary ±0.5: E(x − 0.5·sign x)² = ∫₀¹ (x − ½)² dx
+        // = 1/12.
+        let values: Vec<f32> = (0..20_000)
+            .map(|i| -1.0 + (i as f32 + 0.5) / 10_000.0)
+            .collect();
+        let fine = FineHistogram::from_slice(&values).unwrap();
+        let binary = Quantizer::Binary { alpha: 0.5 };
+        let est = fine.estimate_quantizer(&binary).unwrap();
+        assert!((est.mse - 1.0 / 12.0).abs() < 1e-4, "{}", est.mse);
+        let moved = fine.quantized(&binary);
+        assert_eq!(moved, vec![(-0.5, 10_000), (0.5, 10_000)]);
+        // Linear quantizers go the computed way; a quantizer without a staircase has no
+        // estimate.
+        let p = LinearParams::from_range(-1.0, 1.0, IntGrid::new(3, true, false).unwrap(), false)
+            .unwrap();
         assert_eq!(
-            [-2.0, -0.1, 0.0, 3.0].map(|x| b.apply(x)),
-            [-0.5, -0.5, 0.5, 0.5]
+            fine.estimate_quantizer(&Quantizer::Linear(p)),
+            Some(fine.estimate_linear(&p))
         );
-        let t = Staircase::ternary(0.3, 0.8).unwrap();
-        assert_eq!(
-            [-0.5, -0.3, 0.0, 0.29, 0.3].map(|x| t.apply(x)),
-            [-0.8, 0.0, 0.0, 0.0, 0.8]
-        );
-        let k = Staircase::nearest(&[1.0, -1.0, 0.25, 1.0]).unwrap();
-        assert_eq!(k.levels(), &[-1.0, 0.25, 1.0]);
-        assert_eq!(k.thresholds(), &[-0.375, 0.625]);
-        assert!(Staircase::new(vec![1.0, 0.0], vec![0.0; 3]).is_err());
-        assert!(Staircase::new(vec![0.0], vec![0.0]).is_err());
-        assert!(Staircase::nearest(&[]).is_err());
-        assert!(Staircase::nearest(&[f32::NAN]).is_err());
-        assert!(Staircase::ternary(-1.0, 1.0).is_err());
+        let bad = Quantizer::Ternary {
+            delta: f32::NAN,
+            wp: 1.0,
+            wn: 1.0,
+        };
+        assert_eq!(fine.estimate_quantizer(&bad), None);
     }
 
     #[test]
