@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use ndarray::{ArrayD, ArrayViewD};
 use serde::Serialize;
 
+use super::channels::Granularity;
 use super::config::{QUANTIZABLE_OPS, QuantConfig, WeightQuant};
 use super::grid::{IntGrid, LinearParams, QuantError};
-use super::linear::Granularity;
 use crate::calib::CalibrationStats;
 use crate::engine::{TensorHook, TensorSite};
 use crate::error::{Error, Result};

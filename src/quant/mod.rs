@@ -1,7 +1,8 @@
 //! Quantizers: pure functions from tensors (and their statistics) to quantized values.
 //!
 //! `grid` holds the linear parameters (S, Z); `linear`, `binary`, `ternary` and `kmeans` apply
-//! each scheme to whole tensors, per tensor or per channel; `scheme` is the one place that
+//! each scheme to whole tensors, per tensor or per channel (on the shared per-channel machinery
+//! of `channels`); `scheme` is the one place that
 //! dispatches on the configured [`WeightScheme`] (names, bits, storage, the whole-tensor and the
 //! scalar quantizer); `scalar` models one value's quantization (levels, thresholds, staircase)
 //! for the view, the histogram estimate and explain mode; `integer` is the integer-only
@@ -9,6 +10,7 @@
 //! XNOR-popcount kernel, `cost` the model size and BitOps accounting.
 
 pub mod binary;
+pub mod channels;
 pub mod config;
 pub mod cost;
 pub mod fake;

@@ -11,10 +11,11 @@ use ndarray::{ArrayD, ArrayViewD};
 use serde::{Deserialize, Serialize};
 
 use super::binary::{Binarization, BinaryConfig, binarize};
+use super::channels::Granularity;
 use super::cost::StorageScheme;
 use super::grid::{IntGrid, LinearParams, QuantError};
 use super::kmeans::{KMeansConfig, kmeans};
-use super::linear::{self, Granularity, LinearConfig, Rounding};
+use super::linear::{self, LinearConfig, Rounding};
 use super::scalar::{Quantizer, ScaleStats, linear_params};
 use super::ternary::{TTQ_DEFAULT_THRESHOLD, TernaryMethod, ternarize};
 

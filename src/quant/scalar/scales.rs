@@ -6,7 +6,7 @@
 use ndarray::ArrayViewD;
 
 use crate::quant::binary::mean_abs;
-use crate::quant::linear::Granularity;
+use crate::quant::channels::Granularity;
 use crate::quant::ternary::{Ternarized, TernaryMethod, ternarize};
 
 /// Threshold and scales of a ternary quantizer: 0 for |w| ≤ Δ, +Wp above, −Wn below.

@@ -6,9 +6,9 @@
 use ndarray::ArrayD;
 
 use crate::metrics::ErrorEstimate;
+use crate::quant::channels::Granularity;
 use crate::quant::config::WeightScheme;
 use crate::quant::kmeans::{KMeansConfig, kmeans};
-use crate::quant::linear::Granularity;
 
 use super::channels_plot::per_channel_estimate;
 use super::{CalibrationMarker, DistributionInput, QuantChoice, ScaleStats, TensorDistribution};
