@@ -7,7 +7,7 @@ use ndarray::ArrayViewD;
 use rayon::prelude::*;
 
 use super::ErrorEstimate;
-use crate::metrics::{MetricsError, sqnr_db};
+use crate::metrics::MetricsError;
 use crate::quant::Quantizer;
 use crate::stats::{Histogram, summarize_slice};
 
@@ -267,13 +267,6 @@ impl FineHistogram {
 
     /// The estimate from the summed squared error.
     pub(super) fn error_estimate(&self, total: f64) -> ErrorEstimate {
-        let mse = total / self.count as f64;
-        let signal_power = self.signal_power();
-        ErrorEstimate {
-            count: self.count,
-            mse,
-            signal_power,
-            sqnr_db: sqnr_db(signal_power, mse),
-        }
+        ErrorEstimate::from_total(self.count, total, self.signal_power())
     }
 }

@@ -75,6 +75,7 @@ use serde::Serialize;
 
 pub use histogram::FineHistogram;
 
+use super::sqnr_db;
 use crate::quant::Quantizer;
 
 /// Expected quantization error from a histogram.
@@ -88,6 +89,20 @@ pub struct ErrorEstimate {
     pub signal_power: f64,
     /// 10·log10(signal_power / mse); +∞ when the MSE is 0.
     pub sqnr_db: f64,
+}
+
+impl ErrorEstimate {
+    /// The estimate for `count` values whose squared errors sum to `total`, with mean x² of
+    /// `signal_power`.
+    pub fn from_total(count: u64, total: f64, signal_power: f64) -> Self {
+        let mse = total / count as f64;
+        ErrorEstimate {
+            count,
+            mse,
+            signal_power,
+            sqnr_db: sqnr_db(signal_power, mse),
+        }
+    }
 }
 
 impl FineHistogram {

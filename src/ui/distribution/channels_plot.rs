@@ -5,7 +5,7 @@
 use egui::Color32;
 use egui_plot::{Bar, BarChart, HLine, Legend, LineStyle, Plot, PlotResponse};
 
-use crate::metrics::{ErrorEstimate, sqnr_db};
+use crate::metrics::ErrorEstimate;
 
 use super::{QuantChoice, TensorDistribution};
 
@@ -92,14 +92,11 @@ pub fn per_channel_estimate(
     if count == 0 {
         return None;
     }
-    let mse = sum_sq / count as f64;
-    let signal_power = data.fine.signal_power();
-    Some(ErrorEstimate {
+    Some(ErrorEstimate::from_total(
         count,
-        mse,
-        signal_power,
-        sqnr_db: sqnr_db(signal_power, mse),
-    })
+        sum_sq,
+        data.fine.signal_power(),
+    ))
 }
 
 #[cfg(test)]
