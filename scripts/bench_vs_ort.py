@@ -43,7 +43,8 @@ timed in onnxruntime and listed with Quantscope's one-line reason.
 
 The table goes to stdout (and as Markdown to --markdown, rows as JSON to --json): the ratio
 columns are Quantscope / onnxruntime (higher is slower), "QS 2t/1t" is Quantscope's speed-up
-from the second thread.  The machine's load average is printed before and after: on a shared
+from the second thread ("ORT 2t/1t" onnxruntime's, which shows whether the machine had a second
+core to give at all).  The machine's load average is printed before and after: on a shared
 2-core machine the figures are only as good as the quiet they were taken in.
 """
 
@@ -390,7 +391,7 @@ def x(v):
 
 
 COLUMNS = ("model", "batch", "ORT 1t ms", "QS 1t ms", "QS/ORT 1t", "ORT 2t ms", "QS 2t ms",
-           "QS/ORT 2t", "QS 2t/1t speed-up", "max rel diff")
+           "QS/ORT 2t", "QS 2t/1t speed-up", "ORT 2t/1t speed-up", "max rel diff")
 
 
 def table_rows(rows):
@@ -398,7 +399,7 @@ def table_rows(rows):
     for r in rows:
         out.append((r["model"], str(r["batch"]), ms(r.get("ort1_ms")), ms(r.get("qs1_ms")),
                     x(r.get("ratio1")), ms(r.get("ort2_ms")), ms(r.get("qs2_ms")),
-                    x(r.get("ratio2")), x(r.get("qs_speedup")),
+                    x(r.get("ratio2")), x(r.get("qs_speedup")), x(r.get("ort_speedup")),
                     "—" if r.get("rel_diff") is None else f"{r['rel_diff']:.1e}"))
     return out
 
