@@ -44,7 +44,9 @@ timed in onnxruntime and listed with Quantscope's one-line reason.
 The table goes to stdout (and as Markdown to --markdown, rows as JSON to --json): the ratio
 columns are Quantscope / onnxruntime (higher is slower), "QS 2t/1t" is Quantscope's speed-up
 from the second thread ("ORT 2t/1t" onnxruntime's, which shows whether the machine had a second
-core to give at all).  The machine's load average is printed before and after: on a shared
+core to give at all).  "best-run ratio 1t" divides the fastest runs (Quantscope's fastest of
+all its runs, onnxruntime's fastest): on a loaded machine a run of tens of milliseconds is
+often preempted, and the fastest runs are the ones that were not.  The machine's load average is printed before and after: on a shared
 2-core machine the figures are only as good as the quiet they were taken in.
 """
 
@@ -332,12 +334,15 @@ def bench_workload(w: Workload, args, tmp: Path):
             qs_ok = False
     k = max(1, args.runs // args.rounds)
     times = {key: [] for key in ("ort1", "qs1", "ort2", "qs2")}
+    mins = {key: [] for key in times}
     order = ["ort1", "qs1", "ort2", "qs2"]
     for r in range(args.rounds):
         for key in (order if r % 2 == 0 else order[::-1]):
             threads = int(key[-1])
             if key.startswith("ort"):
-                times[key] += ort[threads].time(k)
+                ts = ort[threads].time(k)
+                times[key] += ts
+                mins[key].append(min(ts))
             elif qs_ok:
                 try:
                     res = qs_bench(args.quantscope, w.model, feed, k, threads)
@@ -348,11 +353,13 @@ def bench_workload(w: Workload, args, tmp: Path):
                 if int(res.get("batch", w.batch)) != w.batch:
                     row["notes"].append(f"quantscope reports batch {res['batch']}")
                 times[key].append(float(res["median_ms"]))
+                mins[key].append(float(res["min_ms"]))
     for key, ts in times.items():
         row[f"{key}_ms"] = statistics.median(ts) if ts else None
+        row[f"{key}_min_ms"] = min(mins[key]) if mins[key] else None
         row[f"{key}_runs"] = len(ts) * (k if key.startswith("qs") else 1)
     if not qs_ok:
-        row["qs1_ms"] = row["qs2_ms"] = None
+        row["qs1_ms"] = row["qs2_ms"] = row["qs1_min_ms"] = row["qs2_min_ms"] = None
     return row
 
 
@@ -362,6 +369,7 @@ def ratio(a, b):
 
 def add_ratios(row):
     row["ratio1"] = ratio(row.get("qs1_ms"), row.get("ort1_ms"))
+    row["ratio1_best"] = ratio(row.get("qs1_min_ms"), row.get("ort1_min_ms"))
     row["ratio2"] = ratio(row.get("qs2_ms"), row.get("ort2_ms"))
     row["qs_speedup"] = ratio(row.get("qs1_ms"), row.get("qs2_ms"))
     row["ort_speedup"] = ratio(row.get("ort1_ms"), row.get("ort2_ms"))
@@ -390,7 +398,8 @@ def x(v):
     return "—" if v is None else f"{v:.2f}×"
 
 
-COLUMNS = ("model", "batch", "ORT 1t ms", "QS 1t ms", "QS/ORT 1t", "ORT 2t ms", "QS 2t ms",
+COLUMNS = ("model", "batch", "ORT 1t ms", "QS 1t ms", "QS/ORT 1t", "best-run ratio 1t",
+           "ORT 2t ms", "QS 2t ms",
            "QS/ORT 2t", "QS 2t/1t speed-up", "ORT 2t/1t speed-up", "max rel diff")
 
 
@@ -398,7 +407,8 @@ def table_rows(rows):
     out = []
     for r in rows:
         out.append((r["model"], str(r["batch"]), ms(r.get("ort1_ms")), ms(r.get("qs1_ms")),
-                    x(r.get("ratio1")), ms(r.get("ort2_ms")), ms(r.get("qs2_ms")),
+                    x(r.get("ratio1")), x(r.get("ratio1_best")), ms(r.get("ort2_ms")),
+                    ms(r.get("qs2_ms")),
                     x(r.get("ratio2")), x(r.get("qs_speedup")), x(r.get("ort_speedup")),
                     "—" if r.get("rel_diff") is None else f"{r['rel_diff']:.1e}"))
     return out
@@ -411,8 +421,11 @@ def summary_lines(rows):
         if rs:
             worst = max((r for r in rows if r.get("ratio1") and (group is None or r["group"] in group)),
                         key=lambda r: r["ratio1"])
+            best = [r["ratio1_best"] for r in rows if r.get("ratio1_best")
+                    and (group is None or r["group"] in group)]
             lines.append(f"{label}: 1-thread ratio median {statistics.median(rs):.2f}×, worst "
-                         f"{worst['ratio1']:.2f}× ({worst['model']}) over {len(rs)} rows")
+                         f"{worst['ratio1']:.2f}× ({worst['model']}) over {len(rs)} rows; "
+                         f"best-run ratio median {statistics.median(best):.2f}×")
     big = [r for r in rows if r.get("qs_speedup") and (r.get("qs1_ms") or 0) >= 50]
     if big:
         lines.append("Quantscope 2-vs-1-thread speed-up on rows ≥ 50 ms: " + ", ".join(

@@ -152,29 +152,36 @@ def ort_profile(w: bench.Workload, runs: int, tmp: Path):
     model_runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
     timed = model_runs[bench.ORT_WARMUP:]
     start = timed[0]["ts"] if timed else 0
-    by_op = collections.Counter()
-    convs = collections.defaultdict(lambda: [0, 0.0, 0.0])  # kind -> [count, flops, ms]
+    # Per kernel: its median over the timed runs (as Quantscope's per-node figures are), so a
+    # run the shared machine preempted does not inflate the sums.
+    per_node = collections.defaultdict(list)
+    info = {}
     for e in events:
         if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time") or e["ts"] < start:
             continue
-        args = e.get("args", {})
+        per_node[e["name"]].append(e["dur"] / 1e3)
+        info[e["name"]] = e.get("args", {})
+    by_op = collections.Counter()
+    convs = collections.defaultdict(lambda: [0, 0.0, 0.0])  # kind -> [count, flops, ms]
+    for name, durs in per_node.items():
+        args = info[name]
         op = args.get("op_name", "?")
-        ms = e["dur"] / 1e3 / max(len(timed), 1)
+        ms = float(np.median(durs))
         by_op[op] += ms
         if op in ("Conv", "FusedConv", "NchwcConv"):
             shapes = [next(iter(s.values())) for s in args.get("input_type_shape", [])]
             out = [next(iter(s.values())) for s in args.get("output_type_shape", [])]
             if len(shapes) >= 2 and out:
                 x, wt, y = shapes[0], shapes[1], out[0]
-                kind = conv_kind(x, wt, x[1] // wt[1] if wt[1] else 1)
-                c = convs[kind]
-                c[0] += 1.0 / max(len(timed), 1)
-                c[1] += conv_flops(wt, y) / max(len(timed), 1)
+                c = convs[conv_kind(x, wt, x[1] // wt[1] if wt[1] else 1)]
+                c[0] += 1
+                c[1] += conv_flops(wt, y)
                 c[2] += ms
     for f in glob.glob(str(tmp / f"ort_{w.name}*.json")):
         os.remove(f)
-    return {"wall_ms": float(np.median(walls)), "by_op": dict(by_op),
-            "convs": {k: {"count": round(v[0]), "gflop": v[1] / 1e9, "ms": v[2]}
+    return {"wall_ms": float(np.median(walls)), "wall_min_ms": float(np.min(walls)),
+            "by_op": dict(by_op),
+            "convs": {k: {"count": v[0], "gflop": v[1] / 1e9, "ms": v[2]}
                       for k, v in convs.items()}}
 
 
@@ -208,25 +215,40 @@ def qs_profile(w: bench.Workload, args, feed: Path, conv_info: dict):
                       for k, v in convs.items()}}
 
 
+def short_path(path: str):
+    """A source path as a reader wants it: repo-relative, `crate-x.y/...`, or `core/...`."""
+    if path.startswith(str(REPO) + "/"):
+        return path[len(str(REPO)) + 1:]
+    for marker in ("/registry/src/", "/library/"):
+        if marker in path:
+            rest = path.split(marker, 1)[1]
+            return rest.split("/", 1)[1] if marker == "/registry/src/" else rest
+    return path.rsplit("/", 1)[-1]
+
+
 def enclosing_fn(srcline: str):
-    """'conv.rs:1214' -> 'conv.rs:1214 direct_plane' when the file is unique under src/."""
+    """'/…/src/engine/ops/conv.rs:1214' -> 'src/engine/ops/conv.rs:1214 in direct_plane'."""
     m = re.match(r"(.+\.rs):(\d+)$", srcline)
     if not m:
-        return srcline
-    files = list((REPO / "src").rglob(m.group(1)))
-    if len(files) != 1:
-        return srcline
-    lines = files[0].read_text().splitlines()[: int(m.group(2))]
-    for ln in reversed(lines):
-        f = re.match(r"\s*(?:pub(?:\([^)]*\))?\s+)?(?:unsafe\s+)?fn\s+(\w+)", ln)
-        if f:
-            return f"{files[0].relative_to(REPO)}:{m.group(2)} in {f.group(1)}"
-    return srcline
+        return short_path(srcline)
+    path, line = Path(m.group(1)), int(m.group(2))
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return f"{short_path(m.group(1))}:{line}"
+    name = ""
+    if 0 < line <= len(lines):
+        for ln in reversed(lines[:line]):
+            f = re.match(r"\s*(?:pub(?:\([^)]*\))?\s+)?(?:const\s+)?(?:unsafe\s+)?fn\s+(\w+)", ln)
+            if f:
+                name = f" in {f.group(1)}"
+                break
+    return f"{short_path(m.group(1))}:{line}{name}"
 
 
 def perf_report(data: Path, sort: str, top: int):
     out = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", sort,
-                          "--stdio"], capture_output=True, text=True, timeout=900).stdout
+                          "--full-source-path", "--stdio"], capture_output=True, text=True, timeout=900).stdout
     rows = []
     for line in out.splitlines():
         m = re.match(r"\s*([0-9.]+)%\s+(.*\S)", line)
