@@ -44,9 +44,14 @@ timed in onnxruntime and listed with Quantscope's one-line reason.
 The table goes to stdout (and as Markdown to --markdown, rows as JSON to --json): the ratio
 columns are Quantscope / onnxruntime (higher is slower), "QS 2t/1t" is Quantscope's speed-up
 from the second thread ("ORT 2t/1t" onnxruntime's, which shows whether the machine had a second
-core to give at all).  "best-run ratio 1t" divides the fastest runs (Quantscope's fastest of
-all its runs, onnxruntime's fastest): on a loaded machine a run of tens of milliseconds is
-often preempted, and the fastest runs are the ones that were not.  The machine's load average is printed before and after: on a shared
+core to give at all).
+
+On a loaded machine wall-clock medians mostly measure how long each process waited for a core,
+so the 1-thread contenders are also measured in CPU time per run ("CPU ms", user + system):
+onnxruntime's with time.process_time() around each run (with one intra-op thread it runs on the
+calling thread); Quantscope's from the child-process rusage of each round's `bench --iters K`
+minus that of one `bench --iters 1` (same load and warm-ups), divided by K - 1 (needs K >= 2).
+"CPU ratio 1t" is their quotient, the figure least disturbed by other processes.  The machine's load average is printed before and after: on a shared
 2-core machine the figures are only as good as the quiet they were taken in.
 """
 
@@ -56,6 +61,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -247,12 +253,14 @@ class OrtContender:
         self.names = [o.name for o in self.sess.get_outputs()]
 
     def time(self, k: int):
-        times = []
+        """Wall-clock and CPU milliseconds of `k` runs."""
+        times, cpu = [], []
         for _ in range(k):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             self.sess.run(None, self.feeds)
             times.append((time.perf_counter() - t0) * 1e3)
-        return times
+            cpu.append((time.process_time() - c0) * 1e3)
+        return times, cpu
 
 
 def run_cmd(cmd, env=None, timeout=1800):
@@ -273,13 +281,17 @@ def qs_bench(binary: Path, model: Path, feed: Path, iters: int, threads: int,
     cmd = [binary, "bench", model, "--data", feed, "--iters", iters]
     if per_node:
         cmd.append("--per-node")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = run_cmd(cmd, env=QS_ENV[threads])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_ms = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1e3
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("{")]
     if not lines:
         raise RuntimeError(f"quantscope bench printed no JSON line: {proc.stdout.strip()[:200]!r}")
     result = json.loads(lines[-1])
     if per_node:
         result["per_node_stderr"] = proc.stderr
+    result["process_cpu_ms"] = cpu_ms
     return result
 
 
@@ -335,14 +347,24 @@ def bench_workload(w: Workload, args, tmp: Path):
     k = max(1, args.runs // args.rounds)
     times = {key: [] for key in ("ort1", "qs1", "ort2", "qs2")}
     mins = {key: [] for key in times}
+    cpu = {"ort1": [], "qs1": []}
+    qs_fixed_cpu = None
+    if qs_ok and k >= 2:
+        try:  # CPU time of loading, warming up and one run, subtracted from each round's
+            qs_fixed_cpu = qs_bench(args.quantscope, w.model, feed, 1, 1)["process_cpu_ms"]
+        except Exception as exc:
+            row["qs_error"] = str(exc)
+            qs_ok = False
     order = ["ort1", "qs1", "ort2", "qs2"]
     for r in range(args.rounds):
         for key in (order if r % 2 == 0 else order[::-1]):
             threads = int(key[-1])
             if key.startswith("ort"):
-                ts = ort[threads].time(k)
+                ts, cs = ort[threads].time(k)
                 times[key] += ts
                 mins[key].append(min(ts))
+                if threads == 1:
+                    cpu[key] += cs
             elif qs_ok:
                 try:
                     res = qs_bench(args.quantscope, w.model, feed, k, threads)
@@ -354,12 +376,17 @@ def bench_workload(w: Workload, args, tmp: Path):
                     row["notes"].append(f"quantscope reports batch {res['batch']}")
                 times[key].append(float(res["median_ms"]))
                 mins[key].append(float(res["min_ms"]))
+                if threads == 1 and qs_fixed_cpu is not None:
+                    cpu[key].append((res["process_cpu_ms"] - qs_fixed_cpu) / (k - 1))
     for key, ts in times.items():
         row[f"{key}_ms"] = statistics.median(ts) if ts else None
         row[f"{key}_min_ms"] = min(mins[key]) if mins[key] else None
         row[f"{key}_runs"] = len(ts) * (k if key.startswith("qs") else 1)
+    for key, cs in cpu.items():
+        row[f"{key}_cpu_ms"] = statistics.median(cs) if cs else None
     if not qs_ok:
-        row["qs1_ms"] = row["qs2_ms"] = row["qs1_min_ms"] = row["qs2_min_ms"] = None
+        for key in ("qs1_ms", "qs2_ms", "qs1_min_ms", "qs2_min_ms", "qs1_cpu_ms"):
+            row[key] = None
     return row
 
 
@@ -369,7 +396,7 @@ def ratio(a, b):
 
 def add_ratios(row):
     row["ratio1"] = ratio(row.get("qs1_ms"), row.get("ort1_ms"))
-    row["ratio1_best"] = ratio(row.get("qs1_min_ms"), row.get("ort1_min_ms"))
+    row["ratio1_cpu"] = ratio(row.get("qs1_cpu_ms"), row.get("ort1_cpu_ms"))
     row["ratio2"] = ratio(row.get("qs2_ms"), row.get("ort2_ms"))
     row["qs_speedup"] = ratio(row.get("qs1_ms"), row.get("qs2_ms"))
     row["ort_speedup"] = ratio(row.get("ort1_ms"), row.get("ort2_ms"))
@@ -398,7 +425,8 @@ def x(v):
     return "—" if v is None else f"{v:.2f}×"
 
 
-COLUMNS = ("model", "batch", "ORT 1t ms", "QS 1t ms", "QS/ORT 1t", "best-run ratio 1t",
+COLUMNS = ("model", "batch", "ORT 1t ms", "QS 1t ms", "QS/ORT 1t", "ORT 1t CPU ms",
+           "QS 1t CPU ms", "CPU ratio 1t",
            "ORT 2t ms", "QS 2t ms",
            "QS/ORT 2t", "QS 2t/1t speed-up", "ORT 2t/1t speed-up", "max rel diff")
 
@@ -407,7 +435,8 @@ def table_rows(rows):
     out = []
     for r in rows:
         out.append((r["model"], str(r["batch"]), ms(r.get("ort1_ms")), ms(r.get("qs1_ms")),
-                    x(r.get("ratio1")), x(r.get("ratio1_best")), ms(r.get("ort2_ms")),
+                    x(r.get("ratio1")), ms(r.get("ort1_cpu_ms")), ms(r.get("qs1_cpu_ms")),
+                    x(r.get("ratio1_cpu")), ms(r.get("ort2_ms")),
                     ms(r.get("qs2_ms")),
                     x(r.get("ratio2")), x(r.get("qs_speedup")), x(r.get("ort_speedup")),
                     "—" if r.get("rel_diff") is None else f"{r['rel_diff']:.1e}"))
@@ -421,11 +450,12 @@ def summary_lines(rows):
         if rs:
             worst = max((r for r in rows if r.get("ratio1") and (group is None or r["group"] in group)),
                         key=lambda r: r["ratio1"])
-            best = [r["ratio1_best"] for r in rows if r.get("ratio1_best")
-                    and (group is None or r["group"] in group)]
+            by_cpu = [r["ratio1_cpu"] for r in rows if r.get("ratio1_cpu")
+                      and (group is None or r["group"] in group)]
             lines.append(f"{label}: 1-thread ratio median {statistics.median(rs):.2f}×, worst "
-                         f"{worst['ratio1']:.2f}× ({worst['model']}) over {len(rs)} rows; "
-                         f"best-run ratio median {statistics.median(best):.2f}×")
+                         f"{worst['ratio1']:.2f}× ({worst['model']}) over {len(rs)} rows"
+                         + (f"; CPU-time ratio median {statistics.median(by_cpu):.2f}×, worst "
+                            f"{max(by_cpu):.2f}×" if by_cpu else ""))
     big = [r for r in rows if r.get("qs_speedup") and (r.get("qs1_ms") or 0) >= 50]
     if big:
         lines.append("Quantscope 2-vs-1-thread speed-up on rows ≥ 50 ms: " + ", ".join(

@@ -143,11 +143,12 @@ def ort_profile(w: bench.Workload, runs: int, tmp: Path):
     sess = bench.ort_session(w.model, 1, profile_prefix=str(tmp / f"ort_{w.name}"))
     for _ in range(bench.ORT_WARMUP):
         sess.run(None, w.feeds)
-    walls = []
+    walls, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         sess.run(None, w.feeds)
         walls.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
     events = json.loads(Path(sess.end_profiling()).read_text())
     model_runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
     timed = model_runs[bench.ORT_WARMUP:]
@@ -179,7 +180,7 @@ def ort_profile(w: bench.Workload, runs: int, tmp: Path):
                 c[2] += ms
     for f in glob.glob(str(tmp / f"ort_{w.name}*.json")):
         os.remove(f)
-    return {"wall_ms": float(np.median(walls)), "wall_min_ms": float(np.min(walls)),
+    return {"wall_ms": float(np.median(walls)), "cpu_ms": float(np.median(cpu)),
             "by_op": dict(by_op),
             "convs": {k: {"count": v[0], "gflop": v[1] / 1e9, "ms": v[2]}
                       for k, v in convs.items()}}
@@ -190,8 +191,18 @@ def ort_profile(w: bench.Workload, runs: int, tmp: Path):
 # ---------------------------------------------------------------------------
 
 
+def qs_cpu_per_run(w: bench.Workload, args, feed: Path):
+    """CPU milliseconds of one plain 1-thread run: rusage of `bench --iters N` minus that of
+    `bench --iters 1` (same loading and warm-ups), over N - 1; and the plain median."""
+    one = bench.qs_bench(args.quantscope, w.model, feed, 1, 1)
+    many = bench.qs_bench(args.quantscope, w.model, feed, args.runs, 1)
+    per_run = (many["process_cpu_ms"] - one["process_cpu_ms"]) / max(args.runs - 1, 1)
+    return per_run, float(many["median_ms"])
+
+
 def qs_profile(w: bench.Workload, args, feed: Path, conv_info: dict):
     res = bench.qs_bench(args.quantscope, w.model, feed, args.runs, 1, per_node=True)
+    cpu_ms, wall_ms = qs_cpu_per_run(w, args, feed)
     by_op = collections.Counter()
     convs = collections.defaultdict(lambda: [0, 0.0, 0.0])
     nodes = []
@@ -209,7 +220,7 @@ def qs_profile(w: bench.Workload, args, feed: Path, conv_info: dict):
             c[1] += flops
             c[2] += ms
     nodes.sort(reverse=True)
-    return {"wall_ms": float(res["median_ms"]), "nodes_sum_ms": sum(by_op.values()),
+    return {"wall_ms": wall_ms, "cpu_ms": cpu_ms, "nodes_sum_ms": sum(by_op.values()),
             "by_op": dict(by_op), "top_nodes": nodes[:args.top],
             "convs": {k: {"count": v[0], "gflop": v[1] / 1e9, "ms": v[2]}
                       for k, v in convs.items()}}
@@ -280,13 +291,32 @@ def qs_perf(w: bench.Workload, args, feed: Path, tmp: Path, run_ms: float):
 # ---------------------------------------------------------------------------
 
 
+def scale_to_cpu(side: dict):
+    """Scales one side's per-op times so they add up to its CPU time per run.
+
+    On a loaded machine the per-node wall-clock times include waiting for a core (Quantscope's
+    hooked run hands every parallel loop to a pool thread, which has to be woken and scheduled);
+    CPU time does not.  The shares stay as measured; the factor is reported."""
+    total = sum(side["by_op"].values())
+    side["scale"] = side["cpu_ms"] / total if total > 0 and side["cpu_ms"] > 0 else 1.0
+    f = side["scale"]
+    side["by_op"] = {k: v * f for k, v in side["by_op"].items()}
+    for c in side["convs"].values():
+        c["ms"] *= f
+    if "top_nodes" in side:
+        side["top_nodes"] = [(ms * f, name, op) for ms, name, op in side["top_nodes"]]
+    if "nodes_sum_ms" in side:
+        side["nodes_sum_ms"] *= f
+
+
 def section(w, row):
     qs, ort = row["qs"], row["ort"]
     md = [f"### {w.name} (batch {w.batch})", ""]
-    md.append(f"onnxruntime 1 thread: {ort['wall_ms']:.3g} ms per run (kernels "
-              f"{sum(ort['by_op'].values()):.3g} ms); Quantscope 1 thread: {qs['wall_ms']:.3g} ms "
-              f"plain, {qs['nodes_sum_ms']:.3g} ms summed over nodes in the hooked run "
-              f"(ratio {qs['wall_ms'] / ort['wall_ms']:.2f}×)")
+    md.append(f"1 thread, CPU ms per run: onnxruntime {ort['cpu_ms']:.3g}, Quantscope "
+              f"{qs['cpu_ms']:.3g} (ratio {qs['cpu_ms'] / max(ort['cpu_ms'], 1e-9):.2f}×); wall "
+              f"medians {ort['wall_ms']:.3g} and {qs['wall_ms']:.3g} ms.  Per-op times below are "
+              f"scaled to the CPU time (onnxruntime's kernel medians ×{ort['scale']:.2f}, "
+              f"Quantscope's node medians ×{qs['scale']:.2f}).")
     md += ["", "| Quantscope op | ms | share | onnxruntime op | ms | share |", "|---|---:|---:|---|---:|---:|"]
     qs_ops = sorted(qs["by_op"].items(), key=lambda kv: -kv[1])[: row["top"]]
     ort_ops = sorted(ort["by_op"].items(), key=lambda kv: -kv[1])[: row["top"]]
@@ -328,7 +358,8 @@ def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="+", metavar="NAME")
     p.add_argument("--skip-large", action="store_true")
-    p.add_argument("--runs", type=int, default=10, help="profiled runs per side (default 10)")
+    p.add_argument("--runs", type=int, default=10,
+                   help="profiled runs per side, at least 2 (default 10)")
     p.add_argument("--top", type=int, default=10, help="rows per list (default 10)")
     p.add_argument("--perf", action="store_true", help="also perf-record Quantscope")
     p.add_argument("--quantscope", type=Path,
@@ -361,6 +392,8 @@ def main(argv):
                 out_md.append(f"### {w.name}: not profiled ({str(exc).strip()[:200]})\n")
                 continue
             row["ort"] = ort_profile(w, args.runs, tmp)
+            scale_to_cpu(row["qs"])
+            scale_to_cpu(row["ort"])
             if args.perf:
                 row["perf"] = qs_perf(w, args, feed, tmp, row["qs"]["wall_ms"])
             rows.append(row)
