@@ -381,7 +381,7 @@ def section(w, row):
     if row.get("perf"):
         md += ["", "perf samples of the plain 1-thread Quantscope run (CPU clock, whole process "
                "incl. loading), by where they land: " + "; ".join(
-                   f"{p:.1f}% {s}" for p, s in row["perf"]["where"])]
+                   f"{p:.1f}% {s}" for s, p in row["perf"]["where"])]
     return "\n".join(md) + "\n"
 
 
