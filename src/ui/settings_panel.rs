@@ -11,7 +11,8 @@ use crate::quant::{ActivationQuant, LayerQuant, QuantConfig, WeightQuant, Weight
 
 use super::activation_distribution::method_label;
 use super::commands::AppCommand;
-use super::transforms_panel::{TransformsInput, transforms_ui};
+use super::panel::Panel;
+use super::transforms_panel::{TransformsInput, TransformsPanel};
 
 /// What the panel shows.
 pub struct SettingsInput<'a> {
@@ -164,8 +165,10 @@ fn method_tooltip(method: Method) -> &'static str {
     }
 }
 
-impl SettingsPanel {
-    pub fn show_ui(&mut self, ui: &mut egui::Ui, input: &SettingsInput<'_>) -> Vec<AppCommand> {
+impl Panel for SettingsPanel {
+    type Input<'a> = SettingsInput<'a>;
+
+    fn ui(&mut self, ui: &mut egui::Ui, input: &SettingsInput<'_>) -> Vec<AppCommand> {
         let mut commands = Vec::new();
         let config = input.config;
         let overridden = input.node.is_some_and(|n| config.layers.contains_key(n));
@@ -209,12 +212,14 @@ impl SettingsPanel {
             });
         }
         ui.separator();
-        commands.extend(transforms_ui(ui, &input.transforms));
+        commands.extend(TransformsPanel.ui(ui, &input.transforms));
         ui.separator();
         self.data_ui(ui, input, &mut commands);
         commands
     }
+}
 
+impl SettingsPanel {
     fn data_ui(
         &mut self,
         ui: &mut egui::Ui,
