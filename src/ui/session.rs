@@ -14,7 +14,7 @@ use crate::jobs::pipeline::{
     self, Calibration, Data, DataSource, Evaluation, Focus, default_source,
 };
 use crate::jobs::{JobError, JobSlot};
-use crate::quant::{ActivationQuant, LayerQuant, QuantConfig, WeightQuant, WeightScheme};
+use crate::quant::{ActivationQuant, LayerQuant, QuantConfig, WeightScheme};
 use crate::transform::toggles::TransformToggles;
 
 use super::activation_distribution::{Shown, ViewKey, ViewWork, method_label, view_work};
@@ -353,20 +353,18 @@ impl Session {
         }
     }
 
-    fn activation_settings(&self) -> ActivationQuant {
+    /// The activation settings of the shown tensor's layer (of the default, or the int8
+    /// default's when activations stay float).
+    fn activation_settings(&self) -> Option<ActivationQuant> {
         self.layer_quant()
             .activations
             .or(self.config.default.activations)
-            .unwrap_or(ActivationQuant {
-                bits: 8,
-                symmetric: false,
-                method: Method::MinMax,
-            })
+            .or(QuantConfig::int8_per_channel().default.activations)
     }
 
     fn view_key(&self) -> Option<ViewKey> {
         let (tensor, weight, _) = self.selected_tensor()?;
-        let act = self.activation_settings();
+        let act = self.activation_settings()?;
         Some(ViewKey {
             tensor,
             weight,
@@ -445,18 +443,12 @@ impl Session {
             return None;
         }
         let layer = self.layer_quant();
-        let act = self.activation_settings();
+        let act = self.activation_settings()?;
         let (choice, manual, method) = if weight {
             let quant = layer
                 .weights
                 .or(self.config.default.weights)
-                .unwrap_or(WeightQuant {
-                    scheme: WeightScheme::Linear {
-                        bits: 8,
-                        symmetric: true,
-                    },
-                    per_channel: true,
-                });
+                .or(QuantConfig::int8_per_channel().default.weights)?;
             (
                 QuantChoice {
                     scheme: quant.scheme,

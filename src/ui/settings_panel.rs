@@ -7,7 +7,7 @@ use crate::calib::Method;
 use crate::calib::methods::DEFAULT_PERCENTILE;
 use crate::jobs::pipeline::DataSource;
 use crate::load::images::ImagePreset;
-use crate::quant::{ActivationQuant, LayerQuant, QuantConfig, WeightQuant, WeightScheme};
+use crate::quant::{LayerQuant, QuantConfig, WeightScheme};
 
 use super::activation_distribution::method_label;
 use super::commands::AppCommand;
@@ -294,13 +294,12 @@ fn weights_ui(ui: &mut egui::Ui, quant: &mut LayerQuant) {
         quant.weights = None;
         return;
     }
-    let mut w = quant.weights.unwrap_or(WeightQuant {
-        scheme: WeightScheme::Linear {
-            bits: 8,
-            symmetric: true,
-        },
-        per_channel: true,
-    });
+    let Some(mut w) = quant
+        .weights
+        .or(QuantConfig::int8_per_channel().default.weights)
+    else {
+        return;
+    };
     let mut kind = Kind::of(w.scheme);
     egui::ComboBox::from_label("scheme")
         .selected_text(kind.label())
@@ -363,11 +362,12 @@ fn activations_ui(ui: &mut egui::Ui, quant: &mut LayerQuant) {
         quant.activations = None;
         return;
     }
-    let mut a = quant.activations.unwrap_or(ActivationQuant {
-        bits: 8,
-        symmetric: false,
-        method: Method::MinMax,
-    });
+    let Some(mut a) = quant
+        .activations
+        .or(QuantConfig::int8_per_channel().default.activations)
+    else {
+        return;
+    };
     ui.add(egui::Slider::new(&mut a.bits, 2..=16).text("activation bits"))
         .on_hover_text("Bits of the activation grid (uint8 is the usual choice)");
     ui.checkbox(&mut a.symmetric, "symmetric (signed grid)").on_hover_text(
