@@ -1,5 +1,5 @@
 //! The right panel: the weight scheme, bits and granularity, activation bits and calibration
-//! method, the per-layer override, the transforms (later issues), and the data source. Every
+//! method, the per-layer override, the transforms, and the data source. Every
 //! control says what it does in the lecture's terms. Edits a copy of the settings and returns
 //! commands; the app applies them.
 
