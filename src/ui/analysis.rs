@@ -102,11 +102,11 @@ impl Analysis {
             "Per-tensor int8 weights, uint8 min-max activations, on the session's data \
              (the model as loaded, before the transforms of the settings panel).",
         );
-        let [running, _, _] = self.jobs.progress();
+        let running = self.jobs.table.progress();
         if Self::job_row_ui(ui, running, "Compute the table") {
             commands.push(AppCommand::Analysis(AnalysisCommand::ComputeTable));
         }
-        match &self.jobs.table {
+        match &self.jobs.table.result {
             Some(Ok(table)) => {
                 egui::Grid::new("paper_table").striped(true).show(ui, |ui| {
                     ui.strong("model");
@@ -145,13 +145,13 @@ impl Analysis {
                 "The model-size budget of the allocation, relative to every layer at 4 bits",
             );
         });
-        let [_, running, _] = self.jobs.progress();
+        let running = self.jobs.mixed.progress();
         if Self::job_row_ui(ui, running, "Analyse sensitivity and allocate bits") {
             commands.push(AppCommand::Analysis(AnalysisCommand::AllocateBits {
                 budget_fraction: self.budget_fraction,
             }));
         }
-        let result = match &self.jobs.mixed {
+        let result = match &self.jobs.mixed.result {
             Some(Ok(result)) => result,
             Some(Err(e)) => {
                 ui.colored_label(ui.visuals().error_fg_color, e);
@@ -252,11 +252,11 @@ impl Analysis {
             "Learns each weight's up/down rounding on the calibration data under the current \
              weight setting (h(V) rectified sigmoid, regulariser annealed beta 20 -> 2, Adam).",
         );
-        let [_, _, running] = self.jobs.progress();
+        let running = self.jobs.adaround.progress();
         if Self::job_row_ui(ui, running, "Run AdaRound") {
             commands.push(AppCommand::Analysis(AnalysisCommand::RunAdaRound));
         }
-        let layers = match &self.jobs.adaround {
+        let layers = match &self.jobs.adaround.result {
             Some(Ok(layers)) => layers,
             Some(Err(e)) => {
                 ui.colored_label(ui.visuals().error_fg_color, e);

@@ -1,10 +1,11 @@
 //! The Analysis window's experiments as background jobs on the session's data (the paper's
 //! table, sensitivity with bit allocation, AdaRound), and their latest results.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use crate::jobs::pipeline::input_name;
-use crate::jobs::{JobError, JobSlot};
+use crate::jobs::pipeline::{Data, input_name};
+use crate::jobs::{JobContext, JobError, JobSlot};
 use crate::mixed::{
     Allocation, AllocationOptions, BitAssignment, Budget, CostModel, EvalData, Evaluator,
     SensitivityReport, allocate, analyze, quantizable_layers,
@@ -40,56 +41,97 @@ pub struct MixedResult {
     pub uniform_4bit_bytes: f64,
 }
 
-/// The jobs and their latest results (an error as text; a cancelled job keeps the last one).
-#[derive(Default)]
-pub struct AnalysisJobs {
-    table_job: JobSlot<CompareTable>,
-    pub table: Option<Result<CompareTable, String>>,
-    mixed_job: JobSlot<MixedResult>,
-    pub mixed: Option<Result<MixedResult, String>>,
-    adaround_job: JobSlot<Vec<LayerRounding>>,
-    pub adaround: Option<Result<Vec<LayerRounding>, String>>,
+/// Shown when an experiment is asked for before the session's data has loaded.
+const WAIT_FOR_DATA: &str = "wait for the data to load (calibration)";
+
+/// One experiment: its job and its latest result (an error as text; a cancelled run keeps the
+/// result before it).
+pub struct Experiment<T> {
+    job: JobSlot<T>,
+    pub result: Option<Result<T, String>>,
 }
 
-fn outcome<T>(result: Result<T, JobError>) -> Option<Result<T, String>> {
-    match result {
-        Ok(value) => Some(Ok(value)),
-        Err(JobError::Cancelled) => None,
-        Err(e) => Some(Err(e.to_string())),
+impl<T> Default for Experiment<T> {
+    fn default() -> Self {
+        Experiment {
+            job: JobSlot::default(),
+            result: None,
+        }
     }
+}
+
+impl<T: Send + 'static> Experiment<T> {
+    /// Collects a finished run; returns whether one arrived.
+    fn poll(&mut self) -> bool {
+        let Some(done) = self.job.poll() else {
+            return false;
+        };
+        self.result = match done.result {
+            Ok(value) => Some(Ok(value)),
+            Err(JobError::Cancelled) => self.result.take(),
+            Err(e) => Some(Err(e.to_string())),
+        };
+        true
+    }
+
+    /// The running job's progress.
+    pub fn progress(&self) -> Option<f32> {
+        self.job.running().map(|j| j.progress())
+    }
+
+    /// Shows why the experiment did not start.
+    fn fail(&mut self, why: &str) {
+        self.result = Some(Err(why.to_string()));
+    }
+
+    /// Runs `work` on the session's `data` on a thread named `thread_name` (or says that the
+    /// data has not loaded yet).
+    fn start(
+        &mut self,
+        thread_name: &str,
+        label: &str,
+        data: Option<Arc<Data>>,
+        wake: &Waker,
+        work: impl FnOnce(&Data, &JobContext) -> Result<T, JobError> + Send + 'static,
+    ) {
+        let Some(data) = data else {
+            self.fail(WAIT_FOR_DATA);
+            return;
+        };
+        let w = wake.clone();
+        let started = self.job.start(
+            thread_name,
+            label,
+            0,
+            move || w(),
+            move |ctx| work(&data, ctx),
+        );
+        if let Err(e) = started {
+            self.fail(&e.to_string());
+        }
+    }
+}
+
+/// The window's experiments.
+#[derive(Default)]
+pub struct AnalysisJobs {
+    pub table: Experiment<CompareTable>,
+    pub mixed: Experiment<MixedResult>,
+    pub adaround: Experiment<Vec<LayerRounding>>,
 }
 
 impl AnalysisJobs {
-    /// Collects finished jobs; returns whether anything arrived.
+    /// Collects finished runs; returns whether anything arrived.
     pub fn poll(&mut self) -> bool {
-        let mut changed = false;
-        if let Some(done) = self.table_job.poll() {
-            self.table = outcome(done.result).or(self.table.take());
-            changed = true;
-        }
-        if let Some(done) = self.mixed_job.poll() {
-            self.mixed = outcome(done.result).or(self.mixed.take());
-            changed = true;
-        }
-        if let Some(done) = self.adaround_job.poll() {
-            self.adaround = outcome(done.result).or(self.adaround.take());
-            changed = true;
-        }
-        changed
+        let table = self.table.poll();
+        let mixed = self.mixed.poll();
+        let adaround = self.adaround.poll();
+        table || mixed || adaround
     }
 
-    /// Whether a job of the window is running.
+    /// Whether an experiment is running.
     pub fn is_busy(&self) -> bool {
-        self.table_job.is_running() || self.mixed_job.is_running() || self.adaround_job.is_running()
-    }
-
-    /// The progress of each running job: table, mixed precision, AdaRound.
-    pub fn progress(&self) -> [Option<f32>; 3] {
-        [
-            self.table_job.running().map(|j| j.progress()),
-            self.mixed_job.running().map(|j| j.progress()),
-            self.adaround_job.running().map(|j| j.progress()),
-        ]
+        self.table.job.is_running() || self.mixed.job.is_running() || self.adaround.job.is_running()
     }
 
     /// Starts the experiment `command` on `session`'s data.
@@ -104,18 +146,13 @@ impl AnalysisJobs {
     }
 
     fn start_table(&mut self, session: &Session, wake: &Waker) {
-        let Some(data) = session.data.clone() else {
-            self.table = Some(Err("wait for the data to load (calibration)".into()));
-            return;
-        };
         let model = session.original_model();
-        let w = wake.clone();
-        let started = self.table_job.start(
+        self.table.start(
             "quantscope-paper-table",
             "the paper's table",
-            0,
-            move || w(),
-            move |_ctx| {
+            session.data.clone(),
+            wake,
+            move |data, _ctx| {
                 let labels = data.evaluation.labels.as_ref().ok_or_else(|| {
                     JobError::Failed("the table needs labelled evaluation data".into())
                 })?;
@@ -128,26 +165,18 @@ impl AnalysisJobs {
                 )?)
             },
         );
-        if let Err(e) = started {
-            self.table = Some(Err(e.to_string()));
-        }
     }
 
     fn start_mixed(&mut self, session: &Session, budget_fraction: f32, wake: &Waker) {
-        let Some(data) = session.data.clone() else {
-            self.mixed = Some(Err("wait for the data to load (calibration)".into()));
-            return;
-        };
         let model = session.loaded.model.clone();
         let per_channel = session.config.default.weights.is_none_or(|w| w.per_channel);
         let fraction = f64::from(budget_fraction.clamp(0.25, 2.0));
-        let w = wake.clone();
-        let started = self.mixed_job.start(
+        self.mixed.start(
             "quantscope-mixed-precision",
             "sensitivity and bit allocation",
-            0,
-            move || w(),
-            move |ctx| {
+            session.data.clone(),
+            wake,
+            move |data, ctx| {
                 let graph = &model.graph;
                 let input = input_name(graph)?.to_string();
                 let cancel: &AtomicBool = ctx.cancel_flag();
@@ -202,35 +231,31 @@ impl AnalysisJobs {
                 })
             },
         );
-        if let Err(e) = started {
-            self.mixed = Some(Err(e.to_string()));
-        }
     }
 
     fn start_adaround(&mut self, session: &Session, wake: &Waker) {
-        let Some(data) = session.data.clone() else {
-            self.adaround = Some(Err("wait for the data to load (calibration)".into()));
-            return;
-        };
-        let weights = match session.config.default.weights {
-            Some(w) if matches!(w.scheme, WeightScheme::Linear { .. }) => w,
-            _ => {
-                self.adaround = Some(Err(
+        let linear = session
+            .config
+            .default
+            .weights
+            .filter(|w| matches!(w.scheme, WeightScheme::Linear { .. }));
+        let Some(weights) = linear else {
+            self.adaround.fail(match session.data {
+                Some(_) => {
                     "AdaRound learns the rounding of a linear grid: choose a linear weight scheme"
-                        .into(),
-                ));
-                return;
-            }
+                }
+                None => WAIT_FOR_DATA,
+            });
+            return;
         };
         let model = session.loaded.model.clone();
         let config = QuantConfig::uniform(Some(weights), None);
-        let w = wake.clone();
-        let started = self.adaround_job.start(
+        self.adaround.start(
             "quantscope-adaround",
             "AdaRound",
-            0,
-            move || w(),
-            move |ctx| {
+            session.data.clone(),
+            wake,
+            move |data, ctx| {
                 let input = input_name(&model.graph)?.to_string();
                 let result = adaround_model(
                     &model.graph,
@@ -250,8 +275,5 @@ impl AnalysisJobs {
                 Ok(result.layers)
             },
         );
-        if let Err(e) = started {
-            self.adaround = Some(Err(e.to_string()));
-        }
     }
 }
