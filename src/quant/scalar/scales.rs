@@ -1,13 +1,13 @@
 //! Scale statistics of the non-linear schemes, per tensor and per channel: binary α = E|W|,
-//! TWN's Δ = 0.7·E|W| and α, TTQ's Δ = 0.05·max|W| with Wp and Wn. Computed once in
-//! [`super::TensorDistribution::prepare`] from all values (by the quantizers themselves), so the
-//! levels the view draws are the ones the quantizer uses.
+//! TWN's Δ = 0.7·E|W| and α, TTQ's Δ = 0.05·max|W| with Wp and Wn. Computed once per tensor
+//! from all values (by the tensor quantizers themselves), so the scalar quantizers built from
+//! them have the levels the quantized model uses.
 
 use ndarray::ArrayViewD;
 
 use crate::quant::binary::mean_abs;
-use crate::quant::linear::Granularity;
-use crate::quant::ternary::{TernaryMethod, ternarize};
+use crate::quant::channels::Granularity;
+use crate::quant::ternary::{Ternarized, TernaryMethod, ternarize};
 
 /// Threshold and scales of a ternary quantizer: 0 for |w| ≤ Δ, +Wp above, −Wn below.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -70,7 +70,7 @@ fn scales(values: ArrayViewD<'_, f32>, granularity: Granularity) -> Vec<ScaleSta
         TernaryMethod::Ttq { threshold } => threshold,
         TernaryMethod::Twn => 1.0,
     };
-    let params = |t: &Option<crate::quant::ternary::Ternarized>, c: usize| {
+    let params = |t: &Option<Ternarized>, c: usize| {
         t.as_ref()
             .and_then(|t| {
                 Some(TernaryParams {
