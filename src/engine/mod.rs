@@ -4,6 +4,7 @@
 //! once; [`Plan::run`] then executes it, freeing each intermediate after its last reader, and
 //! passes every graph input and node output through an optional [`TensorHook`].
 
+mod buffers;
 mod executor;
 mod hook;
 pub mod ops;

@@ -13,9 +13,9 @@ use std::ops::Range;
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
-use super::linear::{Mat, gemm_is_threaded, sgemm};
-use super::{OpCtx, OpError, OpResult, Registry, input_f32, optional, single};
-use crate::engine::executor::{recycled, zeroed};
+use super::gemm::{Mat, gemm_is_threaded, sgemm};
+use super::{OpCtx, OpError, OpResult, Registry, checked_len, input_f32, optional, single};
+use crate::engine::buffers::{recycled, zeroed};
 use crate::ir::{Node, TensorData};
 
 pub fn register(registry: &mut Registry) {
@@ -113,18 +113,6 @@ pub(super) fn auto_pad(node: &Node) -> Result<AutoPad, OpError> {
 /// Upper bound on sizes, strides, pads and dilations given as attributes (anything larger is
 /// certainly a corrupt file, and would overflow size arithmetic).
 const MAX_ATTR: i64 = 1 << 30;
-
-/// Largest output (in elements) a kernel of this family will allocate.
-const MAX_OUTPUT: usize = 1 << 33;
-
-/// Element count of `shape`, or an error when it is absurdly large.
-pub(super) fn checked_len(shape: &[usize], op: &str) -> Result<usize, OpError> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|&n| n <= MAX_OUTPUT)
-        .ok_or_else(|| OpError(format!("{op} output shape {shape:?} is too large")))
-}
 
 /// Integer-list attribute `name` of exactly `len` values, each ≥ `min`; `default` everywhere
 /// when absent.
@@ -398,7 +386,7 @@ fn conv_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let a3 = to3(&axes);
     let mut shape = vec![n, m];
     shape.extend(axes.iter().map(|a| a.output));
-    checked_len(&shape, "Conv")?;
+    checked_len(&shape)?;
 
     let x = x.as_standard_layout();
     let w = w.as_standard_layout();
@@ -1415,7 +1403,7 @@ fn conv_transpose_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResul
     let a3 = to3(&axes);
     let mut shape = vec![n, m];
     shape.extend(axes.iter().map(|a| a.output));
-    checked_len(&shape, "ConvTranspose")?;
+    checked_len(&shape)?;
     let x = x.as_standard_layout();
     let w = w.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
@@ -1522,7 +1510,7 @@ fn col2im_plane(col: &[f32], a: &[Axis; 3], out: &mut [f32]) {
 mod tests {
     use ndarray::{ArrayD, IxDyn};
 
-    use super::super::linear::testutil::{Rng, assert_close, err, ints, node, run1};
+    use super::super::testutil::{Rng, assert_arrays_close, err, ints, node, run1};
     use super::{Axis, LaneKernel, conv_lanes, to3};
     use crate::ir::{Attribute, Node};
 
@@ -1720,7 +1708,7 @@ mod tests {
             &pb,
             &out,
         );
-        assert_close(
+        assert_arrays_close(
             &y,
             &want,
             1e-5,
@@ -2069,7 +2057,7 @@ mod tests {
                 );
                 let got = ArrayD::from_shape_vec(IxDyn(&[n, m, 4, 3]), out).unwrap();
                 let want = conv_ref(&x, &w, Some(&b), group, &[1, 2], &[2, 1], &[2, 1], &[4, 3]);
-                assert_close(
+                assert_arrays_close(
                     &got,
                     &want,
                     1e-5,
@@ -2313,7 +2301,7 @@ mod tests {
                 &pb,
                 &out,
             );
-            assert_close(
+            assert_arrays_close(
                 &y,
                 &want,
                 1e-5,
@@ -2342,7 +2330,7 @@ mod tests {
         let y = run1(&nd, &[Some(&x), Some(&w)]);
         // natural 7×7: totals −3 and −1 → begin pads −1 and 0 (NOTSET puts the larger half first).
         let want = conv_t_ref(&x, &w, None, 1, &[2, 2], &[1, 1], &[-1, 0], &[10, 8]);
-        assert_close(&y, &want, 1e-5, "output_shape larger");
+        assert_arrays_close(&y, &want, 1e-5, "output_shape larger");
         // VALID ignores pads.
         let nd = node(
             "ConvTranspose",
@@ -2355,7 +2343,7 @@ mod tests {
         );
         let y = run1(&nd, &[Some(&x), Some(&w)]);
         let want = conv_t_ref(&x, &w, None, 1, &[2, 1], &[1, 1], &[0, 0], &[7, 5]);
-        assert_close(&y, &want, 1e-5, "VALID");
+        assert_arrays_close(&y, &want, 1e-5, "VALID");
     }
 
     #[test]

@@ -12,22 +12,13 @@ use std::borrow::Cow;
 use ndarray::{ArrayD, IxDyn, Zip};
 use rayon::prelude::*;
 
-use super::{OpCtx, OpError, OpResult, Registry, input, optional, single};
-use crate::engine::executor::recycled;
+use super::{
+    OpCtx, OpError, OpResult, Registry, array_from, checked_len, go_parallel, input, optional,
+    single,
+};
+use crate::engine::buffers::recycled;
 use crate::ir::TensorData;
 
-/// Outputs with at least this many elements are computed in parallel (see [`go_parallel`]).
-pub(super) const PAR_MIN: usize = 32 * 1024;
-/// The same threshold when the kernel does not run on a rayon worker thread.
-const PAR_MIN_OFF_POOL: usize = 1 << 18;
-
-/// Whether a pass over `len` elements is worth splitting over rayon. Plans normally run on a
-/// rayon worker, where forking is cheap; from any other thread (hooked runs, direct calls)
-/// each parallel loop wakes the pool and blocks the caller, which costs more than a small
-/// pass takes, so those stay serial up to a larger size. Results do not depend on it.
-pub(super) fn go_parallel(len: usize) -> bool {
-    len >= PAR_MIN && (len >= PAR_MIN_OFF_POOL || rayon::current_thread_index().is_some())
-}
 /// Elements per parallel work item.
 const CHUNK: usize = 8 * 1024;
 
@@ -70,25 +61,7 @@ pub fn register(registry: &mut Registry) {
     registry.add("Dropout", dropout);
 }
 
-// ---- shared helpers (also used by the other families of this file set) ----------------------
-
-/// Builds an array from a shape and row-major data.
-pub(super) fn array_from<T>(shape: &[usize], data: Vec<T>) -> Result<ArrayD<T>, OpError> {
-    ArrayD::from_shape_vec(IxDyn(shape), data)
-        .map_err(|e| OpError(format!("internal error building a {shape:?} tensor: {e}")))
-}
-
-/// Largest tensor a kernel will create (elements); guards against absurd shapes.
-pub(super) const MAX_ELEMENTS: usize = 1 << 32;
-
-/// Number of elements of `shape`, or an error when it overflows or exceeds [`MAX_ELEMENTS`].
-pub(super) fn checked_len(shape: &[usize]) -> Result<usize, OpError> {
-    shape
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .filter(|&n| n <= MAX_ELEMENTS)
-        .ok_or_else(|| OpError(format!("shape {shape:?} is too large")))
-}
+// ---- broadcasting -------------------------------------------------------------------------
 
 /// The numpy broadcast of two shapes.
 pub(super) fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Vec<usize>, OpError> {
@@ -756,97 +729,8 @@ fn dropout(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
 }
 
 #[cfg(test)]
-pub(crate) mod test_util {
-    //! Building nodes and running kernels in tests.
-
-    use std::collections::BTreeMap;
-
-    use ndarray::{ArrayD, IxDyn};
-
-    use crate::engine::ops::{OpCtx, OpFn, OpResult};
-    use crate::ir::{Attribute, Node, TensorData};
-
-    pub fn node(op: &str, n_in: usize, n_out: usize, attrs: Vec<(&str, Attribute)>) -> Node {
-        Node {
-            name: format!("{op}_test"),
-            op_type: op.to_string(),
-            domain: String::new(),
-            inputs: (0..n_in).map(|i| format!("in{i}")).collect(),
-            outputs: (0..n_out).map(|i| format!("out{i}")).collect(),
-            attributes: attrs
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect::<BTreeMap<_, _>>(),
-        }
-    }
-
-    /// Runs the registered kernel for `op`.
-    pub fn run_node(node: &Node, opset: i64, inputs: &[Option<&TensorData>]) -> OpResult {
-        let kernel: OpFn = crate::engine::ops::kernel_for(node).expect("kernel registered");
-        kernel(&OpCtx { node, opset }, inputs)
-    }
-
-    /// Runs `op` with attributes and all-present inputs, one output.
-    pub fn run(
-        op: &str,
-        opset: i64,
-        attrs: Vec<(&str, Attribute)>,
-        inputs: &[&TensorData],
-    ) -> OpResult {
-        let n = node(op, inputs.len(), 1, attrs);
-        let args: Vec<Option<&TensorData>> = inputs.iter().map(|t| Some(*t)).collect();
-        run_node(&n, opset, &args)
-    }
-
-    pub fn f(shape: &[usize], data: &[f32]) -> TensorData {
-        TensorData::F32(ArrayD::from_shape_vec(IxDyn(shape), data.to_vec()).expect("shape"))
-    }
-
-    pub fn i(shape: &[usize], data: &[i64]) -> TensorData {
-        TensorData::I64(ArrayD::from_shape_vec(IxDyn(shape), data.to_vec()).expect("shape"))
-    }
-
-    /// The f32 values and shape of an output.
-    pub fn fvals(t: &TensorData) -> (Vec<usize>, Vec<f32>) {
-        let a = t.as_f32().expect("float output");
-        (a.shape().to_vec(), a.iter().copied().collect())
-    }
-
-    pub fn ivals(t: &TensorData) -> (Vec<usize>, Vec<i64>) {
-        let a = t.as_i64().expect("int output");
-        (a.shape().to_vec(), a.iter().copied().collect())
-    }
-
-    pub fn assert_close(got: &[f32], want: &[f32], tol: f32) {
-        assert_eq!(got.len(), want.len(), "length: got {got:?}, want {want:?}");
-        for (k, (g, w)) in got.iter().zip(want).enumerate() {
-            let ok = (g - w).abs() <= tol * (1.0 + w.abs()) || (g.is_nan() && w.is_nan()) || g == w;
-            assert!(
-                ok,
-                "element {k}: got {g}, want {w} (got {got:?}, want {want:?})"
-            );
-        }
-    }
-
-    /// Runs and checks a float result.
-    pub fn check_f(
-        op: &str,
-        opset: i64,
-        attrs: Vec<(&str, Attribute)>,
-        inputs: &[&TensorData],
-        shape: &[usize],
-        want: &[f32],
-    ) {
-        let out = run(op, opset, attrs, inputs).expect("kernel ok");
-        let (s, v) = fvals(&out[0]);
-        assert_eq!(s, shape, "{op} shape");
-        assert_close(&v, want, 1e-6);
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::test_util::*;
+    use super::super::testutil::*;
     use crate::ir::{Attribute, TensorData};
 
     #[test]

@@ -6,9 +6,11 @@ use std::borrow::Cow;
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
-use super::elementwise::{PAR_MIN, array_from, go_parallel};
-use super::{OpCtx, OpError, OpResult, Registry, input, input_f32, normalize_axis, optional};
-use crate::engine::executor::{recycled, zeroed};
+use super::{
+    OpCtx, OpError, OpResult, PAR_MIN, Registry, array_from, go_parallel, input, input_f32,
+    normalize_axis, optional,
+};
+use crate::engine::buffers::{recycled, zeroed};
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut Registry) {
@@ -348,7 +350,7 @@ fn log_softmax(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
 
 #[cfg(test)]
 mod tests {
-    use super::super::elementwise::test_util::*;
+    use super::super::testutil::*;
     use crate::ir::Attribute;
 
     #[test]

@@ -4,10 +4,9 @@
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
-use super::conv::{Axis, checked_len, kernel_shape, to3, valid_range, window_axes};
-use super::elementwise::go_parallel;
-use super::{OpCtx, OpError, OpResult, Registry, input_f32};
-use crate::engine::executor::{recycled, zeroed};
+use super::conv::{Axis, kernel_shape, to3, valid_range, window_axes};
+use super::{OpCtx, OpError, OpResult, Registry, checked_len, go_parallel, input_f32};
+use crate::engine::buffers::{recycled, zeroed};
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut Registry) {
@@ -39,7 +38,7 @@ fn setup<'a>(ctx: &OpCtx<'_>, x: &'a ArrayD<f32>, op: &str) -> Result<Setup<'a>,
     let axes = window_axes(node, &x.shape()[2..], &kernel, ceil_mode)?;
     let mut shape = x.shape()[..2].to_vec();
     shape.extend(axes.iter().map(|a| a.output));
-    checked_len(&shape, op)?;
+    checked_len(&shape)?;
     let xs = match x.as_slice() {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(x.iter().copied().collect()),
@@ -405,7 +404,7 @@ fn global_max_pool_op(_ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpRes
 mod tests {
     use ndarray::{ArrayD, IxDyn};
 
-    use super::super::linear::testutil::{Rng, assert_close, err, ints, node, run, run1};
+    use super::super::testutil::{Rng, assert_arrays_close, err, ints, node, run_arrays, run1};
     use crate::ir::Attribute;
 
     fn seq(shape: &[usize]) -> ArrayD<f32> {
@@ -433,7 +432,7 @@ mod tests {
         assert_eq!(vals(&y), [6., 7.5, 12., 13.5]);
 
         let x = seq(&[1, 1, 5, 5]);
-        let out = run(
+        let out = run_arrays(
             &node(
                 "MaxPool",
                 1,
@@ -456,7 +455,7 @@ mod tests {
         assert_eq!(y, want_y);
         assert_eq!(z, want_y.iter().map(|&v| v as i64 - 1).collect::<Vec<_>>());
 
-        let out = run(
+        let out = run_arrays(
             &node(
                 "MaxPool",
                 1,
@@ -684,7 +683,7 @@ mod tests {
                 }
                 a
             };
-            let out = run(&node("MaxPool", 1, 2, attrs(false)), &[Some(&x)]).unwrap();
+            let out = run_arrays(&node("MaxPool", 1, 2, attrs(false)), &[Some(&x)]).unwrap();
             let avg = run1(&node("AveragePool", 1, 1, attrs(true)), &[Some(&x)]);
             let mut oshape = vec![n, c];
             oshape.extend(&g.out);
@@ -705,15 +704,15 @@ mod tests {
             );
             let wy = ArrayD::from_shape_vec(IxDyn(&oshape), wy).unwrap();
             let wa = ArrayD::from_shape_vec(IxDyn(&oshape), wa).unwrap();
-            assert_close(out[0].as_f32().unwrap(), &wy, 0.0, &what);
+            assert_arrays_close(out[0].as_f32().unwrap(), &wy, 0.0, &what);
             let y1 = run1(&node("MaxPool", 1, 1, attrs(false)), &[Some(&x)]);
-            assert_close(&y1, &wy, 0.0, &format!("{what} (no indices)"));
+            assert_arrays_close(&y1, &wy, 0.0, &format!("{what} (no indices)"));
             assert_eq!(
                 out[1].as_i64().unwrap().iter().copied().collect::<Vec<_>>(),
                 wz,
                 "{what}"
             );
-            assert_close(&avg, &wa, 1e-6, &what);
+            assert_arrays_close(&avg, &wa, 1e-6, &what);
         }
     }
 
@@ -741,13 +740,13 @@ mod tests {
                 .chunks(plane)
                 .map(|c| c.iter().copied().fold(f32::MIN, f32::max))
                 .collect();
-            assert_close(
+            assert_arrays_close(
                 &ga,
                 &ArrayD::from_shape_vec(IxDyn(&oshape), mean).unwrap(),
                 1e-5,
                 "gap",
             );
-            assert_close(
+            assert_arrays_close(
                 &gm,
                 &ArrayD::from_shape_vec(IxDyn(&oshape), max).unwrap(),
                 0.0,

@@ -8,8 +8,11 @@ use std::borrow::Cow;
 
 use ndarray::{ArrayD, IxDyn, Slice};
 
-use super::elementwise::{array_from, broadcast_shapes, checked_len};
-use super::{OpCtx, OpError, OpResult, Registry, input, normalize_axis, optional, single};
+use super::elementwise::broadcast_shapes;
+use super::{
+    OpCtx, OpError, OpResult, Registry, array_from, checked_len, input, normalize_axis, optional,
+    single,
+};
 use crate::ir::{Attribute, DType, TensorData};
 
 pub fn register(registry: &mut Registry) {
@@ -1201,7 +1204,7 @@ fn cast(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
 
 #[cfg(test)]
 mod tests {
-    use super::super::elementwise::test_util::*;
+    use super::super::testutil::*;
     use crate::ir::{Attribute, DType, Tensor, TensorData};
 
     fn seq(shape: &[usize]) -> TensorData {
