@@ -179,7 +179,10 @@ impl Reader<'_> {
         spatial: usize,
         weight: Option<&[usize]>,
     ) -> Result<Vec<usize>, WindowError> {
-        let attr = self.0.attr_ints("kernel_shape").map_err(|e| self.error(e))?;
+        let attr = self
+            .0
+            .attr_ints("kernel_shape")
+            .map_err(|e| self.error(e))?;
         let kernel: Vec<usize> = match (attr, weight) {
             (Some(a), w) => {
                 if a.len() != spatial {
@@ -393,21 +396,27 @@ impl WindowSpec {
         }
     }
 
+    /// Axis `i` over an input of `size` with the explicit pads and no output size yet.
+    fn unresolved_axis(&self, i: usize, size: usize) -> Axis {
+        let (begin, end) = self.explicit_pads(i);
+        Axis {
+            input: size,
+            kernel: self.kernel[i],
+            stride: self.strides[i],
+            dilation: self.dilations[i],
+            pad_begin: begin as isize,
+            pad_end: end as isize,
+            output: 0,
+        }
+    }
+
     /// The window of each spatial axis over an input of spatial dims `input` (Conv and pools).
     pub fn axes(&self, input: &[usize]) -> Result<Vec<Axis>, WindowError> {
         self.check_rank(input)?;
         let mut axes = Vec::with_capacity(input.len());
         for (i, &size) in input.iter().enumerate() {
             let (begin, end) = self.explicit_pads(i);
-            let mut a = Axis {
-                input: size,
-                kernel: self.kernel[i],
-                stride: self.strides[i],
-                dilation: self.dilations[i],
-                pad_begin: begin as isize,
-                pad_end: end as isize,
-                output: 0,
-            };
+            let mut a = self.unresolved_axis(i, size);
             let span = a.span();
             match self.padding {
                 Padding::SameUpper | Padding::SameLower => {
@@ -456,16 +465,7 @@ impl WindowSpec {
         self.check_rank(input)?;
         let mut axes = Vec::with_capacity(input.len());
         for (i, &size) in input.iter().enumerate() {
-            let (begin, end) = self.explicit_pads(i);
-            let mut a = Axis {
-                input: size,
-                kernel: self.kernel[i],
-                stride: self.strides[i],
-                dilation: self.dilations[i],
-                pad_begin: begin as isize,
-                pad_end: end as isize,
-                output: 0,
-            };
+            let mut a = self.unresolved_axis(i, size);
             // Length of the un-cropped result.
             let full =
                 (a.stride * a.input.saturating_sub(1) + self.output_padding[i] + a.span()) as isize;
@@ -560,7 +560,10 @@ mod tests {
                 ("auto_pad", Attribute::String("SAME_LOWER".into())),
             ],
         );
-        let axes = WindowSpec::conv(&lower, &[3, 3]).unwrap().axes(&[7, 8]).unwrap();
+        let axes = WindowSpec::conv(&lower, &[3, 3])
+            .unwrap()
+            .axes(&[7, 8])
+            .unwrap();
         assert_eq!(begin_pads(&axes), [1, 1]);
         let explicit = conv_node(
             "Conv",
@@ -616,7 +619,10 @@ mod tests {
         assert_eq!(outputs(&spec.transposed_axes(&[3, 3]).unwrap()), [6, 7]);
         let node = conv_node(
             "ConvTranspose",
-            &[("strides", ints(&[2, 2])), ("output_shape", ints(&[1, 3, 10, 8]))],
+            &[
+                ("strides", ints(&[2, 2])),
+                ("output_shape", ints(&[1, 3, 10, 8])),
+            ],
         );
         let axes = WindowSpec::conv(&node, &[3, 3])
             .unwrap()
@@ -641,7 +647,10 @@ mod tests {
         let spec = WindowSpec::conv(&node, &[3, 2]).unwrap();
         let back = WindowSpec::conv_with("c", &[3, 2], spec.attributes()).unwrap();
         assert_eq!(back, spec);
-        let same = conv_node("Conv", &[("auto_pad", Attribute::String("SAME_LOWER".into()))]);
+        let same = conv_node(
+            "Conv",
+            &[("auto_pad", Attribute::String("SAME_LOWER".into()))],
+        );
         let spec = WindowSpec::conv(&same, &[3]).unwrap();
         assert_eq!(
             WindowSpec::conv_with("c", &[3], spec.attributes()).unwrap(),
@@ -663,8 +672,18 @@ mod tests {
         check(&[("strides", ints(&[0, 1]))], &[3, 3], &[8, 8], "strides");
         check(&[("strides", ints(&[1]))], &[3, 3], &[8, 8], "expected 2");
         check(&[("pads", ints(&[1, 1, -1, 1]))], &[3, 3], &[8, 8], "pads");
-        check(&[("dilations", ints(&[4, 4]))], &[3, 3], &[8, 8], "larger than the padded input");
-        check(&[("kernel_shape", ints(&[5, 5]))], &[3, 3], &[8, 8], "kernel_shape");
+        check(
+            &[("dilations", ints(&[4, 4]))],
+            &[3, 3],
+            &[8, 8],
+            "larger than the padded input",
+        );
+        check(
+            &[("kernel_shape", ints(&[5, 5]))],
+            &[3, 3],
+            &[8, 8],
+            "kernel_shape",
+        );
         check(
             &[("auto_pad", Attribute::String("SAME".into()))],
             &[3, 3],
@@ -675,9 +694,11 @@ mod tests {
         check(&[], &[0, 3], &[8, 8], "zero");
         check(&[], &[3, 3], &[8], "spatial dims");
         let pool = conv_node("MaxPool", &[]);
-        assert!(WindowSpec::pool(&pool, 2)
-            .unwrap_err()
-            .to_string()
-            .contains("kernel_shape"));
+        assert!(
+            WindowSpec::pool(&pool, 2)
+                .unwrap_err()
+                .to_string()
+                .contains("kernel_shape")
+        );
     }
 }

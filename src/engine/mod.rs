@@ -6,6 +6,7 @@
 
 mod buffers;
 mod executor;
+pub mod geometry;
 mod hook;
 pub mod ops;
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use ndarray::{Array1, ArrayD, Axis, IxDyn};
 use rayon::prelude::*;
 
+use crate::engine::geometry::WindowSpec;
 use crate::error::{Error, Result};
 use crate::ir::{Attribute, DType, Graph, ParamRole, Tensor, TensorData};
 
@@ -116,12 +117,12 @@ impl Layer {
         }
         let (kind, out_channels, in_channels) = match node.op_type.as_str() {
             "Conv" => {
-                let group = node.attr_int("group", 1)?;
-                let group = usize::try_from(group)
-                    .ok()
-                    .filter(|&g| g > 0)
-                    .ok_or_else(|| format!("group {group} is not positive"))?;
-                if shape.len() < 3 || shape[0] % group != 0 {
+                if shape.len() < 3 {
+                    return Err(format!("weight shape {shape:?} is not a Conv weight"));
+                }
+                let window = WindowSpec::conv(node, &shape[2..]).map_err(|e| e.msg)?;
+                let group = window.group;
+                if shape[0] % group != 0 {
                     return Err(format!(
                         "weight shape {shape:?} does not fit a Conv with group {group}"
                     ));
@@ -157,23 +158,16 @@ impl Layer {
         Ok(layer)
     }
 
-    /// Whether the layer's input is zero-padded (a Conv with non-zero pads or auto padding).
+    /// Whether the layer's input is zero-padded (a Conv with non-zero pads or SAME padding).
     pub fn pads_input(&self, graph: &Graph) -> bool {
-        let Some(node) = graph.nodes.get(self.node) else {
-            return false;
-        };
         if !matches!(self.kind, LayerKind::Conv { .. }) {
             return false;
         }
-        let explicit = node
-            .attr_ints("pads")
-            .ok()
-            .flatten()
-            .is_some_and(|p| p.iter().any(|&v| v != 0));
-        let auto = node
-            .attr_string("auto_pad", "NOTSET")
-            .is_ok_and(|a| a == "SAME_UPPER" || a == "SAME_LOWER");
-        explicit || auto
+        let (Some(node), Ok(weight)) = (graph.nodes.get(self.node), self.weight(graph)) else {
+            return false;
+        };
+        weight.ndim() >= 3
+            && WindowSpec::conv(node, &weight.shape()[2..]).is_ok_and(|w| w.pads_input())
     }
 
     pub fn weight<'g>(&self, graph: &'g Graph) -> Result<&'g ArrayD<f32>> {

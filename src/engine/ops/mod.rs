@@ -1,4 +1,4 @@
-//! Operator kernels, registered by family (one file per family).
+//! Operator kernels, registered by family (one module per family).
 //!
 //! Every kernel is a plain function of its node (attributes), the opset and its input tensors,
 //! returning its outputs. Kernels never see protobuf types and keep no state, so a backward pass
@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use ndarray::{ArrayD, IxDyn};
 
+use crate::engine::geometry::WindowError;
 use crate::ir::{Node, TensorData};
 
 mod conv;
@@ -37,6 +38,13 @@ pub struct OpError(pub String);
 impl<T: Into<String>> From<T> for OpError {
     fn from(msg: T) -> Self {
         OpError(msg.into())
+    }
+}
+
+impl From<WindowError> for OpError {
+    /// The message alone: the executor names the node.
+    fn from(e: WindowError) -> Self {
+        OpError(e.msg)
     }
 }
 

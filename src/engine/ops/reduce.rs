@@ -7,7 +7,8 @@ use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
 use super::{
-    OpCtx, OpError, OpResult, PAR_MIN, Registry, array_from, input, normalize_axis, optional, single,
+    OpCtx, OpError, OpResult, PAR_MIN, Registry, array_from, input, normalize_axis, optional,
+    single,
 };
 use crate::ir::TensorData;
 
