@@ -219,6 +219,13 @@ impl Layer {
         ))
     }
 
+    /// Conv with `group` groups: the input channel read by slice `ci` (axis 1) of output
+    /// channel `o`'s weight.
+    fn conv_in_channel(&self, group: usize, o: usize, ci: usize) -> usize {
+        let outs_per_group = (self.out_channels / group).max(1);
+        (o / outs_per_group) * (self.in_channels / group) + ci
+    }
+
     /// max |w| of each output channel.
     pub fn out_abs_max(&self, w: &ArrayD<f32>) -> Vec<f32> {
         if self.out_axis() == 0
@@ -288,12 +295,9 @@ impl Layer {
     ) {
         match self.kind {
             LayerKind::Conv { group } => {
-                let outs_per_group = (self.out_channels / group).max(1);
-                let ins_per_group = self.in_channels / group;
                 for (o, w_o) in w.outer_iter().enumerate() {
-                    let g = o / outs_per_group;
                     for (ci, slice) in w_o.outer_iter().enumerate() {
-                        f(g * ins_per_group + ci, slice);
+                        f(self.conv_in_channel(group, o, ci), slice);
                     }
                 }
             }
@@ -347,12 +351,10 @@ impl Layer {
         }
         match self.kind {
             LayerKind::Conv { group } => {
-                let outs_per_group = (self.out_channels / group).max(1);
-                let ins_per_group = self.in_channels / group;
                 for (o, mut w_o) in w.outer_iter_mut().enumerate() {
-                    let g = o / outs_per_group;
                     for (ci, mut slice) in w_o.outer_iter_mut().enumerate() {
-                        let factor = s.get(g * ins_per_group + ci).copied().unwrap_or(1.0);
+                        let c = self.conv_in_channel(group, o, ci);
+                        let factor = s.get(c).copied().unwrap_or(1.0);
                         slice.mapv_inplace(|v| v * factor);
                     }
                 }
@@ -372,13 +374,10 @@ impl Layer {
         let mut out = vec![0.0f32; self.out_channels];
         match self.kind {
             LayerKind::Conv { group } => {
-                let outs_per_group = (self.out_channels / group).max(1);
-                let ins_per_group = self.in_channels / group;
                 for (o, w_o) in w.outer_iter().enumerate() {
-                    let g = o / outs_per_group;
                     for (ci, slice) in w_o.outer_iter().enumerate() {
-                        let xc = x.get(g * ins_per_group + ci).copied().unwrap_or(0.0);
-                        out[o] += xc * slice.sum();
+                        let c = self.conv_in_channel(group, o, ci);
+                        out[o] += x.get(c).copied().unwrap_or(0.0) * slice.sum();
                     }
                 }
             }

@@ -324,6 +324,29 @@ lane_kernel_fn!(
     _mm256_fmadd_ps
 );
 
+/// The first two stages of a blocked transpose of the `$n` rows `$r` (vectors of `$ty`): pairs
+/// of rows interleaved within 128-bit lanes (`$lo`, `$hi`), then pairs of pairs (`$shuf`), so
+/// that per group of 4 rows q, `u[4q + k]` holds column k of those rows in each 128-bit lane.
+#[cfg(target_arch = "x86_64")]
+macro_rules! interleave_rows {
+    ($r:ident, $n:literal, $ty:ty, $lo:ident, $hi:ident, $shuf:ident) => {{
+        let t: [$ty; $n] = std::array::from_fn(|i| {
+            let (a, b) = ($r[i / 2 * 2], $r[i / 2 * 2 + 1]);
+            if i % 2 == 0 { $lo(a, b) } else { $hi(a, b) }
+        });
+        let u: [$ty; $n] = std::array::from_fn(|i| {
+            let (q, k) = (i / 4, i % 4);
+            let (a, b) = (t[4 * q + k / 2], t[4 * q + 2 + k / 2]);
+            if k % 2 == 0 {
+                $shuf::<0x44>(a, b)
+            } else {
+                $shuf::<0xEE>(a, b)
+            }
+        });
+        u
+    }};
+}
+
 /// The body of a blocked transpose: `$block` (an unsafe `$b`×`$b` block transpose compiled
 /// for `$features`) on every full block of the checked `rows`×`cols` area, the rest scalar.
 #[cfg(target_arch = "x86_64")]
@@ -371,26 +394,16 @@ fn transpose_avx512(
         // and 16 rows of 16 writable floats at `d` (stride `ldd`).
         unsafe {
             let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(s.add(i * lds)));
-            // Pairs of rows interleaved within 128-bit lanes.
-            let t: [__m512; 16] = std::array::from_fn(|i| {
-                let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
-                if i % 2 == 0 {
-                    _mm512_unpacklo_ps(a, b)
-                } else {
-                    _mm512_unpackhi_ps(a, b)
-                }
-            });
             // Per group of 4 rows q: u[4q + k] holds columns k, k+4, k+8, k+12 of those rows
             // (one 128-bit lane each).
-            let u: [__m512; 16] = std::array::from_fn(|i| {
-                let (q, k) = (i / 4, i % 4);
-                let (a, b) = (t[4 * q + k / 2], t[4 * q + 2 + k / 2]);
-                if k % 2 == 0 {
-                    _mm512_shuffle_ps::<0x44>(a, b)
-                } else {
-                    _mm512_shuffle_ps::<0xEE>(a, b)
-                }
-            });
+            let u = interleave_rows!(
+                r,
+                16,
+                __m512,
+                _mm512_unpacklo_ps,
+                _mm512_unpackhi_ps,
+                _mm512_shuffle_ps
+            );
             for k in 0..4 {
                 let (a, b, c, e) = (u[k], u[4 + k], u[8 + k], u[12 + k]);
                 let p0 = _mm512_shuffle_f32x4::<0x88>(a, b);
@@ -418,24 +431,15 @@ fn transpose_avx2(src: &[f32], lds: usize, dst: &mut [f32], ldd: usize, rows: us
         // 8 rows of 8 writable floats at `d` (stride `ldd`).
         unsafe {
             let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(s.add(i * lds)));
-            let t: [__m256; 8] = std::array::from_fn(|i| {
-                let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
-                if i % 2 == 0 {
-                    _mm256_unpacklo_ps(a, b)
-                } else {
-                    _mm256_unpackhi_ps(a, b)
-                }
-            });
             // u[4q + k] holds columns k and k+4 of rows 4q..4q+4 (one 128-bit lane each).
-            let u: [__m256; 8] = std::array::from_fn(|i| {
-                let (q, k) = (i / 4, i % 4);
-                let (a, b) = (t[4 * q + k / 2], t[4 * q + 2 + k / 2]);
-                if k % 2 == 0 {
-                    _mm256_shuffle_ps::<0x44>(a, b)
-                } else {
-                    _mm256_shuffle_ps::<0xEE>(a, b)
-                }
-            });
+            let u = interleave_rows!(
+                r,
+                8,
+                __m256,
+                _mm256_unpacklo_ps,
+                _mm256_unpackhi_ps,
+                _mm256_shuffle_ps
+            );
             for k in 0..4 {
                 let (a, b) = (u[k], u[4 + k]);
                 _mm256_storeu_ps(d.add(k * ldd), _mm256_permute2f128_ps::<0x20>(a, b));

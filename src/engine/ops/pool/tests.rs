@@ -138,8 +138,8 @@ fn pool_ref(xp: &[f32], sh: &[usize], g: &Geo, include_pad: bool) -> Vec<(f32, i
 /// including NaN, infinities and signed zeros, for max and both average modes.
 #[test]
 fn pool_2x2_matches_rows() {
-    use crate::engine::geometry::{Axis, to3};
     use super::{Reduce, pool_2x2, pool_rows};
+    use crate::engine::geometry::{Axis, to3};
     let mut rng = Rng::new(17);
     let special = [
         f32::NAN,
