@@ -131,7 +131,16 @@ fn random(shape: &[usize], seed: u64) -> TensorData {
 /// and depthwise) and sgemm + col2im.
 fn conv_kernels(c: &mut Criterion) {
     // (name, op, x shape, w shape, group, stride, pad)
-    let cases: [(&str, &str, [usize; 4], [usize; 4], i64, i64, i64); 6] = [
+    type Case = (
+        &'static str,
+        &'static str,
+        [usize; 4],
+        [usize; 4],
+        i64,
+        i64,
+        i64,
+    );
+    let cases: [Case; 6] = [
         (
             "3x3 64->64 @56 b1",
             "Conv",

@@ -21,7 +21,7 @@ const ROW_CHUNK: usize = 1024;
 enum InputLayout {
     /// Conv (2-D, explicit padding): one row per output position (im2col of the receptive
     /// field).
-    Patches(WindowSpec),
+    Patches(Box<WindowSpec>),
     /// Gemm / MatMul: the last axis is K, every other axis indexes rows.
     Rows,
 }
@@ -107,7 +107,7 @@ impl LinearLayer {
                     shape[0],
                     shape[1] * shape[2] * shape[3],
                     group,
-                    InputLayout::Patches(window),
+                    InputLayout::Patches(Box::new(window)),
                     WeightLayout::OutFirst,
                 )
             }

@@ -1,14 +1,11 @@
 //! Convolutions: Conv and ConvTranspose (1 to 3 spatial dims), their windows read through
 //! [`WindowSpec`].
 //!
-//! Conv runs as im2col + sgemm per (image, group); 1×1 stride-1 unpadded convolutions use the
-//! input directly as the GEMM operand, and depthwise convolutions run as a direct loop. Small
-//! output planes with at least a vector's worth of images (x86-64 with AVX2 or AVX-512) instead
-//! run a direct kernel with one image per SIMD lane (`lanes`).
-//! ConvTranspose runs as sgemm (Wᵀ·X) + col2im.
-//!
-//! `lanes` holds the SIMD lane kernels, `im2col` the per-plane loops over valid taps,
-//! `transpose` ConvTranspose.
+//! Conv runs as im2col + sgemm per (image, group) (`im2col`); 1×1 stride-1 unpadded
+//! convolutions use the input directly as the GEMM operand, and depthwise convolutions run as a
+//! direct loop. Small output planes with at least a vector's worth of images (x86-64 with AVX2
+//! or AVX-512) instead run a direct kernel with one image per SIMD lane (`lanes`).
+//! ConvTranspose runs as sgemm (Wᵀ·X) + col2im (`transpose`).
 
 use std::cell::Cell;
 
