@@ -259,11 +259,20 @@ macro_rules! lane_dw_body {
     }};
 }
 
-/// Defines `fn $name(job, xt, tmp, blocks)`: the lane kernel body `$body` compiled with the
-/// target features `$features` and instantiated with the vector width and intrinsics `$args`.
+/// Defines `fn $name(job, xt, tmp, blocks)`: the lane kernel body `$body` for the instruction
+/// set `avx512` or `avx2`, with the vector width (and tile) `$n`: compiled with the set's target
+/// features and instantiated with its intrinsics.
 #[cfg(target_arch = "x86_64")]
 macro_rules! lane_kernel_fn {
-    ($name:ident, $body:ident, $features:literal, $($args:tt)*) => {
+    ($name:ident, $body:ident, avx512, $($n:literal),+) => {
+        lane_kernel_fn!(@fn $name, $body, "avx512f,fma", $($n),+,
+            _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps);
+    };
+    ($name:ident, $body:ident, avx2, $($n:literal),+) => {
+        lane_kernel_fn!(@fn $name, $body, "avx2,fma", $($n),+,
+            _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps);
+    };
+    (@fn $name:ident, $body:ident, $features:literal, $($args:tt)*) => {
         fn $name(job: &LaneJob<'_>, xt: &[f32], tmp: &mut [f32], blocks: Range<usize>) {
             use std::arch::x86_64::*;
             #[target_feature(enable = $features)]
@@ -278,51 +287,13 @@ macro_rules! lane_kernel_fn {
 }
 
 #[cfg(target_arch = "x86_64")]
-lane_kernel_fn!(
-    lanes_avx512,
-    lane_kernel_body,
-    "avx512f,fma",
-    16,
-    16,
-    _mm512_set1_ps,
-    _mm512_loadu_ps,
-    _mm512_storeu_ps,
-    _mm512_fmadd_ps
-);
+lane_kernel_fn!(lanes_avx512, lane_kernel_body, avx512, 16, 16);
 #[cfg(target_arch = "x86_64")]
-lane_kernel_fn!(
-    lanes_avx2,
-    lane_kernel_body,
-    "avx2,fma",
-    8,
-    8,
-    _mm256_set1_ps,
-    _mm256_loadu_ps,
-    _mm256_storeu_ps,
-    _mm256_fmadd_ps
-);
+lane_kernel_fn!(lanes_avx2, lane_kernel_body, avx2, 8, 8);
 #[cfg(target_arch = "x86_64")]
-lane_kernel_fn!(
-    lanes_dw_avx512,
-    lane_dw_body,
-    "avx512f,fma",
-    16,
-    _mm512_set1_ps,
-    _mm512_loadu_ps,
-    _mm512_storeu_ps,
-    _mm512_fmadd_ps
-);
+lane_kernel_fn!(lanes_dw_avx512, lane_dw_body, avx512, 16);
 #[cfg(target_arch = "x86_64")]
-lane_kernel_fn!(
-    lanes_dw_avx2,
-    lane_dw_body,
-    "avx2,fma",
-    8,
-    _mm256_set1_ps,
-    _mm256_loadu_ps,
-    _mm256_storeu_ps,
-    _mm256_fmadd_ps
-);
+lane_kernel_fn!(lanes_dw_avx2, lane_dw_body, avx2, 8);
 
 /// The first two stages of a blocked transpose of the `$n` rows `$r` (vectors of `$ty`): pairs
 /// of rows interleaved within 128-bit lanes (`$lo`, `$hi`), then pairs of pairs (`$shuf`), so
