@@ -6,7 +6,7 @@
 use crate::ir::{Attribute, Graph, Node};
 
 /// (op, attribute, first opset without it), from the ONNX operator changelog.
-const REMOVED_ATTRIBUTES: [(&str, &str, i64); 30] = [
+const REMOVED_ATTRIBUTES: [(&str, &str, i64); 28] = [
     ("Upsample", "scales", 9),
     ("BatchNormalization", "spatial", 9),
     ("Scan", "directions", 9),
@@ -35,8 +35,6 @@ const REMOVED_ATTRIBUTES: [(&str, &str, i64); 30] = [
     ("ReduceLogSumExp", "axes", 18),
     ("ReduceSumSquare", "axes", 18),
     ("DFT", "axis", 20),
-    ("ImageScaler", "scale", 10),
-    ("ImageScaler", "bias", 10),
 ];
 
 /// (op, first opset without it).

@@ -28,7 +28,7 @@ mod softmax;
 pub use check::stale_forms;
 
 use crate::error::{Error, Result};
-use crate::ir::{Attribute, Graph, Node};
+use crate::ir::{Attribute, Dim, Graph, Node};
 use rewriter::Rewriter;
 
 /// The oldest opset a graph can be lifted from.
@@ -37,7 +37,7 @@ pub const OLDEST_SOURCE_OPSET: i64 = 7;
 pub const NEWEST_TARGET_OPSET: i64 = 21;
 
 /// Rewrites `graph` for opset `target` (no change when it is already there or newer), and
-/// declares the element type of graph outputs whose type the file left out.
+/// declares the element type and rank of graph outputs the file left undeclared.
 pub fn upgrade_opset(graph: &mut Graph, target: i64) -> Result<()> {
     let from = graph.opset;
     if from >= target {
@@ -73,11 +73,7 @@ pub fn upgrade_opset(graph: &mut Graph, target: i64) -> Result<()> {
     for t in constants {
         graph.initializers.insert(t.name.clone(), t);
     }
-    for output in &mut graph.outputs {
-        if output.dtype.is_none() {
-            output.dtype = facts.dtype(&output.name);
-        }
-    }
+    declare_outputs(graph, &facts);
     graph.opset = target;
     let stale = stale_forms(graph);
     if !stale.is_empty() {
@@ -108,6 +104,19 @@ fn lift_node(rw: &mut Rewriter<'_>, node: Node) -> Result<()> {
     } else {
         rw.emit(node);
         Ok(())
+    }
+}
+
+/// Declares the element type and rank of graph outputs the file left undeclared, where the
+/// graph tells them (onnx.checker requires both on a model's outputs).
+fn declare_outputs(graph: &mut Graph, facts: &facts::TensorFacts) {
+    for output in &mut graph.outputs {
+        if output.dtype.is_none() {
+            output.dtype = facts.dtype(&output.name);
+        }
+        if output.shape.is_none() {
+            output.shape = facts.rank(&output.name).map(|r| vec![Dim::Unknown; r]);
+        }
     }
 }
 

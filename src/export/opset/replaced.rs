@@ -2,7 +2,7 @@
 //!
 //! | op | opset | change |
 //! | --- | --- | --- |
-//! | experimental ops | 10 | removed; `ImageScaler` becomes `Mul` + `Add`, `MeanVarianceNormalization`-1 becomes version 9 (`axes`), the others are refused |
+//! | experimental ops | 10 | removed; `ImageScaler`, `Scale`, `Affine`, `ScaledTanh` and `ParametricSoftplus` become `Mul`/`Add`/`Tanh`/`Softplus` chains, `MeanVarianceNormalization`-1 becomes version 9 (`axes`), the others are refused |
 //! | Scatter | 11 | deprecated; the same operator is `ScatterElements` |
 //! | Scan | 9 | `sequence_lens` and the batch axis removed (refused) |
 //! | RoiAlign | 16 | `coordinate_transformation_mode` added with default `half_pixel`; the old behaviour is `output_half_pixel` |
@@ -13,29 +13,30 @@ use crate::error::Result;
 use crate::ir::{Attribute, Node};
 
 /// Experimental operators of opsets before 10 with no standard replacement Quantscope makes.
-const EXPERIMENTAL: [&str; 10] = [
+const EXPERIMENTAL: [&str; 6] = [
     "ATen",
-    "Affine",
     "ConstantFill",
     "Crop",
     "DynamicSlice",
     "GRUUnit",
     "GivenTensorFill",
-    "ParametricSoftplus",
+];
+
+/// Experimental elementwise operators of opsets before 10, rewritten as standard ones.
+const EXPERIMENTAL_ELEMENTWISE: [&str; 5] = [
+    "ImageScaler",
     "Scale",
+    "Affine",
     "ScaledTanh",
+    "ParametricSoftplus",
 ];
 
 pub(super) fn handles(op: &str) -> bool {
     matches!(
         op,
-        "ImageScaler"
-            | "MeanVarianceNormalization"
-            | "Scatter"
-            | "Scan"
-            | "RoiAlign"
-            | "GridSample"
+        "MeanVarianceNormalization" | "Scatter" | "Scan" | "RoiAlign" | "GridSample"
     ) || EXPERIMENTAL.contains(&op)
+        || EXPERIMENTAL_ELEMENTWISE.contains(&op)
 }
 
 pub(super) fn lift(rw: &mut Rewriter<'_>, mut node: Node) -> Result<()> {
@@ -47,7 +48,9 @@ pub(super) fn lift(rw: &mut Rewriter<'_>, mut node: Node) -> Result<()> {
                 "it is an experimental operator that ONNX removed at opset 10, and Quantscope has no standard replacement for it",
             ));
         }
-        "ImageScaler" if rw.target >= 10 => return image_scaler(rw, node),
+        _ if EXPERIMENTAL_ELEMENTWISE.contains(&op.as_str()) && rw.target >= 10 => {
+            return experimental_elementwise(rw, node);
+        }
         "MeanVarianceNormalization" if rw.crosses(9) => {
             let across = rw.take_int(&mut node, "across_channels")?.unwrap_or(0);
             let variance = rw.take_int(&mut node, "normalize_variance")?.unwrap_or(1);
@@ -92,41 +95,91 @@ pub(super) fn lift(rw: &mut Rewriter<'_>, mut node: Node) -> Result<()> {
     Ok(())
 }
 
-/// `ImageScaler` (NCHW): `y = scale · x + bias[c]`.
-fn image_scaler(rw: &mut Rewriter<'_>, mut node: Node) -> Result<()> {
-    let scale = rw.take_float(&mut node, "scale")?.unwrap_or(1.0);
-    let bias = rw.take_floats(&mut node, "bias")?.unwrap_or_default();
+/// One step of an elementwise chain replacing an experimental operator.
+enum Step {
+    /// Multiply by a scalar.
+    Mul(f32),
+    /// Add a scalar.
+    Add(f32),
+    /// Add one value per channel of an NCHW tensor.
+    AddPerChannel(Vec<f32>),
+    /// A unary operator.
+    Unary(&'static str),
+}
+
+/// The experimental elementwise operators as chains of standard ones:
+/// `ImageScaler` (NCHW) `y = scale · x + bias[c]`, `Scale` `y = scale · x`, `Affine`
+/// `y = alpha · x + beta`, `ScaledTanh` `y = alpha · tanh(beta · x)` and
+/// `ParametricSoftplus` `y = alpha · ln(1 + exp(beta · x))`.
+fn elementwise_chain(rw: &Rewriter<'_>, node: &mut Node) -> Result<Vec<Step>> {
+    let required = |rw: &Rewriter<'_>, node: &mut Node, name: &str| {
+        rw.take_float(node, name)?
+            .ok_or_else(|| rw.error(node, format!("attribute '{name}' is missing")))
+    };
+    Ok(match node.op_type.as_str() {
+        "ImageScaler" => {
+            let scale = rw.take_float(node, "scale")?.unwrap_or(1.0);
+            let bias = rw.take_floats(node, "bias")?.unwrap_or_default();
+            let mut steps = vec![Step::Mul(scale)];
+            if !bias.is_empty() {
+                steps.push(Step::AddPerChannel(bias));
+            }
+            steps
+        }
+        "Scale" => vec![Step::Mul(rw.take_float(node, "scale")?.unwrap_or(1.0))],
+        "Affine" => vec![
+            Step::Mul(rw.take_float(node, "alpha")?.unwrap_or(1.0)),
+            Step::Add(rw.take_float(node, "beta")?.unwrap_or(0.0)),
+        ],
+        "ScaledTanh" | "ParametricSoftplus" => {
+            let alpha = required(rw, node, "alpha")?;
+            let beta = required(rw, node, "beta")?;
+            let unary = if node.op_type == "ScaledTanh" {
+                "Tanh"
+            } else {
+                "Softplus"
+            };
+            vec![Step::Mul(beta), Step::Unary(unary), Step::Mul(alpha)]
+        }
+        _ => Vec::new(),
+    })
+}
+
+fn experimental_elementwise(rw: &mut Rewriter<'_>, mut node: Node) -> Result<()> {
+    let steps = elementwise_chain(rw, &mut node)?;
     let dtype = rw.float_type_of_input(&node, 0)?;
     let (Some(x), Some(y)) = (node.input(0), node.outputs.first()) else {
         return Err(rw.error(&node, "it needs one input and one output"));
     };
-    let (x, y) = (x.to_string(), y.clone());
+    let (mut current, y) = (x.to_string(), y.clone());
     let base = node.name.clone();
-    let scale_name = rw.const_real(&format!("{base}_scale"), &[], vec![scale], dtype)?;
-    let scaled = if bias.is_empty() {
-        y.clone()
-    } else {
-        rw.fresh(&format!("{base}_scaled"))
-    };
-    let mul = rw.node(
-        "Mul",
-        &format!("{base}_mul"),
-        vec![x, scale_name],
-        vec![scaled.clone()],
-        vec![],
-    );
-    rw.emit(mul);
-    if !bias.is_empty() {
-        let channels = bias.len();
-        let bias_name = rw.const_real(&format!("{base}_bias"), &[channels, 1, 1], bias, dtype)?;
-        let add = rw.node(
-            "Add",
-            &format!("{base}_add"),
-            vec![scaled, bias_name],
-            vec![y],
+    let count = steps.len();
+    for (k, step) in steps.into_iter().enumerate() {
+        let out = if k + 1 == count {
+            y.clone()
+        } else {
+            rw.fresh(&format!("{base}_step{k}"))
+        };
+        let (op, operand) = match step {
+            Step::Mul(v) => ("Mul", Some((vec![], vec![v]))),
+            Step::Add(v) => ("Add", Some((vec![], vec![v]))),
+            Step::AddPerChannel(v) => ("Add", Some((vec![v.len(), 1, 1], v))),
+            Step::Unary(op) => (op, None),
+        };
+        let mut inputs = vec![current];
+        if let Some((shape, values)) = operand {
+            let hint = format!("{base}_{}", op.to_lowercase());
+            inputs.push(rw.const_real(&hint, &shape, values, dtype)?);
+        }
+        let n = rw.node(
+            op,
+            &format!("{base}_{k}"),
+            inputs,
+            vec![out.clone()],
             vec![],
         );
-        rw.emit(add);
+        rw.emit(n);
+        current = out;
     }
     Ok(())
 }
