@@ -140,3 +140,6 @@ fn refuse_subgraphs(graph: &Graph, target: i64) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
