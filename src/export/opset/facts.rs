@@ -12,11 +12,19 @@ use crate::ir::{Attribute, DType, Graph, Node};
 pub(super) struct TensorFacts {
     dtypes: HashMap<String, DType>,
     ranks: HashMap<String, usize>,
+    /// A real-valued type other than float32 appears somewhere (inputs, initializers, casts).
+    other_real_types: bool,
 }
 
 /// Ops whose first output has the type and rank of their first input.
-const SAME_AS_FIRST: [&str; 56] = [
+const SAME_AS_FIRST: [&str; 70] = [
     "Abs",
+    "Acos",
+    "Acosh",
+    "Asin",
+    "Asinh",
+    "Atan",
+    "Atanh",
     "AveragePool",
     "BatchNormalization",
     "Ceil",
@@ -25,6 +33,7 @@ const SAME_AS_FIRST: [&str; 56] = [
     "Conv",
     "ConvTranspose",
     "Cos",
+    "Cosh",
     "CumSum",
     "DepthToSpace",
     "Dropout",
@@ -32,6 +41,7 @@ const SAME_AS_FIRST: [&str; 56] = [
     "Erf",
     "Exp",
     "Floor",
+    "GatherElements",
     "Gelu",
     "GlobalAveragePool",
     "GlobalLpPool",
@@ -51,6 +61,7 @@ const SAME_AS_FIRST: [&str; 56] = [
     "LpNormalization",
     "LpPool",
     "MaxPool",
+    "MaxUnpool",
     "MeanVarianceNormalization",
     "Mish",
     "Neg",
@@ -58,19 +69,24 @@ const SAME_AS_FIRST: [&str; 56] = [
     "Reciprocal",
     "Relu",
     "Resize",
+    "ReverseSequence",
     "Round",
     "Selu",
+    "Shrink",
     "Sigmoid",
     "Sign",
     "Sin",
+    "Sinh",
     "Slice",
     "Softmax",
     "Softplus",
     "Softsign",
     "SpaceToDepth",
     "Sqrt",
+    "Tan",
     "Tanh",
     "ThresholdedRelu",
+    "Trilu",
     "Upsample",
 ];
 
@@ -112,7 +128,17 @@ impl TensorFacts {
                 facts.learn(node, graph);
             }
         }
+        facts.other_real_types = facts
+            .dtypes
+            .values()
+            .any(|t| matches!(t, DType::F16 | DType::BF16 | DType::F64));
         facts
+    }
+
+    /// The real-valued type of a tensor whose type the graph does not tell, when there is
+    /// only one: float32 in a graph with no other real-valued type anywhere.
+    pub fn sole_real_type(&self) -> Option<DType> {
+        (!self.other_real_types).then_some(DType::F32)
     }
 
     pub fn dtype(&self, name: &str) -> Option<DType> {
@@ -208,8 +234,12 @@ impl TensorFacts {
                 };
                 self.set(node, 0, first, rank);
             }
-            "Transpose" | "Tile" | "Concat" | "ReverseSequence" | "ScatterElements"
-            | "ScatterND" | "Scatter" => self.set(node, 0, first, first_rank),
+            "Transpose" | "Tile" | "Concat" | "ScatterElements" | "ScatterND" | "Scatter" => {
+                self.set(node, 0, first, first_rank)
+            }
+            "IsNaN" | "IsInf" => self.set(node, 0, Some(DType::Bool), first_rank),
+            "GatherND" | "Compress" => self.set(node, 0, first, None),
+            "OneHot" => self.set(node, 0, self.input_dtype(node, 2), None),
             "Split" => {
                 for i in 0..node.outputs.len() {
                     self.set(node, i, first, first_rank);

@@ -108,10 +108,15 @@ impl<'g> Rewriter<'g> {
         Ok(name)
     }
 
-    /// The floating-point element type of `node`'s input `i`, for constants that must match it.
+    /// The floating-point element type of `node`'s input `i`, for constants that must match it
+    /// (float32 when the graph does not tell and holds no other real-valued type).
     pub fn float_type_of_input(&self, node: &Node, i: usize) -> Result<DType> {
         let name = node.input(i).unwrap_or_default();
-        match self.facts.dtype(name) {
+        match self
+            .facts
+            .dtype(name)
+            .or_else(|| self.facts.sole_real_type())
+        {
             Some(t @ (DType::F32 | DType::F16 | DType::BF16 | DType::F64)) => Ok(t),
             Some(other) => Err(self.error(
                 node,

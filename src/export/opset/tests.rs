@@ -619,3 +619,26 @@ fn stale_forms_name_each_node_and_the_opset_that_removed_the_form() {
     clean.nodes[1].inputs.truncate(1);
     assert!(stale_forms(&clean).iter().all(|s| !s.contains("'s'")));
 }
+
+#[test]
+fn an_untold_type_is_float32_only_when_the_graph_has_no_other_real_type() {
+    let mut custom = node("MyOp", "m", &["x"], &["a"], vec![]);
+    custom.domain = "com.example".into();
+    let clip = node(
+        "Clip",
+        "c",
+        &["a"],
+        &["y"],
+        vec![("min", Attribute::Float(0.0))],
+    );
+    let nodes = vec![custom, clip];
+    let mut g = graph(9, nodes.clone(), vec![value("x", DType::F32, 2)], &["y"]);
+    upgrade_opset(&mut g, 13).unwrap();
+    assert_eq!(g.initializers["c_min"].origin_dtype, DType::F32);
+    let mut g = graph(9, nodes, vec![value("x", DType::F16, 2)], &["y"]);
+    let err = upgrade_opset(&mut g, 13).unwrap_err().to_string();
+    assert!(
+        err.starts_with("node 'c' (Clip)") && err.contains("element type of input 'a'"),
+        "{err}"
+    );
+}
