@@ -454,7 +454,9 @@ def check_qdq(quantscope, src, data, weights, tmp):
                            "--weights", weights, "--calib", "minmax", "--out", str(out)],
                           capture_output=True, text=True)
     if done.returncode != 0:
-        return {"export": "failed", "message": first_line(done.stderr)}, []
+        # The data file's temporary path would make the manifest differ on every run.
+        message = first_line(done.stderr).replace(str(data), "DATA.npz")
+        return {"export": "failed", "message": message}, []
     problems = []
     proto = onnx.load(str(out))
     entry = {"export": "ok", "opset": default_opset(proto), "ir_version": proto.ir_version,
