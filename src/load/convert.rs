@@ -34,6 +34,16 @@ pub(crate) fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize, String> {
         .ok_or_else(|| format!("shape {} is too large", shape_text(shape)))
 }
 
+/// Bytes a tensor of `shape` and `dtype` occupies once converted (f32 or i64 values), or an
+/// error text when the size overflows.
+pub(crate) fn held_bytes(dtype: DType, shape: &[usize]) -> Result<u64, String> {
+    let per = if dtype.is_held_as_f32() { 4 } else { 8 };
+    element_count(shape)
+        .and_then(|n| u64::try_from(n).ok())
+        .and_then(|n| n.checked_mul(per))
+        .ok_or_else(|| format!("shape {} is too large", shape_text(shape)))
+}
+
 /// Applies `f` to each `N`-byte chunk of `raw` (the length is checked by the caller).
 fn decode<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
     let (chunks, _rest) = raw.as_chunks::<N>();
