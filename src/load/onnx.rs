@@ -555,23 +555,20 @@ fn convert_tensor(
         ))
     })?;
     let held = convert::held_bytes(dtype, &shape).map_err(|e| ctx.err(format!("{what}: {e}")))?;
-    ctx.ledger.reserve(held, || {
-        format!(
-            "{}: {what} of shape {} ({dtype})",
-            shown_path(ctx.path),
-            shape_text(&shape)
-        )
-    })?;
     let path = ctx.path;
     let fail = |e: String| Error::format(path, format!("{what}: {e}"));
 
+    // Each branch checks the declared size against the bytes present before reserving the
+    // converted tensor in the ledger and allocating it.
     let data = if t.data_location == Some(DataLocation::External as i32) {
         let raw = read_external(&t, what, dtype, &shape, ctx)?;
-        let data = convert::from_le_bytes(dtype, &shape, &raw).map_err(fail);
+        let reserved = reserve_tensor(ctx, held, what, &shape, dtype);
+        let data =
+            reserved.and_then(|()| convert::from_le_bytes(dtype, &shape, &raw).map_err(fail));
         ctx.ledger.release(raw.len() as u64);
         data?
     } else if let Some(raw) = t.raw_data.as_ref().filter(|r| !r.is_empty()) {
-        let data = convert::from_le_bytes(dtype, &shape, raw).map_err(|e| {
+        let mismatch = |e: String| {
             Error::format(
                 path,
                 format!(
@@ -579,15 +576,47 @@ fn convert_tensor(
                     shape_text(&t.dims)
                 ),
             )
-        })?;
+        };
+        let expected = convert::byte_len(dtype, &shape).map_err(mismatch)?;
+        if raw.len() != expected {
+            return Err(mismatch(format!(
+                "data holds {} bytes, but shape {} of {dtype} needs {expected}",
+                raw.len(),
+                shape_text(&shape)
+            )));
+        }
+        reserve_tensor(ctx, held, what, &shape, dtype)?;
+        let data = convert::from_le_bytes(dtype, &shape, raw).map_err(mismatch)?;
         if let Some(release) = ctx.release {
             release(raw);
         }
         data
     } else {
-        typed_data(t, dtype, &shape, count).map_err(fail)?
+        // The values are already decoded in the message (so bounded by the file's size);
+        // converting them needs the field's length to match first.
+        let data = typed_data(t, dtype, &shape, count).map_err(fail)?;
+        reserve_tensor(ctx, held, what, &shape, dtype)?;
+        data
     };
     Ok(Tensor::new(name, data, dtype))
+}
+
+/// Reserves a converted tensor's bytes in the load's ledger.
+fn reserve_tensor(
+    ctx: &mut Ctx<'_>,
+    held: u64,
+    what: &str,
+    shape: &[usize],
+    dtype: DType,
+) -> Result<()> {
+    let path = ctx.path;
+    ctx.ledger.reserve(held, || {
+        format!(
+            "{}: {what} of shape {} ({dtype})",
+            shown_path(path),
+            shape_text(shape)
+        )
+    })
 }
 
 /// Data held in the type-specific repeated fields.

@@ -126,6 +126,13 @@ fn a_npy_header_declaring_more_than_the_file_holds_is_one_line() {
         &npy_bytes("<f8", "(4611686018427387904, 4)", &[]),
     );
     assert_line(&err_text(read_arrays(&path)), &["o.npy", "too large"]);
+    // An empty array whose other axes ndarray cannot represent (its reader would panic).
+    let path = write_bytes(
+        dir.path(),
+        "z.npy",
+        &npy_bytes("<f4", "(0, 4611686018427387904, 4611686018427387904)", &[]),
+    );
+    assert_line(&err_text(read_arrays(&path)), &["z.npy", "too large"]);
 }
 
 #[test]
