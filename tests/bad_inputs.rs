@@ -662,3 +662,29 @@ fn inspect_says_a_zero_stride_conv_is_not_runnable() {
         "{out}"
     );
 }
+
+#[test]
+fn a_huge_aimet_bit_width_is_reported_as_it_is() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let graph = cnn();
+    let weight = graph
+        .nodes
+        .iter()
+        .find(|n| n.op_type == "Conv")
+        .and_then(|n| n.input(1))
+        .expect("a Conv weight");
+    let dir = TempDir::new().unwrap();
+    let text = format!(
+        r#"{{"activation_encodings": {{}}, "param_encodings": {{"{weight}": [{{"bitwidth": 1099511627776, "min": -1.0, "max": 1.0}}]}}}}"#
+    );
+    let path = hostile::write(dir.path(), "huge-bits.encodings", text.as_bytes());
+    let mut config = QuantConfig::int8_per_channel();
+    let report = import_encodings(&path, graph, &mut config).expect("read");
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+    assert!(
+        report.skipped[0]
+            .1
+            .starts_with("1099511627776-bit encoding"),
+        "{report:?}"
+    );
+}

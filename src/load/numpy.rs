@@ -446,9 +446,9 @@ fn read_member(
             bytes_text(declared.data_bytes as u64)
         )
     })?;
-    // Grown as bytes arrive (not allocated up front), so a member whose archive entry claims
-    // more than it holds costs only what it holds.
-    let mut bytes = head;
+    // Allocated once for what was reserved (growing by doubling would need twice as much).
+    let mut bytes = Vec::with_capacity(total);
+    bytes.extend_from_slice(&head);
     let read = member
         .by_ref()
         .take(declared.data_bytes as u64 + 1)

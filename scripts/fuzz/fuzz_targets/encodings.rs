@@ -14,7 +14,8 @@ use quantscope::quant::QuantConfig;
 fn cnn() -> &'static Graph {
     static GRAPH: OnceLock<Graph> = OnceLock::new();
     GRAPH.get_or_init(|| {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sample_models/digits_cnn.onnx");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sample_models/digits_cnn.onnx");
         load_model(&path).expect("the sample CNN").graph
     })
 }
