@@ -258,7 +258,7 @@ fn bases(dir: &Path) -> Vec<(String, Vec<u8>, Reader)> {
 }
 
 /// Mutations per base file.
-const MUTATIONS: u64 = 120;
+const MUTATIONS: u64 = 300;
 
 #[test]
 fn mutated_files_give_one_line_errors_within_the_budget() {

@@ -339,7 +339,8 @@ mod tests {
 
     #[test]
     fn window_attributes_are_checked_for_sign_kind_and_axis_count() {
-        let cases: Vec<(&str, Vec<(&str, Attribute)>, &str)> = vec![
+        type Case<'a> = (&'a str, Vec<(&'a str, Attribute)>, &'a str);
+        let cases: Vec<Case> = vec![
             ("MaxPool", vec![], "'kernel_shape' is required"),
             (
                 "MaxPool",
