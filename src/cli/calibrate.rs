@@ -6,12 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use quantscope::calib::{ActivationCollector, CalibrationStats, Method};
-use quantscope::ir::{Graph, TensorData};
+use quantscope::calib::Method;
 use quantscope::load::load_model;
 use serde::Serialize;
 
-use super::feeds::{plan_for, read_feeds};
+use super::feeds::{collect_stats, plan_for};
 
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
@@ -65,32 +64,10 @@ struct RangesFile {
 }
 
 /// Parses a comma-separated method list.
-pub fn parse_methods(text: &str) -> anyhow::Result<Vec<Method>> {
+fn parse_methods(text: &str) -> anyhow::Result<Vec<Method>> {
     text.split(',')
         .map(|m| m.trim().parse::<Method>().map_err(anyhow::Error::from))
         .collect()
-}
-
-/// Runs the float model over `data` in batches, collecting every activation's statistics.
-pub fn collect_stats(
-    graph: &Graph,
-    plan: &quantscope::engine::Plan<'_>,
-    data: &std::path::Path,
-    batch_size: usize,
-) -> anyhow::Result<BTreeMap<String, CalibrationStats>> {
-    let feeds = read_feeds(graph, data)?;
-    let [input] = graph.inputs.as_slice() else {
-        anyhow::bail!(
-            "calibration supports single-input models; this one has {}",
-            graph.inputs.len()
-        );
-    };
-    let Some(TensorData::F32(values)) = feeds.get(&input.name) else {
-        anyhow::bail!("{}: calibration data must be float", data.display());
-    };
-    let mut collector = ActivationCollector::new();
-    collector.run_batches(plan, &input.name, values.view(), batch_size)?;
-    Ok(collector.into_stats())
 }
 
 pub fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {

@@ -2,35 +2,15 @@
 //! per-tensor weights and activations, + cross-layer equalization, + high-bias absorption,
 //! + bias correction (analytic and empirical), and per-channel weights.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
-use ndarray::{Array1, ArrayD};
-use quantscope::ir::TensorData;
-use quantscope::load::{load_model, read_arrays};
+use anyhow::bail;
+use clap::Args;
+use quantscope::load::load_model;
 use quantscope::transform::compare::{CompareOptions, paper_table};
-use quantscope::transform::equalize::Relu6Handling;
 
-use super::feeds::plan_for;
-
-/// What equalization does with ReLU6.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Relu6Arg {
-    /// Exact: ReLU then a per-channel cap scaled with the channel.
-    Cap,
-    /// The paper's choice: ReLU6 becomes ReLU (outputs change where activations exceed 6).
-    Relu,
-}
-
-impl From<Relu6Arg> for Relu6Handling {
-    fn from(arg: Relu6Arg) -> Self {
-        match arg {
-            Relu6Arg::Cap => Relu6Handling::PerChannelCap,
-            Relu6Arg::Relu => Relu6Handling::ReplaceWithRelu,
-        }
-    }
-}
+use super::args::Relu6Arg;
+use super::feeds::{plan_for, read_labels, read_samples};
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
@@ -59,48 +39,12 @@ pub struct CompareArgs {
     json: bool,
 }
 
-/// The float array of a data file (its one array, or the one that is not the labels) and the
-/// labels (`labels` or `y`) if any.
-fn read_inputs(path: &Path) -> anyhow::Result<(ArrayD<f32>, Option<Array1<i64>>)> {
-    let arrays = read_arrays(path)?;
-    let mut inputs = None;
-    let mut labels = None;
-    for array in arrays {
-        if array.name == "y" || array.name == "labels" {
-            labels = Some(to_labels(array.data, path)?);
-        } else if inputs.is_none() {
-            inputs = Some(array.data.to_f32());
-        }
-    }
-    let inputs = inputs.with_context(|| format!("{}: holds no input array", path.display()))?;
-    Ok((inputs, labels))
-}
-
-fn to_labels(data: TensorData, path: &Path) -> anyhow::Result<Array1<i64>> {
-    match data {
-        TensorData::I64(a) if a.ndim() == 1 => Ok(a.into_dimensionality()?),
-        other => bail!(
-            "{}: labels must be a 1-D integer array (got {} of shape {:?})",
-            path.display(),
-            other.kind_name(),
-            other.shape()
-        ),
-    }
-}
-
 pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
     plan_for(&model)?;
-    let (inputs, bundled_labels) = read_inputs(&args.data)?;
+    let (inputs, bundled_labels) = read_samples(&args.data, None)?;
     let labels = match (&args.labels, bundled_labels) {
-        (Some(path), _) => {
-            let data = read_arrays(path)?
-                .into_iter()
-                .next()
-                .with_context(|| format!("{}: holds no arrays", path.display()))?
-                .data;
-            to_labels(data, path)?
-        }
+        (Some(path), _) => read_labels(path)?,
         (None, Some(labels)) => labels,
         (None, None) => bail!(
             "{}: has no labels (`labels` or `y`); give them with --labels FILE.npy",
@@ -108,7 +52,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
         ),
     };
     let calib = match &args.calib {
-        Some(path) => read_inputs(path)?.0,
+        Some(path) => read_samples(path, None)?.0,
         None => inputs.clone(),
     };
     let mut options = CompareOptions {

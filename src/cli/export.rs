@@ -3,25 +3,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
-use ndarray::{Array2, Ix1, Ix2};
-use quantscope::engine::{Plan, RunOptions};
 use quantscope::export::{
-    CalibrationSource, Evaluation, ExportFormat, ExportInputs, Session, export_to, import_encodings,
+    CalibrationSource, Evaluation, ExportFormat, ExportInputs, Session, export_to,
 };
-use quantscope::ir::TensorData;
-use quantscope::load::{load_model, read_arrays};
-use quantscope::metrics::{top1_accuracy, top1_agreement};
+use quantscope::load::load_model;
 use quantscope::quant::QuantizedModel;
-use quantscope::quant::cost::ShapeRecorder;
 
-use super::calibrate::collect_stats;
-use super::feeds::{plan_for, read_feeds};
-use super::quantize::{QuantFlags, model_cost};
-
-/// Calibration batch size (as `quantize` uses).
-const CALIBRATION_BATCH: usize = 64;
+use super::args::{QuantFlags, apply_encodings};
+use super::comparison::compare_on_data;
+use super::feeds::{CALIBRATION_BATCH, collect_stats, plan_for};
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -91,7 +82,23 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
         println!("wrote session {}", path.display());
     }
     let evaluation = match args.format {
-        ExportFormat::Report => Some(evaluate(args, &model.graph, &plan, &config, &quantized)?),
+        ExportFormat::Report => {
+            let (comparison, cost) = compare_on_data(
+                &model.graph,
+                &plan,
+                &config,
+                &quantized,
+                args.eval_data.as_ref().unwrap_or(&args.data),
+                args.labels.as_deref(),
+            )?;
+            Some(Evaluation {
+                float_accuracy: comparison.float_accuracy,
+                quantized_accuracy: comparison.quantized_accuracy,
+                top1_agreement: Some(comparison.top1_agreement),
+                size_bytes: Some(cost.size_bytes),
+                float32_size_bytes: Some(cost.float_size_bytes),
+            })
+        }
         _ => None,
     };
     let inputs = ExportInputs {
@@ -108,65 +115,4 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
         println!("wrote {}", f.display());
     }
     Ok(())
-}
-
-/// Imports encodings into `config`'s manual ranges, printing what was applied and skipped.
-pub fn apply_encodings(
-    path: &std::path::Path,
-    graph: &quantscope::ir::Graph,
-    config: &mut quantscope::quant::QuantConfig,
-) -> anyhow::Result<()> {
-    let report = import_encodings(path, graph, config)?;
-    println!(
-        "imported {} activation and {} weight range(s) from {}",
-        report.activations.len(),
-        report.weights.len(),
-        path.display()
-    );
-    for line in report.skipped_lines() {
-        eprintln!("warning: {line}");
-    }
-    Ok(())
-}
-
-/// Float vs quantized accuracy, agreement and size on the evaluation data.
-fn evaluate(
-    args: &ExportArgs,
-    graph: &quantscope::ir::Graph,
-    plan: &Plan<'_>,
-    config: &quantscope::quant::QuantConfig,
-    quantized: &QuantizedModel,
-) -> anyhow::Result<Evaluation> {
-    let feeds = read_feeds(graph, args.eval_data.as_ref().unwrap_or(&args.data))?;
-    let mut shapes = ShapeRecorder::default();
-    let float_out = plan.run(feeds.clone(), Some(&mut shapes), RunOptions::default())?;
-    let quant_plan = Plan::new(&quantized.graph)?;
-    let mut hook = quantized.hook();
-    let quant_out = quant_plan.run(feeds, Some(&mut hook), RunOptions::default())?;
-    let (float_logits, quant_logits) = (first_logits(&float_out)?, first_logits(&quant_out)?);
-    let cost = model_cost(graph, config, quantized, &shapes)?;
-    let mut evaluation = Evaluation {
-        top1_agreement: Some(top1_agreement(float_logits.view(), quant_logits.view())?),
-        size_bytes: Some(cost.size_bytes),
-        float32_size_bytes: Some(cost.float32_size_bytes),
-        ..Default::default()
-    };
-    if let Some(path) = &args.labels {
-        let labels = match read_arrays(path)?.into_iter().next().map(|a| a.data) {
-            Some(TensorData::I64(a)) => a.into_dimensionality::<Ix1>()?,
-            _ => anyhow::bail!("{}: labels must be a 1-D integer array", path.display()),
-        };
-        evaluation.float_accuracy = Some(top1_accuracy(float_logits.view(), labels.view())?);
-        evaluation.quantized_accuracy = Some(top1_accuracy(quant_logits.view(), labels.view())?);
-    }
-    Ok(evaluation)
-}
-
-fn first_logits(out: &[(String, TensorData)]) -> anyhow::Result<Array2<f32>> {
-    let first = out.first().context("the model has no outputs")?;
-    let array = first.1.as_f32().context("the first output is not float")?;
-    array
-        .clone()
-        .into_dimensionality::<Ix2>()
-        .context("the first output is not [N, classes]")
 }

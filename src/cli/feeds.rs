@@ -1,13 +1,18 @@
-//! Turning a .npy/.npz data file into the model's named inputs, and running in batches.
+//! Turning a .npy/.npz data file into the model's named inputs and labels, running in
+//! batches, and collecting calibration statistics over a data file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use ndarray::{Axis, concatenate};
+use ndarray::{Array1, ArrayD, Axis, concatenate};
+use quantscope::calib::{ActivationCollector, CalibrationStats};
 use quantscope::engine::{Plan, RunOptions};
 use quantscope::ir::{Graph, TensorData};
 use quantscope::load::read_arrays;
+
+/// Samples per calibration batch of `quantize` and `export`.
+pub const CALIBRATION_BATCH: usize = 64;
 
 /// Reads `path` and maps its arrays to the graph's inputs: a .npy feeds the single input; an
 /// .npz feeds inputs by name (a one-array .npz also feeds a single-input model).
@@ -129,4 +134,72 @@ pub fn plan_for(model: &quantscope::ir::Model) -> anyhow::Result<Plan<'_>> {
         return Err(quantscope::Error::NotRunnable(model.path.clone()).into());
     }
     Ok(Plan::new(&model.graph)?)
+}
+
+/// Runs the float model over `data` in batches, collecting every activation's statistics.
+pub fn collect_stats(
+    graph: &Graph,
+    plan: &Plan<'_>,
+    data: &Path,
+    batch_size: usize,
+) -> anyhow::Result<BTreeMap<String, CalibrationStats>> {
+    let feeds = read_feeds(graph, data)?;
+    let [input] = graph.inputs.as_slice() else {
+        anyhow::bail!(
+            "calibration supports single-input models; this one has {}",
+            graph.inputs.len()
+        );
+    };
+    let Some(TensorData::F32(values)) = feeds.get(&input.name) else {
+        anyhow::bail!("{}: calibration data must be float", data.display());
+    };
+    let mut collector = ActivationCollector::new();
+    collector.run_batches(plan, &input.name, values.view(), batch_size)?;
+    Ok(collector.into_stats())
+}
+
+/// Class labels read from `path` (its first array).
+pub fn read_labels(path: &Path) -> anyhow::Result<Array1<i64>> {
+    let data = read_arrays(path)?
+        .into_iter()
+        .next()
+        .with_context(|| format!("{}: holds no arrays", path.display()))?
+        .data;
+    labels_of(data, path)
+}
+
+/// `data` (read from `path`) as class labels: a 1-D integer array.
+pub fn labels_of(data: TensorData, path: &Path) -> anyhow::Result<Array1<i64>> {
+    match data {
+        TensorData::I64(a) if a.ndim() == 1 => Ok(a.into_dimensionality()?),
+        other => bail!(
+            "{}: labels must be a 1-D integer array (got {} of shape {:?})",
+            path.display(),
+            other.kind_name(),
+            other.shape()
+        ),
+    }
+}
+
+/// The samples of a data file and its labels, if it holds any (`labels` or `y`): the array
+/// named `input` when there is one, else the first array that is not the labels.
+pub fn read_samples(
+    path: &Path,
+    input: Option<&str>,
+) -> anyhow::Result<(ArrayD<f32>, Option<Array1<i64>>)> {
+    let arrays = read_arrays(path)?;
+    let is_label = |name: &str| name == "labels" || name == "y";
+    let mut samples = None;
+    let mut labels = None;
+    let mut named = false;
+    for array in arrays {
+        if is_label(&array.name) {
+            labels = Some(labels_of(array.data, path)?);
+        } else if samples.is_none() || (!named && input == Some(array.name.as_str())) {
+            named = input == Some(array.name.as_str());
+            samples = Some(array.data.to_f32());
+        }
+    }
+    let samples = samples.with_context(|| format!("{}: holds no input array", path.display()))?;
+    Ok((samples, labels))
 }

@@ -1,9 +1,11 @@
 //! Command-line parsing and dispatch (anyhow at this edge; the core uses thiserror).
 
 mod adaround;
+mod args;
 mod bench;
 mod calibrate;
 mod compare;
+mod comparison;
 mod export;
 mod feeds;
 mod inspect;

@@ -4,16 +4,17 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, bail};
-use ndarray::{Axis, Ix1, Slice};
+use anyhow::bail;
+use ndarray::{Axis, Slice};
 use quantscope::ir::TensorData;
-use quantscope::load::{load_model, read_arrays};
+use quantscope::load::load_model;
 use quantscope::mixed::{
     AllocationOptions, Budget, CostModel, EvalData, Evaluator, SensitivityReport, allocate, analyze,
 };
 use serde::Serialize;
 
-use super::quantize::GranularityArg;
+use super::args::GranularityArg;
+use super::feeds::{read_labels, read_samples};
 
 #[derive(Debug, clap::Args)]
 pub struct SensitivityArgs {
@@ -73,36 +74,10 @@ pub fn sensitivity(args: &SensitivityArgs) -> anyhow::Result<()> {
             graph.inputs.len()
         );
     };
-    let arrays = read_arrays(&args.data)?;
-    let is_label = |name: &str| name == "labels" || name == "y";
-    let sample_array = arrays
-        .iter()
-        .find(|a| a.name == input.name)
-        .or_else(|| arrays.iter().find(|a| !is_label(&a.name)));
-    let mut samples = match sample_array.map(|a| &a.data) {
-        Some(TensorData::F32(a)) => a.clone(),
-        Some(TensorData::I64(_)) => bail!("{}: the samples are not float", args.data.display()),
-        None => bail!("{}: holds no sample array", args.data.display()),
-    };
-    let labels_data = match &args.labels {
-        Some(path) => read_arrays(path)?
-            .into_iter()
-            .next()
-            .map(|a| (path.clone(), a.data)),
-        None => arrays
-            .into_iter()
-            .find(|a| is_label(&a.name))
-            .map(|a| (args.data.clone(), a.data)),
-    };
-    let mut labels = match labels_data {
-        Some((_, TensorData::I64(a))) => Some(
-            a.into_dimensionality::<Ix1>()
-                .context("labels must be a 1-D integer array")?,
-        ),
-        Some((path, TensorData::F32(_))) => {
-            bail!("{}: labels must be integers", path.display())
-        }
-        None => None,
+    let (mut samples, bundled_labels) = read_samples(&args.data, Some(&input.name))?;
+    let mut labels = match &args.labels {
+        Some(path) => Some(read_labels(path)?),
+        None => bundled_labels,
     };
     if let Some(limit) = args.limit {
         let n = samples.len_of(Axis(0)).min(limit);
@@ -121,7 +96,7 @@ pub fn sensitivity(args: &SensitivityArgs) -> anyhow::Result<()> {
     let evaluator = Evaluator::new(graph, data, &cancel)?;
     let options = AllocationOptions {
         candidates: args.candidates.clone(),
-        per_channel: matches!(args.granularity, GranularityArg::Channel),
+        per_channel: args.granularity.per_channel(),
         ..AllocationOptions::default()
     };
     let report = analyze(&evaluator, options.weights(args.bits), &|_, _| {}, &cancel)?;

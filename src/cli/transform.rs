@@ -8,12 +8,12 @@ use anyhow::bail;
 use clap::Args;
 use quantscope::export::onnx_writer::{onnx_model_proto, write_model_proto};
 use quantscope::load::load_model;
-use quantscope::transform::absorb_bias::absorb_high_bias;
-use quantscope::transform::equalize::{EqualizeOptions, equalize};
-use quantscope::transform::fold_bn::fold_batch_norm;
-use quantscope::transform::{FloatGraph, TransformReport};
+use quantscope::transform::equalize::EqualizeOptions;
+use quantscope::transform::toggles::{
+    BiasCorrection, TransformToggles, Transformed, apply_float_transforms_with,
+};
 
-use super::compare::Relu6Arg;
+use super::args::Relu6Arg;
 
 #[derive(Debug, Args)]
 pub struct TransformArgs {
@@ -50,27 +50,20 @@ pub fn transform(args: &TransformArgs) -> anyhow::Result<()> {
     if !model.graph.is_runnable() {
         return Err(quantscope::Error::NotRunnable(model.path.clone()).into());
     }
-    let mut current = FloatGraph::new(model.graph.clone());
-    let mut reports: Vec<TransformReport> = Vec::new();
-    if args.fold_bn {
-        let (next, report) = fold_batch_norm(&current)?;
-        current = next;
-        reports.push(report);
-    }
-    if args.cle {
-        let options = EqualizeOptions {
-            relu6: args.relu6.into(),
-            ..Default::default()
-        };
-        let (next, report) = equalize(&current, &options)?;
-        current = next;
-        reports.push(report);
-    }
-    if args.absorb_bias {
-        let (next, report) = absorb_high_bias(&current)?;
-        current = next;
-        reports.push(report);
-    }
+    let toggles = TransformToggles {
+        fold_bn: args.fold_bn,
+        equalize: args.cle,
+        absorb_bias: args.absorb_bias,
+        bias_correction: BiasCorrection::Off,
+    };
+    let equalize = EqualizeOptions {
+        relu6: args.relu6.into(),
+        ..Default::default()
+    };
+    let Transformed {
+        model: current,
+        reports,
+    } = apply_float_transforms_with(&model.graph, &toggles, &equalize)?;
     let proto = onnx_model_proto(&current.graph)?;
     write_model_proto(&proto, &args.out, &[args.model.as_path()])?;
     if args.json {

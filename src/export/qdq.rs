@@ -127,6 +127,27 @@ fn node(op: &str, name: String, inputs: Vec<String>, output: String) -> Node {
     }
 }
 
+/// The DequantizeLinear of the initializers `{stem}_quantized`, `{stem}_scale` and
+/// `{stem}_zero_point` (per channel along `axis`), and the name of its output.
+fn dequantize_node(stem: &str, axis: Option<usize>) -> (Node, String) {
+    let output = format!("{stem}_DequantizeLinear_Output");
+    let mut dq = node(
+        "DequantizeLinear",
+        format!("{stem}_DequantizeLinear"),
+        vec![
+            format!("{stem}_quantized"),
+            format!("{stem}_scale"),
+            format!("{stem}_zero_point"),
+        ],
+        output.clone(),
+    );
+    if let Some(axis) = axis {
+        dq.attributes
+            .insert("axis".into(), Attribute::Int(axis as i64));
+    }
+    (dq, output)
+}
+
 impl Builder {
     fn add_initializer(&mut self, name: String, data: TensorData, container: Container) {
         let dtype = container.dtype.unwrap_or(DType::I8);
@@ -230,17 +251,7 @@ impl Builder {
             c,
         );
         self.graph.initializers.remove(name);
-        let output = format!("{name}_DequantizeLinear_Output");
-        let mut dq = node(
-            "DequantizeLinear",
-            format!("{name}_DequantizeLinear"),
-            vec![quantized_name, scale_name, zero_name],
-            output.clone(),
-        );
-        if let Some(axis) = axis {
-            dq.attributes
-                .insert("axis".into(), Attribute::Int(axis as i64));
-        }
+        let (dq, output) = dequantize_node(name, axis);
         self.rewire(name, &output, &[]);
         self.weight_nodes.push(dq);
         self.weight_scales.insert(name.to_string(), (scales, axis));
@@ -398,16 +409,7 @@ impl Builder {
                     DType::I32,
                 ),
             );
-            let output = format!("{stem}_DequantizeLinear_Output");
-            let mut dq = node(
-                "DequantizeLinear",
-                format!("{stem}_DequantizeLinear"),
-                vec![q_name, s_name, z_name],
-                output.clone(),
-            );
-            if per_channel {
-                dq.attributes.insert("axis".into(), Attribute::Int(0));
-            }
+            let (dq, output) = dequantize_node(&stem, per_channel.then_some(0));
             self.graph.nodes[index].inputs[2] = output;
             self.weight_nodes.push(dq);
             let still_read = self.graph.nodes.iter().any(|n| n.inputs.contains(&b));

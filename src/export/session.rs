@@ -5,7 +5,7 @@
 //! Opening a session whose model changed (another hash) keeps the settings that still name
 //! existing layers and tensors and reports the ones dropped.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -167,6 +167,23 @@ impl Session {
     }
 }
 
+/// Removes the entries of `settings` whose name is not `known`, naming each (as `what`) in
+/// `dropped`.
+fn retain_known<V>(
+    settings: &mut BTreeMap<String, V>,
+    what: &str,
+    known: impl Fn(&str) -> bool,
+    dropped: &mut Vec<String>,
+) {
+    settings.retain(|name, _| {
+        let keep = known(name);
+        if !keep {
+            dropped.push(format!("{what} '{name}'"));
+        }
+        keep
+    });
+}
+
 /// Removes from `config` the layer overrides and manual ranges that name nodes or tensors not in
 /// `graph`; returns what was removed.
 pub fn retain_existing(config: &mut QuantConfig, graph: &Graph) -> Vec<String> {
@@ -180,26 +197,23 @@ pub fn retain_existing(config: &mut QuantConfig, graph: &Graph) -> Vec<String> {
             .flat_map(|n| n.outputs.iter().map(String::as_str)),
     );
     let mut dropped = Vec::new();
-    config.layers.retain(|name, _| {
-        let keep = nodes.contains(name.as_str());
-        if !keep {
-            dropped.push(format!("layer override '{name}'"));
-        }
-        keep
-    });
-    config.activation_ranges.retain(|name, _| {
-        let keep = tensors.contains(name.as_str());
-        if !keep {
-            dropped.push(format!("activation range '{name}'"));
-        }
-        keep
-    });
-    config.weight_ranges.retain(|name, _| {
-        let keep = graph.initializers.contains_key(name);
-        if !keep {
-            dropped.push(format!("weight range '{name}'"));
-        }
-        keep
-    });
+    retain_known(
+        &mut config.layers,
+        "layer override",
+        |n| nodes.contains(n),
+        &mut dropped,
+    );
+    retain_known(
+        &mut config.activation_ranges,
+        "activation range",
+        |n| tensors.contains(n),
+        &mut dropped,
+    );
+    retain_known(
+        &mut config.weight_ranges,
+        "weight range",
+        |n| graph.initializers.contains_key(n),
+        &mut dropped,
+    );
     dropped
 }

@@ -1,4 +1,4 @@
-//! Mixed precision (issue 6): per-layer sensitivity analysis and bit allocation under a size or
+//! Mixed precision: per-layer sensitivity analysis and bit allocation under a size or
 //! BitOps budget.
 //!
 //! * [`eval`]: measure a config against the float model (accuracy, agreement, output KL);

@@ -286,10 +286,16 @@ pub fn analytic_bias_correction(
     let layers = correctable_layers(&model.graph, &quantized, &mut report);
     let topology = Topology::of(&model.graph);
     let mut shifts = BTreeMap::new();
-    for (output, node) in &layers {
-        let Some(index) = model.graph.nodes.iter().position(|n| &n.name == node) else {
-            continue;
-        };
+    // In graph order, so that the report lists the skipped layers in the same order every run.
+    let mut in_graph_order: Vec<(usize, &String, &String)> = layers
+        .iter()
+        .filter_map(|(output, node)| {
+            let index = model.graph.nodes.iter().position(|n| &n.name == node)?;
+            Some((index, output, node))
+        })
+        .collect();
+    in_graph_order.sort_unstable_by_key(|&(index, _, _)| index);
+    for (index, output, node) in in_graph_order {
         let layer = Layer::at(&model.graph, &topology, index)
             .map_err(|why| Error::Graph(format!("node '{node}': {why}")))?;
         let Some(input) = model.graph.nodes[index].input(0) else {

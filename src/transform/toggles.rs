@@ -62,6 +62,15 @@ pub struct Transformed {
 /// absorption) to `graph`. A step that finds nothing to do leaves the graph and says why in
 /// its report; a step that would produce NaN/Inf fails with an error naming the tensor.
 pub fn apply_float_transforms(graph: &Graph, toggles: &TransformToggles) -> Result<Transformed> {
+    apply_float_transforms_with(graph, toggles, &EqualizeOptions::default())
+}
+
+/// [`apply_float_transforms`] with these equalization options.
+pub fn apply_float_transforms_with(
+    graph: &Graph,
+    toggles: &TransformToggles,
+    equalize_options: &EqualizeOptions,
+) -> Result<Transformed> {
     let mut model = FloatGraph::new(graph.clone());
     let mut reports = Vec::new();
     if toggles.fold_bn {
@@ -70,7 +79,7 @@ pub fn apply_float_transforms(graph: &Graph, toggles: &TransformToggles) -> Resu
         reports.push(report);
     }
     if toggles.equalize {
-        let (equalized, report) = equalize(&model, &EqualizeOptions::default())?;
+        let (equalized, report) = equalize(&model, equalize_options)?;
         model = equalized;
         reports.push(report);
     }

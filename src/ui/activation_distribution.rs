@@ -1,14 +1,104 @@
 //! Preparing the centre view's data on a worker: a weight's [`TensorDistribution`] from its
 //! values, an activation's from its calibration statistics (the calibration histogram, as the
-//! app keeps no activation values), and every calibration method's range as a marker.
+//! app keeps no activation values), and every calibration method's range as a marker; and
+//! [`Shown`], what the view data was prepared for.
 
 use crate::calib::{CalibrationStats, Method, ObserverConfig};
 use crate::ir::Tensor;
+use crate::jobs::pipeline::Calibration;
 use crate::metrics::FineHistogram;
 use crate::stats::Summary;
-use crate::summary::TensorSummary;
+use crate::summary::{ModelSummary, TensorSummary};
 
 use super::distribution::{CalibrationMarker, TensorDistribution};
+
+/// What the shown view data was prepared for: the tensor and the activation settings its
+/// markers depend on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewKey {
+    pub tensor: String,
+    pub weight: bool,
+    pub bits: u32,
+    pub method: Method,
+}
+
+/// The shown tensor's view data (or why there is none).
+pub struct Shown {
+    pub key: ViewKey,
+    pub summary: TensorSummary,
+    pub data: Result<TensorDistribution, String>,
+}
+
+impl Shown {
+    /// No view data for `key`, and why.
+    pub fn problem(key: ViewKey, why: String) -> Shown {
+        Shown {
+            summary: placeholder_summary(&key.tensor),
+            data: Err(why),
+            key,
+        }
+    }
+}
+
+/// How the view data of a tensor is had.
+pub enum ViewWork {
+    /// Prepared by this work, on a worker.
+    Prepare(Box<dyn FnOnce() -> Shown + Send>),
+    /// Nothing to prepare: this is shown at once.
+    Show(Box<Shown>),
+    /// Nothing to prepare or show (the tensor is not in the model).
+    Nothing,
+}
+
+/// How to get the view data of `key`. `unavailable` says why inference is not possible (then
+/// activations have no statistics).
+pub fn view_work(
+    key: ViewKey,
+    weights: &std::collections::BTreeMap<String, Tensor>,
+    summary: &ModelSummary,
+    calibration: Option<&std::sync::Arc<Calibration>>,
+    unavailable: Option<String>,
+) -> ViewWork {
+    if key.weight {
+        let Some(tensor) = weights.get(&key.tensor).cloned() else {
+            return ViewWork::Nothing;
+        };
+        let summary = summary
+            .tensors
+            .iter()
+            .find(|t| t.name == key.tensor)
+            .cloned();
+        return ViewWork::Prepare(Box::new(move || {
+            let summary = summary.unwrap_or_else(|| TensorSummary::of(&tensor));
+            Shown {
+                data: weight_distribution(&tensor, key.bits, key.method),
+                summary,
+                key,
+            }
+        }));
+    }
+    let Some(calibration) = calibration.cloned() else {
+        let why =
+            unavailable.unwrap_or_else(|| "activations are shown once calibration has run".into());
+        return ViewWork::Show(Box::new(Shown::problem(key, why)));
+    };
+    ViewWork::Prepare(Box::new(move || {
+        let name = key.tensor.clone();
+        let Some(stats) = calibration.stats.get(&name) else {
+            return Shown::problem(key, format!("'{name}' was not seen during calibration"));
+        };
+        let shape: Vec<usize> = calibration
+            .shapes
+            .get(&name)
+            .map(|s| s.iter().skip(1).copied().collect())
+            .unwrap_or_default();
+        Shown {
+            summary: activation_summary(&name, stats, &shape),
+            data: activation_distribution(stats, key.bits, key.method),
+            key,
+        }
+    }))
+}
 
 /// The marker name of `method` (also what `AdoptMarker` carries back).
 pub fn method_label(method: Method) -> String {
@@ -95,6 +185,28 @@ pub fn activation_summary(name: &str, stats: &CalibrationStats, shape: &[usize])
             max,
             mean: stats.mean().unwrap_or(0.0),
             std: stats.std().unwrap_or(0.0),
+        },
+        channel_axis: None,
+        channels: None,
+        channel_range_spread: None,
+    }
+}
+
+/// The summary of a tensor without statistics (shown beside a view problem).
+fn placeholder_summary(name: &str) -> TensorSummary {
+    TensorSummary {
+        name: name.to_string(),
+        role: "activation",
+        dtype: "float32",
+        shape: Vec::new(),
+        stats: Summary {
+            count: 0,
+            nan_count: 0,
+            inf_count: 0,
+            min: 0.0,
+            max: 0.0,
+            mean: 0.0,
+            std: 0.0,
         },
         channel_axis: None,
         channels: None,

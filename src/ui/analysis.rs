@@ -9,27 +9,13 @@
 //! * **AdaRound**: learned rounding of every layer's weights under the current weight setting,
 //!   with each layer's loss curve and its error against round-to-nearest.
 
-use std::sync::atomic::AtomicBool;
-
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, Points};
 
-use crate::jobs::pipeline::input_name;
-use crate::jobs::{JobError, JobSlot};
-use crate::mixed::{
-    Allocation, AllocationOptions, BitAssignment, Budget, CostModel, EvalData, Evaluator,
-    SensitivityReport, allocate, analyze, quantizable_layers,
-};
-use crate::quant::{QuantConfig, WeightScheme};
-use crate::transform::adaround::{AdaRoundOptions, LayerRounding, adaround_model};
-use crate::transform::compare::{CompareOptions, CompareTable, paper_table};
+use crate::quant::QuantConfig;
 
+use super::analysis_jobs::{AnalysisCommand, AnalysisJobs};
 use super::commands::AppCommand;
-use super::session::{Session, Waker};
-
-/// Weight widths the sensitivity analysis and the allocation consider.
-const CANDIDATE_BITS: [u32; 3] = [8, 4, 2];
-/// Allocations measured for the curve.
-const CURVE_POINTS: usize = 12;
+use super::panel::Panel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Tab {
@@ -39,11 +25,10 @@ enum Tab {
     AdaRound,
 }
 
-/// Sensitivities at every candidate width and the allocation under the budget.
-pub struct MixedResult {
-    reports: Vec<SensitivityReport>,
-    allocation: Allocation,
-    uniform_4bit_bytes: f64,
+/// What the window reads.
+pub struct AnalysisInput<'a> {
+    /// The session's config (an applied allocation changes a copy of it).
+    pub config: &'a QuantConfig,
 }
 
 /// The window's state and its jobs.
@@ -53,205 +38,22 @@ pub struct Analysis {
     tab: Tab,
     /// Budget as a fraction of the uniform 4-bit model size.
     budget_fraction: f32,
-    table_job: JobSlot<CompareTable>,
-    table: Option<Result<CompareTable, String>>,
-    mixed_job: JobSlot<MixedResult>,
-    mixed: Option<Result<MixedResult, String>>,
-    adaround_job: JobSlot<Vec<LayerRounding>>,
-    adaround: Option<Result<Vec<LayerRounding>, String>>,
-}
-
-fn outcome<T>(result: Result<T, JobError>) -> Option<Result<T, String>> {
-    match result {
-        Ok(value) => Some(Ok(value)),
-        Err(JobError::Cancelled) => None,
-        Err(e) => Some(Err(e.to_string())),
-    }
+    pub jobs: AnalysisJobs,
 }
 
 impl Analysis {
-    /// Collects finished jobs; returns whether anything arrived.
-    pub fn poll(&mut self) -> bool {
-        let mut changed = false;
-        if let Some(done) = self.table_job.poll() {
-            self.table = outcome(done.result).or(self.table.take());
-            changed = true;
-        }
-        if let Some(done) = self.mixed_job.poll() {
-            self.mixed = outcome(done.result).or(self.mixed.take());
-            changed = true;
-        }
-        if let Some(done) = self.adaround_job.poll() {
-            self.adaround = outcome(done.result).or(self.adaround.take());
-            changed = true;
-        }
-        changed
-    }
-
     /// Whether a job of the window is running.
     pub fn is_busy(&self) -> bool {
-        self.table_job.is_running() || self.mixed_job.is_running() || self.adaround_job.is_running()
+        self.jobs.is_busy()
     }
+}
 
-    fn start_table(&mut self, session: &Session, wake: &Waker) {
-        let Some(data) = session.data.clone() else {
-            self.table = Some(Err("wait for the data to load (calibration)".into()));
-            return;
-        };
-        let model = session.original_model();
-        let w = wake.clone();
-        let started = self.table_job.start(
-            "quantscope-paper-table",
-            "the paper's table",
-            0,
-            move || w(),
-            move |_ctx| {
-                let labels = data.evaluation.labels.as_ref().ok_or_else(|| {
-                    JobError::Failed("the table needs labelled evaluation data".into())
-                })?;
-                Ok(paper_table(
-                    &model.graph,
-                    data.calibration.inputs.view(),
-                    data.evaluation.inputs.view(),
-                    labels.view(),
-                    &CompareOptions::default(),
-                )?)
-            },
-        );
-        if let Err(e) = started {
-            self.table = Some(Err(e.to_string()));
-        }
-    }
+impl Panel for Analysis {
+    type Input<'a> = AnalysisInput<'a>;
 
-    fn start_mixed(&mut self, session: &Session, wake: &Waker) {
-        let Some(data) = session.data.clone() else {
-            self.mixed = Some(Err("wait for the data to load (calibration)".into()));
-            return;
-        };
-        let model = session.loaded.model.clone();
-        let per_channel = session.config.default.weights.is_none_or(|w| w.per_channel);
-        let fraction = f64::from(self.budget_fraction.clamp(0.25, 2.0));
-        let w = wake.clone();
-        let started = self.mixed_job.start(
-            "quantscope-mixed-precision",
-            "sensitivity and bit allocation",
-            0,
-            move || w(),
-            move |ctx| {
-                let graph = &model.graph;
-                let input = input_name(graph)?.to_string();
-                let cancel: &AtomicBool = ctx.cancel_flag();
-                let eval = EvalData {
-                    input: &input,
-                    samples: data.evaluation.inputs.view(),
-                    labels: data.evaluation.labels.as_ref().map(|l| l.view()),
-                };
-                let evaluator = Evaluator::new(graph, eval, cancel)?;
-                let options = AllocationOptions {
-                    candidates: CANDIDATE_BITS.to_vec(),
-                    per_channel,
-                    ..AllocationOptions::default()
-                };
-                let mut reports = Vec::new();
-                for (i, &bits) in CANDIDATE_BITS.iter().enumerate() {
-                    let done = i as f32 / (CANDIDATE_BITS.len() + 1) as f32;
-                    ctx.set_progress(done);
-                    reports.push(analyze(
-                        &evaluator,
-                        options.weights(bits),
-                        &|_, _| {},
-                        cancel,
-                    )?);
-                }
-                let one_sample = data
-                    .evaluation
-                    .inputs
-                    .slice_axis(ndarray::Axis(0), (0..1).into())
-                    .to_owned();
-                let costs = CostModel::new(graph, &input, crate::ir::TensorData::F32(one_sample))?;
-                let uniform: BitAssignment = quantizable_layers(graph)
-                    .iter()
-                    .map(|l| (l.node.clone(), 4))
-                    .collect();
-                let uniform_4bit_bytes = costs.size_bytes(&uniform, &options);
-                let budget = Budget::SizeBytes(uniform_4bit_bytes * fraction);
-                let allocation = allocate(
-                    &evaluator,
-                    &costs,
-                    &reports,
-                    budget,
-                    &options,
-                    CURVE_POINTS,
-                    &mut |_, _| {},
-                    cancel,
-                )?;
-                Ok(MixedResult {
-                    reports,
-                    allocation,
-                    uniform_4bit_bytes,
-                })
-            },
-        );
-        if let Err(e) = started {
-            self.mixed = Some(Err(e.to_string()));
-        }
-    }
-
-    fn start_adaround(&mut self, session: &Session, wake: &Waker) {
-        let Some(data) = session.data.clone() else {
-            self.adaround = Some(Err("wait for the data to load (calibration)".into()));
-            return;
-        };
-        let weights = match session.config.default.weights {
-            Some(w) if matches!(w.scheme, WeightScheme::Linear { .. }) => w,
-            _ => {
-                self.adaround = Some(Err(
-                    "AdaRound learns the rounding of a linear grid: choose a linear weight scheme"
-                        .into(),
-                ));
-                return;
-            }
-        };
-        let model = session.loaded.model.clone();
-        let config = QuantConfig::uniform(Some(weights), None);
-        let w = wake.clone();
-        let started = self.adaround_job.start(
-            "quantscope-adaround",
-            "AdaRound",
-            0,
-            move || w(),
-            move |ctx| {
-                let input = input_name(&model.graph)?.to_string();
-                let result = adaround_model(
-                    &model.graph,
-                    &config,
-                    &input,
-                    data.calibration.inputs.view(),
-                    &AdaRoundOptions::default(),
-                    &mut |p| {
-                        let within = p.point.iteration as f32
-                            / AdaRoundOptions::default().iterations.max(1) as f32;
-                        ctx.set_progress(
-                            (p.layer_index as f32 + within) / p.layer_count.max(1) as f32,
-                        );
-                    },
-                    ctx.cancel_flag(),
-                )?;
-                Ok(result.layers)
-            },
-        );
-        if let Err(e) = started {
-            self.adaround = Some(Err(e.to_string()));
-        }
-    }
-
-    /// Draws the window (when open); returns commands for the session.
-    pub fn window_ui(
-        &mut self,
-        ctx: &egui::Context,
-        session: &Session,
-        wake: &Waker,
-    ) -> Vec<AppCommand> {
+    /// Draws the window (when open) on the context of `ui`; returns commands for the session
+    /// (starting an experiment, applying an allocation).
+    fn ui(&mut self, ui: &mut egui::Ui, input: &AnalysisInput<'_>) -> Vec<AppCommand> {
         let mut commands = Vec::new();
         if self.budget_fraction == 0.0 {
             self.budget_fraction = 1.0;
@@ -260,7 +62,7 @@ impl Analysis {
         egui::Window::new("Analysis")
             .open(&mut open)
             .default_size([720.0, 520.0])
-            .show(ctx, |ui| {
+            .show(ui.ctx(), |ui| {
                 ui.horizontal(|ui| {
                     ui.selectable_value(&mut self.tab, Tab::Table, "Paper's table")
                         .on_hover_text("Float vs BN folding, CLE and bias correction at int8");
@@ -271,15 +73,17 @@ impl Analysis {
                 });
                 ui.separator();
                 match self.tab {
-                    Tab::Table => self.table_ui(ui, session, wake),
-                    Tab::MixedPrecision => self.mixed_ui(ui, session, wake, &mut commands),
-                    Tab::AdaRound => self.adaround_ui(ui, session, wake),
+                    Tab::Table => self.table_ui(ui, &mut commands),
+                    Tab::MixedPrecision => self.mixed_ui(ui, input.config, &mut commands),
+                    Tab::AdaRound => self.adaround_ui(ui, &mut commands),
                 }
             });
         self.open = open;
         commands
     }
+}
 
+impl Analysis {
     fn job_row_ui(ui: &mut egui::Ui, running: Option<f32>, label: &str) -> bool {
         ui.horizontal(|ui| {
             let clicked = ui
@@ -293,16 +97,16 @@ impl Analysis {
         .inner
     }
 
-    fn table_ui(&mut self, ui: &mut egui::Ui, session: &Session, wake: &Waker) {
+    fn table_ui(&mut self, ui: &mut egui::Ui, commands: &mut Vec<AppCommand>) {
         ui.label(
             "Per-tensor int8 weights, uint8 min-max activations, on the session's data \
              (the model as loaded, before the transforms of the settings panel).",
         );
-        let running = self.table_job.running().map(|j| j.progress());
+        let running = self.jobs.table.progress();
         if Self::job_row_ui(ui, running, "Compute the table") {
-            self.start_table(session, wake);
+            commands.push(AppCommand::Analysis(AnalysisCommand::ComputeTable));
         }
-        match &self.table {
+        match &self.jobs.table.result {
             Some(Ok(table)) => {
                 egui::Grid::new("paper_table").striped(true).show(ui, |ui| {
                     ui.strong("model");
@@ -329,8 +133,7 @@ impl Analysis {
     fn mixed_ui(
         &mut self,
         ui: &mut egui::Ui,
-        session: &Session,
-        wake: &Waker,
+        config: &QuantConfig,
         commands: &mut Vec<AppCommand>,
     ) {
         ui.horizontal(|ui| {
@@ -342,11 +145,13 @@ impl Analysis {
                 "The model-size budget of the allocation, relative to every layer at 4 bits",
             );
         });
-        let running = self.mixed_job.running().map(|j| j.progress());
+        let running = self.jobs.mixed.progress();
         if Self::job_row_ui(ui, running, "Analyse sensitivity and allocate bits") {
-            self.start_mixed(session, wake);
+            commands.push(AppCommand::Analysis(AnalysisCommand::AllocateBits {
+                budget_fraction: self.budget_fraction,
+            }));
         }
-        let result = match &self.mixed {
+        let result = match &self.jobs.mixed.result {
             Some(Ok(result)) => result,
             Some(Err(e)) => {
                 ui.colored_label(ui.visuals().error_fg_color, e);
@@ -370,14 +175,14 @@ impl Analysis {
             .on_hover_text("Per-layer weight bits as chosen (activations as in the settings)")
             .clicked()
         {
-            let mut config = session.config.clone();
+            let mut applied = config.clone();
             let allocated = &result.allocation.config;
             for (node, layer) in &allocated.layers {
-                let mut quant = *session.config.layer(node);
+                let mut quant = *config.layer(node);
                 quant.weights = layer.weights;
-                config.layers.insert(node.clone(), quant);
+                applied.layers.insert(node.clone(), quant);
             }
-            commands.push(AppCommand::SetConfig(Box::new(config)));
+            commands.push(AppCommand::SetConfig(Box::new(applied)));
         }
         ui.columns(2, |columns| {
             let bars: Vec<BarChart> = result
@@ -442,16 +247,16 @@ impl Analysis {
         });
     }
 
-    fn adaround_ui(&mut self, ui: &mut egui::Ui, session: &Session, wake: &Waker) {
+    fn adaround_ui(&mut self, ui: &mut egui::Ui, commands: &mut Vec<AppCommand>) {
         ui.label(
             "Learns each weight's up/down rounding on the calibration data under the current \
              weight setting (h(V) rectified sigmoid, regulariser annealed beta 20 -> 2, Adam).",
         );
-        let running = self.adaround_job.running().map(|j| j.progress());
+        let running = self.jobs.adaround.progress();
         if Self::job_row_ui(ui, running, "Run AdaRound") {
-            self.start_adaround(session, wake);
+            commands.push(AppCommand::Analysis(AnalysisCommand::RunAdaRound));
         }
-        let layers = match &self.adaround {
+        let layers = match &self.jobs.adaround.result {
             Some(Ok(layers)) => layers,
             Some(Err(e)) => {
                 ui.colored_label(ui.visuals().error_fg_color, e);

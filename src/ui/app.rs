@@ -2,24 +2,24 @@
 //! distribution view (centre), status line; keyboard shortcuts; persisted preferences.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 
+use crate::export::ExportFormat;
 use crate::jobs::pipeline::{DataSource, bundled_digits_dir};
 use crate::jobs::{JobError, JobSlot};
 
-use crate::export::ExportFormat;
-
-use super::analysis::Analysis;
+use super::analysis::{Analysis, AnalysisInput};
 use super::commands::AppCommand;
 use super::distribution::{DistributionCommand, DistributionView};
 use super::load_job::{LoadedModel, load_for_view};
 use super::model_panel::{ModelPanel, ModelPanelInput};
-use super::results_panel::results_panel_ui;
-use super::session::{Part, Selection, Session, Waker};
+use super::panel::Panel;
+use super::results_panel::{ResultsInput, ResultsPanel};
+use super::session::Session;
 use super::session_file;
 use super::settings_panel::{SettingsInput, SettingsPanel};
 use super::transforms_panel::TransformsInput;
+use super::waker::{Waker, waker};
 
 /// Recent files kept.
 const RECENT: usize = 8;
@@ -180,6 +180,11 @@ impl QuantscopeApp {
                 }
                 Err(e) => self.error = Some(format!("could not open the session: {e}")),
             },
+            AppCommand::Analysis(command) => {
+                if let Some(session) = &self.session {
+                    self.analysis.jobs.start(command, session, &wake);
+                }
+            }
             other => {
                 let Some(session) = self.session.as_mut() else {
                     return;
@@ -486,41 +491,13 @@ fn pick_model() -> Option<PathBuf> {
         .pick_file()
 }
 
-fn waker(ctx: &egui::Context) -> Waker {
-    let ctx = ctx.clone();
-    Arc::new(move || ctx.request_repaint())
-}
-
 fn apply_to_session(session: &mut Session, command: AppCommand, wake: &Waker) {
     match command {
-        AppCommand::Select(selection) => {
-            session.selection = Some(selection);
-            if session.auto_evaluate && session.evaluation.is_some() {
-                session.request_evaluation(false); // exact figures of the new tensor
-            }
-        }
-        AppCommand::Step(delta) => step_selection(session, delta),
-        AppCommand::SetDefault(quant) => {
-            let mut config = session.config.clone();
-            config.default = quant;
-            session.set_config(config);
-        }
-        AppCommand::SetLayer { node, quant } => {
-            let mut config = session.config.clone();
-            match quant {
-                Some(q) => config.layers.insert(node, q),
-                None => config.layers.remove(&node),
-            };
-            session.set_config(config);
-        }
-        AppCommand::SetSource(source) => {
-            session.source = source;
-            session.data = None;
-            session.calibration = None;
-            session.evaluation = None;
-            session.shown = None;
-            session.calibrate(wake);
-        }
+        AppCommand::Select(selection) => session.select(selection),
+        AppCommand::Step(delta) => session.step_selection(delta),
+        AppCommand::SetDefault(quant) => session.set_default(quant),
+        AppCommand::SetLayer { node, quant } => session.set_layer(node, quant),
+        AppCommand::SetSource(source) => session.set_source(source, wake),
         AppCommand::Evaluate => session.request_evaluation(true),
         AppCommand::SetAutoEvaluate(on) => session.auto_evaluate = on,
         AppCommand::Cancel => session.cancel(),
@@ -535,38 +512,8 @@ fn apply_to_session(session: &mut Session, command: AppCommand, wake: &Waker) {
         | AppCommand::SaveSession
         | AppCommand::SaveSessionTo(_)
         | AppCommand::OpenSession
-        | AppCommand::OpenSessionFrom(_) => {}
-    }
-}
-
-/// Moves the selection to the next/previous layer with the same part (or any part it has).
-fn step_selection(session: &mut Session, delta: i32) {
-    let layers = &session.loaded.layers;
-    let current = session.selection.unwrap_or(Selection {
-        layer: 0,
-        part: Part::Weight,
-    });
-    let mut index = current.layer as i64;
-    loop {
-        index += i64::from(delta.signum());
-        let Some(row) = usize::try_from(index).ok().and_then(|i| layers.get(i)) else {
-            return;
-        };
-        if !row.quantizable {
-            continue;
-        }
-        let part = match current.part {
-            Part::Weight if row.weight.is_some() => Part::Weight,
-            Part::Input if row.input.is_some() => Part::Input,
-            Part::Output if row.output.is_some() => Part::Output,
-            _ if row.weight.is_some() => Part::Weight,
-            _ => Part::Output,
-        };
-        session.selection = Some(Selection {
-            layer: index as usize,
-            part,
-        });
-        return;
+        | AppCommand::OpenSessionFrom(_)
+        | AppCommand::Analysis(_) => {}
     }
 }
 
@@ -609,7 +556,16 @@ impl QuantscopeApp {
             .default_size(230.0)
             .show(ui, |ui| {
                 ui.heading("Results");
-                commands.extend(results_panel_ui(ui, session));
+                let input = ResultsInput {
+                    inference_unavailable: session.inference_unavailable(),
+                    auto_evaluate: session.auto_evaluate,
+                    progress: session.progress(),
+                    busy: session.is_busy(),
+                    message: session.job_message.as_deref(),
+                    evaluation: session.evaluation.as_ref().map(|(r, e)| (*r, e.as_ref())),
+                    revision: session.revision,
+                };
+                commands.extend(ResultsPanel.ui(ui, &input));
             });
         egui::Panel::left("model")
             .resizable(true)
@@ -631,7 +587,7 @@ impl QuantscopeApp {
                         .unwrap_or_default(),
                     sqnr_current: evaluation.is_some_and(|(r, _)| *r == session.revision),
                 };
-                commands.extend(self.prefs.model_panel.show_ui(ui, &input));
+                commands.extend(self.prefs.model_panel.ui(ui, &input));
             });
         egui::Panel::right("settings")
             .resizable(true)
@@ -654,17 +610,14 @@ impl QuantscopeApp {
                             unavailable: reason.as_deref(),
                         },
                     };
-                    commands.extend(self.prefs.settings_panel.show_ui(ui, &input));
+                    commands.extend(self.prefs.settings_panel.ui(ui, &input));
                 });
             });
         egui::CentralPanel::default_margins().show(ui, |ui| {
             self.centre_rect = Some(ui.max_rect());
             let exact = session.exact_figures();
             match session.distribution_input(exact.as_ref(), self.prefs.explain) {
-                Some(input) => {
-                    let view_commands = self.view.show_ui(ui, &input);
-                    commands.extend(view_commands.into_iter().map(AppCommand::Distribution));
-                }
+                Some(input) => commands.extend(self.view.ui(ui, &input)),
                 None => match session.view_problem() {
                     Some(problem) => {
                         ui.label(problem);
@@ -681,7 +634,10 @@ impl QuantscopeApp {
         if self.analysis.open
             && let Some(session) = &self.session
         {
-            commands.extend(self.analysis.window_ui(&ctx, session, &waker(&ctx)));
+            let input = AnalysisInput {
+                config: &session.config,
+            };
+            commands.extend(self.analysis.ui(ui, &input));
         }
         self.apply_all(&ctx, commands);
         self.poll(&ctx);
@@ -708,7 +664,7 @@ impl QuantscopeApp {
             let (tick_changed, wait) = session.tick(&wake);
             changed |= tick_changed;
             changed |= session.tick_extras(&wake);
-            changed |= self.analysis.poll();
+            changed |= self.analysis.jobs.poll();
             if let Some(wait) = wait {
                 ctx.request_repaint_after(wait);
             }

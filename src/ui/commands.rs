@@ -9,8 +9,9 @@ use crate::load::images::ImagePreset;
 use crate::quant::{LayerQuant, QuantConfig};
 use crate::transform::toggles::TransformToggles;
 
+use super::analysis_jobs::AnalysisCommand;
 use super::distribution::DistributionCommand;
-use super::session::Selection;
+use super::selection::Selection;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppCommand {
@@ -57,4 +58,6 @@ pub enum AppCommand {
     OpenSession,
     /// Open a session file: its model, then its config and transforms.
     OpenSessionFrom(PathBuf),
+    /// Start an experiment of the Analysis window.
+    Analysis(AnalysisCommand),
 }

@@ -4,6 +4,7 @@
 
 mod activation_distribution;
 mod analysis;
+mod analysis_jobs;
 mod app;
 mod badge;
 mod commands;
@@ -11,19 +12,24 @@ pub mod distribution;
 mod layers;
 mod load_job;
 mod model_panel;
+mod panel;
 mod results_panel;
+mod selection;
 mod session;
 mod session_file;
 mod session_transforms;
 mod settings_panel;
 mod transforms_panel;
+mod waker;
 
 use std::path::PathBuf;
 
 pub use app::{EXPLAIN_ZOOM, Prefs, QuantscopeApp};
 pub use commands::AppCommand;
 pub use layers::{LayerRow, layer_rows};
-pub use session::{Part, Selection, Session};
+pub use panel::Panel;
+pub use selection::{Part, Selection};
+pub use session::Session;
 
 /// The sample model opened when none is given (the MobileNet-style one).
 pub fn bundled_sample_model() -> PathBuf {

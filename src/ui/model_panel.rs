@@ -9,7 +9,8 @@ use crate::quant::QuantConfig;
 use super::badge::{sqnr_colour, sqnr_text};
 use super::commands::AppCommand;
 use super::layers::LayerRow;
-use super::session::{Part, Selection};
+use super::panel::Panel;
+use super::selection::{Part, Selection};
 
 /// The panel's own UI state.
 #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
@@ -55,9 +56,11 @@ fn scheme_text(config: &QuantConfig, row: &LayerRow) -> String {
     format!("{weights}{acts}{overridden}")
 }
 
-impl ModelPanel {
+impl Panel for ModelPanel {
+    type Input<'a> = ModelPanelInput<'a>;
+
     /// Draws the list; clicks become [`AppCommand::Select`].
-    pub fn show_ui(&mut self, ui: &mut egui::Ui, input: &ModelPanelInput<'_>) -> Vec<AppCommand> {
+    fn ui(&mut self, ui: &mut egui::Ui, input: &ModelPanelInput<'_>) -> Vec<AppCommand> {
         let mut commands = Vec::new();
         ui.horizontal(|ui| {
             ui.label("Filter:");
@@ -94,7 +97,9 @@ impl ModelPanel {
             });
         commands
     }
+}
 
+impl ModelPanel {
     fn row_ui(
         &self,
         ui: &mut egui::Ui,

@@ -4,19 +4,49 @@
 
 use egui_plot::{Bar, BarChart, Plot};
 
+use crate::jobs::pipeline::Evaluation;
+
 use super::badge::{sqnr_colour, sqnr_text};
 use super::commands::AppCommand;
-use super::session::Session;
+use super::panel::Panel;
+
+/// What the panel shows.
+pub struct ResultsInput<'a> {
+    /// Why inference is not possible (weights-only files).
+    pub inference_unavailable: Option<String>,
+    pub auto_evaluate: bool,
+    /// The running job's label and progress.
+    pub progress: Option<(String, f32)>,
+    /// Whether a job is running or an evaluation is due.
+    pub busy: bool,
+    /// The last job failure or cancellation.
+    pub message: Option<&'a str>,
+    /// The latest evaluation and the settings revision it was computed for.
+    pub evaluation: Option<(u64, &'a Evaluation)>,
+    /// The settings revision now.
+    pub revision: u64,
+}
+
+/// The panel (no state of its own).
+#[derive(Debug, Default)]
+pub struct ResultsPanel;
+
+impl Panel for ResultsPanel {
+    type Input<'a> = ResultsInput<'a>;
+
+    fn ui(&mut self, ui: &mut egui::Ui, input: &ResultsInput<'_>) -> Vec<AppCommand> {
+        results_ui(ui, input)
+    }
+}
 
 fn percent(x: Option<f64>) -> String {
     x.map(|x| format!("{:.2} %", 100.0 * x))
         .unwrap_or_else(|| "no labels".into())
 }
 
-/// Draws the panel for `session`.
-pub fn results_panel_ui(ui: &mut egui::Ui, session: &Session) -> Vec<AppCommand> {
+fn results_ui(ui: &mut egui::Ui, input: &ResultsInput<'_>) -> Vec<AppCommand> {
     let mut commands = Vec::new();
-    if let Some(reason) = session.inference_unavailable() {
+    if let Some(reason) = &input.inference_unavailable {
         ui.add_enabled_ui(false, |ui| {
             ui.horizontal(|ui| {
                 let _ = ui.button("Evaluate");
@@ -24,7 +54,7 @@ pub fn results_panel_ui(ui: &mut egui::Ui, session: &Session) -> Vec<AppCommand>
             })
         })
         .response
-        .on_disabled_hover_text(&reason);
+        .on_disabled_hover_text(reason);
         ui.weak(format!("inference unavailable: {reason}"));
         return commands;
     }
@@ -36,7 +66,7 @@ pub fn results_panel_ui(ui: &mut egui::Ui, session: &Session) -> Vec<AppCommand>
         {
             commands.push(AppCommand::Evaluate);
         }
-        let mut auto = session.auto_evaluate;
+        let mut auto = input.auto_evaluate;
         if ui
             .checkbox(&mut auto, "auto")
             .on_hover_text("Re-evaluate after every settings change")
@@ -44,9 +74,9 @@ pub fn results_panel_ui(ui: &mut egui::Ui, session: &Session) -> Vec<AppCommand>
         {
             commands.push(AppCommand::SetAutoEvaluate(auto));
         }
-        if let Some((label, progress)) = session.progress() {
+        if let Some((label, progress)) = &input.progress {
             ui.add(
-                egui::ProgressBar::new(progress)
+                egui::ProgressBar::new(*progress)
                     .desired_width(220.0)
                     .show_percentage()
                     .animate(true),
@@ -59,24 +89,24 @@ pub fn results_panel_ui(ui: &mut egui::Ui, session: &Session) -> Vec<AppCommand>
             {
                 commands.push(AppCommand::Cancel);
             }
-        } else if session.is_busy() {
+        } else if input.busy {
             ui.label("settings changed: evaluating shortly");
         }
-        if let Some(message) = &session.job_message {
+        if let Some(message) = input.message {
             ui.colored_label(egui::Color32::LIGHT_RED, message);
         }
     });
-    let Some((revision, evaluation)) = &session.evaluation else {
+    let Some((revision, evaluation)) = input.evaluation else {
         ui.weak("No results yet: calibration runs first, then the evaluation.");
         return commands;
     };
-    let current = *revision == session.revision;
+    let current = revision == input.revision;
     if !current {
         ui.colored_label(
             egui::Color32::from_rgb(235, 140, 50),
             format!(
                 "stale: these results are for settings revision {revision}, the settings are at {}",
-                session.revision
+                input.revision
             ),
         );
     }

@@ -3,63 +3,31 @@
 //! view data, and the jobs computing them (each tagged with the revision it was started for;
 //! a result of an older revision is kept only as "stale", never shown as current).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::calib::Method;
+use crate::export::ExportFormat;
+use crate::ir::Model;
 use crate::jobs::pipeline::{
     self, Calibration, Data, DataSource, Evaluation, Focus, default_source,
 };
 use crate::jobs::{JobError, JobSlot};
-use crate::quant::{ActivationQuant, LayerQuant, QuantConfig, WeightQuant, WeightScheme};
-use crate::summary::TensorSummary;
+use crate::quant::{ActivationQuant, LayerQuant, QuantConfig, WeightScheme};
+use crate::transform::toggles::TransformToggles;
 
-use super::activation_distribution::{
-    activation_distribution, activation_summary, method_label, weight_distribution,
-};
-use super::distribution::{
-    DistributionCommand, DistributionInput, ExactFigures, QuantChoice, TensorDistribution,
-};
+use super::activation_distribution::{Shown, ViewKey, ViewWork, method_label, view_work};
+use super::distribution::{DistributionCommand, DistributionInput, ExactFigures, QuantChoice};
 use super::load_job::LoadedModel;
-use super::session_transforms::SessionExtras;
+use super::selection::{Part, Selection};
+use super::session_transforms::{ExportSource, SessionExtras, TransformSwitch, corrected_graph};
+use super::waker::Waker;
 
 /// Settings changes are evaluated once they have rested this long.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
-/// Which tensor of a layer is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
-    Weight,
-    Input,
-    Output,
-}
-
-/// The shown tensor: a part of the layer at index `layer` of the model panel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Selection {
-    pub layer: usize,
-    pub part: Part,
-}
-
-/// What the shown view data was prepared for.
-#[derive(Debug, Clone, PartialEq)]
-struct ViewKey {
-    tensor: String,
-    weight: bool,
-    bits: u32,
-    method: String,
-}
-
-/// The shown tensor's view data (or why there is none).
-pub struct Shown {
-    key: ViewKey,
-    pub summary: TensorSummary,
-    pub data: Result<TensorDistribution, String>,
-}
-
-/// Wakes the UI from a worker.
-pub type Waker = Arc<dyn Fn() + Send + Sync>;
-
+/// The open model's session: its config, data, results and their jobs.
 pub struct Session {
     pub loaded: LoadedModel,
     pub config: QuantConfig,
@@ -81,7 +49,7 @@ pub struct Session {
     view_job: JobSlot<Shown>,
     /// The focus of the latest evaluation.
     evaluated_focus: Option<Focus>,
-    /// Transforms, exports and session files (see `session_transforms`, `session_files`).
+    /// Transforms and exports (see `session_transforms`).
     pub extras: SessionExtras,
 }
 
@@ -89,14 +57,7 @@ impl Session {
     /// A session on a freshly loaded model; the first weight is selected.
     pub fn new(loaded: LoadedModel) -> Self {
         let source = default_source(&loaded.model.path);
-        let selection = loaded
-            .layers
-            .iter()
-            .position(|l| l.weight.is_some())
-            .map(|layer| Selection {
-                layer,
-                part: Part::Weight,
-            });
+        let selection = Selection::first_weight(&loaded.layers);
         Session {
             loaded,
             config: QuantConfig::int8_per_channel(),
@@ -222,6 +183,54 @@ impl Session {
         }
     }
 
+    /// A new default quantization of every layer without an override.
+    pub fn set_default(&mut self, quant: LayerQuant) {
+        let mut config = self.config.clone();
+        config.default = quant;
+        self.set_config(config);
+    }
+
+    /// A per-layer override of `node` (None: back to the default).
+    pub fn set_layer(&mut self, node: String, quant: Option<LayerQuant>) {
+        let mut config = self.config.clone();
+        match quant {
+            Some(q) => config.layers.insert(node, q),
+            None => config.layers.remove(&node),
+        };
+        self.set_config(config);
+    }
+
+    /// A new data source: the data and everything computed from it are dropped, and
+    /// calibration starts again.
+    pub fn set_source(&mut self, source: DataSource, wake: &Waker) {
+        self.source = source;
+        self.data = None;
+        self.recalibrate(wake);
+    }
+
+    /// Drops the calibration, the evaluation and the view data, and calibrates again.
+    fn recalibrate(&mut self, wake: &Waker) {
+        self.calibration = None;
+        self.evaluation = None;
+        self.shown = None;
+        self.calibrate(wake);
+    }
+
+    /// Shows `selection` (and asks for its exact figures when evaluating automatically).
+    pub fn select(&mut self, selection: Selection) {
+        self.selection = Some(selection);
+        if self.auto_evaluate && self.evaluation.is_some() {
+            self.request_evaluation(false); // exact figures of the new tensor
+        }
+    }
+
+    /// Moves the selection to the next (+1) or previous (−1) quantizable layer.
+    pub fn step_selection(&mut self, delta: i32) {
+        if let Some(next) = Selection::step(self.selection, &self.loaded.layers, delta) {
+            self.selection = Some(next);
+        }
+    }
+
     /// Polls the jobs and starts the ones that are due. Returns whether anything arrived, and
     /// how long until the next due job when one waits for its debounce.
     pub fn tick(&mut self, wake: &Waker) -> (bool, Option<Duration>) {
@@ -260,11 +269,8 @@ impl Session {
                 Err(e) => {
                     // Shown as the view's problem (and not retried until the selection changes).
                     if let Some(key) = self.view_key() {
-                        self.shown = Some(Shown {
-                            summary: placeholder_summary(&key.tensor),
-                            data: Err(format!("preparing the view failed: {e}")),
-                            key,
-                        });
+                        let why = format!("preparing the view failed: {e}");
+                        self.shown = Some(Shown::problem(key, why));
                     }
                 }
             }
@@ -286,19 +292,11 @@ impl Session {
     }
 
     fn focus(&self) -> Option<Focus> {
-        let selection = self.selection?;
-        let row = self.loaded.layers.get(selection.layer)?;
-        Some(match selection.part {
-            Part::Weight => Focus::Weight {
-                tensor: row.weight.clone()?,
-                node: row.node.clone(),
-            },
-            Part::Input => Focus::Activation {
-                tensor: row.input.clone()?,
-            },
-            Part::Output => Focus::Activation {
-                tensor: row.output.clone()?,
-            },
+        let (tensor, weight, node) = self.selected_tensor()?;
+        Some(if weight {
+            Focus::Weight { tensor, node }
+        } else {
+            Focus::Activation { tensor }
         })
     }
 
@@ -321,12 +319,7 @@ impl Session {
             self.revision,
             move || w(),
             move |ctx| {
-                let corrected = super::session_transforms::corrected_graph(
-                    correction.as_ref(),
-                    &config,
-                    &calibration,
-                    &data,
-                )?;
+                let corrected = corrected_graph(correction.as_ref(), &config, &calibration, &data)?;
                 let evaluation = pipeline::evaluate_against(
                     &model.graph,
                     corrected.as_ref().unwrap_or(&model.graph),
@@ -347,13 +340,9 @@ impl Session {
     /// The shown tensor's name, whether it is a weight, and its node.
     pub fn selected_tensor(&self) -> Option<(String, bool, String)> {
         let selection = self.selection?;
-        let row = self.loaded.layers.get(selection.layer)?;
-        let tensor = match selection.part {
-            Part::Weight => row.weight.clone(),
-            Part::Input => row.input.clone(),
-            Part::Output => row.output.clone(),
-        }?;
-        Some((tensor, selection.part == Part::Weight, row.node.clone()))
+        let tensor = selection.tensor(&self.loaded.layers)?.to_string();
+        let node = self.loaded.layers.get(selection.layer)?.node.clone();
+        Some((tensor, selection.part == Part::Weight, node))
     }
 
     /// The settings of the shown tensor's layer.
@@ -364,25 +353,23 @@ impl Session {
         }
     }
 
-    fn activation_settings(&self) -> ActivationQuant {
+    /// The activation settings of the shown tensor's layer (of the default, or the int8
+    /// default's when activations stay float).
+    fn activation_settings(&self) -> Option<ActivationQuant> {
         self.layer_quant()
             .activations
             .or(self.config.default.activations)
-            .unwrap_or(ActivationQuant {
-                bits: 8,
-                symmetric: false,
-                method: Method::MinMax,
-            })
+            .or(QuantConfig::int8_per_channel().default.activations)
     }
 
     fn view_key(&self) -> Option<ViewKey> {
         let (tensor, weight, _) = self.selected_tensor()?;
-        let act = self.activation_settings();
+        let act = self.activation_settings()?;
         Some(ViewKey {
             tensor,
             weight,
             bits: act.bits,
-            method: act.method.to_string(),
+            method: act.method,
         })
     }
 
@@ -403,80 +390,29 @@ impl Session {
         {
             return;
         }
-        let act = self.activation_settings();
-        let w = wake.clone();
-        let job_key = key.clone();
-        let started = if key.weight {
-            let Some(tensor) = self
-                .loaded
-                .model
-                .graph
-                .initializers
-                .get(&key.tensor)
-                .cloned()
-            else {
+        let label = key.tensor.clone();
+        let work = match view_work(
+            key,
+            &self.loaded.model.graph.initializers,
+            &self.loaded.summary,
+            self.calibration.as_ref(),
+            self.inference_unavailable(),
+        ) {
+            ViewWork::Prepare(work) => work,
+            ViewWork::Show(shown) => {
+                self.shown = Some(*shown);
                 return;
-            };
-            let summary = self
-                .loaded
-                .summary
-                .tensors
-                .iter()
-                .find(|t| t.name == key.tensor)
-                .cloned();
-            self.view_job.start(
-                "quantscope-view",
-                key.tensor.clone(),
-                self.revision,
-                move || w(),
-                move |_| {
-                    let summary = summary.unwrap_or_else(|| TensorSummary::of(&tensor));
-                    Ok(Shown {
-                        data: weight_distribution(&tensor, act.bits, act.method),
-                        summary,
-                        key: job_key,
-                    })
-                },
-            )
-        } else {
-            let Some(calibration) = self.calibration.clone() else {
-                self.shown = Some(Shown {
-                    summary: placeholder_summary(&key.tensor),
-                    data: Err(match self.inference_unavailable() {
-                        Some(reason) => reason,
-                        None => "activations are shown once calibration has run".into(),
-                    }),
-                    key,
-                });
-                return;
-            };
-            self.view_job.start(
-                "quantscope-view",
-                key.tensor.clone(),
-                self.revision,
-                move || w(),
-                move |_| {
-                    let name = &job_key.tensor;
-                    let Some(stats) = calibration.stats.get(name) else {
-                        return Ok(Shown {
-                            summary: placeholder_summary(name),
-                            data: Err(format!("'{name}' was not seen during calibration")),
-                            key: job_key,
-                        });
-                    };
-                    let shape: Vec<usize> = calibration
-                        .shapes
-                        .get(name)
-                        .map(|s| s.iter().skip(1).copied().collect())
-                        .unwrap_or_default();
-                    Ok(Shown {
-                        summary: activation_summary(name, stats, &shape),
-                        data: activation_distribution(stats, act.bits, act.method),
-                        key: job_key,
-                    })
-                },
-            )
+            }
+            ViewWork::Nothing => return,
         };
+        let w = wake.clone();
+        let started = self.view_job.start(
+            "quantscope-view",
+            label,
+            self.revision,
+            move || w(),
+            move |_| Ok(work()),
+        );
         if let Err(e) = started {
             self.job_message = Some(e.to_string());
         }
@@ -507,18 +443,12 @@ impl Session {
             return None;
         }
         let layer = self.layer_quant();
-        let act = self.activation_settings();
+        let act = self.activation_settings()?;
         let (choice, manual, method) = if weight {
             let quant = layer
                 .weights
                 .or(self.config.default.weights)
-                .unwrap_or(WeightQuant {
-                    scheme: WeightScheme::Linear {
-                        bits: 8,
-                        symmetric: true,
-                    },
-                    per_channel: true,
-                });
+                .or(QuantConfig::int8_per_channel().default.weights)?;
             (
                 QuantChoice {
                     scheme: quant.scheme,
@@ -603,23 +533,76 @@ impl Session {
     }
 }
 
-fn placeholder_summary(name: &str) -> TensorSummary {
-    TensorSummary {
-        name: name.to_string(),
-        role: "activation",
-        dtype: "float32",
-        shape: Vec::new(),
-        stats: crate::stats::Summary {
-            count: 0,
-            nan_count: 0,
-            inf_count: 0,
-            min: 0.0,
-            max: 0.0,
-            mean: 0.0,
-            std: 0.0,
-        },
-        channel_axis: None,
-        channels: None,
-        channel_range_spread: None,
+/// Transforms and exports (the work is in `session_transforms`).
+impl Session {
+    /// The model as loaded, before any transform.
+    pub fn original_model(&self) -> Arc<Model> {
+        self.extras.original_model(&self.loaded.model)
+    }
+
+    /// The switches the session uses.
+    pub fn transforms(&self) -> TransformToggles {
+        self.extras.toggles
+    }
+
+    /// Switches transforms. Folding, equalization or absorption rebuild the model on a worker
+    /// (then calibration runs again); bias correction only re-evaluates.
+    pub fn set_transforms(&mut self, toggles: TransformToggles, wake: &Waker) {
+        let next = self.revision + 1;
+        match self.extras.switch(toggles, &self.loaded.model, next, wake) {
+            TransformSwitch::Unchanged => {}
+            TransformSwitch::BiasCorrection => {
+                self.revision = next;
+                if self.auto_evaluate {
+                    self.request_evaluation(false);
+                }
+            }
+            TransformSwitch::Rebuilding => self.revision = next,
+        }
+    }
+
+    /// Polls the transform and export jobs (a rebuilt model is shown from now on); returns
+    /// whether anything arrived.
+    pub fn tick_extras(&mut self, wake: &Waker) -> bool {
+        let (changed, rebuilt) = self.extras.poll();
+        if let Some(loaded) = rebuilt {
+            self.show_rebuilt(loaded, wake);
+        }
+        changed
+    }
+
+    /// Shows a model the transforms rebuilt, keeping the selected layer, and calibrates it.
+    fn show_rebuilt(&mut self, loaded: LoadedModel, wake: &Waker) {
+        let selected = self.selection.and_then(|s| {
+            let row = self.loaded.layers.get(s.layer)?;
+            Some((row.node.clone(), s.part))
+        });
+        self.loaded = loaded;
+        let layers = &self.loaded.layers;
+        self.selection = selected
+            .and_then(|(node, part)| Selection::of_node(layers, &node, part))
+            .or_else(|| Selection::first_weight(layers));
+        self.revision += 1;
+        self.recalibrate(wake);
+        if self.auto_evaluate {
+            self.request_evaluation(true);
+        }
+    }
+
+    /// Exports the current config as `format` to `path` on a worker.
+    pub fn export(&mut self, format: ExportFormat, path: PathBuf, wake: &Waker) {
+        let evaluation = match &self.evaluation {
+            Some((revision, e)) if *revision == self.revision => Some(e.as_ref()),
+            _ => None,
+        };
+        let source = ExportSource {
+            model: self.loaded.model.clone(),
+            config: &self.config,
+            data: self.data.clone(),
+            calibration: self.calibration.clone(),
+            evaluation,
+        };
+        self.extras
+            .export(format, path, source, self.revision, wake);
     }
 }

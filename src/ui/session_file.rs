@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::export::Session as SavedSession;
 use crate::transform::toggles::TransformToggles;
 
-use super::session::{Part, Selection, Session, Waker};
+use super::selection::{Part, Selection};
+use super::session::Session;
+use super::waker::Waker;
 
 /// The app's part of a session file (`view`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -39,7 +41,7 @@ pub fn save(session: &Session, path: &Path) -> crate::Result<()> {
     let view = ViewState {
         transforms: session.transforms(),
         selected_node: selected.as_ref().map(|(node, _)| node.clone()),
-        selected_part: selected.map(|(_, part)| part_name(part).to_string()),
+        selected_part: selected.map(|(_, part)| part.name().to_string()),
         auto_evaluate: Some(session.auto_evaluate),
     };
     saved.view = serde_json::to_value(view).unwrap_or_default();
@@ -67,24 +69,12 @@ pub fn restore(
     if let Some(auto) = view.auto_evaluate {
         session.auto_evaluate = auto;
     }
-    if let Some(node) = &view.selected_node
-        && let Some(layer) = session.loaded.layers.iter().position(|r| &r.node == node)
-    {
-        let part = match view.selected_part.as_deref() {
-            Some("input") => Part::Input,
-            Some("output") => Part::Output,
-            _ => Part::Weight,
-        };
-        session.selection = Some(Selection { layer, part });
+    if let Some(node) = &view.selected_node {
+        let part = Part::from_name(view.selected_part.as_deref());
+        if let Some(selection) = Selection::of_node(&session.loaded.layers, node, part) {
+            session.selection = Some(selection);
+        }
     }
     session.set_transforms(view.transforms, wake);
     Ok(report.warnings)
-}
-
-fn part_name(part: Part) -> &'static str {
-    match part {
-        Part::Weight => "weight",
-        Part::Input => "input",
-        Part::Output => "output",
-    }
 }

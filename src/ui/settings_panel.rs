@@ -1,5 +1,5 @@
 //! The right panel: the weight scheme, bits and granularity, activation bits and calibration
-//! method, the per-layer override, the transforms (later issues), and the data source. Every
+//! method, the per-layer override, the transforms, and the data source. Every
 //! control says what it does in the lecture's terms. Edits a copy of the settings and returns
 //! commands; the app applies them.
 
@@ -7,11 +7,12 @@ use crate::calib::Method;
 use crate::calib::methods::DEFAULT_PERCENTILE;
 use crate::jobs::pipeline::DataSource;
 use crate::load::images::ImagePreset;
-use crate::quant::{ActivationQuant, LayerQuant, QuantConfig, WeightQuant, WeightScheme};
+use crate::quant::{LayerQuant, QuantConfig, WeightScheme};
 
 use super::activation_distribution::method_label;
 use super::commands::AppCommand;
-use super::transforms_panel::{TransformsInput, transforms_ui};
+use super::panel::Panel;
+use super::transforms_panel::{TransformsInput, TransformsPanel};
 
 /// What the panel shows.
 pub struct SettingsInput<'a> {
@@ -164,8 +165,10 @@ fn method_tooltip(method: Method) -> &'static str {
     }
 }
 
-impl SettingsPanel {
-    pub fn show_ui(&mut self, ui: &mut egui::Ui, input: &SettingsInput<'_>) -> Vec<AppCommand> {
+impl Panel for SettingsPanel {
+    type Input<'a> = SettingsInput<'a>;
+
+    fn ui(&mut self, ui: &mut egui::Ui, input: &SettingsInput<'_>) -> Vec<AppCommand> {
         let mut commands = Vec::new();
         let config = input.config;
         let overridden = input.node.is_some_and(|n| config.layers.contains_key(n));
@@ -209,12 +212,14 @@ impl SettingsPanel {
             });
         }
         ui.separator();
-        commands.extend(transforms_ui(ui, &input.transforms));
+        commands.extend(TransformsPanel.ui(ui, &input.transforms));
         ui.separator();
         self.data_ui(ui, input, &mut commands);
         commands
     }
+}
 
+impl SettingsPanel {
     fn data_ui(
         &mut self,
         ui: &mut egui::Ui,
@@ -289,13 +294,12 @@ fn weights_ui(ui: &mut egui::Ui, quant: &mut LayerQuant) {
         quant.weights = None;
         return;
     }
-    let mut w = quant.weights.unwrap_or(WeightQuant {
-        scheme: WeightScheme::Linear {
-            bits: 8,
-            symmetric: true,
-        },
-        per_channel: true,
-    });
+    let Some(mut w) = quant
+        .weights
+        .or(QuantConfig::int8_per_channel().default.weights)
+    else {
+        return;
+    };
     let mut kind = Kind::of(w.scheme);
     egui::ComboBox::from_label("scheme")
         .selected_text(kind.label())
@@ -358,11 +362,12 @@ fn activations_ui(ui: &mut egui::Ui, quant: &mut LayerQuant) {
         quant.activations = None;
         return;
     }
-    let mut a = quant.activations.unwrap_or(ActivationQuant {
-        bits: 8,
-        symmetric: false,
-        method: Method::MinMax,
-    });
+    let Some(mut a) = quant
+        .activations
+        .or(QuantConfig::int8_per_channel().default.activations)
+    else {
+        return;
+    };
     ui.add(egui::Slider::new(&mut a.bits, 2..=16).text("activation bits"))
         .on_hover_text("Bits of the activation grid (uint8 is the usual choice)");
     ui.checkbox(&mut a.symmetric, "symmetric (signed grid)").on_hover_text(

@@ -6,6 +6,7 @@ use crate::transform::TransformReport;
 use crate::transform::toggles::{BiasCorrection, TransformToggles};
 
 use super::commands::AppCommand;
+use super::panel::Panel;
 
 /// What the section shows.
 pub struct TransformsInput<'a> {
@@ -18,8 +19,20 @@ pub struct TransformsInput<'a> {
     pub unavailable: Option<&'a str>,
 }
 
-/// Draws the switches and the reports; returns the new switches when one changed.
-pub fn transforms_ui(ui: &mut egui::Ui, input: &TransformsInput<'_>) -> Option<AppCommand> {
+/// The section (no state of its own).
+#[derive(Debug, Default)]
+pub struct TransformsPanel;
+
+impl Panel for TransformsPanel {
+    type Input<'a> = TransformsInput<'a>;
+
+    /// Draws the switches and the reports; returns the new switches when one changed.
+    fn ui(&mut self, ui: &mut egui::Ui, input: &TransformsInput<'_>) -> Vec<AppCommand> {
+        transforms_ui(ui, input)
+    }
+}
+
+fn transforms_ui(ui: &mut egui::Ui, input: &TransformsInput<'_>) -> Vec<AppCommand> {
     ui.heading("Transforms");
     let mut toggles = input.toggles;
     let enabled = input.unavailable.is_none();
@@ -85,7 +98,11 @@ pub fn transforms_ui(ui: &mut egui::Ui, input: &TransformsInput<'_>) -> Option<A
     for report in input.reports {
         report_ui(ui, report);
     }
-    (toggles != input.toggles).then_some(AppCommand::SetTransforms(toggles))
+    if toggles == input.toggles {
+        Vec::new()
+    } else {
+        vec![AppCommand::SetTransforms(toggles)]
+    }
 }
 
 fn report_ui(ui: &mut egui::Ui, report: &TransformReport) {

@@ -1,0 +1,99 @@
+//! Flags shared by several commands (quantization scheme and granularity, ReLU6 handling,
+//! imported encodings) and the configuration they turn into.
+
+use std::path::Path;
+
+use clap::{Args, ValueEnum};
+use quantscope::calib::Method;
+use quantscope::export::import_encodings;
+use quantscope::ir::Graph;
+use quantscope::quant::{ActivationQuant, QuantConfig, WeightQuant, WeightScheme};
+use quantscope::transform::equalize::Relu6Handling;
+
+/// One set of weight parameters per tensor or per output channel.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GranularityArg {
+    Tensor,
+    Channel,
+}
+
+impl GranularityArg {
+    /// Whether this is per-channel granularity.
+    pub fn per_channel(self) -> bool {
+        matches!(self, GranularityArg::Channel)
+    }
+}
+
+/// The scheme, granularity, bits and calibration flags shared by `quantize` and `export`.
+#[derive(Debug, Args)]
+pub struct QuantFlags {
+    /// Weight scheme: int8, int4, int8-asym, binary, binary-scaled, binary-stochastic, ternary
+    /// (TWN), ttq, kmeans4, ...
+    #[arg(long, default_value = "int8")]
+    pub weights: WeightScheme,
+    /// One set of weight parameters per tensor or per output channel.
+    #[arg(long, value_enum, default_value_t = GranularityArg::Channel)]
+    granularity: GranularityArg,
+    /// Activation range method: minmax, ema, batch-mean, percentile:99.99, mse, aciq-gauss,
+    /// aciq-laplace, kl.
+    #[arg(long, default_value = "minmax")]
+    pub calib: Method,
+    /// Activation bits (asymmetric, unsigned grid).
+    #[arg(long, default_value_t = 8)]
+    pub act_bits: u32,
+    /// Keep activations in float (weights only).
+    #[arg(long)]
+    pub float_activations: bool,
+}
+
+impl QuantFlags {
+    /// The uniform configuration these flags describe.
+    pub fn config(&self) -> QuantConfig {
+        let activations = (!self.float_activations).then_some(ActivationQuant {
+            bits: self.act_bits,
+            symmetric: false,
+            method: self.calib,
+        });
+        QuantConfig::uniform(
+            Some(WeightQuant {
+                scheme: self.weights,
+                per_channel: self.granularity.per_channel(),
+            }),
+            activations,
+        )
+    }
+}
+
+/// What equalization does with ReLU6.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Relu6Arg {
+    /// Exact: ReLU then a per-channel cap scaled with the channel.
+    Cap,
+    /// The paper's choice: ReLU6 becomes ReLU (outputs change where activations exceed 6).
+    Relu,
+}
+
+impl From<Relu6Arg> for Relu6Handling {
+    fn from(arg: Relu6Arg) -> Self {
+        match arg {
+            Relu6Arg::Cap => Relu6Handling::PerChannelCap,
+            Relu6Arg::Relu => Relu6Handling::ReplaceWithRelu,
+        }
+    }
+}
+
+/// Imports the encodings at `path` (`--import-encodings`) into `config`'s manual ranges,
+/// printing what was applied and skipped.
+pub fn apply_encodings(path: &Path, graph: &Graph, config: &mut QuantConfig) -> anyhow::Result<()> {
+    let report = import_encodings(path, graph, config)?;
+    println!(
+        "imported {} activation and {} weight range(s) from {}",
+        report.activations.len(),
+        report.weights.len(),
+        path.display()
+    );
+    for line in report.skipped_lines() {
+        eprintln!("warning: {line}");
+    }
+    Ok(())
+}
