@@ -575,6 +575,8 @@ fn assert_one_error_line(o: &Output, fragments: &[&str]) {
 
 #[test]
 fn the_binary_refuses_hostile_files_with_one_line() {
+    // Held so this test's own allocations do not count in another test's measurement.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new().unwrap();
     let d = dir.path();
     let os = |p: &Path| p.as_os_str().to_owned();
@@ -648,6 +650,7 @@ fn the_binary_refuses_hostile_files_with_one_line() {
 
 #[test]
 fn inspect_says_a_zero_stride_conv_is_not_runnable() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new().unwrap();
     let path: PathBuf = hostile::write(
         dir.path(),
