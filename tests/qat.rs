@@ -6,17 +6,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use common::repo_path;
-use ndarray::{ArrayD, Axis};
+use ndarray::ArrayD;
 use quantscope::calib::{ActivationCollector, CalibrationStats, Method};
 use quantscope::engine::Plan;
 use quantscope::ir::{Graph, TensorData};
 use quantscope::load::{load_model, read_arrays};
 use quantscope::quant::{ActivationQuant, QuantConfig, WeightQuant};
-use quantscope::train::schemes::xnor::XnorMode;
-use quantscope::train::{Labelled, QatConfig, QatInputs, QatOptions, QatResult, Trainer, run_qat};
+use quantscope::train::{Labelled, QatConfig, QatInputs, QatOptions, QatResult, run_qat};
 
 fn arrays(file: &str) -> Vec<TensorData> {
     read_arrays(&repo_path(file))
@@ -157,4 +156,62 @@ fn the_training_digits_are_disjoint_from_calibration_and_test() {
         per_class[y as usize] += 1;
     }
     assert!(per_class.iter().all(|&n| n >= 60), "{per_class:?}");
+}
+
+fn options(epochs: usize, learning_rate: f32) -> QatOptions {
+    QatOptions {
+        epochs,
+        learning_rate,
+        ..QatOptions::default()
+    }
+}
+
+/// Weights `scheme` (per channel), activations `bits` min-max, on every quantizable layer.
+fn config(scheme: &str, act_bits: Option<u32>) -> QatConfig {
+    QatConfig::new(QuantConfig::uniform(
+        weights(scheme, true),
+        act_bits.and_then(activations),
+    ))
+}
+
+#[test]
+fn w4a4_qat_is_at_least_ptq_and_within_a_point_of_float() {
+    let data = digits();
+    for model in ["digits_cnn", "digits_mobilenet"] {
+        let s = sample(model, &data);
+        let r = train(&s, &data, &config("int4", Some(4)), &options(4, 1e-3));
+        report(model, "w4a4", &r);
+        let (float, ptq, qat) = (
+            pct(r.float_accuracy),
+            pct(r.ptq_accuracy),
+            pct(r.qat_accuracy),
+        );
+        assert!(qat >= ptq, "{model}: QAT {qat:.2}% < PTQ {ptq:.2}%");
+        assert!(
+            float - qat <= 1.0,
+            "{model}: QAT {qat:.2}% vs float {float:.2}%"
+        );
+        assert_eq!(r.curve.len(), 4);
+    }
+}
+
+#[test]
+fn low_bit_qat_recovers_what_ptq_loses() {
+    let data = digits();
+    for model in ["digits_cnn", "digits_mobilenet"] {
+        let s = sample(model, &data);
+        for scheme in ["int2", "ternary", "binary-scaled"] {
+            let r = train(&s, &data, &config(scheme, None), &options(6, 3e-3));
+            report(model, scheme, &r);
+            let (float, ptq, qat) = (
+                pct(r.float_accuracy),
+                pct(r.ptq_accuracy),
+                pct(r.qat_accuracy),
+            );
+            assert!(
+                qat - ptq >= 20.0 || float - qat <= 5.0,
+                "{model} {scheme}: float {float:.2}%, PTQ {ptq:.2}%, QAT {qat:.2}%"
+            );
+        }
+    }
 }

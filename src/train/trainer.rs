@@ -727,7 +727,7 @@ fn add_into(target: &mut Option<ArrayD<f32>>, g: ArrayD<f32>) {
 /// `head` as [samples, classes].
 fn as_rows(head: ArrayD<f32>, samples: usize) -> Result<ArrayD<f32>> {
     let len = head.len();
-    if samples == 0 || len % samples != 0 {
+    if samples == 0 || !len.is_multiple_of(samples) {
         return Err(Error::Graph(format!(
             "the model output of shape {:?} does not hold {samples} samples",
             head.shape()

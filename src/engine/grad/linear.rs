@@ -93,6 +93,9 @@ fn matmul(
     Ok(vec![ga, gb])
 }
 
+/// The gradients of the two operands of a product (None where not wanted).
+pub(super) type OperandGrads = (Option<ArrayD<f32>>, Option<ArrayD<f32>>);
+
 /// The gradients of numpy matmul(a, b) given the gradient `g` of the result.
 pub(super) fn matmul_grads(
     a: &ArrayD<f32>,
@@ -100,7 +103,7 @@ pub(super) fn matmul_grads(
     g: &ArrayD<f32>,
     want_a: bool,
     want_b: bool,
-) -> Result<(Option<ArrayD<f32>>, Option<ArrayD<f32>>), OpError> {
+) -> Result<OperandGrads, OpError> {
     if a.ndim() == 0 || b.ndim() == 0 {
         return Err(OpError("MatMul operands must have rank ≥ 1".into()));
     }
@@ -118,16 +121,17 @@ pub(super) fn matmul_grads(
     let abatch = &ash[..ash.len() - 2];
     let bbatch = &bsh[..bsh.len() - 2];
     let rank = abatch.len().max(bbatch.len());
-    let mut batch = vec![1usize; rank];
-    for i in 0..rank {
-        let da = (i + abatch.len())
-            .checked_sub(rank)
-            .map_or(1, |j| abatch[j]);
-        let db = (i + bbatch.len())
-            .checked_sub(rank)
-            .map_or(1, |j| bbatch[j]);
-        batch[i] = da.max(db);
-    }
+    let batch: Vec<usize> = (0..rank)
+        .map(|i| {
+            let da = (i + abatch.len())
+                .checked_sub(rank)
+                .map_or(1, |j| abatch[j]);
+            let db = (i + bbatch.len())
+                .checked_sub(rank)
+                .map_or(1, |j| bbatch[j]);
+            da.max(db)
+        })
+        .collect();
     let count: usize = batch.iter().product();
     let mut full_g = batch.clone();
     full_g.extend([m, n]);

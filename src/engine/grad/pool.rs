@@ -48,12 +48,15 @@ fn window_inputs(a: &[Axis; 3], o: [usize; 3], out: &mut Vec<usize>) -> usize {
     cd * ch * cw
 }
 
+/// X, the output gradient and the resolved window of a pooling node.
+type Pooled<'a> = (&'a ArrayD<f32>, &'a ArrayD<f32>, [Axis; 3]);
+
 /// Shared setup: X, the output gradient, the resolved window.
 fn pooled<'a>(
     ctx: &GradCtx<'_>,
     inputs: &[Option<&'a TensorData>],
     grads: &[Option<&'a ArrayD<f32>>],
-) -> Result<(&'a ArrayD<f32>, &'a ArrayD<f32>, [Axis; 3]), OpError> {
+) -> Result<Pooled<'a>, OpError> {
     let x = input_f32(inputs, 0)?;
     let g = grad_output(grads, 0)?;
     if x.ndim() < 3 || x.ndim() > 5 {

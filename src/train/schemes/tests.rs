@@ -98,7 +98,12 @@ fn scaled_binary_gradient_is_the_ste_plus_the_exact_alpha_term() {
     let wq = q.quantize(&w, true, None).unwrap();
     let grads = q.backward(&w, &g).unwrap().latent.unwrap();
     for c in 0..2 {
-        let alpha = w.index_axis(ndarray::Axis(0), c).iter().map(|v| v.abs()).sum::<f32>() / 4.0;
+        let alpha = w
+            .index_axis(ndarray::Axis(0), c)
+            .iter()
+            .map(|v| v.abs())
+            .sum::<f32>()
+            / 4.0;
         assert!((wq[[c, 0]].abs() - alpha).abs() < 1e-7);
         // The α term with the codes held fixed: ∂/∂w_i Σ_j g_j·α(w)·b_j = sign(w_i)/n·Σ g_j b_j.
         let gb: f32 = (0..4).map(|j| g[[c, j]] * w[[c, j]].signum()).sum();
