@@ -78,10 +78,10 @@ fn mobilenet_evaluated() -> Harness<'static, QuantscopeApp> {
 fn opens_mobilenet_evaluates_it_and_shows_a_depthwise_weight() {
     let mut harness = mobilenet_evaluated();
     let session = harness.state().session().unwrap();
-    let comparison = session.current_evaluation().unwrap().comparison;
+    let evaluation = session.current_evaluation().unwrap();
     let (float, quant) = (
-        comparison.float_accuracy.unwrap(),
-        comparison.quant_accuracy.unwrap(),
+        evaluation.float_accuracy().unwrap(),
+        evaluation.quant_accuracy().unwrap(),
     );
     assert!(float > 0.9, "float accuracy {float}");
     assert!(
@@ -158,13 +158,16 @@ fn switching_to_ternary_updates_the_results() {
         .current_evaluation()
         .unwrap()
         .clone();
+    let (ternary_cost, int8_cost) = (ternary.cost.unwrap(), int8.cost.unwrap());
     assert!(
-        ternary.cost.size_bytes < 0.75 * int8.cost.size_bytes,
+        ternary_cost.size_bytes < 0.75 * int8_cost.size_bytes,
         "{} vs {}",
-        ternary.cost.size_bytes,
-        int8.cost.size_bytes
+        ternary_cost.size_bytes,
+        int8_cost.size_bytes
     );
-    assert!(ternary.comparison.agreement < int8.comparison.agreement);
+    let agreement =
+        |e: &quantscope::jobs::pipeline::Evaluation| e.classification.as_ref().unwrap().agreement;
+    assert!(agreement(&ternary) < agreement(&int8));
     let total = |e: &quantscope::jobs::pipeline::Evaluation| {
         e.layers.iter().map(|l| l.sqnr_db).sum::<f64>()
     };
@@ -306,7 +309,7 @@ fn widest_depthwise_spread(app: &QuantscopeApp) -> f32 {
 
 fn quantized_accuracy(app: &QuantscopeApp) -> f64 {
     let evaluation = app.session().unwrap().current_evaluation().unwrap();
-    evaluation.comparison.quant_accuracy.unwrap()
+    evaluation.quant_accuracy().unwrap()
 }
 
 #[test]

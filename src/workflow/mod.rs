@@ -32,6 +32,7 @@ pub use evaluate::{
     Classification, EvalOptions, Evaluation, Evaluator, LayerError, OutputError, evaluate,
 };
 pub use focus::{Focus, FocusFigures};
+pub use reduce::classification_rows;
 pub use runner::{Chunk, RunControl, for_each_chunk, run_chunks};
 pub use samples::{Feed, Feeds, SampleInputs, Samples, check_labels};
 pub use sources::{

@@ -345,3 +345,21 @@ pub(super) fn reduce_outputs(
     }
     Ok(())
 }
+
+/// The classification output among `outputs` of a run over `rows` samples (see the module
+/// docs), as `[rows, classes]` logits or probabilities.
+pub fn classification_rows(
+    graph: &Graph,
+    outputs: &[(String, TensorData)],
+    rows: usize,
+) -> Option<(String, ndarray::Array2<f32>)> {
+    let kinds = kl_kinds(graph);
+    outputs.iter().find_map(|(name, data)| {
+        let TensorData::F32(values) = data else {
+            return None;
+        };
+        let softmax = kinds.get(name).is_some_and(|k| *k != KlKind::FromValues);
+        let classes = class_shape(values.shape(), rows, softmax)?;
+        Some((name.clone(), rows_of(values, Some(classes))?))
+    })
+}
