@@ -18,7 +18,7 @@ pub struct DataFlags {
     /// (rgb|bgr|luma), scaling (0..255|0..1|-1..1|127 for (x-127)/128|imagenet|
     /// mean:a/b/c,std:a/b/c), layout (nchw|nhwc|auto) and HxW for models without a fixed size;
     /// e.g. `bgr,0..255` or `rgb,-1..1,nhwc`.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub preset: Option<ImagePreset>,
 }
 

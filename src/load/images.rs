@@ -128,9 +128,9 @@ impl ImagePreset {
         }
     }
 
-    /// A short description for menus and data descriptions.
-    pub fn label(&self) -> String {
-        let mut text = format!(
+    /// The channels and scaling, e.g. "BGR, 0..255".
+    pub fn pixels_label(&self) -> String {
+        format!(
             "{}, {}",
             match self.channels {
                 ChannelOrder::Rgb => "RGB",
@@ -138,7 +138,12 @@ impl ImagePreset {
                 ChannelOrder::Luma => "luma",
             },
             self.scale.label()
-        );
+        )
+    }
+
+    /// A short description for menus and data descriptions.
+    pub fn label(&self) -> String {
+        let mut text = self.pixels_label();
         match self.layout {
             Layout::Auto => {}
             Layout::Nchw => text.push_str(", NCHW"),

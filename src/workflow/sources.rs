@@ -176,7 +176,7 @@ pub fn read_samples(graph: &Graph, source: &DataSource) -> Result<Samples> {
             let description = format!(
                 "images in {} ({}, {layout} {}x{})",
                 file_name(dir),
-                preset.label(),
+                preset.pixels_label(),
                 target.height,
                 target.width
             );
