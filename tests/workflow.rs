@@ -346,7 +346,9 @@ const TEXT_LINES: [(u32, u32, u32, u32); 6] = [
 
 /// Text-line crops, upright (label 0) and turned 180° (label 1), as PNGs in `dir`.
 fn text_crops(dir: &Path) -> Vec<i64> {
-    let photo = image::open(real("images/text.jpg").unwrap()).unwrap().to_rgb8();
+    let photo = image::open(real("images/text.jpg").unwrap())
+        .unwrap()
+        .to_rgb8();
     let mut labels = Vec::new();
     for (k, (x0, y0, x1, y1)) in TEXT_LINES.into_iter().enumerate() {
         let crop = image::imageops::crop_imm(&photo, x0, y0, x1 - x0, y1 - y0).to_image();
