@@ -1,7 +1,7 @@
 //! `quantscope compare`: the table of Nagel et al. 2019 on a model: float, BN folded with
-//! per-tensor weights and activations, + cross-layer equalization, + high-bias absorption,
-//! + bias correction (analytic and empirical), and per-channel weights; top-1 accuracy with
-//! labels, agreement for classifiers and the worst output SQNR for any model.
+//! per-tensor weights and activations, then cross-layer equalization, high-bias absorption
+//! and bias correction (analytic and empirical) added, and per-channel weights; top-1 accuracy
+//! with labels, agreement for classifiers and the worst output SQNR for any model.
 
 use std::path::PathBuf;
 

@@ -99,7 +99,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let batch = choose_batch(&plan, &samples, args.batch_size, control.options())?;
     println!("{}", data_line("data", &samples, &batch));
     let chunks = run_chunks(&samples, batch.size, &control, |_, feeds| {
-        Ok(plan.run(feeds, None, control.options())?)
+        plan.run(feeds, None, control.options())
     })?;
     let outputs = join(chunks, samples.is_per_sample())?;
     for (name, value) in &outputs {
