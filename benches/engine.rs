@@ -7,8 +7,9 @@ use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use quantscope::calib::{ActivationCollector, Method};
+use quantscope::engine::ops::{OpCtx, kernel_for};
 use quantscope::engine::{Plan, RunOptions, TensorHook, TensorSite};
-use quantscope::ir::TensorData;
+use quantscope::ir::{Attribute, Node, TensorData};
 use quantscope::load::{load_model, read_arrays};
 use quantscope::quant::{ActivationQuant, QuantConfig, QuantizedModel, WeightQuant, WeightScheme};
 
@@ -110,5 +111,122 @@ fn load_resnet18(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, sample_cnn, resnet18, load_resnet18);
+/// Deterministic data in [-0.5, 0.5).
+fn random(shape: &[usize], seed: u64) -> TensorData {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let n: usize = shape.iter().product();
+    let v = (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    TensorData::F32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), v).expect("shape"))
+}
+
+/// The Conv and ConvTranspose kernels alone, one case per strategy: im2col + threaded sgemm,
+/// images batched into one product, the direct depthwise loop, the SIMD lane kernels (dense
+/// and depthwise) and sgemm + col2im.
+fn conv_kernels(c: &mut Criterion) {
+    // (name, op, x shape, w shape, group, stride, pad)
+    type Case = (
+        &'static str,
+        &'static str,
+        [usize; 4],
+        [usize; 4],
+        i64,
+        i64,
+        i64,
+    );
+    let cases: [Case; 6] = [
+        (
+            "3x3 64->64 @56 b1",
+            "Conv",
+            [1, 64, 56, 56],
+            [64, 64, 3, 3],
+            1,
+            1,
+            1,
+        ),
+        (
+            "3x3 32->32 @14 b4",
+            "Conv",
+            [4, 32, 14, 14],
+            [32, 32, 3, 3],
+            1,
+            1,
+            1,
+        ),
+        (
+            "dw 3x3/2 128 @28 b8",
+            "Conv",
+            [8, 128, 28, 28],
+            [128, 1, 3, 3],
+            128,
+            2,
+            1,
+        ),
+        (
+            "lanes 3x3 32->32 @8 b64",
+            "Conv",
+            [64, 32, 8, 8],
+            [32, 32, 3, 3],
+            1,
+            1,
+            1,
+        ),
+        (
+            "lanes dw 3x3 64 @8 b64",
+            "Conv",
+            [64, 64, 8, 8],
+            [64, 1, 3, 3],
+            64,
+            1,
+            1,
+        ),
+        (
+            "transpose 3x3/2 32->16 @14 b4",
+            "ConvTranspose",
+            [4, 32, 14, 14],
+            [32, 16, 3, 3],
+            1,
+            2,
+            1,
+        ),
+    ];
+    let mut group = c.benchmark_group("conv");
+    for (name, op, x_shape, w_shape, groups, stride, pad) in cases {
+        let node = Node {
+            name: name.into(),
+            op_type: op.into(),
+            domain: String::new(),
+            inputs: vec!["x".into(), "w".into(), "b".into()],
+            outputs: vec!["y".into()],
+            attributes: [
+                ("group".to_string(), Attribute::Int(groups)),
+                ("strides".to_string(), Attribute::Ints(vec![stride; 2])),
+                ("pads".to_string(), Attribute::Ints(vec![pad; 4])),
+            ]
+            .into(),
+        };
+        let kernel = kernel_for(&node).expect("registered");
+        let out_channels = if op == "Conv" { w_shape[0] } else { w_shape[1] };
+        let inputs = [
+            random(&x_shape, 1),
+            random(&w_shape, 2),
+            random(&[out_channels], 3),
+        ];
+        let args: Vec<Option<&TensorData>> = inputs.iter().map(Some).collect();
+        let ctx = OpCtx {
+            node: &node,
+            opset: 17,
+        };
+        group.bench_function(name, |b| b.iter(|| kernel(&ctx, &args).expect("runs")));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, sample_cnn, conv_kernels, resnet18, load_resnet18);
 criterion_main!(benches);

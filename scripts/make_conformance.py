@@ -1084,11 +1084,134 @@ def dynamic_cases():
     yield c
 
 
+def old_opset_cases():
+    """Old-opset forms of operators whose inputs, attributes or meaning changed later; the
+    opset lifting check (scripts/check_opsets.py) lifts every conformance model. These cases
+    draw from their own generator, so adding them left the inputs of the cases above as they
+    were."""
+    rng = np.random.default_rng(2024)
+
+    def rn(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    c = Case("upsample_v7_nearest_attr_scales", 8,
+             "Upsample-7: scales [1,1,2,3] as an attribute, nearest (becomes Resize, floor)")
+    x = c.input("X", rn(1, 2, 3, 4))
+    c.output(c.node("Upsample", [x], "Y", mode="nearest", scales=[1.0, 1.0, 2.0, 3.0]))
+    yield c
+
+    c = Case("upsample_v9_nearest_scales_input", 9,
+             "Upsample-9: scales [1,1,2,2.5] as an initializer input, nearest")
+    x = c.input("X", rn(2, 2, 3, 4))
+    c.init("S", f32([1, 1, 2, 2.5]))
+    c.output(c.node("Upsample", [x, "S"], "Y", mode="nearest"))
+    yield c
+
+    c = Case("resize_v10_nearest_upsample", 10,
+             "Resize-10 nearest, scales [1,1,1.5,2.5]: asymmetric coordinates, truncation")
+    x = c.input("X", rn(1, 2, 4, 3))
+    c.init("S", f32([1, 1, 1.5, 2.5]))
+    c.output(c.node("Resize", [x, "S"], "Y", mode="nearest"))
+    yield c
+
+    c = Case("resize_v10_nearest_downsample", 10,
+             "Resize-10 nearest, scales [1,1,0.6,0.5]: asymmetric coordinates, ceiling when "
+             "shrinking")
+    x = c.input("X", rn(1, 2, 5, 8))
+    c.init("S", f32([1, 1, 0.6, 0.5]))
+    c.output(c.node("Resize", [x, "S"], "Y", mode="nearest"))
+    yield c
+
+    c = Case("split_v7_attr_uneven", 7, "Split-2: split=[1,3] attribute on axis 1")
+    x = c.input("X", rn(2, 4, 3))
+    c.output(*c.node("Split", [x], ["Y0", "Y1"], axis=1, split=[1, 3]))
+    yield c
+
+    c = Case("split_v8_equal_no_attr", 8,
+             "Split-2 without split: 3 equal parts on axis 2 (num_outputs from opset 18)")
+    x = c.input("X", rn(2, 2, 6))
+    c.output(*c.node("Split", [x], ["Y0", "Y1", "Y2"], axis=2))
+    yield c
+
+    c = Case("squeeze_unsqueeze_v7_attrs", 7,
+             "Squeeze-1 axes=[1] then Unsqueeze-1 axes=[0,3] (attributes)")
+    x = c.input("X", rn(3, 1, 4))
+    s = c.node("Squeeze", [x], "S", axes=[1])
+    c.output(c.node("Unsqueeze", [s], "Y", axes=[0, 3]))
+    yield c
+
+    c = Case("reduce_v11_attr_family", 11,
+             "ReduceProd, ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceSumSquare "
+             "with axes attributes (inputs from opset 18)")
+    x = c.input("X", rng.uniform(0.5, 1.5, (2, 3, 4)).astype(np.float32))
+    for k, op in enumerate(("ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
+                            "ReduceLogSumExp", "ReduceSumSquare")):
+        c.output(c.node(op, [x], f"Y{k}", axes=[k % 3], keepdims=k % 2))
+    yield c
+
+    c = Case("reducesum_v11_attr_negative_axes", 11,
+             "ReduceSum-11 axes=[-1,0] keepdims=0 (axes input from opset 13)")
+    x = c.input("X", rn(2, 3, 4))
+    c.output(c.node("ReduceSum", [x], "Y", axes=[-1, 0], keepdims=0))
+    yield c
+
+    c = Case("dropout_v10_ratio_attr", 10, "Dropout-10 ratio=0.3 attribute (input from 12)")
+    x = c.input("X", rn(2, 5))
+    c.output(c.node("Dropout", [x], "Y", ratio=0.3))
+    yield c
+
+    c = Case("pad_v2_constant_value", 9, "Pad-2 constant mode with value=1.5 (inputs from 11)")
+    x = c.input("X", rn(1, 2, 3, 3))
+    c.output(c.node("Pad", [x], "Y", mode="constant", pads=[0, 0, 1, 2, 0, 1, 0, 1], value=1.5))
+    yield c
+
+    c = Case("clip_v6_min_only", 7, "Clip-6 with only min=-0.5 (max stays unbounded)")
+    x = c.input("X", rn(3, 4))
+    c.output(c.node("Clip", [x], "Y", min=-0.5))
+    yield c
+
+    c = Case("clip_v6_max_only", 8, "Clip-6 with only max=0.25")
+    x = c.input("X", rn(3, 4))
+    c.output(c.node("Clip", [x], "Y", max=0.25))
+    yield c
+
+    c = Case("batchnorm_v7_spatial", 7,
+             "BatchNormalization-7 with spatial=1 (attribute removed at opset 9)")
+    x = c.input("X", rn(2, 3, 2, 2))
+    c.init("SCALE", rng.uniform(0.5, 1.5, 3).astype(np.float32))
+    c.init("BIAS", rn(3))
+    c.init("MEAN", rn(3))
+    c.init("VAR", rng.uniform(0.2, 2.0, 3).astype(np.float32))
+    c.output(c.node("BatchNormalization", [x, "SCALE", "BIAS", "MEAN", "VAR"], "Y",
+                    epsilon=1e-4, spatial=1))
+    yield c
+
+    c = Case("softmax_v7_axis1_4d", 7,
+             "Softmax-1 axis=1 on a 4D input: one softmax over the trailing three axes together")
+    x = c.input("X", rn(2, 3, 2, 2))
+    c.output(c.node("Softmax", [x], "Y", axis=1))
+    yield c
+
+    c = Case("logsoftmax_v9_axis2_4d", 9,
+             "LogSoftmax-1 axis=2 on a 4D input (coerced to 2D [d0*d1, d2*d3])")
+    x = c.input("X", rn(2, 2, 3, 2))
+    c.output(c.node("LogSoftmax", [x], "Y", axis=2))
+    yield c
+
+    c = Case("softmax_v12_axis_last_via_reshape", 12,
+             "Softmax-11 axis=2 after a Reshape to rank 3: the axis is the last, no rewrite")
+    x = c.input("X", rn(2, 12))
+    c.init("SHAPE", i64([2, 3, 4]))
+    r = c.node("Reshape", [x, "SHAPE"], "R")
+    c.output(c.node("Softmax", [r], "Y", axis=2))
+    yield c
+
+
 ALL = [
     conv_cases, conv_transpose_cases, gemm_cases, matmul_cases, binary_cases,
     unary_cases, softmax_cases, norm_cases, pool_cases, reduce_cases,
     shape_op_cases, resize_cases, cast_cases, extra_cases, loader_cases,
-    dynamic_cases,
+    dynamic_cases, old_opset_cases,
 ]
 
 

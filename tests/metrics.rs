@@ -14,9 +14,9 @@ use quantscope::engine::{Plan, RunOptions};
 use quantscope::ir::{ParamRole, TensorData};
 use quantscope::load::{load_model, read_arrays};
 use quantscope::metrics::{
-    FineHistogram, MetricOptions, Staircase, compare, compare_channels, compare_logits, layer_sqnr,
+    FineHistogram, MetricOptions, compare, compare_channels, compare_logits, layer_sqnr,
 };
-use quantscope::quant::{IntGrid, LinearParams};
+use quantscope::quant::{IntGrid, LinearParams, Staircase};
 use quantscope::stats::Histogram;
 
 const MODELS: [&str; 4] = [

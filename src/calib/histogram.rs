@@ -261,16 +261,21 @@ mod tests {
             .collect()
     }
 
+    /// The range a histogram of `values` (or of |values|, from 0) covers.
+    fn range_of(values: &[f32], abs: bool) -> (f32, f32) {
+        let (lo, hi) = values
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                let v = if abs { v.abs() } else { v };
+                (l.min(v), h.max(v))
+            });
+        (if abs { 0.0 } else { lo }, hi)
+    }
+
     fn build(batches: &[Vec<f32>], abs: bool) -> GrowingHistogram {
         let mut h = GrowingHistogram::new(2048 * 8, false);
         for b in batches {
-            let (lo, hi) = b
-                .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
-                    let v = if abs { v.abs() } else { v };
-                    (l.min(v), h.max(v))
-                });
-            let lo = if abs { 0.0 } else { lo };
+            let (lo, hi) = range_of(b, abs);
             h.ensure_range(lo as f64, hi as f64);
             h.add(b, abs);
         }
@@ -287,13 +292,7 @@ mod tests {
             let many = build(&batches, abs);
             assert!(many.rebin_count() >= 2, "test should exercise re-binning");
             let all: Vec<f32> = batches.concat();
-            let (lo, hi) = all
-                .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
-                    let v = if abs { v.abs() } else { v };
-                    (l.min(v), h.max(v))
-                });
-            let lo = if abs { 0.0 } else { lo };
+            let (lo, hi) = range_of(&all, abs);
             let got = many.resample(lo as f64, hi as f64, 2048);
             let single = Histogram::with_range(&all, 2048, lo, hi);
             let single = if abs {

@@ -1,11 +1,10 @@
 //! Execution plan and the run loop.
 
-use std::any::Any;
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::buffers::recycle;
 use super::hook::{TensorHook, TensorSite};
 use super::ops::{self, OpCtx, OpFn};
 use crate::error::{Error, Result};
@@ -314,100 +313,6 @@ impl<'g> Plan<'g> {
     }
 }
 
-// ---- recycled output buffers -----------------------------------------------------------------
-//
-// Every node allocates its output and most intermediates die a node or two later. The system
-// allocator hands large freed blocks back to the OS, so without reuse each run page-faults all
-// its activations in again (a large share of the time for small models). Freed float
-// intermediates are therefore kept per thread (a plan runs on one thread; a few buffers of
-// bounded total size, kept between runs) and handed out again by `zeroed` and `recycled`,
-// which the kernels use for their outputs.
-
-/// Buffers smaller than this (elements) are left to the allocator.
-const SPARE_MIN_LEN: usize = 1 << 14;
-/// At most this many spare buffers, of at most this many bytes in all, per thread.
-const SPARE_MAX_COUNT: usize = 8;
-const SPARE_MAX_BYTES: usize = 64 << 20;
-
-thread_local! {
-    static SPARE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// A spare buffer of capacity at least `len` and not more than twice it, if there is one.
-fn take_spare(len: usize) -> Option<Vec<f32>> {
-    if len < SPARE_MIN_LEN {
-        return None;
-    }
-    SPARE.with_borrow_mut(|spare| {
-        let best = spare
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.capacity() >= len && v.capacity() / 2 <= len)
-            .min_by_key(|(_, v)| v.capacity())
-            .map(|(i, _)| i)?;
-        Some(spare.remove(best))
-    })
-}
-
-/// `v` as a `Vec<T>` when T is f32.
-fn as_vec_of<T: 'static>(v: Vec<f32>) -> Option<Vec<T>> {
-    let any: Box<dyn Any> = Box::new(v);
-    any.downcast::<Vec<T>>().ok().map(|v| *v)
-}
-
-/// A vector of `len` zeros, reusing a spare buffer of a freed intermediate when one fits.
-pub(super) fn zeroed<T: Copy + Default + 'static>(len: usize) -> Vec<T> {
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-        && let Some(mut v) = take_spare(len)
-    {
-        v.clear();
-        v.resize(len, 0.0);
-        if let Some(v) = as_vec_of(v) {
-            return v;
-        }
-    }
-    vec![T::default(); len]
-}
-
-/// A vector of `len` elements with unspecified values (whatever a reused buffer held), for
-/// outputs the kernel overwrites entirely: like [`zeroed`] without the fill.
-pub(super) fn recycled<T: Copy + Default + 'static>(len: usize) -> Vec<T> {
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-        && let Some(mut v) = take_spare(len)
-    {
-        if v.len() >= len {
-            v.truncate(len);
-        } else {
-            v.resize(len, 0.0);
-        }
-        if let Some(v) = as_vec_of(v) {
-            return v;
-        }
-    }
-    vec![T::default(); len]
-}
-
-/// Keeps the buffer of a freed value for [`zeroed`] and [`recycled`] if nothing else holds it.
-fn recycle(value: Arc<TensorData>) {
-    let Ok(TensorData::F32(array)) = Arc::try_unwrap(value) else {
-        return;
-    };
-    let (v, _) = array.into_raw_vec_and_offset();
-    if v.capacity() < SPARE_MIN_LEN || v.capacity() * 4 > SPARE_MAX_BYTES {
-        return;
-    }
-    SPARE.with_borrow_mut(|spare| {
-        // Oldest first out: recent sizes are the likeliest to be asked for again.
-        while spare.len() >= SPARE_MAX_COUNT
-            || spare.iter().map(|v| v.capacity() * 4).sum::<usize>() + v.capacity() * 4
-                > SPARE_MAX_BYTES
-        {
-            spare.remove(0);
-        }
-        spare.push(v);
-    });
-}
-
 /// Checks a fed value against the declared input: kind, rank and every fixed dimension.
 fn check_input(info: &crate::ir::ValueInfo, value: &TensorData) -> Result<()> {
     if let Some(dtype) = info.dtype
@@ -490,61 +395,4 @@ fn topological_order(graph: &Graph, available: &HashMap<&str, usize>) -> Result<
         }
     }
     Ok(order)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use super::{Plan, RunOptions, SPARE, TensorHook, TensorSite};
-    use crate::error::Result;
-    use crate::ir::TensorData;
-    use crate::load::{load_model, read_arrays};
-
-    struct Nothing;
-
-    impl TensorHook for Nothing {
-        fn on_tensor(&mut self, _: TensorSite<'_>, _: &mut TensorData) -> Result<()> {
-            Ok(())
-        }
-    }
-
-    /// Kernels given `recycled` buffers overwrite every element: after the spare buffers are
-    /// filled with NaN, runs give bit-identical outputs. (Hooked runs stay on this thread, so
-    /// they use this thread's spares.)
-    #[test]
-    fn recycled_buffers_are_fully_overwritten() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_models");
-        let images = read_arrays(&dir.join("data/digits_test_x.npy")).expect("images");
-        for name in [
-            "digits_mlp",
-            "digits_cnn",
-            "digits_mobilenet",
-            "digits_transformer",
-        ] {
-            let model = load_model(&dir.join(format!("{name}.onnx"))).expect("model");
-            let plan = Plan::new(&model.graph).expect("plan");
-            let run = || {
-                let feeds = [("input".to_string(), images[0].data.clone())].into();
-                let out = plan
-                    .run(feeds, Some(&mut Nothing), RunOptions::default())
-                    .expect("runs");
-                let logits = out[0].1.as_f32().expect("float logits");
-                logits.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-            };
-            let first = run();
-            for _ in 0..2 {
-                SPARE.with_borrow_mut(|spare| {
-                    assert!(!spare.is_empty(), "{name}: no spare buffers kept");
-                    for v in spare.iter_mut() {
-                        v.fill(f32::NAN);
-                    }
-                });
-                assert!(
-                    run() == first,
-                    "{name}: outputs changed with reused buffers"
-                );
-            }
-        }
-    }
 }

@@ -4,7 +4,9 @@
 //! once; [`Plan::run`] then executes it, freeing each intermediate after its last reader, and
 //! passes every graph input and node output through an optional [`TensorHook`].
 
+mod buffers;
 mod executor;
+pub mod geometry;
 mod hook;
 pub mod ops;
 

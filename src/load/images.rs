@@ -16,6 +16,7 @@ use image::imageops::FilterType;
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
+use crate::budget::MemoryBudget;
 use crate::error::{Error, Result};
 
 /// Images read at most from one folder.
@@ -280,7 +281,7 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| is_image(p))
+        .filter(|p| is_image(p) && std::fs::metadata(p).is_ok_and(|m| m.is_file()))
         .collect();
     files.sort();
     files.truncate(MAX_IMAGES);
@@ -327,6 +328,17 @@ pub fn read_image_folder(
         return Err(Error::format(dir, "the image size must not be zero"));
     }
     let files = image_files(dir)?;
+    let bytes = [files.len(), channels, height, width, 4]
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+        .unwrap_or(u64::MAX);
+    MemoryBudget::current().check(bytes, || {
+        format!(
+            "{}: {} images of {channels}×{height}×{width} as float32",
+            crate::error::shown_path(dir),
+            files.len()
+        )
+    })?;
     let shape = if channels_last {
         [files.len(), height, width, channels]
     } else {

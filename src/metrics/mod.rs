@@ -18,7 +18,7 @@ pub mod estimate;
 pub mod model;
 pub mod tensor;
 
-pub use estimate::{ErrorEstimate, FineHistogram, Staircase};
+pub use estimate::{ErrorEstimate, FineHistogram};
 pub use model::{
     LayerSqnr, LogitComparison, compare_logits, layer_sqnr, mean_softmax_kl, output_sqnr, top1,
     top1_accuracy, top1_agreement,

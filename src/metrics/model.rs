@@ -12,7 +12,7 @@
 use ndarray::{ArrayView1, ArrayView2, ArrayViewD};
 use serde::Serialize;
 
-use super::tensor::signal_and_noise;
+use super::tensor::{check_shapes, signal_and_noise};
 use super::{MetricsError, sqnr_db};
 
 fn check_logits(logits: &ArrayView2<'_, f32>, which: &'static str) -> Result<(), MetricsError> {
@@ -34,12 +34,7 @@ fn check_pair(
     float: &ArrayView2<'_, f32>,
     quant: &ArrayView2<'_, f32>,
 ) -> Result<(), MetricsError> {
-    if float.shape() != quant.shape() {
-        return Err(MetricsError::ShapeMismatch {
-            float: float.shape().to_vec(),
-            quant: quant.shape().to_vec(),
-        });
-    }
+    check_shapes(float.shape(), quant.shape())?;
     check_logits(float, "float")?;
     check_logits(quant, "quantized")
 }

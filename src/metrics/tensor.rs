@@ -195,7 +195,7 @@ pub(crate) fn signal_and_noise(
     float: ArrayViewD<'_, f32>,
     quant: ArrayViewD<'_, f32>,
 ) -> Result<(usize, f64, f64), MetricsError> {
-    check_shapes(&float, &quant)?;
+    check_shapes(float.shape(), quant.shape())?;
     let sums = with_slices(&float, &quant, moments)?;
     Ok((sums.n, sums.x2, sums.err2))
 }
@@ -242,14 +242,12 @@ fn kl_divergence(float: &[f32], quant: &[f32], lo: f32, hi: f32, options: &Metri
         .max(0.0)
 }
 
-fn check_shapes(
-    float: &ArrayViewD<'_, f32>,
-    quant: &ArrayViewD<'_, f32>,
-) -> Result<(), MetricsError> {
-    if float.shape() != quant.shape() {
+/// An error unless the float and quantized shapes are equal.
+pub(super) fn check_shapes(float: &[usize], quant: &[usize]) -> Result<(), MetricsError> {
+    if float != quant {
         return Err(MetricsError::ShapeMismatch {
-            float: float.shape().to_vec(),
-            quant: quant.shape().to_vec(),
+            float: float.to_vec(),
+            quant: quant.to_vec(),
         });
     }
     Ok(())
@@ -280,7 +278,7 @@ pub fn compare(
     quant: ArrayViewD<'_, f32>,
     options: &MetricOptions,
 ) -> Result<TensorMetrics, MetricsError> {
-    check_shapes(&float, &quant)?;
+    check_shapes(float.shape(), quant.shape())?;
     with_slices(&float, &quant, |x, y| compare_slices(x, y, options))
 }
 
@@ -292,7 +290,7 @@ pub fn compare_channels(
     axis: usize,
     options: &MetricOptions,
 ) -> Result<Vec<TensorMetrics>, MetricsError> {
-    check_shapes(&float, &quant)?;
+    check_shapes(float.shape(), quant.shape())?;
     if axis >= float.ndim() {
         return Err(MetricsError::BadAxis {
             axis,

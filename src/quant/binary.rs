@@ -12,11 +12,11 @@ use ndarray::{ArrayD, ArrayViewD};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
-use super::grid::QuantError;
-use super::linear::{
+use super::channels::{
     Granularity, check_not_empty, chunk_rng, decode_channels, layout_for_params, map_runs,
     no_finite_error, reduce_channels,
 };
+use super::grid::QuantError;
 
 type Result<T> = std::result::Result<T, QuantError>;
 

@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 
 use super::grid::QuantError;
-use super::integer::conv_window;
+use crate::engine::geometry::WindowSpec;
 use crate::engine::{TensorHook, TensorSite};
 use crate::ir::{Graph, Node, TensorData};
 
@@ -232,7 +232,9 @@ pub fn macs_of(node: &Node, input_shapes: &[Option<&[usize]>]) -> Result<Option<
             if x.len() < 3 || w.len() != x.len() {
                 return Err(bad(format!("input {x:?} and weight {w:?} do not fit")));
             }
-            let axes = conv_window(node, &x[2..], &w[2..])?;
+            let axes = WindowSpec::conv(node, &w[2..])
+                .and_then(|window| window.axes(&x[2..]))
+                .map_err(|e| QuantError(e.to_string()))?;
             let out: u64 = axes.iter().map(|a| a.output as u64).product();
             // w = [Cout, Cin/group, k...]: everything but the batch and output spatial dims.
             Ok(Some(x[0] as u64 * out * product(w)))

@@ -7,20 +7,14 @@ use std::collections::{BTreeMap, HashMap};
 use ndarray::{ArrayD, ArrayViewD};
 use serde::Serialize;
 
-use super::binary::{Binarization, BinaryConfig, binarize};
-use super::config::{QUANTIZABLE_OPS, QuantConfig, WeightQuant, WeightScheme};
+use super::channels::Granularity;
+use super::config::{QUANTIZABLE_OPS, QuantConfig, WeightQuant};
 use super::grid::{IntGrid, LinearParams, QuantError};
-use super::kmeans::{KMeansConfig, kmeans};
-use super::linear::{self, Granularity, LinearConfig, Rounding};
-use super::ternary::ternarize;
 use crate::calib::CalibrationStats;
 use crate::engine::{TensorHook, TensorSite};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, ParamRole, Tensor, TensorData};
 use crate::metrics::{MetricOptions, TensorMetrics, compare};
-
-/// Seed of the stochastic binarization (fixed so a config always gives the same model).
-const STOCHASTIC_SEED: u64 = 0x5155_414e_5453_434f;
 
 /// What quantizing one weight tensor did.
 #[derive(Debug, Clone, Serialize)]
@@ -175,70 +169,29 @@ fn quantize_weight(
         (true, Some(axis)) if manual_range.is_none() => Granularity::PerChannel { axis },
         _ => Granularity::PerTensor,
     };
-    let err = quant_error(name);
-    let mut ranges = Vec::new();
-    let mut params = Vec::new();
-    let dequantized = match quant.scheme {
-        WeightScheme::Linear { bits, symmetric } => {
-            let config = LinearConfig {
-                grid: IntGrid::new(bits, true, false).map_err(&err)?,
-                symmetric,
-                granularity,
-                rounding: Rounding::NearestEven,
-            };
-            ranges = match manual_range {
-                Some(range) => vec![range],
-                None => linear::minmax_ranges(values.view(), granularity).map_err(&err)?,
-            };
-            params = linear::params(values.view(), &config, &ranges).map_err(&err)?;
-            linear::fake_quantize(values.view(), &params, granularity, config.rounding)
-                .map_err(&err)?
-        }
-        WeightScheme::Binary { scaled, stochastic } => {
-            let mode = if stochastic {
-                Binarization::Stochastic {
-                    seed: STOCHASTIC_SEED,
-                }
-            } else {
-                Binarization::Deterministic
-            };
-            let config = BinaryConfig {
-                granularity,
-                scaled,
-                mode,
-            };
-            binarize(values.view(), &config)
-                .and_then(|b| b.dequantize())
-                .map_err(&err)?
-        }
-        WeightScheme::Ternary { .. } => {
-            ternarize(values.view(), quant.scheme.ternary_method(), granularity)
-                .and_then(|t| t.dequantize())
-                .map_err(&err)?
-        }
-        WeightScheme::KMeans { bits } => {
-            kmeans(values.view(), &KMeansConfig::new(bits, granularity))
-                .and_then(|k| k.dequantize())
-                .map_err(&err)?
-        }
-    };
-    let metrics =
-        compare(values.view(), dequantized.view(), &MetricOptions::default()).map_err(|e| {
-            Error::Quant {
-                tensor: name.to_string(),
-                msg: e.to_string(),
-            }
-        })?;
+    let quantized = quant
+        .scheme
+        .fake_quantize(values.view(), granularity, manual_range)
+        .map_err(quant_error(name))?;
+    let metrics = compare(
+        values.view(),
+        quantized.values.view(),
+        &MetricOptions::default(),
+    )
+    .map_err(|e| Error::Quant {
+        tensor: name.to_string(),
+        msg: e.to_string(),
+    })?;
     let report = WeightReport {
         tensor: name.to_string(),
         node: node.to_string(),
         scheme: quant.scheme.to_string(),
         per_channel: matches!(granularity, Granularity::PerChannel { .. }),
-        ranges,
-        params,
+        ranges: quantized.ranges,
+        params: quantized.params,
         metrics,
     };
-    Ok((dequantized, report))
+    Ok((quantized.values, report))
 }
 
 /// Fake-quantizes the activations that have parameters, in place, as they are produced.

@@ -22,10 +22,10 @@ use ndarray::{ArrayD, ArrayViewD, Axis};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::grid::QuantError;
-use super::linear::{
+use super::channels::{
     Granularity, check_not_empty, decode_channels, layout_for_params, map_runs, no_finite_error,
 };
+use super::grid::QuantError;
 
 type Result<T> = std::result::Result<T, QuantError>;
 

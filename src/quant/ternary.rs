@@ -14,11 +14,11 @@
 use ndarray::{ArrayD, ArrayViewD};
 use serde::{Deserialize, Serialize};
 
-use super::grid::QuantError;
-use super::linear::{
+use super::channels::{
     Granularity, check_not_empty, decode_channels, layout_for_params, map_runs, no_finite_error,
     reduce_channels,
 };
+use super::grid::QuantError;
 
 type Result<T> = std::result::Result<T, QuantError>;
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use ndarray::{Array1, ArrayD, Axis, IxDyn};
 use rayon::prelude::*;
 
+use crate::engine::geometry::WindowSpec;
 use crate::error::{Error, Result};
 use crate::ir::{Attribute, DType, Graph, ParamRole, Tensor, TensorData};
 
@@ -116,12 +117,12 @@ impl Layer {
         }
         let (kind, out_channels, in_channels) = match node.op_type.as_str() {
             "Conv" => {
-                let group = node.attr_int("group", 1)?;
-                let group = usize::try_from(group)
-                    .ok()
-                    .filter(|&g| g > 0)
-                    .ok_or_else(|| format!("group {group} is not positive"))?;
-                if shape.len() < 3 || shape[0] % group != 0 {
+                if shape.len() < 3 {
+                    return Err(format!("weight shape {shape:?} is not a Conv weight"));
+                }
+                let window = WindowSpec::conv(node, &shape[2..]).map_err(|e| e.msg)?;
+                let group = window.group;
+                if shape[0] % group != 0 {
                     return Err(format!(
                         "weight shape {shape:?} does not fit a Conv with group {group}"
                     ));
@@ -157,23 +158,16 @@ impl Layer {
         Ok(layer)
     }
 
-    /// Whether the layer's input is zero-padded (a Conv with non-zero pads or auto padding).
+    /// Whether the layer's input is zero-padded (a Conv with non-zero pads or SAME padding).
     pub fn pads_input(&self, graph: &Graph) -> bool {
-        let Some(node) = graph.nodes.get(self.node) else {
-            return false;
-        };
         if !matches!(self.kind, LayerKind::Conv { .. }) {
             return false;
         }
-        let explicit = node
-            .attr_ints("pads")
-            .ok()
-            .flatten()
-            .is_some_and(|p| p.iter().any(|&v| v != 0));
-        let auto = node
-            .attr_string("auto_pad", "NOTSET")
-            .is_ok_and(|a| a == "SAME_UPPER" || a == "SAME_LOWER");
-        explicit || auto
+        let (Some(node), Ok(weight)) = (graph.nodes.get(self.node), self.weight(graph)) else {
+            return false;
+        };
+        weight.ndim() >= 3
+            && WindowSpec::conv(node, &weight.shape()[2..]).is_ok_and(|w| w.pads_input())
     }
 
     pub fn weight<'g>(&self, graph: &'g Graph) -> Result<&'g ArrayD<f32>> {
@@ -223,6 +217,13 @@ impl Layer {
             (self.out_channels / group).max(1),
             block,
         ))
+    }
+
+    /// Conv with `group` groups: the input channel read by slice `ci` (axis 1) of output
+    /// channel `o`'s weight.
+    fn conv_in_channel(&self, group: usize, o: usize, ci: usize) -> usize {
+        let outs_per_group = (self.out_channels / group).max(1);
+        (o / outs_per_group) * (self.in_channels / group) + ci
     }
 
     /// max |w| of each output channel.
@@ -294,12 +295,9 @@ impl Layer {
     ) {
         match self.kind {
             LayerKind::Conv { group } => {
-                let outs_per_group = (self.out_channels / group).max(1);
-                let ins_per_group = self.in_channels / group;
                 for (o, w_o) in w.outer_iter().enumerate() {
-                    let g = o / outs_per_group;
                     for (ci, slice) in w_o.outer_iter().enumerate() {
-                        f(g * ins_per_group + ci, slice);
+                        f(self.conv_in_channel(group, o, ci), slice);
                     }
                 }
             }
@@ -353,12 +351,10 @@ impl Layer {
         }
         match self.kind {
             LayerKind::Conv { group } => {
-                let outs_per_group = (self.out_channels / group).max(1);
-                let ins_per_group = self.in_channels / group;
                 for (o, mut w_o) in w.outer_iter_mut().enumerate() {
-                    let g = o / outs_per_group;
                     for (ci, mut slice) in w_o.outer_iter_mut().enumerate() {
-                        let factor = s.get(g * ins_per_group + ci).copied().unwrap_or(1.0);
+                        let c = self.conv_in_channel(group, o, ci);
+                        let factor = s.get(c).copied().unwrap_or(1.0);
                         slice.mapv_inplace(|v| v * factor);
                     }
                 }
@@ -378,13 +374,10 @@ impl Layer {
         let mut out = vec![0.0f32; self.out_channels];
         match self.kind {
             LayerKind::Conv { group } => {
-                let outs_per_group = (self.out_channels / group).max(1);
-                let ins_per_group = self.in_channels / group;
                 for (o, w_o) in w.outer_iter().enumerate() {
-                    let g = o / outs_per_group;
                     for (ci, slice) in w_o.outer_iter().enumerate() {
-                        let xc = x.get(g * ins_per_group + ci).copied().unwrap_or(0.0);
-                        out[o] += xc * slice.sum();
+                        let c = self.conv_in_channel(group, o, ci);
+                        out[o] += x.get(c).copied().unwrap_or(0.0) * slice.sum();
                     }
                 }
             }

@@ -1,174 +1,16 @@
-//! Matrix products: Gemm and MatMul, plus the sgemm wrapper the convolution kernels share.
+//! Matrix products: Gemm and MatMul.
 
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
-use super::{OpCtx, OpError, OpResult, Registry, input_f32, optional, single};
-use crate::engine::executor::zeroed;
+use super::gemm::{Mat, gemm_is_threaded, sgemm};
+use super::{OpCtx, OpError, OpResult, Registry, checked_len, input_f32, optional, single};
+use crate::engine::buffers::zeroed;
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut Registry) {
     registry.add("Gemm", gemm_op);
     registry.add("MatMul", matmul_op);
-}
-
-// ---- sgemm wrapper ---------------------------------------------------------------------------
-
-/// A read-only matrix inside a slice: element (i, j) is `data[off + i*rs + j*cs]`.
-#[derive(Clone, Copy)]
-pub(super) struct Mat<'a> {
-    pub data: &'a [f32],
-    pub off: usize,
-    pub rs: usize,
-    pub cs: usize,
-}
-
-impl<'a> Mat<'a> {
-    /// Row-major matrix with `cols` columns starting at `off`.
-    pub fn rows(data: &'a [f32], off: usize, cols: usize) -> Self {
-        Mat {
-            data,
-            off,
-            rs: cols,
-            cs: 1,
-        }
-    }
-
-    /// The transpose (same storage).
-    pub fn t(self) -> Self {
-        Mat {
-            rs: self.cs,
-            cs: self.rs,
-            ..self
-        }
-    }
-
-    fn check(&self, rows: usize, cols: usize) {
-        if rows > 0 && cols > 0 {
-            let last = self.off + (rows - 1) * self.rs + (cols - 1) * self.cs;
-            assert!(
-                last < self.data.len(),
-                "matrix view out of bounds: {last} >= {}",
-                self.data.len()
-            );
-        }
-    }
-}
-
-/// `c = alpha·a·b + beta·c` with `a` [m, k], `b` [k, n] and `c` a row-major [m, n] slice
-/// (row stride `ldc`). Bounds are checked once; the product runs in matrixmultiply (which may
-/// use its own threads for large products).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn sgemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f32,
-    a: Mat<'_>,
-    b: Mat<'_>,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(ldc >= n && (m - 1) * ldc + n <= c.len(), "output too small");
-    if k == 0 {
-        for row in c.chunks_mut(ldc).take(m) {
-            for v in &mut row[..n] {
-                *v = if beta == 0.0 { 0.0 } else { beta * *v };
-            }
-        }
-        return;
-    }
-    a.check(m, k);
-    b.check(k, n);
-    if m == 1 && (b.rs == 1 || b.cs == 1) {
-        gemv(k, alpha, a, b, beta, &mut c[..n]);
-        return;
-    }
-    // SAFETY: every element touched lies inside the slices (checked above); `c` is borrowed
-    // mutably so nothing aliases it.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.data.as_ptr().add(a.off),
-            a.rs as isize,
-            a.cs as isize,
-            b.data.as_ptr().add(b.off),
-            b.rs as isize,
-            b.cs as isize,
-            beta,
-            c.as_mut_ptr(),
-            ldc as isize,
-            1,
-        );
-    }
-}
-
-/// `c = alpha·a·b + beta·c` for a single row `a` [1, k] and `b` [k, n] with unit row or column
-/// stride (a matrix–vector product: matrixmultiply would spend its time packing `b`).
-fn gemv(k: usize, alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32]) {
-    let av: Vec<f32> = (0..k).map(|p| a.data[a.off + p * a.cs]).collect();
-    let finish = |acc: f32, cj: &mut f32| {
-        *cj = alpha * acc + if beta == 0.0 { 0.0 } else { beta * *cj };
-    };
-    // Columns per task: enough work to be worth a thread.
-    let min_cols = ((1usize << 15) / k.max(1)).max(1);
-    if b.rs == 1 {
-        // Column j of b is contiguous: one dot product per output.
-        c.par_chunks_mut(min_cols).enumerate().for_each(|(ci, cs)| {
-            for (jj, cj) in cs.iter_mut().enumerate() {
-                let j = ci * min_cols + jj;
-                let col = &b.data[b.off + j * b.cs..b.off + j * b.cs + k];
-                finish(dot(&av, col), cj);
-            }
-        });
-    } else {
-        // Rows of b are contiguous: accumulate a[p]·b[p, :] over p.
-        c.par_chunks_mut(min_cols).enumerate().for_each(|(ci, cs)| {
-            let j0 = ci * min_cols;
-            let mut acc = vec![0.0f32; cs.len()];
-            for (p, &ap) in av.iter().enumerate() {
-                let start = b.off + p * b.rs + j0;
-                let row = &b.data[start..start + cs.len()];
-                for (x, &bv) in acc.iter_mut().zip(row) {
-                    *x += ap * bv;
-                }
-            }
-            for (cj, &v) in cs.iter_mut().zip(&acc) {
-                finish(v, cj);
-            }
-        });
-    }
-}
-
-/// Dot product with 8 independent accumulators (vectorizes).
-fn dot(x: &[f32], y: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
-    let tail: f32 = xc
-        .remainder()
-        .iter()
-        .zip(yc.remainder())
-        .map(|(a, b)| a * b)
-        .sum();
-    for (a8, b8) in xc.zip(yc) {
-        for i in 0..8 {
-            acc[i] += a8[i] * b8[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// Whether matrixmultiply would itself split a product of this size over threads (mirrors its
-/// heuristic: (m·k + k·n) ≥ 2^15 for two threads); below that, parallelize outside it.
-pub(super) fn gemm_is_threaded(m: usize, k: usize, n: usize) -> bool {
-    m * k + k * n >= 1 << 15
 }
 
 // ---- Gemm ------------------------------------------------------------------------------------
@@ -222,7 +64,7 @@ fn gemm_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
             if trans_b { "ᵀ" } else { "" },
         )));
     }
-    super::conv::checked_len(&[m, n], "Gemm")?;
+    checked_len(&[m, n])?;
     let mut out = zeroed::<f32>(m * n);
     let mut beta_eff = 0.0;
     if let Some(c) = c
@@ -337,7 +179,7 @@ pub(super) fn matmul(a: &ArrayD<f32>, b: &ArrayD<f32>) -> Result<ArrayD<f32>, Op
     }
     let mut full = batch.clone();
     full.extend([m, n]);
-    super::conv::checked_len(&full, "MatMul")?;
+    checked_len(&full)?;
     let count: usize = batch.iter().product();
     let a = a.as_standard_layout();
     let b = b.as_standard_layout();
@@ -390,110 +232,11 @@ pub(super) fn matmul(a: &ArrayD<f32>, b: &ArrayD<f32>) -> Result<ArrayD<f32>, Op
     ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| OpError(e.to_string()))
 }
 
-/// Helpers shared by the kernel tests of this family (conv.rs, linear.rs, pool.rs).
-#[cfg(test)]
-pub(super) mod testutil {
-    use std::collections::BTreeMap;
-
-    use ndarray::{ArrayD, IxDyn};
-
-    use crate::engine::ops::{OpCtx, OpResult, kernel_for};
-    use crate::ir::{Attribute, Node, TensorData};
-
-    /// A small deterministic generator (LCG) for test data.
-    pub struct Rng(u64);
-
-    impl Rng {
-        pub fn new(seed: u64) -> Self {
-            Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-        }
-        pub fn next_u32(&mut self) -> u32 {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (self.0 >> 33) as u32
-        }
-        /// Uniform in [-1, 1).
-        pub fn f32(&mut self) -> f32 {
-            (self.next_u32() >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        }
-        /// Uniform in lo..=hi.
-        pub fn range(&mut self, lo: usize, hi: usize) -> usize {
-            lo + self.next_u32() as usize % (hi - lo + 1)
-        }
-        pub fn array(&mut self, shape: &[usize]) -> ArrayD<f32> {
-            let n = shape.iter().product();
-            let v = (0..n).map(|_| self.f32()).collect();
-            ArrayD::from_shape_vec(IxDyn(shape), v).unwrap()
-        }
-    }
-
-    pub fn ints(v: &[i64]) -> Attribute {
-        Attribute::Ints(v.to_vec())
-    }
-
-    pub fn node(
-        op: &str,
-        n_inputs: usize,
-        n_outputs: usize,
-        attrs: Vec<(&str, Attribute)>,
-    ) -> Node {
-        Node {
-            name: format!("{op}_test"),
-            op_type: op.to_string(),
-            domain: String::new(),
-            inputs: (0..n_inputs).map(|i| format!("in{i}")).collect(),
-            outputs: (0..n_outputs).map(|i| format!("out{i}")).collect(),
-            attributes: attrs
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect::<BTreeMap<_, _>>(),
-        }
-    }
-
-    /// Runs the registered kernel of `node` on `inputs`.
-    pub fn run(node: &Node, inputs: &[Option<&ArrayD<f32>>]) -> OpResult {
-        let owned: Vec<Option<TensorData>> = inputs
-            .iter()
-            .map(|a| a.map(|a| TensorData::F32(a.clone())))
-            .collect();
-        let refs: Vec<Option<&TensorData>> = owned.iter().map(|t| t.as_ref()).collect();
-        let kernel = kernel_for(node).expect("kernel registered");
-        kernel(&OpCtx { node, opset: 19 }, &refs)
-    }
-
-    /// The single float output of a successful run.
-    pub fn run1(node: &Node, inputs: &[Option<&ArrayD<f32>>]) -> ArrayD<f32> {
-        let out = run(node, inputs).unwrap_or_else(|e| panic!("{}: {}", node.op_type, e.0));
-        out[0].as_f32().expect("float output").clone()
-    }
-
-    /// Asserts equal shapes and |got − want| ≤ tol·(1 + |want|) everywhere.
-    pub fn assert_close(got: &ArrayD<f32>, want: &ArrayD<f32>, tol: f32, what: &str) {
-        assert_eq!(got.shape(), want.shape(), "{what}: shape");
-        for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
-            assert!(
-                (g - w).abs() <= tol * (1.0 + w.abs()),
-                "{what}: element {i}: got {g}, want {w}"
-            );
-        }
-    }
-
-    /// The error message of a failing run.
-    pub fn err(node: &Node, inputs: &[Option<&ArrayD<f32>>]) -> String {
-        match run(node, inputs) {
-            Ok(_) => panic!("{} should have failed", node.op_type),
-            Err(e) => e.0,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use ndarray::{ArrayD, IxDyn, arr2};
 
-    use super::testutil::{Rng, assert_close, err, node, run1};
+    use super::super::testutil::{Rng, assert_arrays_close, err, node, run1};
     use crate::ir::Attribute;
 
     /// Naive [m,k]×[k,n] in f64.
@@ -598,7 +341,7 @@ mod tests {
                     &gemm_node(ta, tb, alpha, beta, true),
                     &[Some(&a), Some(&b), Some(&c)],
                 );
-                assert_close(&y, &want, 1e-5, &format!("gemm C{cs:?} ta={ta} tb={tb}"));
+                assert_arrays_close(&y, &want, 1e-5, &format!("gemm C{cs:?} ta={ta} tb={tb}"));
             }
             // Without C.
             let want =
@@ -608,7 +351,7 @@ mod tests {
                 &gemm_node(ta, tb, alpha, beta, false),
                 &[Some(&a), Some(&b)],
             );
-            assert_close(&y, &want, 1e-5, "gemm no C");
+            assert_arrays_close(&y, &want, 1e-5, "gemm no C");
         }
     }
 
@@ -639,7 +382,7 @@ mod tests {
                 &gemm_node(false, tb, 2.0, 0.5, true),
                 &[Some(&a), Some(&b), Some(&c)],
             );
-            assert_close(&y, &want, 1e-5, &format!("gemv transB={tb}"));
+            assert_arrays_close(&y, &want, 1e-5, &format!("gemv transB={tb}"));
         }
     }
 
@@ -743,7 +486,7 @@ mod tests {
             let b = rng.array(sb);
             let y = run1(&node("MatMul", 2, 1, vec![]), &[Some(&a), Some(&b)]);
             assert_eq!(y.shape(), *so, "{sa:?}×{sb:?}");
-            assert_close(&y, &matmul_ref(&a, &b), 1e-5, &format!("{sa:?}×{sb:?}"));
+            assert_arrays_close(&y, &matmul_ref(&a, &b), 1e-5, &format!("{sa:?}×{sb:?}"));
         }
         // Non-contiguous operand.
         let a = rng.array(&[5, 3]);
@@ -751,7 +494,7 @@ mod tests {
         let at = a.t().to_owned().into_dyn();
         let bt = b.clone().reversed_axes();
         let y = run1(&node("MatMul", 2, 1, vec![]), &[Some(&at), Some(&bt)]);
-        assert_close(
+        assert_arrays_close(
             &y,
             &matmul_ref(&at, &bt.to_owned()),
             1e-5,

@@ -1,4 +1,4 @@
-//! Operator kernels, registered by family (one file per family).
+//! Operator kernels, registered by family (one module per family).
 //!
 //! Every kernel is a plain function of its node (attributes), the opset and its input tensors,
 //! returning its outputs. Kernels never see protobuf types and keep no state, so a backward pass
@@ -7,17 +7,21 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, IxDyn};
 
+use crate::engine::geometry::WindowError;
 use crate::ir::{Node, TensorData};
 
 mod conv;
 mod elementwise;
+mod gemm;
 mod linear;
 mod normalization;
 mod pool;
 mod reduce;
 mod shape;
+#[cfg(test)]
+mod testutil;
 
 /// What a kernel knows besides its inputs.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +38,13 @@ pub struct OpError(pub String);
 impl<T: Into<String>> From<T> for OpError {
     fn from(msg: T) -> Self {
         OpError(msg.into())
+    }
+}
+
+impl From<WindowError> for OpError {
+    /// The message alone: the executor names the node.
+    fn from(e: WindowError) -> Self {
+        OpError(e.msg)
     }
 }
 
@@ -146,4 +157,35 @@ pub fn normalize_axis(axis: i64, rank: usize) -> Result<usize, OpError> {
 /// Wraps a single output.
 pub fn single(t: impl Into<TensorData>) -> OpResult {
     Ok(vec![t.into()])
+}
+
+/// Builds an array from a shape and row-major data.
+fn array_from<T>(shape: &[usize], data: Vec<T>) -> Result<ArrayD<T>, OpError> {
+    ArrayD::from_shape_vec(IxDyn(shape), data)
+        .map_err(|e| OpError(format!("internal error building a {shape:?} tensor: {e}")))
+}
+
+/// Largest tensor a kernel will create (elements); guards against absurd shapes.
+const MAX_ELEMENTS: usize = 1 << 32;
+
+/// Number of elements of `shape`, or an error when it overflows or exceeds [`MAX_ELEMENTS`].
+fn checked_len(shape: &[usize]) -> Result<usize, OpError> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS)
+        .ok_or_else(|| OpError(format!("shape {shape:?} is too large")))
+}
+
+/// Outputs with at least this many elements are computed in parallel (see [`go_parallel`]).
+const PAR_MIN: usize = 32 * 1024;
+/// The same threshold when the kernel does not run on a rayon worker thread.
+const PAR_MIN_OFF_POOL: usize = 1 << 18;
+
+/// Whether a pass over `len` elements is worth splitting over rayon. Plans normally run on a
+/// rayon worker, where forking is cheap; from any other thread (hooked runs, direct calls)
+/// each parallel loop wakes the pool and blocks the caller, which costs more than a small
+/// pass takes, so those stay serial up to a larger size. Results do not depend on it.
+fn go_parallel(len: usize) -> bool {
+    len >= PAR_MIN && (len >= PAR_MIN_OFF_POOL || rayon::current_thread_index().is_some())
 }

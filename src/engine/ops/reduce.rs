@@ -6,8 +6,10 @@
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
-use super::elementwise::{PAR_MIN, array_from};
-use super::{OpCtx, OpError, OpResult, Registry, input, normalize_axis, optional, single};
+use super::{
+    OpCtx, OpError, OpResult, PAR_MIN, Registry, array_from, input, normalize_axis, optional,
+    single,
+};
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut Registry) {
@@ -365,7 +367,7 @@ fn arg_min(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
 
 #[cfg(test)]
 mod tests {
-    use super::super::elementwise::test_util::*;
+    use super::super::testutil::*;
     use crate::ir::{Attribute, TensorData};
 
     fn x234() -> TensorData {

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use ndarray::{Array2, ArrayD, ArrayViewD, IxDyn, linalg::general_mat_mul};
 
+use crate::engine::geometry::{Padding, WindowSpec};
 use crate::engine::{TensorHook, TensorSite};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Node, TensorData};
@@ -15,37 +16,12 @@ use crate::ir::{Graph, Node, TensorData};
 /// Rows gathered before they are folded into the Gram matrix.
 const ROW_CHUNK: usize = 1024;
 
-/// 2-D convolution geometry (ONNX Conv attributes, explicit padding).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ConvGeometry {
-    kernel: [usize; 2],
-    strides: [usize; 2],
-    dilations: [usize; 2],
-    /// top, left, bottom, right.
-    pads: [usize; 4],
-}
-
-impl ConvGeometry {
-    /// Output height and width for an `h`×`w` input; None when the kernel does not fit.
-    fn output_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
-        let span = |i: usize| self.dilations[i] * (self.kernel[i] - 1) + 1;
-        let padded_h = h + self.pads[0] + self.pads[2];
-        let padded_w = w + self.pads[1] + self.pads[3];
-        if padded_h < span(0) || padded_w < span(1) {
-            return None;
-        }
-        Some((
-            (padded_h - span(0)) / self.strides[0] + 1,
-            (padded_w - span(1)) / self.strides[1] + 1,
-        ))
-    }
-}
-
 /// How input activations become rows x of y = W·x.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum InputLayout {
-    /// Conv: one row per output position (im2col of the receptive field).
-    Patches(ConvGeometry),
+    /// Conv (2-D, explicit padding): one row per output position (im2col of the receptive
+    /// field).
+    Patches(Box<WindowSpec>),
     /// Gemm / MatMul: the last axis is K, every other axis indexes rows.
     Rows,
 }
@@ -84,17 +60,6 @@ fn op_error(node: &Node, msg: impl Into<String>) -> Error {
     }
 }
 
-fn pair(node: &Node, name: &str, default: usize) -> Result<[usize; 2]> {
-    match node.attr_ints(name).map_err(|e| op_error(node, e))? {
-        None => Ok([default; 2]),
-        Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 0) => Ok([v[0] as usize, v[1] as usize]),
-        Some(v) => Err(op_error(
-            node,
-            format!("AdaRound needs 2-D convolutions; attribute {name} is {v:?}"),
-        )),
-    }
-}
-
 impl LinearLayer {
     /// The matrix view of `node` (Conv 2-D, Gemm with transA = 0, MatMul with a 2-D weight).
     pub fn of(graph: &Graph, node: &Node) -> Result<Self> {
@@ -119,43 +84,30 @@ impl LinearLayer {
                         format!("AdaRound needs 2-D convolutions; weight shape is {shape:?}"),
                     ));
                 }
-                let auto_pad = node
-                    .attr_string("auto_pad", "NOTSET")
-                    .map_err(|e| op_error(node, e))?;
-                if auto_pad != "NOTSET" && auto_pad != "VALID" {
+                let window = WindowSpec::conv(node, &shape[2..])?;
+                let same = match window.padding {
+                    Padding::SameUpper => Some("SAME_UPPER"),
+                    Padding::SameLower => Some("SAME_LOWER"),
+                    Padding::Explicit(_) | Padding::Valid => None,
+                };
+                if let Some(auto_pad) = same {
                     return Err(op_error(
                         node,
                         format!("auto_pad {auto_pad} is not supported by AdaRound (use pads)"),
                     ));
                 }
-                let group = node.attr_int("group", 1).map_err(|e| op_error(node, e))?;
-                if group < 1 || shape[0] % group as usize != 0 {
+                let group = window.group;
+                if !shape[0].is_multiple_of(group) {
                     return Err(op_error(
                         node,
                         format!("group {group} does not divide {} outputs", shape[0]),
                     ));
                 }
-                let pads = match node.attr_ints("pads").map_err(|e| op_error(node, e))? {
-                    None => [0; 4],
-                    Some(p) if p.len() == 4 && p.iter().all(|&x| x >= 0) => {
-                        [p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize]
-                    }
-                    Some(p) => return Err(op_error(node, format!("bad pads {p:?}"))),
-                };
-                let geometry = ConvGeometry {
-                    kernel: [shape[2], shape[3]],
-                    strides: pair(node, "strides", 1)?,
-                    dilations: pair(node, "dilations", 1)?,
-                    pads,
-                };
-                if geometry.strides.contains(&0) || geometry.dilations.contains(&0) {
-                    return Err(op_error(node, "strides and dilations must be positive"));
-                }
                 (
                     shape[0],
                     shape[1] * shape[2] * shape[3],
-                    group as usize,
-                    InputLayout::Patches(geometry),
+                    group,
+                    InputLayout::Patches(Box::new(window)),
                     WeightLayout::OutFirst,
                 )
             }
@@ -247,14 +199,14 @@ impl LinearLayer {
 
     /// Rows x per sample (all groups) for an input of `shape` (samples along axis 0).
     fn rows_per_sample(&self, shape: &[usize]) -> usize {
-        match self.input_layout {
+        match &self.input_layout {
             InputLayout::Rows => shape
                 .get(1..shape.len().saturating_sub(1))
                 .map_or(1, |middle| middle.iter().product()),
-            InputLayout::Patches(g) => match shape {
-                &[_, _, h, w] => g
-                    .output_size(h, w)
-                    .map_or(0, |(oh, ow)| oh * ow * self.groups),
+            InputLayout::Patches(window) => match shape {
+                &[_, _, h, w] => window
+                    .axes(&[h, w])
+                    .map_or(0, |a| a[0].output * a[1].output * self.groups),
                 _ => 0,
             },
         }
@@ -275,7 +227,7 @@ impl LinearLayer {
         let data = x
             .as_slice()
             .ok_or_else(|| bad("input is not contiguous".into()))?;
-        match self.input_layout {
+        match &self.input_layout {
             InputLayout::Rows => {
                 let k = *x.shape().last().unwrap_or(&0);
                 if k != self.k {
@@ -289,34 +241,33 @@ impl LinearLayer {
                     emit(0, &mut row.iter().copied());
                 }
             }
-            InputLayout::Patches(g) => {
+            InputLayout::Patches(window) => {
                 let &[n, c, h, w] = x.shape() else {
                     return Err(bad(format!("expected an NCHW input, got {:?}", x.shape())));
                 };
                 let cg = c / self.groups;
-                if cg * self.groups != c || cg * g.kernel[0] * g.kernel[1] != self.k {
+                let kernel = &window.kernel;
+                if cg * self.groups != c || cg * kernel[0] * kernel[1] != self.k {
                     return Err(bad(format!(
                         "input with {c} channels does not fit the weight (K = {}, {} groups)",
                         self.k, self.groups
                     )));
                 }
-                let (out_h, out_w) = g
-                    .output_size(h, w)
-                    .ok_or_else(|| bad(format!("input {h}×{w} is smaller than the kernel")))?;
+                let axes = window.axes(&[h, w])?;
+                let (out_h, out_w) = (axes[0].output, axes[1].output);
+                // (stride, dilation, begin pad) of each axis; Conv pads are never negative.
+                let [(sy, dy, py), (sx, dx, px)] =
+                    [0, 1].map(|i| (axes[i].stride, axes[i].dilation, axes[i].pad_begin));
                 for image in 0..n {
                     for group in 0..self.groups {
                         for oy in 0..out_h {
                             for ox in 0..out_w {
                                 let mut patch = (0..cg).flat_map(|ci| {
                                     let plane = (image * c + group * cg + ci) * h * w;
-                                    (0..g.kernel[0]).flat_map(move |ky| {
-                                        (0..g.kernel[1]).map(move |kx| {
-                                            let y = (oy * g.strides[0] + ky * g.dilations[0])
-                                                as isize
-                                                - g.pads[0] as isize;
-                                            let xx = (ox * g.strides[1] + kx * g.dilations[1])
-                                                as isize
-                                                - g.pads[1] as isize;
+                                    (0..kernel[0]).flat_map(move |ky| {
+                                        (0..kernel[1]).map(move |kx| {
+                                            let y = (oy * sy + ky * dy) as isize - py;
+                                            let xx = (ox * sx + kx * dx) as isize - px;
                                             if y < 0
                                                 || xx < 0
                                                 || y as usize >= h

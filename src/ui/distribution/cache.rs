@@ -6,13 +6,12 @@
 use ndarray::ArrayD;
 
 use crate::metrics::ErrorEstimate;
+use crate::quant::channels::Granularity;
 use crate::quant::config::WeightScheme;
 use crate::quant::kmeans::{KMeansConfig, kmeans};
-use crate::quant::linear::Granularity;
 
 use super::channels_plot::per_channel_estimate;
-use super::levels::{Quantizer, linear_params};
-use super::{CalibrationMarker, DistributionInput, QuantChoice, TensorDistribution};
+use super::{CalibrationMarker, DistributionInput, QuantChoice, ScaleStats, TensorDistribution};
 
 /// Identity of the shown tensor data: its address, name and sizes.
 type DataKey = (usize, String, u64, usize);
@@ -59,9 +58,7 @@ impl ViewCache {
         data: &TensorDistribution,
         scheme: WeightScheme,
     ) -> Option<Vec<f32>> {
-        let WeightScheme::KMeans { bits } = scheme else {
-            return None;
-        };
+        let bits = scheme.kmeans_bits()?;
         if let Some((_, book)) = self.codebooks.iter().find(|(b, _)| *b == bits) {
             return book.clone();
         }
@@ -119,11 +116,11 @@ fn marker_estimate(
     choice: &QuantChoice,
     range: (f32, f32),
 ) -> Option<ErrorEstimate> {
-    let WeightScheme::Linear { bits, symmetric } = choice.scheme else {
+    if !choice.scheme.is_linear() {
         return None;
-    };
-    let params = linear_params(bits, symmetric, choice.unsigned, range).ok()?;
-    Quantizer::Linear(params).estimate(&data.fine)
+    }
+    let quantizer = choice.quantizer(range, &ScaleStats::default(), None).ok()?;
+    data.fine.estimate_quantizer(&quantizer)
 }
 
 /// k-means on the sample (1-D Lloyd from a linear init), at most 4096 values.

@@ -5,9 +5,8 @@
 use egui::Color32;
 use egui_plot::{Bar, BarChart, HLine, Legend, LineStyle, Plot, PlotResponse};
 
-use crate::metrics::{ErrorEstimate, sqnr_db};
+use crate::metrics::ErrorEstimate;
 
-use super::levels::Quantizer;
 use super::{QuantChoice, TensorDistribution};
 
 const BAR_COLOR: Color32 = Color32::from_rgb(100, 140, 200);
@@ -85,22 +84,19 @@ pub fn per_channel_estimate(
             .channels
             .get(c)
             .unwrap_or(&data.scheme_stats.tensor);
-        let q = Quantizer::new(choice, range, stats, codebook).ok()?;
-        let e = q.estimate(h)?;
+        let q = choice.quantizer(range, stats, codebook).ok()?;
+        let e = h.estimate_quantizer(&q)?;
         sum_sq += e.mse * e.count as f64;
         count += e.count;
     }
     if count == 0 {
         return None;
     }
-    let mse = sum_sq / count as f64;
-    let signal_power = data.fine.signal_power();
-    Some(ErrorEstimate {
+    Some(ErrorEstimate::from_total(
         count,
-        mse,
-        signal_power,
-        sqnr_db: sqnr_db(signal_power, mse),
-    })
+        sum_sq,
+        data.fine.signal_power(),
+    ))
 }
 
 #[cfg(test)]
@@ -138,9 +134,10 @@ mod tests {
             unsigned: false,
         };
         let per_channel = per_channel_estimate(&data, &choice, None).unwrap();
-        let q =
-            Quantizer::new(&choice, data.fine.range(), &data.scheme_stats.tensor, None).unwrap();
-        let per_tensor = q.estimate(&data.fine).unwrap();
+        let q = choice
+            .quantizer(data.fine.range(), &data.scheme_stats.tensor, None)
+            .unwrap();
+        let per_tensor = data.fine.estimate_quantizer(&q).unwrap();
         assert_eq!(per_channel.count, 1024);
         // Channel 1's error is the same in both, so the per-channel MSE is about half.
         let ratio = per_channel.mse / per_tensor.mse;

@@ -5,9 +5,9 @@
 use crate::metrics::ErrorEstimate;
 use crate::quant::config::WeightScheme;
 
-use super::QuantChoice;
-use super::levels::Quantizer;
-use super::scheme_stats::ScaleStats;
+use crate::quant::Quantizer;
+
+use super::{QuantChoice, ScaleStats};
 
 /// The formulas of `quantizer` (built from `choice`, `clip`, `stats`) as lines of text.
 pub fn formulas(
@@ -24,13 +24,7 @@ pub fn formulas(
             // The quantizer widens the range to include 0.
             let rmin = clip.0.min(clip.1).min(0.0);
             let rmax = clip.0.max(clip.1).max(0.0);
-            let symmetric = matches!(
-                choice.scheme,
-                WeightScheme::Linear {
-                    symmetric: true,
-                    ..
-                }
-            );
+            let symmetric = choice.scheme.is_symmetric();
             lines.push(format!(
                 "{}-bit {} grid: qmin = {qmin}, qmax = {qmax}",
                 p.grid.bits,
@@ -135,7 +129,7 @@ pub fn explain_ui(ui: &mut egui::Ui, lines: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ui::distribution::levels::linear_params;
+    use crate::quant::scalar::linear_params;
 
     #[test]
     fn linear_formulas_plug_in_s_and_z() {

@@ -7,9 +7,9 @@ use egui::Color32;
 use egui_plot::{Bar, BarChart, Legend, LineStyle, Plot, PlotBounds, PlotResponse, VLine};
 
 use crate::metrics::FineHistogram;
+use crate::quant::Quantizer;
 
 use super::CalibrationMarker;
-use super::levels::{Quantizer, quantized_histogram};
 
 /// Most bars drawn for a histogram (fine bins are summed down to this many).
 pub const DISPLAY_BINS: usize = 512;
@@ -129,7 +129,7 @@ pub fn histogram_plot_ui(ui: &mut egui::Ui, plot: &HistogramPlot<'_>) -> PlotRes
         .fold(1.0f64, f64::max);
     let quantized = match (plot.quantizer, plot.show_quantized) {
         (Some(q), true) => {
-            let moved = quantized_histogram(plot.fine, q);
+            let moved = plot.fine.quantized(q);
             let bar_width = quantized_bar_width(q, &moved, plot.x_bounds);
             // Summed onto levels, the counts are taller: rescale them to the same plot height,
             // so the overlay compares shapes.

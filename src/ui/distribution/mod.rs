@@ -12,9 +12,10 @@
 //! setting in the view.
 //!
 //! Files: `view` (state and layout), `histogram_plot` (the histogram and grid drawing),
-//! `interaction` + `clip_handles` (drag, double-click, marker clicks), `levels` (the grid of
-//! each scheme and its estimate), `scheme_stats` (binary/ternary scales, from `prepare`),
-//! `channels_plot`, `reconstruction`, `explain`, `cache`.
+//! `interaction` + `clip_handles` (drag, double-click, marker clicks), `channels_plot`,
+//! `reconstruction`, `explain`, `cache`. The quantizer drawn is [`crate::quant::Quantizer`],
+//! built from the choice by [`QuantChoice::quantizer`]; its estimate and quantized histogram
+//! come from [`crate::metrics::FineHistogram`].
 
 mod cache;
 mod channels_plot;
@@ -22,21 +23,19 @@ mod clip_handles;
 mod explain;
 mod histogram_plot;
 mod interaction;
-mod levels;
 mod reconstruction;
-mod scheme_stats;
 #[cfg(all(test, feature = "ui-tests"))]
 mod tests;
 mod view;
 
 use ndarray::ArrayViewD;
 
+pub use crate::quant::scalar::{ScaleStats, SchemeStats, TernaryParams};
 pub use clip_handles::Handle;
-pub use levels::{Quantizer, level_count_text};
-pub use scheme_stats::{ScaleStats, SchemeStats, TernaryParams};
-pub use view::{DistributionView, Tab};
+pub use view::{DistributionView, Tab, level_count_text};
 
 use crate::metrics::{FineHistogram, TensorMetrics};
+use crate::quant::Quantizer;
 use crate::quant::config::WeightScheme;
 use crate::stats::channel_ranges;
 use crate::summary::TensorSummary;
@@ -128,6 +127,22 @@ pub struct QuantChoice {
     pub per_channel: bool,
     /// Activations after ReLU and other non-negative tensors on an unsigned grid.
     pub unsigned: bool,
+}
+
+impl QuantChoice {
+    /// The quantizer of this choice with clip range `clip` (linear schemes), the scales `stats`
+    /// (binary, ternary) and `codebook` (k-means; None while it is not computed). Errors as
+    /// text.
+    pub fn quantizer(
+        &self,
+        clip: (f32, f32),
+        stats: &ScaleStats,
+        codebook: Option<&[f32]>,
+    ) -> Result<Quantizer, String> {
+        self.scheme
+            .quantizer(self.unsigned, clip, stats, codebook)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Exact figures for the current config revision, computed by a worker.

@@ -4,7 +4,7 @@
 use egui::Color32;
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, Points};
 
-use super::levels::Quantizer;
+use crate::quant::Quantizer;
 
 /// Bars of the error histogram.
 pub const ERROR_BINS: usize = 64;

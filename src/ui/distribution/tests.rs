@@ -367,6 +367,6 @@ fn exact_figures_and_explain_mode_are_shown() {
     assert!(p.width() > 100.0);
     // The zero point printed is the one the quantizer computes.
     let (lo, hi) = harness.state().clip;
-    let params = levels::linear_params(8, false, false, (lo, hi)).unwrap();
+    let params = crate::quant::scalar::linear_params(8, false, false, (lo, hi)).unwrap();
     assert!(z.ends_with(&format!("= {}", params.zero_point)), "{z}");
 }

@@ -6,7 +6,7 @@ use egui::{Color32, RichText};
 use egui_plot::PlotTransform;
 
 use crate::metrics::ErrorEstimate;
-use crate::quant::config::WeightScheme;
+use crate::quant::Quantizer;
 
 use super::cache::ViewCache;
 use super::channels_plot::{channel_at, channel_ranges_plot_ui};
@@ -14,7 +14,6 @@ use super::clip_handles::shown_clip;
 use super::explain::{explain_ui, formulas};
 use super::histogram_plot::{HistogramPlot, histogram_plot_ui, marker_color, x_bounds};
 use super::interaction::{DragState, PointerOnPlot, Scene, interact};
-use super::levels::{Quantizer, level_count_text};
 use super::reconstruction::{reconstruct, reconstruction_ui};
 use super::{DistributionCommand, DistributionInput, ExactFigures};
 
@@ -99,9 +98,9 @@ impl DistributionView {
                 let symmetric = is_symmetric(input);
                 let stats = &input.data.scheme_stats.tensor;
                 let shown = shown_clip(clip, symmetric);
-                match Quantizer::new(&input.choice, shown, stats, codebook.as_deref()) {
+                match input.choice.quantizer(shown, stats, codebook.as_deref()) {
                     Ok(q) => {
-                        let estimate = q.estimate(&input.data.fine);
+                        let estimate = input.data.fine.estimate_quantizer(&q);
                         explain_ui(
                             ui,
                             &formulas(&input.choice, shown, &q, stats, estimate.as_ref()),
@@ -155,10 +154,10 @@ impl DistributionView {
     ) -> (f32, f32) {
         let data = input.data;
         let symmetric = is_symmetric(input);
-        let linear = matches!(input.choice.scheme, WeightScheme::Linear { .. });
+        let linear = input.choice.scheme.is_linear();
         let stats = &data.scheme_stats.tensor;
         let clip_now = shown_clip(self.drag.clip.unwrap_or(input.clip), symmetric);
-        let quantizer = Quantizer::new(&input.choice, clip_now, stats, codebook);
+        let quantizer = input.choice.quantizer(clip_now, stats, codebook);
         self.grid_controls_ui(ui, quantizer.as_ref().ok());
         let bounds = self
             .drag
@@ -216,9 +215,12 @@ impl DistributionView {
         let quantizer = if clip == clip_now {
             quantizer
         } else {
-            Quantizer::new(&input.choice, clip, stats, codebook)
+            input.choice.quantizer(clip, stats, codebook)
         };
-        let estimate = quantizer.as_ref().ok().and_then(|q| q.estimate(&data.fine));
+        let estimate = quantizer
+            .as_ref()
+            .ok()
+            .and_then(|q| data.fine.estimate_quantizer(q));
         figures_ui(ui, input, clip, linear, estimate.as_ref(), commands);
         self.markers_ui(ui, input, commands);
         clip
@@ -313,9 +315,11 @@ impl DistributionView {
         let symmetric = is_symmetric(input);
         let tensor_clip = shown_clip(input.clip, symmetric);
         let stats = &data.scheme_stats.tensor;
-        let per_tensor = Quantizer::new(&input.choice, tensor_clip, stats, codebook)
+        let per_tensor = input
+            .choice
+            .quantizer(tensor_clip, stats, codebook)
             .ok()
-            .and_then(|q| q.estimate(&data.fine));
+            .and_then(|q| data.fine.estimate_quantizer(&q));
         let per_channel = self.cache.per_channel(data, &input.choice, codebook);
         comparison_ui(ui, per_tensor.as_ref(), per_channel.as_ref(), input.exact);
         let height = (ui.available_height() * 0.4).clamp(140.0, 360.0);
@@ -369,9 +373,12 @@ impl DistributionView {
         } else {
             stats
         };
-        let quantizer = Quantizer::new(&input.choice, clip, channel_stats, codebook);
-        let linear = matches!(input.choice.scheme, WeightScheme::Linear { .. });
-        let estimate = quantizer.as_ref().ok().and_then(|q| q.estimate(hist));
+        let quantizer = input.choice.quantizer(clip, channel_stats, codebook);
+        let linear = input.choice.scheme.is_linear();
+        let estimate = quantizer
+            .as_ref()
+            .ok()
+            .and_then(|q| hist.estimate_quantizer(q));
         ui.label(RichText::new(format!("channel {c}: histogram")).strong());
         ui.label(format!(
             "range [{:.5}, {:.5}] · clip {} [{:.5}, {:.5}]{}",
@@ -410,12 +417,10 @@ impl DistributionView {
         codebook: Option<&[f32]>,
     ) {
         let clip = shown_clip(input.clip, is_symmetric(input));
-        match Quantizer::new(
-            &input.choice,
-            clip,
-            &input.data.scheme_stats.tensor,
-            codebook,
-        ) {
+        match input
+            .choice
+            .quantizer(clip, &input.data.scheme_stats.tensor, codebook)
+        {
             Ok(q) => {
                 let rec = reconstruct(&input.data.sample, &q);
                 let height = (ui.available_height() - 40.0).clamp(160.0, 480.0);
@@ -430,13 +435,16 @@ impl DistributionView {
 }
 
 fn is_symmetric(input: &DistributionInput<'_>) -> bool {
-    matches!(
-        input.choice.scheme,
-        WeightScheme::Linear {
-            symmetric: true,
-            ..
-        }
-    )
+    input.choice.scheme.is_symmetric()
+}
+
+/// "3 levels", "256 levels": the level count as the view shows it.
+pub fn level_count_text(count: usize) -> String {
+    if count == 1 {
+        "1 level".into()
+    } else {
+        format!("{count} levels")
+    }
 }
 
 fn header_ui(ui: &mut egui::Ui, input: &DistributionInput<'_>) {
@@ -557,4 +565,15 @@ fn comparison_ui(
                 ui.end_row();
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_counts_read_as_words() {
+        assert_eq!(level_count_text(3), "3 levels");
+        assert_eq!(level_count_text(1), "1 level");
+    }
 }

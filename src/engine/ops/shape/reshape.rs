@@ -1,0 +1,186 @@
+//! Reshaping without moving data, or with one transpose: Flatten, Reshape, Transpose, Squeeze,
+//! Unsqueeze, Shape, Size and Expand.
+
+use super::*;
+
+pub(super) fn flatten(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
+    let x = input(inputs, 0)?;
+    let shape = x.shape();
+    let r = shape.len() as i64;
+    let axis = ctx.node.attr_int("axis", 1)?;
+    let axis = if axis < 0 { axis + r } else { axis };
+    if !(0..=r).contains(&axis) {
+        return Err(OpError(format!("axis {axis} out of range for rank {r}")));
+    }
+    let axis = axis as usize;
+    let target = [
+        shape[..axis].iter().product::<usize>(),
+        shape[axis..].iter().product::<usize>(),
+    ];
+    single(each_kind!(x, a => with_shape(a, &target)?))
+}
+
+/// The output shape of Reshape.
+pub(super) fn reshape_target(
+    input: &[usize],
+    spec: &[i64],
+    allowzero: bool,
+) -> Result<Vec<usize>, OpError> {
+    let total: usize = input.iter().product();
+    let mut out = Vec::with_capacity(spec.len());
+    let mut infer = None;
+    if allowzero && spec.contains(&0) && spec.contains(&-1) {
+        return Err(OpError(
+            "with allowzero=1 the shape cannot hold both 0 and -1".into(),
+        ));
+    }
+    for (k, &d) in spec.iter().enumerate() {
+        match d {
+            -1 => {
+                if infer.replace(k).is_some() {
+                    return Err(OpError(format!("shape {spec:?} has more than one -1")));
+                }
+                out.push(1);
+            }
+            0 if !allowzero => out.push(*input.get(k).ok_or_else(|| {
+                OpError(format!(
+                    "shape {spec:?} copies dimension {k} (0) but the input has rank {}",
+                    input.len()
+                ))
+            })?),
+            d if d < 0 => return Err(OpError(format!("invalid dimension {d} in shape {spec:?}"))),
+            d => out.push(d as usize),
+        }
+    }
+    let known = checked_len(&out)?;
+    if let Some(k) = infer {
+        if known == 0 || !total.is_multiple_of(known) {
+            return Err(OpError(format!(
+                "cannot reshape {input:?} ({total} elements) to {spec:?}"
+            )));
+        }
+        out[k] = total / known;
+    } else if known != total {
+        return Err(OpError(format!(
+            "cannot reshape {input:?} ({total} elements) to {spec:?} ({known} elements)"
+        )));
+    }
+    Ok(out)
+}
+
+pub(super) fn reshape(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
+    let x = input(inputs, 0)?;
+    let spec = if ctx.opset >= 5 {
+        int_values(input(inputs, 1)?, "shape")?
+    } else {
+        ctx.node
+            .attr_ints("shape")?
+            .ok_or_else(|| OpError("missing attribute 'shape'".into()))?
+    };
+    let allowzero = ctx.node.attr_int("allowzero", 0)? != 0;
+    let target = reshape_target(x.shape(), &spec, allowzero)?;
+    single(each_kind!(x, a => with_shape(a, &target)?))
+}
+
+pub(super) fn transpose(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
+    let x = input(inputs, 0)?;
+    let rank = x.shape().len();
+    let perm: Vec<usize> = match ctx.node.attr_ints("perm")? {
+        Some(p) => {
+            let perm = normalize_axes(&p, rank);
+            match perm {
+                Ok(perm) if perm.len() == rank => perm,
+                _ => {
+                    return Err(OpError(format!(
+                        "perm {p:?} is not a permutation of {rank} axes"
+                    )));
+                }
+            }
+        }
+        None => (0..rank).rev().collect(),
+    };
+    fn permute<T: Elem>(a: &ArrayD<T>, perm: &[usize]) -> ArrayD<T> {
+        a.view()
+            .permuted_axes(IxDyn(perm))
+            .as_standard_layout()
+            .into_owned()
+    }
+    single(each_kind!(x, a => permute(a, &perm)))
+}
+
+pub(super) fn squeeze(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
+    let x = input(inputs, 0)?;
+    let shape = x.shape();
+    let axes = ints_input_or_attr(ctx, inputs, 1, "axes", 13)?;
+    let target: Vec<usize> = match axes {
+        Some(axes) if !axes.is_empty() => {
+            let axes = normalize_axes(&axes, shape.len())?;
+            if let Some(&a) = axes.iter().find(|&&a| shape[a] != 1) {
+                return Err(OpError(format!(
+                    "cannot squeeze axis {a} of size {} (shape {shape:?})",
+                    shape[a]
+                )));
+            }
+            shape
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| !axes.contains(k))
+                .map(|(_, &d)| d)
+                .collect()
+        }
+        _ => shape.iter().copied().filter(|&d| d != 1).collect(),
+    };
+    single(each_kind!(x, a => with_shape(a, &target)?))
+}
+
+pub(super) fn unsqueeze(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
+    let x = input(inputs, 0)?;
+    let shape = x.shape();
+    let axes = ints_input_or_attr(ctx, inputs, 1, "axes", 13)?
+        .ok_or_else(|| OpError("axes are required".into()))?;
+    let rank = shape.len() + axes.len();
+    let axes = normalize_axes(&axes, rank)?;
+    let mut dims = shape.iter();
+    let target: Vec<usize> = (0..rank)
+        .map(|k| {
+            if axes.contains(&k) {
+                1
+            } else {
+                dims.next().copied().unwrap_or(1)
+            }
+        })
+        .collect();
+    single(each_kind!(x, a => with_shape(a, &target)?))
+}
+
+pub(super) fn shape_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
+    let shape = input(inputs, 0)?.shape();
+    let r = shape.len() as i64;
+    let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+    let start = clamp(ctx.node.attr_int("start", 0)?);
+    let end = clamp(ctx.node.attr_int("end", r)?);
+    let dims: Vec<i64> = shape[start..end.max(start)]
+        .iter()
+        .map(|&d| d as i64)
+        .collect();
+    single(array_from(&[dims.len()], dims)?)
+}
+
+pub(super) fn size_op(_ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
+    let n = input(inputs, 0)?.len() as i64;
+    single(array_from(&[], vec![n])?)
+}
+
+pub(super) fn expand(_ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
+    let x = input(inputs, 0)?;
+    let spec = dims_from(&int_values(input(inputs, 1)?, "shape")?, "shape")?;
+    let target = broadcast_shapes(x.shape(), &spec)?;
+    checked_len(&target)?;
+    fn go<T: Elem>(a: &ArrayD<T>, target: &[usize]) -> Result<ArrayD<T>, OpError> {
+        let view = a
+            .broadcast(IxDyn(target))
+            .ok_or_else(|| OpError(format!("cannot expand {:?} to {target:?}", a.shape())))?;
+        array_from(target, view.iter().copied().collect())
+    }
+    single(each_kind!(x, a => go(a, &target)?))
+}
