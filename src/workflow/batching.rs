@@ -18,6 +18,7 @@ use std::hash::{Hash, Hasher};
 use serde::Serialize;
 
 use super::samples::{SampleInputs, Samples};
+use crate::budget::MemoryBudget;
 use crate::engine::{Plan, RunOptions, TensorHook, TensorSite};
 use crate::error::{Error, Result};
 use crate::ir::{Attribute, Dim, Graph, TensorData};
@@ -25,8 +26,11 @@ use crate::ir::{Attribute, Dim, Graph, TensorData};
 /// Samples per chunk when the graph accepts any batch.
 pub const DEFAULT_BATCH: usize = 64;
 
-/// Bytes of activations all chunks in flight may hold together.
-pub const MEMORY_BUDGET: usize = 1 << 30;
+/// Bytes of activations all chunks in flight may hold together: an eighth of the process's
+/// memory budget (1 GiB of the default 8 GiB).
+pub fn activation_budget() -> usize {
+    usize::try_from(MemoryBudget::current().bytes() / 8).unwrap_or(usize::MAX)
+}
 
 /// The chunk size chosen for a graph and its samples, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -164,7 +168,7 @@ fn probe(
         }
     }
     let threads = rayon::current_num_threads().max(1);
-    let per_chunk = MEMORY_BUDGET / threads;
+    let per_chunk = activation_budget() / threads;
     let by_memory = per_chunk / counter.bytes.max(1);
     let size = count.min(DEFAULT_BATCH).min(by_memory.max(1));
     let reason = if size < count.min(DEFAULT_BATCH) {
@@ -239,5 +243,123 @@ fn hash_tensor(data: &TensorData, h: &mut DefaultHasher) {
     data.shape().hash(h);
     if let TensorData::I64(a) = data {
         a.iter().for_each(|v| v.hash(h));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ndarray::{ArrayD, IxDyn};
+
+    use super::*;
+    use crate::ir::{DType, Node, Tensor, ValueInfo};
+
+    /// x [N, 4] → `op` → y, with an i64 shape constant for Reshape.
+    fn graph(op: &str, shape: Option<Vec<i64>>) -> Graph {
+        let mut inputs = vec!["x".to_string()];
+        let mut initializers = BTreeMap::new();
+        if let Some(shape) = shape {
+            inputs.push("shape".into());
+            let data =
+                TensorData::I64(ArrayD::from_shape_vec(IxDyn(&[shape.len()]), shape).unwrap());
+            initializers.insert("shape".into(), Tensor::new("shape", data, DType::I64));
+        }
+        let info = |name: &str, dims: Vec<Dim>| ValueInfo {
+            name: name.into(),
+            dtype: Some(DType::F32),
+            shape: Some(dims),
+        };
+        Graph {
+            name: "g".into(),
+            nodes: vec![Node {
+                name: "n".into(),
+                op_type: op.into(),
+                domain: String::new(),
+                inputs,
+                outputs: vec!["y".into()],
+                attributes: BTreeMap::new(),
+            }],
+            inputs: vec![info("x", vec![Dim::Symbolic("N".into()), Dim::Fixed(4)])],
+            outputs: vec![info("y", vec![Dim::Unknown, Dim::Unknown])],
+            initializers,
+            opset: 17,
+        }
+    }
+
+    fn samples(n: usize) -> Samples {
+        let values = ArrayD::from_shape_fn(IxDyn(&[n, 4]), |i| (i[0] * 4 + i[1]) as f32);
+        Samples::single("x", TensorData::F32(values), "t").unwrap()
+    }
+
+    #[test]
+    fn a_free_batch_takes_every_sample_up_to_the_limit() {
+        let g = graph("Relu", None);
+        let plan = Plan::new(&g).unwrap();
+        let s = samples(10);
+        let choice = choose_batch(&plan, &s, None, RunOptions::default()).unwrap();
+        assert_eq!(choice, BatchChoice::new(10, "the batch is free"));
+        assert_eq!(
+            choose_batch(&plan, &s, Some(3), RunOptions::default())
+                .unwrap()
+                .size,
+            3
+        );
+        assert_eq!(s.batch_cache.lock().unwrap().len(), 1, "probed once");
+    }
+
+    #[test]
+    fn a_batch_baked_into_a_reshape_runs_one_sample_at_a_time() {
+        let g = graph("Reshape", Some(vec![1, -1]));
+        let plan = Plan::new(&g).unwrap();
+        let choice = choose_batch(&plan, &samples(6), None, RunOptions::default()).unwrap();
+        assert_eq!(choice.size, 1);
+        assert!(choice.reason.contains("does not grow"), "{choice:?}");
+        // A Reshape that keeps the batch is free.
+        let g = graph("Reshape", Some(vec![-1, 2, 2]));
+        let plan = Plan::new(&g).unwrap();
+        assert_eq!(
+            choose_batch(&plan, &samples(6), None, RunOptions::default())
+                .unwrap()
+                .size,
+            6
+        );
+    }
+
+    #[test]
+    fn a_declared_batch_must_divide_the_samples() {
+        let mut g = graph("Relu", None);
+        g.inputs[0].shape = Some(vec![Dim::Fixed(2), Dim::Fixed(4)]);
+        let plan = Plan::new(&g).unwrap();
+        assert_eq!(
+            choose_batch(&plan, &samples(6), Some(64), RunOptions::default())
+                .unwrap()
+                .size,
+            2
+        );
+        let err = choose_batch(&plan, &samples(5), None, RunOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "input 'x': declares a fixed batch of 2; the 5 samples are not a multiple of it"
+        );
+    }
+
+    #[test]
+    fn transforms_keep_the_fingerprint_shape_constants_change_it() {
+        let g = graph("Reshape", Some(vec![1, -1]));
+        let mut weights = g.clone();
+        weights.initializers.insert(
+            "w".into(),
+            Tensor::new("w", TensorData::F32(ArrayD::zeros(IxDyn(&[2]))), DType::F32),
+        );
+        let mut changed = weights.clone();
+        if let Some(t) = changed.initializers.get_mut("w") {
+            t.data = TensorData::F32(ArrayD::ones(IxDyn(&[2])));
+        }
+        assert_eq!(fingerprint(&weights), fingerprint(&changed));
+        assert_ne!(
+            fingerprint(&g),
+            fingerprint(&graph("Reshape", Some(vec![-1, 2, 2])))
+        );
     }
 }

@@ -11,7 +11,7 @@
 //! It streams: chunks run in parallel (float, then quantized), each reduced to sums merged in
 //! chunk order. An [`Evaluator`] measures many configs on the same samples (sensitivity,
 //! allocation, the paper's table) and keeps the float outputs when they fit
-//! [`FLOAT_CACHE_BYTES`], else runs float again per config.
+//! [`float_cache_bytes`], else runs float again per config.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
@@ -26,6 +26,7 @@ use super::reduce::{
 };
 use super::runner::{RunControl, run_chunks};
 use super::samples::Samples;
+use crate::budget::MemoryBudget;
 use crate::calib::CalibrationStats;
 use crate::engine::{Plan, TensorHook};
 use crate::error::{Error, Result};
@@ -36,8 +37,11 @@ use crate::quant::cost::ShapeRecorder;
 use crate::quant::fake::{ActivationReport, WeightReport};
 use crate::quant::{QuantConfig, QuantizedModel};
 
-/// Float outputs an [`Evaluator`] keeps between configs at most (bytes).
-pub const FLOAT_CACHE_BYTES: usize = 256 << 20;
+/// Float outputs an [`Evaluator`] keeps between configs at most (bytes): a thirty-second of
+/// the process's memory budget (256 MiB of the default 8 GiB).
+pub fn float_cache_bytes() -> usize {
+    usize::try_from(MemoryBudget::current().bytes() / 32).unwrap_or(usize::MAX)
+}
 
 /// One graph output, float against quantized.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -196,7 +200,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Runs the float model once and keeps its outputs for every later config, when they fit
-    /// [`FLOAT_CACHE_BYTES`].
+    /// [`float_cache_bytes`].
     pub fn with_float_cache(mut self, control: &RunControl<'_>) -> Result<Self> {
         let plan = &self.float_plan;
         let outputs = run_chunks(self.samples, self.batch.size, control, |chunk, feeds| {
@@ -209,7 +213,7 @@ impl<'a> Evaluator<'a> {
             Ok(out)
         })?;
         let bytes: usize = outputs.iter().flatten().map(|(_, t)| t.len() * 8).sum();
-        if bytes <= FLOAT_CACHE_BYTES {
+        if bytes <= float_cache_bytes() {
             self.cache = Some(outputs);
         }
         Ok(self)
