@@ -1,7 +1,7 @@
 //! `quantscope run`: run a model on data of any form, in the chunks the model accepts; report
 //! output shapes and top-1 accuracy (with labels); save the outputs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -9,7 +9,7 @@ use ndarray::{Axis, concatenate, stack};
 use quantscope::ir::TensorData;
 use quantscope::load::{load_model, write_npz};
 use quantscope::workflow::{
-    RunControl, check_labels, choose_batch, classification_rows, run_chunks,
+    RunControl, SampleInputs, Samples, check_labels, choose_batch, classification_rows, run_chunks,
 };
 
 use super::feeds::{DataFlags, LabelFlags, data_line, plan_for};
@@ -32,6 +32,10 @@ pub struct RunArgs {
     /// Most samples per run (default: the largest batch the model accepts, up to 64).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Write the inputs as the model received them (after the image preset) to this .npz,
+    /// keyed by input name, samples on axis 0; for reproducing a run elsewhere.
+    #[arg(long)]
+    save_inputs: Option<PathBuf>,
 }
 
 /// Joins per-chunk outputs: along axis 0 for stacked samples, on a new axis 0 (one entry per
@@ -89,6 +93,36 @@ fn join(
         .collect()
 }
 
+/// Writes the inputs of every sample to `path`: stacked arrays as they are (constants once),
+/// per-sample feeds stacked on a new axis 0.
+fn save_inputs(samples: &Samples, path: &Path) -> anyhow::Result<()> {
+    let arrays: Vec<(String, TensorData)> = match samples.inputs() {
+        SampleInputs::Stacked {
+            arrays, constants, ..
+        } => arrays
+            .iter()
+            .chain(constants)
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect(),
+        SampleInputs::PerSample(feeds) => {
+            let chunks = feeds
+                .iter()
+                .map(|f| {
+                    f.arrays
+                        .iter()
+                        .map(|(n, v)| (n.clone(), v.clone()))
+                        .collect()
+                })
+                .collect();
+            join(chunks, true)?
+        }
+    };
+    let named: Vec<(&str, &TensorData)> = arrays.iter().map(|(n, v)| (n.as_str(), v)).collect();
+    write_npz(path, &named)?;
+    println!("wrote {} input(s) to {}", named.len(), path.display());
+    Ok(())
+}
+
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
     let plan = plan_for(&model)?;
@@ -98,6 +132,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let control = RunControl::default();
     let batch = choose_batch(&plan, &samples, args.batch_size, control.options())?;
     println!("{}", data_line("data", &samples, &batch));
+    if let Some(path) = &args.save_inputs {
+        save_inputs(&samples, path)?;
+    }
     let chunks = run_chunks(&samples, batch.size, &control, |_, feeds| {
         plan.run(feeds, None, control.options())
     })?;
