@@ -6,7 +6,7 @@
 //! deterministic (initializers in name order, nodes in graph order), so the same graph always
 //! gives the same bytes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use bytes::Bytes;
@@ -15,7 +15,7 @@ use prost::Message;
 
 use super::atomic::write_bytes_atomic;
 use crate::error::{Error, Result};
-use crate::ir::{Attribute, DType, Dim, Graph, Node, Tensor, TensorData, ValueInfo};
+use crate::ir::{Attribute, DType, Dim, Graph, Node, Subgraph, Tensor, TensorData, ValueInfo};
 use crate::load::pb;
 use crate::load::pb::attribute_proto::AttributeType;
 use crate::load::pb::tensor_shape_proto::dimension::Value as DimValue;
@@ -87,8 +87,8 @@ pub fn onnx_model_proto_with_types(
         version: Some(opset),
     }];
     let domains: BTreeSet<&str> = graph
-        .nodes
-        .iter()
+        .nodes_recursive()
+        .into_iter()
         .map(|n| n.domain.as_str())
         .filter(|d| !matches!(*d, "" | "ai.onnx"))
         .collect();
@@ -152,8 +152,11 @@ fn node_proto(node: &Node) -> Result<pb::NodeProto> {
     for (name, value) in &node.attributes {
         attribute.push(attribute_proto(node, name, value)?);
     }
+    // The inputs binding subgraph captures are not ONNX inputs: the subgraphs read those
+    // values by name (see `subgraph_proto`).
+    let formal = node.formal_input_count();
     Ok(pb::NodeProto {
-        input: node.inputs.clone(),
+        input: node.inputs[..formal].to_vec(),
         output: node.outputs.clone(),
         name: Some(node.name.clone()),
         op_type: Some(node.op_type.clone()),
@@ -200,6 +203,17 @@ fn attribute_proto(node: &Node, name: &str, value: &Attribute) -> Result<pb::Att
                 .collect();
             AttributeType::Strings
         }
+        Attribute::Graph(sub) => {
+            a.g = Some(subgraph_proto(node, name, sub)?);
+            AttributeType::Graph
+        }
+        Attribute::Graphs(subs) => {
+            a.graphs = subs
+                .iter()
+                .map(|sub| subgraph_proto(node, name, sub))
+                .collect::<Result<Vec<_>>>()?;
+            AttributeType::Graphs
+        }
         Attribute::Unsupported(kind) => {
             return Err(node_err(
                 node,
@@ -209,6 +223,84 @@ fn attribute_proto(node: &Node, name: &str, value: &Attribute) -> Result<pb::Att
     };
     a.r#type = Some(kind as i32);
     Ok(a)
+}
+
+/// A subgraph of `node` as a `GraphProto`: its captures read under the names `node` binds to
+/// them, its formal inputs only, and an Identity for each output that is an outer value
+/// returned as it is (so every output is produced inside the subgraph).
+fn subgraph_proto(node: &Node, attr: &str, sub: &Subgraph) -> Result<pb::GraphProto> {
+    let formal = node.formal_input_count();
+    let bound: HashMap<&str, &str> = node
+        .captured_names()
+        .into_iter()
+        .zip(node.inputs[formal..].iter().map(String::as_str))
+        .collect();
+    let outer = |name: &str| -> String {
+        bound
+            .get(name)
+            .map_or_else(|| name.to_string(), |s| (*s).to_string())
+    };
+    let graph = &sub.graph;
+    let mut nodes = Vec::with_capacity(graph.nodes.len());
+    for inner in &graph.nodes {
+        let mut renamed = inner.clone();
+        for input in &mut renamed.inputs {
+            *input = outer(input);
+        }
+        nodes.push(node_proto(&renamed)?);
+    }
+    let captured: HashSet<&str> = sub.captured().iter().map(|v| v.name.as_str()).collect();
+    let graph_name = if graph.name.is_empty() {
+        format!("{}_{attr}", node.name)
+    } else {
+        graph.name.clone()
+    };
+    let mut output = Vec::with_capacity(graph.outputs.len());
+    for (i, out) in graph.outputs.iter().enumerate() {
+        let mut info = out.clone();
+        if captured.contains(out.name.as_str()) {
+            let returned = format!("{graph_name}_output_{i}");
+            nodes.push(pb::NodeProto {
+                input: vec![outer(&out.name)],
+                output: vec![returned.clone()],
+                name: Some(format!("{graph_name}_Identity_{i}")),
+                op_type: Some("Identity".into()),
+                domain: Some(String::new()),
+                ..Default::default()
+            });
+            info.name = returned;
+        }
+        output.push(inner_value_info_proto(&info));
+    }
+    let mut initializer = Vec::with_capacity(graph.initializers.len());
+    for (name, tensor) in &graph.initializers {
+        initializer.push(tensor_proto(
+            tensor,
+            name,
+            onnx_type_of(tensor.origin_dtype),
+        )?);
+    }
+    Ok(pb::GraphProto {
+        node: nodes,
+        name: Some(graph_name),
+        initializer,
+        input: sub.formal().iter().map(inner_value_info_proto).collect(),
+        output,
+        ..Default::default()
+    })
+}
+
+/// A subgraph's input or output: typed where the IR knows the type (subgraphs may leave it to
+/// the operator).
+fn inner_value_info_proto(v: &ValueInfo) -> pb::ValueInfoProto {
+    if v.dtype.is_some() {
+        value_info_proto(v)
+    } else {
+        pb::ValueInfoProto {
+            name: Some(v.name.clone()),
+            ..Default::default()
+        }
+    }
 }
 
 fn value_info_proto(v: &ValueInfo) -> pb::ValueInfoProto {
