@@ -72,6 +72,7 @@ pub struct ModelSummary {
     pub path: String,
     pub format: &'static str,
     pub opset: i64,
+    /// Nodes, those of subgraphs included.
     pub node_count: usize,
     /// Node count per op type.
     pub ops: BTreeMap<String, usize>,
@@ -116,7 +117,7 @@ impl ModelSummary {
             path: model.path.display().to_string(),
             format: model.format.name(),
             opset: graph.opset,
-            node_count: graph.nodes.len(),
+            node_count: graph.nodes_recursive().len(),
             ops: graph.op_histogram(),
             parameter_count: graph.parameter_count(),
             inputs: graph.inputs.iter().map(IoSummary::from).collect(),

@@ -272,3 +272,6 @@ fn declare_captures(nodes: &mut [Node], initializers: &BTreeMap<String, Tensor>)
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -474,3 +474,6 @@ fn empty_like(declared: Option<&crate::ir::ValueInfo>, shape: &[usize]) -> Tenso
         _ => TensorData::F32(ArrayD::zeros(dims)),
     }
 }
+
+#[cfg(test)]
+mod tests;
