@@ -99,10 +99,11 @@ impl ModelSummary {
         } else {
             Some("weights only: no graph to run".to_string())
         };
-        // Tensors in the order the graph first reads them (unread ones last, by name).
+        // Tensors in the order the graph first reads them, subgraphs where they lie (unread
+        // ones last, by name). A control node's capture inputs are read in its subgraphs.
         let mut first_use: std::collections::HashMap<&str, usize> = Default::default();
-        for (i, node) in graph.nodes.iter().enumerate() {
-            for input in &node.inputs {
+        for (i, node) in graph.nodes_recursive().into_iter().enumerate() {
+            for input in &node.inputs[..node.formal_input_count()] {
                 first_use.entry(input.as_str()).or_insert(i);
             }
         }

@@ -15,7 +15,9 @@ use prost::Message;
 
 use super::atomic::write_bytes_atomic;
 use crate::error::{Error, Result};
-use crate::ir::{Attribute, DType, Dim, Graph, Node, Subgraph, Tensor, TensorData, ValueInfo};
+use crate::ir::{
+    Attribute, DType, Dim, Graph, Node, Subgraph, Tensor, TensorData, ValueInfo, sink_constants,
+};
 use crate::load::pb;
 use crate::load::pb::attribute_proto::AttributeType;
 use crate::load::pb::tensor_shape_proto::dimension::Value as DimValue;
@@ -81,6 +83,16 @@ pub fn onnx_model_proto_with_types(
     graph: &Graph,
     stored_types: &BTreeMap<String, i32>,
 ) -> Result<pb::ModelProto> {
+    // Constants read by one subgraph only are written inside it (see `sink_constants`).
+    let sunk;
+    let graph = if graph.has_subgraphs() {
+        let mut copy = graph.clone();
+        sink_constants(&mut copy);
+        sunk = copy;
+        &sunk
+    } else {
+        graph
+    };
     let opset = if graph.opset > 0 { graph.opset } else { 13 };
     let mut opset_import = vec![pb::OperatorSetIdProto {
         domain: Some(String::new()),
@@ -109,7 +121,7 @@ pub fn onnx_model_proto_with_types(
     let node = graph
         .nodes
         .iter()
-        .map(node_proto)
+        .map(|n| node_proto(n, stored_types))
         .collect::<Result<Vec<_>>>()?;
     let g = pb::GraphProto {
         node,
@@ -147,10 +159,10 @@ fn node_err(node: &Node, what: impl std::fmt::Display) -> Error {
     }
 }
 
-fn node_proto(node: &Node) -> Result<pb::NodeProto> {
+fn node_proto(node: &Node, stored_types: &BTreeMap<String, i32>) -> Result<pb::NodeProto> {
     let mut attribute = Vec::with_capacity(node.attributes.len());
     for (name, value) in &node.attributes {
-        attribute.push(attribute_proto(node, name, value)?);
+        attribute.push(attribute_proto(node, name, value, stored_types)?);
     }
     // The inputs binding subgraph captures are not ONNX inputs: the subgraphs read those
     // values by name (see `subgraph_proto`).
@@ -166,7 +178,12 @@ fn node_proto(node: &Node) -> Result<pb::NodeProto> {
     })
 }
 
-fn attribute_proto(node: &Node, name: &str, value: &Attribute) -> Result<pb::AttributeProto> {
+fn attribute_proto(
+    node: &Node,
+    name: &str,
+    value: &Attribute,
+    stored_types: &BTreeMap<String, i32>,
+) -> Result<pb::AttributeProto> {
     let mut a = pb::AttributeProto {
         name: Some(name.to_string()),
         ..Default::default()
@@ -204,13 +221,13 @@ fn attribute_proto(node: &Node, name: &str, value: &Attribute) -> Result<pb::Att
             AttributeType::Strings
         }
         Attribute::Graph(sub) => {
-            a.g = Some(subgraph_proto(node, name, sub)?);
+            a.g = Some(subgraph_proto(node, name, sub, stored_types)?);
             AttributeType::Graph
         }
         Attribute::Graphs(subs) => {
             a.graphs = subs
                 .iter()
-                .map(|sub| subgraph_proto(node, name, sub))
+                .map(|sub| subgraph_proto(node, name, sub, stored_types))
                 .collect::<Result<Vec<_>>>()?;
             AttributeType::Graphs
         }
@@ -228,7 +245,12 @@ fn attribute_proto(node: &Node, name: &str, value: &Attribute) -> Result<pb::Att
 /// A subgraph of `node` as a `GraphProto`: its captures read under the names `node` binds to
 /// them, its formal inputs only, and an Identity for each output that is an outer value
 /// returned as it is (so every output is produced inside the subgraph).
-fn subgraph_proto(node: &Node, attr: &str, sub: &Subgraph) -> Result<pb::GraphProto> {
+fn subgraph_proto(
+    node: &Node,
+    attr: &str,
+    sub: &Subgraph,
+    stored_types: &BTreeMap<String, i32>,
+) -> Result<pb::GraphProto> {
     let formal = node.formal_input_count();
     let bound: HashMap<&str, &str> = node
         .captured_names()
@@ -247,7 +269,7 @@ fn subgraph_proto(node: &Node, attr: &str, sub: &Subgraph) -> Result<pb::GraphPr
         for input in &mut renamed.inputs {
             *input = outer(input);
         }
-        nodes.push(node_proto(&renamed)?);
+        nodes.push(node_proto(&renamed, stored_types)?);
     }
     let captured: HashSet<&str> = sub.captured().iter().map(|v| v.name.as_str()).collect();
     let graph_name = if graph.name.is_empty() {
@@ -274,11 +296,11 @@ fn subgraph_proto(node: &Node, attr: &str, sub: &Subgraph) -> Result<pb::GraphPr
     }
     let mut initializer = Vec::with_capacity(graph.initializers.len());
     for (name, tensor) in &graph.initializers {
-        initializer.push(tensor_proto(
-            tensor,
-            name,
-            onnx_type_of(tensor.origin_dtype),
-        )?);
+        let code = stored_types
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| onnx_type_of(tensor.origin_dtype));
+        initializer.push(tensor_proto(tensor, name, code)?);
     }
     Ok(pb::GraphProto {
         node: nodes,

@@ -19,6 +19,9 @@ use std::collections::{BTreeMap, HashSet};
 use super::graph::{Graph, Node, Subgraph, ValueInfo};
 use super::tensor::Tensor;
 
+mod sink;
+pub use sink::sink_constants;
+
 /// Hoists subgraph initializers into `graph` (the top graph) and lifts every outer-scope read
 /// of every subgraph, at any depth, to explicit inputs (see the module docs).
 pub fn close_subgraphs(graph: &mut Graph) {

@@ -12,7 +12,7 @@ use super::pb;
 use super::pb::tensor_proto::DataType as Dt;
 use super::{load_model, load_onnx, load_onnx_bytes, read_arrays, write_npz};
 use crate::error::Error;
-use crate::ir::{Attribute, DType, Dim, Model, TensorData};
+use crate::ir::{DType, Dim, Model, TensorData};
 
 // ---------------------------------------------------------------- builders
 

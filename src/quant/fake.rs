@@ -93,7 +93,11 @@ impl QuantizedModel {
             let Some(act) = &layer.activations else {
                 continue;
             };
-            if !graph.nodes.as_ptr_range().contains(&std::ptr::from_ref(node)) {
+            if !graph
+                .nodes
+                .as_ptr_range()
+                .contains(&std::ptr::from_ref(node))
+            {
                 continue; // a layer inside a subgraph
             }
             // Data inputs: input 0, and MatMul's second operand when it is not a weight.

@@ -113,7 +113,13 @@ fn lift_graph(graph: &mut Graph, from: i64, target: i64, names: &HashSet<String>
 /// Every value and node name of `graph` and its subgraphs.
 fn collect_names(graph: &Graph, names: &mut HashSet<String>) {
     names.extend(graph.initializers.keys().cloned());
-    names.extend(graph.inputs.iter().chain(&graph.outputs).map(|v| v.name.clone()));
+    names.extend(
+        graph
+            .inputs
+            .iter()
+            .chain(&graph.outputs)
+            .map(|v| v.name.clone()),
+    );
     for node in &graph.nodes {
         names.insert(node.name.clone());
         names.extend(node.inputs.iter().chain(&node.outputs).cloned());
