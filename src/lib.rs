@@ -18,5 +18,6 @@ pub mod summary;
 pub mod transform;
 #[cfg(feature = "gui")]
 pub mod ui;
+pub mod workflow;
 
 pub use error::{Error, Result};

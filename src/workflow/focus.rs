@@ -1,13 +1,13 @@
 //! Exact figures of one tensor (the one the app shows) under a config: a weight's metrics with
 //! its SQNR per tensor and per channel, or an activation's metrics on the first evaluation
-//! batch.
+//! chunk.
 
 use std::collections::BTreeMap;
 
 use ndarray::ArrayD;
 
+use crate::error::{Error, Result};
 use crate::ir::Graph;
-use crate::jobs::JobError;
 use crate::metrics::{MetricOptions, TensorMetrics, compare};
 use crate::quant::linear::{Granularity, Rounding, fake_quantize};
 use crate::quant::{LayerQuant, QuantConfig, QuantizedModel, WeightQuant};
@@ -31,13 +31,13 @@ pub struct FocusFigures {
 }
 
 /// The weight's metrics under the config, and its SQNR per tensor and per channel.
-pub(super) fn weight_focus(
+pub fn weight_focus(
     graph: &Graph,
     config: &QuantConfig,
     quantized: &QuantizedModel,
     tensor: &str,
     node: &str,
-) -> Result<Option<FocusFigures>, JobError> {
+) -> Result<Option<FocusFigures>> {
     let Some(report) = quantized.weights.iter().find(|w| w.tensor == tensor) else {
         return Ok(None);
     };
@@ -90,12 +90,12 @@ pub(super) fn weight_focus(
     }))
 }
 
-/// The activation's metrics under its quantization parameters (first evaluation batch).
-pub(super) fn activation_focus(
+/// The activation's metrics under its quantization parameters (first evaluation chunk).
+pub fn activation_focus(
     quantized: &QuantizedModel,
     tensor: &str,
     values: Option<ArrayD<f32>>,
-) -> Result<Option<FocusFigures>, JobError> {
+) -> Result<Option<FocusFigures>> {
     let (Some(report), Some(values)) = (
         quantized.activations.iter().find(|a| a.tensor == tensor),
         values,
@@ -108,9 +108,17 @@ pub(super) fn activation_focus(
         Granularity::PerTensor,
         Rounding::NearestEven,
     )
-    .map_err(|e| JobError::Failed(e.0))?;
-    let metrics = compare(values.view(), dequantized.view(), &MetricOptions::default())
-        .map_err(|e| JobError::Failed(e.to_string()))?;
+    .map_err(|e| Error::Quant {
+        tensor: tensor.to_string(),
+        msg: e.0,
+    })?;
+    let metrics =
+        compare(values.view(), dequantized.view(), &MetricOptions::default()).map_err(|e| {
+            Error::Quant {
+                tensor: tensor.to_string(),
+                msg: e.to_string(),
+            }
+        })?;
     Ok(Some(FocusFigures {
         tensor: tensor.to_string(),
         metrics,
