@@ -12,6 +12,7 @@ use ndarray::{ArrayD, IxDyn};
 use crate::engine::geometry::WindowError;
 use crate::ir::{Node, TensorData};
 
+pub(crate) mod control;
 mod conv;
 mod elementwise;
 mod gemm;
@@ -68,6 +69,7 @@ impl Registry {
 
     fn build() -> Registry {
         let mut registry = Registry::default();
+        control::register(&mut registry);
         conv::register(&mut registry);
         elementwise::register(&mut registry);
         linear::register(&mut registry);
