@@ -35,7 +35,12 @@ fn corners(b: &[f32], center_point_box: bool) -> (f32, f32, f32, f32) {
         (b[0] - hw, b[1] - hh, b[0] + hw, b[1] + hh)
     } else {
         // [y1, x1, y2, x2], any diagonal pair
-        (b[1].min(b[3]), b[0].min(b[2]), b[1].max(b[3]), b[0].max(b[2]))
+        (
+            b[1].min(b[3]),
+            b[0].min(b[2]),
+            b[1].max(b[3]),
+            b[0].max(b[2]),
+        )
     }
 }
 
@@ -103,7 +108,12 @@ fn non_max_suppression(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpRes
     let mut selected: Vec<i64> = Vec::new();
     if max_out > 0 {
         for b in 0..batches {
-            let box_at = |i: usize| corners(&bd[(b * spatial + i) * 4..(b * spatial + i) * 4 + 4], center);
+            let box_at = |i: usize| {
+                corners(
+                    &bd[(b * spatial + i) * 4..(b * spatial + i) * 4 + 4],
+                    center,
+                )
+            };
             for c in 0..classes {
                 let s = &sd[(b * classes + c) * spatial..(b * classes + c + 1) * spatial];
                 let mut order: Vec<usize> = (0..spatial)
@@ -180,7 +190,10 @@ fn roi_align(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
         return Err(OpError(format!("X must be 4-D, got {:?}", x.shape())));
     };
     let &[num_rois, four] = rois.shape() else {
-        return Err(OpError(format!("rois must be [num_rois, 4], got {:?}", rois.shape())));
+        return Err(OpError(format!(
+            "rois must be [num_rois, 4], got {:?}",
+            rois.shape()
+        )));
     };
     if four != 4 || batch_indices.len() != num_rois {
         return Err(OpError(format!(
@@ -231,16 +244,30 @@ fn roi_align(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
             .filter(|&b| b < n)
             .ok_or_else(|| OpError(format!("batch index {} is out of range", batch_indices[r])))?;
         let roi = &rd[r * 4..r * 4 + 4];
-        let (x0, y0) = (roi[0] * spatial_scale - offset, roi[1] * spatial_scale - offset);
-        let (x1, y1) = (roi[2] * spatial_scale - offset, roi[3] * spatial_scale - offset);
+        let (x0, y0) = (
+            roi[0] * spatial_scale - offset,
+            roi[1] * spatial_scale - offset,
+        );
+        let (x1, y1) = (
+            roi[2] * spatial_scale - offset,
+            roi[3] * spatial_scale - offset,
+        );
         let (mut rw, mut rh) = (x1 - x0, y1 - y0);
         if !half_pixel {
             rw = rw.max(1.0);
             rh = rh.max(1.0);
         }
         let (bin_h, bin_w) = (rh / ph as f32, rw / pw as f32);
-        let grid_h = if sampling > 0 { sampling } else { (rh / ph as f32).ceil() as usize };
-        let grid_w = if sampling > 0 { sampling } else { (rw / pw as f32).ceil() as usize };
+        let grid_h = if sampling > 0 {
+            sampling
+        } else {
+            (rh / ph as f32).ceil() as usize
+        };
+        let grid_w = if sampling > 0 {
+            sampling
+        } else {
+            (rw / pw as f32).ceil() as usize
+        };
         let count = (grid_h * grid_w).max(1) as f32;
         // The samples of every bin, shared by all channels.
         let mut samples = Vec::with_capacity(ph * pw * grid_h * grid_w);

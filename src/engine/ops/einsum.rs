@@ -78,7 +78,11 @@ pub(super) fn parse(equation: &str, ranks: &[usize]) -> Result<Equation, OpError
         } else {
             (rank == named).then_some(0)
         }
-        .ok_or_else(|| bad(format!("term '{term}' does not fit an input of rank {rank}")))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "term '{term}' does not fit an input of rank {rank}"
+            ))
+        })?;
         ellipsis_rank = ellipsis_rank.max(covered);
         parsed.push((head, covered, tail));
     }
@@ -259,7 +263,10 @@ impl Labeled {
             return self;
         }
         let order: Vec<usize> = kept.iter().chain(&summed).copied().collect();
-        let sizes: Vec<usize> = order.iter().map(|&l| self.size_of(l).unwrap_or(1)).collect();
+        let sizes: Vec<usize> = order
+            .iter()
+            .map(|&l| self.size_of(l).unwrap_or(1))
+            .collect();
         let data = self.arranged(&order, &sizes);
         let block: usize = sizes[kept.len()..].iter().product();
         let kept_shape = sizes[..kept.len()].to_vec();
@@ -327,7 +334,12 @@ fn contract(a: Labeled, b: Labeled, keep: &[usize]) -> Result<Labeled, OpError> 
     let sizes = |labels: &[usize]| -> Result<Vec<usize>, OpError> {
         labels.iter().map(|&l| joint_size(&a, &b, l)).collect()
     };
-    let (bs, ms, ks, ns) = (sizes(&batch)?, sizes(&a_free)?, sizes(&summed)?, sizes(&b_free)?);
+    let (bs, ms, ks, ns) = (
+        sizes(&batch)?,
+        sizes(&a_free)?,
+        sizes(&summed)?,
+        sizes(&b_free)?,
+    );
     let (nb, m, k, n) = (
         bs.iter().product::<usize>(),
         ms.iter().product::<usize>(),
@@ -336,8 +348,18 @@ fn contract(a: Labeled, b: Labeled, keep: &[usize]) -> Result<Labeled, OpError> 
     );
     let mut out_shape: Vec<usize> = bs.iter().chain(&ms).chain(&ns).copied().collect();
     checked_len(&out_shape)?;
-    let a_order: Vec<usize> = batch.iter().chain(&a_free).chain(&summed).copied().collect();
-    let b_order: Vec<usize> = batch.iter().chain(&summed).chain(&b_free).copied().collect();
+    let a_order: Vec<usize> = batch
+        .iter()
+        .chain(&a_free)
+        .chain(&summed)
+        .copied()
+        .collect();
+    let b_order: Vec<usize> = batch
+        .iter()
+        .chain(&summed)
+        .chain(&b_free)
+        .copied()
+        .collect();
     let a_sizes: Vec<usize> = bs.iter().chain(&ms).chain(&ks).copied().collect();
     let b_sizes: Vec<usize> = bs.iter().chain(&ks).chain(&ns).copied().collect();
     let ad = a.arranged(&a_order, &a_sizes);

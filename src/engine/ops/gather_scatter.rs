@@ -129,9 +129,12 @@ impl Reduction {
 
 /// Data and updates of one kind (integers meeting floats are promoted).
 enum Pair<'a> {
-    F(Cow<'a, ArrayD<f32>>, Cow<'a, ArrayD<f32>>),
+    F(Box<FloatPair<'a>>),
     I(&'a ArrayD<i64>, &'a ArrayD<i64>),
 }
+
+/// Float data and updates, borrowed or promoted from integers.
+struct FloatPair<'a>(Cow<'a, ArrayD<f32>>, Cow<'a, ArrayD<f32>>);
 
 fn pair<'a>(a: &'a TensorData, b: &'a TensorData) -> Pair<'a> {
     let f = |t: &'a TensorData| match t {
@@ -140,7 +143,7 @@ fn pair<'a>(a: &'a TensorData, b: &'a TensorData) -> Pair<'a> {
     };
     match (a, b) {
         (TensorData::I64(x), TensorData::I64(y)) => Pair::I(x, y),
-        _ => Pair::F(f(a), f(b)),
+        _ => Pair::F(Box::new(FloatPair(f(a), f(b)))),
     }
 }
 
@@ -219,11 +222,10 @@ fn nd_offsets(
     let slice: usize = shape[batch_dims + k..].iter().product();
     let batch_stride: usize = shape[batch_dims..].iter().product();
     let per_batch: usize = ishape[batch_dims..ishape.len() - 1].iter().product();
-    let tuples = if k == 0 {
-        ishape[..ishape.len() - 1].iter().product()
-    } else {
-        values.len() / k
-    };
+    let tuples = values
+        .len()
+        .checked_div(k)
+        .unwrap_or_else(|| ishape[..ishape.len() - 1].iter().product());
     let mut offsets = Vec::with_capacity(tuples);
     for t in 0..tuples {
         let batch = t / per_batch.max(1);
@@ -321,7 +323,7 @@ fn scatter_elements(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult
         Ok(vec![array_from(a.shape(), d)?.into()])
     }
     match pair(data, updates) {
-        Pair::F(a, u) => put(&a, &u, &offsets, reduction),
+        Pair::F(p) => put(&p.0, &p.1, &offsets, reduction),
         Pair::I(a, u) => put(a, u, &offsets, reduction),
     }
 }
@@ -365,7 +367,7 @@ fn scatter_nd(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
         Ok(vec![array_from(a.shape(), d)?.into()])
     }
     match pair(data, updates) {
-        Pair::F(a, u) => put(&a, &u, &offsets, slice, reduction),
+        Pair::F(p) => put(&p.0, &p.1, &offsets, slice, reduction),
         Pair::I(a, u) => put(a, u, &offsets, slice, reduction),
     }
 }

@@ -225,9 +225,13 @@ fn prelu(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
             .into_shape_with_order(shape)
             .map_err(|e| OpError(format!("slope: {e}")))?;
     }
-    let out = broadcast_binary(x.as_ref(), &slope, |v: f32, s: f32| {
-        if v < 0.0 { s * v } else { v }
-    })?;
+    let out = broadcast_binary(
+        x.as_ref(),
+        &slope,
+        |v: f32, s: f32| {
+            if v < 0.0 { s * v } else { v }
+        },
+    )?;
     if out.shape() != xs {
         return Err(OpError(format!(
             "slope of shape {:?} does not broadcast to X of shape {xs:?}",
@@ -262,14 +266,14 @@ fn modulo(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
         }
         _ => {
             if !fmod {
-                return Err(OpError(
-                    "fmod must be 1 for floating point inputs".into(),
-                ));
+                return Err(OpError("fmod must be 1 for floating point inputs".into()));
             }
             let (a, b) = (as_f32(a), as_f32(b));
-            single(broadcast_binary(a.as_ref(), b.as_ref(), |p: f32, q: f32| {
-                p % q
-            })?)
+            single(broadcast_binary(
+                a.as_ref(),
+                b.as_ref(),
+                |p: f32, q: f32| p % q,
+            )?)
         }
     }
 }

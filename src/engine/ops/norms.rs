@@ -241,7 +241,10 @@ fn lp_norm(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
             let norm = if p == 1 {
                 (0..len).map(|k| data[at(k)].abs()).sum::<f32>()
             } else {
-                (0..len).map(|k| data[at(k)] * data[at(k)]).sum::<f32>().sqrt()
+                (0..len)
+                    .map(|k| data[at(k)] * data[at(k)])
+                    .sum::<f32>()
+                    .sqrt()
             };
             for k in 0..len {
                 out[at(k)] = if norm == 0.0 { 0.0 } else { data[at(k)] / norm };

@@ -52,7 +52,9 @@ fn scalar_int(t: &TensorData, what: &str) -> Result<i64, OpError> {
 
 /// Orders (value, index) pairs: larger (or smaller) values first, lower indices first among
 /// equal values; NaN counts as the largest value.
-fn rank_order<T: PartialOrd + Copy>(largest: bool) -> impl Fn(&(T, usize), &(T, usize)) -> Ordering {
+fn rank_order<T: PartialOrd + Copy>(
+    largest: bool,
+) -> impl Fn(&(T, usize), &(T, usize)) -> Ordering {
     move |a, b| {
         let by_value = match a.0.partial_cmp(&b.0) {
             Some(o) => o,
@@ -65,7 +67,11 @@ fn rank_order<T: PartialOrd + Copy>(largest: bool) -> impl Fn(&(T, usize), &(T, 
                 }
             }
         };
-        let by_value = if largest { by_value.reverse() } else { by_value };
+        let by_value = if largest {
+            by_value.reverse()
+        } else {
+            by_value
+        };
         by_value.then(a.1.cmp(&b.1))
     }
 }
@@ -103,8 +109,9 @@ fn top_k(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
         for o in 0..outer {
             let mut picked: Vec<Vec<(T, usize)>> = Vec::with_capacity(inner);
             for i in 0..inner {
-                let mut pairs: Vec<(T, usize)> =
-                    (0..len).map(|j| (d[o * len * inner + j * inner + i], j)).collect();
+                let mut pairs: Vec<(T, usize)> = (0..len)
+                    .map(|j| (d[o * len * inner + j * inner + i], j))
+                    .collect();
                 if k < len {
                     pairs.select_nth_unstable_by(k.saturating_sub(1).min(len - 1), &order);
                     pairs.truncate(k);
@@ -317,9 +324,7 @@ fn eye_like(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let x = input(inputs, 0)?;
     let shape = x.shape().to_vec();
     if shape.len() != 2 {
-        return Err(OpError(format!(
-            "input must be 2-D, got shape {shape:?}"
-        )));
+        return Err(OpError(format!("input must be 2-D, got shape {shape:?}")));
     }
     let k = ctx.node.attr_int("k", 0)?;
     let ints = match ctx.node.attr_int("dtype", -1)? {
@@ -336,7 +341,10 @@ fn eye_like(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let on = |n: usize| ((n % cols) as i64 - (n / cols) as i64) == k;
     let len = rows * cols;
     single(if ints {
-        TensorData::from(array_from(&shape, (0..len).map(|n| on(n) as i64).collect())?)
+        TensorData::from(array_from(
+            &shape,
+            (0..len).map(|n| on(n) as i64).collect(),
+        )?)
     } else {
         TensorData::from(array_from(
             &shape,

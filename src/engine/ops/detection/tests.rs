@@ -15,7 +15,12 @@ fn nms(
     let t = f(&[1], &[iou]);
     let s = score.map(|v| f(&[1], &[v]));
     let n = node("NonMaxSuppression", 5, 1, attrs);
-    let out = run_node(&n, 11, &[Some(boxes), Some(scores), Some(&m), Some(&t), s.as_ref()]).unwrap();
+    let out = run_node(
+        &n,
+        11,
+        &[Some(boxes), Some(scores), Some(&m), Some(&t), s.as_ref()],
+    )
+    .unwrap();
     ivals(&out[0]).1
 }
 
@@ -30,10 +35,19 @@ fn nms_keeps_the_best_of_overlapping_boxes() {
         ],
     );
     let scores = f(&[1, 1, 6], &[0.9, 0.75, 0.6, 0.95, 0.5, 0.3]);
-    assert_eq!(nms(&boxes, &scores, 3, 0.5, Some(0.0), vec![]), vec![0, 0, 3, 0, 0, 0, 0, 0, 5]);
+    assert_eq!(
+        nms(&boxes, &scores, 3, 0.5, Some(0.0), vec![]),
+        vec![0, 0, 3, 0, 0, 0, 0, 0, 5]
+    );
     // at most 2 per class; a score threshold drops the weak ones
-    assert_eq!(nms(&boxes, &scores, 2, 0.5, None, vec![]), vec![0, 0, 3, 0, 0, 0]);
-    assert_eq!(nms(&boxes, &scores, 10, 0.5, Some(0.4), vec![]), vec![0, 0, 3, 0, 0, 0]);
+    assert_eq!(
+        nms(&boxes, &scores, 2, 0.5, None, vec![]),
+        vec![0, 0, 3, 0, 0, 0]
+    );
+    assert_eq!(
+        nms(&boxes, &scores, 10, 0.5, Some(0.4), vec![]),
+        vec![0, 0, 3, 0, 0, 0]
+    );
     // no limit given: nothing selected
     assert!(nms(&boxes, &scores, 0, 0.5, None, vec![]).is_empty());
     // the same boxes as centers and sizes
@@ -45,7 +59,14 @@ fn nms_keeps_the_best_of_overlapping_boxes() {
         ],
     );
     assert_eq!(
-        nms(&centers, &scores, 3, 0.5, Some(0.0), vec![("center_point_box", Attribute::Int(1))]),
+        nms(
+            &centers,
+            &scores,
+            3,
+            0.5,
+            Some(0.0),
+            vec![("center_point_box", Attribute::Int(1))]
+        ),
         vec![0, 0, 3, 0, 0, 0, 0, 0, 5]
     );
 }
@@ -55,7 +76,9 @@ fn roi_align_averages_bilinear_samples() {
     // a plane whose value is x + 10·y: bilinear samples reproduce it exactly, so each bin is
     // the value at its centre
     let (h, w) = (6, 6);
-    let plane: Vec<f32> = (0..h * w).map(|k| (k % w) as f32 + 10.0 * (k / w) as f32).collect();
+    let plane: Vec<f32> = (0..h * w)
+        .map(|k| (k % w) as f32 + 10.0 * (k / w) as f32)
+        .collect();
     let x = f(&[1, 1, h, w], &plane);
     let rois = f(&[1, 4], &[1.0, 1.0, 4.0, 3.0]); // x1, y1, x2, y2
     let idx = i(&[1], &[0]);

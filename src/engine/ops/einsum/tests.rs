@@ -111,8 +111,10 @@ fn attention_and_batched_ellipsis_forms() {
     let b = random(&mut rng, &[5, 4, 2]);
     let (shape, v) = einsum("...ij,...jk->...ik", &[&a, &b]).unwrap();
     assert_eq!(shape, vec![2, 5, 3, 2]);
-    let got = v[((1 * 5 + 4) * 3 + 2) * 2 + 1];
-    let want: f32 = (0..4).map(|j| at(&a, &[1, 0, 2, j]) * at(&b, &[4, j, 1])).sum();
+    let got = v[((5 + 4) * 3 + 2) * 2 + 1];
+    let want: f32 = (0..4)
+        .map(|j| at(&a, &[1, 0, 2, j]) * at(&b, &[4, j, 1]))
+        .sum();
     assert!((got - want).abs() < 1e-5);
     // three operands
     let x = random(&mut rng, &[3]);

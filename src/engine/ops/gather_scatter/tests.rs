@@ -54,7 +54,14 @@ fn scatter_elements_with_reductions() {
     let idx = i(&[1, 2], &[1, 3]);
     let upd = f(&[1, 2], &[1.1, 2.1]);
     let axis = ("axis", Attribute::Int(1));
-    check_f("ScatterElements", 13, vec![axis.clone()], &[&data, &idx, &upd], &[1, 5], &[1., 1.1, 3., 2.1, 5.]);
+    check_f(
+        "ScatterElements",
+        13,
+        vec![axis.clone()],
+        &[&data, &idx, &upd],
+        &[1, 5],
+        &[1., 1.1, 3., 2.1, 5.],
+    );
     let dup = i(&[1, 2], &[1, 1]);
     check_f(
         "ScatterElements",
@@ -73,7 +80,14 @@ fn scatter_elements_with_reductions() {
         &[1., 2.1, 3., 4., 5.],
     );
     // the deprecated Scatter is the same op
-    check_f("Scatter", 9, vec![axis], &[&data, &idx, &upd], &[1, 5], &[1., 1.1, 3., 2.1, 5.]);
+    check_f(
+        "Scatter",
+        9,
+        vec![axis],
+        &[&data, &idx, &upd],
+        &[1, 5],
+        &[1., 1.1, 3., 2.1, 5.],
+    );
 }
 
 #[test]
@@ -81,7 +95,14 @@ fn scatter_nd_slices_and_reductions() {
     let data = f(&[8], &[1., 2., 3., 4., 5., 6., 7., 8.]);
     let idx = i(&[4, 1], &[4, 3, 1, 7]);
     let upd = f(&[4], &[9., 10., 11., 12.]);
-    check_f("ScatterND", 11, vec![], &[&data, &idx, &upd], &[8], &[1., 11., 3., 10., 9., 6., 7., 12.]);
+    check_f(
+        "ScatterND",
+        11,
+        vec![],
+        &[&data, &idx, &upd],
+        &[8],
+        &[1., 11., 3., 10., 9., 6., 7., 12.],
+    );
     check_f(
         "ScatterND",
         16,
@@ -94,7 +115,14 @@ fn scatter_nd_slices_and_reductions() {
     let data = f(&[3, 2], &[0.; 6]);
     let idx = i(&[1, 1], &[-1]);
     let upd = f(&[1, 2], &[5., 6.]);
-    check_f("ScatterND", 13, vec![], &[&data, &idx, &upd], &[3, 2], &[0., 0., 0., 0., 5., 6.]);
+    check_f(
+        "ScatterND",
+        13,
+        vec![],
+        &[&data, &idx, &upd],
+        &[3, 2],
+        &[0., 0., 0., 0., 5., 6.],
+    );
     let wrong = f(&[2], &[5., 6.]);
     assert!(run("ScatterND", 13, vec![], &[&data, &idx, &wrong]).is_err());
 }

@@ -3,6 +3,9 @@
 use super::super::testutil::*;
 use crate::ir::Attribute;
 
+/// A unary float function to compare a kernel with.
+type Reference = fn(f32) -> f32;
+
 fn unary(op: &str, attrs: Vec<(&str, Attribute)>, x: &[f32]) -> Vec<f32> {
     let out = run(op, 18, attrs, &[&f(&[x.len()], x)]).expect("kernel ok");
     fvals(&out[0]).1
@@ -11,7 +14,7 @@ fn unary(op: &str, attrs: Vec<(&str, Attribute)>, x: &[f32]) -> Vec<f32> {
 #[test]
 fn trigonometric_and_hyperbolic_functions() {
     let x = [-0.9f32, -0.3, 0.0, 0.4, 0.8];
-    let cases: [(&str, fn(f32) -> f32); 9] = [
+    let cases: [(&str, Reference); 9] = [
         ("Sin", f32::sin),
         ("Cos", f32::cos),
         ("Tan", f32::tan),
@@ -84,7 +87,13 @@ fn parametrized_activations() {
     let (a, g) = (1.673_263_2f32, 1.050_701f32);
     let selu: Vec<f32> = x
         .iter()
-        .map(|&v| if v > 0.0 { g * v } else { g * a * (v.exp() - 1.0) })
+        .map(|&v| {
+            if v > 0.0 {
+                g * v
+            } else {
+                g * a * (v.exp() - 1.0)
+            }
+        })
         .collect();
     assert_close(&unary("Selu", vec![], &x), &selu, 1e-6);
     let celu: Vec<f32> = x
@@ -97,7 +106,11 @@ fn parametrized_activations() {
         1e-6,
     );
     assert_eq!(
-        unary("ThresholdedRelu", vec![("alpha", Attribute::Float(0.4))], &x),
+        unary(
+            "ThresholdedRelu",
+            vec![("alpha", Attribute::Float(0.4))],
+            &x
+        ),
         vec![0., 0., 0., 0.5, 2.]
     );
     assert_eq!(
@@ -117,10 +130,7 @@ fn parametrized_activations() {
     assert_close(&unary("Softplus", vec![], &[100.0]), &[100.0], 1e-6);
     let softsign: Vec<f32> = x.iter().map(|&v| v / (1.0 + v.abs())).collect();
     assert_close(&unary("Softsign", vec![], &x), &softsign, 1e-6);
-    let mish: Vec<f32> = x
-        .iter()
-        .map(|&v| v * (1.0 + v.exp()).ln().tanh())
-        .collect();
+    let mish: Vec<f32> = x.iter().map(|&v| v * (1.0 + v.exp()).ln().tanh()).collect();
     assert_close(&unary("Mish", vec![], &x), &mish, 1e-6);
 }
 
@@ -129,10 +139,24 @@ fn prelu_broadcasts_the_slope() {
     let x = f(&[1, 2, 2], &[-1., 2., -3., 4.]);
     // per-channel slope [C, 1] broadcast over the last axis
     let slope = f(&[2, 1], &[0.5, 0.1]);
-    check_f("PRelu", 16, vec![], &[&x, &slope], &[1, 2, 2], &[-0.5, 2., -0.3, 4.]);
+    check_f(
+        "PRelu",
+        16,
+        vec![],
+        &[&x, &slope],
+        &[1, 2, 2],
+        &[-0.5, 2., -0.3, 4.],
+    );
     // scalar slope
     let slope = f(&[1], &[0.2]);
-    check_f("PRelu", 9, vec![], &[&x, &slope], &[1, 2, 2], &[-0.2, 2., -0.6, 4.]);
+    check_f(
+        "PRelu",
+        9,
+        vec![],
+        &[&x, &slope],
+        &[1, 2, 2],
+        &[-0.2, 2., -0.6, 4.],
+    );
     // opset 6: a [C] slope lines up with axis 1
     let x4 = f(&[1, 2, 1, 2], &[-1., 2., -3., 4.]);
     let slope = f(&[2], &[0.5, 0.1]);

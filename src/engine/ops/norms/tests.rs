@@ -24,7 +24,14 @@ fn group_norm_per_group_and_per_channel_params() {
         .enumerate()
         .map(|(k, v)| if k < 4 { 2. * v + 0.5 } else { *v })
         .collect();
-    check_f("GroupNormalization", 18, vec![groups.clone()], &[&x, &s, &b], &[1, 4, 2], &per_group);
+    check_f(
+        "GroupNormalization",
+        18,
+        vec![groups.clone()],
+        &[&x, &s, &b],
+        &[1, 4, 2],
+        &per_group,
+    );
     // opset 21: per channel
     let (s, b) = (f(&[4], &[1., 2., 1., 1.]), f(&[4], &[0., 0., 0., 1.]));
     let per_channel: Vec<f32> = want
@@ -36,7 +43,14 @@ fn group_norm_per_group_and_per_channel_params() {
             _ => *v,
         })
         .collect();
-    check_f("GroupNormalization", 21, vec![groups], &[&x, &s, &b], &[1, 4, 2], &per_channel);
+    check_f(
+        "GroupNormalization",
+        21,
+        vec![groups],
+        &[&x, &s, &b],
+        &[1, 4, 2],
+        &per_channel,
+    );
 }
 
 #[test]
@@ -65,7 +79,14 @@ fn lrn_window_across_channels() {
     let want: Vec<f32> = (0..4)
         .map(|c| (c + 1) as f32 / (1.0f32 + 1e-4 / 2.0 * sq2[c]).powf(0.75))
         .collect();
-    check_f("LRN", 13, vec![("size", Attribute::Int(2))], &[&x], &[1, 4, 1, 1], &want);
+    check_f(
+        "LRN",
+        13,
+        vec![("size", Attribute::Int(2))],
+        &[&x],
+        &[1, 4, 1, 1],
+        &want,
+    );
 }
 
 #[test]
@@ -95,7 +116,14 @@ fn mean_variance_normalization_over_axes() {
 #[test]
 fn lp_normalization_and_hardmax() {
     let x = f(&[2, 2], &[3., 4., -1., 1.]);
-    check_f("LpNormalization", 13, vec![], &[&x], &[2, 2], &[0.6, 0.8, -0.5f32.sqrt(), 0.5f32.sqrt()]);
+    check_f(
+        "LpNormalization",
+        13,
+        vec![],
+        &[&x],
+        &[2, 2],
+        &[0.6, 0.8, -0.5f32.sqrt(), 0.5f32.sqrt()],
+    );
     check_f(
         "LpNormalization",
         13,
@@ -105,7 +133,14 @@ fn lp_normalization_and_hardmax() {
         &[0.75, 0.8, -0.25, 0.2],
     );
     let x = f(&[2, 3], &[1., 5., 5., 2., 0., 1.]);
-    check_f("Hardmax", 13, vec![], &[&x], &[2, 3], &[0., 1., 0., 1., 0., 0.]);
+    check_f(
+        "Hardmax",
+        13,
+        vec![],
+        &[&x],
+        &[2, 3],
+        &[0., 1., 0., 1., 0., 0.],
+    );
     check_f(
         "Hardmax",
         13,

@@ -44,7 +44,10 @@ fn run_direction(
             } else {
                 rec.bias(d, GATES, 1, gate)
             };
-            wb.into_iter().zip(rb).map(|(a, b)| a + b).collect::<Vec<f32>>()
+            wb.into_iter()
+                .zip(rb)
+                .map(|(a, b)| a + b)
+                .collect::<Vec<f32>>()
         })
         .collect();
     let projected = rec.project_inputs(d, GATES, &bias);
@@ -70,10 +73,9 @@ fn run_direction(
         if linear_before_reset {
             // H·R_hᵀ + Rb_h, then scaled by r
             rec.recurrent_product(d, GATES, 2, 1, &h, &mut hh);
-            for n in 0..batch {
-                for k in 0..hs {
-                    let at = n * hs + k;
-                    hh[at] = r_gate[at] * (hh[at] + rb_h[k]);
+            for (hh_row, r_row) in hh.chunks_mut(hs).zip(r_gate.chunks(hs)) {
+                for ((v, r), b) in hh_row.iter_mut().zip(r_row).zip(&rb_h) {
+                    *v = r * (*v + b);
                 }
             }
         } else {

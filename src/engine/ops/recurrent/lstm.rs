@@ -80,7 +80,10 @@ fn run_direction(
     let bias: Vec<f32> = (0..GATES)
         .flat_map(|gate| {
             let (wb, rb) = (rec.bias(d, GATES, 0, gate), rec.bias(d, GATES, 1, gate));
-            wb.into_iter().zip(rb).map(|(a, b)| a + b).collect::<Vec<f32>>()
+            wb.into_iter()
+                .zip(rb)
+                .map(|(a, b)| a + b)
+                .collect::<Vec<f32>>()
         })
         .collect();
     let projected = rec.project_inputs(d, GATES, &bias);

@@ -93,10 +93,7 @@ impl<'a> Recurrence<'a> {
         let r = input_f32(inputs, 2)?;
         let batch_major = node.attr_int("layout", 0)? != 0;
         let [d0, d1, input_size] = *x.shape() else {
-            return Err(OpError(format!(
-                "X must be 3-D, got shape {:?}",
-                x.shape()
-            )));
+            return Err(OpError(format!("X must be 3-D, got shape {:?}", x.shape())));
         };
         let (seq, batch) = if batch_major { (d1, d0) } else { (d0, d1) };
         let direction = node.attr_string("direction", "forward")?;
@@ -164,9 +161,12 @@ impl<'a> Recurrence<'a> {
                 values
                     .iter()
                     .map(|&l| {
-                        usize::try_from(l).ok().filter(|&l| l <= seq).ok_or_else(|| {
-                            OpError(format!("sequence length {l} is not in 0..={seq}"))
-                        })
+                        usize::try_from(l)
+                            .ok()
+                            .filter(|&l| l <= seq)
+                            .ok_or_else(|| {
+                                OpError(format!("sequence length {l} is not in 0..={seq}"))
+                            })
                     })
                     .collect::<Result<Vec<_>, _>>()?
             }
@@ -175,7 +175,7 @@ impl<'a> Recurrence<'a> {
         let clip = match node.attributes.get("clip") {
             Some(_) => {
                 let c = node.attr_float("clip", 0.0)?;
-                if !(c > 0.0) {
+                if c.is_nan() || c <= 0.0 {
                     return Err(OpError(format!("clip must be positive, got {c}")));
                 }
                 Some(c)
@@ -259,7 +259,11 @@ impl<'a> Recurrence<'a> {
         let a = t
             .as_f32()
             .ok_or_else(|| OpError(format!("{what} must be a float tensor")))?;
-        let want = if self.batch_major { [b, d, h] } else { [d, b, h] };
+        let want = if self.batch_major {
+            [b, d, h]
+        } else {
+            [d, b, h]
+        };
         if a.shape() != want {
             return Err(OpError(format!(
                 "{what} must have shape {want:?}, got {:?}",
@@ -285,7 +289,17 @@ impl<'a> Recurrence<'a> {
             }
         }
         let w = Mat::rows(&self.w, d * n * k, k).t();
-        sgemm(rows, k, n, 1.0, Mat::rows(&self.x, 0, k), w, 1.0, &mut out, n);
+        sgemm(
+            rows,
+            k,
+            n,
+            1.0,
+            Mat::rows(&self.x, 0, k),
+            w,
+            1.0,
+            &mut out,
+            n,
+        );
         out
     }
 

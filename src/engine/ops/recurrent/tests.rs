@@ -44,7 +44,16 @@ fn lstm_one_step_matches_the_closed_form() {
     let out = run_op(
         "LSTM",
         vec![("hidden_size", Attribute::Int(1))],
-        &[Some(&x), Some(&w), Some(&r), Some(&b), None, Some(&h0), Some(&c0), Some(&p)],
+        &[
+            Some(&x),
+            Some(&w),
+            Some(&r),
+            Some(&b),
+            None,
+            Some(&h0),
+            Some(&c0),
+            Some(&p),
+        ],
         3,
     );
     let (xv, h, c) = (0.5f32, 0.3f32, -0.2f32);
@@ -60,8 +69,20 @@ fn lstm_one_step_matches_the_closed_form() {
     // input_forget couples f = 1 − i
     let out = run_op(
         "LSTM",
-        vec![("hidden_size", Attribute::Int(1)), ("input_forget", Attribute::Int(1))],
-        &[Some(&x), Some(&w), Some(&r), Some(&b), None, Some(&h0), Some(&c0), Some(&p)],
+        vec![
+            ("hidden_size", Attribute::Int(1)),
+            ("input_forget", Attribute::Int(1)),
+        ],
+        &[
+            Some(&x),
+            Some(&w),
+            Some(&r),
+            Some(&b),
+            None,
+            Some(&h0),
+            Some(&c0),
+            Some(&p),
+        ],
         3,
     );
     let c1 = (1.0 - i) * c + i * cc;
@@ -158,7 +179,8 @@ fn reverse_and_bidirectional_agree_with_forward() {
     for (op, gates) in [("LSTM", 4), ("GRU", 3), ("RNN", 1)] {
         let mut rng = Rng::new(11);
         let s2 = setup(&mut rng, gates, 2);
-        let take = |a: &ArrayD<f32>, d: usize| a.index_axis(Axis(0), d).insert_axis(Axis(0)).to_owned();
+        let take =
+            |a: &ArrayD<f32>, d: usize| a.index_axis(Axis(0), d).insert_axis(Axis(0)).to_owned();
         let n_out = if op == "LSTM" { 3 } else { 2 };
         let one = |dir: &str, x: &ArrayD<f32>, d: usize| {
             run_op(
@@ -200,13 +222,35 @@ fn reverse_and_bidirectional_agree_with_forward() {
         let bi = run_op(
             op,
             vec![("direction", s("bidirectional"))],
-            &[Some(&t(s2.x.clone())), Some(&t(s2.w.clone())), Some(&t(s2.r.clone())), Some(&t(s2.b.clone())), None, Some(&t(s2.h0.clone()))],
+            &[
+                Some(&t(s2.x.clone())),
+                Some(&t(s2.w.clone())),
+                Some(&t(s2.r.clone())),
+                Some(&t(s2.b.clone())),
+                None,
+                Some(&t(s2.h0.clone())),
+            ],
             n_out,
         );
         // Y [seq, 2, batch, H]: direction 0 is forward, 1 is reverse
-        assert_arrays_close(&bi[0].index_axis(Axis(1), 0).to_owned(), &fwd[0].index_axis(Axis(1), 0).to_owned(), 1e-6, op);
-        assert_arrays_close(&bi[0].index_axis(Axis(1), 1).to_owned(), &rev[0].index_axis(Axis(1), 0).to_owned(), 1e-6, op);
-        assert_arrays_close(&bi[1].index_axis(Axis(0), 1).to_owned(), &rev[1].index_axis(Axis(0), 0).to_owned(), 1e-6, op);
+        assert_arrays_close(
+            &bi[0].index_axis(Axis(1), 0).to_owned(),
+            &fwd[0].index_axis(Axis(1), 0).to_owned(),
+            1e-6,
+            op,
+        );
+        assert_arrays_close(
+            &bi[0].index_axis(Axis(1), 1).to_owned(),
+            &rev[0].index_axis(Axis(1), 0).to_owned(),
+            1e-6,
+            op,
+        );
+        assert_arrays_close(
+            &bi[1].index_axis(Axis(0), 1).to_owned(),
+            &rev[1].index_axis(Axis(0), 0).to_owned(),
+            1e-6,
+            op,
+        );
     }
 }
 
@@ -220,7 +264,14 @@ fn layout_1_is_the_batch_major_form_of_layout_0() {
         let seq_major = run_op(
             op,
             vec![bi.clone()],
-            &[Some(&t(st.x.clone())), Some(&t(st.w.clone())), Some(&t(st.r.clone())), Some(&t(st.b.clone())), None, Some(&t(st.h0.clone()))],
+            &[
+                Some(&t(st.x.clone())),
+                Some(&t(st.w.clone())),
+                Some(&t(st.r.clone())),
+                Some(&t(st.b.clone())),
+                None,
+                Some(&t(st.h0.clone())),
+            ],
             n_out,
         );
         let swap01 = |a: &ArrayD<f32>| {
@@ -231,11 +282,22 @@ fn layout_1_is_the_batch_major_form_of_layout_0() {
         let batch_major = run_op(
             op,
             vec![bi, ("layout", Attribute::Int(1))],
-            &[Some(&t(swap01(&st.x))), Some(&t(st.w.clone())), Some(&t(st.r.clone())), Some(&t(st.b.clone())), None, Some(&t(swap01(&st.h0)))],
+            &[
+                Some(&t(swap01(&st.x))),
+                Some(&t(st.w.clone())),
+                Some(&t(st.r.clone())),
+                Some(&t(st.b.clone())),
+                None,
+                Some(&t(swap01(&st.h0))),
+            ],
             n_out,
         );
         // Y: [seq, D, batch, H] vs [batch, seq, D, H]
-        let y = seq_major[0].view().permuted_axes(IxDyn(&[2, 0, 1, 3])).as_standard_layout().into_owned();
+        let y = seq_major[0]
+            .view()
+            .permuted_axes(IxDyn(&[2, 0, 1, 3]))
+            .as_standard_layout()
+            .into_owned();
         assert_arrays_close(&batch_major[0], &y, 1e-6, op);
         assert_arrays_close(&batch_major[1], &swap01(&seq_major[1]), 1e-6, op);
     }
@@ -252,34 +314,66 @@ fn sequence_lengths_stop_each_entry() {
             let full = run_op(
                 op,
                 vec![("direction", s(dir))],
-                &[Some(&t(st.x.clone())), Some(&t(st.w.clone())), Some(&t(st.r.clone())), Some(&t(st.b.clone())), Some(&lens), Some(&t(st.h0.clone()))],
+                &[
+                    Some(&t(st.x.clone())),
+                    Some(&t(st.w.clone())),
+                    Some(&t(st.r.clone())),
+                    Some(&t(st.b.clone())),
+                    Some(&lens),
+                    Some(&t(st.h0.clone())),
+                ],
                 n_out,
             );
             // entry 1 alone with its first two steps
-            let x1 = st.x.slice(ndarray::s![0..2, 1..2, ..]).to_owned().into_dyn();
+            let x1 =
+                st.x.slice(ndarray::s![0..2, 1..2, ..])
+                    .to_owned()
+                    .into_dyn();
             let h1 = st.h0.slice(ndarray::s![.., 1..2, ..]).to_owned().into_dyn();
             let alone = run_op(
                 op,
                 vec![("direction", s(dir))],
-                &[Some(&t(x1)), Some(&t(st.w.clone())), Some(&t(st.r.clone())), Some(&t(st.b.clone())), None, Some(&t(h1))],
+                &[
+                    Some(&t(x1)),
+                    Some(&t(st.w.clone())),
+                    Some(&t(st.r.clone())),
+                    Some(&t(st.b.clone())),
+                    None,
+                    Some(&t(h1)),
+                ],
                 n_out,
             );
             let y = &full[0];
             for step in 0..5 {
                 let got = y.slice(ndarray::s![step, 0, 1, ..]).to_owned().into_dyn();
                 if step < 2 {
-                    let want = alone[0].slice(ndarray::s![step, 0, 0, ..]).to_owned().into_dyn();
+                    let want = alone[0]
+                        .slice(ndarray::s![step, 0, 0, ..])
+                        .to_owned()
+                        .into_dyn();
                     assert_arrays_close(&got, &want, 1e-6, op);
                 } else {
-                    assert!(got.iter().all(|&v| v == 0.0), "{op} {dir}: output past the length");
+                    assert!(
+                        got.iter().all(|&v| v == 0.0),
+                        "{op} {dir}: output past the length"
+                    );
                 }
                 // entry 2 has length 0: all zero, final state zero
-                assert!(y.slice(ndarray::s![step, 0, 2, ..]).iter().all(|&v| v == 0.0));
+                assert!(
+                    y.slice(ndarray::s![step, 0, 2, ..])
+                        .iter()
+                        .all(|&v| v == 0.0)
+                );
             }
             let hfin = full[1].slice(ndarray::s![0, 1, ..]).to_owned().into_dyn();
             let want = alone[1].slice(ndarray::s![0, 0, ..]).to_owned().into_dyn();
             assert_arrays_close(&hfin, &want, 1e-6, op);
-            assert!(full[1].slice(ndarray::s![0, 2, ..]).iter().all(|&v| v == 0.0));
+            assert!(
+                full[1]
+                    .slice(ndarray::s![0, 2, ..])
+                    .iter()
+                    .all(|&v| v == 0.0)
+            );
         }
     }
 }
@@ -292,21 +386,41 @@ fn bad_shapes_and_attributes_are_named() {
     let err = run_node(
         &node("LSTM", 3, 1, vec![]),
         14,
-        &[Some(&t(st.x.clone())), Some(&t(bad_w)), Some(&t(st.r.clone()))],
+        &[
+            Some(&t(st.x.clone())),
+            Some(&t(bad_w)),
+            Some(&t(st.r.clone())),
+        ],
     )
     .unwrap_err();
     assert!(err.0.contains("W must have shape [1, 12, 4]"), "{}", err.0);
     let err = run_node(
         &node("LSTM", 3, 1, vec![("direction", s("sideways"))]),
         14,
-        &[Some(&t(st.x.clone())), Some(&t(st.w.clone())), Some(&t(st.r.clone()))],
+        &[
+            Some(&t(st.x.clone())),
+            Some(&t(st.w.clone())),
+            Some(&t(st.r.clone())),
+        ],
     )
     .unwrap_err();
     assert!(err.0.contains("sideways"), "{}", err.0);
     let err = run_node(
-        &node("LSTM", 3, 1, vec![("activations", Attribute::Strings(vec!["Sigmoid".into(), "Gelu".into(), "Tanh".into()]))]),
+        &node(
+            "LSTM",
+            3,
+            1,
+            vec![(
+                "activations",
+                Attribute::Strings(vec!["Sigmoid".into(), "Gelu".into(), "Tanh".into()]),
+            )],
+        ),
         14,
-        &[Some(&t(st.x.clone())), Some(&t(st.w.clone())), Some(&t(st.r.clone()))],
+        &[
+            Some(&t(st.x.clone())),
+            Some(&t(st.w.clone())),
+            Some(&t(st.r.clone())),
+        ],
     )
     .unwrap_err();
     assert!(err.0.contains("Gelu"), "{}", err.0);
@@ -314,7 +428,13 @@ fn bad_shapes_and_attributes_are_named() {
     let err = run_node(
         &node("LSTM", 5, 1, vec![]),
         14,
-        &[Some(&t(st.x.clone())), Some(&t(st.w.clone())), Some(&t(st.r.clone())), None, Some(&lens)],
+        &[
+            Some(&t(st.x.clone())),
+            Some(&t(st.w.clone())),
+            Some(&t(st.r.clone())),
+            None,
+            Some(&lens),
+        ],
     )
     .unwrap_err();
     assert!(err.0.contains("sequence length 9"), "{}", err.0);

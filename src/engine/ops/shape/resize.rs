@@ -168,7 +168,10 @@ fn resize_axes(
     }
     // ROI: starts then ends, for all axes or for `axes`.
     let mut roi = vec![(0f32, 1f32); rank];
-    if let Some(values) = optional(inputs, 1).map(float_values).filter(|r| !r.is_empty()) {
+    if let Some(values) = optional(inputs, 1)
+        .map(float_values)
+        .filter(|r| !r.is_empty())
+    {
         let n = values.len() / 2;
         let targets: Vec<usize> = if n == rank {
             (0..rank).collect()

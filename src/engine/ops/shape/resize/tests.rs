@@ -10,7 +10,8 @@ fn s(v: &str) -> Attribute {
 fn resize(opset: i64, x: &TensorData, sizes: &[i64], attrs: Vec<(&str, Attribute)>) -> Vec<f32> {
     let n = node("Resize", 4, 1, attrs);
     let sz = i(&[sizes.len()], sizes);
-    let out = run_node(&n, opset, &[Some(x), None, None, Some(&sz)]).unwrap_or_else(|e| panic!("{}", e.0));
+    let out = run_node(&n, opset, &[Some(x), None, None, Some(&sz)])
+        .unwrap_or_else(|e| panic!("{}", e.0));
     fvals(&out[0]).1
 }
 
@@ -26,24 +27,45 @@ fn linear_coordinate_modes() {
     );
     // align_corners 4 -> 7: sources o/2
     assert_close(
-        &resize(13, &x, &[1, 7], vec![linear.clone(), ("coordinate_transformation_mode", s("align_corners"))]),
+        &resize(
+            13,
+            &x,
+            &[1, 7],
+            vec![
+                linear.clone(),
+                ("coordinate_transformation_mode", s("align_corners")),
+            ],
+        ),
         &[1., 1.5, 2., 2.5, 3., 3.5, 4.],
         1e-6,
     );
     // asymmetric 4 -> 8: sources o/2, the last ones clamp to 4
     assert_close(
-        &resize(13, &x, &[1, 8], vec![linear.clone(), ("coordinate_transformation_mode", s("asymmetric"))]),
+        &resize(
+            13,
+            &x,
+            &[1, 8],
+            vec![
+                linear.clone(),
+                ("coordinate_transformation_mode", s("asymmetric")),
+            ],
+        ),
         &[1., 1.5, 2., 2.5, 3., 3.5, 4., 4.],
         1e-6,
     );
     // 2-D bilinear is separable: a plane a + b·row + c·col stays a plane
-    let plane: Vec<f32> = (0..3).flat_map(|r| (0..3).map(move |c| 1. + 2. * r as f32 + c as f32)).collect();
+    let plane: Vec<f32> = (0..3)
+        .flat_map(|r| (0..3).map(move |c| 1. + 2. * r as f32 + c as f32))
+        .collect();
     let x = f(&[1, 1, 3, 3], &plane);
     let out = resize(
         13,
         &x,
         &[1, 1, 5, 5],
-        vec![linear, ("coordinate_transformation_mode", s("align_corners"))],
+        vec![
+            linear,
+            ("coordinate_transformation_mode", s("align_corners")),
+        ],
     );
     let want: Vec<f32> = (0..5)
         .flat_map(|r| (0..5).map(move |c| 1. + 2. * (r as f32 / 2.) + c as f32 / 2.))
@@ -53,9 +75,18 @@ fn linear_coordinate_modes() {
 
 #[test]
 fn cubic_reproduces_lines_inside_and_excludes_outside() {
-    // cubic convolution reproduces linear data where all four taps are inside
+    // Keys' cubic convolution with a = -0.5 reproduces linear data where all four taps are
+    // inside (other values of a, such as the default -0.75, do not)
     let x = f(&[1, 8], &[0., 1., 2., 3., 4., 5., 6., 7.]);
-    let out = resize(13, &x, &[1, 16], vec![("mode", s("cubic"))]);
+    let out = resize(
+        13,
+        &x,
+        &[1, 16],
+        vec![
+            ("mode", s("cubic")),
+            ("cubic_coeff_a", Attribute::Float(-0.5)),
+        ],
+    );
     for (o, v) in out.iter().enumerate().skip(4).take(8) {
         let source = (o as f32 + 0.5) / 2.0 - 0.5;
         assert!((v - source).abs() < 1e-5, "{o}: {v} vs {source}");
@@ -66,7 +97,11 @@ fn cubic_reproduces_lines_inside_and_excludes_outside() {
         13,
         &c,
         &[1, 7],
-        vec![("mode", s("cubic")), ("exclude_outside", Attribute::Int(1)), ("cubic_coeff_a", Attribute::Float(-0.5))],
+        vec![
+            ("mode", s("cubic")),
+            ("exclude_outside", Attribute::Int(1)),
+            ("cubic_coeff_a", Attribute::Float(-0.5)),
+        ],
     );
     assert_close(&out, &[2.; 7], 1e-6);
 }
