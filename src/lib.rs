@@ -15,6 +15,7 @@ pub mod mixed;
 pub mod quant;
 pub mod stats;
 pub mod summary;
+pub mod train;
 pub mod transform;
 #[cfg(feature = "gui")]
 pub mod ui;
