@@ -76,7 +76,7 @@ impl Simd for Avx512 {
     #[inline]
     #[target_feature(enable = "avx512f,fma")]
     unsafe fn splat(x: f32) -> Self::V {
-        unsafe { std::arch::x86_64::_mm512_set1_ps(x) }
+        std::arch::x86_64::_mm512_set1_ps(x)
     }
     #[inline]
     #[target_feature(enable = "avx512f,fma")]
@@ -91,7 +91,7 @@ impl Simd for Avx512 {
     #[inline]
     #[target_feature(enable = "avx512f,fma")]
     unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V {
-        unsafe { std::arch::x86_64::_mm512_fmadd_ps(a, b, c) }
+        std::arch::x86_64::_mm512_fmadd_ps(a, b, c)
     }
 }
 
@@ -107,7 +107,7 @@ impl Simd for Avx2 {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn splat(x: f32) -> Self::V {
-        unsafe { std::arch::x86_64::_mm256_set1_ps(x) }
+        std::arch::x86_64::_mm256_set1_ps(x)
     }
     #[inline]
     #[target_feature(enable = "avx2,fma")]
@@ -122,7 +122,7 @@ impl Simd for Avx2 {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V {
-        unsafe { std::arch::x86_64::_mm256_fmadd_ps(a, b, c) }
+        std::arch::x86_64::_mm256_fmadd_ps(a, b, c)
     }
 }
 
