@@ -13,7 +13,7 @@ use crate::engine::geometry::WindowError;
 use crate::ir::{Node, TensorData};
 
 pub(crate) mod control;
-mod conv;
+pub mod conv;
 mod detection;
 mod einsum;
 mod elementwise;
