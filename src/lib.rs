@@ -19,5 +19,6 @@ pub mod train;
 pub mod transform;
 #[cfg(feature = "gui")]
 pub mod ui;
+pub mod workflow;
 
 pub use error::{Error, Result};

@@ -409,14 +409,16 @@ fn qat_on_a_real_model_agrees_with_float_at_least_as_well_as_ptq() {
         return;
     }
     let graph = load_model(&model_path).unwrap().graph;
-    let images = quantscope::load::images::read_image_folder(
-        &root.join("images"),
-        3,
-        96,
-        384,
-        quantscope::load::images::ImagePreset::MinusOneOne,
-    )
-    .unwrap();
+    use quantscope::load::images::{ChannelOrder, ImagePreset, ImageTarget, PixelScale};
+    let target = ImageTarget {
+        channels: 3,
+        height: 96,
+        width: 384,
+        channels_last: false,
+    };
+    let preset = ImagePreset::new(ChannelOrder::Rgb, PixelScale::Signed);
+    let images =
+        quantscope::load::images::read_image_folder(&root.join("images"), target, &preset).unwrap();
     // Crops of 48×192 at 3×3 offsets, each also turned upside down.
     let mut crops = Vec::new();
     for image in images.outer_iter() {

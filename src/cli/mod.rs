@@ -5,7 +5,6 @@ mod args;
 mod bench;
 mod calibrate;
 mod compare;
-mod comparison;
 mod export;
 mod feeds;
 mod inspect;
@@ -31,7 +30,7 @@ pub struct Cli {
 enum Command {
     /// Print a model's graph summary: ops, parameter count, per-tensor statistics.
     Inspect(inspect::InspectArgs),
-    /// Run a model on a batch of data; report output shapes and accuracy; save outputs.
+    /// Run a model on data (any number of samples, in the chunks it accepts); report output shapes and accuracy; save outputs.
     Run(run::RunArgs),
     /// Calibrate every activation's range by several methods; write ranges and histograms.
     Calibrate(calibrate::CalibrateArgs),

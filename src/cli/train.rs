@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use ndarray::Axis;
 use quantscope::calib::{ActivationCollector, Method};
 use quantscope::export::onnx_writer::{onnx_model_proto, write_model_proto};
+use quantscope::ir::TensorData;
 use quantscope::load::load_model;
 use quantscope::quant::{ActivationQuant, QuantConfig, WeightQuant, WeightScheme};
 use quantscope::train::fake_quant::RangeLearning;
@@ -17,7 +18,9 @@ use quantscope::train::optim::OptimizerKind;
 use quantscope::train::{Labelled, QatConfig, QatInputs, QatOptions, QatProgress, run_qat};
 use serde::Serialize;
 
-use super::feeds::{plan_for, read_labels, read_samples};
+use quantscope::workflow::sources::{DataSource, read_labels, read_samples};
+
+use super::feeds::plan_for;
 
 /// Samples of the training data used for the activation statistics (PTQ's starting ranges).
 const CALIBRATION_SAMPLES: usize = 512;
@@ -108,17 +111,28 @@ struct Report {
 }
 
 /// Samples and labels of a data file (labels from `labels_path` or from the file).
-fn labelled(data: &Path, labels_path: Option<&Path>, input: &str) -> anyhow::Result<Labelled> {
-    let (x, in_file) = read_samples(data, Some(input))?;
-    let labels = match (labels_path, in_file) {
+fn labelled(
+    graph: &quantscope::ir::Graph,
+    data: &Path,
+    labels_path: Option<&Path>,
+    input: &str,
+) -> anyhow::Result<Labelled> {
+    let samples = read_samples(graph, &DataSource::File(data.to_path_buf()))?;
+    let Some(TensorData::F32(x)) = samples.stacked_input(input) else {
+        bail!(
+            "{}: holds no float samples for input '{input}'",
+            data.display()
+        );
+    };
+    let labels = match (labels_path, &samples.labels) {
         (Some(p), _) => read_labels(p)?,
-        (None, Some(l)) => l,
+        (None, Some(l)) => l.clone(),
         (None, None) => bail!(
             "{}: holds no labels (`labels` or `y`); pass them with a labels .npy",
             data.display()
         ),
     };
-    Labelled::new(x, labels.to_vec()).with_context(|| format!("{}", data.display()))
+    Labelled::new(x.clone(), labels.to_vec()).with_context(|| format!("{}", data.display()))
 }
 
 fn qat_config(args: &QatArgs, graph: &quantscope::ir::Graph) -> anyhow::Result<QatConfig> {
@@ -167,8 +181,13 @@ pub fn qat(args: &QatArgs) -> anyhow::Result<()> {
             graph.inputs.len()
         );
     };
-    let train = labelled(&args.train_data, args.train_labels.as_deref(), &input.name)?;
-    let eval = labelled(&args.eval_data, args.labels.as_deref(), &input.name)?;
+    let train = labelled(
+        graph,
+        &args.train_data,
+        args.train_labels.as_deref(),
+        &input.name,
+    )?;
+    let eval = labelled(graph, &args.eval_data, args.labels.as_deref(), &input.name)?;
     let config = qat_config(args, graph)?;
 
     let calibration = train.x.slice_axis(

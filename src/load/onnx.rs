@@ -28,8 +28,8 @@ use super::pb::type_proto::Value as TypeValue;
 use crate::budget::{Ledger, MemoryBudget};
 use crate::error::{Error, Result, io_text, shown_path};
 use crate::ir::{
-    self, Attribute, DType, Dim, Finding, Graph, Model, ModelFormat, Node, Tensor, TensorData,
-    ValueInfo,
+    self, Attribute, DType, Dim, Finding, Graph, Model, ModelFormat, Node, Subgraph, Tensor,
+    TensorData, ValueInfo,
 };
 
 /// Loads an ONNX model file within the process-wide memory budget. External tensor data is
@@ -207,6 +207,21 @@ fn convert_model(model: pb::ModelProto, ctx: &mut Ctx<'_>) -> Result<Graph> {
     let Some(g) = model.graph else {
         return Err(ctx.err("the ONNX model has no graph (empty or not an ONNX model file)"));
     };
+    let mut names = NodeNamer::new(&g);
+    let mut graph = convert_graph(g, opset, &mut names, ctx)?;
+    ir::close_subgraphs(&mut graph);
+    ir::assign_roles(&mut graph);
+    Ok(graph)
+}
+
+/// Converts one graph: the model's, or a subgraph held by a node attribute (whose own
+/// subgraphs are converted on the way).
+fn convert_graph(
+    g: pb::GraphProto,
+    opset: i64,
+    names: &mut NodeNamer,
+    ctx: &mut Ctx<'_>,
+) -> Result<Graph> {
     let pb::GraphProto {
         node: pb_nodes,
         name,
@@ -229,7 +244,6 @@ fn convert_model(model: pb::ModelProto, ctx: &mut Ctx<'_>) -> Result<Graph> {
         }
     }
 
-    let mut names = NodeNamer::new(&pb_nodes);
     let mut nodes = Vec::with_capacity(pb_nodes.len());
     for (index, mut n) in pb_nodes.into_iter().enumerate() {
         let op_type = match n.op_type.as_deref() {
@@ -253,7 +267,7 @@ fn convert_model(model: pb::ModelProto, ctx: &mut Ctx<'_>) -> Result<Graph> {
         }
         let mut attributes = BTreeMap::new();
         for (k, a) in n.attribute.into_iter().enumerate() {
-            let (key, value) = convert_attribute(a, k, &node_name, ctx)?;
+            let (key, value) = convert_attribute(a, k, &node_name, opset, names, ctx)?;
             attributes.insert(key, value);
         }
         nodes.push(Node {
@@ -281,33 +295,29 @@ fn convert_model(model: pb::ModelProto, ctx: &mut Ctx<'_>) -> Result<Graph> {
         .map(|(i, v)| convert_value_info(v, "output", i, ctx))
         .collect::<Result<Vec<_>>>()?;
 
-    let mut graph = Graph {
+    Ok(Graph {
         name: name.unwrap_or_default(),
         nodes,
         inputs,
         outputs,
         initializers,
         opset,
-    };
-    ir::assign_roles(&mut graph);
-    Ok(graph)
+    })
 }
 
-/// Gives every node a unique, stable name: the file's name, or `<op_type>_<index>` when it
-/// has none; a repeated name gets `_<index>` appended.
+/// Gives every node, subgraphs' nodes included, a unique, stable name: the file's name, or
+/// `<op_type>_<index>` when it has none; a repeated name gets `_<index>` appended.
 struct NodeNamer {
     explicit: HashSet<String>,
     used: HashSet<String>,
 }
 
 impl NodeNamer {
-    fn new(nodes: &[pb::NodeProto]) -> Self {
+    fn new(graph: &pb::GraphProto) -> Self {
+        let mut explicit = HashSet::new();
+        collect_node_names(graph, &mut explicit);
         NodeNamer {
-            explicit: nodes
-                .iter()
-                .map(|n| n.name().to_string())
-                .filter(|n| !n.is_empty())
-                .collect(),
+            explicit,
             used: HashSet::new(),
         }
     }
@@ -333,6 +343,20 @@ impl NodeNamer {
         }
         self.used.insert(candidate.clone());
         candidate
+    }
+}
+
+/// The names the file gives the nodes of `graph` and of its subgraphs.
+fn collect_node_names(graph: &pb::GraphProto, names: &mut HashSet<String>) {
+    for n in &graph.node {
+        if !n.name().is_empty() {
+            names.insert(n.name().to_string());
+        }
+        for a in &n.attribute {
+            for g in a.g.iter().chain(&a.graphs) {
+                collect_node_names(g, names);
+            }
+        }
     }
 }
 
@@ -397,6 +421,8 @@ fn convert_attribute(
     a: pb::AttributeProto,
     index: usize,
     node_name: &str,
+    opset: i64,
+    names: &mut NodeNamer,
     ctx: &mut Ctx<'_>,
 ) -> Result<(String, Attribute)> {
     let name = match a.name.as_deref() {
@@ -443,6 +469,22 @@ fn convert_attribute(
                 .iter()
                 .map(|s| String::from_utf8_lossy(s).into_owned())
                 .collect(),
+        ),
+        AttributeType::Graph => match a.g {
+            Some(g) => Attribute::Graph(Box::new(Subgraph::new(convert_graph(
+                g, opset, names, ctx,
+            )?))),
+            None => {
+                return Err(ctx.err(format!(
+                    "attribute '{name}' of node '{node_name}' is a graph attribute without a graph"
+                )));
+            }
+        },
+        AttributeType::Graphs => Attribute::Graphs(
+            a.graphs
+                .into_iter()
+                .map(|g| convert_graph(g, opset, names, ctx).map(Subgraph::new))
+                .collect::<Result<Vec<_>>>()?,
         ),
         other => Attribute::Unsupported(other.as_str_name().to_string()),
     };
