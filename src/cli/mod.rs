@@ -11,6 +11,7 @@ mod inspect;
 mod quantize;
 mod run;
 mod sensitivity;
+mod train;
 mod transform;
 
 use std::path::PathBuf;
@@ -45,6 +46,8 @@ enum Command {
     Sensitivity(sensitivity::SensitivityArgs),
     /// Time the engine on a model and input (median over iterations), printed as one JSON line.
     Bench(bench::BenchArgs),
+    /// Quantization-aware training (STE, binary, ternary, TTQ, k-means, XNOR) with a JSON report.
+    Qat(train::QatArgs),
     /// Open the desktop app (the default when no command is given).
     App {
         /// Model to open (.onnx, .safetensors, .npy, .npz); the bundled sample when omitted.
@@ -64,6 +67,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Transform(args)) => transform::transform(&args),
         Some(Command::Export(args)) => export::export(&args),
         Some(Command::Sensitivity(args)) => sensitivity::sensitivity(&args),
+        Some(Command::Qat(args)) => train::qat(&args),
         Some(Command::App { model }) => open_app(model),
         None => open_app(None),
     }
