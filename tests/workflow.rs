@@ -2,7 +2,9 @@
 //! `../shared/real_models/`) and on a crafted multi-input graph: declared batch 1 and NHWC
 //! inputs in chunks of one with the same statistics as one sample at a time, symbolic batches
 //! in larger chunks, multi-input models from `.npz` folders (int64 inputs passed through),
-//! per-output figures for non-classifiers, agreement and KL for a classifier, labels checked,
+//! exact calibration histograms (the TensorRT KL threshold of the chunk-merged histogram equals
+//! the one of the histogram of all the values), per-output figures for non-classifiers,
+//! agreement and KL for a classifier, labels checked,
 //! costs per inference, and one-line errors for data that does not fit. Models whose ops the
 //! engine does not run yet must give the clear unsupported-op error.
 
@@ -13,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ndarray::{ArrayD, IxDyn};
-use quantscope::calib::ActivationCollector;
-use quantscope::engine::{Plan, RunOptions};
+use quantscope::calib::{ActivationCollector, ObserverConfig, kl_search};
+use quantscope::engine::{Plan, RunOptions, TensorHook, TensorSite};
 use quantscope::ir::{
     Attribute, DType, Dim, Graph, Node, Tensor, TensorData, ValueInfo, assign_roles,
 };
@@ -81,8 +83,49 @@ fn control() -> RunControl<'static> {
     RunControl::default()
 }
 
-/// Calibration in chunks gives the same statistics as one sample at a time, in order.
-fn assert_calibration_matches_one_by_one(graph: &Graph, samples: &Samples, exact: bool) {
+/// Exact |x| histograms of every float tensor over `[0, max|x|]` (the final ranges, known
+/// before this pass) in `bins` bins: bin k holds k·w ≤ |x| < (k+1)·w, the last one also
+/// |x| = max, found by a binary search over the edges (independent of the calibrator's
+/// binning).
+struct ExactAbsHistograms {
+    max: BTreeMap<String, f64>,
+    bins: usize,
+    counts: BTreeMap<String, Vec<u64>>,
+}
+
+impl TensorHook for ExactAbsHistograms {
+    fn on_tensor(
+        &mut self,
+        site: TensorSite<'_>,
+        value: &mut TensorData,
+    ) -> quantscope::Result<()> {
+        let (TensorData::F32(a), Some(&max)) = (&*value, self.max.get(site.name)) else {
+            return Ok(());
+        };
+        let width = max / self.bins as f64;
+        let edges: Vec<f64> = (1..self.bins).map(|k| k as f64 * width).collect();
+        let counts = self
+            .counts
+            .entry(site.name.to_string())
+            .or_insert_with(|| vec![0; self.bins]);
+        for v in a.iter().filter(|v| v.is_finite()) {
+            let x = f64::from(v.abs());
+            let k = if max > 0.0 {
+                edges.partition_point(|&e| e <= x)
+            } else {
+                0
+            };
+            counts[k] += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Calibration in chunks gives the same statistics as one sample at a time, in order, and
+/// histograms equal to the exact histograms of all the values, so the same TensorRT KL
+/// thresholds; with chunks of one, the growing (re-binned) histograms of a single pass are
+/// shown to differ, which is what the exact pass is for.
+fn assert_calibration_matches_one_by_one(graph: &Graph, samples: &Samples, chunks_of_one: bool) {
     let chunked = calibrate(graph, samples, None, &control()).unwrap();
     assert_eq!(chunked.samples, samples.count());
     let plan = Plan::new(graph).unwrap();
@@ -95,22 +138,73 @@ fn assert_calibration_matches_one_by_one(graph: &Graph, samples: &Samples, exact
         )
         .unwrap();
     }
+    let growing_was_exact = collector.histograms_are_exact();
     let single = collector.into_stats();
     assert_eq!(chunked.stats.len(), single.len());
     for (name, s) in &chunked.stats {
         let o = &single[name];
         assert_eq!(s.min_max(), o.min_max(), "{name}");
         assert_eq!(s.samples(), o.samples(), "{name}");
-        if exact {
+        if chunks_of_one {
             assert_eq!(s.ema(), o.ema(), "{name}");
             assert_eq!(s.batch_mean(), o.batch_mean(), "{name}");
             assert_eq!(s.mean(), o.mean(), "{name}");
-            assert_eq!(
-                s.abs_histogram().map(|h| h.counts),
-                o.abs_histogram().map(|h| h.counts),
-                "{name}"
-            );
         }
+    }
+    // The exact histograms of all the values (in the calibration's chunks), from the final
+    // ranges.
+    let bins = ObserverConfig::default().bins;
+    let mut exact = ExactAbsHistograms {
+        max: chunked
+            .stats
+            .iter()
+            .filter_map(|(n, s)| Some((n.clone(), f64::from(s.abs_max()?))))
+            .collect(),
+        bins,
+        counts: BTreeMap::new(),
+    };
+    let size = chunked.batch.size;
+    for start in (0..samples.count()).step_by(size) {
+        let end = (start + size).min(samples.count());
+        plan.run(
+            samples.feeds(start..end),
+            Some(&mut exact),
+            RunOptions::default(),
+        )
+        .unwrap();
+    }
+    let (mut moved_by_growing, mut compared) = (0, 0);
+    for (name, s) in &chunked.stats {
+        let Some(reference) = exact.counts.get(name) else {
+            continue;
+        };
+        let merged = s.abs_histogram().unwrap().counts;
+        assert_eq!(&merged, reference, "{name}: merged vs exact histogram");
+        compared += 1;
+        for levels in [128, 256] {
+            let want = kl_search(reference, levels).map(|c| c.edge);
+            assert_eq!(
+                kl_search(&merged, levels).map(|c| c.edge),
+                want,
+                "{name}: KL threshold at {levels} levels"
+            );
+            let growing = single[name].abs_histogram().unwrap().counts;
+            if kl_search(&growing, levels).map(|c| c.edge) != want {
+                moved_by_growing += 1;
+            }
+        }
+    }
+    assert!(compared > 0);
+    println!(
+        "{} samples: {compared} tensors with the exact histograms and KL thresholds; \
+         one growing histogram per tensor moved {moved_by_growing} KL thresholds",
+        samples.count()
+    );
+    if chunks_of_one && samples.count() > 1 {
+        assert!(
+            !growing_was_exact,
+            "ranges never grew: the chunk merging is not exercised"
+        );
     }
 }
 

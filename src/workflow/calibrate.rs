@@ -2,8 +2,11 @@
 //! never observed), the tensor shapes of the first chunk, the sample count and the batch used.
 //!
 //! Chunks are observed in order (the order-dependent statistics, such as the EMA of per-batch
-//! ranges and the growing histograms, then follow the data order), each chunk at the largest
-//! batch the graph accepts.
+//! ranges, then follow the data order), each chunk at the largest batch the graph accepts.
+//! Histograms are exact: when a tensor's range grew after the first chunk, a second pass over
+//! the same chunks fills the histograms again with every range fixed to its final value, so
+//! the calibrators (KL, percentile, MSE) see the histogram of all the values, whatever the
+//! chunking.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -63,7 +66,15 @@ pub fn calibrate(
     let batch = choose_batch(&plan, samples, limit, control.options())?;
     let mut collector = ActivationCollector::new();
     let mut shapes = ShapeRecorder::default();
-    for_each_chunk(samples, batch.size, control, |chunk, feeds| {
+    // With several chunks a second pass is likely: the first one reports up to one half.
+    let several = samples.count() > batch.size;
+    let first_half =
+        |fraction: f32| control.report(if several { fraction / 2.0 } else { fraction });
+    let first = RunControl {
+        cancel: control.cancel,
+        progress: Some(&first_half),
+    };
+    for_each_chunk(samples, batch.size, &first, |chunk, feeds| {
         let mut hook = CollectShapes {
             collector: &mut collector,
             shapes: (chunk.index == 0).then_some(&mut shapes),
@@ -71,6 +82,18 @@ pub fn calibrate(
         plan.run(feeds, Some(&mut hook), control.options())?;
         Ok(())
     })?;
+    if !collector.histograms_are_exact() {
+        collector.start_histogram_pass();
+        let second_half = |fraction: f32| control.report(0.5 + fraction / 2.0);
+        let second = RunControl {
+            cancel: control.cancel,
+            progress: Some(&second_half),
+        };
+        for_each_chunk(samples, batch.size, &second, |_, feeds| {
+            plan.run(feeds, Some(&mut collector), control.options())?;
+            Ok(())
+        })?;
+    }
     Ok(Calibration {
         stats: collector.into_stats(),
         shapes: shapes.shapes,
