@@ -33,6 +33,7 @@ pub fn register(registry: &mut Registry) {
     registry.add("Softplus", softplus);
     registry.add("Softsign", softsign);
     registry.add("Mish", mish);
+    registry.add("Swish", swish);
     registry.add("Floor", floor);
     registry.add("Ceil", ceil);
     registry.add("Round", round);
@@ -136,6 +137,15 @@ fn is_inf(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
         })?),
         TensorData::I64(a) => single(a.mapv(|_| 0i64)),
     }
+}
+
+/// `x · sigmoid(alpha · x)` (opset 24; alpha defaults to 1).
+fn swish(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
+    let alpha = ctx.node.attr_float("alpha", 1.0)?;
+    let x = as_f32(input(inputs, 0)?);
+    single(map_array(x.as_ref(), |v: f32| {
+        v / (1.0 + (-alpha * v).exp())
+    })?)
 }
 
 fn elu(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {

@@ -19,6 +19,7 @@ mod einsum;
 mod elementwise;
 mod gather_scatter;
 mod gemm;
+mod grid_sample;
 mod linear;
 mod math;
 mod normalization;
@@ -83,6 +84,7 @@ impl Registry {
         einsum::register(&mut registry);
         elementwise::register(&mut registry);
         gather_scatter::register(&mut registry);
+        grid_sample::register(&mut registry);
         linear::register(&mut registry);
         math::register(&mut registry);
         normalization::register(&mut registry);

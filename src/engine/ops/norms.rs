@@ -1,5 +1,5 @@
 //! Normalizations beyond the core family: GroupNormalization, LRN, MeanVarianceNormalization,
-//! LpNormalization and Hardmax.
+//! LpNormalization, RMSNormalization and Hardmax.
 //!
 //! Statistics are accumulated in f64 over each normalized block, then applied in f32.
 
@@ -18,6 +18,7 @@ pub fn register(registry: &mut Registry) {
     registry.add("LRN", lrn);
     registry.add("MeanVarianceNormalization", mean_variance_norm);
     registry.add("LpNormalization", lp_norm);
+    registry.add("RMSNormalization", rms_norm);
     registry.add("Hardmax", hardmax);
 }
 
@@ -218,6 +219,38 @@ fn around_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
         shape[axis],
         shape[axis + 1..].iter().product(),
     )
+}
+
+/// `x / sqrt(mean(x²) + epsilon) · scale` over the axes from `axis` to the last (opset 23);
+/// `scale` broadcasts against those trailing axes.
+fn rms_norm(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
+    let x = input_f32(inputs, 0)?;
+    let scale = input_f32(inputs, 1)?;
+    let shape = x.shape().to_vec();
+    if shape.is_empty() {
+        return Err(OpError("input must have rank >= 1".into()));
+    }
+    let axis = normalize_axis(ctx.node.attr_int("axis", -1)?, shape.len())?;
+    let epsilon = f64::from(ctx.node.attr_float("epsilon", 1e-5)?);
+    let trailing = &shape[axis..];
+    let scale = scale.broadcast(trailing).ok_or_else(|| {
+        OpError(format!(
+            "scale {:?} does not broadcast to the normalized axes {trailing:?}",
+            scale.shape()
+        ))
+    })?;
+    let scale: Vec<f32> = scale.iter().copied().collect();
+    let block = scale.len().max(1);
+    let data = contiguous(x);
+    let mut out = vec![0f32; data.len()];
+    for (xb, ob) in data.chunks(block).zip(out.chunks_mut(block)) {
+        let mean_sq = xb.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / block as f64;
+        let inv = 1.0 / (mean_sq + epsilon).sqrt();
+        for ((o, &v), &s) in ob.iter_mut().zip(xb).zip(&scale) {
+            *o = (f64::from(v) * inv) as f32 * s;
+        }
+    }
+    Ok(vec![TensorData::F32(array_from(&shape, out)?)])
 }
 
 /// `x / ‖x‖_p` along `axis` (p = 1 or 2); zero vectors stay zero.

@@ -204,3 +204,17 @@ fn cast_like_follows_the_target_kind() {
     let out = run("CastLike", 15, vec![], &[&i(&[1], &[3]), &x]).unwrap();
     assert_eq!(fvals(&out[0]).1, vec![3.0]);
 }
+
+#[test]
+fn swish_is_x_times_sigmoid_of_alpha_x() {
+    let x = [-3.0f32, -0.5, 0.0, 0.5, 3.0];
+    let sig = |v: f32| 1.0 / (1.0 + (-v).exp());
+    let want: Vec<f32> = x.iter().map(|&v| v * sig(v)).collect();
+    assert_close(&unary("Swish", vec![], &x), &want, 1e-6);
+    let want: Vec<f32> = x.iter().map(|&v| v * sig(2.0 * v)).collect();
+    assert_close(
+        &unary("Swish", vec![("alpha", Attribute::Float(2.0))], &x),
+        &want,
+        1e-6,
+    );
+}

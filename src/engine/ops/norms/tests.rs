@@ -159,3 +159,22 @@ fn lp_normalization_and_hardmax() {
         &[0., 1., 0., 0., 0., 0.],
     );
 }
+
+#[test]
+fn rms_norm_divides_by_the_root_mean_square() {
+    // rows [3, 4] and [0, 2]: mean squares 12.5 and 2
+    let x = f(&[2, 2], &[3., 4., 0., 2.]);
+    let scale = f(&[2], &[1., 2.]);
+    let out = run(
+        "RMSNormalization",
+        23,
+        vec![("epsilon", Attribute::Float(0.0))],
+        &[&x, &scale],
+    )
+    .expect("kernel ok");
+    let r1 = 12.5f32.sqrt();
+    let r2 = 2f32.sqrt();
+    assert_close(&fvals(&out[0]).1, &[3. / r1, 8. / r1, 0., 4. / r2], 1e-6);
+    // a scale that does not broadcast to the normalized axes is an error
+    assert!(run("RMSNormalization", 23, vec![], &[&x, &f(&[3], &[1.; 3])]).is_err());
+}
