@@ -48,31 +48,9 @@ fn photos(graph: &Graph, preset: &str) -> Samples {
     read_samples(graph, &source).unwrap().first(5)
 }
 
-/// Ops another engineer is adding; until then the workflow must name them.
-const PENDING_OPS: [&str; 7] = [
-    "Upsample",
-    "LSTM",
-    "GRU",
-    "PRelu",
-    "Einsum",
-    "If",
-    "ScatterND",
-];
-
-/// The value, or None when the error is a clear message about an op the engine lacks today.
-fn unless_op_pending<T>(model: &str, result: quantscope::Result<T>) -> Option<T> {
-    match result {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let text = e.to_string();
-            assert!(
-                PENDING_OPS.iter().any(|op| text.contains(op)) && !text.contains('\n'),
-                "{model}: {text}"
-            );
-            println!("{model}: waits for an op: {}", &text[..text.len().min(160)]);
-            None
-        }
-    }
+/// The value; every op of the real models is supported, so any error fails the test.
+fn must_run<T>(model: &str, result: quantscope::Result<T>) -> Option<T> {
+    Some(result.unwrap_or_else(|e| panic!("{model}: {e}")))
 }
 
 fn int8() -> QuantConfig {
@@ -287,15 +265,14 @@ fn declared_batch_one(model_path: &str, preset: &str, nhwc: bool) {
     let shape = samples.stacked_input(input).unwrap().shape().to_vec();
     assert_eq!(shape[0], 5);
     assert_eq!(if nhwc { shape[3] } else { shape[1] }, 3, "{shape:?}");
-    let Some(plan) = unless_op_pending(model_path, Plan::new(graph)) else {
+    let Some(plan) = must_run(model_path, Plan::new(graph)) else {
         return;
     };
     let batch = choose_batch(&plan, &samples, None, RunOptions::default()).unwrap();
     assert_eq!(batch.size, 1, "{batch:?}");
     assert!(batch.reason.contains(input), "{batch:?}");
     let started = Instant::now();
-    let Some(calibration) =
-        unless_op_pending(model_path, calibrate(graph, &samples, None, &control()))
+    let Some(calibration) = must_run(model_path, calibrate(graph, &samples, None, &control()))
     else {
         return;
     };
@@ -597,8 +574,7 @@ fn multi_input(model_path: &str, sample: impl Fn(u64) -> Vec<(&'static str, Tens
     let samples = read_samples(graph, &DataSource::NpzFolder(dir.path().to_path_buf())).unwrap();
     assert_eq!(samples.count(), 4);
     assert!(samples.is_per_sample());
-    let Some(calibration) =
-        unless_op_pending(model_path, calibrate(graph, &samples, None, &control()))
+    let Some(calibration) = must_run(model_path, calibrate(graph, &samples, None, &control()))
     else {
         return;
     };
@@ -672,8 +648,7 @@ fn bert_takes_int64_token_ids() {
         floats.check(graph).unwrap_err().to_string(),
         "input 'input_1': expects int64 [unk__543, 32], samples on axis 0, got float [4, 32]"
     );
-    let Some(calibration) = unless_op_pending("BERT", calibrate(graph, &samples, None, &control()))
-    else {
+    let Some(calibration) = must_run("BERT", calibrate(graph, &samples, None, &control())) else {
         return;
     };
     assert!(
