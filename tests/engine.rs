@@ -136,8 +136,7 @@ fn hook_errors_stop_the_run() {
 #[test]
 fn unsupported_ops_are_named_with_their_nodes() {
     let mut g = small_graph();
-    g.nodes
-        .push(node("fancy", "DFT", &["y"], &["z"]));
+    g.nodes.push(node("fancy", "DFT", &["y"], &["z"]));
     let mut custom = node("mine", "MyOp", &["y"], &["w"]);
     custom.domain = "com.example".into();
     g.nodes.push(custom);

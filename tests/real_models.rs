@@ -222,4 +222,14 @@ macro_rules! real_models {
     };
 }
 
-real_models!(yunet_s_640, yunet_n_dynamic, espcn, ppocr_cls);
+real_models!(
+    yunet_s_640,
+    yunet_n_dynamic,
+    espcn,
+    deeplab,
+    ppocr_cls,
+    silero_vad,
+    gtcrn,
+    dtln,
+    bert_mlm,
+);
