@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use ndarray::ArrayD;
 
+use super::gather_scatter::strides;
 use super::gemm::{Mat, gemm_is_threaded, sgemm};
 use super::{OpCtx, OpError, OpResult, Registry, array_from, checked_len, input_f32, single};
 use crate::ir::TensorData;
@@ -138,15 +139,6 @@ struct Labeled {
     data: Vec<f32>,
 }
 
-/// Row-major strides of `shape`.
-fn strides_of(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1usize; shape.len()];
-    for k in (0..shape.len().saturating_sub(1)).rev() {
-        s[k] = s[k + 1] * shape[k + 1];
-    }
-    s
-}
-
 /// Reads `data` through per-axis element strides into a new row-major array of `shape`.
 fn gather(data: &[f32], shape: &[usize], strides: &[usize]) -> Vec<f32> {
     let total: usize = shape.iter().product();
@@ -190,7 +182,7 @@ impl Labeled {
     fn new(x: &ArrayD<f32>, labels: &[usize]) -> Result<Labeled, OpError> {
         let x = x.as_standard_layout();
         let data = x.as_slice().expect("standard layout");
-        let in_strides = strides_of(x.shape());
+        let in_strides = strides(x.shape());
         let mut unique: Vec<usize> = Vec::new();
         let mut shape: Vec<usize> = Vec::new();
         let mut strides: Vec<usize> = Vec::new();
@@ -235,7 +227,7 @@ impl Labeled {
     /// The axes in the order of `labels` (each present here), with axes of size 1 broadcast
     /// to `sizes`.
     fn arranged(&self, labels: &[usize], sizes: &[usize]) -> Vec<f32> {
-        let own = strides_of(&self.shape);
+        let own = strides(&self.shape);
         let strides: Vec<usize> = labels
             .iter()
             .zip(sizes)

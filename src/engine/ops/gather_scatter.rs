@@ -52,7 +52,38 @@ pub(super) fn resolve(i: i64, dim: usize, what: &str) -> Result<usize, OpError> 
     Ok(j as usize)
 }
 
-fn strides(shape: &[usize]) -> Vec<usize> {
+/// The flat data offset of every element of an indices tensor of shape `ishape` that indexes
+/// `shape` along `axis` (GatherElements, ScatterElements): the index value on `axis`, the
+/// element's own position on every other axis.
+fn element_offsets(
+    shape: &[usize],
+    ishape: &[usize],
+    axis: usize,
+    indices: &[i64],
+) -> Result<Vec<usize>, OpError> {
+    let (ds, is) = (strides(shape), strides(ishape));
+    let mut offsets = Vec::with_capacity(indices.len());
+    for (n, &raw) in indices.iter().enumerate() {
+        let mut off = 0;
+        for k in 0..shape.len() {
+            let i = (n / is[k]) % ishape[k];
+            let i = if k == axis {
+                resolve(raw, shape[k], "index")?
+            } else if i < shape[k] {
+                i
+            } else {
+                return Err(OpError(format!(
+                    "indices shape {ishape:?} exceeds data shape {shape:?} on axis {k}"
+                )));
+            };
+            off += i * ds[k];
+        }
+        offsets.push(off);
+    }
+    Ok(offsets)
+}
+
+pub(super) fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1usize; shape.len()];
     for k in (0..shape.len().saturating_sub(1)).rev() {
         s[k] = s[k + 1] * shape[k + 1];
@@ -161,25 +192,7 @@ fn gather_elements(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult 
     }
     let axis = normalize_axis(ctx.node.attr_int("axis", 0)?, shape.len())?;
     let indices = index_values(indices_t, "index")?;
-    let (ds, is) = (strides(&shape), strides(&ishape));
-    let mut offsets = Vec::with_capacity(indices.len());
-    for (n, &raw) in indices.iter().enumerate() {
-        let mut off = 0;
-        for k in 0..shape.len() {
-            let i = (n / is[k]) % ishape[k];
-            let i = if k == axis {
-                resolve(raw, shape[k], "index")?
-            } else if i < shape[k] {
-                i
-            } else {
-                return Err(OpError(format!(
-                    "indices shape {ishape:?} exceeds data shape {shape:?} on axis {k}"
-                )));
-            };
-            off += i * ds[k];
-        }
-        offsets.push(off);
-    }
+    let offsets = element_offsets(&shape, &ishape, axis, &indices)?;
     fn take<T: Copy>(a: &ArrayD<T>, offsets: &[usize], shape: &[usize]) -> OpResult
     where
         ArrayD<T>: Into<TensorData>,
@@ -288,25 +301,7 @@ fn scatter_elements(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult
     let axis = normalize_axis(ctx.node.attr_int("axis", 0)?, shape.len())?;
     let reduction = Reduction::parse(ctx)?;
     let indices = index_values(indices_t, "index")?;
-    let (ds, is) = (strides(&shape), strides(&ishape));
-    let mut offsets = Vec::with_capacity(indices.len());
-    for (n, &raw) in indices.iter().enumerate() {
-        let mut off = 0;
-        for k in 0..shape.len() {
-            let i = (n / is[k]) % ishape[k];
-            let i = if k == axis {
-                resolve(raw, shape[k], "index")?
-            } else if i < shape[k] {
-                i
-            } else {
-                return Err(OpError(format!(
-                    "indices shape {ishape:?} exceeds data shape {shape:?} on axis {k}"
-                )));
-            };
-            off += i * ds[k];
-        }
-        offsets.push(off);
-    }
+    let offsets = element_offsets(&shape, &ishape, axis, &indices)?;
     fn put<T: Elem>(
         a: &ArrayD<T>,
         u: &ArrayD<T>,
