@@ -10,6 +10,7 @@
 use rayon::prelude::*;
 
 use super::*;
+use crate::engine::buffers::recycled;
 
 /// Tile side of the 2-D transposes.
 const TILE: usize = 16;
@@ -42,7 +43,7 @@ pub(crate) fn permute<T: Elem>(a: &ArrayD<T>, perm: &[usize]) -> Result<ArrayD<T
     let data = flat(a);
     let len = data.len();
     let (dims, perm) = simplify(a.shape(), perm);
-    let mut out = vec![T::default(); len];
+    let mut out = recycled::<T>(len); // every element is written below
     if len > 0 {
         permute_into(&data, &dims, &perm, &mut out);
     }
@@ -196,5 +197,65 @@ fn transpose_plane<T: Elem>(x: &[T], in_base: usize, out: &mut [T], out_base: us
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{ArrayD, IxDyn};
+
+    use super::permute;
+    use crate::engine::ops::testutil::Rng;
+
+    /// Every permutation of small shapes (with size-1 axes, mergeable neighbours, large planes
+    /// and the pixel-shuffle layout) against ndarray's strided copy.
+    #[test]
+    fn permutations_match_the_strided_copy() {
+        let shapes: [&[usize]; 7] = [
+            &[5],
+            &[3, 17],
+            &[2, 1, 19, 33],
+            &[4, 3, 5, 2],
+            &[1, 1, 3, 3, 20, 21],
+            &[2, 40, 70],
+            &[3, 130, 1, 9],
+        ];
+        let mut rng = Rng::new(11);
+        for shape in shapes {
+            let x = rng.array(shape);
+            let rank = shape.len();
+            let mut perm: Vec<usize> = (0..rank).collect();
+            // every permutation via Heap's algorithm
+            let mut c = vec![0; rank];
+            let check = |perm: &[usize]| {
+                let want = x.view().permuted_axes(IxDyn(perm)).as_standard_layout().into_owned();
+                let got = permute(&x, perm).expect("permutes");
+                assert_eq!(got, want, "shape {shape:?} perm {perm:?}");
+            };
+            check(&perm);
+            let mut i = 0;
+            while i < rank {
+                if c[i] < i {
+                    if i % 2 == 0 {
+                        perm.swap(0, i);
+                    } else {
+                        perm.swap(c[i], i);
+                    }
+                    check(&perm);
+                    c[i] += 1;
+                    i = 0;
+                } else {
+                    c[i] = 0;
+                    i += 1;
+                }
+            }
+        }
+        // integers and a large parallel case
+        let big = ArrayD::from_shape_fn(IxDyn(&[8, 64, 33, 9]), |i| {
+            (i[0] * 100_000 + i[1] * 1000 + i[2] * 10 + i[3]) as i64
+        });
+        let perm = [0, 2, 3, 1];
+        let want = big.view().permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned();
+        assert_eq!(permute(&big, &perm).unwrap(), want);
     }
 }
