@@ -12,7 +12,7 @@ use ndarray::{ArrayD, IxDyn};
 use crate::engine::geometry::WindowError;
 use crate::ir::{Node, TensorData};
 
-mod conv;
+pub mod conv;
 pub(crate) mod elementwise;
 mod gemm;
 mod linear;

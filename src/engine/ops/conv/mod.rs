@@ -18,12 +18,16 @@ use crate::engine::buffers::{recycled, zeroed};
 use crate::engine::geometry::{Axis, WindowSpec, to3, valid_range};
 use crate::ir::TensorData;
 
+mod epilogue;
 mod im2col;
 mod lanes;
 #[cfg(test)]
 mod tests;
 mod transpose;
 
+pub use epilogue::{
+    ACTIVATION_ATTR, ALPHA_ATTR, Activation, BETA_ATTR, ConvEpilogue, SCALE_ATTR, SHIFT_ATTR,
+};
 use im2col::{direct_plane, im2col};
 use lanes::{conv_lanes, lane_kernel, use_lanes};
 use transpose::conv_transpose_op;
@@ -149,9 +153,10 @@ fn conv_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
         )));
     }
     let bias = bias_vec(bias, m)?;
+    let epilogue = node_epilogue(ctx, m)?;
     let axes = spec.axes(&x.shape()[2..])?;
     let a3 = to3(&axes);
-    conv_output(x, w, [n, m], &axes, |x, w| {
+    conv_output(x, w, [n, m], &axes, epilogue.as_ref(), |x, w| {
         conv_forward(ConvData {
             x,
             n,
@@ -165,13 +170,24 @@ fn conv_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     })
 }
 
+/// The fused epilogue stored in the node (see [`ConvEpilogue`]), checked against `m` output
+/// channels.
+fn node_epilogue(ctx: &OpCtx<'_>, m: usize) -> Result<Option<ConvEpilogue>, OpError> {
+    let epilogue = ConvEpilogue::from_node(ctx.node)?;
+    if let Some(e) = &epilogue {
+        e.check(m)?;
+    }
+    Ok(epilogue)
+}
+
 /// The output [n, m, axes' outputs...] of a Conv or ConvTranspose: its size checked, then
-/// `forward` run on the contiguous data of `x` and `w`.
+/// `forward` run on the contiguous data of `x` and `w`, then the epilogue (if any).
 fn conv_output(
     x: &ArrayD<f32>,
     w: &ArrayD<f32>,
     [n, m]: [usize; 2],
     axes: &[Axis],
+    epilogue: Option<&ConvEpilogue>,
     forward: impl FnOnce(&[f32], &[f32]) -> Vec<f32>,
 ) -> OpResult {
     let mut shape = vec![n, m];
@@ -181,7 +197,15 @@ fn conv_output(
     let w = w.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
     let ws = w.as_slice().expect("standard layout");
-    let out = forward(xs, ws);
+    let mut out = forward(xs, ws);
+    if let Some(e) = epilogue {
+        let plane: usize = axes.iter().map(|a| a.output).product();
+        if plane > 0 {
+            out.par_chunks_mut(plane)
+                .enumerate()
+                .for_each(|(p, values)| e.apply(p % m, values));
+        }
+    }
     single(ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| OpError(e.to_string()))?)
 }
 
