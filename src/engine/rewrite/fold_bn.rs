@@ -1,7 +1,8 @@
-//! BatchNormalization folded into the Conv or Gemm that feeds it: with the BN kernel's own
-//! factors `m = γ/√(var+ε)` and `a = β − mean·m` per channel, the layer's weights are scaled
-//! by `m` along the output channel and its bias becomes `b·m + a`. Only where the layer's
-//! output is read by the BN alone and is not kept, and every parameter is a constant.
+//! BatchNormalization folded into the Gemm that feeds it: with the BN kernel's own factors
+//! `m = γ/√(var+ε)` and `a = β − mean·m` per channel, the Gemm's weights are scaled by `m`
+//! along the output column and its bias becomes `b·m + a`. Only where the Gemm's output is read
+//! by the BN alone and is not kept, and every parameter is a constant. (A BN after a Conv goes
+//! into the convolution's epilogue instead: [`conv_epilogue`](super::conv_epilogue).)
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use crate::ir::{Attribute, Node, TensorData};
 
 /// The per-channel factors of an inference BatchNormalization node, if its parameters are
 /// float constants of one length.
-fn bn_factors(work: &Work<'_>, bn: &Node) -> Option<(Vec<f32>, Vec<f32>)> {
+pub(super) fn bn_factors(work: &Work<'_>, bn: &Node) -> Option<(Vec<f32>, Vec<f32>)> {
     if bn.attr_int("training_mode", 0).ok()? != 0 || bn.outputs.len() != 1 {
         return None;
     }
@@ -69,7 +70,6 @@ pub(super) fn fold_batch_norms(work: &mut Work<'_>) {
             continue;
         };
         let folded = match layer.op_type.as_str() {
-            "Conv" => fold_conv(work, layer, &mul, &add),
             "Gemm" => fold_gemm(work, layer, &mul, &add),
             _ => None,
         };
@@ -93,40 +93,6 @@ pub(super) fn fold_batch_norms(work: &mut Work<'_>) {
         work.nodes[p] = Some(PlannedNode { node, fused: None });
         work.nodes[i] = None;
     }
-}
-
-/// New Conv weight and bias: output channels (axis 0) scaled.
-fn fold_conv(
-    work: &Work<'_>,
-    conv: &Node,
-    mul: &[f32],
-    add: &[f32],
-) -> Option<(ArrayD<f32>, ArrayD<f32>, Vec<(&'static str, Attribute)>)> {
-    let w = work.constant(conv.input(1)?)?.as_f32()?;
-    let m = *w.shape().first()?;
-    if m != mul.len() || w.ndim() < 3 {
-        return None;
-    }
-    let bias = match conv.input(2) {
-        Some(name) => {
-            let b = work.constant(name)?.as_f32()?;
-            if b.len() != m {
-                return None;
-            }
-            b.iter().copied().collect()
-        }
-        None => vec![0.0; m],
-    };
-    let mut weight = w.as_standard_layout().into_owned();
-    for (o, mut channel) in weight.axis_iter_mut(Axis(0)).enumerate() {
-        channel.mapv_inplace(|v| v * mul[o]);
-    }
-    let bias: Vec<f32> = (0..m).map(|o| bias[o] * mul[o] + add[o]).collect();
-    Some((
-        weight,
-        ArrayD::from_shape_vec(IxDyn(&[m]), bias).ok()?,
-        Vec::new(),
-    ))
 }
 
 /// New Gemm B and C (β becomes 1): output columns scaled. C must be absent, a scalar or one

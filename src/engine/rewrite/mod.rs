@@ -3,10 +3,12 @@
 //! The passes, in order:
 //! * [`simplify`]: Identity and inference Dropout removed (readers read the input instead);
 //!   nodes whose inputs are all constants evaluated once;
-//! * [`fold_bn`]: BatchNormalization folded into the Conv or Gemm before it (scaled weights,
-//!   shifted bias);
+//! * [`fold_bn`]: BatchNormalization folded into the Gemm before it (scaled weights, shifted
+//!   bias);
 //! * [`fuse`]: chains of elementwise nodes (activations, bias adds, hard-swish and GELU spelled
-//!   out, ...) become one fused step that evaluates them in a single pass.
+//!   out, ...) become one fused step that evaluates them in a single pass;
+//! * [`conv_epilogue`]: a BatchNormalization and then an activation after a Conv move into the
+//!   convolution's epilogue (applied in its output loop).
 //!
 //! Every rewrite keeps the tensors in `keep` (graph outputs, and those a run's hook asks for)
 //! as tensors of their own, with the values and names of the original graph: a rewrite that
@@ -19,6 +21,7 @@ use crate::engine::ops::elementwise::Program;
 use crate::engine::ops::{self, Args, OpCtx, OpError, OpResult};
 use crate::ir::{Graph, Node, TensorData};
 
+mod conv_epilogue;
 mod fold_bn;
 mod fuse;
 mod simplify;
@@ -189,6 +192,7 @@ pub(crate) fn rewrite(graph: &Graph, order: &[usize], keep: &dyn Fn(&str) -> boo
     simplify::fold_constants(&mut work);
     fold_bn::fold_batch_norms(&mut work);
     fuse::fuse_elementwise(&mut work);
+    conv_epilogue::fuse_into_convs(&mut work);
     Rewritten {
         nodes: work.nodes.into_iter().flatten().collect(),
         constants: work.constants,

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use ndarray::{ArrayD, IxDyn};
 
 use super::rewrite;
+use crate::engine::ops::conv::{Activation, ConvEpilogue};
 use crate::engine::ops::testutil::Rng;
 use crate::engine::{Plan, RunOptions, TensorHook, TensorSite};
 use crate::error::Result;
@@ -153,25 +154,25 @@ fn kept_tensors_stop_a_chain() {
     );
 }
 
-/// Conv → BatchNormalization → Relu: the BN folds into the Conv, the values stay.
-#[test]
-fn batch_norm_folds_into_the_conv() {
+/// Conv → BatchNormalization → `activation` nodes.
+fn conv_bn_graph(activation: Vec<Node>) -> Graph {
     let mut rng = Rng::new(7);
     let w: Vec<f32> = (0..4 * 3 * 3 * 3).map(|_| rng.f32()).collect();
     let mut conv = node("conv", "Conv", &["x", "w", "b"], &["c"]);
     conv.attributes
         .insert("pads".into(), Attribute::Ints(vec![1, 1, 1, 1]));
-    let g = graph(
-        vec![
-            conv,
-            node(
-                "bn",
-                "BatchNormalization",
-                &["c", "g", "beta", "m", "v"],
-                &["n"],
-            ),
-            node("relu", "Relu", &["n"], &["y"]),
-        ],
+    let mut nodes = vec![
+        conv,
+        node(
+            "bn",
+            "BatchNormalization",
+            &["c", "g", "beta", "m", "v"],
+            &["n"],
+        ),
+    ];
+    nodes.extend(activation);
+    graph(
+        nodes,
         vec![
             constant("w", &[4, 3, 3, 3], w),
             constant("b", &[4], vec![0.1, -0.2, 0.3, 0.0]),
@@ -179,26 +180,81 @@ fn batch_norm_folds_into_the_conv() {
             constant("beta", &[4], vec![0.0, 1.0, -1.0, 0.5]),
             constant("m", &[4], vec![0.2, -0.1, 0.0, 1.0]),
             constant("v", &[4], vec![0.5, 2.0, 0.1, 1.0]),
+            constant("three", &[], vec![3.0]),
+            constant("zero", &[], vec![0.0]),
+            constant("six", &[], vec![6.0]),
         ],
         "y",
-    );
-    assert_eq!(op_types(&g, &|_| false), vec!["Conv", "Relu"]);
-    assert_eq!(
-        op_types(&g, &|n| n == "c"),
-        vec!["Conv", "BatchNormalization", "Relu"],
-        "a wanted Conv output is not folded away"
-    );
-    let plan = Plan::new(&g).expect("plan");
-    let feeds = || input(&[2, 3, 6, 6], 3);
-    let folded = output(plan.run(feeds(), None, RunOptions::default()).unwrap());
+    )
+}
+
+/// The rewritten plan's output against the node-by-node one (a hook keeping every tensor).
+fn same_as_unfused(g: &Graph, shape: &[usize]) {
+    let plan = Plan::new(g).expect("plan");
+    let feeds = || input(shape, 3);
+    let rewritten = output(plan.run(feeds(), None, RunOptions::default()).unwrap());
     let plain = output(
         plan.run(feeds(), Some(&mut All(Vec::new())), RunOptions::default())
             .unwrap(),
     );
     let scale = plain.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    for (f, p) in folded.iter().zip(plain.iter()) {
+    for (f, p) in rewritten.iter().zip(plain.iter()) {
         assert!((f - p).abs() <= 1e-5 * scale, "{f} vs {p}");
     }
+}
+
+/// The epilogue a rewritten Conv carries.
+fn conv_epilogue(g: &Graph) -> ConvEpilogue {
+    let order: Vec<usize> = (0..g.nodes.len()).collect();
+    let rewritten = rewrite(g, &order, &|_| false);
+    let conv = rewritten
+        .nodes
+        .iter()
+        .find(|p| p.node.op_type == "Conv")
+        .expect("a Conv");
+    ConvEpilogue::from_node(&conv.node)
+        .expect("valid")
+        .expect("an epilogue")
+}
+
+/// Conv → BatchNormalization → Relu: BN and Relu go into the Conv's epilogue, values stay.
+#[test]
+fn batch_norm_and_relu_go_into_the_conv() {
+    let g = conv_bn_graph(vec![node("relu", "Relu", &["n"], &["y"])]);
+    assert_eq!(op_types(&g, &|_| false), vec!["Conv"]);
+    assert_eq!(conv_epilogue(&g).activation, Some(Activation::Relu));
+    assert_eq!(
+        op_types(&g, &|n| n == "c"),
+        vec!["Conv", "BatchNormalization", "Relu"],
+        "a wanted Conv output is not folded away"
+    );
+    assert_eq!(
+        op_types(&g, &|n| n == "n"),
+        vec!["Conv", "Relu"],
+        "BN folds, the wanted BN output stays"
+    );
+    same_as_unfused(&g, &[2, 3, 6, 6]);
+}
+
+/// Hard-swish spelled as Add/Clip/Mul/Div after Conv + BN is recognised as the epilogue's.
+#[test]
+fn spelled_out_hard_swish_goes_into_the_conv() {
+    let g = conv_bn_graph(vec![
+        node("add", "Add", &["n", "three"], &["a"]),
+        node("clip", "Clip", &["a", "zero", "six"], &["c6"]),
+        node("mul", "Mul", &["n", "c6"], &["m"]),
+        node("div", "Div", &["m", "six"], &["y"]),
+    ]);
+    assert_eq!(op_types(&g, &|_| false), vec!["Conv"]);
+    assert_eq!(conv_epilogue(&g).activation, Some(Activation::HardSwish));
+    same_as_unfused(&g, &[2, 3, 6, 6]);
+    // SiLU stays a fused chain (vector loops)
+    let g = conv_bn_graph(vec![
+        node("sig", "Sigmoid", &["n"], &["s"]),
+        node("mul", "Mul", &["n", "s"], &["y"]),
+    ]);
+    assert_eq!(op_types(&g, &|_| false), vec!["Conv", "FusedElementwise"]);
+    same_as_unfused(&g, &[2, 3, 6, 6]);
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub(crate) mod math;
 mod unary;
 
 pub(crate) use fused::{Program, is_fusable};
+pub(crate) use unary::UnaryOp;
 
 /// Elements per parallel work item.
 const CHUNK: usize = 8 * 1024;

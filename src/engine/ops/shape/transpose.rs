@@ -228,7 +228,11 @@ mod tests {
             // every permutation via Heap's algorithm
             let mut c = vec![0; rank];
             let check = |perm: &[usize]| {
-                let want = x.view().permuted_axes(IxDyn(perm)).as_standard_layout().into_owned();
+                let want = x
+                    .view()
+                    .permuted_axes(IxDyn(perm))
+                    .as_standard_layout()
+                    .into_owned();
                 let got = permute(&x, perm).expect("permutes");
                 assert_eq!(got, want, "shape {shape:?} perm {perm:?}");
             };
@@ -255,7 +259,11 @@ mod tests {
             (i[0] * 100_000 + i[1] * 1000 + i[2] * 10 + i[3]) as i64
         });
         let perm = [0, 2, 3, 1];
-        let want = big.view().permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned();
+        let want = big
+            .view()
+            .permuted_axes(IxDyn(&perm))
+            .as_standard_layout()
+            .into_owned();
         assert_eq!(permute(&big, &perm).unwrap(), want);
     }
 }
