@@ -10,7 +10,6 @@ use crate::ir::TensorData;
 /// read the input instead. Nodes whose output is kept stay.
 pub(super) fn remove_identities(work: &mut Work<'_>) {
     let readers = work.readers();
-    let mut renames: Vec<(String, String)> = Vec::new();
     for i in 0..work.nodes.len() {
         let Some(planned) = &work.nodes[i] else {
             continue;
@@ -30,12 +29,10 @@ pub(super) fn remove_identities(work: &mut Work<'_>) {
         if mask_read || work.kept(output) {
             continue;
         }
-        renames.push((output.clone(), input.to_string()));
+        let (from, to) = (output.clone(), input.to_string());
         work.nodes[i] = None;
-    }
-    for (from, to) in renames {
-        // `to` may itself have been renamed by an earlier removal
-        for planned in work.nodes.iter_mut().flatten() {
+        // readers come later in execution order: a chain of removals resolves in order
+        for planned in work.nodes.iter_mut().skip(i + 1).flatten() {
             for name in planned.node.inputs.iter_mut() {
                 if *name == from {
                     *name = to.clone();
