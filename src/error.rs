@@ -3,7 +3,9 @@
 //! Errors are created once, where they happen, and carried up unchanged; the CLI and the app
 //! print them (anyhow at the edges).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::budget::bytes_text;
 
 /// Result alias used throughout the core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -11,19 +13,34 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything the core can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    /// Reading or writing a file failed. The I/O error is part of the message and not
+    /// chained as a source, so printing the error with its chain does not repeat it.
+    #[error("{}: {}", shown_path(.path), io_text(.cause))]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file's contents are malformed (truncated, wrong magic, missing fields, bad values).
-    #[error("{path}: {what}")]
+    #[error("{}: {what}", shown_path(.path))]
     Format { path: PathBuf, what: String },
     /// The file type is not one Quantscope reads.
-    #[error("{path}: unsupported file type (expected .onnx, .safetensors, .npy or .npz)")]
+    #[error(
+        "{}: unsupported file type (expected .onnx, .safetensors, .npy or .npz)",
+        shown_path(.path)
+    )]
     UnsupportedFormat { path: PathBuf },
+    /// Something a file declares (a shape, a size) would need more memory than the budget
+    /// allows; nothing was allocated for it.
+    #[error("{}", over_budget_message(.what, *.needed, *.in_use, *.budget))]
+    OverBudget {
+        /// What was to be allocated, with the file it came from.
+        what: String,
+        /// Bytes it needs.
+        needed: u64,
+        /// Bytes already reserved by the same load.
+        in_use: u64,
+        budget: u64,
+    },
     /// The graph uses operators the engine does not implement. Weights remain viewable.
     #[error("{}", unsupported_ops_message(.ops, .supported))]
     UnsupportedOps {
@@ -46,7 +63,7 @@ pub enum Error {
     #[error("input '{name}': {msg}")]
     Input { name: String, msg: String },
     /// The model has no graph to run (weights-only file).
-    #[error("{0} holds weights only; there is no graph to run")]
+    #[error("{} holds weights only; there is no graph to run", shown_path(.0))]
     NotRunnable(PathBuf),
     /// Quantizing or calibrating a tensor failed (bad setting, no calibration data, ...).
     #[error("tensor '{tensor}': {msg}")]
@@ -58,6 +75,19 @@ pub enum Error {
     /// The run was cancelled by its caller.
     #[error("cancelled")]
     Cancelled,
+}
+
+fn over_budget_message(what: &str, needed: u64, in_use: u64, budget: u64) -> String {
+    let with = if in_use > 0 {
+        format!(" with {} already loaded", bytes_text(in_use))
+    } else {
+        String::new()
+    };
+    format!(
+        "{what} needs {}{with}, over the memory budget of {} (QUANTSCOPE_MEMORY_BUDGET raises it)",
+        bytes_text(needed),
+        bytes_text(budget)
+    )
 }
 
 fn unsupported_ops_message(ops: &[(String, String)], supported: &[&'static str]) -> String {
@@ -89,19 +119,79 @@ fn unsupported_ops_message(ops: &[(String, String)], supported: &[&'static str])
 }
 
 impl Error {
-    /// Shorthand for a [`Error::Format`] error.
+    /// Shorthand for a [`Error::Format`] error. The text is kept to one line (line breaks in
+    /// messages from parsers become "; ").
     pub fn format(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
         Error::Format {
             path: path.into(),
-            what: what.into(),
+            what: one_line(&what.into()),
         }
     }
 
     /// Shorthand for an [`Error::Io`] error.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
+}
+
+/// A path as shown in messages: `(empty path)` for an empty one, control characters (line
+/// breaks, escapes) escaped so a message stays one line, and bytes that are not UTF-8 shown
+/// as U+FFFD.
+pub fn shown_path(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    if text.is_empty() {
+        return "(empty path)".to_string();
+    }
+    if !text.chars().any(char::is_control) {
+        return text.into_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// An I/O error as text, without the "(os error N)" suffix, with a readable sentence for
+/// errors that carry only their kind ("entity not found" becomes "not found").
+pub fn io_text(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    if e.raw_os_error().is_none() && e.get_ref().is_none() {
+        let plain = match e.kind() {
+            ErrorKind::NotFound => "not found",
+            ErrorKind::PermissionDenied => "permission denied",
+            ErrorKind::AlreadyExists => "already exists",
+            ErrorKind::ReadOnlyFilesystem => "read-only file system",
+            ErrorKind::StorageFull => "no space left on the device",
+            ErrorKind::UnexpectedEof => "the file ends early",
+            _ => return one_line(&e.to_string()),
+        };
+        return plain.to_string();
+    }
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_string(),
+        _ => text,
+    };
+    one_line(&text)
+}
+
+/// Joins the lines of a multi-line message with "; " (blank lines and surrounding spaces
+/// dropped), so every error prints as one line.
+pub fn one_line(text: &str) -> String {
+    if !text.contains(['\n', '\r']) {
+        return text.to_string();
+    }
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -2,6 +2,7 @@
 //! quantize, calibrate and measure them. Nothing here depends on a GUI; the `ui` module is
 //! behind the `gui` feature.
 
+pub mod budget;
 pub mod calib;
 pub mod engine;
 pub mod error;

@@ -91,7 +91,10 @@ impl ModelSummary {
     pub fn of(model: &Model) -> Self {
         let graph = &model.graph;
         let run_error = if graph.is_runnable() {
-            Plan::new(graph).err().map(|e| e.to_string())
+            crate::ir::check_runnable(graph)
+                .and_then(|()| Plan::new(graph).map(drop))
+                .err()
+                .map(|e| e.to_string())
         } else {
             Some("weights only: no graph to run".to_string())
         };

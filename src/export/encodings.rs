@@ -194,7 +194,7 @@ impl ImportReport {
 /// One encoding read from a file, before it is checked against the model.
 struct Incoming {
     name: String,
-    bits: Option<u32>,
+    bits: Option<u64>,
     /// One range per channel (one for per-tensor).
     ranges: Vec<(f32, f32)>,
 }
@@ -262,7 +262,7 @@ pub fn import_encodings_json(
             continue;
         };
         if let (Some(got), Some(want)) = (enc.bits, expected_bits)
-            && got != want
+            && got != u64::from(want)
         {
             report.skipped.push((
                 enc.name,
@@ -360,7 +360,7 @@ fn read_aimet_section(
                 let mut bits = None;
                 let mut bad = None;
                 for e in entries {
-                    let bw = e.get("bitwidth").and_then(Value::as_u64).map(|b| b as u32);
+                    let bw = e.get("bitwidth").and_then(Value::as_u64);
                     bits = bits.or(bw);
                     match (
                         number(e.get("min")),
@@ -371,7 +371,7 @@ fn read_aimet_section(
                     ) {
                         (Some(min), Some(max), _, _, _) => ranges.push((min as f32, max as f32)),
                         (_, _, Some(scale), Some(offset), Some(bw)) if (1..=32).contains(&bw) => {
-                            ranges.push(aimet_range(scale as f32, offset as i64, bw));
+                            ranges.push(aimet_range(scale as f32, offset as i64, bw as u32));
                         }
                         _ => bad = Some("an entry has neither min/max nor scale/offset/bitwidth"),
                     }
@@ -394,7 +394,7 @@ fn read_aimet_section(
                         .push((format!("{what}[{i}]"), "has no name".into()));
                     continue;
                 };
-                let bw = e.get("bw").and_then(Value::as_u64).map(|b| b as u32);
+                let bw = e.get("bw").and_then(|b| u32::try_from(b.as_u64()?).ok());
                 let scales: Vec<f64> = e
                     .get("scale")
                     .and_then(Value::as_array)
@@ -434,7 +434,7 @@ fn read_aimet_section(
                     .collect();
                 out.push(Incoming {
                     name: name.to_string(),
-                    bits: Some(bw),
+                    bits: Some(u64::from(bw)),
                     ranges,
                 });
             }
@@ -511,7 +511,7 @@ fn read_ort_overrides(
         };
         out.push(Incoming {
             name: name.clone(),
-            bits: grid.map(|g| g.0),
+            bits: grid.map(|g| u64::from(g.0)),
             ranges: vec![range],
         });
     }

@@ -6,7 +6,12 @@
 mod graph;
 mod roles;
 mod tensor;
+mod validate;
 
 pub use graph::{Attribute, Dim, Graph, Model, ModelFormat, Node, ValueInfo};
 pub use roles::assign_roles;
 pub use tensor::{DType, ParamRole, Tensor, TensorData};
+pub use validate::{
+    Finding, NEWEST_IR_VERSION, NEWEST_ONNX_OPSET, Severity, TESTED_OPSETS, check_runnable,
+    validate,
+};

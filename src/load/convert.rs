@@ -22,8 +22,17 @@ pub(crate) fn shape_text<T: std::fmt::Display>(dims: &[T]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-/// Number of elements of a shape, or None when the product overflows `usize`.
+/// Number of elements of a shape, or None when the shape is too large for an array: the
+/// product overflows `usize`, or (ndarray's rule, checked even when an axis is 0) the
+/// product of the non-zero axes exceeds `isize::MAX`.
 pub(crate) fn element_count(shape: &[usize]) -> Option<usize> {
+    let nonzero = shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
+    if nonzero > isize::MAX as usize {
+        return None;
+    }
     shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
@@ -31,6 +40,16 @@ pub(crate) fn element_count(shape: &[usize]) -> Option<usize> {
 pub(crate) fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize, String> {
     element_count(shape)
         .and_then(|n| n.checked_mul(element_size(dtype)))
+        .ok_or_else(|| format!("shape {} is too large", shape_text(shape)))
+}
+
+/// Bytes a tensor of `shape` and `dtype` occupies once converted (f32 or i64 values), or an
+/// error text when the size overflows.
+pub(crate) fn held_bytes(dtype: DType, shape: &[usize]) -> Result<u64, String> {
+    let per = if dtype.is_held_as_f32() { 4 } else { 8 };
+    element_count(shape)
+        .and_then(|n| u64::try_from(n).ok())
+        .and_then(|n| n.checked_mul(per))
         .ok_or_else(|| format!("shape {} is too large", shape_text(shape)))
 }
 
@@ -140,6 +159,9 @@ mod tests {
         let e = from_le_bytes(DType::F32, &[3], &[0; 8]).unwrap_err();
         assert!(e.contains("8 bytes") && e.contains("needs 12"), "{e}");
         let e = from_le_bytes(DType::F32, &[usize::MAX, 2], &[]).unwrap_err();
+        assert!(e.contains("too large"), "{e}");
+        // An empty array whose other axes could not exist (ndarray refuses the shape).
+        let e = from_le_bytes(DType::F32, &[0, 1 << 62, 1 << 62], &[]).unwrap_err();
         assert!(e.contains("too large"), "{e}");
     }
 }

@@ -8,6 +8,7 @@ use image::imageops::FilterType;
 use ndarray::{Array4, ArrayD};
 use serde::{Deserialize, Serialize};
 
+use crate::budget::MemoryBudget;
 use crate::error::{Error, Result};
 
 /// Images read at most from one folder.
@@ -93,13 +94,24 @@ pub fn read_image_folder(
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| is_image(p))
+        .filter(|p| is_image(p) && std::fs::metadata(p).is_ok_and(|m| m.is_file()))
         .collect();
     files.sort();
     files.truncate(MAX_IMAGES);
     if files.is_empty() {
         return Err(Error::format(dir, "holds no .png, .jpg or .bmp images"));
     }
+    let bytes = [files.len(), channels, height, width, 4]
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+        .unwrap_or(u64::MAX);
+    MemoryBudget::current().check(bytes, || {
+        format!(
+            "{}: {} images of {channels}×{height}×{width} as float32",
+            crate::error::shown_path(dir),
+            files.len()
+        )
+    })?;
     let mut out = Array4::<f32>::zeros((files.len(), channels, height, width));
     for (i, file) in files.iter().enumerate() {
         let img = image::open(file)

@@ -1,6 +1,5 @@
 //! Read-only memory maps of model files, and giving their pages back once converted.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -11,7 +10,7 @@ use crate::error::{Error, Result};
 /// Maps a whole file read-only. An empty file is a format error ("the file is empty, not
 /// `kind`").
 pub(crate) fn map_file(path: &Path, kind: &str) -> Result<Mmap> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = super::open_regular(path, kind)?;
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     if len == 0 {
         return Err(Error::format(

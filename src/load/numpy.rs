@@ -1,15 +1,25 @@
 //! NumPy `.npy` / `.npz` arrays: reading them as named arrays (calibration data, reference
 //! outputs) or as a weights-only model, and writing `.npz`.
+//!
+//! Headers are parsed by ndarray-npy and archives opened by zip; before any array is allocated
+//! its declared size is checked against the bytes the file (or archive member) really holds
+//! and against the memory [`Ledger`], and a compressed member is never inflated past what its
+//! header declares.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Cursor};
+use std::io::{BufReader, BufWriter, Cursor, Read, Seek};
 use std::path::Path;
 
 use ndarray::ArrayD;
-use ndarray_npy::{NpzReader, NpzWriter, ReadNpyError, ReadNpyExt, ReadNpzError, ReadableElement};
+use ndarray_npy::npy::header::Header;
+use ndarray_npy::{NpzWriter, ReadNpyExt, ReadableElement};
+use zip::ZipArchive;
 
+use super::convert::{element_count, element_size, shape_text};
 use super::safetensors::file_stem;
+use super::{mapped, open_regular};
+use crate::budget::{Ledger, MemoryBudget, bytes_text};
 use crate::error::{Error, Result};
 use crate::ir::{self, DType, Graph, Model, ModelFormat, Tensor, TensorData};
 
@@ -24,16 +34,42 @@ pub struct NamedArray {
 }
 
 /// Reads every array of a `.npy` (one array, named after the file stem) or `.npz` file (all
-/// arrays in archive order, names without the `.npy` suffix).
+/// arrays in archive order, names without the `.npy` suffix), within the process-wide
+/// memory budget ([`MemoryBudget::current`]).
 pub fn read_arrays(path: &Path) -> Result<Vec<NamedArray>> {
+    read_arrays_within(path, MemoryBudget::current())
+}
+
+/// [`read_arrays`] with an explicit memory budget for all the arrays together.
+pub fn read_arrays_within(path: &Path, budget: MemoryBudget) -> Result<Vec<NamedArray>> {
+    read_arrays_counted(path, &mut budget.ledger())
+}
+
+fn read_arrays_counted(path: &Path, ledger: &mut Ledger) -> Result<Vec<NamedArray>> {
     match extension(path).as_deref() {
-        Some("npy") => read_npy_file(path).map(|a| vec![a]),
-        Some("npz") => read_npz_file(path),
+        Some("npy") => read_npy_file(path, ledger).map(|a| vec![a]),
+        Some("npz") => read_npz_file(path, ledger),
         _ => Err(Error::format(
             path,
             "expected a .npy or .npz file for arrays",
         )),
     }
+}
+
+/// Reads one `.npy` array held in memory; `path` names it in messages and gives its name.
+pub fn read_npy_bytes(bytes: &[u8], path: &Path, budget: MemoryBudget) -> Result<NamedArray> {
+    let source = Source { path, array: None };
+    let (data, dtype) = decode_npy(bytes, &source, &mut budget.ledger())?;
+    Ok(NamedArray {
+        name: file_stem(path),
+        data,
+        dtype,
+    })
+}
+
+/// Reads every array of a `.npz` archive held in memory; `path` names it in messages.
+pub fn read_npz_bytes(bytes: &[u8], path: &Path, budget: MemoryBudget) -> Result<Vec<NamedArray>> {
+    read_npz(Cursor::new(bytes), path, &mut budget.ledger())
 }
 
 /// Writes arrays to an uncompressed `.npz` (f32 data as float32, i64 data as int64).
@@ -53,12 +89,12 @@ pub fn write_npz(path: &Path, arrays: &[(&str, &TensorData)]) -> Result<()> {
 }
 
 /// Loads a `.npy` or `.npz` file as a weights-only model (initializers, no nodes).
-pub fn load_numpy_model(path: &Path) -> Result<Model> {
+pub(crate) fn load_numpy_model(path: &Path, ledger: &mut Ledger) -> Result<Model> {
     let format = match extension(path).as_deref() {
         Some("npz") => ModelFormat::Npz,
         _ => ModelFormat::Npy,
     };
-    let arrays = read_arrays(path)?;
+    let arrays = read_arrays_counted(path, ledger)?;
     let mut initializers = BTreeMap::new();
     for a in arrays {
         if initializers.contains_key(&a.name) {
@@ -87,114 +123,220 @@ fn extension(path: &Path) -> Option<String> {
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
 }
 
-/// Why one attempt at reading an array as a given element type failed.
-enum Fail {
-    /// The file's dtype descriptor is a different type (try the next one).
-    WrongType(String),
-    /// Anything else: the file is broken.
-    Broken(String),
+/// Where an array comes from, for messages: a `.npy` file, or a member of a `.npz` file.
+struct Source<'a> {
+    path: &'a Path,
+    array: Option<&'a str>,
 }
 
-impl From<ReadNpyError> for Fail {
-    fn from(e: ReadNpyError) -> Self {
-        match e {
-            ReadNpyError::WrongDescriptor(d) => Fail::WrongType(d.to_string()),
-            other => Fail::Broken(other.to_string()),
+impl Source<'_> {
+    fn err(&self, what: impl std::fmt::Display) -> Error {
+        match self.array {
+            Some(name) => Error::format(self.path, format!("array '{name}': {what}")),
+            None => Error::format(self.path, format!("not a readable .npy array: {what}")),
+        }
+    }
+
+    /// "x.npy: the array" / "d.npz: array 'x'", for budget messages.
+    fn label(&self) -> String {
+        let path = crate::error::shown_path(self.path);
+        match self.array {
+            Some(name) => format!("{path}: array '{name}'"),
+            None => format!("{path}: the array"),
         }
     }
 }
 
-impl From<ReadNpzError> for Fail {
-    fn from(e: ReadNpzError) -> Self {
-        match e {
-            ReadNpzError::Npy(e) => e.into(),
-            other => Fail::Broken(other.to_string()),
+/// The largest `.npy` header accepted (NumPy itself refuses headers over 10,000 bytes unless
+/// told otherwise).
+const MAX_HEADER_BYTES: usize = 1 << 20;
+
+/// Bytes before the header text and the header text's declared length, read from the first
+/// bytes of a `.npy` stream; None when they are not a `.npy` prefix of a known version (the
+/// header parser then says what is wrong).
+fn declared_header_span(prefix: &[u8]) -> Option<(usize, usize)> {
+    if !prefix.starts_with(b"\x93NUMPY") {
+        return None;
+    }
+    match (prefix.get(6), prefix.get(8..12)) {
+        (Some(1), Some(len)) => Some((10, usize::from(u16::from_le_bytes([len[0], len[1]])))),
+        (Some(2 | 3), Some(&[a, b, c, d])) => Some((12, u32::from_le_bytes([a, b, c, d]) as usize)),
+        _ => None,
+    }
+}
+
+/// The element type a descriptor such as `<f4`, `|u1` or `b` names.
+fn dtype_of_descriptor(header: &Header) -> std::result::Result<DType, String> {
+    let descriptor = &header.type_descriptor;
+    let text = descriptor.as_string().map_or("", String::as_str);
+    let body = text.trim_start_matches(['<', '>', '|']);
+    Ok(match body {
+        "f4" => DType::F32,
+        "f8" => DType::F64,
+        "b1" => DType::Bool,
+        "i1" | "b" => DType::I8,
+        "u1" | "B" => DType::U8,
+        "i2" => DType::I16,
+        "u2" => DType::U16,
+        "i4" => DType::I32,
+        "u4" => DType::U32,
+        "i8" => DType::I64,
+        "u8" => DType::U64,
+        _ => {
+            let shown = if text.is_empty() {
+                descriptor.to_string()
+            } else {
+                text.to_string()
+            };
+            return Err(format!(
+                "unsupported dtype {shown} (Quantscope reads float32, float64, int8/16/32/64, \
+                 uint8/16/32/64 and bool arrays; float16 and complex arrays are not supported)"
+            ));
+        }
+    })
+}
+
+/// What a parsed header declares.
+struct Declared {
+    dtype: DType,
+    shape: Vec<usize>,
+    count: usize,
+    /// Bytes of element data the header calls for.
+    data_bytes: usize,
+}
+
+impl Declared {
+    fn of(header: &Header) -> std::result::Result<Declared, String> {
+        let dtype = dtype_of_descriptor(header)?;
+        let shape = header.shape.clone();
+        let too_large = || format!("shape {} is too large", shape_text(&shape));
+        let count = element_count(&shape).ok_or_else(too_large)?;
+        let data_bytes = count
+            .checked_mul(element_size(dtype))
+            .ok_or_else(too_large)?;
+        Ok(Declared {
+            dtype,
+            shape,
+            count,
+            data_bytes,
+        })
+    }
+
+    /// "shape [2, 3] of float32 (24 bytes)" for messages.
+    fn text(&self) -> String {
+        format!(
+            "shape {} of {} ({})",
+            shape_text(&self.shape),
+            self.dtype.name(),
+            bytes_text(self.data_bytes as u64)
+        )
+    }
+
+    /// Bytes the array occupies once read (f32 or i64 values).
+    fn held_bytes(&self) -> u64 {
+        let per = if self.dtype.is_held_as_f32() { 4 } else { 8 };
+        (self.count as u64).saturating_mul(per)
+    }
+
+    /// Bytes of the temporary array read before converting to f32/i64 (none when the file's
+    /// type is already the one held).
+    fn temporary_bytes(&self) -> u64 {
+        match self.dtype {
+            DType::F32 | DType::I64 => 0,
+            _ => self.data_bytes as u64,
         }
     }
 }
 
-/// Something one array can be read from, as any element type.
-trait ArraySource {
-    fn read<T: ReadableElement>(&mut self) -> Result<ArrayD<T>, Fail>;
-}
-
-struct NpyBytes<'a>(&'a [u8]);
-
-impl ArraySource for NpyBytes<'_> {
-    fn read<T: ReadableElement>(&mut self) -> Result<ArrayD<T>, Fail> {
-        Ok(ArrayD::<T>::read_npy(Cursor::new(self.0))?)
-    }
-}
-
-struct NpzEntry<'a, R: std::io::Read + std::io::Seek> {
-    npz: &'a mut NpzReader<R>,
-    index: usize,
-}
-
-impl<R: std::io::Read + std::io::Seek> ArraySource for NpzEntry<'_, R> {
-    fn read<T: ReadableElement>(&mut self) -> Result<ArrayD<T>, Fail> {
-        Ok(self.npz.by_index(self.index)?)
-    }
-}
-
-/// Reads an array, trying each supported element type until the dtype descriptor matches.
-fn read_any(src: &mut impl ArraySource) -> Result<(TensorData, DType), String> {
-    let mut descriptor = String::new();
-    macro_rules! attempt {
-        ($t:ty, $dtype:expr, $convert:expr) => {
-            match src.read::<$t>() {
-                Ok(a) => return Ok(($convert(a), $dtype)),
-                Err(Fail::WrongType(d)) => {
-                    if descriptor.is_empty() {
-                        descriptor = d;
-                    }
-                }
-                Err(Fail::Broken(m)) => return Err(m),
+/// Parses the header at the start of `bytes`: what it declares and where the data starts.
+fn parse_header(bytes: &[u8], source: &Source<'_>) -> Result<(Declared, usize)> {
+    if let Some((prefix, len)) = declared_header_span(bytes)
+        && (len > MAX_HEADER_BYTES || prefix + len > bytes.len())
+    {
+        return Err(source.err(format!(
+            "the header declares {len} bytes of header text, but {} follow{}",
+            bytes.len().saturating_sub(prefix),
+            if len > MAX_HEADER_BYTES {
+                " and no NumPy header is that long"
+            } else {
+                "; the file is truncated"
             }
-        };
+        )));
     }
-    attempt!(f32, DType::F32, TensorData::F32);
-    attempt!(f64, DType::F64, |a: ArrayD<f64>| TensorData::F32(
-        a.mapv(|v| v as f32)
-    ));
-    attempt!(i64, DType::I64, TensorData::I64);
-    attempt!(i32, DType::I32, |a: ArrayD<i32>| TensorData::I64(
-        a.mapv(i64::from)
-    ));
-    attempt!(i16, DType::I16, |a: ArrayD<i16>| TensorData::F32(
-        a.mapv(f32::from)
-    ));
-    attempt!(i8, DType::I8, |a: ArrayD<i8>| TensorData::F32(
-        a.mapv(f32::from)
-    ));
-    attempt!(u8, DType::U8, |a: ArrayD<u8>| TensorData::F32(
-        a.mapv(f32::from)
-    ));
-    attempt!(u16, DType::U16, |a: ArrayD<u16>| TensorData::F32(
-        a.mapv(f32::from)
-    ));
-    attempt!(u32, DType::U32, |a: ArrayD<u32>| TensorData::I64(
-        a.mapv(i64::from)
-    ));
-    attempt!(u64, DType::U64, |a: ArrayD<u64>| {
-        TensorData::I64(a.mapv(super::convert::saturate_u64))
-    });
-    attempt!(bool, DType::Bool, |a: ArrayD<bool>| TensorData::I64(
-        a.mapv(i64::from)
-    ));
-    Err(format!(
-        "unsupported dtype {descriptor} (Quantscope reads float32, float64, int8/16/32/64, \
-         uint8/16/32/64 and bool arrays; float16 and complex arrays are not supported)"
-    ))
+    let mut cursor = Cursor::new(bytes);
+    let header = Header::from_reader(&mut cursor)
+        .map_err(|e| source.err(format!("bad header ({})", first_line(&e.to_string()))))?;
+    let declared = Declared::of(&header).map_err(|e| source.err(e))?;
+    let offset = usize::try_from(cursor.position()).unwrap_or(bytes.len());
+    Ok((declared, offset))
 }
 
-fn read_npy_file(path: &Path) -> Result<NamedArray> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if bytes.is_empty() {
-        return Err(Error::format(path, "the file is empty, not a .npy array"));
+/// The first line of a parser's message (pest errors draw the input over several lines).
+fn first_line(text: &str) -> &str {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(text)
+}
+
+/// Decodes a whole `.npy` stream held in memory, checking its declared size against the bytes
+/// present and the ledger before reading.
+fn decode_npy(
+    bytes: &[u8],
+    source: &Source<'_>,
+    ledger: &mut Ledger,
+) -> Result<(TensorData, DType)> {
+    let (declared, offset) = parse_header(bytes, source)?;
+    let present = bytes.len() - offset.min(bytes.len());
+    if present != declared.data_bytes {
+        let how = if present < declared.data_bytes {
+            "the file is truncated or the header is wrong"
+        } else {
+            "extra bytes follow the data"
+        };
+        return Err(source.err(format!(
+            "the header declares {}, but {present} bytes of data follow it; {how}",
+            declared.text()
+        )));
     }
-    let (data, dtype) = read_any(&mut NpyBytes(&bytes))
-        .map_err(|e| Error::format(path, format!("not a readable .npy array: {e}")))?;
+    let temporary = declared.temporary_bytes();
+    ledger.reserve(declared.held_bytes().saturating_add(temporary), || {
+        format!("{} ({})", source.label(), declared.text())
+    })?;
+    let data = read_typed(bytes, declared.dtype).map_err(|e| source.err(e));
+    ledger.release(temporary);
+    if data.is_err() {
+        ledger.release(declared.held_bytes());
+    }
+    Ok((data?, declared.dtype))
+}
+
+/// Reads the array with ndarray-npy as the element type of `dtype` and converts it to the
+/// type it is held as.
+fn read_typed(bytes: &[u8], dtype: DType) -> std::result::Result<TensorData, String> {
+    fn read<T: ReadableElement>(bytes: &[u8]) -> std::result::Result<ArrayD<T>, String> {
+        ArrayD::<T>::read_npy(Cursor::new(bytes)).map_err(|e| first_line(&e.to_string()).into())
+    }
+    Ok(match dtype {
+        DType::F32 => TensorData::F32(read::<f32>(bytes)?),
+        DType::F64 => TensorData::F32(read::<f64>(bytes)?.mapv(|v| v as f32)),
+        DType::I64 => TensorData::I64(read::<i64>(bytes)?),
+        DType::I32 => TensorData::I64(read::<i32>(bytes)?.mapv(i64::from)),
+        DType::I16 => TensorData::F32(read::<i16>(bytes)?.mapv(f32::from)),
+        DType::I8 => TensorData::F32(read::<i8>(bytes)?.mapv(f32::from)),
+        DType::U8 => TensorData::F32(read::<u8>(bytes)?.mapv(f32::from)),
+        DType::U16 => TensorData::F32(read::<u16>(bytes)?.mapv(f32::from)),
+        DType::U32 => TensorData::I64(read::<u32>(bytes)?.mapv(i64::from)),
+        DType::U64 => TensorData::I64(read::<u64>(bytes)?.mapv(super::convert::saturate_u64)),
+        DType::Bool => TensorData::I64(read::<bool>(bytes)?.mapv(i64::from)),
+        DType::F16 | DType::BF16 => return Err(format!("unsupported dtype {}", dtype.name())),
+    })
+}
+
+fn read_npy_file(path: &Path, ledger: &mut Ledger) -> Result<NamedArray> {
+    let map = mapped::map_file(path, "a .npy array")?;
+    let source = Source { path, array: None };
+    let (data, dtype) = decode_npy(&map, &source, ledger)?;
     Ok(NamedArray {
         name: file_stem(path),
         data,
@@ -202,25 +344,120 @@ fn read_npy_file(path: &Path) -> Result<NamedArray> {
     })
 }
 
-fn read_npz_file(path: &Path) -> Result<Vec<NamedArray>> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut npz = NpzReader::new(BufReader::new(file)).map_err(|e| {
+fn read_npz_file(path: &Path, ledger: &mut Ledger) -> Result<Vec<NamedArray>> {
+    let file = open_regular(path, "a .npz archive")?;
+    read_npz(BufReader::new(file), path, ledger)
+}
+
+fn read_npz<R: Read + Seek>(
+    reader: R,
+    path: &Path,
+    ledger: &mut Ledger,
+) -> Result<Vec<NamedArray>> {
+    let mut zip = ZipArchive::new(reader).map_err(|e| {
         Error::format(
             path,
             format!("not a readable .npz archive ({e}); it may be truncated"),
         )
     })?;
-    let names = npz
-        .names()
-        .map_err(|e| Error::format(path, format!("cannot list the .npz archive: {e}")))?;
-    let mut arrays = Vec::with_capacity(names.len());
-    for (index, name) in names.into_iter().enumerate() {
-        let (data, dtype) = read_any(&mut NpzEntry {
-            npz: &mut npz,
-            index,
-        })
-        .map_err(|e| Error::format(path, format!("array '{name}': {e}")))?;
+    let mut arrays = Vec::new();
+    for index in 0..zip.len() {
+        let mut member = zip.by_index(index).map_err(|e| {
+            Error::format(
+                path,
+                format!("cannot open member #{index} of the .npz archive: {e}"),
+            )
+        })?;
+        let full_name = member.name().to_string();
+        let name = full_name
+            .strip_suffix(".npy")
+            .unwrap_or(&full_name)
+            .to_string();
+        let source = Source {
+            path,
+            array: Some(&name),
+        };
+        let declared_size = member.size();
+        let bytes = read_member(&mut member, declared_size, &source, ledger)?;
+        let decoded = decode_npy(&bytes, &source, ledger);
+        ledger.release(bytes.len() as u64);
+        drop(bytes);
+        let (data, dtype) = decoded?;
         arrays.push(NamedArray { name, data, dtype });
     }
     Ok(arrays)
+}
+
+/// Reads one archive member into memory: its header first, then exactly the data the header
+/// declares (checked against the member's size in the archive and reserved in the ledger
+/// before reading), inflating at most one byte more, which tells a member longer than
+/// declared.
+fn read_member(
+    member: &mut impl Read,
+    member_size: u64,
+    source: &Source<'_>,
+    ledger: &mut Ledger,
+) -> Result<Vec<u8>> {
+    let io_err = |e: std::io::Error| source.err(format!("cannot read the member: {e}"));
+    let mut head = Vec::with_capacity(12);
+    member
+        .by_ref()
+        .take(12)
+        .read_to_end(&mut head)
+        .map_err(io_err)?;
+    let Some((prefix, header_len)) = declared_header_span(&head) else {
+        // Too short or not a .npy stream: the header parser says which.
+        parse_header(&head, source)?;
+        return Err(source.err("not a .npy array"));
+    };
+    if header_len > MAX_HEADER_BYTES {
+        return Err(source.err(format!(
+            "the header declares {header_len} bytes of header text; no NumPy header is that long"
+        )));
+    }
+    let header_end = prefix + header_len;
+    head.truncate(header_end);
+    if head.len() < header_end {
+        member
+            .by_ref()
+            .take((header_end - head.len()) as u64)
+            .read_to_end(&mut head)
+            .map_err(io_err)?;
+    }
+    let mut cursor = Cursor::new(&head);
+    let header = Header::from_reader(&mut cursor)
+        .map_err(|e| source.err(format!("bad header ({})", first_line(&e.to_string()))))?;
+    let declared = Declared::of(&header).map_err(|e| source.err(e))?;
+    let member_data = member_size.saturating_sub(header_end as u64);
+    if member_data < declared.data_bytes as u64 {
+        return Err(source.err(format!(
+            "the header declares {}, but the archive member holds {member_data} bytes of data",
+            declared.text()
+        )));
+    }
+    let total = header_end
+        .checked_add(declared.data_bytes)
+        .and_then(|t| t.checked_add(1))
+        .ok_or_else(|| source.err(format!("{} is too large", declared.text())))?;
+    ledger.reserve(total as u64, || {
+        format!(
+            "{} (inflating {} of data)",
+            source.label(),
+            bytes_text(declared.data_bytes as u64)
+        )
+    })?;
+    // Allocated once for what was reserved (growing by doubling would need twice as much).
+    let mut bytes = Vec::with_capacity(total);
+    bytes.extend_from_slice(&head);
+    let read = member
+        .by_ref()
+        .take(declared.data_bytes as u64 + 1)
+        .read_to_end(&mut bytes);
+    if let Err(e) = read {
+        ledger.release(total as u64);
+        return Err(io_err(e));
+    }
+    // Keep exactly what was reserved on the books; the caller releases `bytes.len()`.
+    ledger.release(total as u64 - bytes.len() as u64);
+    Ok(bytes)
 }

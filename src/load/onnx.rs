@@ -4,7 +4,9 @@
 //! mapping, so `raw_data` fields are slices of the file rather than copies. Tensors are then
 //! converted one at a time; on Unix the mapped pages behind each converted `raw_data` are
 //! handed back to the kernel right away, so peak memory stays near the size of the converted
-//! tensors instead of file + tensors.
+//! tensors instead of file + tensors. Every converted tensor is reserved in the load's memory
+//! [`Ledger`] first, and external data is read only from regular files whose real path (links
+//! resolved) lies inside the model's directory.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -23,21 +25,29 @@ use super::pb::attribute_proto::AttributeType;
 use super::pb::tensor_proto::{DataLocation, DataType};
 use super::pb::tensor_shape_proto::dimension::Value as DimValue;
 use super::pb::type_proto::Value as TypeValue;
-use crate::error::{Error, Result};
+use crate::budget::{Ledger, MemoryBudget};
+use crate::error::{Error, Result, io_text, shown_path};
 use crate::ir::{
-    self, Attribute, DType, Dim, Graph, Model, ModelFormat, Node, Tensor, TensorData, ValueInfo,
+    self, Attribute, DType, Dim, Finding, Graph, Model, ModelFormat, Node, Tensor, TensorData,
+    ValueInfo,
 };
 
-/// Loads an ONNX model file. External tensor data is read relative to the file's directory.
+/// Loads an ONNX model file within the process-wide memory budget. External tensor data is
+/// read relative to the file's directory.
 pub fn load_onnx(path: &Path) -> Result<Model> {
+    load_onnx_counted(path, &mut MemoryBudget::current().ledger(), &mut Vec::new())
+}
+
+pub(crate) fn load_onnx_counted(
+    path: &Path,
+    ledger: &mut Ledger,
+    findings: &mut Vec<Finding>,
+) -> Result<Model> {
     let map = Arc::new(mapped::map_file(path, "an ONNX model")?);
     let bytes = Bytes::from_owner(mapped::SharedMap(Arc::clone(&map)));
-    let base_dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let base_dir = model_dir(path);
     let release = |slice: &[u8]| mapped::release_pages(&map, slice);
-    let graph = decode_graph(bytes, path, &base_dir, Some(&release))?;
+    let graph = decode_graph(bytes, path, &base_dir, Some(&release), ledger, findings)?;
     Ok(Model {
         path: path.to_path_buf(),
         format: ModelFormat::Onnx,
@@ -45,10 +55,40 @@ pub fn load_onnx(path: &Path) -> Result<Model> {
     })
 }
 
-/// Decodes an ONNX model held in memory. `path_for_messages` is used in error messages only;
-/// external tensor data is read relative to `base_dir`.
+/// The directory external data is read from: the model's own.
+fn model_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Decodes an ONNX model held in memory within the process-wide memory budget.
+/// `path_for_messages` is used in error messages only; external tensor data is read relative
+/// to `base_dir`.
 pub fn load_onnx_bytes(bytes: Bytes, path_for_messages: &Path, base_dir: &Path) -> Result<Graph> {
-    decode_graph(bytes, path_for_messages, base_dir, None)
+    load_onnx_bytes_within(bytes, path_for_messages, base_dir, MemoryBudget::current())
+        .map(|(graph, _)| graph)
+}
+
+/// [`load_onnx_bytes`] within `budget`, also returning what only the file shows (an unusual
+/// IR version) as findings.
+pub fn load_onnx_bytes_within(
+    bytes: Bytes,
+    path_for_messages: &Path,
+    base_dir: &Path,
+    budget: MemoryBudget,
+) -> Result<(Graph, Vec<Finding>)> {
+    let mut findings = Vec::new();
+    let graph = decode_graph(
+        bytes,
+        path_for_messages,
+        base_dir,
+        None,
+        &mut budget.ledger(),
+        &mut findings,
+    )?;
+    Ok((graph, findings))
 }
 
 /// Called with each converted `raw_data` slice, so its memory can be given back.
@@ -59,6 +99,9 @@ struct Ctx<'a> {
     path: &'a Path,
     base_dir: &'a Path,
     release: Option<Release<'a>>,
+    ledger: &'a mut Ledger,
+    /// The model directory's real path, resolved on first use of external data.
+    real_base: Option<PathBuf>,
     /// Open external-data files by their relative location.
     external: HashMap<String, (PathBuf, File, u64)>,
 }
@@ -74,6 +117,8 @@ fn decode_graph(
     path: &Path,
     base_dir: &Path,
     release: Option<Release<'_>>,
+    ledger: &mut Ledger,
+    findings: &mut Vec<Finding>,
 ) -> Result<Graph> {
     if bytes.is_empty() {
         return Err(Error::format(path, "the file is empty, not an ONNX model"));
@@ -84,13 +129,73 @@ fn decode_graph(
             format!("not a valid ONNX model (protobuf decoding failed: {e}); the file may be truncated or not ONNX"),
         )
     })?;
+    findings.extend(check_versions(&model, path)?);
     let mut ctx = Ctx {
         path,
         base_dir,
         release,
+        ledger,
+        real_base: None,
         external: HashMap::new(),
     };
     convert_model(model, &mut ctx)
+}
+
+/// Refuses IR and opset versions onnxruntime refuses too (an IR version newer than ONNX
+/// defines, no opset for the default domain while nodes use it, an opset below 1 or newer
+/// than any ONNX release); returns a warning for a missing or non-positive IR version, which
+/// onnxruntime accepts. Opsets it accepts but Quantscope is not tested with are
+/// [`ir::validate`]'s warnings.
+fn check_versions(model: &pb::ModelProto, path: &Path) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    match model.ir_version {
+        Some(v) if v > ir::NEWEST_IR_VERSION => {
+            return Err(Error::format(
+                path,
+                format!(
+                    "IR version {v} is newer than any ONNX defines (the newest is {}); onnxruntime refuses it too",
+                    ir::NEWEST_IR_VERSION
+                ),
+            ));
+        }
+        Some(v) if v >= 1 => {}
+        other => findings.push(Finding::warning(format!(
+            "{}: the model states {} (ONNX defines 1 to {}); it is read as a current model",
+            shown_path(path),
+            match other {
+                Some(v) => format!("IR version {v}"),
+                None => "no IR version".to_string(),
+            },
+            ir::NEWEST_IR_VERSION
+        ))),
+    }
+    let uses_default_domain = model
+        .graph
+        .as_ref()
+        .is_some_and(|g| g.node.iter().any(|n| matches!(n.domain(), "" | "ai.onnx")));
+    let default_opset = model
+        .opset_import
+        .iter()
+        .find(|o| matches!(o.domain(), "" | "ai.onnx"))
+        .map(|o| o.version());
+    match default_opset {
+        None if uses_default_domain => Err(Error::format(
+            path,
+            "the model imports no opset for the default ONNX domain, but its nodes use that domain (opset_import is missing or incomplete)",
+        )),
+        Some(v) if v < 1 => Err(Error::format(
+            path,
+            format!("opset {v} is not an ONNX opset version (they start at 1)"),
+        )),
+        Some(v) if v > ir::NEWEST_ONNX_OPSET => Err(Error::format(
+            path,
+            format!(
+                "opset {v} is newer than any ONNX release (the newest is {}); onnxruntime refuses it too",
+                ir::NEWEST_ONNX_OPSET
+            ),
+        )),
+        _ => Ok(findings),
+    }
 }
 
 fn convert_model(model: pb::ModelProto, ctx: &mut Ctx<'_>) -> Result<Graph> {
@@ -449,14 +554,21 @@ fn convert_tensor(
             shape_text(&t.dims)
         ))
     })?;
+    let held = convert::held_bytes(dtype, &shape).map_err(|e| ctx.err(format!("{what}: {e}")))?;
     let path = ctx.path;
     let fail = |e: String| Error::format(path, format!("{what}: {e}"));
 
+    // Each branch checks the declared size against the bytes present before reserving the
+    // converted tensor in the ledger and allocating it.
     let data = if t.data_location == Some(DataLocation::External as i32) {
         let raw = read_external(&t, what, dtype, &shape, ctx)?;
-        convert::from_le_bytes(dtype, &shape, &raw).map_err(fail)?
+        let reserved = reserve_tensor(ctx, held, what, &shape, dtype);
+        let data =
+            reserved.and_then(|()| convert::from_le_bytes(dtype, &shape, &raw).map_err(fail));
+        ctx.ledger.release(raw.len() as u64);
+        data?
     } else if let Some(raw) = t.raw_data.as_ref().filter(|r| !r.is_empty()) {
-        let data = convert::from_le_bytes(dtype, &shape, raw).map_err(|e| {
+        let mismatch = |e: String| {
             Error::format(
                 path,
                 format!(
@@ -464,15 +576,47 @@ fn convert_tensor(
                     shape_text(&t.dims)
                 ),
             )
-        })?;
+        };
+        let expected = convert::byte_len(dtype, &shape).map_err(mismatch)?;
+        if raw.len() != expected {
+            return Err(mismatch(format!(
+                "data holds {} bytes, but shape {} of {dtype} needs {expected}",
+                raw.len(),
+                shape_text(&shape)
+            )));
+        }
+        reserve_tensor(ctx, held, what, &shape, dtype)?;
+        let data = convert::from_le_bytes(dtype, &shape, raw).map_err(mismatch)?;
         if let Some(release) = ctx.release {
             release(raw);
         }
         data
     } else {
-        typed_data(t, dtype, &shape, count).map_err(fail)?
+        // The values are already decoded in the message (so bounded by the file's size);
+        // converting them needs the field's length to match first.
+        let data = typed_data(t, dtype, &shape, count).map_err(fail)?;
+        reserve_tensor(ctx, held, what, &shape, dtype)?;
+        data
     };
     Ok(Tensor::new(name, data, dtype))
+}
+
+/// Reserves a converted tensor's bytes in the load's ledger.
+fn reserve_tensor(
+    ctx: &mut Ctx<'_>,
+    held: u64,
+    what: &str,
+    shape: &[usize],
+    dtype: DType,
+) -> Result<()> {
+    let path = ctx.path;
+    ctx.ledger.reserve(held, || {
+        format!(
+            "{}: {what} of shape {} ({dtype})",
+            shown_path(path),
+            shape_text(shape)
+        )
+    })
 }
 
 /// Data held in the type-specific repeated fields.
@@ -602,51 +746,91 @@ fn read_external(
     }
 
     if !ctx.external.contains_key(&location) {
-        let relative = Path::new(&location);
-        if relative
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-        {
-            return Err(ctx.err(format!(
-                "{what}: external data location '{location}' is not a path inside the model's directory"
-            )));
-        }
-        let full = ctx.base_dir.join(relative);
-        let file = File::open(&full).map_err(|e| {
-            ctx.err(format!(
-                "{what}: cannot open external data file '{}': {e}",
-                full.display()
-            ))
-        })?;
-        let size = file.metadata().map_err(|e| Error::io(&full, e))?.len();
-        ctx.external.insert(location.clone(), (full, file, size));
+        let opened = open_external(&location, what, ctx)?;
+        ctx.external.insert(location.clone(), opened);
     }
-    let Some((full, file, size)) = ctx.external.get_mut(&location) else {
+    let Some(external) = ctx.external.get_mut(&location) else {
         return Err(ctx.err(format!(
             "{what}: external data file '{location}' went missing"
         )));
     };
-    let end = offset.checked_add(needed as u64);
-    if end.is_none_or(|end| end > *size) {
-        return Err(Error::format(
+    let (full, file, size) = (&external.0, &mut external.1, external.2);
+    let in_file = |e: String| {
+        Error::format(
             ctx.path,
-            format!(
-                "{what}: external data file '{}' is too short: needs {needed} bytes at offset {offset}, the file has {size}",
-                full.display()
-            ),
-        ));
+            format!("{what}: external data file '{}' {e}", shown_path(full)),
+        )
+    };
+    if offset
+        .checked_add(needed as u64)
+        .is_none_or(|end| end > size)
+    {
+        return Err(in_file(format!(
+            "is too short: needs {needed} bytes at offset {offset}, the file has {size}"
+        )));
     }
+    ctx.ledger.reserve(needed as u64, || {
+        format!(
+            "{}: reading {what} from '{}'",
+            shown_path(ctx.path),
+            shown_path(full)
+        )
+    })?;
     let mut buf = vec![0u8; needed];
-    file.seek(SeekFrom::Start(offset))
+    if let Err(e) = file
+        .seek(SeekFrom::Start(offset))
         .and_then(|_| file.read_exact(&mut buf))
-        .map_err(|e| {
-            Error::format(
-                ctx.path,
-                format!(
-                    "{what}: reading external data file '{}' failed: {e}",
-                    full.display()
-                ),
-            )
-        })?;
+    {
+        ctx.ledger.release(needed as u64);
+        return Err(in_file(format!("could not be read: {}", io_text(&e))));
+    }
     Ok(buf)
+}
+
+/// Opens the external-data file at `location` (relative to the model's directory) after
+/// checking that its real path, with every link resolved, is a regular file inside the
+/// model's directory. Returns (real path, file, size).
+fn open_external(location: &str, what: &str, ctx: &mut Ctx<'_>) -> Result<(PathBuf, File, u64)> {
+    let relative = Path::new(location);
+    if relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(ctx.err(format!(
+            "{what}: external data location '{location}' is not a path inside the model's directory"
+        )));
+    }
+    let real_base = match &ctx.real_base {
+        Some(base) => base.clone(),
+        None => {
+            let base = ctx.base_dir.canonicalize().map_err(|e| {
+                ctx.err(format!(
+                    "{what}: cannot resolve the model's directory '{}' for external data: {}",
+                    shown_path(ctx.base_dir),
+                    io_text(&e)
+                ))
+            })?;
+            ctx.real_base = Some(base.clone());
+            base
+        }
+    };
+    let full = ctx.base_dir.join(relative);
+    let real = full.canonicalize().map_err(|e| {
+        ctx.err(format!(
+            "{what}: cannot open external data file '{}': {}",
+            shown_path(&full),
+            io_text(&e)
+        ))
+    })?;
+    if !real.starts_with(&real_base) {
+        return Err(ctx.err(format!(
+            "{what}: external data location '{location}' resolves to '{}', outside the model's directory '{}'; refusing to read it",
+            shown_path(&real),
+            shown_path(&real_base)
+        )));
+    }
+    let file = super::open_regular(&real, "an external data file")
+        .map_err(|e| ctx.err(format!("{what}: {e}")))?;
+    let size = file.metadata().map_err(|e| Error::io(&real, e))?.len();
+    Ok((real, file, size))
 }

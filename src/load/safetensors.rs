@@ -7,14 +7,46 @@ use safetensors::{Dtype, SafeTensors};
 
 use super::convert;
 use super::mapped;
-use crate::error::{Error, Result};
+use crate::budget::{Ledger, MemoryBudget};
+use crate::error::{Error, Result, shown_path};
 use crate::ir::{self, DType, Graph, Model, ModelFormat, Tensor};
 
 /// Loads a `.safetensors` file: every tensor becomes an initializer, roles are assigned from
-/// names and shapes.
+/// names and shapes. The tensors must fit the process-wide memory budget.
 pub fn load_safetensors(path: &Path) -> Result<Model> {
+    load_safetensors_counted(path, &mut MemoryBudget::current().ledger())
+}
+
+pub(crate) fn load_safetensors_counted(path: &Path, ledger: &mut Ledger) -> Result<Model> {
     let map = mapped::map_file(path, "a safetensors file")?;
-    let st = SafeTensors::deserialize(&map).map_err(|e| {
+    let release = |slice: &[u8]| mapped::release_pages(&map, slice);
+    let graph = decode(&map, path, ledger, &release)?;
+    Ok(Model {
+        path: path.to_path_buf(),
+        format: ModelFormat::Safetensors,
+        graph,
+    })
+}
+
+/// Decodes a safetensors file held in memory (`path` names it in messages and gives the graph
+/// its name) within `budget`.
+pub fn load_safetensors_bytes(bytes: &[u8], path: &Path, budget: MemoryBudget) -> Result<Graph> {
+    decode(bytes, path, &mut budget.ledger(), &|_| {})
+}
+
+fn decode(
+    bytes: &[u8],
+    path: &Path,
+    ledger: &mut Ledger,
+    release: &dyn Fn(&[u8]),
+) -> Result<Graph> {
+    if bytes.is_empty() {
+        return Err(Error::format(
+            path,
+            "the file is empty, not a safetensors file",
+        ));
+    }
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
         Error::format(
             path,
             format!("not a valid safetensors file ({e}); it may be truncated"),
@@ -32,9 +64,18 @@ pub fn load_safetensors(path: &Path) -> Result<Model> {
                 ),
             )
         })?;
+        let held = convert::held_bytes(dtype, view.shape())
+            .map_err(|e| Error::format(path, format!("tensor '{name}': {e}")))?;
+        ledger.reserve(held, || {
+            format!(
+                "{}: tensor '{name}' of shape {} ({dtype})",
+                shown_path(path),
+                convert::shape_text(view.shape())
+            )
+        })?;
         let data = convert::from_le_bytes(dtype, view.shape(), view.data())
             .map_err(|e| Error::format(path, format!("tensor '{name}': {e}")))?;
-        mapped::release_pages(&map, view.data());
+        release(view.data());
         initializers.insert(name.to_string(), Tensor::new(name, data, dtype));
     }
     let mut graph = Graph {
@@ -43,11 +84,7 @@ pub fn load_safetensors(path: &Path) -> Result<Model> {
         ..Graph::default()
     };
     ir::assign_roles(&mut graph);
-    Ok(Model {
-        path: path.to_path_buf(),
-        format: ModelFormat::Safetensors,
-        graph,
-    })
+    Ok(graph)
 }
 
 fn dtype_of(d: Dtype) -> Option<DType> {

@@ -978,3 +978,5 @@ fn truncated_npy_and_npz_are_errors() {
     let e = err_text(load_model(&cut));
     assert!(e.contains("cut.npz"), "{e}");
 }
+
+mod hostile;

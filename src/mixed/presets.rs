@@ -4,6 +4,7 @@
 
 use super::allocation::{AllocationOptions, BitAssignment};
 use super::sensitivity::quantizable_layers;
+use crate::engine::geometry::WindowSpec;
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Node};
 
@@ -26,10 +27,16 @@ pub fn conv_kind(graph: &Graph, node: &Node) -> ConvKind {
         return ConvKind::Other;
     };
     let shape = w.shape();
-    let group = node.attr_int("group", 1).unwrap_or(1);
-    if shape.len() >= 3 && group > 1 && shape[1] == 1 && group as usize == shape[0] {
+    if shape.len() < 3 {
+        return ConvKind::Other;
+    }
+    let Ok(window) = WindowSpec::conv(node, &shape[2..]) else {
+        return ConvKind::Other;
+    };
+    let group = window.group;
+    if group > 1 && shape[1] == 1 && group == shape[0] {
         ConvKind::Depthwise
-    } else if shape.len() >= 3 && group == 1 && shape[2..].iter().all(|&d| d == 1) {
+    } else if group == 1 && shape[2..].iter().all(|&d| d == 1) {
         ConvKind::Pointwise
     } else {
         ConvKind::Other

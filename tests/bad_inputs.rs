@@ -1,0 +1,693 @@
+//! The bad-input suite: a seeded generator (`common/hostile.rs`) makes truncated, bit-flipped,
+//! hostile-shaped, broken-zip, linked, huge-declaring and wrongly versioned files; every one,
+//! through the library readers (model, arrays, session, encodings), must give a clean one-line
+//! error naming the file or load, never panic, and allocate no more than the memory budget
+//! plus a small multiple of the file's size (a counting global allocator measures each read).
+//! A few cases go through the `quantscope` binary end to end: one `error:` line, exit code 1,
+//! no signal.
+
+mod common;
+#[path = "common/hostile.rs"]
+mod hostile;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::repo_path;
+use hostile::{Case, Mutator, Reader};
+use prost::Message;
+use quantscope::budget::MemoryBudget;
+use quantscope::export::{Session, import_encodings};
+use quantscope::ir::Severity;
+use quantscope::load::{load_model, load_model_checked, read_arrays_within};
+use quantscope::quant::QuantConfig;
+use quantscope::summary::ModelSummary;
+use tempfile::TempDir;
+
+// ---------------------------------------------------------------- counting allocator
+
+/// Counts live heap bytes and their peak, for the whole test process.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(n: usize) {
+    let now = LIVE.fetch_add(n, Ordering::Relaxed) + n;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            grew(new_size);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Tests measure one at a time, so the peak is theirs alone.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Runs `f` and returns its result with the most heap bytes it held above the start.
+fn measured<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let start = LIVE.load(Ordering::Relaxed);
+    PEAK.store(start, Ordering::Relaxed);
+    let out = f();
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(start);
+    (out, peak)
+}
+
+// ---------------------------------------------------------------- checking one case
+
+/// The budget every library read runs under.
+const BUDGET: u64 = 64 << 20;
+
+/// What one read may allocate at most: the budget (converted tensors, inflated members) plus
+/// 32 × the file (protobuf and JSON structures decoded from it) plus 4 MiB of fixed overhead.
+fn allowed_peak(file_len: usize) -> usize {
+    BUDGET as usize + 32 * file_len + (4 << 20)
+}
+
+/// The sample CNN, which encodings are imported against.
+fn cnn() -> &'static quantscope::ir::Graph {
+    static GRAPH: std::sync::OnceLock<quantscope::ir::Graph> = std::sync::OnceLock::new();
+    GRAPH.get_or_init(|| {
+        load_model(&repo_path("sample_models/digits_cnn.onnx"))
+            .expect("sample CNN")
+            .graph
+    })
+}
+
+/// Reads a case with its reader: Ok, or the error text.
+fn read(case: &Case) -> Result<(), String> {
+    let budget = MemoryBudget::new(BUDGET);
+    match case.reader {
+        Reader::Model => {
+            let (model, report) =
+                load_model_checked(&case.path, budget).map_err(|e| e.to_string())?;
+            // What `inspect` does with a loaded model must not fail either.
+            let summary = ModelSummary::of(&model);
+            let errors = report
+                .findings
+                .iter()
+                .any(|f| f.severity == Severity::Error);
+            assert!(
+                !(errors && summary.runnable),
+                "{}: findings say not runnable",
+                case.label
+            );
+            Ok(())
+        }
+        Reader::Arrays => read_arrays_within(&case.path, budget)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Reader::Session => Session::read(&case.path)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Reader::Encodings => {
+            let mut config = QuantConfig::int8_per_channel();
+            import_encodings(&case.path, cnn(), &mut config)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Reads `case` and checks: no panic, an error is one non-empty line naming the file, and the
+/// allocation stayed bounded. Returns the error text, if any.
+fn check(case: &Case) -> Option<String> {
+    let file_len = std::fs::metadata(&case.path).map_or(0, |m| m.len() as usize);
+    let (outcome, peak) = measured(|| std::panic::catch_unwind(|| read(case)));
+    let label = format!("{} ({})", case.label, case.path.display());
+    let result = outcome.unwrap_or_else(|_| panic!("{label}: the reader panicked"));
+    assert!(
+        peak <= allowed_peak(file_len),
+        "{label}: allocated {peak} bytes at peak for a {file_len}-byte file"
+    );
+    let error = result.err()?;
+    assert!(!error.trim().is_empty(), "{label}: empty error");
+    assert!(
+        !error.contains('\n') && !error.contains('\r'),
+        "{label}: more than one line: {error}"
+    );
+    assert!(
+        error.len() < 1000,
+        "{label}: {} characters: {error}",
+        error.len()
+    );
+    let name = case
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    assert!(
+        error.contains(&name),
+        "{label}: the error does not name the file: {error}"
+    );
+    Some(error)
+}
+
+// ---------------------------------------------------------------- mutated valid files
+
+/// Valid base files: (file name, bytes, reader).
+fn bases(dir: &Path) -> Vec<(String, Vec<u8>, Reader)> {
+    let sample = |p: &str| std::fs::read(repo_path(p)).expect("sample file");
+    let small_npy = hostile::npy_bytes(
+        "<f8",
+        "(2, 3)",
+        &(0..6)
+            .flat_map(|i| (i as f64).to_le_bytes())
+            .collect::<Vec<_>>(),
+    );
+    let int_npy = hostile::npy_bytes(
+        "<i4",
+        "(4,)",
+        &[1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 9, 0, 0, 0],
+    );
+    let model_path = repo_path("sample_models/digits_cnn.onnx");
+    let mut out = vec![
+        (
+            "mlp.onnx".into(),
+            sample("sample_models/digits_mlp.onnx"),
+            Reader::Model,
+        ),
+        (
+            "cnn.onnx".into(),
+            sample("sample_models/digits_cnn.onnx"),
+            Reader::Model,
+        ),
+        (
+            "conv.onnx".into(),
+            hostile::conv_model(&[1, 1], Some(17), Some(8)).encode_to_vec(),
+            Reader::Model,
+        ),
+        (
+            "w.safetensors".into(),
+            hostile::safetensors_valid(),
+            Reader::Model,
+        ),
+        (
+            "labels.npy".into(),
+            sample("sample_models/data/digits_test_y.npy"),
+            Reader::Model,
+        ),
+        ("small.npy".into(), small_npy.clone(), Reader::Arrays),
+        (
+            "stored.npz".into(),
+            hostile::zip_bytes(
+                &[("a.npy", small_npy.clone()), ("b.npy", int_npy.clone())],
+                false,
+            ),
+            Reader::Arrays,
+        ),
+        (
+            "deflated.npz".into(),
+            hostile::zip_bytes(&[("a.npy", small_npy), ("b.npy", int_npy)], true),
+            Reader::Model,
+        ),
+        (
+            "session.json".into(),
+            hostile::session_text(&model_path).into_bytes(),
+            Reader::Session,
+        ),
+    ];
+    for (name, text) in hostile::encodings_texts() {
+        out.push((name.to_string(), text.into_bytes(), Reader::Encodings));
+    }
+    // Every base must be valid as written, or the mutations prove little.
+    for (name, bytes, reader) in &out {
+        let case = Case {
+            label: format!("valid {name}"),
+            path: hostile::write(dir, name, bytes),
+            reader: *reader,
+        };
+        assert_eq!(check(&case), None, "{name} should read");
+    }
+    out
+}
+
+/// Mutations per base file.
+const MUTATIONS: u64 = 300;
+
+#[test]
+fn mutated_files_give_one_line_errors_within_the_budget() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new().unwrap();
+    let mut errors = 0;
+    let mut total = 0;
+    for (b, (name, bytes, reader)) in bases(dir.path()).into_iter().enumerate() {
+        let mut mutator = Mutator::new(0x5eed_0000 + b as u64);
+        for k in 0..MUTATIONS {
+            let (mutated, what) = mutator.mutate(&bytes);
+            let case = Case {
+                label: format!("{name} #{k}: {what}"),
+                path: hostile::write(dir.path(), &format!("m{k}-{name}"), &mutated),
+                reader,
+            };
+            errors += usize::from(check(&case).is_some());
+            total += 1;
+            let _ = std::fs::remove_file(&case.path);
+        }
+    }
+    // The mutations must mostly break the files, or the suite tests nothing.
+    assert!(
+        errors * 2 > total,
+        "only {errors} of {total} mutated files were refused"
+    );
+}
+
+// ---------------------------------------------------------------- hand-made hostile files
+
+/// A case that must fail, with fragments its message must contain.
+fn refused(dir: &Path, name: &str, bytes: &[u8], reader: Reader, fragments: &[&str]) {
+    let case = Case {
+        label: name.to_string(),
+        path: hostile::write(dir, name, bytes),
+        reader,
+    };
+    let error = check(&case).unwrap_or_else(|| panic!("{name} was accepted"));
+    for f in fragments {
+        assert!(error.contains(f), "{name}: {f:?} not in: {error}");
+    }
+}
+
+#[test]
+fn hostile_shapes_and_sizes_are_refused_before_allocating() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let kb128 = vec![0u8; 128 * 1024];
+    refused(
+        d,
+        "declares-512g.npy",
+        &hostile::npy_bytes("<f4", "(2147483648, 1, 8, 8)", &kb128),
+        Reader::Arrays,
+        &["512 GiB", "131072 bytes of data"],
+    );
+    refused(
+        d,
+        "weights-2p40.npy",
+        &hostile::npy_bytes("<f4", "(1099511627776,)", &[0; 64]),
+        Reader::Model,
+        &["4 TiB"],
+    );
+    refused(
+        d,
+        "header-4g.npy",
+        &hostile::npy_v2_with_header_len(u32::MAX),
+        Reader::Arrays,
+        &["4294967295 bytes of header text"],
+    );
+    refused(
+        d,
+        "member-512g.npz",
+        &hostile::zip_bytes(
+            &[(
+                "x.npy",
+                hostile::npy_bytes("<f4", "(2147483648, 1, 8, 8)", &kb128),
+            )],
+            true,
+        ),
+        Reader::Arrays,
+        &["array 'x'", "512 GiB"],
+    );
+    refused(
+        d,
+        "member-header-4g.npz",
+        &hostile::zip_bytes(
+            &[("x.npy", hostile::npy_v2_with_header_len(u32::MAX))],
+            false,
+        ),
+        Reader::Arrays,
+        &["array 'x'", "header text"],
+    );
+    refused(
+        d,
+        "huge-shape.safetensors",
+        &hostile::safetensors_raw(
+            r#"{"w":{"dtype":"F32","shape":[1099511627776],"data_offsets":[0,16]}}"#,
+            &[0; 16],
+        ),
+        Reader::Model,
+        &["not a valid safetensors file"],
+    );
+    refused(
+        d,
+        "huge-header.safetensors",
+        &{
+            let mut b = (1u64 << 62).to_le_bytes().to_vec();
+            b.extend(b"{}");
+            b
+        },
+        Reader::Model,
+        &["safetensors"],
+    );
+    refused(
+        d,
+        "dims-2p40.onnx",
+        &hostile::hostile_dims_model(&[1 << 40], vec![0; 16]),
+        Reader::Model,
+        &[
+            "initializer 'w'",
+            "raw_data does not match",
+            "4398046511104",
+        ],
+    );
+    refused(
+        d,
+        "dims-no-data.onnx",
+        &hostile::hostile_dims_model(&[1 << 20, 1 << 20], Vec::new()),
+        Reader::Model,
+        &["initializer 'w'"],
+    );
+    // External data declaring far more than its file holds, and a (sparse) file big enough
+    // for what is declared but over the budget.
+    hostile::write(d, "w.bin", &[0u8; 64]);
+    refused(
+        d,
+        "external-long.onnx",
+        &hostile::external_model("w.bin", 0, None, &[1 << 38]),
+        Reader::Model,
+        &["initializer 'w'", "too short"],
+    );
+    let big = std::fs::File::create(d.join("big.bin")).unwrap();
+    big.set_len(128 << 20).unwrap();
+    refused(
+        d,
+        "external-big.onnx",
+        &hostile::external_model("big.bin", 0, None, &[1 << 25]),
+        Reader::Model,
+        &[
+            "initializer 'w'",
+            "big.bin",
+            "128 MiB",
+            "memory budget of 64 MiB",
+        ],
+    );
+    refused(
+        d,
+        "external-offset.onnx",
+        &hostile::external_model("w.bin", u64::MAX - 4, None, &[1, 1, 3, 3]),
+        Reader::Model,
+        &["initializer 'w'", "too short"],
+    );
+}
+
+#[test]
+fn a_compressed_member_is_bounded_while_inflating() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new().unwrap();
+    let path = hostile::write(dir.path(), "bomb.npz", &hostile::zip_bomb(64 << 20));
+    let file_len = std::fs::metadata(&path).unwrap().len() as usize;
+    assert!(file_len < 1 << 20, "{file_len}");
+    let (result, peak) = measured(|| read_arrays_within(&path, MemoryBudget::new(16 << 20)));
+    let error = result
+        .expect_err("64 MiB inflated under a 16 MiB budget")
+        .to_string();
+    assert!(
+        error.contains("array 'x'") && error.contains("memory budget of 16 MiB"),
+        "{error}"
+    );
+    assert!(peak < 4 << 20, "refusing the bomb allocated {peak} bytes");
+    // Within a budget that allows it, the peak stays near what the ledger counted: the raw
+    // member and the array, not the file size times anything.
+    let (arrays, peak) = measured(|| read_arrays_within(&path, MemoryBudget::new(256 << 20)));
+    assert_eq!(arrays.expect("within the budget")[0].data.len(), 16 << 20);
+    assert!(peak <= (128 << 20) + (4 << 20), "peak {peak}");
+}
+
+#[cfg(unix)]
+#[test]
+fn external_data_through_links_stays_in_the_model_directory() {
+    use std::os::unix::fs::symlink;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new().unwrap();
+    let model_dir = dir.path().join("model");
+    std::fs::create_dir(&model_dir).unwrap();
+    let outside = hostile::write(dir.path(), "outside.bin", &[7u8; 36]);
+    symlink(&outside, model_dir.join("link.bin")).unwrap();
+    symlink("/etc/passwd", model_dir.join("passwd.bin")).unwrap();
+    symlink(dir.path(), model_dir.join("parent")).unwrap();
+    for location in ["link.bin", "passwd.bin", "parent/outside.bin"] {
+        refused(
+            &model_dir,
+            &format!("via-{}.onnx", location.replace('/', "-")),
+            &hostile::external_model(location, 0, None, &[1, 1, 3, 3]),
+            Reader::Model,
+            &["initializer 'w'", "outside the model's directory", location],
+        );
+    }
+}
+
+#[test]
+fn versions_and_attributes_outside_onnx_are_reported() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    for (name, opset, ir, fragment) in [
+        (
+            "opset99.onnx",
+            Some(99),
+            Some(8),
+            "opset 99 is newer than any ONNX release",
+        ),
+        (
+            "opset-1.onnx",
+            Some(-1),
+            Some(8),
+            "opset -1 is not an ONNX opset",
+        ),
+        ("no-opset.onnx", None, Some(8), "imports no opset"),
+        ("ir99.onnx", Some(17), Some(99), "IR version 99"),
+    ] {
+        refused(
+            d,
+            name,
+            &hostile::conv_model(&[1, 1], opset, ir).encode_to_vec(),
+            Reader::Model,
+            &[fragment],
+        );
+    }
+    // Accepted with a warning, as onnxruntime accepts them.
+    for (name, opset, ir, fragment) in [
+        ("opset1.onnx", Some(1), Some(8), "opset 1 is older than 7"),
+        ("ir0.onnx", Some(17), Some(0), "IR version 0"),
+    ] {
+        let path = hostile::write(
+            d,
+            name,
+            &hostile::conv_model(&[1, 1], opset, ir).encode_to_vec(),
+        );
+        let (_, report) = load_model_checked(&path, MemoryBudget::new(BUDGET)).expect(name);
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.severity == Severity::Warning && f.message.contains(fragment)),
+            "{name}: {:?}",
+            report.findings
+        );
+    }
+    // Loads (the weights stay viewable) but is not runnable.
+    let path = hostile::write(
+        d,
+        "strides0.onnx",
+        &hostile::conv_model(&[0, 0], Some(17), Some(8)).encode_to_vec(),
+    );
+    let (model, report) = load_model_checked(&path, MemoryBudget::new(BUDGET)).unwrap();
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.severity == Severity::Error)
+    );
+    let summary = ModelSummary::of(&model);
+    assert!(!summary.runnable);
+    assert_eq!(
+        summary.run_error.as_deref(),
+        Some("node 'conv' (Conv): attribute 'strides' must be positive, the file has [0, 0]")
+    );
+}
+
+// ---------------------------------------------------------------- end to end
+
+fn quantscope(args: &[&std::ffi::OsStr], budget: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_quantscope"));
+    command.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    match budget {
+        Some(b) => command.env("QUANTSCOPE_MEMORY_BUDGET", b),
+        None => command.env_remove("QUANTSCOPE_MEMORY_BUDGET"),
+    };
+    command.output().expect("the binary runs")
+}
+
+/// Asserts a run failed with exit code 1 (not a signal) and exactly one `error:` line holding
+/// every fragment.
+fn assert_one_error_line(o: &Output, fragments: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "status {:?}, stderr: {err}",
+        o.status
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected: {err}"
+    );
+    assert!(err.starts_with("error: "), "{err}");
+    for f in fragments {
+        assert!(err.contains(f), "{f:?} not in: {err}");
+    }
+}
+
+#[test]
+fn the_binary_refuses_hostile_files_with_one_line() {
+    // Held so this test's own allocations do not count in another test's measurement.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let os = |p: &Path| p.as_os_str().to_owned();
+    let cnn = repo_path("sample_models/digits_cnn.onnx");
+    let s = |t: &str| std::ffi::OsString::from(t);
+
+    let w = hostile::write(
+        d,
+        "w.npy",
+        &hostile::npy_bytes("<f4", "(1099511627776,)", &[0; 64]),
+    );
+    let o = quantscope(&[&s("inspect"), &os(&w)], None);
+    assert_one_error_line(&o, &["w.npy", "4 TiB"]);
+
+    let data = hostile::write(
+        d,
+        "x.npy",
+        &hostile::npy_bytes("<f4", "(2147483648, 1, 8, 8)", &vec![0; 128 * 1024]),
+    );
+    let o = quantscope(&[&s("run"), &os(&cnn), &s("--data"), &os(&data)], None);
+    assert_one_error_line(&o, &["x.npy", "512 GiB"]);
+
+    let bomb = hostile::write(d, "bomb.npz", &hostile::zip_bomb(64 << 20));
+    let o = quantscope(
+        &[&s("run"), &os(&cnn), &s("--data"), &os(&bomb)],
+        Some("16M"),
+    );
+    assert_one_error_line(&o, &["bomb.npz", "memory budget of 16 MiB"]);
+
+    let mut header = hostile::npy_bytes("<f4", "(4,)", &[0; 16]);
+    header[20] = b'!';
+    let broken = hostile::write(d, "broken.npy", &header);
+    let o = quantscope(&[&s("inspect"), &os(&broken)], None);
+    assert_one_error_line(&o, &["broken.npy", "bad header"]);
+
+    let opset = hostile::write(
+        d,
+        "opset99.onnx",
+        &hostile::conv_model(&[1, 1], Some(99), Some(8)).encode_to_vec(),
+    );
+    let o = quantscope(&[&s("inspect"), &os(&opset)], None);
+    assert_one_error_line(&o, &["opset 99"]);
+
+    let missing = d.join("nowhere").join("m.onnx");
+    let o = quantscope(&[&s("inspect"), &os(&missing)], None);
+    assert_one_error_line(&o, &["m.onnx: No such file or directory"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+
+    #[cfg(unix)]
+    {
+        let model_dir = d.join("model");
+        std::fs::create_dir(&model_dir).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", model_dir.join("link.bin")).unwrap();
+        let linked = hostile::write(
+            &model_dir,
+            "m.onnx",
+            &hostile::external_model("link.bin", 0, None, &[1, 1, 3, 3]),
+        );
+        let o = quantscope(&[&s("inspect"), &os(&linked)], None);
+        assert_one_error_line(
+            &o,
+            &[
+                "initializer 'w'",
+                "link.bin",
+                "outside the model's directory",
+            ],
+        );
+    }
+}
+
+#[test]
+fn inspect_says_a_zero_stride_conv_is_not_runnable() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new().unwrap();
+    let path: PathBuf = hostile::write(
+        dir.path(),
+        "strides0.onnx",
+        &hostile::conv_model(&[0, 0], Some(17), Some(8)).encode_to_vec(),
+    );
+    let o = quantscope(&[std::ffi::OsStr::new("inspect"), path.as_os_str()], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("runnable:   no: node 'conv' (Conv): attribute 'strides' must be positive"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_huge_aimet_bit_width_is_reported_as_it_is() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let graph = cnn();
+    let weight = graph
+        .nodes
+        .iter()
+        .find(|n| n.op_type == "Conv")
+        .and_then(|n| n.input(1))
+        .expect("a Conv weight");
+    let dir = TempDir::new().unwrap();
+    let text = format!(
+        r#"{{"activation_encodings": {{}}, "param_encodings": {{"{weight}": [{{"bitwidth": 1099511627776, "min": -1.0, "max": 1.0}}]}}}}"#
+    );
+    let path = hostile::write(dir.path(), "huge-bits.encodings", text.as_bytes());
+    let mut config = QuantConfig::int8_per_channel();
+    let report = import_encodings(&path, graph, &mut config).expect("read");
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+    assert!(
+        report.skipped[0]
+            .1
+            .starts_with("1099511627776-bit encoding"),
+        "{report:?}"
+    );
+}
