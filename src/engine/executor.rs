@@ -471,10 +471,11 @@ fn run_step(
             result
         }
         Kernel::Fused(fused) => {
+            // errors name the original node that failed
             let mut args = Args::new(borrowed, owned);
             let result = fused.run(opset, &mut args);
             args.into_leftovers().for_each(recycle);
-            result
+            return result;
         }
     };
     result.map_err(|e| Error::Op {

@@ -18,7 +18,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::engine::ops::elementwise::Program;
-use crate::engine::ops::{self, Args, OpCtx, OpError, OpResult};
+use crate::engine::ops::{self, Args, OpCtx, OpError};
+use crate::error::Error;
 use crate::ir::{Graph, Node, TensorData};
 
 mod conv_epilogue;
@@ -52,10 +53,21 @@ pub(crate) struct FusedElementwise {
 }
 
 impl FusedElementwise {
-    /// Runs the chain on `args` (the fused node's inputs).
-    pub fn run(&self, opset: i64, args: &mut Args<'_>) -> OpResult {
+    /// Runs the chain on `args` (the fused node's inputs). An error names the original node
+    /// that failed (the chain's last one when the single pass fails).
+    pub fn run(&self, opset: i64, args: &mut Args<'_>) -> Result<Vec<TensorData>, Error> {
+        let op_error = |node: Option<&Node>, e: OpError| match node {
+            Some(node) => Error::Op {
+                node: node.name.clone(),
+                op: node.op_type.clone(),
+                msg: e.0,
+            },
+            None => Error::Graph(format!("empty fused chain: {}", e.0)),
+        };
         if let Some(result) = self.program.run(args) {
-            return Ok(vec![result?]);
+            return result
+                .map(|v| vec![v])
+                .map_err(|e| op_error(self.members.last(), e));
         }
         // one by one, as the original nodes
         let mut values: HashMap<&str, TensorData> = HashMap::new();
@@ -77,22 +89,18 @@ impl FusedElementwise {
                 })
                 .collect();
             let kernel = ops::kernel_for(node)
-                .ok_or_else(|| OpError(format!("no kernel for fused node '{}'", node.name)))?;
-            let mut out = kernel(&OpCtx { node, opset }, &inputs)
-                .map_err(|e| OpError(format!("in '{}' ({}): {}", node.name, node.op_type, e.0)))?;
+                .ok_or_else(|| op_error(Some(node), OpError("no kernel".into())))?;
+            let mut out =
+                kernel(&OpCtx { node, opset }, &inputs).map_err(|e| op_error(Some(node), e))?;
             if out.is_empty() {
-                return Err(OpError(format!("'{}' produced no output", node.name)));
+                return Err(op_error(Some(node), OpError("produced no output".into())));
             }
             values.insert(node.outputs[0].as_str(), out.swap_remove(0));
         }
-        let last = self
-            .members
-            .last()
-            .ok_or_else(|| OpError("empty fused chain".into()))?;
-        values
-            .remove(last.outputs[0].as_str())
+        let last = self.members.last();
+        last.and_then(|l| values.remove(l.outputs[0].as_str()))
             .map(|v| vec![v])
-            .ok_or_else(|| OpError("fused chain lost its result".into()))
+            .ok_or_else(|| op_error(last, OpError("the fused chain lost its result".into())))
     }
 
     /// The original nodes, in execution order.

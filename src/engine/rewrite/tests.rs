@@ -241,8 +241,8 @@ fn spelled_out_hard_swish_goes_into_the_conv() {
     let g = conv_bn_graph(vec![
         node("add", "Add", &["n", "three"], &["a"]),
         node("clip", "Clip", &["a", "zero", "six"], &["c6"]),
-        node("mul", "Mul", &["n", "c6"], &["m"]),
-        node("div", "Div", &["m", "six"], &["y"]),
+        node("mul", "Mul", &["n", "c6"], &["p"]),
+        node("div", "Div", &["p", "six"], &["y"]),
     ]);
     assert_eq!(op_types(&g, &|_| false), vec!["Conv"]);
     assert_eq!(conv_epilogue(&g).activation, Some(Activation::HardSwish));
