@@ -1,5 +1,7 @@
 //! [`ActivationCollector`]: a [`TensorHook`] that feeds every float tensor of a run into its
-//! [`CalibrationStats`], keeping statistics only (never the activations).
+//! [`CalibrationStats`], keeping statistics only (never the activations). After a first pass
+//! over the data, [`ActivationCollector::start_histogram_pass`] turns it into a collector of
+//! exact histograms for a second pass over the same data.
 //!
 //! During a run each tensor's statistics are updated by a deferred observation on a worker
 //! thread, concurrently with the rest of the run (the tensor's entry travels with the work and
@@ -22,6 +24,8 @@ pub struct ActivationCollector {
     config: ObserverConfig,
     only: Option<BTreeSet<String>>,
     stats: BTreeMap<String, CalibrationStats>,
+    /// Second pass: only the histograms of tensors already seen are fed.
+    histograms_only: bool,
     /// Entries updated by deferred observations, put back by `finish`.
     returned: Arc<Mutex<Vec<(String, CalibrationStats)>>>,
 }
@@ -32,6 +36,7 @@ impl Clone for ActivationCollector {
             config: self.config,
             only: self.only.clone(),
             stats: self.stats.clone(),
+            histograms_only: self.histograms_only,
             returned: Arc::default(),
         }
     }
@@ -71,11 +76,34 @@ impl ActivationCollector {
         self.stats
     }
 
+    /// Whether every tensor's histograms are exact (no range grew after the first batch).
+    pub fn histograms_are_exact(&self) -> bool {
+        self.stats
+            .values()
+            .all(CalibrationStats::histograms_are_exact)
+    }
+
+    /// Starts a second pass over the same data: every histogram is emptied with its range fixed
+    /// to the tensor's final range, and later runs feed the histograms only, which then equal
+    /// single-pass histograms of all the values (the other statistics are kept).
+    pub fn start_histogram_pass(&mut self) {
+        self.stats
+            .values_mut()
+            .for_each(CalibrationStats::restart_histograms);
+        self.histograms_only = true;
+    }
+
     /// Feeds one tensor (as a batch) by name; what the hook does for each float tensor.
     pub fn observe(&mut self, name: &str, values: ArrayViewD<'_, f32>) {
         if let Some(only) = &self.only
             && !only.contains(name)
         {
+            return;
+        }
+        if self.histograms_only {
+            if let Some(stats) = self.stats.get_mut(name) {
+                stats.observe_histograms(values);
+            }
             return;
         }
         let config = self.config;
@@ -133,15 +161,21 @@ impl TensorHook for ActivationCollector {
             return None; // `on_tensor` skips it
         }
         let name = site.name.to_string();
-        let mut stats = self
-            .stats
-            .remove(&name)
-            .unwrap_or_else(|| CalibrationStats::new(self.config));
+        let histograms_only = self.histograms_only;
+        let mut stats = match self.stats.remove(&name) {
+            Some(stats) => stats,
+            None if histograms_only => return None, // second pass: tensors seen before only
+            None => CalibrationStats::new(self.config),
+        };
         let value = Arc::clone(value);
         let returned = Arc::clone(&self.returned);
         Some(Box::new(move || {
             if let TensorData::F32(a) = &*value {
-                stats.observe(a.view());
+                if histograms_only {
+                    stats.observe_histograms(a.view());
+                } else {
+                    stats.observe(a.view());
+                }
             }
             drop(value);
             returned

@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use super::buffers::recycle;
 use super::hook::{Observation, TensorHook, TensorSite};
-use super::ops::{self, Args, MovingOpFn, OpCtx, OpFn};
-use super::rewrite::{self, FusedElementwise, PlannedNode};
+use super::ops::control::{self, NestedPlans};
+use super::ops::{self, Args, OpCtx};
 use crate::error::{Error, Result};
 use crate::ir::{Dim, Graph, TensorData};
+use compile::{Compiled, Constant, Kernel, Step, compile, topological_order};
 
 /// Bytes of tensors that deferred observations may hold at once; past it, observations run on
 /// the run's own thread.
@@ -23,50 +24,7 @@ const DEFERRED_BYTES: usize = 256 << 20;
 /// Plans kept for different sets of wanted tensors.
 const VARIANTS: usize = 8;
 
-/// How a step computes.
-enum Kernel {
-    Op {
-        kernel: OpFn,
-        /// The storage-reusing form of the kernel, if the op has one.
-        moving: Option<MovingOpFn>,
-    },
-    Fused(Arc<FusedElementwise>),
-}
-
-/// One node of the rewritten graph, resolved: its kernel and the slots it reads and writes.
-struct Step {
-    kernel: Kernel,
-    /// Slot per input; None for omitted optional inputs.
-    inputs: Vec<Option<usize>>,
-    /// Per input: whether this step is its last reader and reads it once, so that the value
-    /// can be handed to the kernel (when nothing else holds it).
-    movable: Vec<bool>,
-    outputs: Vec<usize>,
-    /// Per output: the producing node (index into the graph) when the hook sees it.
-    report: Vec<Option<usize>>,
-    /// Slots whose last reader is this step (freed after it runs).
-    frees: Vec<usize>,
-}
-
-/// Where a constant's value is.
-enum Constant {
-    /// An initializer of the graph, by name.
-    Initializer(String),
-    /// A value the rewrite made.
-    Made(Arc<TensorData>),
-}
-
-/// A rewritten graph resolved to slots and kernels.
-struct Compiled {
-    nodes: Vec<PlannedNode>,
-    steps: Vec<Step>,
-    slot_count: usize,
-    constants: Vec<(usize, Constant)>,
-    /// (slot, input index in graph.inputs, shown to the hook) for each fed input.
-    feeds: Vec<(usize, usize, bool)>,
-    /// (slot, output name) for each graph output.
-    fetches: Vec<(usize, String)>,
-}
+mod compile;
 
 /// A graph prepared to run: nodes in dependency order, names resolved to slots, kernels looked
 /// up. Building a plan fails (naming every unsupported op) before anything runs.
@@ -82,6 +40,8 @@ pub struct Plan<'g> {
     plain: Arc<Compiled>,
     /// Plans by the wanted tensors (one flag per `tensors` entry), most recent last.
     variants: Mutex<Vec<(Vec<bool>, Arc<Compiled>)>>,
+    /// The plans of the subgraphs of control-flow nodes, by node index, built once.
+    nested: HashMap<usize, NestedPlans<'g>>,
 }
 
 /// Options for one run.
@@ -94,7 +54,20 @@ pub struct RunOptions<'a> {
 /// A value in a slot: a constant of the graph or plan, or a computed tensor.
 enum Value<'a> {
     Borrowed(&'a TensorData),
+    /// A constant the plan holds shared (made by the rewrite, or read by control flow).
+    Made(&'a Arc<TensorData>),
     Shared(Arc<TensorData>),
+}
+
+impl Value<'_> {
+    /// The value as a shared tensor (copying only an initializer of the graph).
+    fn shared(&self) -> Arc<TensorData> {
+        match self {
+            Value::Borrowed(t) => Arc::new((*t).clone()),
+            Value::Made(t) => Arc::clone(t),
+            Value::Shared(t) => Arc::clone(t),
+        }
+    }
 }
 
 impl Deref for Value<'_> {
@@ -102,6 +75,7 @@ impl Deref for Value<'_> {
     fn deref(&self) -> &TensorData {
         match self {
             Value::Borrowed(t) => t,
+            Value::Made(t) => t,
             Value::Shared(t) => t,
         }
     }
@@ -132,9 +106,18 @@ impl<'g> Plan<'g> {
         if !graph.is_runnable() {
             return Err(Error::Graph("the graph has no nodes to run".into()));
         }
+        Self::build(graph)
+    }
+
+    /// The plan of a subgraph (which may have no nodes: a branch returning outer values).
+    pub(crate) fn for_subgraph(graph: &'g Graph) -> Result<Self> {
+        Self::build(graph)
+    }
+
+    fn build(graph: &'g Graph) -> Result<Self> {
         let unsupported: Vec<(String, String)> = graph
-            .nodes
-            .iter()
+            .nodes_recursive()
+            .into_iter()
             .filter(|n| ops::kernel_for(n).is_none())
             .map(|n| {
                 let op = if n.domain.is_empty() || n.domain == "ai.onnx" {
@@ -167,7 +150,19 @@ impl<'g> Plan<'g> {
                 producers.insert(out.as_str(), i);
             }
         }
-        let plain = Arc::new(compile(graph, &order, &producers, &HashSet::new())?);
+        let mut nested = HashMap::new();
+        for &i in &order {
+            if let Some(plans) = control::plans_for(&graph.nodes[i])? {
+                nested.insert(i, plans);
+            }
+        }
+        let plain = Arc::new(compile(
+            graph,
+            &order,
+            &producers,
+            &nested,
+            &HashSet::new(),
+        )?);
         Ok(Plan {
             graph,
             order,
@@ -175,6 +170,7 @@ impl<'g> Plan<'g> {
             producers,
             plain,
             variants: Mutex::new(Vec::new()),
+            nested,
         })
     }
 
@@ -211,7 +207,13 @@ impl<'g> Plan<'g> {
             .filter(|(_, w)| **w)
             .map(|(t, _)| *t)
             .collect();
-        let compiled = Arc::new(compile(self.graph, &self.order, &self.producers, &keep)?);
+        let compiled = Arc::new(compile(
+            self.graph,
+            &self.order,
+            &self.producers,
+            &self.nested,
+            &keep,
+        )?);
         if variants.len() >= VARIANTS {
             variants.remove(0);
         }
@@ -228,6 +230,7 @@ impl<'g> Plan<'g> {
         options: RunOptions<'_>,
     ) -> Result<Vec<(String, TensorData)>> {
         let mut hook = hook;
+        let feeds = self.resolve_inputs(inputs)?;
         let compiled = match hook.as_deref() {
             Some(h) => self.plan_for(h)?,
             None => Arc::clone(&self.plain),
@@ -248,7 +251,7 @@ impl<'g> Plan<'g> {
             };
             let result = self.run_compiled(
                 &compiled,
-                inputs,
+                feeds,
                 hook.as_deref_mut(),
                 options,
                 &spawn,
@@ -266,6 +269,101 @@ impl<'g> Plan<'g> {
         }
         finished?;
         Ok(outputs)
+    }
+
+    /// The fed value of every graph input, in input order (an input not fed takes its
+    /// initializer), each checked against its declaration. Errors name a missing or unknown input.
+    fn resolve_inputs(
+        &self,
+        mut inputs: HashMap<String, TensorData>,
+    ) -> Result<Vec<Option<Arc<TensorData>>>> {
+        let mut feeds = Vec::with_capacity(self.graph.inputs.len());
+        for info in &self.graph.inputs {
+            let value = match inputs.remove(&info.name) {
+                Some(v) => v,
+                None => match self.graph.initializers.get(&info.name) {
+                    Some(t) => t.data.clone(),
+                    None => {
+                        return Err(Error::Input {
+                            name: info.name.clone(),
+                            msg: "no data given for this model input".into(),
+                        });
+                    }
+                },
+            };
+            check_input(info, &value)?;
+            feeds.push(Some(Arc::new(value)));
+        }
+        if let Some(extra) = inputs.keys().next() {
+            let known: Vec<&str> = self.graph.inputs.iter().map(|i| i.name.as_str()).collect();
+            return Err(Error::Input {
+                name: extra.clone(),
+                msg: format!("the model has no such input (inputs: {})", known.join(", ")),
+            });
+        }
+        Ok(feeds)
+    }
+
+    /// Runs a subgraph's plan on shared values, one per input of the subgraph in order,
+    /// without a hook, on the calling thread. Returns the outputs in order.
+    pub(crate) fn run_nested(
+        &self,
+        feeds: Vec<Arc<TensorData>>,
+        options: RunOptions<'_>,
+    ) -> Result<Vec<TensorData>> {
+        if feeds.len() != self.graph.inputs.len() {
+            return Err(Error::Graph(format!(
+                "subgraph '{}' takes {} inputs, {} were given",
+                self.graph.name,
+                self.graph.inputs.len(),
+                feeds.len()
+            )));
+        }
+        for (info, value) in self.graph.inputs.iter().zip(&feeds) {
+            check_input(info, value)?;
+        }
+        let feeds = feeds.into_iter().map(Some).collect();
+        let deferred = Deferred::default();
+        let spawn = |task: Observation, _: usize| deferred.record(task());
+        let outputs = self.run_compiled(&self.plain, feeds, None, options, &spawn, &deferred)?;
+        Ok(outputs.into_iter().map(|(_, value)| value).collect())
+    }
+
+    /// Runs a control-flow step: its subgraphs through their nested plans, on the values of
+    /// its inputs shared (not copied).
+    fn run_control(
+        &self,
+        step: &Step,
+        node: &crate::ir::Node,
+        origin: usize,
+        values: &[Option<Value<'_>>],
+        options: RunOptions<'_>,
+    ) -> Result<Vec<TensorData>> {
+        let plans = self.nested.get(&origin).ok_or_else(|| {
+            Error::Graph(format!(
+                "node '{}' ({}) has no subgraph plans",
+                node.name, node.op_type
+            ))
+        })?;
+        let mut shared = Vec::with_capacity(step.inputs.len());
+        for (k, slot) in step.inputs.iter().enumerate() {
+            let Some(slot) = *slot else {
+                shared.push(None);
+                continue;
+            };
+            let value = values[slot].as_ref().ok_or_else(|| {
+                Error::Graph(format!(
+                    "node '{}' ({}) input '{}' was freed or never computed",
+                    node.name, node.op_type, node.inputs[k]
+                ))
+            })?;
+            shared.push(Some(value.shared()));
+        }
+        let ctx = OpCtx {
+            node,
+            opset: self.graph.opset,
+        };
+        control::run(&ctx, plans, &shared, options)
     }
 
     /// Shows one tensor to the hook: deferred when the hook hands the work back and the bytes
@@ -295,13 +393,12 @@ impl<'g> Plan<'g> {
     fn run_compiled<'d>(
         &self,
         compiled: &Compiled,
-        inputs: HashMap<String, TensorData>,
+        mut feeds: Vec<Option<Arc<TensorData>>>,
         mut hook: Option<&mut (dyn TensorHook + 'd)>,
         options: RunOptions<'_>,
         spawn: &dyn Fn(Observation, usize),
         deferred: &Deferred,
     ) -> Result<Vec<(String, TensorData)>> {
-        let mut inputs = inputs;
         let mut values: Vec<Option<Value<'_>>> = Vec::with_capacity(compiled.slot_count);
         values.resize_with(compiled.slot_count, || None);
         for (slot, constant) in &compiled.constants {
@@ -311,25 +408,18 @@ impl<'g> Plan<'g> {
                     .initializers
                     .get(name)
                     .map(|t| Value::Borrowed(&t.data)),
-                Constant::Made(value) => Some(Value::Borrowed(value)),
+                Constant::Made(value) => Some(Value::Made(value)),
             };
         }
         for &(slot, input_index, shown) in &compiled.feeds {
             let info = &self.graph.inputs[input_index];
-            let value = match inputs.remove(&info.name) {
-                Some(v) => v,
-                None => match self.graph.initializers.get(&info.name) {
-                    Some(t) => t.data.clone(),
-                    None => {
-                        return Err(Error::Input {
-                            name: info.name.clone(),
-                            msg: "no data given for this model input".into(),
-                        });
-                    }
-                },
-            };
-            check_input(info, &value)?;
-            let mut value = Arc::new(value);
+            let mut value = feeds
+                .get_mut(input_index)
+                .and_then(Option::take)
+                .ok_or_else(|| Error::Input {
+                    name: info.name.clone(),
+                    msg: "no data given for this model input".into(),
+                })?;
             if shown && let Some(h) = hook.as_deref_mut() {
                 let site = TensorSite {
                     name: &info.name,
@@ -339,13 +429,6 @@ impl<'g> Plan<'g> {
                 value = Self::show(h, site, value, spawn, deferred)?;
             }
             values[slot] = Some(Value::Shared(value));
-        }
-        if let Some(extra) = inputs.keys().next() {
-            let known: Vec<&str> = self.graph.inputs.iter().map(|i| i.name.as_str()).collect();
-            return Err(Error::Input {
-                name: extra.clone(),
-                msg: format!("the model has no such input (inputs: {})", known.join(", ")),
-            });
         }
 
         for (step_index, step) in compiled.steps.iter().enumerate() {
@@ -358,7 +441,12 @@ impl<'g> Plan<'g> {
                 break; // the observation's error is returned by `run`
             }
             let node = &compiled.nodes[step_index].node;
-            let outputs = run_step(step, node, self.graph.opset, &mut values)?;
+            let outputs = match step.kernel {
+                Kernel::Control(origin) => {
+                    self.run_control(step, node, origin, &values, options)?
+                }
+                _ => run_step(step, node, self.graph.opset, &mut values)?,
+            };
             if outputs.len() < step.outputs.len() {
                 return Err(Error::Op {
                     node: node.name.clone(),
@@ -398,6 +486,7 @@ impl<'g> Plan<'g> {
                 .ok_or_else(|| Error::Graph(format!("graph output '{name}' was not computed")))?;
             let value = match value {
                 Value::Borrowed(t) => t.clone(),
+                Value::Made(t) => (**t).clone(),
                 Value::Shared(t) => Arc::try_unwrap(t).unwrap_or_else(|shared| (*shared).clone()),
             };
             results.push((name.clone(), value));
@@ -416,6 +505,7 @@ fn run_step(
     let moves = match step.kernel {
         Kernel::Op { moving, .. } => moving.is_some(),
         Kernel::Fused(_) => true,
+        Kernel::Control(_) => false,
     };
     // Inputs whose last reader this is and that nothing else holds are handed over.
     let mut owned: Vec<Option<TensorData>> = Vec::new();
@@ -477,148 +567,17 @@ fn run_step(
             args.into_leftovers().for_each(recycle);
             return result;
         }
+        Kernel::Control(_) => {
+            return Err(Error::Graph(format!(
+                "control-flow node '{}' ({}) reached the plain kernel path",
+                node.name, node.op_type
+            )));
+        }
     };
     result.map_err(|e| Error::Op {
         node: node.name.clone(),
         op: node.op_type.clone(),
         msg: e.0,
-    })
-}
-
-/// Rewrites `graph` keeping the tensors in `keep`, and resolves the result to slots.
-fn compile(
-    graph: &Graph,
-    order: &[usize],
-    producers: &HashMap<&str, usize>,
-    keep: &HashSet<&str>,
-) -> Result<Compiled> {
-    let rewritten = rewrite::rewrite(graph, order, &|name| keep.contains(name));
-    let mut slots: HashMap<String, usize> = HashMap::new();
-    let mut constants = Vec::new();
-    let mut feeds = Vec::new();
-    let mut next_slot = 0usize;
-    for (i, info) in graph.inputs.iter().enumerate() {
-        slots.insert(info.name.clone(), next_slot);
-        feeds.push((next_slot, i, keep.contains(info.name.as_str())));
-        next_slot += 1;
-    }
-    // the constants that are read or fetched
-    let mut wanted: Vec<&str> = rewritten
-        .nodes
-        .iter()
-        .flat_map(|p| p.node.inputs.iter())
-        .map(String::as_str)
-        .collect();
-    wanted.extend(graph.outputs.iter().map(|o| o.name.as_str()));
-    for name in wanted {
-        if name.is_empty() || slots.contains_key(name) {
-            continue;
-        }
-        let constant = if let Some(value) = rewritten.constants.get(name) {
-            Constant::Made(Arc::clone(value))
-        } else if graph.initializers.contains_key(name) {
-            Constant::Initializer(name.to_string())
-        } else {
-            continue;
-        };
-        slots.insert(name.to_string(), next_slot);
-        constants.push((next_slot, constant));
-        next_slot += 1;
-    }
-
-    let mut steps = Vec::with_capacity(rewritten.nodes.len());
-    for planned in &rewritten.nodes {
-        let node = &planned.node;
-        let mut inputs = Vec::with_capacity(node.inputs.len());
-        for name in &node.inputs {
-            if name.is_empty() {
-                inputs.push(None);
-                continue;
-            }
-            let slot = *slots.get(name.as_str()).ok_or_else(|| {
-                Error::Graph(format!(
-                    "node '{}' ({}) reads '{name}', which no node, input or initializer provides",
-                    node.name, node.op_type
-                ))
-            })?;
-            inputs.push(Some(slot));
-        }
-        let mut outputs = Vec::with_capacity(node.outputs.len());
-        let mut report = Vec::with_capacity(node.outputs.len());
-        for name in &node.outputs {
-            // Outputs with empty names are unused optional outputs; they get a private slot.
-            let slot = next_slot;
-            next_slot += 1;
-            if !name.is_empty() {
-                slots.insert(name.clone(), slot);
-            }
-            outputs.push(slot);
-            report.push(
-                keep.contains(name.as_str())
-                    .then(|| producers.get(name.as_str()).copied())
-                    .flatten(),
-            );
-        }
-        let kernel = match &planned.fused {
-            Some(fused) => Kernel::Fused(Arc::clone(fused)),
-            None => Kernel::Op {
-                kernel: ops::kernel_for(node).ok_or_else(|| {
-                    Error::Graph(format!(
-                        "no kernel for node '{}' ({})",
-                        node.name, node.op_type
-                    ))
-                })?,
-                moving: ops::moving_kernel_for(node),
-            },
-        };
-        steps.push(Step {
-            kernel,
-            movable: vec![false; inputs.len()],
-            inputs,
-            outputs,
-            report,
-            frees: Vec::new(),
-        });
-    }
-
-    let mut fetches = Vec::new();
-    for out in &graph.outputs {
-        let slot = *slots.get(out.name.as_str()).ok_or_else(|| {
-            Error::Graph(format!("graph output '{}' is never produced", out.name))
-        })?;
-        fetches.push((slot, out.name.clone()));
-    }
-
-    // Free every intermediate after its last reader, except graph outputs and constants.
-    let mut last_reader: HashMap<usize, usize> = HashMap::new();
-    for (step_index, step) in steps.iter().enumerate() {
-        for slot in step.inputs.iter().flatten() {
-            last_reader.insert(*slot, step_index);
-        }
-    }
-    let kept: HashSet<usize> = fetches.iter().map(|(s, _)| *s).collect();
-    let constant_slots: HashSet<usize> = constants.iter().map(|(s, _)| *s).collect();
-    for (slot, step_index) in last_reader {
-        if !kept.contains(&slot) && !constant_slots.contains(&slot) {
-            steps[step_index].frees.push(slot);
-        }
-    }
-    for step in &mut steps {
-        for (k, slot) in step.inputs.iter().enumerate() {
-            step.movable[k] = slot.is_some_and(|s| {
-                step.frees.contains(&s)
-                    && step.inputs.iter().filter(|i| **i == Some(s)).count() == 1
-            });
-        }
-    }
-
-    Ok(Compiled {
-        nodes: rewritten.nodes,
-        steps,
-        slot_count: next_slot,
-        constants,
-        feeds,
-        fetches,
     })
 }
 
@@ -648,60 +607,4 @@ fn check_input(info: &crate::ir::ValueInfo, value: &TensorData) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// Node indices in an order where every node runs after the producers of its inputs.
-/// Keeps the file's order where it is already valid. Errors on cycles.
-fn topological_order(graph: &Graph, available: &HashMap<&str, usize>) -> Result<Vec<usize>> {
-    let mut producer: HashMap<&str, usize> = HashMap::new();
-    for (i, node) in graph.nodes.iter().enumerate() {
-        for out in node.outputs.iter().filter(|o| !o.is_empty()) {
-            if let Some(previous) = producer.insert(out.as_str(), i) {
-                return Err(Error::Graph(format!(
-                    "tensor '{out}' is produced by both '{}' and '{}'",
-                    graph.nodes[previous].name, node.name
-                )));
-            }
-        }
-    }
-    // 0 = not visited, 1 = on the stack, 2 = done
-    let mut state = vec![0u8; graph.nodes.len()];
-    let mut order = Vec::with_capacity(graph.nodes.len());
-    for start in 0..graph.nodes.len() {
-        if state[start] != 0 {
-            continue;
-        }
-        // Iterative DFS: (node, next input position to look at).
-        let mut stack = vec![(start, 0usize)];
-        state[start] = 1;
-        while let Some(&mut (node_index, ref mut next)) = stack.last_mut() {
-            let node = &graph.nodes[node_index];
-            if let Some(name) = node.inputs.get(*next) {
-                *next += 1;
-                if name.is_empty() || available.contains_key(name.as_str()) {
-                    continue;
-                }
-                if let Some(&dep) = producer.get(name.as_str()) {
-                    match state[dep] {
-                        0 => {
-                            state[dep] = 1;
-                            stack.push((dep, 0));
-                        }
-                        1 => {
-                            return Err(Error::Graph(format!(
-                                "cycle through node '{}' ({})",
-                                graph.nodes[dep].name, graph.nodes[dep].op_type
-                            )));
-                        }
-                        _ => {}
-                    }
-                }
-            } else {
-                state[node_index] = 2;
-                order.push(node_index);
-                stack.pop();
-            }
-        }
-    }
-    Ok(order)
 }

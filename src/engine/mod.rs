@@ -8,6 +8,7 @@
 mod buffers;
 mod executor;
 pub mod geometry;
+pub mod grad;
 mod hook;
 pub mod ops;
 mod rewrite;

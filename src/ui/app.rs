@@ -135,6 +135,11 @@ impl QuantscopeApp {
                     self.apply(ctx, AppCommand::SetSource(DataSource::File(path)));
                 }
             }
+            AppCommand::PickNpzFolder => {
+                if let Some(dir) = rfd::FileDialog::new().pick_folder() {
+                    self.apply(ctx, AppCommand::SetSource(DataSource::NpzFolder(dir)));
+                }
+            }
             AppCommand::PickImageFolder(preset) => {
                 if let Some(dir) = rfd::FileDialog::new().pick_folder() {
                     self.apply(
@@ -508,6 +513,7 @@ fn apply_to_session(session: &mut Session, command: AppCommand, wake: &Waker) {
         AppCommand::Open(_)
         | AppCommand::PickDataFile
         | AppCommand::PickImageFolder(_)
+        | AppCommand::PickNpzFolder
         | AppCommand::Export(_)
         | AppCommand::SaveSession
         | AppCommand::SaveSessionTo(_)

@@ -95,14 +95,12 @@ pub(super) fn fold_batch_norms(work: &mut Work<'_>) {
     }
 }
 
+/// A folded Gemm: its new B, its new C and the attributes that change.
+type FoldedGemm = (ArrayD<f32>, ArrayD<f32>, Vec<(&'static str, Attribute)>);
+
 /// New Gemm B and C (β becomes 1): output columns scaled. C must be absent, a scalar or one
 /// value per column.
-fn fold_gemm(
-    work: &Work<'_>,
-    gemm: &Node,
-    mul: &[f32],
-    add: &[f32],
-) -> Option<(ArrayD<f32>, ArrayD<f32>, Vec<(&'static str, Attribute)>)> {
+fn fold_gemm(work: &Work<'_>, gemm: &Node, mul: &[f32], add: &[f32]) -> Option<FoldedGemm> {
     let b = work.constant(gemm.input(1)?)?.as_f32()?;
     if b.ndim() != 2 {
         return None;

@@ -113,6 +113,8 @@ impl FusedElementwise {
 /// The rewritten graph: nodes in execution order and the constants the rewrite made.
 pub(crate) struct Rewritten {
     pub nodes: Vec<PlannedNode>,
+    /// Per node: the node of the graph it stands for (None for a fused chain).
+    pub origins: Vec<Option<usize>>,
     pub constants: BTreeMap<String, Arc<TensorData>>,
 }
 
@@ -201,8 +203,20 @@ pub(crate) fn rewrite(graph: &Graph, order: &[usize], keep: &dyn Fn(&str) -> boo
     fold_bn::fold_batch_norms(&mut work);
     fuse::fuse_elementwise(&mut work);
     conv_epilogue::fuse_into_convs(&mut work);
+    // the rewrite replaces nodes in place, so positions still follow `order`
+    let (nodes, origins) = work
+        .nodes
+        .into_iter()
+        .zip(order)
+        .filter_map(|(planned, &i)| {
+            let planned = planned?;
+            let origin = planned.fused.is_none().then_some(i);
+            Some((planned, origin))
+        })
+        .unzip();
     Rewritten {
-        nodes: work.nodes.into_iter().flatten().collect(),
+        nodes,
+        origins,
         constants: work.constants,
     }
 }
