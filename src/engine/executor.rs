@@ -582,7 +582,7 @@ fn run_step(
 }
 
 /// Checks a fed value against the declared input: kind, rank and every fixed dimension.
-fn check_input(info: &crate::ir::ValueInfo, value: &TensorData) -> Result<()> {
+pub(crate) fn check_input(info: &crate::ir::ValueInfo, value: &TensorData) -> Result<()> {
     if let Some(dtype) = info.dtype
         && dtype.is_held_as_f32() != matches!(value, TensorData::F32(_))
     {

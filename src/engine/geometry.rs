@@ -511,17 +511,8 @@ mod tests {
     use super::*;
 
     fn conv_node(op: &str, attrs: &[(&str, Attribute)]) -> Node {
-        Node {
-            name: "c".into(),
-            op_type: op.into(),
-            domain: String::new(),
-            inputs: vec!["x".into(), "w".into()],
-            outputs: vec!["y".into()],
-            attributes: attrs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        }
+        Node::new("c", op, &["x", "w"], &["y"])
+            .with_attributes(attrs.iter().map(|(k, v)| (*k, v.clone())))
     }
 
     fn ints(v: &[i64]) -> Attribute {

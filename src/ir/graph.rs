@@ -135,6 +135,33 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node of the default ONNX domain without attributes.
+    pub fn new(
+        name: impl Into<String>,
+        op_type: impl Into<String>,
+        inputs: &[&str],
+        outputs: &[&str],
+    ) -> Self {
+        Node {
+            name: name.into(),
+            op_type: op_type.into(),
+            domain: String::new(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    /// The node with these attributes set.
+    pub fn with_attributes<'a>(
+        mut self,
+        attributes: impl IntoIterator<Item = (&'a str, Attribute)>,
+    ) -> Self {
+        self.attributes
+            .extend(attributes.into_iter().map(|(k, v)| (k.to_string(), v)));
+        self
+    }
+
     /// Input name `i`, or None when absent or omitted (empty name).
     pub fn input(&self, i: usize) -> Option<&str> {
         self.inputs

@@ -368,7 +368,6 @@ pub fn layer_costs(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::path::PathBuf;
 
     use ndarray::{Axis, Slice};
@@ -378,17 +377,8 @@ mod tests {
     use crate::ir::Attribute;
 
     fn node(op: &str, attrs: &[(&str, Attribute)]) -> Node {
-        Node {
-            name: format!("{op}_0"),
-            op_type: op.into(),
-            domain: String::new(),
-            inputs: vec!["x".into(), "w".into()],
-            outputs: vec!["y".into()],
-            attributes: attrs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect::<BTreeMap<_, _>>(),
-        }
+        Node::new(format!("{op}_0"), op, &["x", "w"], &["y"])
+            .with_attributes(attrs.iter().map(|(k, v)| (*k, v.clone())))
     }
 
     fn ints(v: &[i64]) -> Attribute {

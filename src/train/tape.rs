@@ -18,12 +18,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ndarray::ArrayD;
 
 use crate::engine::Plan;
+use crate::engine::check_input;
 use crate::engine::grad::{
     GradCtx, GradFn, Grads, NON_DIFFERENTIABLE_OPS, differentiable_ops, grad_for,
 };
 use crate::engine::ops::{OpCtx, OpError, OpFn, kernel_for};
 use crate::error::{Error, Result};
-use crate::ir::{Dim, Graph, Node, TensorData};
+use crate::ir::{Graph, Node, TensorData};
 
 /// A node's forward and backward replaced as one unit (an XNOR layer computes its output from
 /// binarized operands and scales that the plain kernels do not know).
@@ -485,31 +486,4 @@ fn op_error(node: &Node, e: OpError) -> Error {
         op: node.op_type.clone(),
         msg: e.0,
     }
-}
-
-/// A fed value against the declared input: kind, rank and fixed dimensions.
-fn check_input(info: &crate::ir::ValueInfo, value: &TensorData) -> Result<()> {
-    if let Some(dtype) = info.dtype
-        && dtype.is_held_as_f32() != matches!(value, TensorData::F32(_))
-    {
-        return Err(Error::Input {
-            name: info.name.clone(),
-            msg: format!("expects {dtype} data, got {} data", value.kind_name()),
-        });
-    }
-    if let Some(dims) = &info.shape {
-        let shape = value.shape();
-        let fits = dims.len() == shape.len()
-            && dims.iter().zip(shape).all(|(d, &n)| match d {
-                Dim::Fixed(f) => *f == n,
-                _ => true,
-            });
-        if !fits {
-            return Err(Error::Input {
-                name: info.name.clone(),
-                msg: format!("expects shape {}, got {:?}", info.shape_text(), shape),
-            });
-        }
-    }
-    Ok(())
 }

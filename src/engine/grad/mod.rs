@@ -215,10 +215,5 @@ pub(crate) fn array_of(shape: &[usize], data: Vec<f32>) -> Result<ArrayD<f32>, O
         .map_err(|e| OpError(format!("internal error building a {shape:?} gradient: {e}")))
 }
 
-/// Row-major contiguous data of an array (copied only when needed).
-pub(crate) fn contiguous(x: &ArrayD<f32>) -> std::borrow::Cow<'_, [f32]> {
-    match x.as_slice() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(x.iter().copied().collect()),
-    }
-}
+/// Row-major contiguous data of an array (the forward kernels' helper).
+pub(crate) use crate::engine::ops::contiguous;

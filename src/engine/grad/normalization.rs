@@ -15,7 +15,7 @@ use super::{
     GradCtx, GradRegistry, GradResult, Grads, array_of, check_shape, contiguous, grad_output,
     output_f32, reduce_to_shape,
 };
-use crate::engine::ops::{OpError, input, input_f32, normalize_axis, optional};
+use crate::engine::ops::{OpError, float_values, input, input_f32, normalize_axis, optional};
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut GradRegistry) {
@@ -23,10 +23,6 @@ pub fn register(registry: &mut GradRegistry) {
     registry.add("LayerNormalization", layer_norm);
     registry.add("Softmax", softmax);
     registry.add("LogSoftmax", log_softmax);
-}
-
-fn float_values(t: &TensorData) -> Vec<f32> {
-    t.to_f32().iter().copied().collect()
 }
 
 fn batch_norm(

@@ -259,6 +259,23 @@ pub fn single(t: impl Into<TensorData>) -> OpResult {
     Ok(vec![t.into()])
 }
 
+/// Row-major data of an array (copied only when not already contiguous).
+pub(crate) fn contiguous(x: &ArrayD<f32>) -> std::borrow::Cow<'_, [f32]> {
+    match x.as_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(x.iter().copied().collect()),
+    }
+}
+
+/// The values of a float input given as a tensor of any kind (8/16-bit integer tensors are held
+/// as f32, integer constants may come as i64), row-major.
+pub(crate) fn float_values(t: &TensorData) -> Vec<f32> {
+    match t {
+        TensorData::F32(a) => a.iter().copied().collect(),
+        TensorData::I64(a) => a.iter().map(|&v| v as f32).collect(),
+    }
+}
+
 /// Builds an array from a shape and row-major data.
 fn array_from<T>(shape: &[usize], data: Vec<T>) -> Result<ArrayD<T>, OpError> {
     ArrayD::from_shape_vec(IxDyn(shape), data)

@@ -3,11 +3,10 @@
 //!
 //! Statistics are accumulated in f64 over each normalized block, then applied in f32.
 
-use std::borrow::Cow;
-
-use ndarray::ArrayD;
-
-use super::{OpCtx, OpError, OpResult, Registry, array_from, input, input_f32, normalize_axis};
+use super::{
+    OpCtx, OpError, OpResult, Registry, array_from, contiguous, float_values, input, input_f32,
+    normalize_axis,
+};
 use crate::ir::TensorData;
 
 #[cfg(test)]
@@ -20,20 +19,6 @@ pub fn register(registry: &mut Registry) {
     registry.add("LpNormalization", lp_norm);
     registry.add("RMSNormalization", rms_norm);
     registry.add("Hardmax", hardmax);
-}
-
-fn contiguous(x: &ArrayD<f32>) -> Cow<'_, [f32]> {
-    match x.as_slice() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(x.iter().copied().collect()),
-    }
-}
-
-fn float_values(t: &TensorData) -> Vec<f32> {
-    match t {
-        TensorData::F32(a) => a.iter().copied().collect(),
-        TensorData::I64(a) => a.iter().map(|&v| v as f32).collect(),
-    }
 }
 
 /// Mean and variance (population) of a block.

@@ -1,7 +1,5 @@
 //! Building nodes and running kernels in the kernel tests.
 
-use std::collections::BTreeMap;
-
 use ndarray::{ArrayD, IxDyn};
 
 use super::{OpCtx, OpFn, OpResult, kernel_for};
@@ -41,17 +39,10 @@ pub fn ints(v: &[i64]) -> Attribute {
 }
 
 pub fn node(op: &str, n_in: usize, n_out: usize, attrs: Vec<(&str, Attribute)>) -> Node {
-    Node {
-        name: format!("{op}_test"),
-        op_type: op.to_string(),
-        domain: String::new(),
-        inputs: (0..n_in).map(|i| format!("in{i}")).collect(),
-        outputs: (0..n_out).map(|i| format!("out{i}")).collect(),
-        attributes: attrs
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect::<BTreeMap<_, _>>(),
-    }
+    let mut node = Node::new(format!("{op}_test"), op, &[], &[]).with_attributes(attrs);
+    node.inputs = (0..n_in).map(|i| format!("in{i}")).collect();
+    node.outputs = (0..n_out).map(|i| format!("out{i}")).collect();
+    node
 }
 
 /// Runs the registered kernel for `op`.

@@ -1,7 +1,7 @@
 //! The rewrites on hand-built graphs: what they fuse, fold and keep, and that the rewritten
 //! plan computes what the original nodes compute.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use ndarray::{ArrayD, IxDyn};
 
@@ -13,14 +13,7 @@ use crate::error::Result;
 use crate::ir::{Attribute, DType, Graph, Node, Tensor, TensorData, ValueInfo};
 
 fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str]) -> Node {
-    Node {
-        name: name.into(),
-        op_type: op.into(),
-        domain: String::new(),
-        inputs: inputs.iter().map(|s| s.to_string()).collect(),
-        outputs: outputs.iter().map(|s| s.to_string()).collect(),
-        attributes: BTreeMap::new(),
-    }
+    Node::new(name, op, inputs, outputs)
 }
 
 fn constant(name: &str, shape: &[usize], values: Vec<f32>) -> (String, Tensor) {

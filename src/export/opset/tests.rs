@@ -15,14 +15,7 @@ fn node(
     outputs: &[&str],
     attrs: Vec<(&str, Attribute)>,
 ) -> Node {
-    Node {
-        name: name.into(),
-        op_type: op.into(),
-        domain: String::new(),
-        inputs: inputs.iter().map(|s| s.to_string()).collect(),
-        outputs: outputs.iter().map(|s| s.to_string()).collect(),
-        attributes: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-    }
+    Node::new(name, op, inputs, outputs).with_attributes(attrs)
 }
 
 fn value(name: &str, dtype: DType, rank: usize) -> ValueInfo {

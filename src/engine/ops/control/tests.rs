@@ -6,14 +6,7 @@ use crate::engine::{Plan, RunOptions};
 use crate::ir::{self, Attribute, DType, Graph, Node, Subgraph, TensorData, ValueInfo};
 
 fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> Node {
-    Node {
-        name: name.into(),
-        op_type: op.into(),
-        domain: String::new(),
-        inputs: inputs.iter().map(|s| s.to_string()).collect(),
-        outputs: outputs.iter().map(|s| s.to_string()).collect(),
-        attributes: BTreeMap::new(),
-    }
+    Node::new(name, op, inputs, outputs)
 }
 
 fn info(name: &str, dtype: Option<DType>) -> ValueInfo {

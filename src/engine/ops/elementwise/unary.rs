@@ -43,6 +43,79 @@ pub(crate) enum UnaryOp {
     GeluTanh,
 }
 
+/// Evaluates `$body` with `$f` bound to the scalar function of the op `$op` (each arm its own
+/// closure type, so the loop in `$body` is compiled once per op).
+macro_rules! with_scalar_fn {
+    ($op:expr, $f:ident => $body:expr) => {
+        match $op {
+            UnaryOp::Relu => {
+                let $f = relu;
+                $body
+            }
+            UnaryOp::LeakyRelu { alpha } => {
+                let $f = move |v| leaky(v, alpha);
+                $body
+            }
+            UnaryOp::Clip { lo, hi } => {
+                let $f = move |v| clip(v, lo, hi);
+                $body
+            }
+            UnaryOp::Sigmoid => {
+                let $f = math::sigmoid;
+                $body
+            }
+            UnaryOp::HardSigmoid { alpha, beta } => {
+                let $f = move |v| hard_sigmoid(v, alpha, beta);
+                $body
+            }
+            UnaryOp::HardSwish => {
+                let $f = hard_swish;
+                $body
+            }
+            UnaryOp::Tanh => {
+                let $f = math::tanh;
+                $body
+            }
+            UnaryOp::Erf => {
+                let $f = math::erf;
+                $body
+            }
+            UnaryOp::Exp => {
+                let $f = math::exp;
+                $body
+            }
+            UnaryOp::Log => {
+                let $f = f32::ln;
+                $body
+            }
+            UnaryOp::Sqrt => {
+                let $f = f32::sqrt;
+                $body
+            }
+            UnaryOp::Neg => {
+                let $f = |v: f32| -v;
+                $body
+            }
+            UnaryOp::Abs => {
+                let $f = f32::abs;
+                $body
+            }
+            UnaryOp::Reciprocal => {
+                let $f = |v: f32| 1.0 / v;
+                $body
+            }
+            UnaryOp::Gelu => {
+                let $f = math::gelu;
+                $body
+            }
+            UnaryOp::GeluTanh => {
+                let $f = gelu_tanh;
+                $body
+            }
+        }
+    };
+}
+
 impl UnaryOp {
     /// The op of a unary node whose attributes and bound inputs are in `args`. None for ops
     /// that are not float unary functions. Clip's bounds come from its inputs (opset 11+) or
@@ -119,60 +192,12 @@ impl UnaryOp {
 
     /// `out[i] = f(x[i])` (one vector loop per op, chosen once).
     pub fn map_into(self, x: &[f32], out: &mut [f32]) {
-        macro_rules! each {
-            ($($pat:pat => $f:expr),* $(,)?) => {
-                match self {
-                    $($pat => math::map_into(x, out, $f),)*
-                }
-            };
-        }
-        each! {
-            UnaryOp::Relu => relu,
-            UnaryOp::LeakyRelu { alpha } => move |v| leaky(v, alpha),
-            UnaryOp::Clip { lo, hi } => move |v| clip(v, lo, hi),
-            UnaryOp::Sigmoid => math::sigmoid,
-            UnaryOp::HardSigmoid { alpha, beta } => move |v| hard_sigmoid(v, alpha, beta),
-            UnaryOp::HardSwish => hard_swish,
-            UnaryOp::Tanh => math::tanh,
-            UnaryOp::Erf => math::erf,
-            UnaryOp::Exp => math::exp,
-            UnaryOp::Log => f32::ln,
-            UnaryOp::Sqrt => f32::sqrt,
-            UnaryOp::Neg => |v: f32| -v,
-            UnaryOp::Abs => f32::abs,
-            UnaryOp::Reciprocal => |v: f32| 1.0 / v,
-            UnaryOp::Gelu => math::gelu,
-            UnaryOp::GeluTanh => gelu_tanh,
-        }
+        with_scalar_fn!(self, f => math::map_into(x, out, f))
     }
 
     /// `x[i] = f(x[i])`.
     pub fn map_in_place(self, x: &mut [f32]) {
-        macro_rules! each {
-            ($($pat:pat => $f:expr),* $(,)?) => {
-                match self {
-                    $($pat => math::map_in_place(x, $f),)*
-                }
-            };
-        }
-        each! {
-            UnaryOp::Relu => relu,
-            UnaryOp::LeakyRelu { alpha } => move |v| leaky(v, alpha),
-            UnaryOp::Clip { lo, hi } => move |v| clip(v, lo, hi),
-            UnaryOp::Sigmoid => math::sigmoid,
-            UnaryOp::HardSigmoid { alpha, beta } => move |v| hard_sigmoid(v, alpha, beta),
-            UnaryOp::HardSwish => hard_swish,
-            UnaryOp::Tanh => math::tanh,
-            UnaryOp::Erf => math::erf,
-            UnaryOp::Exp => math::exp,
-            UnaryOp::Log => f32::ln,
-            UnaryOp::Sqrt => f32::sqrt,
-            UnaryOp::Neg => |v: f32| -v,
-            UnaryOp::Abs => f32::abs,
-            UnaryOp::Reciprocal => |v: f32| 1.0 / v,
-            UnaryOp::Gelu => math::gelu,
-            UnaryOp::GeluTanh => gelu_tanh,
-        }
+        with_scalar_fn!(self, f => math::map_in_place(x, f))
     }
 
     /// The op over a whole slice into a new buffer, in parallel chunks when large.

@@ -8,8 +8,8 @@ use rayon::prelude::*;
 
 use super::elementwise::math;
 use super::{
-    OpCtx, OpError, OpResult, PAR_MIN, Registry, array_from, go_parallel, input, input_f32,
-    normalize_axis, optional,
+    OpCtx, OpError, OpResult, PAR_MIN, Registry, array_from, contiguous, float_values, go_parallel,
+    input, input_f32, normalize_axis, optional,
 };
 use crate::engine::buffers::{recycled, zeroed};
 use crate::ir::TensorData;
@@ -23,23 +23,6 @@ pub fn register(registry: &mut Registry) {
     registry.add("LayerNormalization", layer_norm);
     registry.add("Softmax", softmax);
     registry.add("LogSoftmax", log_softmax);
-}
-
-/// Row-major data of an array (copied only when not already contiguous).
-fn contiguous(x: &ArrayD<f32>) -> Cow<'_, [f32]> {
-    match x.as_slice() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(x.iter().copied().collect()),
-    }
-}
-
-/// A float input given as a tensor of any kind (8/16-bit integer tensors are held as f32,
-/// integer constants may come as i64).
-fn float_values(t: &TensorData) -> Vec<f32> {
-    match t {
-        TensorData::F32(a) => a.iter().copied().collect(),
-        TensorData::I64(a) => a.iter().map(|&v| v as f32).collect(),
-    }
 }
 
 /// Calls `f(block_index, in_block, out_block)` for consecutive blocks of `len` elements,

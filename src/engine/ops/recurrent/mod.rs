@@ -16,11 +16,9 @@ mod tests;
 
 use std::borrow::Cow;
 
-use ndarray::ArrayD;
-
 use self::activation::{Activation, parse_activations};
 use super::gemm::{Mat, sgemm};
-use super::{OpCtx, OpError, Registry, array_from, input_f32, optional};
+use super::{OpCtx, OpError, Registry, array_from, contiguous, input_f32, optional};
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut Registry) {
@@ -56,13 +54,6 @@ struct Recurrence<'a> {
     pub clip: Option<f32>,
     /// The activations of each direction, `per_direction` of them each.
     pub activations: Vec<Activation>,
-}
-
-fn contiguous(x: &ArrayD<f32>) -> Cow<'_, [f32]> {
-    match x.as_slice() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(x.iter().copied().collect()),
-    }
 }
 
 /// Swaps the first two axes of a row-major `[a, b, inner]` block.

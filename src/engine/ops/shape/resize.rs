@@ -9,6 +9,7 @@
 use super::index::gather_by_maps;
 use super::interpolate::{AxisResize, Coordinates, Filter, Nearest, Taps, nearest_index};
 use super::*;
+use crate::engine::ops::float_values;
 
 #[cfg(test)]
 mod tests;
@@ -26,13 +27,6 @@ struct ResizeSpec {
 enum Mode {
     Nearest(Nearest),
     Interpolate(Filter),
-}
-
-pub(super) fn float_values(t: &TensorData) -> Vec<f32> {
-    match t {
-        TensorData::F32(a) => a.iter().copied().collect(),
-        TensorData::I64(a) => a.iter().map(|&v| v as f32).collect(),
-    }
 }
 
 /// Output shape from scales (floor of input × scale).

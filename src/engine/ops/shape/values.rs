@@ -1,7 +1,7 @@
 //! Value makers: Constant, ConstantOfShape, Range and Cast.
 
-use super::resize::float_values;
 use super::*;
+use crate::engine::ops::float_values;
 
 pub(super) fn constant(ctx: &OpCtx<'_>, _inputs: &[Option<&TensorData>]) -> OpResult {
     let attrs = &ctx.node.attributes;
