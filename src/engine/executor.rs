@@ -279,19 +279,7 @@ impl<'g> Plan<'g> {
     ) -> Result<Vec<Option<Arc<TensorData>>>> {
         let mut feeds = Vec::with_capacity(self.graph.inputs.len());
         for info in &self.graph.inputs {
-            let value = match inputs.remove(&info.name) {
-                Some(v) => v,
-                None => match self.graph.initializers.get(&info.name) {
-                    Some(t) => t.data.clone(),
-                    None => {
-                        return Err(Error::Input {
-                            name: info.name.clone(),
-                            msg: "no data given for this model input".into(),
-                        });
-                    }
-                },
-            };
-            check_input(info, &value)?;
+            let value = take_input(&self.graph, info, &mut inputs)?;
             feeds.push(Some(Arc::new(value)));
         }
         if let Some(extra) = inputs.keys().next() {
@@ -579,6 +567,29 @@ fn run_step(
         op: node.op_type.clone(),
         msg: e.0,
     })
+}
+
+/// The value fed for the model input `info` (taken out of `inputs`), or its initializer when the
+/// file gives the input a default; checked against the declaration.
+pub(crate) fn take_input(
+    graph: &Graph,
+    info: &crate::ir::ValueInfo,
+    inputs: &mut HashMap<String, TensorData>,
+) -> Result<TensorData> {
+    let value = match inputs.remove(&info.name) {
+        Some(v) => v,
+        None => match graph.initializers.get(&info.name) {
+            Some(t) => t.data.clone(),
+            None => {
+                return Err(Error::Input {
+                    name: info.name.clone(),
+                    msg: "no data given for this model input".into(),
+                });
+            }
+        },
+    };
+    check_input(info, &value)?;
+    Ok(value)
 }
 
 /// Checks a fed value against the declared input: kind, rank and every fixed dimension.

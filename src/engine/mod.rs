@@ -13,6 +13,6 @@ mod hook;
 pub mod ops;
 mod rewrite;
 
-pub(crate) use executor::check_input;
+pub(crate) use executor::take_input;
 pub use executor::{Plan, RunOptions};
 pub use hook::{Observation, TensorHook, TensorSite};

@@ -110,14 +110,7 @@ pub fn onnx_model_proto_with_types(
             version: Some(1),
         });
     }
-    let mut initializer = Vec::with_capacity(graph.initializers.len());
-    for (name, tensor) in &graph.initializers {
-        let code = stored_types
-            .get(name)
-            .copied()
-            .unwrap_or_else(|| onnx_type_of(tensor.origin_dtype));
-        initializer.push(tensor_proto(tensor, name, code)?);
-    }
+    let initializer = initializer_protos(graph, stored_types)?;
     let node = graph
         .nodes
         .iter()
@@ -294,14 +287,7 @@ fn subgraph_proto(
         }
         output.push(inner_value_info_proto(&info));
     }
-    let mut initializer = Vec::with_capacity(graph.initializers.len());
-    for (name, tensor) in &graph.initializers {
-        let code = stored_types
-            .get(name)
-            .copied()
-            .unwrap_or_else(|| onnx_type_of(tensor.origin_dtype));
-        initializer.push(tensor_proto(tensor, name, code)?);
-    }
+    let initializer = initializer_protos(graph, stored_types)?;
     Ok(pb::GraphProto {
         node: nodes,
         name: Some(graph_name),
@@ -352,6 +338,25 @@ fn value_info_proto(v: &ValueInfo) -> pb::ValueInfoProto {
         }),
         ..Default::default()
     }
+}
+
+/// The initializers of `graph` as TensorProtos, each stored as `stored_types` says or as the
+/// type the file had.
+fn initializer_protos(
+    graph: &Graph,
+    stored_types: &BTreeMap<String, i32>,
+) -> Result<Vec<pb::TensorProto>> {
+    graph
+        .initializers
+        .iter()
+        .map(|(name, tensor)| {
+            let code = stored_types
+                .get(name)
+                .copied()
+                .unwrap_or_else(|| onnx_type_of(tensor.origin_dtype));
+            tensor_proto(tensor, name, code)
+        })
+        .collect()
 }
 
 /// One tensor as a `TensorProto` of ONNX type `code`, data little-endian in `raw_data`.

@@ -18,11 +18,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ndarray::ArrayD;
 
 use crate::engine::Plan;
-use crate::engine::check_input;
 use crate::engine::grad::{
     GradCtx, GradFn, Grads, NON_DIFFERENTIABLE_OPS, differentiable_ops, grad_for,
 };
 use crate::engine::ops::{OpCtx, OpError, OpFn, kernel_for};
+use crate::engine::take_input;
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Node, TensorData};
 
@@ -298,19 +298,7 @@ impl<'g> TrainGraph<'g> {
         }
         for &(slot, index) in &self.feeds {
             let info = &self.graph.inputs[index];
-            let mut value = match feeds.remove(&info.name) {
-                Some(v) => v,
-                None => match self.graph.initializers.get(&info.name) {
-                    Some(t) => t.data.clone(),
-                    None => {
-                        return Err(Error::Input {
-                            name: info.name.clone(),
-                            msg: "no data given for this model input".into(),
-                        });
-                    }
-                },
-            };
-            check_input(info, &value)?;
+            let mut value = take_input(self.graph, info, &mut feeds)?;
             hook.forward_value(slot, &mut value)?;
             values[slot] = Some(Arc::new(value));
         }

@@ -36,20 +36,7 @@ fn run_direction(
     // Biases folded into the projected inputs: Wb + Rb for z and r; for h, Wb alone with
     // linear_before_reset (Rb_h goes inside the reset product), else Wb + Rb.
     let rb_h = rec.bias(d, GATES, 1, 2);
-    let bias: Vec<f32> = (0..GATES)
-        .flat_map(|gate| {
-            let wb = rec.bias(d, GATES, 0, gate);
-            let rb = if gate == 2 && linear_before_reset {
-                vec![0.0; hs]
-            } else {
-                rec.bias(d, GATES, 1, gate)
-            };
-            wb.into_iter()
-                .zip(rb)
-                .map(|(a, b)| a + b)
-                .collect::<Vec<f32>>()
-        })
-        .collect();
+    let bias = rec.folded_bias(d, GATES, |gate| gate == 2 && linear_before_reset);
     let projected = rec.project_inputs(d, GATES, &bias);
     let mut h = h0.to_vec();
     let mut y = vec![0f32; rec.seq * batch * hs];

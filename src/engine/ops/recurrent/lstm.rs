@@ -77,15 +77,7 @@ fn run_direction(
     let acts = &rec.activations[d * 3..d * 3 + 3];
     let (fa, ga, ha) = (acts[0], acts[1], acts[2]);
     // Wb + Rb of every gate, in the gate order i, o, f, c.
-    let bias: Vec<f32> = (0..GATES)
-        .flat_map(|gate| {
-            let (wb, rb) = (rec.bias(d, GATES, 0, gate), rec.bias(d, GATES, 1, gate));
-            wb.into_iter()
-                .zip(rb)
-                .map(|(a, b)| a + b)
-                .collect::<Vec<f32>>()
-        })
-        .collect();
+    let bias = rec.folded_bias(d, GATES, |_| false);
     let projected = rec.project_inputs(d, GATES, &bias);
     let zero = vec![0f32; hs];
     let (pi, po, pf) = match peepholes {

@@ -324,6 +324,26 @@ impl<'a> Recurrence<'a> {
         }
     }
 
+    /// Wb + Rb of every gate of direction `d`, gate after gate; `skip_recurrent(gate)` leaves
+    /// that gate's Rb out (GRU's h gate with linear_before_reset).
+    pub fn folded_bias(
+        &self,
+        d: usize,
+        gates: usize,
+        skip_recurrent: impl Fn(usize) -> bool,
+    ) -> Vec<f32> {
+        (0..gates)
+            .flat_map(|gate| {
+                let wb = self.bias(d, gates, 0, gate);
+                if skip_recurrent(gate) {
+                    return wb;
+                }
+                let rb = self.bias(d, gates, 1, gate);
+                wb.into_iter().zip(rb).map(|(a, b)| a + b).collect()
+            })
+            .collect()
+    }
+
     /// Clips a pre-activation to ±clip when the layer has a clip threshold.
     #[inline]
     pub fn clipped(&self, x: f32) -> f32 {

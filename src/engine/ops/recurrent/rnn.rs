@@ -19,12 +19,7 @@ pub(super) fn rnn(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
 fn run_direction(rec: &Recurrence<'_>, d: usize, h0: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (hs, batch) = (rec.hidden, rec.batch);
     let f = rec.activations[d];
-    let bias: Vec<f32> = rec
-        .bias(d, 1, 0, 0)
-        .into_iter()
-        .zip(rec.bias(d, 1, 1, 0))
-        .map(|(a, b)| a + b)
-        .collect();
+    let bias = rec.folded_bias(d, 1, |_| false);
     let projected = rec.project_inputs(d, 1, &bias);
     let mut h = h0.to_vec();
     let mut y = vec![0f32; rec.seq * batch * hs];
