@@ -42,6 +42,8 @@ import onnx
 import torch
 from torch import nn
 
+from resnets import resnet50
+
 REPO = Path(__file__).resolve().parent.parent
 # ../shared/real_models beside the crate (a checkout under /work/wt/<name> has it two levels up).
 PHOTOS = next((d / "shared" / "real_models" / "images" for d in (REPO.parent, REPO.parent.parent)
@@ -56,64 +58,8 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 # ---------------------------------------------------------------------------
-# ResNet-50 (torchvision's resnet50 configuration, written out here)
+# ResNet-50 (torchvision's resnet50 configuration, from resnets.py)
 # ---------------------------------------------------------------------------
-
-
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, cin, width, stride):
-        super().__init__()
-        cout = width * self.expansion
-        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
-            )
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
-
-
-class ResNet50(nn.Module):
-    def __init__(self, num_classes=1000):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        cin = 64
-        stages = []
-        for i, (width, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3))):
-            stride = 1 if i == 0 else 2
-            layer = []
-            for b in range(blocks):
-                layer.append(Bottleneck(cin, width, stride if b == 0 else 1))
-                cin = width * Bottleneck.expansion
-            stages.append(nn.Sequential(*layer))
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512 * Bottleneck.expansion, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
 def photo_batch(n, rng):
@@ -141,7 +87,7 @@ def photo_batch(n, rng):
 
 def build_resnet50(calib: np.ndarray):
     torch.manual_seed(SEED)
-    model = ResNet50()
+    model = resnet50()
     with torch.no_grad():
         # Non-trivial BatchNorm affine parameters, then running statistics from the data
         # (cumulative average), so activations stay well scaled through all 50 layers.
