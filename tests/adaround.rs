@@ -8,40 +8,22 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 
-use common::repo_path;
+use common::{digit_labels, float_array, repo_path};
 use ndarray::Ix2;
 use quantscope::engine::{Plan, RunOptions};
 use quantscope::ir::{Model, TensorData};
-use quantscope::load::{load_model, read_arrays};
+use quantscope::load::load_model;
 use quantscope::metrics::top1_accuracy;
 use quantscope::quant::{QuantConfig, QuantizedModel, WeightQuant, WeightScheme};
 use quantscope::transform::adaround::{AdaRoundOptions, adaround_model};
 use quantscope::workflow::Samples;
-
-fn images(file: &str) -> ndarray::ArrayD<f32> {
-    match read_arrays(&repo_path(file)).unwrap().remove(0).data {
-        TensorData::F32(a) => a,
-        TensorData::I64(_) => panic!("float images expected"),
-    }
-}
-
-fn labels() -> ndarray::Array1<i64> {
-    match read_arrays(&repo_path("sample_models/data/digits_test_y.npy"))
-        .unwrap()
-        .remove(0)
-        .data
-    {
-        TensorData::I64(a) => a.into_dimensionality().unwrap(),
-        TensorData::F32(_) => panic!("int labels expected"),
-    }
-}
 
 /// Held-out top-1 accuracy (%) of a prepared model (weights only: no activation hook).
 fn accuracy(model: &QuantizedModel) -> f64 {
     let plan = Plan::new(&model.graph).unwrap();
     let feeds = [(
         "input".to_string(),
-        TensorData::F32(images("sample_models/data/digits_test_x.npy")),
+        TensorData::F32(float_array("sample_models/data/digits_test_x.npy")),
     )]
     .into();
     let outputs = plan.run(feeds, None, RunOptions::default()).unwrap();
@@ -52,7 +34,7 @@ fn accuracy(model: &QuantizedModel) -> f64 {
         .view()
         .into_dimensionality::<Ix2>()
         .unwrap();
-    100.0 * top1_accuracy(logits, labels().view()).unwrap()
+    100.0 * top1_accuracy(logits, digit_labels().view()).unwrap()
 }
 
 fn int4(per_channel: bool) -> QuantConfig {
@@ -74,7 +56,7 @@ fn adaround_beats_round_to_nearest_on_the_sample_cnn_at_4_bits() {
     let config = int4(false);
     let calibration = Samples::single(
         "input",
-        TensorData::F32(images("sample_models/data/digits_calib_x.npy")),
+        TensorData::F32(float_array("sample_models/data/digits_calib_x.npy")),
         "calibration digits",
     )
     .unwrap();
@@ -141,7 +123,7 @@ fn adaround_per_channel_lowers_every_layer_error_on_the_sample_cnn() {
     let config = int4(true);
     let calibration = Samples::single(
         "input",
-        TensorData::F32(images("sample_models/data/digits_calib_x.npy")),
+        TensorData::F32(float_array("sample_models/data/digits_calib_x.npy")),
         "calibration digits",
     )
     .unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::repo_path;
+use common::{float_array, repo_path};
 use quantscope::engine::{Plan, RunOptions};
 use quantscope::export::write_onnx_model;
 use quantscope::ir::TensorData;
@@ -91,18 +91,11 @@ use quantscope::ir::Model;
 use quantscope::quant::{ActivationQuant, QuantConfig, QuantizedModel, WeightQuant};
 use sha2::{Digest, Sha256};
 
-fn images(file: &str) -> ndarray::ArrayD<f32> {
-    match read_arrays(&repo_path(file)).unwrap().remove(0).data {
-        TensorData::F32(a) => a,
-        TensorData::I64(_) => panic!("float images expected"),
-    }
-}
-
 /// Calibration as `quantscope export` does it: the calibration digits in batches of 64.
 fn calibrate(model: &Model) -> BTreeMap<String, CalibrationStats> {
     let plan = Plan::new(&model.graph).unwrap();
     let mut collector = ActivationCollector::new();
-    let data = images("sample_models/data/digits_calib_x.npy");
+    let data = float_array("sample_models/data/digits_calib_x.npy");
     collector
         .run_batches(&plan, "input", data.view(), 64)
         .unwrap();

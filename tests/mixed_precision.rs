@@ -6,43 +6,25 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use common::repo_path;
+use common::{digit_labels, float_array, repo_path};
 use quantscope::ir::{Model, TensorData};
-use quantscope::load::{load_model, read_arrays};
+use quantscope::load::load_model;
 use quantscope::mixed::{
     AllocationOptions, BitAssignment, Budget, CostModel, SensitivityReport, allocate, analyze,
     config_for, measure, preset, quantizable_layers,
 };
 use quantscope::workflow::{Evaluator, RunControl, Samples};
 
-fn images() -> ndarray::ArrayD<f32> {
-    match read_arrays(&repo_path("sample_models/data/digits_test_x.npy"))
-        .unwrap()
-        .remove(0)
-        .data
-    {
-        TensorData::F32(a) => a,
-        TensorData::I64(_) => panic!("float images expected"),
-    }
-}
-
-fn labels() -> ndarray::Array1<i64> {
-    match read_arrays(&repo_path("sample_models/data/digits_test_y.npy"))
-        .unwrap()
-        .remove(0)
-        .data
-    {
-        TensorData::I64(a) => a.into_dimensionality().unwrap(),
-        TensorData::F32(_) => panic!("int labels expected"),
-    }
-}
-
 /// The held-out digits with their labels.
 fn digits() -> Samples {
-    Samples::single("input", TensorData::F32(images()), "digits")
-        .unwrap()
-        .with_labels(Some(labels()))
-        .unwrap()
+    Samples::single(
+        "input",
+        TensorData::F32(float_array("sample_models/data/digits_test_x.npy")),
+        "digits",
+    )
+    .unwrap()
+    .with_labels(Some(digit_labels()))
+    .unwrap()
 }
 
 /// An evaluator of `model` on `samples` with the float outputs kept.

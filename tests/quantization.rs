@@ -6,37 +6,19 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::repo_path;
+use common::{digit_labels, float_array, repo_path};
 use ndarray::Ix2;
 use quantscope::calib::{ActivationCollector, CalibrationStats, Method};
 use quantscope::engine::{Plan, RunOptions};
 use quantscope::ir::{Model, TensorData};
-use quantscope::load::{load_model, read_arrays};
+use quantscope::load::load_model;
 use quantscope::metrics::top1_accuracy;
 use quantscope::quant::{ActivationQuant, QuantConfig, QuantizedModel, WeightQuant, WeightScheme};
-
-fn images(file: &str) -> ndarray::ArrayD<f32> {
-    match read_arrays(&repo_path(file)).unwrap().remove(0).data {
-        TensorData::F32(a) => a,
-        TensorData::I64(_) => panic!("float images expected"),
-    }
-}
-
-fn labels() -> ndarray::Array1<i64> {
-    match read_arrays(&repo_path("sample_models/data/digits_test_y.npy"))
-        .unwrap()
-        .remove(0)
-        .data
-    {
-        TensorData::I64(a) => a.into_dimensionality().unwrap(),
-        TensorData::F32(_) => panic!("int labels expected"),
-    }
-}
 
 fn calibrate(model: &Model) -> BTreeMap<String, CalibrationStats> {
     let plan = Plan::new(&model.graph).unwrap();
     let mut collector = ActivationCollector::new();
-    let data = images("sample_models/data/digits_calib_x.npy");
+    let data = float_array("sample_models/data/digits_calib_x.npy");
     collector
         .run_batches(&plan, "input", data.view(), 128)
         .unwrap();
@@ -49,7 +31,7 @@ fn accuracy(quantized: Option<&QuantizedModel>, model: &Model) -> f64 {
     let plan = Plan::new(graph).unwrap();
     let feeds = [(
         "input".to_string(),
-        TensorData::F32(images("sample_models/data/digits_test_x.npy")),
+        TensorData::F32(float_array("sample_models/data/digits_test_x.npy")),
     )]
     .into();
     let mut hook = quantized.map(|q| q.hook());
@@ -65,7 +47,7 @@ fn accuracy(quantized: Option<&QuantizedModel>, model: &Model) -> f64 {
         .view()
         .into_dimensionality::<Ix2>()
         .unwrap();
-    100.0 * top1_accuracy(logits, labels().view()).unwrap()
+    100.0 * top1_accuracy(logits, digit_labels().view()).unwrap()
 }
 
 fn config(weights: &str, per_channel: bool, activations: Option<Method>) -> QuantConfig {

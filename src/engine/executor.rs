@@ -279,7 +279,7 @@ impl<'g> Plan<'g> {
     ) -> Result<Vec<Option<Arc<TensorData>>>> {
         let mut feeds = Vec::with_capacity(self.graph.inputs.len());
         for info in &self.graph.inputs {
-            let value = take_input(&self.graph, info, &mut inputs)?;
+            let value = take_input(self.graph, info, &mut inputs)?;
             feeds.push(Some(Arc::new(value)));
         }
         if let Some(extra) = inputs.keys().next() {

@@ -9,6 +9,26 @@ use quantscope::engine::{Plan, RunOptions};
 use quantscope::ir::TensorData;
 use quantscope::load::{load_model, read_arrays};
 
+/// The float array of a one-array `.npy` in the repository (the sample images).
+pub fn float_array(file: &str) -> ndarray::ArrayD<f32> {
+    match read_arrays(&repo_path(file)).unwrap().remove(0).data {
+        TensorData::F32(a) => a,
+        TensorData::I64(_) => panic!("{file}: float data expected"),
+    }
+}
+
+/// The labels of the held-out digits (`digits_test_y.npy`).
+pub fn digit_labels() -> ndarray::Array1<i64> {
+    match read_arrays(&repo_path("sample_models/data/digits_test_y.npy"))
+        .unwrap()
+        .remove(0)
+        .data
+    {
+        TensorData::I64(a) => a.into_dimensionality().unwrap(),
+        TensorData::F32(_) => panic!("int labels expected"),
+    }
+}
+
 /// Path of a file in the repository.
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
