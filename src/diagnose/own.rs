@@ -8,7 +8,7 @@
 //! model does) and adds Σf² and Σ(f − q)² of its output. Every layer's own error thus costs one
 //! float run plus one run of each layer alone: about one pass of the quantized model.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ndarray::ArrayD;
 
@@ -98,6 +98,10 @@ struct InputsOnly<'h> {
 }
 
 impl TensorHook for InputsOnly<'_> {
+    fn wants(&self, name: &str) -> bool {
+        self.inner.wants(name)
+    }
+
     fn on_tensor(&mut self, site: TensorSite<'_>, value: &mut TensorData) -> Result<()> {
         if site.producer.is_none() {
             self.inner.on_tensor(site, value)
@@ -115,6 +119,8 @@ pub struct OwnErrorHook<'a> {
     by_node: &'a HashMap<String, usize>,
     /// Data input → how many diagnosed layers read it.
     readers: &'a HashMap<String, usize>,
+    /// The diagnosed layers' first outputs.
+    outputs: HashSet<&'a str>,
     options: RunOptions<'a>,
     /// Float inputs waiting for their readers, with the readers still to come.
     pending: HashMap<String, (TensorData, usize)>,
@@ -132,11 +138,16 @@ impl<'a> OwnErrorHook<'a> {
         readers: &'a HashMap<String, usize>,
         options: RunOptions<'a>,
     ) -> Self {
+        let outputs = plans
+            .iter()
+            .filter_map(|p| p.graph().outputs.first().map(|o| o.name.as_str()))
+            .collect();
         OwnErrorHook {
             plans,
             quantized,
             by_node,
             readers,
+            outputs,
             options,
             pending: HashMap::new(),
             sums: vec![(0.0, 0.0); plans.len()],
@@ -189,6 +200,11 @@ impl<'a> OwnErrorHook<'a> {
 }
 
 impl TensorHook for OwnErrorHook<'_> {
+    /// The diagnosed layers' data inputs and outputs; the plan may fuse the rest away.
+    fn wants(&self, name: &str) -> bool {
+        self.readers.contains_key(name) || self.outputs.contains(name)
+    }
+
     fn on_tensor(&mut self, site: TensorSite<'_>, value: &mut TensorData) -> Result<()> {
         if let Some(&count) = self.readers.get(site.name) {
             self.pending
