@@ -4,6 +4,7 @@
 
 pub mod budget;
 pub mod calib;
+pub mod diagnose;
 pub mod engine;
 pub mod error;
 pub mod export;

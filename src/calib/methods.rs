@@ -117,7 +117,7 @@ impl Method {
             }
             Method::Kl => {
                 let h = stats.abs_histogram().ok_or(CalibError::NoData)?;
-                let levels = 1usize << (bits - 1 + u32::from(one_sided));
+                let levels = kl_levels(bits, one_sided);
                 let width = f64::from(h.hi) / h.counts.len() as f64;
                 match kl_search(&h.counts, levels) {
                     Some(found) => clamp(found.edge as f64 * width),
@@ -259,11 +259,29 @@ pub fn percentile_threshold(counts: &[u64], hi: f64, p: f64) -> f64 {
     hi
 }
 
-/// The MSE-optimal clip on a histogram of |x| over `[0, hi]` (see the module docs).
+/// The MSE-optimal clip on a histogram of |x| over `[0, hi]` (see the module docs): the first
+/// minimum of [`mse_curve`].
 pub fn mse_threshold(counts: &[u64], hi: f64, bits: u32, one_sided: bool) -> f64 {
+    if counts.is_empty() || hi <= 0.0 {
+        return hi.max(0.0);
+    }
+    let mut best = (f64::INFINITY, hi);
+    for (alpha, err) in mse_curve(counts, hi, bits, one_sided) {
+        if err < best.0 {
+            best = (err, alpha);
+        }
+    }
+    best.1
+}
+
+/// The expected squared error (summed over the histogram's values) of a `bits`-bit uniform
+/// quantizer clipping at `α`, for every candidate `α = k·w` (k = 1..=bins) on a histogram of
+/// |x| over `[0, hi]`: the curve [`mse_threshold`] minimises, as (α, error) pairs. Empty for
+/// an empty histogram or `hi ≤ 0`.
+pub fn mse_curve(counts: &[u64], hi: f64, bits: u32, one_sided: bool) -> Vec<(f64, f64)> {
     let n = counts.len();
     if n == 0 || hi <= 0.0 {
-        return hi.max(0.0);
+        return Vec::new();
     }
     let width = hi / n as f64;
     let levels = ((1u64 << bits) - 1) as f64;
@@ -277,17 +295,18 @@ pub fn mse_threshold(counts: &[u64], hi: f64, bits: u32, one_sided: bool) -> f64
         suffix[j] = (a + c, b + c * x, d + c * x * x);
     }
     let total = suffix[0].0;
-    let mut best = (f64::INFINITY, hi);
-    for (k, &(c, cx, cx2)) in suffix.iter().enumerate().skip(1) {
-        let alpha = k as f64 * width;
-        let delta = alpha / steps;
-        let inside = total - c;
-        let err = inside * delta * delta / 12.0 + (cx2 - 2.0 * alpha * cx + alpha * alpha * c);
-        if err < best.0 {
-            best = (err, alpha);
-        }
-    }
-    best.1
+    suffix
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(k, &(c, cx, cx2))| {
+            let alpha = k as f64 * width;
+            let delta = alpha / steps;
+            let inside = total - c;
+            let err = inside * delta * delta / 12.0 + (cx2 - 2.0 * alpha * cx + alpha * alpha * c);
+            (alpha, err)
+        })
+        .collect()
 }
 
 /// The distribution ACIQ fits.
@@ -399,12 +418,35 @@ fn kl_counts(counts: &[u64]) -> Cow<'_, [u64]> {
 /// candidate costs O(levels), the search O(bins · levels); [`kl_divergence_at`] is the direct
 /// computation.
 pub fn kl_search(counts: &[u64], levels: usize) -> Option<KlChoice> {
+    let curve = kl_curve(counts, levels);
+    if curve.is_empty() {
+        return None;
+    }
+    let mut best: Option<KlChoice> = None;
+    for candidate in curve {
+        if !candidate.divergence.is_finite() {
+            continue;
+        }
+        if best.is_none_or(|bst| candidate.divergence <= bst.divergence) {
+            best = Some(candidate);
+        }
+    }
+    best.or(Some(KlChoice {
+        edge: counts.len(),
+        divergence: f64::INFINITY,
+    }))
+}
+
+/// The divergence [`kl_search`] minimises, for every candidate `i` from [`KL_START_BIN`] (or
+/// the bin count, if smaller) to the bin count, in order: +∞ where Q misses mass P has (or is
+/// empty), NaN never. Empty for an empty histogram.
+pub fn kl_curve(counts: &[u64], levels: usize) -> Vec<KlChoice> {
     let counts = &*kl_counts(counts);
     let n = counts.len();
     let levels = levels.max(1);
     let total: u64 = counts.iter().sum();
     if n == 0 || total == 0 {
-        return None;
+        return Vec::new();
     }
     let mut pc = vec![0.0f64; n + 1];
     let mut pnz = vec![0usize; n + 1];
@@ -416,13 +458,17 @@ pub fn kl_search(counts: &[u64], levels: usize) -> Option<KlChoice> {
         pclc[j + 1] = pclc[j] + if c > 0.0 { c * c.ln() } else { 0.0 };
     }
     let total_f = pc[n];
-    let mut best: Option<KlChoice> = None;
+    let mut curve = Vec::with_capacity(n);
     for i in KL_START_BIN.min(n).max(1)..=n {
         let last = counts[i - 1] as f64;
         let outliers = total_f - pc[i];
         let sum_q = pc[i];
         if (last == 0.0 && outliers > 0.0) || sum_q == 0.0 {
-            continue; // +∞
+            curve.push(KlChoice {
+                edge: i,
+                divergence: f64::INFINITY,
+            });
+            continue;
         }
         // Σ p ln p over P's counts: bins 0..i−1 unchanged, bin i−1 with the outliers.
         let p_last = last + outliers;
@@ -449,20 +495,22 @@ pub fn kl_search(counts: &[u64], levels: usize) -> Option<KlChoice> {
             level_start = level_end;
         }
         let divergence = (a - b) / total_f - total_f.ln() + sum_q.ln();
-        if divergence.is_nan() {
-            continue;
-        }
-        if best.is_none_or(|bst| divergence <= bst.divergence) {
-            best = Some(KlChoice {
-                edge: i,
-                divergence,
-            });
-        }
+        curve.push(KlChoice {
+            edge: i,
+            divergence: if divergence.is_nan() {
+                f64::INFINITY
+            } else {
+                divergence
+            },
+        });
     }
-    best.or(Some(KlChoice {
-        edge: n,
-        divergence: f64::INFINITY,
-    }))
+    curve
+}
+
+/// The number of levels the KL method compares for a `bits`-bit quantizer: 2^(b−1) on a
+/// signed grid, 2^b when the tensor is one-sided (min ≥ 0, an unsigned grid).
+pub fn kl_levels(bits: u32, one_sided: bool) -> usize {
+    1usize << (bits - 1 + u32::from(one_sided))
 }
 
 /// KL(P‖Q) of [`kl_search`] for one candidate `i`, computed directly (for tests and checks).

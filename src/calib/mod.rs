@@ -31,7 +31,7 @@ pub mod observer;
 
 pub use collector::ActivationCollector;
 pub use histogram::GrowingHistogram;
-pub use methods::{KlChoice, Method, kl_search};
+pub use methods::{KlChoice, Method, kl_curve, kl_levels, kl_search, mse_curve};
 pub use observer::{CalibrationStats, ObserverConfig};
 
 /// A calibration failure: a bad setting, or nothing to calibrate from.

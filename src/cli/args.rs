@@ -44,6 +44,10 @@ pub struct QuantFlags {
     /// Keep activations in float (weights only).
     #[arg(long)]
     pub float_activations: bool,
+    /// Weight clip-range method for linear schemes, per tensor or per channel as
+    /// --granularity says: minmax, percentile:99.99, mse, aciq-gauss, aciq-laplace, kl.
+    #[arg(long, default_value = "minmax")]
+    pub weight_calib: Method,
 }
 
 impl QuantFlags {
@@ -54,13 +58,15 @@ impl QuantFlags {
             symmetric: false,
             method: self.calib,
         });
-        QuantConfig::uniform(
+        let mut config = QuantConfig::uniform(
             Some(WeightQuant {
                 scheme: self.weights,
                 per_channel: self.granularity.per_channel(),
             }),
             activations,
-        )
+        );
+        config.weight_calib = (self.weight_calib != Method::MinMax).then_some(self.weight_calib);
+        config
     }
 }
 

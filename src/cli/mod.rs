@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod calibrate;
 mod compare;
+mod diagnose;
 mod export;
 mod feeds;
 mod inspect;
@@ -44,6 +45,8 @@ enum Command {
     Transform(transform::TransformArgs),
     /// Each layer alone at b-bit weights: accuracy drop and output KL; bit allocation under a budget.
     Sensitivity(sensitivity::SensitivityArgs),
+    /// Find the layer that breaks the model: per layer own, accumulated and leave-one-float SQNR.
+    Diagnose(diagnose::DiagnoseArgs),
     /// Time the engine on a model and input (median over iterations), printed as one JSON line.
     Bench(bench::BenchArgs),
     /// Quantization-aware training (STE, binary, ternary, TTQ, k-means, XNOR) with a JSON report.
@@ -67,6 +70,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Transform(args)) => transform::transform(&args),
         Some(Command::Export(args)) => export::export(&args),
         Some(Command::Sensitivity(args)) => sensitivity::sensitivity(&args),
+        Some(Command::Diagnose(args)) => diagnose::diagnose(&args),
         Some(Command::Qat(args)) => train::qat(&args),
         Some(Command::App { model }) => open_app(model),
         None => open_app(None),

@@ -56,6 +56,10 @@ pub struct QuantConfig {
     pub activation_ranges: BTreeMap<String, (f32, f32)>,
     /// Manual clip ranges by weight tensor name (linear schemes, per tensor).
     pub weight_ranges: BTreeMap<String, (f32, f32)>,
+    /// How linear weights' clip ranges are chosen (per tensor or per channel, as the layer's
+    /// granularity says) where no manual range is set; min-max when None.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_calib: Option<Method>,
 }
 
 impl QuantConfig {

@@ -8,9 +8,10 @@ use ndarray::{ArrayD, ArrayViewD};
 use serde::Serialize;
 
 use super::channels::Granularity;
-use super::config::{QUANTIZABLE_OPS, QuantConfig, WeightQuant};
+use super::config::{QUANTIZABLE_OPS, QuantConfig, WeightQuant, WeightScheme};
 use super::grid::{IntGrid, LinearParams, QuantError};
-use crate::calib::CalibrationStats;
+use super::weight_calib::calibrated_ranges;
+use crate::calib::{CalibrationStats, Method};
 use crate::engine::{TensorHook, TensorSite};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, ParamRole, Tensor, TensorData};
@@ -84,7 +85,13 @@ impl QuantizedModel {
                 && !weights.iter().any(|w: &WeightReport| w.tensor == name)
             {
                 let manual = config.weight_ranges.get(name).copied();
-                let (values, report) = quantize_weight(tensor, weight_quant, manual, &node.name)?;
+                let (values, report) = quantize_weight(
+                    tensor,
+                    weight_quant,
+                    manual,
+                    config.weight_calib,
+                    &node.name,
+                )?;
                 if let Some(target) = quantized.initializers.get_mut(name) {
                     target.data = TensorData::F32(values);
                 }
@@ -162,6 +169,7 @@ fn quantize_weight(
     tensor: &Tensor,
     quant: &WeightQuant,
     manual_range: Option<(f32, f32)>,
+    calib: Option<Method>,
     node: &str,
 ) -> Result<(ArrayD<f32>, WeightReport)> {
     let name = tensor.name.as_str();
@@ -178,9 +186,17 @@ fn quantize_weight(
         (true, Some(axis)) if manual_range.is_none() => Granularity::PerChannel { axis },
         _ => Granularity::PerTensor,
     };
+    let ranges = match (manual_range, calib, quant.scheme) {
+        (Some(range), _, _) => Some(vec![range]),
+        (None, Some(method), WeightScheme::Linear { bits, .. }) => Some(
+            calibrated_ranges(values.view(), granularity, method, bits)
+                .map_err(quant_error(name))?,
+        ),
+        _ => None,
+    };
     let quantized = quant
         .scheme
-        .fake_quantize(values.view(), granularity, manual_range)
+        .fake_quantize_in(values.view(), granularity, ranges)
         .map_err(quant_error(name))?;
     let metrics = compare(
         values.view(),

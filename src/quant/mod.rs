@@ -21,6 +21,7 @@ pub mod linear;
 pub mod scalar;
 pub mod scheme;
 pub mod ternary;
+pub mod weight_calib;
 pub mod xnor;
 
 #[cfg(test)]

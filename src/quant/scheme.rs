@@ -142,6 +142,18 @@ impl WeightScheme {
         granularity: Granularity,
         range: Option<(f32, f32)>,
     ) -> Result<FakeQuantized, QuantError> {
+        self.fake_quantize_in(values, granularity, range.map(|r| vec![r]))
+    }
+
+    /// [`Self::fake_quantize`] with linear schemes' clip ranges given: one for the whole
+    /// tensor, or one per channel of `granularity` (calibrated weight ranges, say); min-max
+    /// when None.
+    pub fn fake_quantize_in(
+        &self,
+        values: ArrayViewD<'_, f32>,
+        granularity: Granularity,
+        ranges: Option<Vec<(f32, f32)>>,
+    ) -> Result<FakeQuantized, QuantError> {
         let (values, ranges, params) = match *self {
             WeightScheme::Linear { bits, symmetric } => {
                 let config = LinearConfig {
@@ -150,8 +162,8 @@ impl WeightScheme {
                     granularity,
                     rounding: Rounding::NearestEven,
                 };
-                let ranges = match range {
-                    Some(range) => vec![range],
+                let ranges = match ranges {
+                    Some(ranges) => ranges,
                     None => linear::minmax_ranges(values.view(), granularity)?,
                 };
                 let params = linear::params(values.view(), &config, &ranges)?;

@@ -78,6 +78,7 @@ pub fn weight_focus(
         if let Some(range) = config.weight_ranges.get(tensor) {
             single.weight_ranges.insert(tensor.to_string(), *range);
         }
+        single.weight_calib = config.weight_calib;
         let other = QuantizedModel::prepare(&one, &single, &BTreeMap::new()).ok()?;
         let w = other.weights.into_iter().next()?;
         (w.per_channel == per_channel).then_some(w.metrics.sqnr_db)
