@@ -7,7 +7,6 @@
 //! header declares.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufReader, BufWriter, Cursor, Read, Seek};
 use std::path::Path;
 
@@ -72,20 +71,33 @@ pub fn read_npz_bytes(bytes: &[u8], path: &Path, budget: MemoryBudget) -> Result
     read_npz(Cursor::new(bytes), path, &mut budget.ledger())
 }
 
-/// Writes arrays to an uncompressed `.npz` (f32 data as float32, i64 data as int64).
+/// Writes arrays to an uncompressed `.npz` (f32 data as float32, i64 data as int64),
+/// atomically: the archive appears whole or not at all.
 pub fn write_npz(path: &Path, arrays: &[(&str, &TensorData)]) -> Result<()> {
-    let file = File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut npz = NpzWriter::new(BufWriter::new(file));
-    for (name, data) in arrays {
-        let written = match data {
-            TensorData::F32(a) => npz.add_array(*name, a),
-            TensorData::I64(a) => npz.add_array(*name, a),
-        };
-        written.map_err(|e| Error::format(path, format!("writing array '{name}' failed: {e}")))?;
-    }
-    npz.finish()
-        .map_err(|e| Error::format(path, format!("finishing the npz archive failed: {e}")))?;
-    Ok(())
+    crate::export::write_atomic_file(path, &[], |file| {
+        let mut npz = NpzWriter::new(BufWriter::new(file));
+        for (name, data) in arrays {
+            let written = match data {
+                TensorData::F32(a) => npz.add_array(*name, a),
+                TensorData::I64(a) => npz.add_array(*name, a),
+            };
+            written
+                .map_err(|e| Error::format(path, format!("writing array '{name}' failed: {e}")))?;
+        }
+        npz.finish()
+            .map_err(|e| Error::format(path, format!("finishing the npz archive failed: {e}")))?
+            .into_inner()
+            .map_err(|e| {
+                Error::format(
+                    path,
+                    format!(
+                        "cannot write the file ({})",
+                        crate::error::io_text(e.error())
+                    ),
+                )
+            })?;
+        Ok(())
+    })
 }
 
 /// Loads a `.npy` or `.npz` file as a weights-only model (initializers, no nodes).
