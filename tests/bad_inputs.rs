@@ -691,3 +691,359 @@ fn a_huge_aimet_bit_width_is_reported_as_it_is() {
         "{report:?}"
     );
 }
+
+// ---------------------------------------------------------------- outputs and settings
+
+/// Every file under `dir` (recursively) with its bytes, links as their targets' text.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().map(|e| e.unwrap()) {
+            let path = entry.path();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                out.insert(path, target.to_string_lossy().into_owned().into_bytes());
+            } else {
+                out.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Asserts a failed run changed nothing under `dir`: no file changed, none added or removed
+/// (no partial output, no temporary file left behind).
+fn assert_untouched(dir: &Path, before: &std::collections::BTreeMap<PathBuf, Vec<u8>>, what: &str) {
+    let after = tree(dir);
+    let added: Vec<_> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    let removed: Vec<_> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+    assert!(
+        added.is_empty() && removed.is_empty(),
+        "{what}: added {added:?}, removed {removed:?}"
+    );
+    for (path, bytes) in before {
+        assert!(after[path] == *bytes, "{what}: {} changed", path.display());
+    }
+}
+
+/// Spellings of `file` (in `dir`, the working directory of the runs) that name the same file.
+fn spellings(dir: &Path, file: &str, rng: &mut Mutator) -> Vec<PathBuf> {
+    let mut all = vec![
+        PathBuf::from(file),
+        PathBuf::from(".").join(file),
+        PathBuf::from("sub").join("..").join(file),
+        dir.join(file),
+        dir.join("sub").join(".").join("..").join(file),
+    ];
+    #[cfg(unix)]
+    {
+        let soft = format!("soft-{}-{file}", rng.below(1 << 20));
+        std::os::unix::fs::symlink(dir.join(file), dir.join(&soft)).unwrap();
+        all.push(PathBuf::from(soft));
+        let hard = format!("hard-{}-{file}", rng.below(1 << 20));
+        std::fs::hard_link(dir.join(file), dir.join(&hard)).unwrap();
+        all.push(PathBuf::from(hard));
+    }
+    all
+}
+
+fn run_in(dir: &Path, args: &[std::ffi::OsString]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quantscope"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("QUANTSCOPE_MEMORY_BUDGET")
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn no_output_replaces_an_input_or_another_output() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    for (name, from) in [
+        ("m.onnx", "sample_models/digits_cnn.onnx"),
+        ("x.npy", "sample_models/data/digits_calib_x.npy"),
+        ("y.npy", "sample_models/data/digits_test_y.npy"),
+        ("t.npz", "sample_models/data/digits_train.npz"),
+    ] {
+        std::fs::copy(repo_path(from), d.join(name)).unwrap();
+    }
+    std::fs::write(d.join("s.json"), hostile::session_text(&d.join("m.onnx"))).unwrap();
+    std::fs::write(d.join("e.encodings"), &hostile::encodings_texts()[0].1).unwrap();
+
+    // (command and its other arguments, the input files it reads, the output flags).
+    let base = "--data x.npy";
+    let commands: Vec<(String, Vec<&str>, Vec<&str>)> = vec![
+        (
+            format!("run m.onnx {base} --labels y.npy"),
+            vec!["m.onnx", "x.npy", "y.npy"],
+            vec!["--out", "--save-inputs"],
+        ),
+        (
+            format!("calibrate m.onnx {base} --methods minmax"),
+            vec!["m.onnx", "x.npy"],
+            vec!["--out"],
+        ),
+        (
+            format!("quantize m.onnx {base} --eval-data t.npz --import-encodings e.encodings"),
+            vec!["m.onnx", "x.npy", "t.npz", "e.encodings"],
+            vec!["--report"],
+        ),
+        (
+            format!("export m.onnx {base} --format aimet --session s.json --labels y.npy"),
+            vec!["m.onnx", "x.npy", "s.json", "y.npy"],
+            vec!["--out", "--save-session"],
+        ),
+        (
+            format!("export m.onnx {base} --format qdq --import-encodings e.encodings"),
+            vec!["m.onnx", "x.npy", "e.encodings"],
+            vec!["--out"],
+        ),
+        (
+            "transform m.onnx --fold-bn".into(),
+            vec!["m.onnx"],
+            vec!["--out"],
+        ),
+        (
+            "qat m.onnx --train-data t.npz --eval-data x.npy --labels y.npy --epochs 1".into(),
+            vec!["m.onnx", "t.npz", "x.npy", "y.npy"],
+            vec!["--out", "--report"],
+        ),
+    ];
+    let mut rng = Mutator::new(0x0a7f_11e5);
+    let mut runs = 0;
+    for (command, inputs, outputs) in &commands {
+        for input in inputs {
+            let spelled = spellings(d, input, &mut rng);
+            for out_flag in outputs {
+                // One spelling chosen by the seed per (command, input, output); all of them
+                // for the model.
+                let chosen: Vec<&PathBuf> = if *input == "m.onnx" {
+                    spelled.iter().collect()
+                } else {
+                    vec![&spelled[rng.below(spelled.len())]]
+                };
+                for spelling in chosen {
+                    let mut args: Vec<std::ffi::OsString> =
+                        command.split(' ').map(Into::into).collect();
+                    args.push(out_flag.into());
+                    args.push(spelling.into());
+                    // The other outputs go somewhere harmless.
+                    for other in outputs.iter().filter(|o| *o != out_flag) {
+                        args.push(other.into());
+                        args.push(format!("other{}.json", other.len()).into());
+                    }
+                    let before = tree(d);
+                    let o = run_in(d, &args);
+                    let what = format!("{args:?}");
+                    assert_one_error_line(&o, &["same file as", "choose another"]);
+                    assert_untouched(d, &before, &what);
+                    runs += 1;
+                }
+            }
+        }
+    }
+    // Two outputs of one command naming one file, spelled differently.
+    for args in [
+        "run m.onnx --data x.npy --out o.npz --save-inputs sub/../o.npz",
+        "export m.onnx --data x.npy --format aimet --out s2.json --save-session ./s2.json",
+        "export m.onnx --data x.npy --format report --out r.json",
+        "qat m.onnx --train-data t.npz --eval-data x.npy --labels y.npy --out q.onnx --report ./q.onnx",
+    ] {
+        let args: Vec<std::ffi::OsString> = args.split(' ').map(Into::into).collect();
+        let before = tree(d);
+        let o = run_in(d, &args);
+        assert_one_error_line(&o, &["two outputs cannot share a file"]);
+        assert_untouched(d, &before, &format!("{args:?}"));
+        runs += 1;
+    }
+    assert!(runs > 60, "{runs} runs");
+}
+
+#[test]
+fn a_report_appears_whole_or_not_at_all() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    // The layer table's name is taken by a directory, so its rename fails after the others'
+    // temporary files were written (and the summary and tensor table renamed).
+    std::fs::create_dir(d.join("r.layers.csv")).unwrap();
+    let model = repo_path("sample_models/digits_cnn.onnx");
+    let data = repo_path("sample_models/data/digits_calib_x.npy");
+    let before = tree(d);
+    let o = quantscope(
+        &[
+            "export".as_ref(),
+            model.as_os_str(),
+            "--data".as_ref(),
+            data.as_os_str(),
+            "--format".as_ref(),
+            "report".as_ref(),
+            "--out".as_ref(),
+            d.join("r.md").as_os_str(),
+        ],
+        None,
+    );
+    assert_one_error_line(&o, &["r.layers.csv", "cannot write"]);
+    assert_untouched(d, &before, "report over a directory");
+    assert!(d.join("r.layers.csv").is_dir());
+
+    std::fs::remove_dir(d.join("r.layers.csv")).unwrap();
+    let o = quantscope(
+        &[
+            "export".as_ref(),
+            model.as_os_str(),
+            "--data".as_ref(),
+            data.as_os_str(),
+            "--format".as_ref(),
+            "report".as_ref(),
+            "--out".as_ref(),
+            d.join("r.md").as_os_str(),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names: Vec<String> = tree(d)
+        .keys()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["r.json", "r.layers.csv", "r.md", "r.tensors.csv"]);
+}
+
+#[test]
+fn nonsense_settings_and_data_are_refused_with_one_line() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    std::fs::copy(repo_path("sample_models/digits_cnn.onnx"), d.join("m.onnx")).unwrap();
+    std::fs::copy(
+        repo_path("sample_models/data/digits_calib_x.npy"),
+        d.join("x.npy"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo_path("sample_models/data/digits_test_x.npy"),
+        d.join("tx.npy"),
+    )
+    .unwrap();
+    let f32s = |values: &[f32]| {
+        values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<_>>()
+    };
+    hostile::write(
+        d,
+        "zero.npy",
+        &hostile::npy_bytes("<f4", "(0, 1, 8, 8)", &[]),
+    );
+    hostile::write(
+        d,
+        "nan.npy",
+        &hostile::npy_bytes("<f4", "(2, 1, 8, 8)", &f32s(&[f32::NAN; 128])),
+    );
+    hostile::write(
+        d,
+        "one.npy",
+        &hostile::npy_bytes("<f4", "(1,)", &f32s(&[0.0])),
+    );
+    hostile::write(d, "range.onnx", &hostile::range_model(1e12));
+    for (name, label) in [
+        ("l10.npy", 10i64),
+        ("lneg.npy", -1),
+        ("lhuge.npy", 1_000_000_000_000),
+    ] {
+        let labels: Vec<u8> = (0..540).flat_map(|_| label.to_le_bytes()).collect();
+        hostile::write(d, name, &hostile::npy_bytes("<i8", "(540,)", &labels));
+    }
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "calibrate m.onnx --data x.npy --bits 0",
+            &["--bits 0", "2 to 16"],
+        ),
+        (
+            "calibrate m.onnx --data x.npy --bits 1",
+            &["--bits 1", "2 to 16"],
+        ),
+        (
+            "calibrate m.onnx --data x.npy --bits 64",
+            &["--bits 64", "2 to 16"],
+        ),
+        ("run m.onnx --data zero.npy", &["zero.npy", "no samples"]),
+        (
+            "calibrate m.onnx --data zero.npy",
+            &["zero.npy", "no samples"],
+        ),
+        ("bench m.onnx --data zero.npy", &["zero.npy", "no samples"]),
+        (
+            "calibrate m.onnx --data nan.npy",
+            &["nan.npy", "NaN or infinite"],
+        ),
+        (
+            "run m.onnx --data tx.npy --labels l10.npy",
+            &["label 10", "0..9"],
+        ),
+        (
+            "run m.onnx --data tx.npy --labels lneg.npy",
+            &["label -1", "0..9"],
+        ),
+        (
+            "run m.onnx --data tx.npy --labels lhuge.npy",
+            &["label 1000000000000"],
+        ),
+        ("run range.onnx --data one.npy", &["Range", "too large"]),
+        (
+            "--memory-budget 100K run m.onnx --data x.npy",
+            &["x.npy", "memory budget of 100 KiB"],
+        ),
+        #[cfg(target_os = "linux")]
+        (
+            "run m.onnx --data x.npy --out /proc/x.npz",
+            &["/proc/x.npz", "does not accept new files"],
+        ),
+        #[cfg(target_os = "linux")]
+        (
+            "export m.onnx --data x.npy --format qdq --out /proc/x.onnx",
+            &["/proc/x.onnx", "does not accept new files"],
+        ),
+    ];
+    for (args, fragments) in cases {
+        let args: Vec<std::ffi::OsString> = args.split(' ').map(Into::into).collect();
+        let before = tree(d);
+        let o = run_in(d, &args);
+        assert_one_error_line(&o, fragments);
+        assert_untouched(d, &before, &format!("{args:?}"));
+    }
+
+    // Versions ONNX defines but Quantscope is not tested with run, with one warning.
+    for (name, opset, ir, fragment) in [
+        ("opset1.onnx", Some(1), Some(8), "opset 1 is older than 7"),
+        ("ir0.onnx", Some(17), Some(0), "IR version 0"),
+        (
+            "opset22.onnx",
+            Some(22),
+            Some(10),
+            "opset 22 is newer than 21",
+        ),
+    ] {
+        let path = hostile::write(
+            d,
+            name,
+            &hostile::conv_model(&[1, 1], opset, ir).encode_to_vec(),
+        );
+        let o = quantscope(&["inspect".as_ref(), path.as_os_str()], None);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{name}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: {err}");
+        assert!(
+            err.starts_with("warning: ") && err.contains(name) && err.contains(fragment),
+            "{name}: {err}"
+        );
+    }
+}

@@ -8,10 +8,9 @@ use std::time::Instant;
 use clap::Args;
 use quantscope::engine::{RunOptions, TensorHook, TensorSite};
 use quantscope::ir::TensorData;
-use quantscope::load::load_model;
 use quantscope::workflow::{RunControl, choose_batch};
 
-use super::feeds::{DataFlags, plan_for};
+use super::feeds::{DataFlags, open_model, plan_for};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -80,7 +79,7 @@ fn print_node_times(timer: NodeTimer) {
 }
 
 pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
-    let model = load_model(&args.model)?;
+    let model = open_model(&args.model)?;
     let plan = plan_for(&model)?;
     let samples = args.data_flags.samples(&model.graph, &args.data)?;
     let choice = choose_batch(

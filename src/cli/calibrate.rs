@@ -4,15 +4,15 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 use quantscope::calib::Method;
-use quantscope::load::load_model;
+use quantscope::export::write_bytes_atomic;
 use serde::Serialize;
 
 use quantscope::workflow::{RunControl, calibrate as calibrate_samples};
 
-use super::feeds::{DataFlags, data_line, plan_for};
+use super::feeds::{DataFlags, data_line, open_model, plan_for};
+use super::paths::{CommandFiles, MODEL};
 
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
@@ -72,6 +72,10 @@ struct RangesFile {
     tensors: BTreeMap<String, TensorRanges>,
 }
 
+/// Bit widths calibration ranges can be chosen for (as for activations elsewhere).
+const MIN_BITS: u32 = 2;
+const MAX_BITS: u32 = 16;
+
 /// Parses a comma-separated method list.
 fn parse_methods(text: &str) -> anyhow::Result<Vec<Method>> {
     text.split(',')
@@ -80,8 +84,19 @@ fn parse_methods(text: &str) -> anyhow::Result<Vec<Method>> {
 }
 
 pub fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
+    if !(MIN_BITS..=MAX_BITS).contains(&args.bits) {
+        anyhow::bail!(
+            "--bits {} is out of range: ranges are chosen for {MIN_BITS} to {MAX_BITS} bits",
+            args.bits
+        );
+    }
+    CommandFiles::new()
+        .input(MODEL, &args.model)
+        .input("--data", &args.data)
+        .maybe_output("--out", args.out.as_ref())
+        .check()?;
     let methods = parse_methods(&args.methods)?;
-    let model = load_model(&args.model)?;
+    let model = open_model(&args.model)?;
     plan_for(&model)?;
     let samples = args.flags.samples(&model.graph, &args.data)?;
     let calibration = calibrate_samples(
@@ -141,7 +156,7 @@ pub fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
     }
     if let Some(out) = &args.out {
         let json = serde_json::to_string_pretty(&file)?;
-        std::fs::write(out, json).with_context(|| format!("writing {}", out.display()))?;
+        write_bytes_atomic(out, &[], json.as_bytes())?;
         println!(
             "wrote ranges of {} tensors to {}",
             file.tensors.len(),

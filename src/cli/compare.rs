@@ -6,12 +6,11 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use quantscope::load::load_model;
 use quantscope::transform::compare::{CompareOptions, paper_table};
 use quantscope::workflow::RunControl;
 
 use super::args::Relu6Arg;
-use super::feeds::{DataFlags, LabelFlags, plan_for};
+use super::feeds::{DataFlags, LabelFlags, open_model, plan_for};
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
@@ -47,7 +46,7 @@ fn percent(x: Option<f64>) -> String {
 }
 
 pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
-    let model = load_model(&args.model)?;
+    let model = open_model(&args.model)?;
     plan_for(&model)?;
     let graph = &model.graph;
     let evaluation = args

@@ -4,15 +4,17 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use quantscope::export::{CalibrationSource, ExportFormat, ExportInputs, Session, export_to};
-use quantscope::load::load_model;
+use quantscope::export::{
+    CalibrationSource, ExportFormat, ExportInputs, Session, export_to, report_paths,
+};
 use quantscope::quant::QuantizedModel;
 use quantscope::workflow::{
     DEFAULT_BATCH, EvalOptions, Evaluator, RunControl, calibrate as calibrate_samples,
 };
 
 use super::args::{QuantFlags, apply_encodings};
-use super::feeds::{DataFlags, LabelFlags, data_line, plan_for};
+use super::feeds::{DataFlags, LabelFlags, data_line, open_model, plan_for};
+use super::paths::{CommandFiles, MODEL};
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -54,8 +56,32 @@ pub struct ExportArgs {
     batch_size: Option<usize>,
 }
 
+/// The model, data, labels, session and encodings it reads; the output (and the report's
+/// files beside it) and the session it writes.
+fn files(args: &ExportArgs) -> CommandFiles {
+    let mut files = CommandFiles::new()
+        .input(MODEL, &args.model)
+        .input("--data", &args.data)
+        .maybe_input("--eval-data", args.eval_data.as_ref())
+        .maybe_input("--labels", args.labels.labels.as_ref())
+        .maybe_input("--session", args.session.as_ref())
+        .maybe_input("--import-encodings", args.import_encodings.as_ref());
+    if args.format == ExportFormat::Report {
+        let [md, tensors, layers, json] = report_paths(&args.out);
+        files = files
+            .output("--out", &md)
+            .output("the report's tensor table", &tensors)
+            .output("the report's layer table", &layers)
+            .output("the report's JSON", &json);
+    } else {
+        files = files.output("--out", &args.out);
+    }
+    files.maybe_output("--save-session", args.save_session.as_ref())
+}
+
 pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
-    let model = load_model(&args.model)?;
+    files(args).check()?;
+    let model = open_model(&args.model)?;
     plan_for(&model)?;
     let graph = &model.graph;
     let control = RunControl::default();

@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use quantscope::load::load_model;
 use quantscope::summary::ModelSummary;
+
+use super::feeds::open_model;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -16,7 +17,7 @@ pub struct InspectArgs {
 }
 
 pub fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
-    let model = load_model(&args.model)?;
+    let model = open_model(&args.model)?;
     let summary = ModelSummary::of(&model);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -9,6 +9,7 @@ mod diagnose;
 mod export;
 mod feeds;
 mod inspect;
+mod paths;
 mod quantize;
 mod run;
 mod sensitivity;
@@ -18,6 +19,7 @@ mod transform;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use quantscope::budget::MemoryBudget;
 
 /// Explore neural-network quantization: inspect and run models, tune ranges in the app.
 #[derive(Debug, Parser)]
@@ -25,6 +27,11 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Most memory one file or data set may claim when read (e.g. 2G, 512M); a file declaring
+    /// more is refused before anything is allocated. Default: QUANTSCOPE_MEMORY_BUDGET, else
+    /// 8G.
+    #[arg(long, global = true, value_name = "SIZE")]
+    memory_budget: Option<MemoryBudget>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +67,12 @@ enum Command {
 
 /// Runs the parsed command.
 pub fn execute(cli: Cli) -> anyhow::Result<()> {
+    match cli.memory_budget {
+        Some(budget) => MemoryBudget::set_current(budget),
+        None => {
+            MemoryBudget::from_env().map_err(anyhow::Error::msg)?;
+        }
+    }
     match cli.command {
         Some(Command::Inspect(args)) => inspect::inspect(&args),
         Some(Command::Run(args)) => run::run(&args),

@@ -5,9 +5,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
-use quantscope::load::load_model;
+use quantscope::export::write_bytes_atomic;
 use quantscope::quant::{QuantConfig, QuantizedModel};
 use quantscope::workflow::{
     Cost, EvalOptions, Evaluation, Evaluator, RunControl, calibrate as calibrate_samples,
@@ -15,7 +14,8 @@ use quantscope::workflow::{
 use serde::Serialize;
 
 use super::args::{QuantFlags, apply_encodings};
-use super::feeds::{DataFlags, LabelFlags, data_line, plan_for};
+use super::feeds::{DataFlags, LabelFlags, data_line, open_model, plan_for};
+use super::paths::{CommandFiles, MODEL};
 
 #[derive(Debug, Args)]
 pub struct QuantizeArgs {
@@ -115,7 +115,15 @@ fn print_evaluation(e: &Evaluation) {
 }
 
 pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
-    let model = load_model(&args.model)?;
+    CommandFiles::new()
+        .input(MODEL, &args.model)
+        .input("--data", &args.data)
+        .maybe_input("--eval-data", args.eval_data.as_ref())
+        .maybe_input("--labels", args.labels.labels.as_ref())
+        .maybe_input("--import-encodings", args.import_encodings.as_ref())
+        .maybe_output("--report", args.report.as_ref())
+        .check()?;
+    let model = open_model(&args.model)?;
     plan_for(&model)?;
     let graph = &model.graph;
     let mut config = args.flags.config();
@@ -214,8 +222,7 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
             activations: &quantized.activations,
             evaluation: &evaluation,
         };
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_bytes_atomic(path, &[], serde_json::to_string_pretty(&report)?.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -7,12 +7,13 @@ use anyhow::Context;
 use clap::Args;
 use ndarray::{Axis, concatenate, stack};
 use quantscope::ir::TensorData;
-use quantscope::load::{load_model, write_npz};
+use quantscope::load::write_npz;
 use quantscope::workflow::{
     RunControl, SampleInputs, Samples, check_labels, choose_batch, classification_rows, run_chunks,
 };
 
-use super::feeds::{DataFlags, LabelFlags, data_line, plan_for};
+use super::feeds::{DataFlags, LabelFlags, data_line, open_model, plan_for};
+use super::paths::{CommandFiles, MODEL};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -124,7 +125,14 @@ fn save_inputs(samples: &Samples, path: &Path) -> anyhow::Result<()> {
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let model = load_model(&args.model)?;
+    CommandFiles::new()
+        .input(MODEL, &args.model)
+        .input("--data", &args.data)
+        .maybe_input("--labels", args.labels.labels.as_ref())
+        .maybe_output("--out", args.out.as_ref())
+        .maybe_output("--save-inputs", args.save_inputs.as_ref())
+        .check()?;
+    let model = open_model(&args.model)?;
     let plan = plan_for(&model)?;
     let samples = args
         .flags

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use quantscope::load::load_model;
 use quantscope::mixed::{
     AllocationOptions, Budget, CostModel, SensitivityReport, allocate, analyze,
 };
@@ -12,7 +11,7 @@ use quantscope::workflow::{Evaluator, RunControl};
 use serde::Serialize;
 
 use super::args::GranularityArg;
-use super::feeds::{DataFlags, LabelFlags, data_line, plan_for};
+use super::feeds::{DataFlags, LabelFlags, data_line, open_model, plan_for};
 
 #[derive(Debug, clap::Args)]
 pub struct SensitivityArgs {
@@ -71,7 +70,7 @@ fn percent(x: Option<f64>) -> String {
 }
 
 pub fn sensitivity(args: &SensitivityArgs) -> anyhow::Result<()> {
-    let model = load_model(&args.model)?;
+    let model = open_model(&args.model)?;
     plan_for(&model)?;
     let graph = &model.graph;
     let mut samples = args

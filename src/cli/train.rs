@@ -10,8 +10,8 @@ use clap::{Args, ValueEnum};
 use ndarray::Axis;
 use quantscope::calib::{ActivationCollector, Method};
 use quantscope::export::onnx_writer::{onnx_model_proto, write_model_proto};
+use quantscope::export::write_bytes_atomic;
 use quantscope::ir::TensorData;
-use quantscope::load::load_model;
 use quantscope::quant::{ActivationQuant, QuantConfig, WeightQuant, WeightScheme};
 use quantscope::train::fake_quant::RangeLearning;
 use quantscope::train::optim::OptimizerKind;
@@ -20,7 +20,8 @@ use serde::Serialize;
 
 use quantscope::workflow::sources::{DataSource, read_labels, read_samples};
 
-use super::feeds::plan_for;
+use super::feeds::{open_model, plan_for};
+use super::paths::{CommandFiles, MODEL};
 
 /// Samples of the training data used for the activation statistics (PTQ's starting ranges).
 const CALIBRATION_SAMPLES: usize = 512;
@@ -172,7 +173,16 @@ fn qat_config(args: &QatArgs, graph: &quantscope::ir::Graph) -> anyhow::Result<Q
 }
 
 pub fn qat(args: &QatArgs) -> anyhow::Result<()> {
-    let model = load_model(&args.model)?;
+    CommandFiles::new()
+        .input(MODEL, &args.model)
+        .input("--train-data", &args.train_data)
+        .maybe_input("--train-labels", args.train_labels.as_ref())
+        .input("--eval-data", &args.eval_data)
+        .maybe_input("--labels", args.labels.as_ref())
+        .output("--out", &args.out)
+        .maybe_output("--report", args.report.as_ref())
+        .check()?;
+    let model = open_model(&args.model)?;
     let plan = plan_for(&model)?;
     let graph = &model.graph;
     let [input] = graph.inputs.as_slice() else {
@@ -271,8 +281,7 @@ pub fn qat(args: &QatArgs) -> anyhow::Result<()> {
             eval_accuracy: result.curve.iter().map(|p| p.eval_accuracy).collect(),
             config: result.config,
         };
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_bytes_atomic(path, &[], serde_json::to_string_pretty(&report)?.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())

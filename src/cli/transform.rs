@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 use quantscope::export::onnx_writer::{onnx_model_proto, write_model_proto};
-use quantscope::load::load_model;
 use quantscope::transform::equalize::EqualizeOptions;
 use quantscope::transform::toggles::{
     BiasCorrection, TransformToggles, Transformed, apply_float_transforms_with,
 };
 
 use super::args::Relu6Arg;
+use super::feeds::open_model;
+use super::paths::{CommandFiles, MODEL};
 
 #[derive(Debug, Args)]
 pub struct TransformArgs {
@@ -46,7 +47,11 @@ pub fn transform(args: &TransformArgs) -> anyhow::Result<()> {
     if args.absorb_bias && !args.fold_bn {
         bail!("--absorb-bias needs --fold-bn (it uses the folded BN statistics)");
     }
-    let model = load_model(&args.model)?;
+    CommandFiles::new()
+        .input(MODEL, &args.model)
+        .output("--out", &args.out)
+        .check()?;
+    let model = open_model(&args.model)?;
     if !model.graph.is_runnable() {
         return Err(quantscope::Error::NotRunnable(model.path.clone()).into());
     }

@@ -17,7 +17,7 @@ pub mod session;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-pub use atomic::{write_atomic, write_bytes_atomic};
+pub use atomic::{write_atomic, write_atomic_file, write_bytes_atomic, write_files_atomic};
 pub use encodings::{AimetSchema, ImportReport, import_encodings};
 pub use onnx_writer::{onnx_model_proto, write_onnx_model};
 pub use qdq::{QdqModel, qdq_model};
@@ -105,6 +105,21 @@ pub struct ExportSummary {
     pub warnings: Vec<String>,
 }
 
+/// The files `--format report` writes for `path`: the Markdown summary itself, then
+/// `<stem>.tensors.csv`, `<stem>.layers.csv` and `<stem>.json` beside it.
+pub fn report_paths(path: &Path) -> [PathBuf; 4] {
+    let stem = path
+        .file_stem()
+        .map_or("report".into(), |s| s.to_string_lossy().into_owned());
+    let sibling = |suffix: &str| path.with_file_name(format!("{stem}{suffix}"));
+    [
+        path.to_path_buf(),
+        sibling(".tensors.csv"),
+        sibling(".layers.csv"),
+        sibling(".json"),
+    ]
+}
+
 /// Exports `inputs` as `format` to `path` (atomically; never over the source model).
 pub fn export_to(
     format: ExportFormat,
@@ -165,23 +180,9 @@ pub fn export_to(
         ExportFormat::Report => {
             let model_name = inputs.model.path.display().to_string();
             let layers = report::layer_rows(&inputs.model.graph, inputs.config, inputs.quantized);
-            let sibling = |suffix: &str| {
-                let stem = path
-                    .file_stem()
-                    .map_or("report".into(), |s| s.to_string_lossy().into_owned());
-                path.with_file_name(format!("{stem}{suffix}"))
-            };
+            let [md_path, tensors_path, layers_path, json_path] = report_paths(path);
             let md =
                 report::markdown_summary(&model_name, inputs.quantized, &layers, inputs.evaluation);
-            write(path.to_path_buf(), md.as_bytes())?;
-            write(
-                sibling(".tensors.csv"),
-                report::tensor_csv(inputs.quantized).as_bytes(),
-            )?;
-            write(
-                sibling(".layers.csv"),
-                report::layer_csv(&layers).as_bytes(),
-            )?;
             let all = report::report_json(
                 &model_name,
                 inputs.config,
@@ -189,7 +190,18 @@ pub fn export_to(
                 &layers,
                 inputs.evaluation,
             );
-            write(sibling(".json"), json(&all)?.as_bytes())?;
+            let files = vec![
+                (md_path, md.into_bytes()),
+                (
+                    tensors_path,
+                    report::tensor_csv(inputs.quantized).into_bytes(),
+                ),
+                (layers_path, report::layer_csv(&layers).into_bytes()),
+                (json_path, json(&all)?.into_bytes()),
+            ];
+            // The four files appear together or not at all.
+            write_files_atomic(&files, &[source])?;
+            summary.files.extend(files.into_iter().map(|(p, _)| p));
         }
     }
     Ok(summary)

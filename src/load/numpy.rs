@@ -7,8 +7,7 @@
 //! header declares.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Cursor, Read, Seek};
+use std::io::{BufReader, BufWriter, Cursor, Read, Seek, Write};
 use std::path::Path;
 
 use ndarray::ArrayD;
@@ -72,20 +71,110 @@ pub fn read_npz_bytes(bytes: &[u8], path: &Path, budget: MemoryBudget) -> Result
     read_npz(Cursor::new(bytes), path, &mut budget.ledger())
 }
 
-/// Writes arrays to an uncompressed `.npz` (f32 data as float32, i64 data as int64).
+/// Writes arrays to an uncompressed `.npz` (f32 data as float32, i64 data as int64),
+/// atomically: the archive appears whole or not at all.
 pub fn write_npz(path: &Path, arrays: &[(&str, &TensorData)]) -> Result<()> {
-    let file = File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut npz = NpzWriter::new(BufWriter::new(file));
+    crate::export::write_atomic_file(path, &[], |file| {
+        let mut sink = StopAtFirstError::new(BufWriter::new(file));
+        let outcome = fill_npz(&mut sink, path, arrays);
+        match (sink.first_error.take(), outcome) {
+            // A full disk or a failing device: say so plainly.
+            (Some(e), _) => Err(Error::format(
+                path,
+                format!("cannot write the file ({})", crate::error::io_text(&e)),
+            )),
+            (None, outcome) => outcome,
+        }
+    })
+}
+
+fn fill_npz<W: Write + Seek>(
+    sink: &mut StopAtFirstError<W>,
+    path: &Path,
+    arrays: &[(&str, &TensorData)],
+) -> Result<()> {
+    let mut npz = NpzWriter::new(sink);
     for (name, data) in arrays {
         let written = match data {
             TensorData::F32(a) => npz.add_array(*name, a),
             TensorData::I64(a) => npz.add_array(*name, a),
         };
-        written.map_err(|e| Error::format(path, format!("writing array '{name}' failed: {e}")))?;
+        if let Err(e) = written {
+            // Dropping a zip writer after a failure makes it try to finish the archive and
+            // print its own message when that fails too; the archive is a temporary file that
+            // is removed anyway, so it is abandoned (its few bookkeeping bytes included).
+            std::mem::forget(npz);
+            return Err(Error::format(
+                path,
+                format!("writing array '{name}' failed: {e}"),
+            ));
+        }
     }
-    npz.finish()
+    let sink = npz
+        .finish()
         .map_err(|e| Error::format(path, format!("finishing the npz archive failed: {e}")))?;
-    Ok(())
+    sink.flush().map_err(|e| {
+        Error::format(
+            path,
+            format!("cannot write the file ({})", crate::error::io_text(&e)),
+        )
+    })
+}
+
+/// Passes writes and seeks through until the first error, which it keeps (so the message can
+/// say "no space left on the device" rather than the zip writer's chain of wrappers); after
+/// it, every call succeeds without doing anything.
+struct StopAtFirstError<W> {
+    inner: W,
+    first_error: Option<std::io::Error>,
+}
+
+impl<W> StopAtFirstError<W> {
+    fn new(inner: W) -> Self {
+        StopAtFirstError {
+            inner,
+            first_error: None,
+        }
+    }
+
+    fn keep<T>(&mut self, result: std::io::Result<T>, after_failure: T) -> std::io::Result<T> {
+        if self.first_error.is_some() {
+            return Ok(after_failure);
+        }
+        result.map_err(|e| {
+            let copy = std::io::Error::new(e.kind(), e.to_string());
+            self.first_error = Some(e);
+            copy
+        })
+    }
+}
+
+impl<W: Write> Write for StopAtFirstError<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.first_error.is_some() {
+            return Ok(buf.len());
+        }
+        let result = self.inner.write(buf);
+        self.keep(result, buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.first_error.is_some() {
+            return Ok(());
+        }
+        let result = self.inner.flush();
+        self.keep(result, ())
+    }
+}
+
+impl<W: Seek> Seek for StopAtFirstError<W> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        if self.first_error.is_some() {
+            return Ok(0);
+        }
+        let result = self.inner.seek(pos);
+        self.keep(result, 0)
+    }
 }
 
 /// Loads a `.npy` or `.npz` file as a weights-only model (initializers, no nodes).

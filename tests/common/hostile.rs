@@ -359,3 +359,31 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     std::fs::write(&path, bytes).expect("write case");
     path
 }
+
+/// A model computing `Range(0, limit, 1) + x` (x of shape [1]): the output's size comes from
+/// the data, so a huge `limit` must be refused by the kernel, not by the allocator.
+pub fn range_model(limit: f32) -> Vec<u8> {
+    let scalar = |name: &str, v: f32| f32_raw(name, &[], v.to_le_bytes().to_vec());
+    let node = |name: &str, op: &str, inputs: &[&str], output: &str| pb::NodeProto {
+        name: Some(name.into()),
+        op_type: Some(op.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        ..Default::default()
+    };
+    let mut m = conv_model(&[1, 1], Some(17), Some(8));
+    if let Some(g) = m.graph.as_mut() {
+        g.node = vec![
+            node("range", "Range", &["start", "limit", "delta"], "r"),
+            node("add", "Add", &["r", "x"], "y"),
+        ];
+        g.initializer = vec![
+            scalar("start", 0.0),
+            scalar("limit", limit),
+            scalar("delta", 1.0),
+        ];
+        g.input = vec![value_info("x", &[1])];
+        g.output = vec![value_info("y", &[1])];
+    }
+    m.encode_to_vec()
+}

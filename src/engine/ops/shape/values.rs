@@ -73,7 +73,6 @@ pub(super) fn range(_ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResul
     let start = scalar_of(input(inputs, 0)?, "start")?;
     let limit = scalar_of(input(inputs, 1)?, "limit")?;
     let delta = scalar_of(input(inputs, 2)?, "delta")?;
-    const MAX_LEN: f64 = (1u64 << 40) as f64;
     match (&start, &limit, &delta) {
         (TensorData::I64(s), TensorData::I64(l), TensorData::I64(d)) => {
             let (s, l, d) = (s.iter().next(), l.iter().next(), d.iter().next());
@@ -85,9 +84,9 @@ pub(super) fn range(_ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResul
             }
             let span = l as i128 - s as i128;
             let n = ((span + d as i128 - d.signum() as i128) / d as i128).max(0);
-            if n as f64 > MAX_LEN {
-                return Err(OpError(format!("range of {n} elements is too long")));
-            }
+            let n = usize::try_from(n)
+                .map_err(|_| OpError(format!("range of {n} elements is too long")))?;
+            checked_len(&[n])?;
             let v: Vec<i64> = (0..n as i64).map(|i| s + i * d).collect();
             single(array_from(&[v.len()], v)?)
         }
@@ -98,9 +97,10 @@ pub(super) fn range(_ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResul
                 return Err(OpError("delta cannot be 0".into()));
             }
             let n = ((l - s) / d).ceil().max(0.0);
-            if !n.is_finite() || n > MAX_LEN {
+            if !n.is_finite() || n >= usize::MAX as f64 {
                 return Err(OpError(format!("range of {n} elements is too long")));
             }
+            checked_len(&[n as usize])?;
             let v: Vec<f32> = (0..n as usize).map(|i| (s + i as f64 * d) as f32).collect();
             single(array_from(&[v.len()], v)?)
         }
