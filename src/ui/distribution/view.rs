@@ -9,11 +9,14 @@ use crate::metrics::ErrorEstimate;
 use crate::quant::Quantizer;
 
 use super::cache::ViewCache;
-use super::channels_plot::{channel_at, channel_ranges_plot_ui};
+use super::channels_plot::{channel_at, channel_ranges_plot_ui, channels_key};
 use super::clip_handles::shown_clip;
 use super::explain::{explain_ui, formulas};
-use super::histogram_plot::{HistogramPlot, histogram_plot_ui, marker_color, x_bounds};
+use super::histogram_plot::{
+    HistogramPlot, histogram_key, histogram_plot_ui, marker_color, x_bounds,
+};
 use super::interaction::{DragState, PointerOnPlot, Scene, interact};
+use super::plot_key::plot_key_ui;
 use super::reconstruction::{reconstruct, reconstruction_ui};
 use super::{DistributionCommand, DistributionInput, ExactFigures};
 
@@ -26,9 +29,48 @@ pub enum Tab {
     Reconstruction,
 }
 
+/// Where the parts of the view were laid out on the last frame (screen points): what the
+/// layout tests check and the slide export crops to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ViewRects {
+    /// The whole view.
+    pub view: Option<egui::Rect>,
+    /// The main plot (histogram, channel ranges or reconstruction).
+    pub plot: Option<egui::Rect>,
+    /// The plot's key (drawn outside the plot).
+    pub key: Option<egui::Rect>,
+    /// The error figures under the plot.
+    pub figures: Option<egui::Rect>,
+    /// Explain mode's formulas with live numbers.
+    pub formulas: Option<egui::Rect>,
+}
+
+/// The "before" of a transform for the shown tensor: its per-channel ranges before, drawn as a
+/// ghost behind the current bars of the per-channel plot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ghost {
+    /// The weight tensor the ranges belong to.
+    pub tensor: String,
+    /// What the ghost shows, e.g. "before equalization".
+    pub label: String,
+    pub before: Vec<(f32, f32)>,
+}
+
 /// The view's own state (what is shown, the handle being dragged, the selected channel).
 #[derive(Debug, Default)]
 pub struct DistributionView {
+    /// The height the view must fit in without scrolling (the visible centre); the histogram
+    /// takes at least half of it. None: the height available.
+    pub fit_height: Option<f32>,
+    /// Ranges before a transform, for the shown tensor's per-channel plot.
+    pub ghost: Option<Ghost>,
+    rects: ViewRects,
+    /// Height of what follows the histogram (figures, key, formulas) on the last frame.
+    below_height: Option<f32>,
+    /// Explain mode's formulas in a column beside the tab (wide centres) or under the plot.
+    formulas_beside: bool,
+    /// The clip range the formulas show (the dragged one on the histogram tab).
+    formula_clip: (f32, f32),
     pub log_counts: bool,
     pub selected_channel: Option<usize>,
     pub tab: Tab,
@@ -39,6 +81,9 @@ pub struct DistributionView {
     last_transform: Option<PlotTransform>,
     cache: ViewCache,
 }
+
+/// Narrowest centre (points) that shows the formulas in a column beside the plots.
+const BESIDE_MIN_WIDTH: f32 = 560.0;
 
 /// Text size factor of explain mode.
 const EXPLAIN_SCALE: f32 = 1.4;
@@ -54,6 +99,11 @@ impl DistributionView {
     /// (per-channel tab) drawn last.
     pub fn last_transform(&self) -> Option<PlotTransform> {
         self.last_transform
+    }
+
+    /// Where the parts of the view were laid out on the last frame.
+    pub fn rects(&self) -> &ViewRects {
+        &self.rects
     }
 
     /// Whether a clip handle is being dragged.
@@ -72,7 +122,10 @@ impl DistributionView {
             self.drag.clip = None;
         }
         let mut commands = Vec::new();
-        ui.scope(|ui| {
+        self.rects = ViewRects::default();
+        let view_top = ui.cursor().top();
+        let fit = self.fit_height.unwrap_or_else(|| ui.available_height());
+        let response = ui.scope(|ui| {
             if input.explain {
                 for font in ui.style_mut().text_styles.values_mut() {
                     font.size *= EXPLAIN_SCALE;
@@ -80,43 +133,112 @@ impl DistributionView {
             }
             let codebook = self.cache.codebook(input.data, input.choice.scheme);
             header_ui(ui, input);
-            self.tabs_ui(ui, input);
-            let clip = match self.tab {
-                Tab::Histogram => {
-                    self.histogram_tab_ui(ui, input, codebook.as_deref(), &mut commands)
+            ui.horizontal_wrapped(|ui| {
+                self.tabs_ui(ui, input);
+                if self.tab == Tab::Histogram {
+                    ui.separator();
+                    self.grid_checkboxes_ui(ui);
                 }
-                Tab::Channels => {
-                    self.channels_tab_ui(ui, input, codebook.as_deref());
-                    input.clip
-                }
-                Tab::Reconstruction => {
-                    self.reconstruction_tab_ui(ui, input, codebook.as_deref());
-                    input.clip
-                }
-            };
-            if input.explain {
-                let symmetric = is_symmetric(input);
-                let stats = &input.data.scheme_stats.tensor;
-                let shown = shown_clip(clip, symmetric);
-                match input.choice.quantizer(shown, stats, codebook.as_deref()) {
-                    Ok(q) => {
-                        let estimate = input.data.fine.estimate_quantizer(&q);
-                        explain_ui(
-                            ui,
-                            &formulas(&input.choice, shown, &q, stats, estimate.as_ref()),
-                        );
-                    }
-                    Err(e) => {
-                        ui.label(e);
-                    }
-                }
+            });
+            self.formula_clip = input.clip;
+            let width = ui.available_width();
+            self.formulas_beside = input.explain && width >= BESIDE_MIN_WIDTH;
+            if self.formulas_beside {
+                let right = (width * 0.45).clamp(240.0, 600.0);
+                let left = width - right - ui.spacing().item_spacing.x;
+                let height = ui.available_height();
+                let origin = ui.cursor().min;
+                let left_rect = egui::Rect::from_min_size(origin, egui::vec2(left, height));
+                let right_rect = egui::Rect::from_min_size(
+                    egui::pos2(origin.x + width - right, origin.y),
+                    egui::vec2(right, height),
+                );
+                ui.scope_builder(egui::UiBuilder::new().max_rect(left_rect), |ui| {
+                    ui.set_clip_rect(
+                        left_rect
+                            .intersect(ui.clip_rect())
+                            .with_max_y(f32::INFINITY),
+                    );
+                    self.tab_ui(ui, input, codebook.as_deref(), view_top, fit, &mut commands);
+                });
+                ui.scope_builder(egui::UiBuilder::new().max_rect(right_rect), |ui| {
+                    let clip = self.formula_clip;
+                    self.draw_formulas_ui(ui, input, clip, codebook.as_deref());
+                });
+            } else {
+                self.tab_ui(ui, input, codebook.as_deref(), view_top, fit, &mut commands);
             }
         });
+        self.rects.view = Some(response.response.rect);
         commands
     }
 
+    /// The shown tab's content.
+    fn tab_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        input: &DistributionInput<'_>,
+        codebook: Option<&[f32]>,
+        view_top: f32,
+        fit: f32,
+        commands: &mut Vec<DistributionCommand>,
+    ) {
+        match self.tab {
+            Tab::Histogram => {
+                let frame = Frame { view_top, fit };
+                self.histogram_tab_ui(ui, input, codebook, frame, commands);
+            }
+            Tab::Channels => self.channels_tab_ui(ui, input, codebook),
+            Tab::Reconstruction => {
+                self.reconstruction_tab_ui(ui, input, codebook);
+                self.formulas_ui(ui, input, input.clip, codebook);
+            }
+        }
+    }
+
+    /// Explain mode's formulas in the flow of the tab (unless they are drawn beside it).
+    fn formulas_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        input: &DistributionInput<'_>,
+        clip: (f32, f32),
+        codebook: Option<&[f32]>,
+    ) {
+        self.formula_clip = clip;
+        if !self.formulas_beside {
+            self.draw_formulas_ui(ui, input, clip, codebook);
+        }
+    }
+
+    /// Explain mode's formulas for the scheme on screen with the clip range `clip`.
+    fn draw_formulas_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        input: &DistributionInput<'_>,
+        clip: (f32, f32),
+        codebook: Option<&[f32]>,
+    ) {
+        if !input.explain {
+            return;
+        }
+        let symmetric = is_symmetric(input);
+        let stats = &input.data.scheme_stats.tensor;
+        let shown = shown_clip(clip, symmetric);
+        let rect = match input.choice.quantizer(shown, stats, codebook) {
+            Ok(q) => {
+                let estimate = input.data.fine.estimate_quantizer(&q);
+                explain_ui(
+                    ui,
+                    &formulas(&input.choice, shown, &q, stats, estimate.as_ref()),
+                )
+            }
+            Err(e) => ui.label(e).rect,
+        };
+        self.rects.formulas = Some(rect);
+    }
+
     fn tabs_ui(&mut self, ui: &mut egui::Ui, input: &DistributionInput<'_>) {
-        ui.horizontal(|ui| {
+        ui.scope(|ui| {
             ui.selectable_value(&mut self.tab, Tab::Histogram, "histogram")
                 .on_hover_text(
                     "The tensor's value histogram with the quantization grid, the clip range \
@@ -150,35 +272,42 @@ impl DistributionView {
         ui: &mut egui::Ui,
         input: &DistributionInput<'_>,
         codebook: Option<&[f32]>,
+        frame: Frame,
         commands: &mut Vec<DistributionCommand>,
-    ) -> (f32, f32) {
+    ) {
         let data = input.data;
         let symmetric = is_symmetric(input);
         let linear = input.choice.scheme.is_linear();
         let stats = &data.scheme_stats.tensor;
         let clip_now = shown_clip(self.drag.clip.unwrap_or(input.clip), symmetric);
         let quantizer = input.choice.quantizer(clip_now, stats, codebook);
-        self.grid_controls_ui(ui, quantizer.as_ref().ok());
         let bounds = self
             .drag
             .bounds
             .unwrap_or_else(|| x_bounds(&data.fine, &data.markers, Some(clip_now)));
-        let height = (ui.available_height() - 240.0).clamp(160.0, 520.0);
-        let response = histogram_plot_ui(
-            ui,
-            &HistogramPlot {
-                id: "distribution_histogram",
-                fine: &data.fine,
-                log_counts: self.log_counts,
-                quantizer: quantizer.as_ref().ok(),
-                show_quantized: self.show_quantized,
-                handles: linear.then_some(clip_now),
-                range_lines: None,
-                markers: &data.markers,
-                x_bounds: bounds,
-                height,
-            },
-        );
+        let above = ui.cursor().top() - frame.view_top;
+        let below = self
+            .below_height
+            .unwrap_or(if input.explain && !self.formulas_beside {
+                320.0
+            } else {
+                120.0
+            });
+        let height = histogram_height(frame.fit, above, below);
+        let plot = HistogramPlot {
+            id: "distribution_histogram",
+            fine: &data.fine,
+            log_counts: self.log_counts,
+            quantizer: quantizer.as_ref().ok(),
+            show_quantized: self.show_quantized,
+            handles: linear.then_some(clip_now),
+            range_lines: None,
+            markers: &data.markers,
+            x_bounds: bounds,
+            height,
+        };
+        let key = histogram_key(&plot);
+        let response = histogram_plot_ui(ui, &plot);
         let transform = response.transform;
         let response = if linear {
             response.response.on_hover_text(
@@ -190,6 +319,7 @@ impl DistributionView {
             response.response
         };
         self.last_plot_rect = Some(response.rect);
+        self.rects.plot = Some(response.rect);
         self.last_transform = Some(transform);
         let pointer = PointerOnPlot::read(ui, &response);
         let new = interact(
@@ -221,31 +351,34 @@ impl DistributionView {
             .as_ref()
             .ok()
             .and_then(|q| data.fine.estimate_quantizer(q));
-        figures_ui(ui, input, clip, linear, estimate.as_ref(), commands);
+        self.rects.key = Some(plot_key_ui(ui, &key));
+        let levels = quantizer.as_ref().ok().map(Quantizer::level_count);
+        let figures =
+            ui.scope(|ui| figures_ui(ui, input, clip, linear, levels, estimate.as_ref(), commands));
+        self.rects.figures = Some(figures.response.rect);
+        self.formulas_ui(ui, input, clip, codebook);
+        let below_bottom = if self.formulas_beside {
+            figures.response.rect.bottom()
+        } else {
+            self.rects
+                .formulas
+                .unwrap_or(figures.response.rect)
+                .bottom()
+        };
+        self.below_height = Some(below_bottom - response.rect.bottom());
         self.markers_ui(ui, input, commands);
-        clip
     }
 
-    fn grid_controls_ui(&mut self, ui: &mut egui::Ui, quantizer: Option<&Quantizer>) {
-        ui.horizontal(|ui| {
-            ui.checkbox(&mut self.log_counts, "log counts")
-                .on_hover_text(
-                    "Plot log10(1 + count): the tails, where clipping happens, become visible.",
-                );
-            ui.checkbox(&mut self.show_quantized, "quantized histogram")
-                .on_hover_text(
-                    "Overlay the histogram after quantization: every value's mass moved to its \
-                     reconstruction level Q(x).",
-                );
-            if let Some(q) = quantizer {
-                let n = q.level_count();
-                ui.label(RichText::new(level_count_text(n)).strong())
-                    .on_hover_text(
-                        "Reconstruction levels of the grid. Up to 64 in view are drawn as thin \
-                         lines; denser grids are shown by the quantized histogram.",
-                    );
-            }
-        });
+    fn grid_checkboxes_ui(&mut self, ui: &mut egui::Ui) {
+        ui.checkbox(&mut self.log_counts, "log counts")
+            .on_hover_text(
+                "Plot log10(1 + count): the tails, where clipping happens, become visible.",
+            );
+        ui.checkbox(&mut self.show_quantized, "quantized histogram")
+            .on_hover_text(
+                "Overlay the histogram after quantization: every value's mass moved to its \
+                 reconstruction level Q(x).",
+            );
     }
 
     fn markers_ui(
@@ -265,38 +398,44 @@ impl DistributionView {
                 "Each calibration method's clip range for this tensor, and the error the \
                  current grid would have with it (histogram estimate).",
             );
-        egui::Grid::new("distribution_markers")
-            .num_columns(5)
-            .striped(true)
+        egui::ScrollArea::horizontal()
+            .id_salt("distribution_markers_scroll")
             .show(ui, |ui| {
-                for (i, marker) in data.markers.iter().enumerate() {
-                    ui.colored_label(marker_color(i), format!("— {}", marker.method));
-                    ui.label(format!("[{:.5}, {:.5}]", marker.range.0, marker.range.1));
-                    match estimates.get(i).copied().flatten() {
-                        Some(e) => {
-                            ui.label(format!("MSE {:.3e}", e.mse));
-                            ui.label(format!("SQNR {:.2} dB", e.sqnr_db));
+                egui::Grid::new("distribution_markers")
+                    .num_columns(5)
+                    .striped(true)
+                    .show(ui, |ui| {
+                        for (i, marker) in data.markers.iter().enumerate() {
+                            ui.colored_label(marker_color(i), format!("— {}", marker.method));
+                            ui.label(format!("[{:.5}, {:.5}]", marker.range.0, marker.range.1));
+                            match estimates.get(i).copied().flatten() {
+                                Some(e) => {
+                                    ui.label(format!("MSE {:.3e}", e.mse));
+                                    ui.label(format!("SQNR {:.2} dB", e.sqnr_db));
+                                }
+                                None => {
+                                    ui.label("—");
+                                    ui.label("—");
+                                }
+                            }
+                            let current =
+                                !input.clip_is_manual && input.method_name == marker.method;
+                            let button = ui
+                                .add_enabled(
+                                    !current,
+                                    egui::Button::new(format!("use {}", marker.method)),
+                                )
+                                .on_hover_text(format!(
+                                    "Quantize with the {} clip range [rmin, rmax].",
+                                    marker.method
+                                ));
+                            if button.clicked() {
+                                commands
+                                    .push(DistributionCommand::AdoptMarker(marker.method.clone()));
+                            }
+                            ui.end_row();
                         }
-                        None => {
-                            ui.label("—");
-                            ui.label("—");
-                        }
-                    }
-                    let current = !input.clip_is_manual && input.method_name == marker.method;
-                    let button = ui
-                        .add_enabled(
-                            !current,
-                            egui::Button::new(format!("use {}", marker.method)),
-                        )
-                        .on_hover_text(format!(
-                            "Quantize with the {} clip range [rmin, rmax].",
-                            marker.method
-                        ));
-                    if button.clicked() {
-                        commands.push(DistributionCommand::AdoptMarker(marker.method.clone()));
-                    }
-                    ui.end_row();
-                }
+                    });
             });
     }
 
@@ -322,12 +461,18 @@ impl DistributionView {
             .and_then(|q| data.fine.estimate_quantizer(&q));
         let per_channel = self.cache.per_channel(data, &input.choice, codebook);
         comparison_ui(ui, per_tensor.as_ref(), per_channel.as_ref(), input.exact);
-        let height = (ui.available_height() * 0.4).clamp(140.0, 360.0);
+        let height =
+            (self.fit_height.unwrap_or_else(|| ui.available_height()) * 0.4).clamp(140.0, 480.0);
+        let ghost = self
+            .ghost
+            .as_ref()
+            .filter(|g| g.tensor == input.tensor.name && g.before.len() == n);
         let response = channel_ranges_plot_ui(
             ui,
             &data.channel_ranges,
             self.selected_channel,
             tensor_clip,
+            ghost.map(|g| g.before.as_slice()),
             height,
         );
         let plot_response = response.response.on_hover_text(
@@ -335,7 +480,11 @@ impl DistributionView {
              clip range. Click a bar to see that channel's histogram.",
         );
         self.last_plot_rect = Some(plot_response.rect);
+        self.rects.plot = Some(plot_response.rect);
         self.last_transform = Some(response.transform);
+        let key = channels_key(ghost.map(|g| g.label.as_str()));
+        self.rects.key = Some(plot_key_ui(ui, &key));
+        self.formulas_ui(ui, input, input.clip, codebook);
         if plot_response.clicked()
             && let Some(pos) = plot_response.interact_pointer_pos()
             && let Some(c) = channel_at(response.transform.value_from_position(pos).x, n)
@@ -424,14 +573,30 @@ impl DistributionView {
             Ok(q) => {
                 let rec = reconstruct(&input.data.sample, &q);
                 let height = (ui.available_height() - 40.0).clamp(160.0, 480.0);
-                reconstruction_ui(ui, &rec, height);
-                self.last_plot_rect = Some(ui.min_rect());
+                let rect = reconstruction_ui(ui, &rec, height);
+                self.last_plot_rect = Some(rect);
+                self.rects.plot = Some(rect);
             }
             Err(e) => {
                 ui.label(e);
             }
         }
     }
+}
+
+/// Where the view started and the height it must fit in (for the histogram's height).
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    view_top: f32,
+    fit: f32,
+}
+
+/// The histogram's height: what is left of `fit` after `above` and `below`, and never less than
+/// half of `fit` (on a projector the histogram is the picture).
+pub fn histogram_height(fit: f32, above: f32, below: f32) -> f32 {
+    // The plot's own rect excludes its axes (about 28 points): ask for that much more.
+    let half = (0.5 * fit + 28.0).max(120.0);
+    (fit - above - below - 8.0).clamp(half, half.max(900.0))
 }
 
 fn is_symmetric(input: &DistributionInput<'_>) -> bool {
@@ -468,10 +633,18 @@ fn figures_ui(
     input: &DistributionInput<'_>,
     clip: (f32, f32),
     linear: bool,
+    levels: Option<usize>,
     estimate: Option<&ErrorEstimate>,
     commands: &mut Vec<DistributionCommand>,
 ) {
     ui.horizontal_wrapped(|ui| {
+        if let Some(n) = levels {
+            ui.label(RichText::new(level_count_text(n)).strong())
+                .on_hover_text(
+                    "Reconstruction levels of the grid. Up to 64 in view are drawn as thin \
+                     lines; denser grids are shown by the quantized histogram.",
+                );
+        }
         match estimate {
             Some(e) => ui.label(
                 RichText::new(format!(
