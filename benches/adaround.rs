@@ -10,6 +10,7 @@ use quantscope::ir::TensorData;
 use quantscope::load::{load_model, read_arrays};
 use quantscope::quant::{QuantConfig, WeightQuant, WeightScheme};
 use quantscope::transform::adaround::{AdaRoundOptions, layer_problems};
+use quantscope::workflow::Samples;
 
 fn adaround_layer(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -37,15 +38,10 @@ fn adaround_layer(c: &mut Criterion) {
         ..AdaRoundOptions::default()
     };
     let cancel = AtomicBool::new(false);
-    let problems = layer_problems(
-        &model.graph,
-        &config,
-        "input",
-        calibration.view(),
-        &options,
-        &cancel,
-    )
-    .expect("layer problems");
+    let samples = Samples::single("input", TensorData::F32(calibration), "calibration digits")
+        .expect("samples");
+    let problems =
+        layer_problems(&model.graph, &config, &samples, &options, &cancel).expect("layer problems");
     let problem = problems
         .iter()
         .find(|p| p.layer.node == "/features/features.7/Conv")

@@ -126,96 +126,202 @@ fn random(shape: &[usize], seed: u64) -> TensorData {
     TensorData::F32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), v).expect("shape"))
 }
 
-/// The Conv and ConvTranspose kernels alone, one case per strategy: im2col + threaded sgemm,
-/// images batched into one product, the direct depthwise loop, the SIMD lane kernels (dense
-/// and depthwise) and sgemm + col2im.
+/// One Conv or ConvTranspose case: input and weight shapes, group, strides, symmetric pads.
+struct ConvCase {
+    name: &'static str,
+    op: &'static str,
+    x: [usize; 4],
+    w: [usize; 4],
+    group: i64,
+    strides: [i64; 2],
+    pad: i64,
+}
+
+const fn case(
+    name: &'static str,
+    x: [usize; 4],
+    w: [usize; 4],
+    group: i64,
+    strides: [i64; 2],
+    pad: i64,
+) -> ConvCase {
+    ConvCase {
+        name,
+        op: "Conv",
+        x,
+        w,
+        group,
+        strides,
+        pad,
+    }
+}
+
+/// The Conv and ConvTranspose kernels alone on the shapes of real models, at least one case
+/// per strategy: depthwise (YuNet, PP-OCR), small-channel first layers (ESPCN, YuNet), 1×1 as
+/// GEMM, dense 3×3 (ResNet) at large and small planes, images batched, the SIMD lane kernels
+/// (dense and depthwise) and sgemm + col2im.
 fn conv_kernels(c: &mut Criterion) {
-    // (name, op, x shape, w shape, group, stride, pad)
-    type Case = (
-        &'static str,
-        &'static str,
-        [usize; 4],
-        [usize; 4],
-        i64,
-        i64,
-        i64,
-    );
-    let cases: [Case; 6] = [
-        (
-            "3x3 64->64 @56 b1",
-            "Conv",
-            [1, 64, 56, 56],
-            [64, 64, 3, 3],
-            1,
-            1,
+    let cases = [
+        case(
+            "dw 3x3 16 @320 b1 (yunet)",
+            [1, 16, 320, 320],
+            [16, 1, 3, 3],
+            16,
+            [1, 1],
             1,
         ),
-        (
-            "3x3 32->32 @14 b4",
-            "Conv",
-            [4, 32, 14, 14],
-            [32, 32, 3, 3],
-            1,
-            1,
+        case(
+            "dw 3x3 64 @80 b1 (yunet)",
+            [1, 64, 80, 80],
+            [64, 1, 3, 3],
+            64,
+            [1, 1],
             1,
         ),
-        (
+        case(
+            "dw 5x5 88 @3x96 b4 (ppocr)",
+            [4, 88, 3, 96],
+            [88, 1, 5, 5],
+            88,
+            [1, 1],
+            2,
+        ),
+        case(
+            "dw 3x3/(2,1) 24 @12x96 b4 (ppocr)",
+            [4, 24, 12, 96],
+            [24, 1, 3, 3],
+            24,
+            [2, 1],
+            1,
+        ),
+        case(
             "dw 3x3/2 128 @28 b8",
-            "Conv",
             [8, 128, 28, 28],
             [128, 1, 3, 3],
             128,
-            2,
+            [2, 2],
             1,
         ),
-        (
+        case(
+            "first 5x5 1->64 @224 b1 (espcn)",
+            [1, 1, 224, 224],
+            [64, 1, 5, 5],
+            1,
+            [1, 1],
+            2,
+        ),
+        case(
+            "first 3x3/2 3->16 @640 b1 (yunet)",
+            [1, 3, 640, 640],
+            [16, 3, 3, 3],
+            1,
+            [2, 2],
+            1,
+        ),
+        case(
+            "1x1 64->64 @80 b1 (yunet)",
+            [1, 64, 80, 80],
+            [64, 64, 1, 1],
+            1,
+            [1, 1],
+            0,
+        ),
+        case(
+            "1x1 256->64 @56 b1 (resnet50)",
+            [1, 256, 56, 56],
+            [64, 256, 1, 1],
+            1,
+            [1, 1],
+            0,
+        ),
+        case(
+            "3x3 64->64 @56 b1 (resnet)",
+            [1, 64, 56, 56],
+            [64, 64, 3, 3],
+            1,
+            [1, 1],
+            1,
+        ),
+        case(
+            "3x3 512->512 @7 b1 (resnet)",
+            [1, 512, 7, 7],
+            [512, 512, 3, 3],
+            1,
+            [1, 1],
+            1,
+        ),
+        case(
+            "3x3 64->32 @224 b1 (espcn)",
+            [1, 64, 224, 224],
+            [32, 64, 3, 3],
+            1,
+            [1, 1],
+            1,
+        ),
+        case(
+            "3x3 32->32 @14 b4",
+            [4, 32, 14, 14],
+            [32, 32, 3, 3],
+            1,
+            [1, 1],
+            1,
+        ),
+        case(
             "lanes 3x3 32->32 @8 b64",
-            "Conv",
             [64, 32, 8, 8],
             [32, 32, 3, 3],
             1,
-            1,
+            [1, 1],
             1,
         ),
-        (
+        case(
             "lanes dw 3x3 64 @8 b64",
-            "Conv",
             [64, 64, 8, 8],
             [64, 1, 3, 3],
             64,
-            1,
-            1,
-        ),
-        (
-            "transpose 3x3/2 32->16 @14 b4",
-            "ConvTranspose",
-            [4, 32, 14, 14],
-            [32, 16, 3, 3],
-            1,
-            2,
+            [1, 1],
             1,
         ),
+        ConvCase {
+            op: "ConvTranspose",
+            ..case(
+                "transpose 3x3/2 32->16 @14 b4",
+                [4, 32, 14, 14],
+                [32, 16, 3, 3],
+                1,
+                [2, 2],
+                1,
+            )
+        },
     ];
     let mut group = c.benchmark_group("conv");
-    for (name, op, x_shape, w_shape, groups, stride, pad) in cases {
+    group.sample_size(20);
+    for case in cases {
         let node = Node {
-            name: name.into(),
-            op_type: op.into(),
+            name: case.name.into(),
+            op_type: case.op.into(),
             domain: String::new(),
             inputs: vec!["x".into(), "w".into(), "b".into()],
             outputs: vec!["y".into()],
             attributes: [
-                ("group".to_string(), Attribute::Int(groups)),
-                ("strides".to_string(), Attribute::Ints(vec![stride; 2])),
-                ("pads".to_string(), Attribute::Ints(vec![pad; 4])),
+                ("group".to_string(), Attribute::Int(case.group)),
+                (
+                    "strides".to_string(),
+                    Attribute::Ints(case.strides.to_vec()),
+                ),
+                ("pads".to_string(), Attribute::Ints(vec![case.pad; 4])),
             ]
             .into(),
         };
         let kernel = kernel_for(&node).expect("registered");
-        let out_channels = if op == "Conv" { w_shape[0] } else { w_shape[1] };
+        let out_channels = if case.op == "Conv" {
+            case.w[0]
+        } else {
+            case.w[1]
+        };
         let inputs = [
-            random(&x_shape, 1),
-            random(&w_shape, 2),
+            random(&case.x, 1),
+            random(&case.w, 2),
             random(&[out_channels], 3),
         ];
         let args: Vec<Option<&TensorData>> = inputs.iter().map(Some).collect();
@@ -223,7 +329,7 @@ fn conv_kernels(c: &mut Criterion) {
             node: &node,
             opset: 17,
         };
-        group.bench_function(name, |b| b.iter(|| kernel(&ctx, &args).expect("runs")));
+        group.bench_function(case.name, |b| b.iter(|| kernel(&ctx, &args).expect("runs")));
     }
     group.finish();
 }

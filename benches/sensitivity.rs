@@ -8,7 +8,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::{Axis, Slice};
 use quantscope::ir::TensorData;
 use quantscope::load::{load_model, read_arrays};
-use quantscope::mixed::{AllocationOptions, EvalData, Evaluator, analyze};
+use quantscope::mixed::{AllocationOptions, analyze};
+use quantscope::workflow::{Evaluator, RunControl, Samples};
 
 fn sensitivity(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -32,12 +33,13 @@ fn sensitivity(c: &mut Criterion) {
         .into_dimensionality::<ndarray::Ix1>()
         .expect("1-D labels");
     let cancel = AtomicBool::new(false);
-    let data = EvalData {
-        input: "input",
-        samples: x.view(),
-        labels: Some(y.view()),
-    };
-    let evaluator = Evaluator::new(&model.graph, data, &cancel).expect("float run");
+    let samples = Samples::single("input", TensorData::F32(x), "digits")
+        .and_then(|s| s.with_labels(Some(y)))
+        .expect("samples");
+    let control = RunControl::cancel(&cancel);
+    let evaluator = Evaluator::new(&model.graph, &samples, None, &control)
+        .and_then(|e| e.with_float_cache(&control))
+        .expect("float run");
     let weights = AllocationOptions::default().weights(4);
     let mut group = c.benchmark_group("sensitivity");
     group.sample_size(10);

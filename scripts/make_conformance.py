@@ -15,10 +15,12 @@ and finally manifest.json, a list of
      "outputs", "description"}
 
 Reference outputs come from onnxruntime's CPUExecutionProvider with all graph
-optimizations disabled, so the ops are computed as written.  Every model passes
-onnx.checker.check_model(full_check=True).  Inputs are generated from
-np.random.default_rng(0), consumed in case order, so the output is
-deterministic.
+optimizations disabled, so the ops are computed as written (a form onnxruntime
+lacks, such as recurrent layout=1, takes its reference from an equivalent model
+onnxruntime runs).  Every model passes onnx.checker.check_model(full_check=True).
+Inputs are generated from np.random.default_rng(0), consumed in case order, so the
+output is deterministic; the later operator families' cases live in
+scripts/conformance_ops.py, each family with its own generator.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class Case:
         self.inits = []  # TensorProto
         self.outputs = []  # names
         self.output_shapes = {}  # name -> declared dims, for what inference cannot derive
+        self.output_types = {}  # name -> (elem type, dims), for outputs inference cannot type
+        self.reference = None  # feeds -> outputs, when onnxruntime cannot run the model itself
         self.inits_as_inputs = False
         self.external_data = False
 
@@ -131,6 +135,9 @@ class Case:
         # Fill in output types/shapes from ONNX shape inference.
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
         for out in inferred.graph.output:
+            if out.name in self.output_types:
+                out.CopyFrom(helper.make_tensor_value_info(out.name, *self.output_types[out.name]))
+                continue
             if not out.type.HasField("tensor_type"):
                 raise RuntimeError(f"{self.name}: could not infer type of {out.name}")
             if out.name in self.output_shapes:
@@ -186,7 +193,12 @@ def emit(case: Case, outdir: Path):
         onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     else:
         onnx.save_model(model, str(path))
-    outputs = run_ort(path, case.feeds)
+    if case.reference is not None:
+        # onnxruntime lacks this form (e.g. recurrent layout=1): an equivalent model it runs
+        # gives the reference
+        outputs = case.reference(case.feeds)
+    else:
+        outputs = run_ort(path, case.feeds)
     for k, v in outputs.items():
         if np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v)):
             raise RuntimeError(f"{case.name}: non-finite reference output {k}")
@@ -1207,11 +1219,209 @@ def old_opset_cases():
     yield c
 
 
+# ---------------------------------------------------------------------------
+# Control flow: If, Loop, Scan with subgraphs.  These cases draw from their own
+# generator so that adding them leaves every earlier case byte-identical.
+# ---------------------------------------------------------------------------
+
+CF_RNG = np.random.default_rng(10)
+
+
+def cf_randn(*shape):
+    return CF_RNG.standard_normal(shape).astype(np.float32)
+
+
+def vi(name, elem=F, shape=None):
+    """A subgraph input/output declaration (shape may stay unknown)."""
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def subgraph(name, nodes, inputs, outputs, inits=()):
+    return helper.make_graph(nodes, name, inputs, outputs, initializer=list(inits))
+
+
+def const_node(name, out, value):
+    """A Constant node holding `value` (how exporters often store branch weights)."""
+    return helper.make_node("Constant", [], [out], name=name,
+                            value=numpy_helper.from_array(np.asarray(value), out + "_value"))
+
+
+def if_cases_with_weights():
+    """If on an int64 `sr` as Silero does: each branch a Conv with its own weights (a Constant
+    node in one, a branch initializer in the other) reading the outer input X and an outer
+    initializer B."""
+    w_then = cf_randn(4, 2, 3)
+    w_else = cf_randn(4, 2, 5)
+    bias = cf_randn(4)
+    x_val = cf_randn(2, 2, 16)
+    for sr, tag in ((16000, "then"), (8000, "else")):
+        c = Case(f"if_conv_weights_in_branches_{tag}", 16,
+                 f"If(sr == 16000) choosing a Conv whose weights live in the branch (Constant node / "
+                 f"branch initializer), reading outer X and outer bias; sr={sr} takes {tag}_branch")
+        x = c.input("X", x_val)
+        srn = c.input("sr", np.int64(sr))
+        b = c.init("B", bias)
+        k = c.init("SR16K", np.int64(16000))
+        cond = c.node("Equal", [srn, k], "IS16K")
+        then_g = subgraph("then_g", [
+            const_node("then_w", "W_then", w_then),
+            helper.make_node("Conv", [x, "W_then", b], ["then_conv"], name="then_conv_node", pads=[1, 1]),
+            helper.make_node("Relu", ["then_conv"], ["then_out"], name="then_relu"),
+        ], [], [vi("then_out")])
+        else_g = subgraph("else_g", [
+            helper.make_node("Conv", [x, "W_else", b], ["else_out"], name="else_conv_node", pads=[2, 2]),
+        ], [], [vi("else_out")], inits=[numpy_helper.from_array(w_else, "W_else")])
+        y = c.node("If", [cond], "Y", then_branch=then_g, else_branch=else_g)
+        c.output(c.node("Sigmoid", [y], "P"))
+        yield c
+
+
+def if_nested_case():
+    c = Case("if_nested_outer_scope", 13,
+             "If inside an If branch: the inner branches read a top-level input, a top-level "
+             "initializer and a value computed in the outer branch; two outputs per If")
+    x = c.input("X", cf_randn(3, 4))
+    flag = c.input("FLAG", np.array(True))
+    w = c.init("W", cf_randn(4, 4))
+    inner_then = subgraph("inner_then", [
+        helper.make_node("MatMul", ["MID", w], ["it_mm"], name="inner_then_matmul"),
+        helper.make_node("Add", ["it_mm", x], ["it_out"], name="inner_then_add"),
+    ], [], [vi("it_out")])
+    inner_else = subgraph("inner_else", [
+        helper.make_node("Sub", [x, "MID"], ["ie_out"], name="inner_else_sub"),
+    ], [], [vi("ie_out")])
+    outer_then = subgraph("outer_then", [
+        helper.make_node("Tanh", [x], ["MID"], name="outer_then_tanh"),
+        helper.make_node("ReduceSum", ["MID"], ["mid_sum"], name="outer_then_sum", keepdims=0),
+        helper.make_node("Greater", ["mid_sum", "ZERO_F"], ["inner_cond"], name="outer_then_gt"),
+        helper.make_node("If", ["inner_cond"], ["inner_out"], name="inner_if",
+                         then_branch=inner_then, else_branch=inner_else),
+        helper.make_node("Mul", ["inner_out", "MID"], ["ot_second"], name="outer_then_mul"),
+    ], [], [vi("inner_out"), vi("ot_second")],
+        inits=[numpy_helper.from_array(np.float32(0.0), "ZERO_F")])
+    outer_else = subgraph("outer_else", [
+        helper.make_node("Neg", [x], ["oe_a"], name="outer_else_neg"),
+        helper.make_node("Identity", [x], ["oe_b"], name="outer_else_id"),
+    ], [], [vi("oe_a"), vi("oe_b")])
+    y1, y2 = c.node("If", [flag], ["Y1", "Y2"], then_branch=outer_then, else_branch=outer_else)
+    c.output(y1, y2)
+    yield c
+
+
+def loop_cases():
+    c = Case("loop_trip_count_carried_scan", 13,
+             "Loop M=4: a loop-carried vector updated with an outer weight and the iteration "
+             "number, plus a scan output per iteration and an outer-scope input read in the body")
+    x = c.input("X", cf_randn(1, 3))
+    m = c.init("M", np.int64(4))
+    cond = c.init("COND", np.array(True))
+    w = c.init("W", cf_randn(3, 3) * 0.5)
+    body = subgraph("loop_body", [
+        helper.make_node("Cast", ["i"], ["i_f"], name="body_cast", to=F),
+        helper.make_node("MatMul", ["v_in", w], ["v_mm"], name="body_matmul"),
+        helper.make_node("Add", ["v_mm", "i_f"], ["v_add"], name="body_add"),
+        helper.make_node("Add", ["v_add", x], ["v_out"], name="body_add_x"),
+        helper.make_node("ReduceSum", ["v_out"], ["s_out"], name="body_sum", keepdims=1),
+        helper.make_node("Identity", ["c_in"], ["c_out"], name="body_cond"),
+    ], [vi("i", I64, []), vi("c_in", TP.BOOL, []), vi("v_in", F, [1, 3])],
+        [vi("c_out", TP.BOOL, []), vi("v_out", F, [1, 3]), vi("s_out", F, [1, 1])])
+    v, s = c.node("Loop", [m, cond, x], ["V", "S"], body=body)
+    c.output_shapes[s] = [4, 1, 1]
+    c.output_shapes[v] = [1, 3]
+    c.output(v, s)
+    yield c
+
+    c = Case("loop_condition_stops", 11,
+             "Loop without a trip count: runs while the body's condition (sum below a limit) "
+             "holds; the carried value doubles each time")
+    x = c.input("X", np.abs(cf_randn(2, 2)) + 0.1)
+    cond = c.input("GO", np.array(True))
+    limit = c.init("LIMIT", np.float32(50.0))
+    body = subgraph("grow_body", [
+        helper.make_node("Add", ["acc_in", "acc_in"], ["acc_out"], name="grow_double"),
+        helper.make_node("ReduceSum", ["acc_out"], ["total"], name="grow_sum", keepdims=0),
+        helper.make_node("Less", ["total", limit], ["c_out"], name="grow_less"),
+    ], [vi("it", I64, []), vi("c_in", TP.BOOL, []), vi("acc_in", F, [2, 2])],
+        [vi("c_out", TP.BOOL, []), vi("acc_out", F, [2, 2])])
+    c.output_shapes["ACC"] = [2, 2]
+    c.output(c.node("Loop", ["", cond, x], "ACC", body=body))
+    yield c
+
+    c = Case("loop_with_nested_if", 13,
+             "Loop M=3 whose body holds an If (iteration < 2); the then-branch reads a "
+             "weight stored inside it and the loop-carried value")
+    x = c.input("X", cf_randn(2, 3))
+    m = c.init("M", np.int64(3))
+    two = c.init("TWO", np.int64(2))
+    then_g = subgraph("parity_then", [
+        helper.make_node("Mul", ["h_in", "SCALE"], ["pt_out"], name="parity_then_mul"),
+    ], [], [vi("pt_out")], inits=[numpy_helper.from_array(cf_randn(3), "SCALE")])
+    else_g = subgraph("parity_else", [
+        helper.make_node("Relu", ["h_in"], ["pe_relu"], name="parity_else_relu"),
+        helper.make_node("Add", ["pe_relu", x], ["pe_out"], name="parity_else_add"),
+    ], [], [vi("pe_out")])
+    body = subgraph("parity_body", [
+        helper.make_node("Less", ["i", two], ["even"], name="body_early"),
+        helper.make_node("If", ["even"], ["h_out"], name="body_if", then_branch=then_g, else_branch=else_g),
+        helper.make_node("Identity", ["c_in"], ["c_out"], name="body_cond_id"),
+    ], [vi("i", I64, []), vi("c_in", TP.BOOL, []), vi("h_in", F, [2, 3])],
+        [vi("c_out", TP.BOOL, []), vi("h_out", F, [2, 3])])
+    c.output_shapes["H"] = [2, 3]
+    c.output(c.node("Loop", [m, "", x], "H", body=body))
+    yield c
+
+
+def scan_cases():
+    c = Case("scan_axes_directions", 11,
+             "Scan over two inputs (axis 0 forward, axis 1 reversed) with a running state, an "
+             "outer-scope weight, and two scan outputs (axis 0 reversed, axis 1 forward)")
+    init = c.input("S0", cf_randn(2))
+    a = c.input("A", cf_randn(5, 2))
+    b = c.input("B", cf_randn(2, 5))
+    w = c.init("W", cf_randn(2))
+    body = subgraph("scan_body", [
+        helper.make_node("Add", ["s_in", "a_t"], ["s_add"], name="scan_add"),
+        helper.make_node("Mul", ["b_t", w], ["bw"], name="scan_mul"),
+        helper.make_node("Add", ["s_add", "bw"], ["s_out"], name="scan_add2"),
+        helper.make_node("Tanh", ["s_out"], ["y_t"], name="scan_tanh"),
+        helper.make_node("Neg", ["s_out"], ["z_t"], name="scan_neg"),
+    ], [vi("s_in", F, [2]), vi("a_t", F, [2]), vi("b_t", F, [2])],
+        [vi("s_out", F, [2]), vi("y_t", F, [2]), vi("z_t", F, [2])])
+    s, y, z = c.node("Scan", [init, a, b], ["S", "Y", "Z"], body=body, num_scan_inputs=2,
+                     scan_input_axes=[0, 1], scan_input_directions=[0, 1],
+                     scan_output_axes=[0, 1], scan_output_directions=[1, 0])
+    c.output_shapes[y] = [5, 2]
+    c.output_shapes[z] = [2, 5]
+    c.output_shapes[s] = [2]
+    c.output(s, y, z)
+    yield c
+
+    c = Case("scan_cumsum_v9", 9, "Scan opset 9: cumulative sum over axis 0 of a [4, 3] input")
+    init = c.input("S0", np.zeros(3, np.float32))
+    a = c.input("A", cf_randn(4, 3))
+    body = subgraph("cumsum_body", [
+        helper.make_node("Add", ["acc", "row"], ["acc_out"], name="cumsum_add"),
+        helper.make_node("Identity", ["acc_out"], ["row_out"], name="cumsum_id"),
+    ], [vi("acc", F, [3]), vi("row", F, [3])], [vi("acc_out", F, [3]), vi("row_out", F, [3])])
+    s, y = c.node("Scan", [init, a], ["S", "Y"], body=body, num_scan_inputs=1)
+    c.output_shapes[y] = [4, 3]
+    c.output_shapes[s] = [3]
+    c.output(s, y)
+    yield c
+
+
+def control_flow_cases():
+    yield from if_cases_with_weights()
+    yield from if_nested_case()
+    yield from loop_cases()
+    yield from scan_cases()
+
+
 ALL = [
     conv_cases, conv_transpose_cases, gemm_cases, matmul_cases, binary_cases,
     unary_cases, softmax_cases, norm_cases, pool_cases, reduce_cases,
     shape_op_cases, resize_cases, cast_cases, extra_cases, loader_cases,
-    dynamic_cases, old_opset_cases,
+    dynamic_cases, old_opset_cases, control_flow_cases,
 ]
 
 
@@ -1221,7 +1431,11 @@ def main(argv):
     outdir.mkdir(parents=True, exist_ok=True)
     manifest = []
     names = set()
-    for gen in ALL:
+    # The cases of the later operator families live in their own module (imported here, not
+    # at the top: it imports this module's Case).
+    from conformance_ops import OP_CASES
+
+    for gen in ALL + OP_CASES:
         for case in gen():
             if case.name in names:
                 raise RuntimeError(f"duplicate case name {case.name}")

@@ -9,12 +9,16 @@ Outputs (relative to the repository root):
 
 * ``sample_models/data/digits_{test_x,test_y,calib_x}.npy`` and
   ``sample_models/data/digits_test.npz``
+* ``sample_models/data/digits_train.npz`` (``x``, ``y``): the training digits that are not
+  calibration digits, for quantization-aware training (disjoint from calibration and test)
 * ``sample_models/digits_{mlp,cnn,mobilenet,transformer}.onnx``
 * ``sample_models/metrics.json`` (onnxruntime top-1 accuracy on the test split)
 * ``sample_models/stats.json`` (depthwise folded-range ratios, outlier ratio)
 * ``tests/fixtures/reference/<model>.{inputs,outputs}.npz``
 
 Run:  python scripts/make_sample_models.py
+      python scripts/make_sample_models.py --train-split   (only digits_train.npz, checking
+      that the split reproduces the shipped calibration and test files exactly)
 """
 
 from __future__ import annotations
@@ -114,7 +118,11 @@ def load_data():
     test_idx = np.sort(test_idx)
     rng = np.random.default_rng(SEED)
     calib_idx = np.sort(rng.choice(train_idx, size=N_CALIB, replace=False))
+    # Training digits left after drawing the calibration digits: the QAT training split.
+    qat_idx = np.setdiff1d(train_idx, calib_idx)
     return {
+        "qat_x": np.ascontiguousarray(x[qat_idx]),
+        "qat_y": np.ascontiguousarray(y[qat_idx]),
         "train_x": np.ascontiguousarray(x[train_idx]),
         "train_y": np.ascontiguousarray(y[train_idx]),
         "test_x": np.ascontiguousarray(x[test_idx]),
@@ -129,6 +137,29 @@ def write_data(d) -> None:
     np.save(DATA_DIR / "digits_test_y.npy", d["test_y"])
     np.save(DATA_DIR / "digits_calib_x.npy", d["calib_x"])
     save_npz(DATA_DIR / "digits_test.npz", input=d["test_x"], labels=d["test_y"])
+    write_train_split(d)
+
+
+def write_train_split(d) -> None:
+    """digits_train.npz: the training digits minus the calibration digits (x, y)."""
+    save_npz(DATA_DIR / "digits_train.npz", x=d["qat_x"], y=d["qat_y"])
+
+
+def train_split_only() -> None:
+    """Writes digits_train.npz alone, after checking that the split reproduces the shipped
+    calibration and test arrays bit for bit (so the new file is disjoint from them)."""
+    d = load_data()
+    shipped = {
+        "digits_calib_x.npy": d["calib_x"],
+        "digits_test_x.npy": d["test_x"],
+        "digits_test_y.npy": d["test_y"],
+    }
+    for name, array in shipped.items():
+        if not np.array_equal(np.load(DATA_DIR / name), array):
+            sys.exit(f"{name}: the shipped file differs from this split; not writing")
+    write_train_split(d)
+    print(f"digits_train.npz: {d['qat_x'].shape[0]} digits, "
+          f"per class {np.bincount(d['qat_y']).tolist()}")
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -637,4 +668,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--train-split"]:
+        train_split_only()
+    else:
+        main()

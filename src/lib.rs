@@ -15,8 +15,10 @@ pub mod mixed;
 pub mod quant;
 pub mod stats;
 pub mod summary;
+pub mod train;
 pub mod transform;
 #[cfg(feature = "gui")]
 pub mod ui;
+pub mod workflow;
 
 pub use error::{Error, Result};

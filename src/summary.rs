@@ -72,6 +72,7 @@ pub struct ModelSummary {
     pub path: String,
     pub format: &'static str,
     pub opset: i64,
+    /// Nodes, those of subgraphs included.
     pub node_count: usize,
     /// Node count per op type.
     pub ops: BTreeMap<String, usize>,
@@ -98,10 +99,11 @@ impl ModelSummary {
         } else {
             Some("weights only: no graph to run".to_string())
         };
-        // Tensors in the order the graph first reads them (unread ones last, by name).
+        // Tensors in the order the graph first reads them, subgraphs where they lie (unread
+        // ones last, by name). A control node's capture inputs are read in its subgraphs.
         let mut first_use: std::collections::HashMap<&str, usize> = Default::default();
-        for (i, node) in graph.nodes.iter().enumerate() {
-            for input in &node.inputs {
+        for (i, node) in graph.nodes_recursive().into_iter().enumerate() {
+            for input in &node.inputs[..node.formal_input_count()] {
                 first_use.entry(input.as_str()).or_insert(i);
             }
         }
@@ -116,7 +118,7 @@ impl ModelSummary {
             path: model.path.display().to_string(),
             format: model.format.name(),
             opset: graph.opset,
-            node_count: graph.nodes.len(),
+            node_count: graph.nodes_recursive().len(),
             ops: graph.op_histogram(),
             parameter_count: graph.parameter_count(),
             inputs: graph.inputs.iter().map(IoSummary::from).collect(),

@@ -16,6 +16,7 @@ use quantscope::load::{load_model, read_arrays};
 use quantscope::metrics::top1_accuracy;
 use quantscope::quant::{QuantConfig, QuantizedModel, WeightQuant, WeightScheme};
 use quantscope::transform::adaround::{AdaRoundOptions, adaround_model};
+use quantscope::workflow::Samples;
 
 fn images(file: &str) -> ndarray::ArrayD<f32> {
     match read_arrays(&repo_path(file)).unwrap().remove(0).data {
@@ -71,13 +72,17 @@ fn int4(per_channel: bool) -> QuantConfig {
 fn adaround_beats_round_to_nearest_on_the_sample_cnn_at_4_bits() {
     let model: Model = load_model(&repo_path("sample_models/digits_cnn.onnx")).unwrap();
     let config = int4(false);
-    let calibration = images("sample_models/data/digits_calib_x.npy");
+    let calibration = Samples::single(
+        "input",
+        TensorData::F32(images("sample_models/data/digits_calib_x.npy")),
+        "calibration digits",
+    )
+    .unwrap();
     let mut reports = 0usize;
     let result = adaround_model(
         &model.graph,
         &config,
-        "input",
-        calibration.view(),
+        &calibration,
         &AdaRoundOptions::default(),
         &mut |_| reports += 1,
         &AtomicBool::new(false),
@@ -134,12 +139,16 @@ fn adaround_beats_round_to_nearest_on_the_sample_cnn_at_4_bits() {
 fn adaround_per_channel_lowers_every_layer_error_on_the_sample_cnn() {
     let model: Model = load_model(&repo_path("sample_models/digits_cnn.onnx")).unwrap();
     let config = int4(true);
-    let calibration = images("sample_models/data/digits_calib_x.npy");
+    let calibration = Samples::single(
+        "input",
+        TensorData::F32(images("sample_models/data/digits_calib_x.npy")),
+        "calibration digits",
+    )
+    .unwrap();
     let result = adaround_model(
         &model.graph,
         &config,
-        "input",
-        calibration.view(),
+        &calibration,
         &AdaRoundOptions::default(),
         &mut |_| {},
         &AtomicBool::new(false),

@@ -152,7 +152,11 @@ fn bad_input_gives_one_clear_error_line() {
     ]);
     assert_clean_error(
         &wrong_shape,
-        &["input 'input'", "expects shape [N, 1, 8, 8]"],
+        &[
+            "input 'input'",
+            "expects float [N, 1, 8, 8]",
+            "got float [64, 10]",
+        ],
     );
 
     let wrong_labels = quantscope(&[
@@ -259,7 +263,12 @@ fn quantize_reports_per_tensor_errors_and_accuracy() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(json["weights"].as_array().unwrap().len(), 4);
-    assert!(json["comparison"]["top1_agreement"].as_f64().unwrap() > 0.98);
+    assert!(
+        json["evaluation"]["classification"]["agreement"]
+            .as_f64()
+            .unwrap()
+            > 0.98
+    );
     assert_eq!(json["config"]["default"]["weights"]["scheme"], "int8");
     let (size, float_size) = (
         json["cost"]["size_bytes"].as_f64().unwrap(),
@@ -300,6 +309,10 @@ fn calibrate_writes_every_method_for_every_activation() {
     assert!(o.status.success(), "{}", stderr(&o));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(
+        json["samples"], 512,
+        "calibration samples, not rows of a tensor"
+    );
     let tensors = json["tensors"].as_object().unwrap();
     assert!(tensors.len() > 20, "{} tensors", tensors.len());
     for (name, t) in tensors {
@@ -332,4 +345,106 @@ fn calibrate_writes_every_method_for_every_activation() {
     ]);
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("percentile"), "{}", stderr(&bad));
+}
+
+/// The "BitOps per inference: ..." part of `quantize`'s output.
+fn bitops_line(text: &str) -> String {
+    text.lines()
+        .find_map(|l| {
+            l.split_once("BitOps per inference: ")
+                .map(|(_, b)| b.to_string())
+        })
+        .unwrap_or_else(|| panic!("no BitOps in: {text}"))
+}
+
+#[test]
+fn quantize_reads_labels_from_the_npz_and_costs_per_inference() {
+    let with_npz_labels = quantscope(&[
+        "quantize",
+        "sample_models/digits_cnn.onnx",
+        "--data",
+        "sample_models/data/digits_calib_x.npy",
+        "--eval-data",
+        "sample_models/data/digits_test.npz",
+    ]);
+    assert!(
+        with_npz_labels.status.success(),
+        "{}",
+        stderr(&with_npz_labels)
+    );
+    let text = stdout(&with_npz_labels);
+    assert!(text.contains("top-1 accuracy: float 99.81%"), "{text}");
+    assert!(text.contains("evaluation data: 540 samples"), "{text}");
+    // 64 samples instead of 540: the same costs.
+    let fewer = quantscope(&[
+        "quantize",
+        "sample_models/digits_cnn.onnx",
+        "--data",
+        "sample_models/data/digits_calib_x.npy",
+        "--eval-data",
+        "tests/fixtures/reference/digits_cnn.inputs.npz",
+    ]);
+    assert!(fewer.status.success(), "{}", stderr(&fewer));
+    assert!(stdout(&fewer).contains("evaluation data: 64 samples"));
+    assert_eq!(bitops_line(&text), bitops_line(&stdout(&fewer)));
+}
+
+#[test]
+fn labels_out_of_range_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.npz");
+    let mut values = vec![3i64; 540];
+    values[7] = 10;
+    let array = quantscope::ir::TensorData::I64(
+        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[540]), values).unwrap(),
+    );
+    quantscope::load::write_npz(&labels, &[("labels", &array)]).unwrap();
+    for command in ["run", "quantize"] {
+        let o = quantscope(&[
+            command,
+            "sample_models/digits_cnn.onnx",
+            "--data",
+            "sample_models/data/digits_test_x.npy",
+            "--labels",
+            labels.to_str().unwrap(),
+        ]);
+        assert_clean_error(
+            &o,
+            &["label 10 of sample 7 is not a class of output 'logits' (0..9)"],
+        );
+    }
+}
+
+/// YuNet declares batch 1 and has 12 outputs: `quantize` on a folder of photos runs it one
+/// image at a time and prints every output's figures.
+#[test]
+fn quantize_a_detector_with_declared_batch_one_from_photos() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/real_models");
+    if !root.is_dir() {
+        println!("skipped: {} is absent", root.display());
+        return;
+    }
+    let o = quantscope(&[
+        "quantize",
+        root.join("yunet/yunet_s_640_640.onnx").to_str().unwrap(),
+        "--data",
+        root.join("images").to_str().unwrap(),
+        "--preset",
+        "bgr,0..255",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("6 samples (images in images (BGR, 0..255, NCHW 640x640)), chunks of 1 sample (input 'input' declares batch 1)"),
+        "{text}"
+    );
+    for output in ["cls_8", "obj_32", "bbox_16", "kps_8"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(output) && l.contains('.')),
+            "{output}: {text}"
+        );
+    }
+    assert!(text.contains("worst output SQNR"), "{text}");
+    assert!(!text.contains("top-1"), "not a classifier: {text}");
 }

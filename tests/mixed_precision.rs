@@ -10,9 +10,10 @@ use common::repo_path;
 use quantscope::ir::{Model, TensorData};
 use quantscope::load::{load_model, read_arrays};
 use quantscope::mixed::{
-    AllocationOptions, BitAssignment, Budget, CostModel, EvalData, Evaluator, SensitivityReport,
-    allocate, analyze, config_for, preset, quantizable_layers,
+    AllocationOptions, BitAssignment, Budget, CostModel, SensitivityReport, allocate, analyze,
+    config_for, measure, preset, quantizable_layers,
 };
+use quantscope::workflow::{Evaluator, RunControl, Samples};
 
 fn images() -> ndarray::ArrayD<f32> {
     match read_arrays(&repo_path("sample_models/data/digits_test_x.npy"))
@@ -36,6 +37,23 @@ fn labels() -> ndarray::Array1<i64> {
     }
 }
 
+/// The held-out digits with their labels.
+fn digits() -> Samples {
+    Samples::single("input", TensorData::F32(images()), "digits")
+        .unwrap()
+        .with_labels(Some(labels()))
+        .unwrap()
+}
+
+/// An evaluator of `model` on `samples` with the float outputs kept.
+fn evaluator<'a>(model: &'a Model, samples: &'a Samples) -> Evaluator<'a> {
+    let control = RunControl::default();
+    Evaluator::new(&model.graph, samples, None, &control)
+        .unwrap()
+        .with_float_cache(&control)
+        .unwrap()
+}
+
 fn load(name: &str) -> Model {
     load_model(&repo_path(&format!("sample_models/{name}.onnx"))).unwrap()
 }
@@ -52,15 +70,9 @@ fn reports(evaluator: &Evaluator<'_>, options: &AllocationOptions) -> Vec<Sensit
 #[test]
 fn sensitivity_covers_every_layer_and_grows_as_bits_fall() {
     let model = load("digits_mobilenet");
-    let (x, y) = (images(), labels());
+    let samples = digits();
     let cancel = AtomicBool::new(false);
-    let data = EvalData {
-        input: "input",
-        samples: x.view(),
-        labels: Some(y.view()),
-    };
-    let evaluator = Evaluator::new(&model.graph, data, &cancel).unwrap();
-    assert!((evaluator.float_accuracy.unwrap() - 539.0 / 540.0).abs() < 1e-9);
+    let evaluator = evaluator(&model, &samples);
     let options = AllocationOptions {
         per_channel: false,
         ..AllocationOptions::default()
@@ -78,6 +90,7 @@ fn sensitivity_covers_every_layer_and_grows_as_bits_fall() {
         .unwrap()
     };
     let (b8, b2) = (at(8), at(2));
+    assert!((b8.float_accuracy.unwrap() - 539.0 / 540.0).abs() < 1e-9);
     let layers = quantizable_layers(&model.graph);
     assert_eq!(layers.len(), 11);
     assert_eq!(b8.layers.len(), 11);
@@ -91,17 +104,17 @@ fn sensitivity_covers_every_layer_and_grows_as_bits_fall() {
             "{:<22} {:>6} params: int8 KL {:.2e} drop {:+.2}%, int2 KL {:.2e} drop {:+.2}%",
             layer.node,
             layer.params,
-            s8.evaluation.output_kl,
+            s8.evaluation.loss(),
             100.0 * s8.accuracy_drop.unwrap(),
-            s2.evaluation.output_kl,
+            s2.evaluation.loss(),
             100.0 * s2.accuracy_drop.unwrap()
         );
         assert!(
-            s8.evaluation.output_kl < s2.evaluation.output_kl,
+            s8.evaluation.loss() < s2.evaluation.loss(),
             "{}: int8 {} vs int2 {}",
             layer.node,
-            s8.evaluation.output_kl,
-            s2.evaluation.output_kl
+            s8.evaluation.loss(),
+            s2.evaluation.loss()
         );
         assert!(s8.accuracy_drop.unwrap().abs() <= 0.01, "{}", layer.node);
     }
@@ -120,24 +133,16 @@ fn sensitivity_covers_every_layer_and_grows_as_bits_fall() {
 #[test]
 fn allocation_beats_uniform_and_inverse_at_equal_size() {
     let model = load("digits_mobilenet");
-    let (x, y) = (images(), labels());
+    let samples = digits();
     let cancel = AtomicBool::new(false);
-    let data = EvalData {
-        input: "input",
-        samples: x.view(),
-        labels: Some(y.view()),
-    };
-    let evaluator = Evaluator::new(&model.graph, data, &cancel).unwrap();
+    let evaluator = evaluator(&model, &samples);
     let options = AllocationOptions {
         candidates: vec![8, 6, 4, 3, 2],
         per_channel: false,
         ..AllocationOptions::default()
     };
     let reports = reports(&evaluator, &options);
-    let first = x
-        .slice_axis(ndarray::Axis(0), ndarray::Slice::from(..1))
-        .to_owned();
-    let costs = CostModel::new(&model.graph, "input", TensorData::F32(first)).unwrap();
+    let costs = CostModel::of(&evaluator).unwrap();
     let layers = quantizable_layers(&model.graph);
     // The budget: every layer at 4 bits.
     let uniform: BitAssignment = layers.iter().map(|l| (l.node.clone(), 4)).collect();
@@ -173,7 +178,7 @@ fn allocation_beats_uniform_and_inverse_at_equal_size() {
     let four = reports.iter().find(|r| r.weights == "int4").unwrap();
     let mut by_sensitivity = layers.clone();
     by_sensitivity.sort_by(|a, b| {
-        let kl = |n: &str| four.layer(n).unwrap().evaluation.output_kl;
+        let kl = |n: &str| four.layer(n).unwrap().evaluation.loss();
         kl(&b.node).total_cmp(&kl(&a.node))
     });
     let mut inverse: BitAssignment = layers.iter().map(|l| (l.node.clone(), 8)).collect();
@@ -184,11 +189,8 @@ fn allocation_beats_uniform_and_inverse_at_equal_size() {
         inverse.insert(layer.node.clone(), 2);
     }
     assert!(costs.size_bytes(&inverse, &options) <= budget);
-    let measure = |bits: &BitAssignment| {
-        evaluator
-            .evaluate(&config_for(bits, &options), &cancel)
-            .unwrap()
-    };
+    let measure =
+        |bits: &BitAssignment| measure(&evaluator, &config_for(bits, &options), &cancel).unwrap();
     let (uniform_eval, inverse_eval) = (measure(&uniform), measure(&inverse));
     let chosen = &allocation.chosen;
     eprintln!(
@@ -196,28 +198,28 @@ fn allocation_beats_uniform_and_inverse_at_equal_size() {
          uniform int4 acc {:.2}% KL {:.3e}; inverse {:.2} KiB acc {:.2}% KL {:.3e}",
         budget / 1024.0,
         chosen.size_bytes / 1024.0,
-        100.0 * chosen.evaluation.accuracy.unwrap(),
-        chosen.evaluation.output_kl,
-        100.0 * uniform_eval.accuracy.unwrap(),
-        uniform_eval.output_kl,
+        100.0 * chosen.evaluation.quant_accuracy().unwrap(),
+        chosen.evaluation.loss(),
+        100.0 * uniform_eval.quant_accuracy().unwrap(),
+        uniform_eval.loss(),
         costs.size_bytes(&inverse, &options) / 1024.0,
-        100.0 * inverse_eval.accuracy.unwrap(),
-        inverse_eval.output_kl
+        100.0 * inverse_eval.quant_accuracy().unwrap(),
+        inverse_eval.loss()
     );
     eprintln!("allocation bits: {:?}", chosen.bits);
     for p in &allocation.curve {
         eprintln!(
             "  curve: {:.2} KiB, acc {:.2}%, KL {:.3e} (predicted {:.3e})",
             p.size_bytes / 1024.0,
-            100.0 * p.evaluation.accuracy.unwrap(),
-            p.evaluation.output_kl,
+            100.0 * p.evaluation.quant_accuracy().unwrap(),
+            p.evaluation.loss(),
             p.predicted_kl
         );
     }
-    assert!(chosen.evaluation.output_kl < uniform_eval.output_kl);
-    assert!(chosen.evaluation.output_kl < inverse_eval.output_kl);
-    assert!(chosen.evaluation.accuracy > inverse_eval.accuracy);
-    assert!(chosen.evaluation.accuracy >= uniform_eval.accuracy);
+    assert!(chosen.evaluation.loss() < uniform_eval.loss());
+    assert!(chosen.evaluation.loss() < inverse_eval.loss());
+    assert!(chosen.evaluation.quant_accuracy() > inverse_eval.quant_accuracy());
+    assert!(chosen.evaluation.quant_accuracy() >= uniform_eval.quant_accuracy());
 
     // A budget below all-2-bit is refused with the reachable minimum.
     let err = allocate(
@@ -240,18 +242,10 @@ fn allocation_beats_uniform_and_inverse_at_equal_size() {
 #[test]
 fn depthwise_vs_pointwise_presets_on_the_mobilenet_sample() {
     let model = load("digits_mobilenet");
-    let (x, y) = (images(), labels());
+    let samples = digits();
     let cancel = AtomicBool::new(false);
-    let data = EvalData {
-        input: "input",
-        samples: x.view(),
-        labels: Some(y.view()),
-    };
-    let evaluator = Evaluator::new(&model.graph, data, &cancel).unwrap();
-    let first = x
-        .slice_axis(ndarray::Axis(0), ndarray::Slice::from(..1))
-        .to_owned();
-    let costs = CostModel::new(&model.graph, "input", TensorData::F32(first)).unwrap();
+    let evaluator = evaluator(&model, &samples);
+    let costs = CostModel::of(&evaluator).unwrap();
     for per_channel in [false, true] {
         let options = AllocationOptions {
             per_channel,
@@ -267,9 +261,7 @@ fn depthwise_vs_pointwise_presets_on_the_mobilenet_sample() {
                 expected,
                 "{name}"
             );
-            let evaluation = evaluator
-                .evaluate(&config_for(&bits, &options), &cancel)
-                .unwrap();
+            let evaluation = measure(&evaluator, &config_for(&bits, &options), &cancel).unwrap();
             let size = costs.size_bytes(&bits, &options);
             eprintln!(
                 "{name} ({}): {:.2} KiB, accuracy {:.2}%, output KL {:.3e}",
@@ -279,8 +271,8 @@ fn depthwise_vs_pointwise_presets_on_the_mobilenet_sample() {
                     "per tensor"
                 },
                 size / 1024.0,
-                100.0 * evaluation.accuracy.unwrap(),
-                evaluation.output_kl
+                100.0 * evaluation.quant_accuracy().unwrap(),
+                evaluation.loss()
             );
             results.push((size, evaluation));
         }

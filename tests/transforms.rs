@@ -371,20 +371,31 @@ fn test_labels() -> ndarray::Array1<i64> {
 #[test]
 fn paper_table_on_the_mobilenet() {
     use quantscope::transform::compare::{CompareOptions, paper_table};
-    let (calib, x, y) = (calib_inputs(), test_inputs(), test_labels());
+    let graph = sample("mobilenet");
+    let input = &graph.inputs[0].name;
+    let calib = Samples::single(input, TensorData::F32(calib_inputs()), "calibration").unwrap();
+    let test = Samples::single(input, TensorData::F32(test_inputs()), "test")
+        .unwrap()
+        .with_labels(Some(test_labels()))
+        .unwrap();
     let table = paper_table(
-        &sample("mobilenet"),
-        calib.view(),
-        x.view(),
-        y.view(),
+        &graph,
+        &calib,
+        &test,
         &CompareOptions::default(),
+        &RunControl::default(),
     )
     .unwrap();
-    let correct: Vec<usize> = table.rows.iter().map(|r| r.correct).collect();
+    let correct: Vec<usize> = table.rows.iter().filter_map(|r| r.correct).collect();
     let text: Vec<String> = table
         .rows
         .iter()
-        .map(|r| format!("{:<50} {}/{}", r.name, r.correct, r.total))
+        .map(|r| {
+            format!(
+                "{:<50} {:?}/{} worst SQNR {:?}",
+                r.name, r.correct, r.total, r.worst_output_sqnr_db
+            )
+        })
         .collect();
     let text = text.join("\n");
     println!("{text}");
@@ -420,6 +431,7 @@ use quantscope::calib::{ActivationCollector, Method};
 use quantscope::quant::{ActivationQuant, QuantConfig, QuantizedModel, WeightQuant, WeightScheme};
 use quantscope::transform::absorb_bias::absorb_high_bias;
 use quantscope::transform::bias_correction::{analytic_bias_correction, empirical_bias_correction};
+use quantscope::workflow::{RunControl, Samples};
 
 fn per_tensor_config(bits: u32, activations: bool) -> QuantConfig {
     QuantConfig::uniform(
@@ -549,12 +561,18 @@ fn bias_correction_reduces_the_held_out_output_shift() {
     // Empirical, per-tensor int8 weights and activations.
     let config = per_tensor_config(8, true);
     let stats = calibration(&folded_model.graph);
+    let samples = Samples::single(
+        &original.inputs[0].name,
+        TensorData::F32(calib_inputs()),
+        "calibration",
+    )
+    .unwrap();
     let (corrected, report) = empirical_bias_correction(
         &folded_model,
         &config,
         &stats,
-        &original.inputs[0].name,
-        calib_inputs().view(),
+        &samples,
+        &RunControl::default(),
     )
     .unwrap();
     assert_eq!(report.applied.len(), 11, "{}", report.summary());

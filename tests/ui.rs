@@ -78,10 +78,10 @@ fn mobilenet_evaluated() -> Harness<'static, QuantscopeApp> {
 fn opens_mobilenet_evaluates_it_and_shows_a_depthwise_weight() {
     let mut harness = mobilenet_evaluated();
     let session = harness.state().session().unwrap();
-    let comparison = session.current_evaluation().unwrap().comparison;
+    let evaluation = session.current_evaluation().unwrap();
     let (float, quant) = (
-        comparison.float_accuracy.unwrap(),
-        comparison.quant_accuracy.unwrap(),
+        evaluation.float_accuracy().unwrap(),
+        evaluation.quant_accuracy().unwrap(),
     );
     assert!(float > 0.9, "float accuracy {float}");
     assert!(
@@ -158,13 +158,16 @@ fn switching_to_ternary_updates_the_results() {
         .current_evaluation()
         .unwrap()
         .clone();
+    let (ternary_cost, int8_cost) = (ternary.cost.unwrap(), int8.cost.unwrap());
     assert!(
-        ternary.cost.size_bytes < 0.75 * int8.cost.size_bytes,
+        ternary_cost.size_bytes < 0.75 * int8_cost.size_bytes,
         "{} vs {}",
-        ternary.cost.size_bytes,
-        int8.cost.size_bytes
+        ternary_cost.size_bytes,
+        int8_cost.size_bytes
     );
-    assert!(ternary.comparison.agreement < int8.comparison.agreement);
+    let agreement =
+        |e: &quantscope::jobs::pipeline::Evaluation| e.classification.as_ref().unwrap().agreement;
+    assert!(agreement(&ternary) < agreement(&int8));
     let total = |e: &quantscope::jobs::pipeline::Evaluation| {
         e.layers.iter().map(|l| l.sqnr_db).sum::<f64>()
     };
@@ -307,7 +310,7 @@ fn widest_depthwise_spread(app: &QuantscopeApp) -> f32 {
 
 fn quantized_accuracy(app: &QuantscopeApp) -> f64 {
     let evaluation = app.session().unwrap().current_evaluation().unwrap();
-    evaluation.comparison.quant_accuracy.unwrap()
+    evaluation.quant_accuracy().unwrap()
 }
 
 #[test]
@@ -500,4 +503,46 @@ fn the_analysis_window_computes_the_paper_table_and_applies_a_bit_allocation() {
         .filter_map(|l| l.weights.map(|w| w.scheme.bits()))
         .collect();
     assert!(widths.iter().all(|b| [8, 4, 2].contains(b)), "{widths:?}");
+}
+
+/// A zoo model that declares batch 1 (YuNet, 640×640, 12 outputs) calibrates and evaluates in
+/// the app on a folder of photos with a BGR 0..255 preset, one image per run.
+#[test]
+fn the_app_calibrates_and_evaluates_a_declared_batch_one_detector_on_photos() {
+    use quantscope::jobs::pipeline::DataSource;
+    use quantscope::ui::AppCommand;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/real_models");
+    if !root.is_dir() {
+        println!("skipped: {} is absent", root.display());
+        return;
+    }
+    let mut harness = opened(root.join("yunet/yunet_s_640_640.onnx"));
+    assert_eq!(harness.state().error(), None);
+    let ctx = harness.ctx.clone();
+    let source = DataSource::ImageFolder {
+        dir: root.join("images"),
+        preset: "bgr,0..255".parse().unwrap(),
+    };
+    harness
+        .state_mut()
+        .apply(&ctx, AppCommand::SetSource(source.clone()));
+    wait_until(
+        &mut harness,
+        "calibration and evaluation on photos",
+        |app| settled(app) && app.session().is_some_and(|s| s.source == source),
+    );
+    let session = harness.state().session().unwrap();
+    assert_eq!(session.job_message, None);
+    let calibration = session.calibration.as_ref().unwrap();
+    assert_eq!((calibration.samples, calibration.batch.size), (6, 1));
+    let evaluation = session.current_evaluation().unwrap();
+    assert_eq!(evaluation.outputs.len(), 12);
+    assert!(evaluation.classification.is_none());
+    assert!(evaluation.worst_output_sqnr_db().unwrap() > 5.0);
+    assert!(harness.query_by_label_contains("worst output").is_some());
+    assert!(
+        harness
+            .query_by_label_contains("chunks of 1 sample")
+            .is_some()
+    );
 }

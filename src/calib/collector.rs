@@ -1,5 +1,7 @@
 //! [`ActivationCollector`]: a [`TensorHook`] that feeds every float tensor of a run into its
-//! [`CalibrationStats`], keeping statistics only (never the activations).
+//! [`CalibrationStats`], keeping statistics only (never the activations). After a first pass
+//! over the data, [`ActivationCollector::start_histogram_pass`] turns it into a collector of
+//! exact histograms for a second pass over the same data.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -17,6 +19,8 @@ pub struct ActivationCollector {
     config: ObserverConfig,
     only: Option<BTreeSet<String>>,
     stats: BTreeMap<String, CalibrationStats>,
+    /// Second pass: only the histograms of tensors already seen are fed.
+    histograms_only: bool,
 }
 
 impl ActivationCollector {
@@ -53,11 +57,34 @@ impl ActivationCollector {
         self.stats
     }
 
+    /// Whether every tensor's histograms are exact (no range grew after the first batch).
+    pub fn histograms_are_exact(&self) -> bool {
+        self.stats
+            .values()
+            .all(CalibrationStats::histograms_are_exact)
+    }
+
+    /// Starts a second pass over the same data: every histogram is emptied with its range fixed
+    /// to the tensor's final range, and later runs feed the histograms only, which then equal
+    /// single-pass histograms of all the values (the other statistics are kept).
+    pub fn start_histogram_pass(&mut self) {
+        self.stats
+            .values_mut()
+            .for_each(CalibrationStats::restart_histograms);
+        self.histograms_only = true;
+    }
+
     /// Feeds one tensor (as a batch) by name; what the hook does for each float tensor.
     pub fn observe(&mut self, name: &str, values: ArrayViewD<'_, f32>) {
         if let Some(only) = &self.only
             && !only.contains(name)
         {
+            return;
+        }
+        if self.histograms_only {
+            if let Some(stats) = self.stats.get_mut(name) {
+                stats.observe_histograms(values);
+            }
             return;
         }
         let config = self.config;

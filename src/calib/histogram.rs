@@ -21,7 +21,8 @@
 //! final span is at least half the internal span, an internal bin is at most 2/oversampling of
 //! an output bin wide: with oversampling ≥ 4 each value lands in its true output bin or an
 //! adjacent one, and when the range never grew the result equals a single pass exactly
-//! (values on bin edges aside).
+//! (values on bin edges aside). Exact histograms over data seen in several batches therefore
+//! take a second pass with the range fixed from the start (the calibration workflow does so).
 
 use crate::stats::Histogram;
 

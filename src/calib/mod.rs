@@ -4,7 +4,8 @@
 //!   min/max, EMA of batch min/max, mean of per-sample min/max, moments, and histograms of x and
 //!   |x| whose range grows by re-binning ([`histogram`]) with memory fixed per tensor.
 //! * [`ActivationCollector`]: the [`TensorHook`](crate::engine::TensorHook) gathering those
-//!   statistics for every float tensor of a model run, batch after batch.
+//!   statistics for every float tensor of a model run, batch after batch; a second pass over
+//!   the same data with the final ranges fixed makes the histograms exact.
 //! * [`methods`]: [`Method`] turns statistics into a range: min-max, EMA, batch-mean,
 //!   percentile (onnxruntime semantics), MSE search, ACIQ (Gauss/Laplace) and KL (TensorRT).
 //!

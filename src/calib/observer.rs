@@ -12,7 +12,11 @@
 //! * count, mean and M2 (Chan's parallel update) of the finite values, and the count, sum and
 //!   sum of squares of the positive values (the one-sided fits for post-ReLU tensors);
 //! * a histogram of |x| over `[0, max|x|]` and a signed one over `[min, max]` with per-bin value
-//!   sums, both re-binned as the range grows (see [`GrowingHistogram`]).
+//!   sums, both re-binned as the range grows (see [`GrowingHistogram`]). Re-binning is
+//!   approximate; a second pass over the same data with the final range fixed
+//!   ([`restart_histograms`](CalibrationStats::restart_histograms), then
+//!   [`observe_histograms`](CalibrationStats::observe_histograms)) makes them exact, equal to
+//!   a single-pass histogram of all the values.
 //!
 //! NaN and ±Inf are counted and otherwise ignored. An empty batch changes nothing.
 
@@ -216,6 +220,50 @@ impl CalibrationStats {
         self.signed_hist.add(values, false);
     }
 
+    /// Whether both histograms hold every value in the bin a single pass over the final range
+    /// would give (true while their range never had to grow).
+    pub fn histograms_are_exact(&self) -> bool {
+        self.abs_hist.rebin_count() == 0 && self.signed_hist.rebin_count() == 0
+    }
+
+    /// Empties both histograms and fixes their ranges to the global `[0, max|x|]` and
+    /// `[min, max]` seen so far, for a second pass over the same data with
+    /// [`observe_histograms`](Self::observe_histograms): every value then lands in its exact
+    /// bin. The other statistics are kept.
+    pub fn restart_histograms(&mut self) {
+        let internal = self.config.bins.max(1) * self.config.oversample.max(1);
+        self.abs_hist = GrowingHistogram::new(internal, false);
+        self.signed_hist = GrowingHistogram::new(internal, true);
+        if let Some((lo, hi)) = self.min_max() {
+            let (lo, hi) = (f64::from(lo), f64::from(hi));
+            self.abs_hist.ensure_range(0.0, lo.abs().max(hi.abs()));
+            self.signed_hist.ensure_range(lo, hi);
+        }
+    }
+
+    /// Adds one batch to the histograms only (the second pass after
+    /// [`restart_histograms`](Self::restart_histograms)). A value beyond the fixed range (data
+    /// that differs from the first pass) grows the range as [`observe`](Self::observe) does.
+    pub fn observe_histograms(&mut self, values: ArrayViewD<'_, f32>) {
+        let owned;
+        let values = match values.as_slice() {
+            Some(slice) => slice,
+            None => {
+                owned = values.iter().copied().collect::<Vec<f32>>();
+                &owned
+            }
+        };
+        let pass = first_pass(values);
+        if pass.finite == 0 {
+            return;
+        }
+        let (bmin, bmax) = (f64::from(pass.min), f64::from(pass.max));
+        self.abs_hist.ensure_range(0.0, bmin.abs().max(bmax.abs()));
+        self.abs_hist.add(values, true);
+        self.signed_hist.ensure_range(bmin, bmax);
+        self.signed_hist.add(values, false);
+    }
+
     /// The observer settings.
     pub fn config(&self) -> &ObserverConfig {
         &self.config
@@ -383,6 +431,30 @@ mod tests {
         s.observe(arr(&[2], vec![1.0, f32::NAN]).view());
         assert_eq!(s.min_max(), Some((1.0, 1.0)));
         assert_eq!(s.ema(), Some((1.0, 1.0)));
+    }
+
+    #[test]
+    fn a_second_pass_makes_the_histograms_exact() {
+        let batches = [
+            arr(&[4], vec![0.1, -0.2, 0.05, 0.3]),
+            arr(&[4], vec![1.5, -0.7, 0.9, 0.33]),
+            arr(&[4], vec![-9.0, 4.0, 0.01, 2.5]),
+        ];
+        let mut s = CalibrationStats::new(ObserverConfig::default());
+        batches.iter().for_each(|b| s.observe(b.view()));
+        assert!(!s.histograms_are_exact(), "the range grew twice");
+        let before = (s.min_max(), s.ema(), s.batch_mean(), s.mean());
+        s.restart_histograms();
+        batches.iter().for_each(|b| s.observe_histograms(b.view()));
+        assert!(s.histograms_are_exact());
+        assert_eq!(before, (s.min_max(), s.ema(), s.batch_mean(), s.mean()));
+        let mut single = CalibrationStats::new(ObserverConfig::default());
+        let all: Vec<f32> = batches.iter().flat_map(|b| b.iter().copied()).collect();
+        single.observe(arr(&[12], all).view());
+        assert!(single.histograms_are_exact());
+        assert_eq!(s.abs_histogram(), single.abs_histogram());
+        assert_eq!(s.signed_histogram(), single.signed_histogram());
+        assert_eq!(s.mean_abs_deviation(), single.mean_abs_deviation());
     }
 
     #[test]

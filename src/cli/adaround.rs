@@ -1,35 +1,24 @@
 //! `quantize --adaround`: learn the rounding of every linear-quantized weight on the
 //! calibration data before fake quantization, printing each layer's reconstruction error.
 
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::bail;
-use quantscope::ir::{Graph, TensorData};
+use quantscope::ir::Graph;
 use quantscope::quant::QuantConfig;
 use quantscope::transform::adaround::{AdaRoundModel, AdaRoundOptions, adaround_model};
+use quantscope::workflow::Samples;
 
-use super::feeds::read_feeds;
-
-/// Runs AdaRound over `graph` under `config` with the samples of `data` (single-input models).
-pub fn adaround(graph: &Graph, config: &QuantConfig, data: &Path) -> anyhow::Result<AdaRoundModel> {
-    let [input] = graph.inputs.as_slice() else {
-        bail!("--adaround needs a model with exactly one input");
-    };
-    let feeds = read_feeds(graph, data)?;
-    let Some(TensorData::F32(samples)) = feeds.get(&input.name) else {
-        bail!(
-            "{}: the samples for '{}' are not float",
-            data.display(),
-            input.name
-        );
-    };
+/// Runs AdaRound over `graph` under `config` with the calibration `samples`.
+pub fn adaround(
+    graph: &Graph,
+    config: &QuantConfig,
+    samples: &Samples,
+) -> anyhow::Result<AdaRoundModel> {
     let mut last_layer = usize::MAX;
     let result = adaround_model(
         graph,
         config,
-        &input.name,
-        samples.view(),
+        samples,
         &AdaRoundOptions::default(),
         &mut |p| {
             if p.layer_index != last_layer {

@@ -1,5 +1,6 @@
-//! `quantscope bench`: time the engine on one model and input; one JSON line on stdout, so a
-//! script can compare with onnxruntime in the same run.
+//! `quantscope bench`: time the engine on one model and the first chunk of its data (the
+//! largest batch the model accepts); one JSON line on stdout, so a script can compare with
+//! onnxruntime in the same run.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -8,16 +9,23 @@ use clap::Args;
 use quantscope::engine::{RunOptions, TensorHook, TensorSite};
 use quantscope::ir::TensorData;
 use quantscope::load::load_model;
+use quantscope::workflow::{RunControl, choose_batch};
 
-use super::feeds::{plan_for, read_feeds};
+use super::feeds::{DataFlags, plan_for};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Model file (.onnx).
     model: PathBuf,
-    /// Input data (.npy for a single-input model, .npz by input name).
+    /// Input data: a .npy, an .npz (arrays by input name), a folder of .npz files or a folder
+    /// of images (see --preset); the first chunk is timed.
     #[arg(long)]
     data: PathBuf,
+    #[command(flatten)]
+    data_flags: DataFlags,
+    /// Most samples per run (default: the largest batch the model accepts, up to 64).
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Timed runs (after two warm-up runs).
     #[arg(long, default_value_t = 20)]
     iters: usize,
@@ -74,12 +82,15 @@ fn print_node_times(timer: NodeTimer) {
 pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
     let plan = plan_for(&model)?;
-    let feeds = read_feeds(&model.graph, &args.data)?;
-    let batch = feeds
-        .values()
-        .next()
-        .and_then(|t| t.shape().first().copied())
-        .unwrap_or(1);
+    let samples = args.data_flags.samples(&model.graph, &args.data)?;
+    let choice = choose_batch(
+        &plan,
+        &samples,
+        args.batch_size,
+        RunControl::default().options(),
+    )?;
+    let batch = choice.size.min(samples.count());
+    let feeds = samples.feeds(0..batch);
     for _ in 0..2 {
         plan.run(feeds.clone(), None, RunOptions::default())?;
     }

@@ -10,15 +10,20 @@ use quantscope::calib::Method;
 use quantscope::load::load_model;
 use serde::Serialize;
 
-use super::feeds::{collect_stats, plan_for};
+use quantscope::workflow::{RunControl, calibrate as calibrate_samples};
+
+use super::feeds::{DataFlags, data_line, plan_for};
 
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
     /// Model file (.onnx).
     model: PathBuf,
-    /// Calibration data (.npy for the single input, .npz by input name); samples on axis 0.
+    /// Calibration data: a .npy, an .npz (arrays by input name, samples on axis 0), a folder
+    /// of .npz files (one sample each) or a folder of images (see --preset).
     #[arg(long)]
     data: PathBuf,
+    #[command(flatten)]
+    flags: DataFlags,
     /// Comma-separated methods: minmax, ema, batch-mean, percentile[:P], mse, aciq-gauss,
     /// aciq-laplace, kl.
     #[arg(
@@ -29,9 +34,10 @@ pub struct CalibrateArgs {
     /// Bit width the ranges are chosen for (MSE, ACIQ and KL depend on it).
     #[arg(long, default_value_t = 8)]
     bits: u32,
-    /// Samples per calibration batch.
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
+    /// Most samples per calibration run (default: the largest batch the model accepts, up to
+    /// 64).
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Write the ranges here (JSON); printed as a table either way.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -59,7 +65,10 @@ struct TensorRanges {
 struct RangesFile {
     model: String,
     bits: u32,
-    samples: u64,
+    /// Calibration samples.
+    samples: usize,
+    /// Samples per run, and why.
+    batch: quantscope::workflow::BatchChoice,
     tensors: BTreeMap<String, TensorRanges>,
 }
 
@@ -73,12 +82,24 @@ fn parse_methods(text: &str) -> anyhow::Result<Vec<Method>> {
 pub fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
     let methods = parse_methods(&args.methods)?;
     let model = load_model(&args.model)?;
-    let plan = plan_for(&model)?;
-    let stats = collect_stats(&model.graph, &plan, &args.data, args.batch_size)?;
+    plan_for(&model)?;
+    let samples = args.flags.samples(&model.graph, &args.data)?;
+    let calibration = calibrate_samples(
+        &model.graph,
+        &samples,
+        args.batch_size,
+        &RunControl::default(),
+    )?;
+    println!(
+        "{}",
+        data_line("calibration data", &samples, &calibration.batch)
+    );
+    let stats = calibration.stats;
     let mut file = RangesFile {
         model: args.model.display().to_string(),
         bits: args.bits,
-        samples: stats.values().map(|s| s.samples()).max().unwrap_or(0),
+        samples: calibration.samples,
+        batch: calibration.batch,
         tensors: BTreeMap::new(),
     };
     println!(

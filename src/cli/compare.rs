@@ -1,28 +1,31 @@
 //! `quantscope compare`: the table of Nagel et al. 2019 on a model: float, BN folded with
-//! per-tensor weights and activations, + cross-layer equalization, + high-bias absorption,
-//! + bias correction (analytic and empirical), and per-channel weights.
+//! per-tensor weights and activations, then cross-layer equalization, high-bias absorption
+//! and bias correction (analytic and empirical) added, and per-channel weights; top-1 accuracy
+//! with labels, agreement for classifiers and the worst output SQNR for any model.
 
 use std::path::PathBuf;
 
-use anyhow::bail;
 use clap::Args;
 use quantscope::load::load_model;
 use quantscope::transform::compare::{CompareOptions, paper_table};
+use quantscope::workflow::RunControl;
 
 use super::args::Relu6Arg;
-use super::feeds::{plan_for, read_labels, read_samples};
+use super::feeds::{DataFlags, LabelFlags, plan_for};
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Model file (.onnx) with one input and [N, classes] logits.
+    /// Model file (.onnx).
     model: PathBuf,
-    /// Evaluation inputs: .npy, or .npz holding the inputs and the labels as `labels` or `y`.
+    /// Evaluation data: a .npy, an .npz (arrays by input name and optional `labels` or `y`),
+    /// a folder of .npz files or a folder of images (see --preset).
     #[arg(long)]
     data: PathBuf,
-    /// Labels (.npy of class indices) when --data does not hold them.
-    #[arg(long)]
-    labels: Option<PathBuf>,
-    /// Calibration inputs (.npy); the evaluation inputs when omitted.
+    #[command(flatten)]
+    data_flags: DataFlags,
+    #[command(flatten)]
+    labels: LabelFlags,
+    /// Calibration data in the same forms; the evaluation data when omitted.
     #[arg(long)]
     calib: Option<PathBuf>,
     /// Weight bits (symmetric, per tensor except the per-channel row).
@@ -39,21 +42,20 @@ pub struct CompareArgs {
     json: bool,
 }
 
+fn percent(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{:.2}%", 100.0 * v))
+}
+
 pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
     plan_for(&model)?;
-    let (inputs, bundled_labels) = read_samples(&args.data, None)?;
-    let labels = match (&args.labels, bundled_labels) {
-        (Some(path), _) => read_labels(path)?,
-        (None, Some(labels)) => labels,
-        (None, None) => bail!(
-            "{}: has no labels (`labels` or `y`); give them with --labels FILE.npy",
-            args.data.display()
-        ),
-    };
-    let calib = match &args.calib {
-        Some(path) => read_samples(path, None)?.0,
-        None => inputs.clone(),
+    let graph = &model.graph;
+    let evaluation = args
+        .data_flags
+        .labelled_samples(graph, &args.data, &args.labels)?;
+    let calibration = match &args.calib {
+        Some(path) => args.data_flags.samples(graph, path)?,
+        None => evaluation.clone(),
     };
     let mut options = CompareOptions {
         weight_bits: args.weight_bits,
@@ -62,11 +64,11 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     };
     options.equalize.relu6 = args.relu6.into();
     let table = paper_table(
-        &model.graph,
-        calib.view(),
-        inputs.view(),
-        labels.view(),
+        graph,
+        &calibration,
+        &evaluation,
         &options,
+        &RunControl::default(),
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&table)?);
@@ -76,22 +78,26 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
         println!("{}\n", report.summary());
     }
     println!(
-        "{} (int{} weights, uint{} activations)",
+        "{} (int{} weights, uint{} activations) on {}",
         args.model.display(),
         table.weight_bits,
-        table.activation_bits
+        table.activation_bits,
+        evaluation.description
     );
     println!(
-        "{:<50} {:>9} {:>9} {:>10}",
-        "model", "correct", "top-1", "agreement"
+        "{:<50} {:>9} {:>9} {:>10} {:>15}",
+        "model", "correct", "top-1", "agreement", "worst SQNR dB"
     );
     for row in &table.rows {
         println!(
-            "{:<50} {:>9} {:>8.2}% {:>9.2}%",
+            "{:<50} {:>9} {:>9} {:>10} {:>15}",
             row.name,
-            format!("{}/{}", row.correct, row.total),
-            100.0 * row.accuracy,
-            100.0 * row.agreement
+            row.correct
+                .map_or("-".into(), |c| format!("{c}/{}", row.total)),
+            percent(row.accuracy),
+            percent(row.agreement),
+            row.worst_output_sqnr_db
+                .map_or("-".into(), |v| format!("{v:.2}"))
         );
     }
     Ok(())

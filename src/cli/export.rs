@@ -4,23 +4,26 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use quantscope::export::{
-    CalibrationSource, Evaluation, ExportFormat, ExportInputs, Session, export_to,
-};
+use quantscope::export::{CalibrationSource, ExportFormat, ExportInputs, Session, export_to};
 use quantscope::load::load_model;
 use quantscope::quant::QuantizedModel;
+use quantscope::workflow::{
+    DEFAULT_BATCH, EvalOptions, Evaluator, RunControl, calibrate as calibrate_samples,
+};
 
 use super::args::{QuantFlags, apply_encodings};
-use super::comparison::compare_on_data;
-use super::feeds::{CALIBRATION_BATCH, collect_stats, plan_for};
+use super::feeds::{DataFlags, LabelFlags, data_line, plan_for};
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Model file (.onnx).
     model: PathBuf,
-    /// Calibration data (.npy for the single input, .npz by input name).
+    /// Calibration data: a .npy, an .npz (arrays by input name, samples on axis 0), a folder
+    /// of .npz files (one sample each) or a folder of images (see --preset).
     #[arg(long)]
     data: PathBuf,
+    #[command(flatten)]
+    data_flags: DataFlags,
     /// qdq, baked, aimet, aimet-1.0, trt-cache, ranges (.csv or .json) or report (.md plus
     /// .tensors.csv, .layers.csv and .json beside it).
     #[arg(long)]
@@ -41,17 +44,21 @@ pub struct ExportArgs {
     /// Also save the configuration used as a session file.
     #[arg(long)]
     save_session: Option<PathBuf>,
-    /// Data to evaluate the report on (default: the calibration data).
+    /// Data to evaluate the report on, in the same forms (default: the calibration data).
     #[arg(long)]
     eval_data: Option<PathBuf>,
-    /// Labels of the evaluation data (.npy) for the report's top-1 accuracy.
+    #[command(flatten)]
+    labels: LabelFlags,
+    /// Most samples per run (default: the largest batch the model accepts, up to 64).
     #[arg(long)]
-    labels: Option<PathBuf>,
+    batch_size: Option<usize>,
 }
 
 pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
-    let plan = plan_for(&model)?;
+    plan_for(&model)?;
+    let graph = &model.graph;
+    let control = RunControl::default();
     let mut config = match &args.session {
         Some(path) => {
             let (session, report) = Session::load(path, &model.graph)?;
@@ -67,37 +74,46 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
     }
     let quantizes_activations = config.default.activations.is_some()
         || config.layers.values().any(|l| l.activations.is_some());
-    let stats = if quantizes_activations {
-        collect_stats(&model.graph, &plan, &args.data, CALIBRATION_BATCH)?
+    let calibration = args.data_flags.samples(graph, &args.data)?;
+    let (stats, batch_size) = if quantizes_activations {
+        let c = calibrate_samples(graph, &calibration, args.batch_size, &control)?;
+        println!("{}", data_line("calibration data", &calibration, &c.batch));
+        (c.stats, c.batch.size)
     } else {
-        Default::default()
+        (Default::default(), args.batch_size.unwrap_or(DEFAULT_BATCH))
     };
     let quantized = QuantizedModel::prepare(&model.graph, &config, &stats)?;
     if let Some(path) = &args.save_session {
         let calibration = CalibrationSource {
             path: args.data.clone(),
-            batch_size: CALIBRATION_BATCH,
+            batch_size,
         };
         Session::new(&args.model, Some(calibration), config.clone())?.save(path)?;
         println!("wrote session {}", path.display());
     }
     let evaluation = match args.format {
         ExportFormat::Report => {
-            let (comparison, cost) = compare_on_data(
-                &model.graph,
-                &plan,
-                &config,
-                &quantized,
-                args.eval_data.as_ref().unwrap_or(&args.data),
-                args.labels.as_deref(),
-            )?;
-            Some(Evaluation {
-                float_accuracy: comparison.float_accuracy,
-                quantized_accuracy: comparison.quantized_accuracy,
-                top1_agreement: Some(comparison.top1_agreement),
-                size_bytes: Some(cost.size_bytes),
-                float32_size_bytes: Some(cost.float_size_bytes),
-            })
+            let samples = match &args.eval_data {
+                Some(path) => args
+                    .data_flags
+                    .labelled_samples(graph, path, &args.labels)?,
+                None => args
+                    .data_flags
+                    .labelled_samples(graph, &args.data, &args.labels)?,
+            };
+            let evaluation = Evaluator::new(graph, &samples, args.batch_size, &control)?
+                .evaluate_prepared(
+                    graph,
+                    &config,
+                    &quantized,
+                    &EvalOptions::full(None),
+                    &control,
+                )?;
+            println!(
+                "{}",
+                data_line("evaluation data", &samples, &evaluation.batch)
+            );
+            Some(evaluation)
         }
         _ => None,
     };

@@ -5,13 +5,13 @@ mod args;
 mod bench;
 mod calibrate;
 mod compare;
-mod comparison;
 mod export;
 mod feeds;
 mod inspect;
 mod quantize;
 mod run;
 mod sensitivity;
+mod train;
 mod transform;
 
 use std::path::PathBuf;
@@ -30,7 +30,7 @@ pub struct Cli {
 enum Command {
     /// Print a model's graph summary: ops, parameter count, per-tensor statistics.
     Inspect(inspect::InspectArgs),
-    /// Run a model on a batch of data; report output shapes and accuracy; save outputs.
+    /// Run a model on data (any number of samples, in the chunks it accepts); report output shapes and accuracy; save outputs.
     Run(run::RunArgs),
     /// Calibrate every activation's range by several methods; write ranges and histograms.
     Calibrate(calibrate::CalibrateArgs),
@@ -46,6 +46,8 @@ enum Command {
     Sensitivity(sensitivity::SensitivityArgs),
     /// Time the engine on a model and input (median over iterations), printed as one JSON line.
     Bench(bench::BenchArgs),
+    /// Quantization-aware training (STE, binary, ternary, TTQ, k-means, XNOR) with a JSON report.
+    Qat(train::QatArgs),
     /// Open the desktop app (the default when no command is given).
     App {
         /// Model to open (.onnx, .safetensors, .npy, .npz); the bundled sample when omitted.
@@ -65,6 +67,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Transform(args)) => transform::transform(&args),
         Some(Command::Export(args)) => export::export(&args),
         Some(Command::Sensitivity(args)) => sensitivity::sensitivity(&args),
+        Some(Command::Qat(args)) => train::qat(&args),
         Some(Command::App { model }) => open_app(model),
         None => open_app(None),
     }

@@ -1,34 +1,42 @@
 //! `quantscope quantize`: quantize a model's weights (any scheme) and input activations,
-//! print a per-tensor table (range, S, Z, MSE, SQNR) and float vs quantized accuracy.
+//! print a per-tensor table (range, S, Z, MSE, SQNR), then every output against float (SQNR,
+//! cosine, max error, KL), accuracy and agreement for classifiers, and size and BitOps per
+//! inference.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use quantscope::jobs::pipeline::Cost;
 use quantscope::load::load_model;
 use quantscope::quant::{QuantConfig, QuantizedModel};
+use quantscope::workflow::{
+    Cost, EvalOptions, Evaluation, Evaluator, RunControl, calibrate as calibrate_samples,
+};
 use serde::Serialize;
 
 use super::args::{QuantFlags, apply_encodings};
-use super::comparison::{ModelComparison, compare_on_data};
-use super::feeds::{CALIBRATION_BATCH, collect_stats, plan_for};
+use super::feeds::{DataFlags, LabelFlags, data_line, plan_for};
 
 #[derive(Debug, Args)]
 pub struct QuantizeArgs {
     /// Model file (.onnx).
     model: PathBuf,
-    /// Calibration data (.npy for the single input, .npz by input name).
+    /// Calibration data: a .npy, an .npz (arrays by input name, samples on axis 0), a folder
+    /// of .npz files (one sample each) or a folder of images (see --preset).
     #[arg(long)]
     data: PathBuf,
     #[command(flatten)]
     flags: QuantFlags,
-    /// Data to evaluate on (default: the calibration data).
+    #[command(flatten)]
+    data_flags: DataFlags,
+    /// Data to evaluate on, in the same forms (default: the calibration data).
     #[arg(long)]
     eval_data: Option<PathBuf>,
-    /// Labels of the evaluation data (.npy) for top-1 accuracy.
+    #[command(flatten)]
+    labels: LabelFlags,
+    /// Most samples per run (default: the largest batch the model accepts, up to 64).
     #[arg(long)]
-    labels: Option<PathBuf>,
+    batch_size: Option<usize>,
     /// Learn each weight's rounding with AdaRound on the calibration data (linear schemes).
     #[arg(long)]
     adaround: bool,
@@ -45,33 +53,101 @@ pub struct QuantizeArgs {
 struct Report<'a> {
     model: String,
     config: &'a QuantConfig,
-    cost: Cost,
+    cost: Option<Cost>,
     weights: &'a [quantscope::quant::fake::WeightReport],
     activations: &'a [quantscope::quant::fake::ActivationReport],
-    comparison: ModelComparison,
+    evaluation: &'a Evaluation,
+}
+
+fn db(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.2}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Prints every output's error, the classification figures and the cost per inference.
+fn print_evaluation(e: &Evaluation) {
+    println!(
+        "\n{:<36} {:>9} {:>9} {:>12} {:>11}",
+        "output", "SQNR dB", "cosine", "max |err|", "KL"
+    );
+    for o in &e.outputs {
+        println!(
+            "{:<36} {:>9} {:>9.5} {:>12.4e} {:>11}",
+            o.name,
+            db(o.sqnr_db),
+            o.cosine,
+            o.max_abs_error,
+            o.kl.map_or("-".into(), |k| format!("{k:.3e}"))
+        );
+    }
+    if let Some(worst) = e.worst_output_sqnr_db() {
+        println!("worst output SQNR: {} dB", db(worst));
+    }
+    if let Some(c) = &e.classification {
+        if let (Some(f), Some(q)) = (c.float_accuracy, c.quant_accuracy) {
+            println!(
+                "top-1 accuracy: float {:.2}%, quantized {:.2}%",
+                100.0 * f,
+                100.0 * q
+            );
+        }
+        println!(
+            "classes of '{}': top-1 agreement with float {:.2}%; mean output KL {:.3e} nats",
+            c.output,
+            100.0 * c.agreement,
+            c.output_kl
+        );
+    }
+    if let Some(cost) = e.cost {
+        println!(
+            "model size: {:.1} KiB vs {:.1} KiB in float32 ({:.2}x smaller); BitOps per inference: {:.3e} vs {:.3e} in float ({:.1}x fewer)",
+            cost.size_bytes / 1024.0,
+            cost.float_size_bytes / 1024.0,
+            cost.float_size_bytes / cost.size_bytes.max(1.0),
+            cost.bitops as f64,
+            cost.float_bitops as f64,
+            cost.float_bitops as f64 / (cost.bitops.max(1)) as f64
+        );
+    }
 }
 
 pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
-    let plan = plan_for(&model)?;
+    plan_for(&model)?;
+    let graph = &model.graph;
     let mut config = args.flags.config();
     if let Some(path) = &args.import_encodings {
-        apply_encodings(path, &model.graph, &mut config)?;
+        apply_encodings(path, graph, &mut config)?;
     }
+    let calibration = args.data_flags.samples(graph, &args.data)?;
+    let evaluation_samples = match &args.eval_data {
+        Some(path) => args
+            .data_flags
+            .labelled_samples(graph, path, &args.labels)?,
+        None => args
+            .data_flags
+            .labelled_samples(graph, &args.data, &args.labels)?,
+    };
+    let control = RunControl::default();
     let stats = if config.default.activations.is_some() {
-        collect_stats(&model.graph, &plan, &args.data, CALIBRATION_BATCH)?
+        let c = calibrate_samples(graph, &calibration, args.batch_size, &control)?;
+        println!("{}", data_line("calibration data", &calibration, &c.batch));
+        c.stats
     } else {
         Default::default()
     };
     let (rounded, config) = match args.adaround {
         true => {
-            let r = super::adaround::adaround(&model.graph, &config, &args.data)?;
+            let r = super::adaround::adaround(graph, &config, &calibration)?;
             (Some(r.graph), r.config)
         }
         false => (None, config),
     };
-    let quantized =
-        QuantizedModel::prepare(rounded.as_ref().unwrap_or(&model.graph), &config, &stats)?;
+    let quantized_graph = rounded.as_ref().unwrap_or(graph);
+    let quantized = QuantizedModel::prepare(quantized_graph, &config, &stats)?;
 
     println!(
         "{:<36} {:<14} {:>23} {:>11} {:>5} {:>11} {:>8}",
@@ -117,44 +193,26 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
         }
     }
 
-    let (comparison, cost) = compare_on_data(
-        &model.graph,
-        &plan,
-        &config,
-        &quantized,
-        args.eval_data.as_ref().unwrap_or(&args.data),
-        args.labels.as_deref(),
-    )?;
-    println!();
-    if let (Some(f), Some(q)) = (comparison.float_accuracy, comparison.quantized_accuracy) {
-        println!(
-            "top-1 accuracy: float {:.2}%, quantized {:.2}%",
-            100.0 * f,
-            100.0 * q
-        );
-    }
+    let evaluator = Evaluator::new(graph, &evaluation_samples, args.batch_size, &control)?;
     println!(
-        "model size: {:.1} KiB vs {:.1} KiB in float32 ({:.2}x smaller); BitOps: {:.3e} vs {:.3e} in float ({:.1}x fewer)",
-        cost.size_bytes / 1024.0,
-        cost.float_size_bytes / 1024.0,
-        cost.float_size_bytes / cost.size_bytes.max(1.0),
-        cost.bitops as f64,
-        cost.float_bitops as f64,
-        cost.float_bitops as f64 / (cost.bitops.max(1)) as f64
+        "\n{}",
+        data_line("evaluation data", &evaluation_samples, evaluator.batch())
     );
-    println!(
-        "top-1 agreement with float: {:.2}%; mean output KL: {:.3e} nats",
-        100.0 * comparison.top1_agreement,
-        comparison.mean_output_kl
-    );
+    let options = EvalOptions {
+        cost: true,
+        ..Default::default()
+    };
+    let evaluation =
+        evaluator.evaluate_prepared(quantized_graph, &config, &quantized, &options, &control)?;
+    print_evaluation(&evaluation);
     if let Some(path) = &args.report {
         let report = Report {
             model: args.model.display().to_string(),
             config: &config,
-            cost,
+            cost: evaluation.cost,
             weights: &quantized.weights,
             activations: &quantized.activations,
-            comparison,
+            evaluation: &evaluation,
         };
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -1,37 +1,144 @@
-//! `quantscope run`: run a model on a data file, report shapes and accuracy, save outputs.
+//! `quantscope run`: run a model on data of any form, in the chunks the model accepts; report
+//! output shapes and top-1 accuracy (with labels); save the outputs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
+use ndarray::{Axis, concatenate, stack};
 use quantscope::ir::TensorData;
-use quantscope::load::{load_model, read_arrays, write_npz};
+use quantscope::load::{load_model, write_npz};
+use quantscope::workflow::{
+    RunControl, SampleInputs, Samples, check_labels, choose_batch, classification_rows, run_chunks,
+};
 
-use super::feeds::{plan_for, read_feeds, run_batched};
+use super::feeds::{DataFlags, LabelFlags, data_line, plan_for};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Model file (.onnx).
     model: PathBuf,
-    /// Input data: a .npy feeds the model's single input; an .npz feeds inputs by name.
+    /// Input data: a .npy (the single input), an .npz (arrays by input name, samples on axis
+    /// 0), a folder of .npz files (one sample each) or a folder of images (see --preset).
     #[arg(long)]
     data: PathBuf,
-    /// Class labels (.npy, one integer per sample) to report top-1 accuracy of the first output.
-    #[arg(long)]
-    labels: Option<PathBuf>,
+    #[command(flatten)]
+    flags: DataFlags,
+    #[command(flatten)]
+    labels: LabelFlags,
     /// Write every graph output to this .npz, keyed by output name.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Samples per run (0 = the whole file at once).
-    #[arg(long, default_value_t = 256)]
-    batch_size: usize,
+    /// Most samples per run (default: the largest batch the model accepts, up to 64).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Write the inputs as the model received them (after the image preset) to this .npz,
+    /// keyed by input name, samples on axis 0; for reproducing a run elsewhere.
+    #[arg(long)]
+    save_inputs: Option<PathBuf>,
+}
+
+/// Joins per-chunk outputs: along axis 0 for stacked samples, on a new axis 0 (one entry per
+/// sample) for per-sample feeds.
+fn join(
+    chunks: Vec<Vec<(String, TensorData)>>,
+    per_sample: bool,
+) -> anyhow::Result<Vec<(String, TensorData)>> {
+    let Some(first) = chunks.first() else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<String> = first.iter().map(|(n, _)| n.clone()).collect();
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let parts: Vec<&TensorData> = chunks
+                .iter()
+                .filter_map(|c| c.get(i).map(|p| &p.1))
+                .collect();
+            let joined = match parts.first() {
+                Some(TensorData::F32(_)) => {
+                    let views: Vec<_> = parts
+                        .iter()
+                        .filter_map(|p| p.as_f32())
+                        .map(|a| a.view())
+                        .collect();
+                    if per_sample {
+                        stack(Axis(0), &views)
+                    } else {
+                        concatenate(Axis(0), &views)
+                    }
+                    .map(TensorData::F32)
+                }
+                _ => {
+                    let views: Vec<_> = parts
+                        .iter()
+                        .filter_map(|p| p.as_i64())
+                        .map(|a| a.view())
+                        .collect();
+                    if per_sample {
+                        stack(Axis(0), &views)
+                    } else {
+                        concatenate(Axis(0), &views)
+                    }
+                    .map(TensorData::I64)
+                }
+            };
+            Ok((
+                name.clone(),
+                joined
+                    .with_context(|| format!("output '{name}': the chunks' outputs do not join"))?,
+            ))
+        })
+        .collect()
+}
+
+/// Writes the inputs of every sample to `path`: stacked arrays as they are (constants once),
+/// per-sample feeds stacked on a new axis 0.
+fn save_inputs(samples: &Samples, path: &Path) -> anyhow::Result<()> {
+    let arrays: Vec<(String, TensorData)> = match samples.inputs() {
+        SampleInputs::Stacked {
+            arrays, constants, ..
+        } => arrays
+            .iter()
+            .chain(constants)
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect(),
+        SampleInputs::PerSample(feeds) => {
+            let chunks = feeds
+                .iter()
+                .map(|f| {
+                    f.arrays
+                        .iter()
+                        .map(|(n, v)| (n.clone(), v.clone()))
+                        .collect()
+                })
+                .collect();
+            join(chunks, true)?
+        }
+    };
+    let named: Vec<(&str, &TensorData)> = arrays.iter().map(|(n, v)| (n.as_str(), v)).collect();
+    write_npz(path, &named)?;
+    println!("wrote {} input(s) to {}", named.len(), path.display());
+    Ok(())
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
     let plan = plan_for(&model)?;
-    let feeds = read_feeds(&model.graph, &args.data)?;
-    let outputs = run_batched(&plan, feeds, args.batch_size)?;
+    let samples = args
+        .flags
+        .labelled_samples(&model.graph, &args.data, &args.labels)?;
+    let control = RunControl::default();
+    let batch = choose_batch(&plan, &samples, args.batch_size, control.options())?;
+    println!("{}", data_line("data", &samples, &batch));
+    if let Some(path) = &args.save_inputs {
+        save_inputs(&samples, path)?;
+    }
+    let chunks = run_chunks(&samples, batch.size, &control, |_, feeds| {
+        plan.run(feeds, None, control.options())
+    })?;
+    let outputs = join(chunks, samples.is_per_sample())?;
     for (name, value) in &outputs {
         println!(
             "output '{name}': shape {:?} ({})",
@@ -39,13 +146,28 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             value.kind_name()
         );
     }
-    if let Some(labels_path) = &args.labels {
-        let (_, first) = outputs.first().context("the model has no outputs")?;
-        let labels = read_labels(labels_path)?;
-        let (correct, total) = top1_correct(first, &labels)?;
+    if let Some(labels) = &samples.labels {
+        let rows = samples.count();
+        let (name, scores) = classification_rows(&model.graph, &outputs, rows)
+            .with_context(|| format!("labels were given, but no output is [{rows}, classes]"))?;
+        check_labels(labels.view(), 0, scores.ncols(), &name)?;
+        let correct = scores
+            .outer_iter()
+            .zip(labels)
+            .filter(|(row, label)| {
+                let best = row
+                    .iter()
+                    .enumerate()
+                    .fold((0usize, f32::NEG_INFINITY), |best, (i, &v)| {
+                        if v > best.1 { (i, v) } else { best }
+                    })
+                    .0;
+                best as i64 == **label
+            })
+            .count();
         println!(
-            "accuracy: {:.2}% ({correct}/{total})",
-            100.0 * correct as f64 / total.max(1) as f64
+            "accuracy of '{name}': {:.2}% ({correct}/{rows})",
+            100.0 * correct as f64 / rows.max(1) as f64
         );
     }
     if let Some(out) = &args.out {
@@ -55,55 +177,4 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         println!("wrote {} output(s) to {}", named.len(), out.display());
     }
     Ok(())
-}
-
-/// Reads integer class labels from a .npy (integer or integral float values).
-fn read_labels(path: &std::path::Path) -> anyhow::Result<Vec<i64>> {
-    let arrays = read_arrays(path)?;
-    let array = arrays
-        .into_iter()
-        .next()
-        .with_context(|| format!("{}: holds no arrays", path.display()))?;
-    Ok(match array.data {
-        TensorData::I64(a) => a.iter().copied().collect(),
-        TensorData::F32(a) => {
-            if let Some(bad) = a.iter().find(|v| v.fract() != 0.0 || !v.is_finite()) {
-                bail!("{}: labels must be integers, found {bad}", path.display());
-            }
-            a.iter().map(|&v| v as i64).collect()
-        }
-    })
-}
-
-/// Number of rows of `scores` ([N, classes]) whose arg-max equals the label, and N.
-fn top1_correct(scores: &TensorData, labels: &[i64]) -> anyhow::Result<(usize, usize)> {
-    let scores = scores
-        .as_f32()
-        .context("the first output is not a float tensor of class scores")?;
-    let shape = scores.shape();
-    if shape.len() != 2 {
-        bail!("accuracy needs a first output of shape [N, classes], got {shape:?}");
-    }
-    if shape[0] != labels.len() {
-        bail!(
-            "{} labels for {} samples: the label file does not match the data",
-            labels.len(),
-            shape[0]
-        );
-    }
-    let correct = scores
-        .outer_iter()
-        .zip(labels)
-        .filter(|(row, label)| {
-            let best = row
-                .iter()
-                .enumerate()
-                .fold((0usize, f32::NEG_INFINITY), |best, (i, &v)| {
-                    if v > best.1 { (i, v) } else { best }
-                })
-                .0;
-            best as i64 == **label
-        })
-        .count();
-    Ok((correct, labels.len()))
 }

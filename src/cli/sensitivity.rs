@@ -4,29 +4,28 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::bail;
-use ndarray::{Axis, Slice};
-use quantscope::ir::TensorData;
 use quantscope::load::load_model;
 use quantscope::mixed::{
-    AllocationOptions, Budget, CostModel, EvalData, Evaluator, SensitivityReport, allocate, analyze,
+    AllocationOptions, Budget, CostModel, SensitivityReport, allocate, analyze,
 };
+use quantscope::workflow::{Evaluator, RunControl};
 use serde::Serialize;
 
 use super::args::GranularityArg;
-use super::feeds::{read_labels, read_samples};
+use super::feeds::{DataFlags, LabelFlags, data_line, plan_for};
 
 #[derive(Debug, clap::Args)]
 pub struct SensitivityArgs {
-    /// Model file (.onnx) with one input.
+    /// Model file (.onnx).
     model: PathBuf,
-    /// Samples (.npy, or .npz with an array named after the input, else its first array; an
-    /// array `labels` or `y` there gives the labels).
+    /// Samples: a .npy, an .npz (arrays by input name, optional `labels` or `y`), a folder of
+    /// .npz files (one sample each) or a folder of images (see --preset).
     #[arg(long)]
     data: PathBuf,
-    /// Class labels (.npy, 1-D integers) for accuracy; default: `labels` or `y` in the .npz.
-    #[arg(long)]
-    labels: Option<PathBuf>,
+    #[command(flatten)]
+    data_flags: DataFlags,
+    #[command(flatten)]
+    labels: LabelFlags,
     /// Weight bits of the layer under test (symmetric linear).
     #[arg(long, default_value_t = 4)]
     bits: u32,
@@ -39,7 +38,8 @@ pub struct SensitivityArgs {
     /// Allocate bits under a model-size budget in KiB (parameters, side information included).
     #[arg(long, conflicts_with = "budget_bitops")]
     budget_size_kb: Option<f64>,
-    /// Allocate bits under a BitOps budget per sample (MACs × weight bits × activation bits).
+    /// Allocate bits under a BitOps budget per inference (MACs × weight bits × activation
+    /// bits).
     #[arg(long)]
     budget_bitops: Option<f64>,
     /// Candidate weight bit widths for the allocation.
@@ -60,40 +60,32 @@ struct Output<'a> {
     allocation: Option<quantscope::mixed::Allocation>,
 }
 
+fn kl(e: &quantscope::workflow::Evaluation) -> String {
+    e.classification
+        .as_ref()
+        .map_or("-".into(), |c| format!("{:.3e}", c.output_kl))
+}
+
 fn percent(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{:.2}", 100.0 * v))
 }
 
 pub fn sensitivity(args: &SensitivityArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
+    plan_for(&model)?;
     let graph = &model.graph;
-    let [input] = graph.inputs.as_slice() else {
-        bail!(
-            "{}: sensitivity needs a model with exactly one input (it has {})",
-            args.model.display(),
-            graph.inputs.len()
-        );
-    };
-    let (mut samples, bundled_labels) = read_samples(&args.data, Some(&input.name))?;
-    let mut labels = match &args.labels {
-        Some(path) => Some(read_labels(path)?),
-        None => bundled_labels,
-    };
+    let mut samples = args
+        .data_flags
+        .labelled_samples(graph, &args.data, &args.labels)?;
     if let Some(limit) = args.limit {
-        let n = samples.len_of(Axis(0)).min(limit);
-        samples = samples.slice_axis(Axis(0), Slice::from(..n)).to_owned();
-        labels = labels.map(|l| {
-            l.slice_axis(Axis(0), Slice::from(..n.min(l.len())))
-                .to_owned()
-        });
+        samples = samples.first(limit);
     }
     let cancel = AtomicBool::new(false);
-    let data = EvalData {
-        input: &input.name,
-        samples: samples.view(),
-        labels: labels.as_ref().map(|l| l.view()),
-    };
-    let evaluator = Evaluator::new(graph, data, &cancel)?;
+    let control = RunControl::cancel(&cancel);
+    let evaluator = Evaluator::new(graph, &samples, None, &control)?.with_float_cache(&control)?;
+    if !args.json {
+        println!("{}", data_line("data", &samples, evaluator.batch()));
+    }
     let options = AllocationOptions {
         candidates: args.candidates.clone(),
         per_channel: args.granularity.per_channel(),
@@ -117,8 +109,7 @@ pub fn sensitivity(args: &SensitivityArgs) -> anyhow::Result<()> {
                     analyze(&evaluator, options.weights(bits), &|_, _| {}, &cancel)?
                 });
             }
-            let first = samples.slice_axis(Axis(0), Slice::from(..1)).to_owned();
-            let costs = CostModel::new(graph, &input.name, TensorData::F32(first))?;
+            let costs = CostModel::of(&evaluator)?;
             Some(allocate(
                 &evaluator,
                 &costs,
@@ -151,17 +142,20 @@ pub fn sensitivity(args: &SensitivityArgs) -> anyhow::Result<()> {
         percent(report.float_accuracy)
     );
     println!(
-        "{:<28} {:<6} {:>8} {:>10} {:>12}",
-        "layer", "op", "params", "acc drop", "output KL"
+        "{:<28} {:<6} {:>8} {:>10} {:>12} {:>14}",
+        "layer", "op", "params", "acc drop", "output KL", "worst SQNR dB"
     );
     for l in &report.layers {
+        let e = &l.evaluation;
         println!(
-            "{:<28} {:<6} {:>8} {:>10} {:>12.3e}",
+            "{:<28} {:<6} {:>8} {:>10} {:>12} {:>14}",
             l.layer.node,
             l.layer.op_type,
             l.layer.params,
             percent(l.accuracy_drop),
-            l.evaluation.output_kl
+            kl(e),
+            e.worst_output_sqnr_db()
+                .map_or("-".into(), |v| format!("{v:.2}"))
         );
     }
     if let Some(allocation) = allocation {
@@ -171,23 +165,25 @@ pub fn sensitivity(args: &SensitivityArgs) -> anyhow::Result<()> {
         }
         let c = &allocation.chosen;
         println!(
-            "  size {:.2} KiB, BitOps {:.3e}, accuracy {}%, output KL {:.3e}",
+            "  size {:.2} KiB, BitOps per inference {:.3e}, accuracy {}%, output KL {}, loss {:.3e}",
             c.size_bytes / 1024.0,
             c.bitops as f64,
-            percent(c.evaluation.accuracy),
-            c.evaluation.output_kl
+            percent(c.evaluation.quant_accuracy()),
+            kl(&c.evaluation),
+            c.evaluation.loss()
         );
         println!(
-            "\ncurve (measured Pareto points):\n{:>10} {:>12} {:>9} {:>12}",
-            "KiB", "BitOps", "acc %", "output KL"
+            "\ncurve (measured Pareto points):\n{:>10} {:>12} {:>9} {:>12} {:>12}",
+            "KiB", "BitOps", "acc %", "output KL", "loss"
         );
         for p in &allocation.curve {
             println!(
-                "{:>10.2} {:>12.3e} {:>9} {:>12.3e}",
+                "{:>10.2} {:>12.3e} {:>9} {:>12} {:>12.3e}",
                 p.size_bytes / 1024.0,
                 p.bitops as f64,
-                percent(p.evaluation.accuracy),
-                p.evaluation.output_kl
+                percent(p.evaluation.quant_accuracy()),
+                kl(&p.evaluation),
+                p.evaluation.loss()
             );
         }
     }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::buffers::recycle;
 use super::hook::{TensorHook, TensorSite};
+use super::ops::control::{self, NestedPlans};
 use super::ops::{self, OpCtx, OpFn};
 use crate::error::{Error, Result};
 use crate::ir::{Dim, Graph, TensorData};
@@ -33,6 +34,8 @@ pub struct Plan<'g> {
     feeds: Vec<(usize, usize)>,
     /// (slot, output name) for each graph output.
     fetches: Vec<(usize, String)>,
+    /// The plans of the subgraphs of control-flow nodes, by node index, built once.
+    nested: HashMap<usize, NestedPlans<'g>>,
 }
 
 /// Options for one run.
@@ -48,9 +51,18 @@ impl<'g> Plan<'g> {
         if !graph.is_runnable() {
             return Err(Error::Graph("the graph has no nodes to run".into()));
         }
+        Self::build(graph)
+    }
+
+    /// The plan of a subgraph (which may have no nodes: a branch returning outer values).
+    pub(crate) fn for_subgraph(graph: &'g Graph) -> Result<Self> {
+        Self::build(graph)
+    }
+
+    fn build(graph: &'g Graph) -> Result<Self> {
         let unsupported: Vec<(String, String)> = graph
-            .nodes
-            .iter()
+            .nodes_recursive()
+            .into_iter()
             .filter(|n| ops::kernel_for(n).is_none())
             .map(|n| {
                 let op = if n.domain.is_empty() || n.domain == "ai.onnx" {
@@ -156,6 +168,13 @@ impl<'g> Plan<'g> {
             }
         }
 
+        let mut nested = HashMap::new();
+        for step in &steps {
+            if let Some(plans) = control::plans_for(&graph.nodes[step.node_index])? {
+                nested.insert(step.node_index, plans);
+            }
+        }
+
         Ok(Plan {
             graph,
             steps,
@@ -163,6 +182,7 @@ impl<'g> Plan<'g> {
             constants,
             feeds,
             fetches,
+            nested,
         })
     }
 
@@ -238,7 +258,47 @@ impl<'g> Plan<'g> {
                 msg: format!("the model has no such input (inputs: {})", known.join(", ")),
             });
         }
+        self.execute(values, hook, options)
+    }
 
+    /// Runs a subgraph's plan on shared values, one per input of the subgraph in order,
+    /// without a hook. Returns the outputs in order.
+    pub(crate) fn run_nested(
+        &self,
+        feeds: Vec<Arc<TensorData>>,
+        options: RunOptions<'_>,
+    ) -> Result<Vec<TensorData>> {
+        let mut values: Vec<Option<Arc<TensorData>>> = vec![None; self.slot_count];
+        for (slot, value) in &self.constants {
+            values[*slot] = Some(Arc::clone(value));
+        }
+        if feeds.len() != self.graph.inputs.len() {
+            return Err(Error::Graph(format!(
+                "subgraph '{}' takes {} inputs, {} were given",
+                self.graph.name,
+                self.graph.inputs.len(),
+                feeds.len()
+            )));
+        }
+        let mut feeds: Vec<Option<Arc<TensorData>>> = feeds.into_iter().map(Some).collect();
+        for &(slot, input_index) in &self.feeds {
+            let value = feeds[input_index].take();
+            if let Some(value) = &value {
+                check_input(&self.graph.inputs[input_index], value)?;
+            }
+            values[slot] = value;
+        }
+        let outputs = self.execute(values, None, options)?;
+        Ok(outputs.into_iter().map(|(_, value)| value).collect())
+    }
+
+    /// Runs every step on `values` (inputs and constants in their slots).
+    fn execute(
+        &self,
+        mut values: Vec<Option<Arc<TensorData>>>,
+        mut hook: Option<&mut dyn TensorHook>,
+        options: RunOptions<'_>,
+    ) -> Result<Vec<(String, TensorData)>> {
         for (step_index, step) in self.steps.iter().enumerate() {
             if let Some(flag) = options.cancel
                 && flag.load(Ordering::Relaxed)
@@ -266,12 +326,26 @@ impl<'g> Plan<'g> {
                 node,
                 opset: self.graph.opset,
             };
-            let outputs = (step.kernel)(&ctx, &args).map_err(|e| Error::Op {
-                node: node.name.clone(),
-                op: node.op_type.clone(),
-                msg: e.0,
-            })?;
-            drop(args);
+            let outputs = match self.nested.get(&step.node_index) {
+                Some(plans) => {
+                    drop(args);
+                    let shared: Vec<Option<Arc<TensorData>>> = step
+                        .inputs
+                        .iter()
+                        .map(|slot| slot.and_then(|s| values[s].clone()))
+                        .collect();
+                    control::run(&ctx, plans, &shared, options)?
+                }
+                None => {
+                    let outputs = (step.kernel)(&ctx, &args).map_err(|e| Error::Op {
+                        node: node.name.clone(),
+                        op: node.op_type.clone(),
+                        msg: e.0,
+                    })?;
+                    drop(args);
+                    outputs
+                }
+            };
             if outputs.len() < step.outputs.len() {
                 return Err(Error::Op {
                     node: node.name.clone(),

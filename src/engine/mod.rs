@@ -7,6 +7,7 @@
 mod buffers;
 mod executor;
 pub mod geometry;
+pub mod grad;
 mod hook;
 pub mod ops;
 

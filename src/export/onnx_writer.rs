@@ -6,7 +6,7 @@
 //! deterministic (initializers in name order, nodes in graph order), so the same graph always
 //! gives the same bytes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use bytes::Bytes;
@@ -15,7 +15,9 @@ use prost::Message;
 
 use super::atomic::write_bytes_atomic;
 use crate::error::{Error, Result};
-use crate::ir::{Attribute, DType, Dim, Graph, Node, Tensor, TensorData, ValueInfo};
+use crate::ir::{
+    Attribute, DType, Dim, Graph, Node, Subgraph, Tensor, TensorData, ValueInfo, sink_constants,
+};
 use crate::load::pb;
 use crate::load::pb::attribute_proto::AttributeType;
 use crate::load::pb::tensor_shape_proto::dimension::Value as DimValue;
@@ -81,14 +83,24 @@ pub fn onnx_model_proto_with_types(
     graph: &Graph,
     stored_types: &BTreeMap<String, i32>,
 ) -> Result<pb::ModelProto> {
+    // Constants read by one subgraph only are written inside it (see `sink_constants`).
+    let sunk;
+    let graph = if graph.has_subgraphs() {
+        let mut copy = graph.clone();
+        sink_constants(&mut copy);
+        sunk = copy;
+        &sunk
+    } else {
+        graph
+    };
     let opset = if graph.opset > 0 { graph.opset } else { 13 };
     let mut opset_import = vec![pb::OperatorSetIdProto {
         domain: Some(String::new()),
         version: Some(opset),
     }];
     let domains: BTreeSet<&str> = graph
-        .nodes
-        .iter()
+        .nodes_recursive()
+        .into_iter()
         .map(|n| n.domain.as_str())
         .filter(|d| !matches!(*d, "" | "ai.onnx"))
         .collect();
@@ -109,7 +121,7 @@ pub fn onnx_model_proto_with_types(
     let node = graph
         .nodes
         .iter()
-        .map(node_proto)
+        .map(|n| node_proto(n, stored_types))
         .collect::<Result<Vec<_>>>()?;
     let g = pb::GraphProto {
         node,
@@ -147,13 +159,16 @@ fn node_err(node: &Node, what: impl std::fmt::Display) -> Error {
     }
 }
 
-fn node_proto(node: &Node) -> Result<pb::NodeProto> {
+fn node_proto(node: &Node, stored_types: &BTreeMap<String, i32>) -> Result<pb::NodeProto> {
     let mut attribute = Vec::with_capacity(node.attributes.len());
     for (name, value) in &node.attributes {
-        attribute.push(attribute_proto(node, name, value)?);
+        attribute.push(attribute_proto(node, name, value, stored_types)?);
     }
+    // The inputs binding subgraph captures are not ONNX inputs: the subgraphs read those
+    // values by name (see `subgraph_proto`).
+    let formal = node.formal_input_count();
     Ok(pb::NodeProto {
-        input: node.inputs.clone(),
+        input: node.inputs[..formal].to_vec(),
         output: node.outputs.clone(),
         name: Some(node.name.clone()),
         op_type: Some(node.op_type.clone()),
@@ -163,7 +178,12 @@ fn node_proto(node: &Node) -> Result<pb::NodeProto> {
     })
 }
 
-fn attribute_proto(node: &Node, name: &str, value: &Attribute) -> Result<pb::AttributeProto> {
+fn attribute_proto(
+    node: &Node,
+    name: &str,
+    value: &Attribute,
+    stored_types: &BTreeMap<String, i32>,
+) -> Result<pb::AttributeProto> {
     let mut a = pb::AttributeProto {
         name: Some(name.to_string()),
         ..Default::default()
@@ -200,6 +220,17 @@ fn attribute_proto(node: &Node, name: &str, value: &Attribute) -> Result<pb::Att
                 .collect();
             AttributeType::Strings
         }
+        Attribute::Graph(sub) => {
+            a.g = Some(subgraph_proto(node, name, sub, stored_types)?);
+            AttributeType::Graph
+        }
+        Attribute::Graphs(subs) => {
+            a.graphs = subs
+                .iter()
+                .map(|sub| subgraph_proto(node, name, sub, stored_types))
+                .collect::<Result<Vec<_>>>()?;
+            AttributeType::Graphs
+        }
         Attribute::Unsupported(kind) => {
             return Err(node_err(
                 node,
@@ -209,6 +240,89 @@ fn attribute_proto(node: &Node, name: &str, value: &Attribute) -> Result<pb::Att
     };
     a.r#type = Some(kind as i32);
     Ok(a)
+}
+
+/// A subgraph of `node` as a `GraphProto`: its captures read under the names `node` binds to
+/// them, its formal inputs only, and an Identity for each output that is an outer value
+/// returned as it is (so every output is produced inside the subgraph).
+fn subgraph_proto(
+    node: &Node,
+    attr: &str,
+    sub: &Subgraph,
+    stored_types: &BTreeMap<String, i32>,
+) -> Result<pb::GraphProto> {
+    let formal = node.formal_input_count();
+    let bound: HashMap<&str, &str> = node
+        .captured_names()
+        .into_iter()
+        .zip(node.inputs[formal..].iter().map(String::as_str))
+        .collect();
+    let outer = |name: &str| -> String {
+        bound
+            .get(name)
+            .map_or_else(|| name.to_string(), |s| (*s).to_string())
+    };
+    let graph = &sub.graph;
+    let mut nodes = Vec::with_capacity(graph.nodes.len());
+    for inner in &graph.nodes {
+        let mut renamed = inner.clone();
+        for input in &mut renamed.inputs {
+            *input = outer(input);
+        }
+        nodes.push(node_proto(&renamed, stored_types)?);
+    }
+    let captured: HashSet<&str> = sub.captured().iter().map(|v| v.name.as_str()).collect();
+    let graph_name = if graph.name.is_empty() {
+        format!("{}_{attr}", node.name)
+    } else {
+        graph.name.clone()
+    };
+    let mut output = Vec::with_capacity(graph.outputs.len());
+    for (i, out) in graph.outputs.iter().enumerate() {
+        let mut info = out.clone();
+        if captured.contains(out.name.as_str()) {
+            let returned = format!("{graph_name}_output_{i}");
+            nodes.push(pb::NodeProto {
+                input: vec![outer(&out.name)],
+                output: vec![returned.clone()],
+                name: Some(format!("{graph_name}_Identity_{i}")),
+                op_type: Some("Identity".into()),
+                domain: Some(String::new()),
+                ..Default::default()
+            });
+            info.name = returned;
+        }
+        output.push(inner_value_info_proto(&info));
+    }
+    let mut initializer = Vec::with_capacity(graph.initializers.len());
+    for (name, tensor) in &graph.initializers {
+        let code = stored_types
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| onnx_type_of(tensor.origin_dtype));
+        initializer.push(tensor_proto(tensor, name, code)?);
+    }
+    Ok(pb::GraphProto {
+        node: nodes,
+        name: Some(graph_name),
+        initializer,
+        input: sub.formal().iter().map(inner_value_info_proto).collect(),
+        output,
+        ..Default::default()
+    })
+}
+
+/// A subgraph's input or output: typed where the IR knows the type (subgraphs may leave it to
+/// the operator).
+fn inner_value_info_proto(v: &ValueInfo) -> pb::ValueInfoProto {
+    if v.dtype.is_some() {
+        value_info_proto(v)
+    } else {
+        pb::ValueInfoProto {
+            name: Some(v.name.clone()),
+            ..Default::default()
+        }
+    }
 }
 
 fn value_info_proto(v: &ValueInfo) -> pb::ValueInfoProto {

@@ -1,5 +1,6 @@
 //! Reports of a quantized model: per-tensor and per-layer CSV, one JSON with everything, and a
-//! Markdown summary of float vs quantized accuracy and size.
+//! Markdown summary of float vs quantized figures (accuracy for classifiers, every output's
+//! SQNR, size and BitOps per inference) from the workflow's [`Evaluation`].
 
 use serde::Serialize;
 use serde_json::json;
@@ -8,19 +9,7 @@ use super::ranges::csv_field;
 use crate::ir::Graph;
 use crate::quant::config::QUANTIZABLE_OPS;
 use crate::quant::{QuantConfig, QuantizedModel};
-
-/// Model-level figures measured by the caller (running the model needs data).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Evaluation {
-    /// Top-1 accuracy in [0, 1], when labels were given.
-    pub float_accuracy: Option<f64>,
-    pub quantized_accuracy: Option<f64>,
-    /// Fraction of samples where float and quantized agree on the top class.
-    pub top1_agreement: Option<f64>,
-    /// Parameter storage of the quantized model and of the float32 model, in bytes.
-    pub size_bytes: Option<f64>,
-    pub float32_size_bytes: Option<f64>,
-}
+pub use crate::workflow::Evaluation;
 
 /// Per-tensor CSV: every quantized weight (scheme and error) and activation (range, S, Z).
 pub fn tensor_csv(quantized: &QuantizedModel) -> String {
@@ -133,6 +122,27 @@ pub fn layer_csv(rows: &[LayerRow]) -> String {
     out
 }
 
+/// The evaluation's figures as the report's JSON carries them.
+fn evaluation_json(e: &Evaluation) -> serde_json::Value {
+    let class = e.classification.as_ref();
+    json!({
+        "float_accuracy": e.float_accuracy(),
+        "quantized_accuracy": e.quant_accuracy(),
+        "top1_agreement": class.map(|c| c.agreement),
+        "output_kl": class.map(|c| c.output_kl),
+        "size_bytes": e.cost.map(|c| c.size_bytes),
+        "float32_size_bytes": e.cost.map(|c| c.float_size_bytes),
+        "bitops_per_inference": e.cost.map(|c| c.bitops),
+        "float_bitops_per_inference": e.cost.map(|c| c.float_bitops),
+        "outputs": e.outputs,
+        "layers": e.layers,
+        "samples": e.samples,
+        "data": e.data,
+        "synthetic": e.synthetic,
+        "batch": e.batch,
+    })
+}
+
 /// Everything in one JSON value.
 pub fn report_json(
     model: &str,
@@ -144,7 +154,7 @@ pub fn report_json(
     json!({
         "model": model,
         "config": config,
-        "evaluation": evaluation,
+        "evaluation": evaluation.map(evaluation_json),
         "layers": layers,
         "weights": quantized.weights,
         "activations": quantized.activations,
@@ -159,32 +169,71 @@ fn kib(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{:.1} KiB", v / 1024.0))
 }
 
-/// A Markdown summary: float vs quantized accuracy and size, then the layer table.
+fn db(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.2}")
+    } else if v > 0.0 {
+        "∞".into()
+    } else {
+        "–".into()
+    }
+}
+
+/// A Markdown summary: float vs quantized accuracy, size and BitOps, every output's error,
+/// then the layer table.
 pub fn markdown_summary(
     model: &str,
     quantized: &QuantizedModel,
     layers: &[LayerRow],
     evaluation: Option<&Evaluation>,
 ) -> String {
-    let e = evaluation.cloned().unwrap_or_default();
+    let class = evaluation.and_then(|e| e.classification.as_ref());
+    let cost = evaluation.and_then(|e| e.cost);
     let mut md = format!("# Quantization report: {model}\n\n");
+    if let Some(e) = evaluation {
+        md.push_str(&format!(
+            "Measured on {} ({} samples, {}).\n\n",
+            e.data,
+            e.samples,
+            e.batch.describe()
+        ));
+    }
     md.push_str("| | float | quantized |\n| --- | --- | --- |\n");
     md.push_str(&format!(
         "| top-1 accuracy | {} | {} |\n",
-        percent(e.float_accuracy),
-        percent(e.quantized_accuracy)
+        percent(class.and_then(|c| c.float_accuracy)),
+        percent(class.and_then(|c| c.quant_accuracy))
     ));
     md.push_str(&format!(
         "| parameter size | {} | {} |\n",
-        kib(e.float32_size_bytes),
-        kib(e.size_bytes)
+        kib(cost.map(|c| c.float_size_bytes)),
+        kib(cost.map(|c| c.size_bytes))
+    ));
+    md.push_str(&format!(
+        "| BitOps per inference | {} | {} |\n",
+        cost.map_or("–".into(), |c| format!("{:.3e}", c.float_bitops as f64)),
+        cost.map_or("–".into(), |c| format!("{:.3e}", c.bitops as f64)),
     ));
     md.push_str(&format!(
         "\nTop-1 agreement with float: {}. {} weight tensors and {} activations quantized.\n\n",
-        percent(e.top1_agreement),
+        percent(class.map(|c| c.agreement)),
         quantized.weights.len(),
         quantized.activations.len()
     ));
+    if let Some(e) = evaluation.filter(|e| !e.outputs.is_empty()) {
+        md.push_str("| output | SQNR (dB) | cosine | max abs error | KL |\n| --- | --- | --- | --- | --- |\n");
+        for o in &e.outputs {
+            md.push_str(&format!(
+                "| {} | {} | {:.5} | {:.4e} | {} |\n",
+                o.name,
+                db(o.sqnr_db),
+                o.cosine,
+                o.max_abs_error,
+                o.kl.map_or("–".into(), |k| format!("{k:.3e}"))
+            ));
+        }
+        md.push('\n');
+    }
     md.push_str("| layer | op | weights | weight SQNR (dB) | input bits | input range |\n| --- | --- | --- | --- | --- | --- |\n");
     for r in layers {
         md.push_str(&format!(

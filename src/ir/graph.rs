@@ -59,7 +59,11 @@ pub enum Attribute {
     Floats(Vec<f32>),
     Ints(Vec<i64>),
     Strings(Vec<String>),
-    /// A kind of attribute Quantscope does not interpret (subgraphs, sparse tensors, ...).
+    /// A subgraph (If's branches, Loop's and Scan's body).
+    Graph(Box<Subgraph>),
+    /// A list of subgraphs.
+    Graphs(Vec<Subgraph>),
+    /// A kind of attribute Quantscope does not interpret (sparse tensors, type protos, ...).
     Unsupported(String),
 }
 
@@ -73,8 +77,46 @@ impl Attribute {
             Attribute::Floats(_) => "floats",
             Attribute::Ints(_) => "ints",
             Attribute::Strings(_) => "strings",
+            Attribute::Graph(_) => "graph",
+            Attribute::Graphs(_) => "graphs",
             Attribute::Unsupported(_) => "unsupported",
         }
+    }
+}
+
+/// A graph held by a node attribute, closed over what it reads from enclosing scopes.
+///
+/// `graph.inputs` are the inputs the operator binds (none for If; iteration number, condition
+/// and loop-carried values for Loop; state and scan slices for Scan), `formal_inputs` of them,
+/// followed by one input per outer-scope value the subgraph reads (its captures, declared
+/// without type). The node holding the subgraph lists the values it binds to the captures after
+/// its own inputs (see [`Node::captured_names`]), so every outer value a subgraph reads is an
+/// ordinary input of the node: ordering, freeing and rewiring see it like any other input.
+#[derive(Debug, Clone)]
+pub struct Subgraph {
+    pub graph: Graph,
+    /// How many of `graph.inputs` the operator binds; the rest are captures.
+    pub formal_inputs: usize,
+}
+
+impl Subgraph {
+    /// A subgraph that reads nothing from enclosing scopes.
+    pub fn new(graph: Graph) -> Self {
+        let formal_inputs = graph.inputs.len();
+        Subgraph {
+            graph,
+            formal_inputs,
+        }
+    }
+
+    /// The inputs the operator binds.
+    pub fn formal(&self) -> &[ValueInfo] {
+        &self.graph.inputs[..self.formal_inputs.min(self.graph.inputs.len())]
+    }
+
+    /// The outer-scope values the subgraph reads, by the name it reads them under.
+    pub fn captured(&self) -> &[ValueInfo] {
+        &self.graph.inputs[self.formal_inputs.min(self.graph.inputs.len())..]
     }
 }
 
@@ -154,6 +196,69 @@ impl Node {
         }
     }
 
+    /// Subgraph attribute, or None when absent.
+    pub fn attr_graph(&self, name: &str) -> Result<Option<&Subgraph>, String> {
+        match self.attributes.get(name) {
+            None => Ok(None),
+            Some(Attribute::Graph(g)) => Ok(Some(g)),
+            Some(other) => Err(self.wrong_kind(name, "a graph", other)),
+        }
+    }
+
+    /// Every subgraph of the node with the attribute holding it, in attribute-name order.
+    pub fn subgraphs(&self) -> Vec<(&str, &Subgraph)> {
+        let mut found = Vec::new();
+        for (name, value) in &self.attributes {
+            match value {
+                Attribute::Graph(g) => found.push((name.as_str(), g.as_ref())),
+                Attribute::Graphs(gs) => found.extend(gs.iter().map(|g| (name.as_str(), g))),
+                _ => {}
+            }
+        }
+        found
+    }
+
+    /// Mutable access to every subgraph of the node, in attribute-name order.
+    pub fn subgraphs_mut(&mut self) -> Vec<(&str, &mut Subgraph)> {
+        let mut found = Vec::new();
+        for (name, value) in &mut self.attributes {
+            match value {
+                Attribute::Graph(g) => found.push((name.as_str(), g.as_mut())),
+                Attribute::Graphs(gs) => found.extend(gs.iter_mut().map(|g| (name.as_str(), g))),
+                _ => {}
+            }
+        }
+        found
+    }
+
+    /// Whether any attribute holds a subgraph.
+    pub fn has_subgraphs(&self) -> bool {
+        self.attributes
+            .values()
+            .any(|a| matches!(a, Attribute::Graph(_) | Attribute::Graphs(_)))
+    }
+
+    /// The names the subgraphs capture, each once, in attribute-name order then first
+    /// capture: the node binds `inputs[formal_input_count() + k]` to the k-th of them.
+    pub fn captured_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for (_, sub) in self.subgraphs() {
+            for c in sub.captured() {
+                if !names.contains(&c.name.as_str()) {
+                    names.push(&c.name);
+                }
+            }
+        }
+        names
+    }
+
+    /// How many inputs are the operator's own (the rest bind the subgraphs' captures).
+    pub fn formal_input_count(&self) -> usize {
+        self.inputs
+            .len()
+            .saturating_sub(self.captured_names().len())
+    }
+
     /// Tensor attribute, or None when absent.
     pub fn attr_tensor(&self, name: &str) -> Result<Option<&Tensor>, String> {
         match self.attributes.get(name) {
@@ -193,13 +298,34 @@ impl Graph {
             .sum()
     }
 
-    /// Count of nodes by op type, sorted by op type.
+    /// Count of nodes by op type (subgraphs' nodes included), sorted by op type.
     pub fn op_histogram(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
-        for node in &self.nodes {
+        for node in self.nodes_recursive() {
             *counts.entry(node.op_type.clone()).or_insert(0) += 1;
         }
         counts
+    }
+
+    /// Every node, each followed by the nodes of its subgraphs (depth first).
+    pub fn nodes_recursive(&self) -> Vec<&Node> {
+        let mut all = Vec::with_capacity(self.nodes.len());
+        push_recursive(&self.nodes, &mut all);
+        all
+    }
+
+    /// Whether any node holds a subgraph.
+    pub fn has_subgraphs(&self) -> bool {
+        self.nodes.iter().any(Node::has_subgraphs)
+    }
+}
+
+fn push_recursive<'a>(nodes: &'a [Node], all: &mut Vec<&'a Node>) {
+    for node in nodes {
+        all.push(node);
+        for (_, sub) in node.subgraphs() {
+            push_recursive(&sub.graph.nodes, all);
+        }
     }
 }
 

@@ -5,11 +5,13 @@
 
 mod graph;
 mod roles;
+mod scope;
 mod tensor;
 mod validate;
 
-pub use graph::{Attribute, Dim, Graph, Model, ModelFormat, Node, ValueInfo};
+pub use graph::{Attribute, Dim, Graph, Model, ModelFormat, Node, Subgraph, ValueInfo};
 pub use roles::assign_roles;
+pub use scope::{close_subgraphs, sink_constants};
 pub use tensor::{DType, ParamRole, Tensor, TensorData};
 pub use validate::{
     Finding, NEWEST_IR_VERSION, NEWEST_ONNX_OPSET, Severity, TESTED_OPSETS, check_runnable,

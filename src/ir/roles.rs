@@ -20,8 +20,10 @@ pub fn assign_roles(graph: &mut Graph) {
 }
 
 fn assign_by_consumer(graph: &mut Graph) {
-    let producer_op: HashMap<&str, &str> = graph
-        .nodes
+    // Subgraphs read their weights from the top graph (see `ir::scope`), so their nodes are
+    // consumers too.
+    let nodes = graph.nodes_recursive();
+    let producer_op: HashMap<&str, &str> = nodes
         .iter()
         .flat_map(|n| {
             n.outputs
@@ -30,7 +32,7 @@ fn assign_by_consumer(graph: &mut Graph) {
         })
         .collect();
     let mut assigned: HashMap<String, (ParamRole, Option<usize>)> = HashMap::new();
-    for node in &graph.nodes {
+    for node in &nodes {
         for (position, name) in node.inputs.iter().enumerate() {
             let Some(tensor) = graph.initializers.get(name) else {
                 continue;

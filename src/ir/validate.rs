@@ -100,8 +100,8 @@ pub fn validate(graph: &Graph) -> Vec<Finding> {
         findings.push(f);
     }
     for node in graph
-        .nodes
-        .iter()
+        .nodes_recursive()
+        .into_iter()
         .filter(|n| matches!(n.domain.as_str(), "" | "ai.onnx"))
     {
         if let Err(message) = check_node(node) {
@@ -184,6 +184,7 @@ fn check_node(node: &Node) -> Result<(), String> {
         }
         "Split" => check_all(node, "split", |v| v >= 0, "must not be negative"),
         "Reshape" => check_flag(node, "allowzero"),
+        "If" | "Loop" | "Scan" => super::scope::check_control(node),
         _ => Ok(()),
     }
 }

@@ -9,13 +9,12 @@ use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
 
-use super::eval::{Evaluation, Evaluator};
-use super::sensitivity::{QuantizableLayer, SensitivityReport, quantizable_layers};
-use crate::engine::{Plan, RunOptions};
+use super::sensitivity::{QuantizableLayer, SensitivityReport, measure, quantizable_layers};
 use crate::error::{Error, Result};
-use crate::ir::{Graph, TensorData};
+use crate::ir::Graph;
 use crate::quant::config::{LayerQuant, QuantConfig, WeightQuant, WeightScheme};
-use crate::quant::cost::{ShapeRecorder, StorageScheme, bitops, graph_size, layer_costs};
+use crate::quant::cost::{StorageScheme, graph_size};
+use crate::workflow::{Evaluation, Evaluator, RunShapes};
 
 /// What an allocation may cost.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -88,28 +87,30 @@ pub fn config_for(bits: &BitAssignment, options: &AllocationOptions) -> QuantCon
     config
 }
 
-/// Size and BitOps of assignments on one graph.
+/// Size and BitOps (per inference) of assignments on one graph.
 pub struct CostModel<'a> {
     graph: &'a Graph,
     layers: Vec<QuantizableLayer>,
-    shapes: HashMap<String, Vec<usize>>,
+    shapes: RunShapes,
 }
 
 impl<'a> CostModel<'a> {
-    /// Records the activation shapes of one run on `sample` (one sample fed to `input`).
-    pub fn new(graph: &'a Graph, input: &str, sample: TensorData) -> Result<Self> {
-        let plan = Plan::new(graph)?;
-        let mut recorder = ShapeRecorder::default();
-        plan.run(
-            HashMap::from([(input.to_string(), sample)]),
-            Some(&mut recorder),
-            RunOptions::default(),
-        )?;
-        Ok(CostModel {
+    /// Costs from the activation shapes of a float run (an [`Evaluator`]'s, say).
+    pub fn new(graph: &'a Graph, shapes: RunShapes) -> Self {
+        CostModel {
             graph,
             layers: quantizable_layers(graph),
-            shapes: recorder.shapes,
-        })
+            shapes,
+        }
+    }
+
+    /// Costs with the shapes of `evaluator`'s float run (run with a float cache first).
+    pub fn of(evaluator: &Evaluator<'a>) -> Result<Self> {
+        let shapes = evaluator.shapes().ok_or_else(|| Error::Input {
+            name: "costs".into(),
+            msg: "the evaluator has not run the float model yet".into(),
+        })?;
+        Ok(CostModel::new(evaluator.float_graph(), shapes))
     }
 
     /// Parameter bytes with the assigned weights quantized, everything else in float32.
@@ -126,17 +127,13 @@ impl<'a> CostModel<'a> {
         .total_bytes()
     }
 
-    /// BitOps per sample: assigned layers at (bits, activation bits), the rest at 32 × 32.
+    /// BitOps per inference: assigned layers at (bits, activation bits), the rest at 32 × 32.
     pub fn bitops(&self, bits: &BitAssignment, options: &AllocationOptions) -> Result<u64> {
-        let costs = layer_costs(self.graph, &self.shapes, |node| {
+        let (bitops, _) = self.shapes.bitops_per_inference(self.graph, |node| {
             bits.get(&node.name)
                 .map_or((32, 32), |&b| (b, options.activation_bits))
-        })
-        .map_err(|e| Error::Graph(e.0))?;
-        Ok(costs
-            .iter()
-            .map(|c| bitops(c.macs, c.weight_bits, c.activation_bits))
-            .sum())
+        })?;
+        Ok(bitops)
     }
 
     fn cost(
@@ -162,18 +159,19 @@ impl Budget {
 }
 
 /// One measured allocation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CurvePoint {
     pub bits: BitAssignment,
     pub size_bytes: f64,
     pub bitops: u64,
-    /// Sum of the layers' single-layer output KLs (what the search optimised).
+    /// Sum of the layers' single-layer losses (output KL for classifiers; what the search
+    /// optimised).
     pub predicted_kl: f64,
     pub evaluation: Evaluation,
 }
 
 /// The chosen allocation and every allocation measured on the way.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Allocation {
     pub budget: Budget,
     pub chosen: CurvePoint,
@@ -182,12 +180,13 @@ pub struct Allocation {
     pub curve: Vec<CurvePoint>,
 }
 
-/// The output KL of `node` alone at `bits`, from the report of that width.
+/// The loss (output KL for classifiers) of `node` alone at `bits`, from the report of that
+/// width.
 fn kl_of(reports: &BTreeMap<u32, &SensitivityReport>, node: &str, bits: u32) -> Result<f64> {
     reports
         .get(&bits)
         .and_then(|r| r.layer(node))
-        .map(|l| l.evaluation.output_kl)
+        .map(|l| l.evaluation.loss())
         .ok_or_else(|| Error::Input {
             name: "sensitivities".into(),
             msg: format!("no {bits}-bit sensitivity for layer '{node}'"),
@@ -322,7 +321,7 @@ pub fn allocate(
     let mut curve = Vec::with_capacity(picked.len());
     for (done, &i) in picked.iter().enumerate() {
         let bits = assignment(&frontier[i].choice);
-        let evaluation = evaluator.evaluate(&config_for(&bits, options), cancel)?;
+        let evaluation = measure(evaluator, &config_for(&bits, options), cancel)?;
         curve.push(CurvePoint {
             size_bytes: costs.size_bytes(&bits, options),
             bitops: costs.bitops(&bits, options)?,
@@ -339,7 +338,7 @@ pub fn allocate(
     let chosen = curve
         .iter()
         .filter(|p| within(p))
-        .min_by(|a, b| a.evaluation.output_kl.total_cmp(&b.evaluation.output_kl))
+        .min_by(|a, b| a.evaluation.loss().total_cmp(&b.evaluation.loss()))
         .cloned()
         .ok_or_else(|| Error::Input {
             name: "budget".into(),

@@ -1,14 +1,12 @@
 //! Mixed precision: per-layer sensitivity analysis and bit allocation under a size or
-//! BitOps budget.
+//! BitOps budget, measured with the workflow's [`crate::workflow::Evaluator`].
 //!
-//! * [`eval`]: measure a config against the float model (accuracy, agreement, output KL);
 //! * [`sensitivity`]: each layer alone at b bits, the rest float;
 //! * [`allocation`]: Pareto bit allocation over the sensitivities, with the size-vs-accuracy
 //!   curve of every measured allocation;
 //! * [`presets`]: depthwise vs pointwise presets (`dw8-pw4`, `dw4-pw8`).
 
 pub mod allocation;
-pub mod eval;
 pub mod presets;
 pub mod sensitivity;
 
@@ -16,8 +14,7 @@ pub use allocation::{
     Allocation, AllocationOptions, BitAssignment, Budget, CostModel, CurvePoint, allocate,
     config_for,
 };
-pub use eval::{EvalData, Evaluation, Evaluator};
 pub use presets::{ConvKind, conv_kind, preset, preset_config};
 pub use sensitivity::{
-    LayerSensitivity, QuantizableLayer, SensitivityReport, analyze, quantizable_layers,
+    LayerSensitivity, QuantizableLayer, SensitivityReport, analyze, measure, quantizable_layers,
 };

@@ -1,16 +1,18 @@
 //! Per-layer sensitivity: each quantizable layer alone with its weights at b bits, every other
-//! layer in float, measured against the float model (accuracy drop, output KL). Layers run in
+//! layer in float, measured against the float model with the workflow's [`Evaluation`]
+//! (accuracy drop and output KL for classifiers, output SQNR for any model). Layers run in
 //! parallel on rayon; progress is a count of finished layers; a cancel flag stops the job.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::eval::{Evaluation, Evaluator};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, ParamRole};
 use crate::quant::config::{LayerQuant, QUANTIZABLE_OPS, QuantConfig, WeightQuant};
+use crate::workflow::{EvalOptions, Evaluation, Evaluator, RunControl};
 
 /// A layer whose weight can be quantized.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,8 +62,23 @@ pub fn single_layer_config(node: &str, weights: WeightQuant) -> QuantConfig {
     config
 }
 
+/// Measures a weights-only `config` on `evaluator`'s float graph and samples (outputs only).
+pub fn measure(
+    evaluator: &Evaluator<'_>,
+    config: &QuantConfig,
+    cancel: &AtomicBool,
+) -> Result<Evaluation> {
+    evaluator.evaluate(
+        evaluator.float_graph(),
+        config,
+        &BTreeMap::new(),
+        &EvalOptions::default(),
+        &RunControl::cancel(cancel),
+    )
+}
+
 /// One layer quantized alone.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct LayerSensitivity {
     #[serde(flatten)]
     pub layer: QuantizableLayer,
@@ -71,7 +88,7 @@ pub struct LayerSensitivity {
 }
 
 /// The sensitivity of every quantizable layer at one weight setting.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SensitivityReport {
     pub weights: String,
     pub per_channel: bool,
@@ -94,7 +111,7 @@ pub fn analyze(
     progress: &(dyn Fn(usize, usize) + Sync),
     cancel: &AtomicBool,
 ) -> Result<SensitivityReport> {
-    let layers = quantizable_layers(evaluator.graph);
+    let layers = quantizable_layers(evaluator.float_graph());
     if layers.is_empty() {
         return Err(Error::Input {
             name: "sensitivity".into(),
@@ -109,11 +126,14 @@ pub fn analyze(
             if cancel.load(Ordering::Relaxed) {
                 return Err(Error::Cancelled);
             }
-            let evaluation =
-                evaluator.evaluate(&single_layer_config(&layer.node, weights), cancel)?;
-            let accuracy_drop = evaluator
-                .float_accuracy
-                .zip(evaluation.accuracy)
+            let evaluation = measure(
+                evaluator,
+                &single_layer_config(&layer.node, weights),
+                cancel,
+            )?;
+            let accuracy_drop = evaluation
+                .float_accuracy()
+                .zip(evaluation.quant_accuracy())
                 .map(|(f, q)| f - q);
             progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
             Ok(LayerSensitivity {
@@ -123,10 +143,11 @@ pub fn analyze(
             })
         })
         .collect();
+    let layers = measured?;
     Ok(SensitivityReport {
         weights: weights.scheme.to_string(),
         per_channel: weights.per_channel,
-        float_accuracy: evaluator.float_accuracy,
-        layers: measured?,
+        float_accuracy: layers.first().and_then(|l| l.evaluation.float_accuracy()),
+        layers,
     })
 }

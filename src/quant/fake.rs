@@ -70,7 +70,9 @@ impl QuantizedModel {
         let mut weights = Vec::new();
         let mut activations = Vec::new();
         let mut activation_params = HashMap::new();
-        for node in &graph.nodes {
+        // Layers inside subgraphs read their weights from the top graph (`ir::scope`), so they
+        // are quantized like any other; their activations stay float, as in the QDQ export.
+        for node in graph.nodes_recursive() {
             if !QUANTIZABLE_OPS.contains(&node.op_type.as_str()) {
                 continue;
             }
@@ -91,6 +93,13 @@ impl QuantizedModel {
             let Some(act) = &layer.activations else {
                 continue;
             };
+            if !graph
+                .nodes
+                .as_ptr_range()
+                .contains(&std::ptr::from_ref(node))
+            {
+                continue; // a layer inside a subgraph
+            }
             // Data inputs: input 0, and MatMul's second operand when it is not a weight.
             let mut data_inputs = vec![node.input(0)];
             if node.op_type == "MatMul"

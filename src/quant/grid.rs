@@ -89,7 +89,9 @@ impl LinearParams {
     ///
     /// Asymmetric: S = (rmax − rmin)/(qmax − qmin), Z = round(qmin − rmin/S), clamped to the grid.
     /// Symmetric: S = max(|rmin|, |rmax|)/q⁺ with q⁺ = 2^(b−1) − 1, and Z = 0 on a signed grid
-    /// (Z = 2^(b−1) on an unsigned one). An all-zero range gives S = 1 (any S represents it).
+    /// (Z = 2^(b−1) on an unsigned one). An all-zero range gives S = 1 (any S represents it);
+    /// so does a range so narrow that S would fall below the smallest normal f32 (weights of
+    /// 1e-45 in a dead channel), whose values all round to Z.
     pub fn from_range(
         rmin: f32,
         rmax: f32,
@@ -110,17 +112,18 @@ impl LinearParams {
             let half_levels = ((1i32 << (grid.bits - 1)) - 1) as f32;
             let zero_point = if grid.signed { 0 } else { 1 << (grid.bits - 1) };
             let abs_max = rmin.abs().max(rmax.abs());
-            let scale = if abs_max > 0.0 {
-                abs_max / half_levels
+            let scale = abs_max / half_levels;
+            let scale = if scale >= f32::MIN_POSITIVE {
+                scale
             } else {
                 1.0
             };
             return Self::from_scale_zero(scale, zero_point, grid);
         }
-        if rmax == rmin {
+        let scale = (rmax - rmin) / (qmax - qmin) as f32;
+        if scale < f32::MIN_POSITIVE {
             return Self::from_scale_zero(1.0, qmin.max(0).min(qmax), grid);
         }
-        let scale = (rmax - rmin) / (qmax - qmin) as f32;
         let zero_point = (qmin as f32 - rmin / scale)
             .round_ties_even()
             .clamp(qmin as f32, qmax as f32) as i32;
@@ -241,6 +244,22 @@ mod tests {
         let q = LinearParams::from_range(-3.0, -1.0, IntGrid::UINT8, false).unwrap();
         assert_eq!(q.zero_point, 255);
         assert_eq!(q.fake_quantize(0.0), 0.0);
+    }
+
+    #[test]
+    fn ranges_too_narrow_for_a_normal_scale_act_as_zero() {
+        let int8 = IntGrid::new(8, true, true).unwrap();
+        let uint8 = IntGrid::new(8, false, false).unwrap();
+        // A dead channel of a real model: its largest |w| is the smallest subnormal.
+        let tiny = 1.4e-45f32;
+        let p = LinearParams::from_range(-tiny, tiny, int8, true).unwrap();
+        assert_eq!((p.scale, p.zero_point), (1.0, 0));
+        assert_eq!(p.quantize(tiny), 0);
+        let p = LinearParams::from_range(0.0, 1e-40, uint8, false).unwrap();
+        assert_eq!((p.scale, p.zero_point), (1.0, 0));
+        // The smallest range with a normal scale keeps its own scale.
+        let p = LinearParams::from_range(0.0, 127.0 * f32::MIN_POSITIVE, int8, true).unwrap();
+        assert_eq!(p.scale, f32::MIN_POSITIVE);
     }
 
     #[test]

@@ -14,7 +14,6 @@
 mod layer;
 pub mod rounding;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, Slice, linalg::general_mat_mul};
@@ -23,12 +22,13 @@ use serde::Serialize;
 pub use layer::{Gram, GramCollector, LinearLayer};
 use rounding::{Adam, BetaSchedule, initial_v, rectified_sigmoid, rectified_sigmoid_grad};
 
-use crate::engine::{Plan, RunOptions};
+use crate::engine::Plan;
 use crate::error::{Error, Result};
 use crate::ir::{Graph, ParamRole, Tensor, TensorData};
 use crate::quant::config::{QuantConfig, WeightQuant, WeightScheme};
 use crate::quant::grid::{IntGrid, LinearParams};
 use crate::quant::linear::{self, Granularity, LinearConfig, Rounding};
+use crate::workflow::{RunControl, Samples, choose_batch, for_each_chunk};
 
 /// Settings of the optimisation (the paper's values where it gives them).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -43,7 +43,7 @@ pub struct AdaRoundOptions {
     pub warm_start: f64,
     /// Input rows (patches) kept per layer; larger inputs are subsampled evenly.
     pub max_rows: usize,
-    /// Samples per float run while collecting the inputs.
+    /// Most samples per float run while collecting the inputs (the graph's own limit wins).
     pub batch_size: usize,
     /// A loss point is recorded (and progress reported) every this many iterations.
     pub report_every: usize,
@@ -389,12 +389,12 @@ pub struct AdaRoundModel {
 }
 
 /// Builds the rounding problem of every layer with a linear weight setting in `config`:
-/// collects the layers' inputs from float runs of `graph` on `calibration` (fed to `input`).
+/// collects the layers' inputs from float runs of `graph` over the `calibration` samples, in
+/// order, in chunks of at most `options.batch_size` the graph accepts.
 pub fn layer_problems(
     graph: &Graph,
     config: &QuantConfig,
-    input: &str,
-    calibration: ArrayViewD<'_, f32>,
+    calibration: &Samples,
     options: &AdaRoundOptions,
     cancel: &AtomicBool,
 ) -> Result<Vec<LayerProblem>> {
@@ -428,31 +428,27 @@ pub fn layer_problems(
                 .into(),
         });
     }
-    if calibration.ndim() == 0 || calibration.len_of(Axis(0)) == 0 {
+    let samples = calibration.count();
+    if samples == 0 {
         return Err(Error::Input {
-            name: input.to_string(),
-            msg: "AdaRound needs calibration samples along axis 0".into(),
+            name: "calibration data".into(),
+            msg: "AdaRound needs calibration samples".into(),
         });
     }
-    let samples = calibration.len_of(Axis(0));
+    calibration.check(graph)?;
     let mut collector = GramCollector::new(layers, samples, options.max_rows);
     let plan = Plan::new(graph)?;
-    let mut start = 0;
-    while start < samples {
-        let end = (start + options.batch_size).min(samples);
-        let batch = calibration
-            .slice_axis(Axis(0), Slice::from(start..end))
-            .to_owned();
-        let feeds = HashMap::from([(input.to_string(), TensorData::F32(batch))]);
-        plan.run(
-            feeds,
-            Some(&mut collector),
-            RunOptions {
-                cancel: Some(cancel),
-            },
-        )?;
-        start = end;
-    }
+    let control = RunControl::cancel(cancel);
+    let batch = choose_batch(
+        &plan,
+        calibration,
+        Some(options.batch_size),
+        control.options(),
+    )?;
+    for_each_chunk(calibration, batch.size, &control, |_, feeds| {
+        plan.run(feeds, Some(&mut collector), control.options())?;
+        Ok(())
+    })?;
     let GramCollector { layers, grams, .. } = collector;
     layers
         .into_iter()
@@ -475,13 +471,12 @@ pub fn layer_problems(
 pub fn adaround_model(
     graph: &Graph,
     config: &QuantConfig,
-    input: &str,
-    calibration: ArrayViewD<'_, f32>,
+    calibration: &Samples,
     options: &AdaRoundOptions,
     progress: &mut dyn FnMut(&AdaRoundProgress<'_>),
     cancel: &AtomicBool,
 ) -> Result<AdaRoundModel> {
-    let problems = layer_problems(graph, config, input, calibration, options, cancel)?;
+    let problems = layer_problems(graph, config, calibration, options, cancel)?;
     let mut rounded = graph.clone();
     let mut new_config = config.clone();
     let mut layers = Vec::with_capacity(problems.len());

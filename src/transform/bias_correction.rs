@@ -2,10 +2,10 @@
 //! by E[(W_q − W)·x]; subtracting that shift from the bias removes the bias of the error.
 //!
 //! - **Empirical**: the shift is measured on calibration data. The float model and the
-//!   quantized model (weights and activations, as `config` says) run on the same batch; at each
-//!   quantized layer the per-channel mean of its output is compared with the float one, and the
-//!   quantized run continues with the corrected output, so each layer's shift is measured with
-//!   the layers before it already corrected.
+//!   quantized model (weights and activations, as `config` says) run on the same chunk; at
+//!   each quantized layer the per-channel mean of its output is compared with the float one,
+//!   and the quantized run continues with the corrected output, so each layer's shift is
+//!   measured with the layers before it already corrected. Shifts average over the chunks.
 //! - **Analytic (data-free)**: E[x] of a layer's input comes from the BN folded into the layer
 //!   before it (pre-activation ~ N(β, γ²) per channel, see [`super::FloatGraph`]), through the
 //!   ReLU (E[ReLU(x)] = γ·φ(β/γ) + β·Φ(β/γ)) or ReLU6 cap. Padding borders are ignored.
@@ -18,26 +18,29 @@ use super::FloatGraph;
 use super::layers::{Layer, Topology, ensure_finite};
 use super::report::TransformReport;
 use crate::calib::CalibrationStats;
-use crate::engine::{Plan, RunOptions, TensorHook, TensorSite};
+use crate::engine::{Plan, TensorHook, TensorSite};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, TensorData};
 use crate::quant::{QuantConfig, QuantizedModel};
+use crate::workflow::{RunControl, Samples, choose_batch, run_chunks};
 
 const EMPIRICAL: &str = "bias correction (empirical)";
 const ANALYTIC: &str = "bias correction (analytic)";
 
-/// Per-channel mean over every axis but axis 1 (the channel axis of NCHW and [N, C] tensors).
-fn channel_means(values: ArrayViewD<'_, f32>) -> Option<Vec<f64>> {
+/// Per-channel sums over every axis but axis 1 (the channel axis of NCHW and [N, C] tensors),
+/// and the count of values per channel.
+fn channel_sums(values: ArrayViewD<'_, f32>) -> Option<(Vec<f64>, usize)> {
     if values.ndim() < 2 {
         return None;
     }
     let per_channel = values.len() / values.len_of(Axis(1)).max(1);
-    Some(
+    Some((
         values
             .axis_iter(Axis(1))
-            .map(|c| c.iter().map(|&v| f64::from(v)).sum::<f64>() / per_channel.max(1) as f64)
+            .map(|c| c.iter().map(|&v| f64::from(v)).sum::<f64>())
             .collect(),
-    )
+        per_channel,
+    ))
 }
 
 /// Records the per-channel means of the watched tensors.
@@ -50,18 +53,23 @@ impl TensorHook for MeanRecorder<'_> {
     fn on_tensor(&mut self, site: TensorSite<'_>, value: &mut TensorData) -> Result<()> {
         if self.watched.contains_key(site.name)
             && let TensorData::F32(a) = value
-            && let Some(m) = channel_means(a.view())
+            && let Some((sums, n)) = channel_sums(a.view())
         {
-            self.means.insert(site.name.to_string(), m);
+            let means = sums.iter().map(|s| s / n.max(1) as f64).collect();
+            self.means.insert(site.name.to_string(), means);
         }
         Ok(())
     }
 }
 
-/// Corrects each watched output to the float per-channel mean, then fake-quantizes.
+/// Σ(quantized − float) per channel and the values per channel behind it, by output tensor.
+type ShiftSums = BTreeMap<String, (Vec<f64>, usize)>;
+
+/// Corrects each watched output to the float per-channel mean of the same chunk, then
+/// fake-quantizes; keeps the shift's sums.
 struct Corrector<'a, H> {
     float_means: &'a BTreeMap<String, Vec<f64>>,
-    shifts: BTreeMap<String, Vec<f32>>,
+    shifts: ShiftSums,
     quantize: H,
 }
 
@@ -69,17 +77,20 @@ impl<H: TensorHook> TensorHook for Corrector<'_, H> {
     fn on_tensor(&mut self, site: TensorSite<'_>, value: &mut TensorData) -> Result<()> {
         if let Some(float) = self.float_means.get(site.name)
             && let TensorData::F32(a) = value
-            && let Some(quantized) = channel_means(a.view())
+            && let Some((sums, n)) = channel_sums(a.view())
+            && sums.len() == float.len()
         {
-            let shift: Vec<f32> = quantized
+            let shift: Vec<f64> = sums
                 .iter()
                 .zip(float)
-                .map(|(q, f)| (q - f) as f32)
+                .map(|(q, f)| q / n.max(1) as f64 - f)
                 .collect();
             for (mut channel, s) in a.axis_iter_mut(Axis(1)).zip(&shift) {
+                let s = *s as f32;
                 channel.mapv_inplace(|v| v - s);
             }
-            self.shifts.insert(site.name.to_string(), shift);
+            let sums = shift.iter().map(|s| s * n as f64).collect();
+            self.shifts.insert(site.name.to_string(), (sums, n));
         }
         self.quantize.on_tensor(site, value)
     }
@@ -145,15 +156,17 @@ fn apply_shifts(
     Ok(result)
 }
 
-/// Empirical bias correction on `data` (fed whole, as one batch, to the input `input`).
-/// `stats` are the activation calibration statistics `config` needs (as for
-/// [`QuantizedModel::prepare`]).
+/// Empirical bias correction on `samples`, chunk by chunk at the batch the graph accepts:
+/// in each chunk the float run gives the per-channel means, and the quantized run corrects
+/// each layer to them before the next layer runs; the bias moves by the shift averaged over
+/// every chunk (weighted by its values). `stats` are the activation calibration statistics
+/// `config` needs (as for [`QuantizedModel::prepare`]).
 pub fn empirical_bias_correction(
     model: &FloatGraph,
     config: &QuantConfig,
     stats: &BTreeMap<String, CalibrationStats>,
-    input: &str,
-    data: ArrayViewD<'_, f32>,
+    samples: &Samples,
+    control: &RunControl<'_>,
 ) -> Result<(FloatGraph, TransformReport)> {
     let mut report = TransformReport::new(EMPIRICAL);
     let quantized = QuantizedModel::prepare(&model.graph, config, stats)?;
@@ -161,19 +174,44 @@ pub fn empirical_bias_correction(
     if layers.is_empty() {
         return Ok((model.clone(), report));
     }
-    let feeds = || HashMap::from([(input.to_string(), TensorData::F32(data.to_owned()))]);
-    let mut recorder = MeanRecorder {
-        watched: &layers,
-        means: BTreeMap::new(),
-    };
-    Plan::new(&model.graph)?.run(feeds(), Some(&mut recorder), RunOptions::default())?;
-    let mut corrector = Corrector {
-        float_means: &recorder.means,
-        shifts: BTreeMap::new(),
-        quantize: quantized.hook(),
-    };
-    Plan::new(&quantized.graph)?.run(feeds(), Some(&mut corrector), RunOptions::default())?;
-    let result = apply_shifts(model, &corrector.shifts, &layers, EMPIRICAL, &mut report)?;
+    samples.check(&model.graph)?;
+    let float_plan = Plan::new(&model.graph)?;
+    let quant_plan = Plan::new(&quantized.graph)?;
+    let batch = choose_batch(&float_plan, samples, None, control.options())?;
+    let per_chunk = run_chunks(samples, batch.size, control, |_, feeds| {
+        let mut recorder = MeanRecorder {
+            watched: &layers,
+            means: BTreeMap::new(),
+        };
+        float_plan.run(feeds.clone(), Some(&mut recorder), control.options())?;
+        let mut corrector = Corrector {
+            float_means: &recorder.means,
+            shifts: BTreeMap::new(),
+            quantize: quantized.hook(),
+        };
+        quant_plan.run(feeds, Some(&mut corrector), control.options())?;
+        Ok(corrector.shifts)
+    })?;
+    let mut total: ShiftSums = BTreeMap::new();
+    for chunk in per_chunk {
+        for (name, (sums, n)) in chunk {
+            let entry = total
+                .entry(name)
+                .or_insert_with(|| (vec![0.0; sums.len()], 0));
+            if entry.0.len() == sums.len() {
+                entry.0.iter_mut().zip(&sums).for_each(|(t, s)| *t += s);
+                entry.1 += n;
+            }
+        }
+    }
+    let shifts: BTreeMap<String, Vec<f32>> = total
+        .into_iter()
+        .map(|(name, (sums, n))| {
+            let mean = sums.iter().map(|s| (s / n.max(1) as f64) as f32).collect();
+            (name, mean)
+        })
+        .collect();
+    let result = apply_shifts(model, &shifts, &layers, EMPIRICAL, &mut report)?;
     Ok((result, report))
 }
 

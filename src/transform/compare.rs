@@ -1,11 +1,13 @@
 //! The table of Nagel et al. 2019 on a model: accuracy in float, after BN folding with
 //! per-tensor weights and activations, with cross-layer equalization, high-bias absorption and
 //! bias correction added, and with per-channel weights instead. Each row quantizes and
-//! calibrates its own transformed graph (min-max activation ranges on the calibration data).
+//! calibrates its own transformed graph (min-max activation ranges on the calibration data)
+//! and is measured against the float model by the workflow's evaluator: top-1 accuracy with
+//! labels, agreement for classifiers, and the worst output SQNR for any model.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::Cell;
+use std::collections::BTreeMap;
 
-use ndarray::{ArrayView1, ArrayViewD, Ix2};
 use serde::Serialize;
 
 use super::absorb_bias::absorb_high_bias;
@@ -13,12 +15,11 @@ use super::bias_correction::{analytic_bias_correction, empirical_bias_correction
 use super::equalize::{EqualizeOptions, equalize};
 use super::fold_bn::fold_batch_norm;
 use super::{FloatGraph, TransformReport};
-use crate::calib::{ActivationCollector, CalibrationStats, Method};
-use crate::engine::{Plan, RunOptions};
-use crate::error::{Error, Result};
-use crate::ir::{Graph, TensorData};
-use crate::metrics::{top1_accuracy, top1_agreement};
-use crate::quant::{ActivationQuant, QuantConfig, QuantizedModel, WeightQuant, WeightScheme};
+use crate::calib::{CalibrationStats, Method};
+use crate::error::Result;
+use crate::ir::Graph;
+use crate::quant::{ActivationQuant, QuantConfig, WeightQuant, WeightScheme};
+use crate::workflow::{EvalOptions, Evaluation, Evaluator, RunControl, Samples, calibrate};
 
 /// Settings of the table.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -26,7 +27,7 @@ pub struct CompareOptions {
     pub weight_bits: u32,
     pub activation_bits: u32,
     pub equalize: EqualizeOptions,
-    /// Calibration batch size.
+    /// Most samples per chunk (the graph's own limit wins).
     pub batch_size: usize,
 }
 
@@ -45,11 +46,14 @@ impl Default for CompareOptions {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CompareRow {
     pub name: String,
-    pub correct: usize,
     pub total: usize,
-    pub accuracy: f64,
-    /// Top-1 agreement with the float model.
-    pub agreement: f64,
+    /// Correctly classified samples and top-1 accuracy (with labels).
+    pub correct: Option<usize>,
+    pub accuracy: Option<f64>,
+    /// Top-1 agreement with the float model (classifiers; not for the float row).
+    pub agreement: Option<f64>,
+    /// The lowest output SQNR against the float model (not for the float row).
+    pub worst_output_sqnr_db: Option<f64>,
 }
 
 /// The table and the reports of the transforms behind it.
@@ -72,23 +76,17 @@ pub const ROWS: [&str; 7] = [
     "BN folded, per-channel",
 ];
 
-struct Evaluation<'a> {
-    input: String,
-    calib: ArrayViewD<'a, f32>,
-    eval: ArrayViewD<'a, f32>,
-    labels: ArrayView1<'a, i64>,
+/// The calibration samples, the evaluator on the original float model, and the settings.
+struct Table<'a> {
+    calibration: &'a Samples,
+    evaluator: Evaluator<'a>,
     options: CompareOptions,
-    float_logits: Option<ndarray::Array2<f32>>,
+    control: RunControl<'a>,
+    /// The float model's accuracy, from the first row's evaluation.
+    float_accuracy: Cell<Option<f64>>,
 }
 
-fn metric_error(e: impl std::fmt::Display) -> Error {
-    Error::Input {
-        name: "labels".into(),
-        msg: e.to_string(),
-    }
-}
-
-impl Evaluation<'_> {
+impl Table<'_> {
     fn config(&self, per_channel: bool) -> QuantConfig {
         QuantConfig::uniform(
             Some(WeightQuant {
@@ -107,120 +105,90 @@ impl Evaluation<'_> {
     }
 
     fn calibrate(&self, graph: &Graph) -> Result<BTreeMap<String, CalibrationStats>> {
-        let plan = Plan::new(graph)?;
-        let mut collector = ActivationCollector::new();
-        collector.run_batches(
-            &plan,
-            &self.input,
-            self.calib.view(),
-            self.options.batch_size,
+        let limit = Some(self.options.batch_size);
+        Ok(calibrate(graph, self.calibration, limit, &self.control)?.stats)
+    }
+
+    /// `graph` quantized under `config` (calibrated on its own) against the float model.
+    fn row(&self, name: &str, graph: &Graph, config: &QuantConfig) -> Result<CompareRow> {
+        let stats = self.calibrate(graph)?;
+        let e = self.evaluator.evaluate(
+            graph,
+            config,
+            &stats,
+            &EvalOptions::default(),
+            &self.control,
         )?;
-        Ok(collector.into_stats())
-    }
-
-    fn logits(&self, graph: &Graph, config: Option<&QuantConfig>) -> Result<ndarray::Array2<f32>> {
-        let feeds = HashMap::from([(self.input.clone(), TensorData::F32(self.eval.to_owned()))]);
-        let outputs = match config {
-            None => Plan::new(graph)?.run(feeds, None, RunOptions::default())?,
-            Some(config) => {
-                let stats = self.calibrate(graph)?;
-                let quantized = QuantizedModel::prepare(graph, config, &stats)?;
-                let mut hook = quantized.hook();
-                Plan::new(&quantized.graph)?.run(feeds, Some(&mut hook), RunOptions::default())?
-            }
-        };
-        let first = outputs
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Graph("the model has no outputs".into()))?;
-        first
-            .1
-            .to_f32()
-            .into_dimensionality::<Ix2>()
-            .map_err(|_| Error::Graph(format!("output '{}' is not [N, classes]", first.0)))
-    }
-
-    fn row(
-        &mut self,
-        name: &str,
-        graph: &Graph,
-        config: Option<&QuantConfig>,
-    ) -> Result<CompareRow> {
-        let logits = self.logits(graph, config)?;
-        let float = match &self.float_logits {
-            Some(f) => f.clone(),
-            None => {
-                self.float_logits = Some(logits.clone());
-                logits.clone()
-            }
-        };
-        let accuracy = top1_accuracy(logits.view(), self.labels).map_err(metric_error)?;
-        let total = self.labels.len();
-        Ok(CompareRow {
-            name: name.to_string(),
-            correct: (accuracy * total as f64).round() as usize,
-            total,
-            accuracy,
-            agreement: top1_agreement(float.view(), logits.view()).map_err(metric_error)?,
-        })
+        self.float_accuracy.set(e.float_accuracy());
+        Ok(row_of(name, e.samples, e.quant_accuracy(), &e))
     }
 }
 
-/// Builds the table for `graph` (single input): `calib` samples calibrate, `eval` samples with
-/// `labels` measure top-1.
+fn row_of(name: &str, total: usize, accuracy: Option<f64>, e: &Evaluation) -> CompareRow {
+    CompareRow {
+        name: name.to_string(),
+        total,
+        correct: accuracy.map(|a| (a * total as f64).round() as usize),
+        accuracy,
+        agreement: e.classification.as_ref().map(|c| c.agreement),
+        worst_output_sqnr_db: e.worst_output_sqnr_db(),
+    }
+}
+
+/// Builds the table for `graph`: `calibration` samples calibrate each row's own graph,
+/// `evaluation` samples (labels optional) measure it against the float model.
 pub fn paper_table(
     graph: &Graph,
-    calib: ArrayViewD<'_, f32>,
-    eval: ArrayViewD<'_, f32>,
-    labels: ArrayView1<'_, i64>,
+    calibration: &Samples,
+    evaluation: &Samples,
     options: &CompareOptions,
+    control: &RunControl<'_>,
 ) -> Result<CompareTable> {
-    let input = match graph.inputs.as_slice() {
-        [only] => only.name.clone(),
-        other => {
-            return Err(Error::Graph(format!(
-                "the table needs a model with one input; this one has {}",
-                other.len()
-            )));
-        }
-    };
-    let mut evaluation = Evaluation {
-        input,
-        calib,
-        eval,
-        labels,
+    calibration.check(graph)?;
+    let evaluator = Evaluator::new(graph, evaluation, Some(options.batch_size), control)?
+        .with_float_cache(control)?;
+    let table = Table {
+        calibration,
+        evaluator,
         options: *options,
-        float_logits: None,
+        control: *control,
+        float_accuracy: Cell::new(None),
     };
-    let per_tensor = evaluation.config(false);
-    let per_channel = evaluation.config(true);
+    let per_tensor = table.config(false);
+    let per_channel = table.config(true);
     let mut rows = Vec::new();
     let mut reports = Vec::new();
 
-    rows.push(evaluation.row(ROWS[0], graph, None)?);
     let (folded, report) = fold_batch_norm(&FloatGraph::new(graph.clone()))?;
     reports.push(report);
-    rows.push(evaluation.row(ROWS[1], &folded.graph, Some(&per_tensor))?);
+    rows.push(table.row(ROWS[1], &folded.graph, &per_tensor)?);
     let (equalized, report) = equalize(&folded, &options.equalize)?;
     reports.push(report);
-    rows.push(evaluation.row(ROWS[2], &equalized.graph, Some(&per_tensor))?);
+    rows.push(table.row(ROWS[2], &equalized.graph, &per_tensor)?);
     let (absorbed, report) = absorb_high_bias(&equalized)?;
     reports.push(report);
-    rows.push(evaluation.row(ROWS[3], &absorbed.graph, Some(&per_tensor))?);
+    rows.push(table.row(ROWS[3], &absorbed.graph, &per_tensor)?);
     let (analytic, report) = analytic_bias_correction(&absorbed, &per_tensor)?;
     reports.push(report);
-    rows.push(evaluation.row(ROWS[4], &analytic.graph, Some(&per_tensor))?);
-    let stats = evaluation.calibrate(&absorbed.graph)?;
-    let (empirical, report) = empirical_bias_correction(
-        &absorbed,
-        &per_tensor,
-        &stats,
-        &evaluation.input,
-        evaluation.calib.view(),
-    )?;
+    rows.push(table.row(ROWS[4], &analytic.graph, &per_tensor)?);
+    let stats = table.calibrate(&absorbed.graph)?;
+    let (empirical, report) =
+        empirical_bias_correction(&absorbed, &per_tensor, &stats, calibration, control)?;
     reports.push(report);
-    rows.push(evaluation.row(ROWS[5], &empirical.graph, Some(&per_tensor))?);
-    rows.push(evaluation.row(ROWS[6], &folded.graph, Some(&per_channel))?);
+    rows.push(table.row(ROWS[5], &empirical.graph, &per_tensor)?);
+    rows.push(table.row(ROWS[6], &folded.graph, &per_channel)?);
+    let float_accuracy = table.float_accuracy.get();
+    rows.insert(
+        0,
+        CompareRow {
+            name: ROWS[0].to_string(),
+            total: evaluation.count(),
+            correct: float_accuracy.map(|a| (a * evaluation.count() as f64).round() as usize),
+            accuracy: float_accuracy,
+            agreement: None,
+            worst_output_sqnr_db: None,
+        },
+    );
     Ok(CompareTable {
         weight_bits: options.weight_bits,
         activation_bits: options.activation_bits,

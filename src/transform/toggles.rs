@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use ndarray::ArrayViewD;
 use serde::{Deserialize, Serialize};
 
 use super::absorb_bias::absorb_high_bias;
@@ -18,6 +17,7 @@ use crate::calib::CalibrationStats;
 use crate::error::Result;
 use crate::ir::Graph;
 use crate::quant::QuantConfig;
+use crate::workflow::{RunControl, Samples};
 
 /// Which bias correction to apply after quantization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -91,12 +91,12 @@ pub fn apply_float_transforms_with(
     Ok(Transformed { model, reports })
 }
 
-/// Calibration data for empirical bias correction: the statistics `config` needs and the
-/// samples fed to the graph input `input`.
+/// Calibration data for empirical bias correction: the statistics `config` needs, the
+/// samples, and the run's cancel flag and progress.
 pub struct CorrectionData<'a> {
     pub stats: &'a BTreeMap<String, CalibrationStats>,
-    pub input: &'a str,
-    pub samples: ArrayViewD<'a, f32>,
+    pub samples: &'a Samples,
+    pub control: RunControl<'a>,
 }
 
 /// Applies the bias correction switched on in `toggles` for `config`. Empirical correction
@@ -120,8 +120,8 @@ pub fn apply_bias_correction(
                 &transformed.model,
                 config,
                 data.stats,
-                data.input,
-                data.samples.view(),
+                data.samples,
+                &data.control,
             )?
         }
     };

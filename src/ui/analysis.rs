@@ -113,12 +113,22 @@ impl Analysis {
                     ui.strong("correct");
                     ui.strong("accuracy");
                     ui.strong("agreement with float");
+                    ui.strong("worst output SQNR");
                     ui.end_row();
+                    let percent =
+                        |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2} %", 100.0 * v));
                     for row in &table.rows {
                         ui.label(&row.name);
-                        ui.label(format!("{}/{}", row.correct, row.total));
-                        ui.label(format!("{:.2} %", 100.0 * row.accuracy));
-                        ui.label(format!("{:.2} %", 100.0 * row.agreement));
+                        ui.label(
+                            row.correct
+                                .map_or("-".into(), |c| format!("{c}/{}", row.total)),
+                        );
+                        ui.label(percent(row.accuracy));
+                        ui.label(percent(row.agreement));
+                        ui.label(
+                            row.worst_output_sqnr_db
+                                .map_or("-".into(), |v| format!("{v:.2} dB")),
+                        );
                         ui.end_row();
                     }
                 });
@@ -161,14 +171,14 @@ impl Analysis {
         };
         let chosen = &result.allocation.chosen;
         ui.label(format!(
-            "chosen: {:.1} KiB (uniform int4 {:.1} KiB), accuracy {}, output KL {:.3e}",
+            "chosen: {:.1} KiB (uniform int4 {:.1} KiB), accuracy {}, loss {:.3e}",
             chosen.size_bytes / 1024.0,
             result.uniform_4bit_bytes / 1024.0,
             chosen
                 .evaluation
-                .accuracy
+                .quant_accuracy()
                 .map_or("-".into(), |a| format!("{:.2} %", 100.0 * a)),
-            chosen.evaluation.output_kl
+            chosen.evaluation.loss()
         ));
         if ui
             .button("Apply this allocation")
@@ -198,7 +208,7 @@ impl Analysis {
                         .map(|(i, l)| {
                             Bar::new(
                                 i as f64 + (k as f64 - 1.0) * width,
-                                l.evaluation.output_kl.max(1e-9).log10(),
+                                l.evaluation.loss().max(1e-9).log10(),
                             )
                             .width(width)
                             .name(&l.layer.node)
@@ -207,7 +217,9 @@ impl Analysis {
                     BarChart::new(report.weights.clone(), bars)
                 })
                 .collect();
-            columns[0].label("each layer alone: log10 output KL (higher hurts more)");
+            columns[0].label(
+                "each layer alone: log10 loss (output KL of classifiers; higher hurts more)",
+            );
             Plot::new("sensitivity_plot")
                 .legend(Legend::default())
                 .height(220.0)
@@ -222,11 +234,16 @@ impl Analysis {
                 .allocation
                 .curve
                 .iter()
-                .filter_map(|p| Some([p.size_bytes / 1024.0, 100.0 * p.evaluation.accuracy?]))
+                .filter_map(|p| {
+                    Some([
+                        p.size_bytes / 1024.0,
+                        100.0 * p.evaluation.quant_accuracy()?,
+                    ])
+                })
                 .collect();
             let chosen_point = chosen
                 .evaluation
-                .accuracy
+                .quant_accuracy()
                 .map(|a| [chosen.size_bytes / 1024.0, 100.0 * a]);
             Plot::new("allocation_curve")
                 .legend(Legend::default())

@@ -4,15 +4,16 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use crate::jobs::pipeline::{Data, input_name};
+use crate::jobs::pipeline::Data;
 use crate::jobs::{JobContext, JobError, JobSlot};
 use crate::mixed::{
-    Allocation, AllocationOptions, BitAssignment, Budget, CostModel, EvalData, Evaluator,
-    SensitivityReport, allocate, analyze, quantizable_layers,
+    Allocation, AllocationOptions, BitAssignment, Budget, CostModel, SensitivityReport, allocate,
+    analyze, quantizable_layers,
 };
 use crate::quant::{QuantConfig, WeightScheme};
 use crate::transform::adaround::{AdaRoundOptions, LayerRounding, adaround_model};
 use crate::transform::compare::{CompareOptions, CompareTable, paper_table};
+use crate::workflow::{Evaluator, RunControl};
 
 use super::session::Session;
 use super::waker::Waker;
@@ -152,16 +153,13 @@ impl AnalysisJobs {
             "the paper's table",
             session.data.clone(),
             wake,
-            move |data, _ctx| {
-                let labels = data.evaluation.labels.as_ref().ok_or_else(|| {
-                    JobError::Failed("the table needs labelled evaluation data".into())
-                })?;
+            move |data, ctx| {
                 Ok(paper_table(
                     &model.graph,
-                    data.calibration.inputs.view(),
-                    data.evaluation.inputs.view(),
-                    labels.view(),
+                    &data.calibration,
+                    &data.evaluation,
                     &CompareOptions::default(),
+                    &RunControl::cancel(ctx.cancel_flag()),
                 )?)
             },
         );
@@ -178,14 +176,10 @@ impl AnalysisJobs {
             wake,
             move |data, ctx| {
                 let graph = &model.graph;
-                let input = input_name(graph)?.to_string();
                 let cancel: &AtomicBool = ctx.cancel_flag();
-                let eval = EvalData {
-                    input: &input,
-                    samples: data.evaluation.inputs.view(),
-                    labels: data.evaluation.labels.as_ref().map(|l| l.view()),
-                };
-                let evaluator = Evaluator::new(graph, eval, cancel)?;
+                let control = RunControl::cancel(cancel);
+                let evaluator = Evaluator::new(graph, &data.evaluation, None, &control)?
+                    .with_float_cache(&control)?;
                 let options = AllocationOptions {
                     candidates: CANDIDATE_BITS.to_vec(),
                     per_channel,
@@ -202,12 +196,7 @@ impl AnalysisJobs {
                         cancel,
                     )?);
                 }
-                let one_sample = data
-                    .evaluation
-                    .inputs
-                    .slice_axis(ndarray::Axis(0), (0..1).into())
-                    .to_owned();
-                let costs = CostModel::new(graph, &input, crate::ir::TensorData::F32(one_sample))?;
+                let costs = CostModel::of(&evaluator)?;
                 let uniform: BitAssignment = quantizable_layers(graph)
                     .iter()
                     .map(|l| (l.node.clone(), 4))
@@ -256,12 +245,10 @@ impl AnalysisJobs {
             session.data.clone(),
             wake,
             move |data, ctx| {
-                let input = input_name(&model.graph)?.to_string();
                 let result = adaround_model(
                     &model.graph,
                     &config,
-                    &input,
-                    data.calibration.inputs.view(),
+                    &data.calibration,
                     &AdaRoundOptions::default(),
                     &mut |p| {
                         let within = p.point.iteration as f32

@@ -168,11 +168,10 @@ impl QuantscopeApp {
         };
         let busy = session.extras.is_busy();
         match self.lecture.selection_due(&session.loaded.layers, busy) {
-            Some(Ok(selection)) => {
-                if session.selection != Some(selection) {
-                    session.select(selection);
-                }
+            Some(Ok(selection)) if session.selection != Some(selection) => {
+                session.select(selection);
             }
+            Some(Ok(_)) => {}
             Some(Err(e)) => self.error = Some(e),
             None => {}
         }
@@ -236,6 +235,11 @@ impl QuantscopeApp {
                     .pick_file()
                 {
                     self.apply(ctx, AppCommand::SetSource(DataSource::File(path)));
+                }
+            }
+            AppCommand::PickNpzFolder => {
+                if let Some(dir) = rfd::FileDialog::new().pick_folder() {
+                    self.apply(ctx, AppCommand::SetSource(DataSource::NpzFolder(dir)));
                 }
             }
             AppCommand::PickImageFolder(preset) => {
@@ -586,6 +590,7 @@ fn apply_to_session(session: &mut Session, command: AppCommand, wake: &Waker) {
         AppCommand::Open(_)
         | AppCommand::PickDataFile
         | AppCommand::PickImageFolder(_)
+        | AppCommand::PickNpzFolder
         | AppCommand::Export(_)
         | AppCommand::SaveSession
         | AppCommand::SaveSessionTo(_)

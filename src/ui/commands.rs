@@ -40,8 +40,10 @@ pub enum AppCommand {
     Open(PathBuf),
     /// Ask for a .npy/.npz data file (dialog), then use it as the data source.
     PickDataFile,
-    /// Ask for a folder of images (dialog), then use it with this normalisation.
+    /// Ask for a folder of images (dialog), then use it with this preset.
     PickImageFolder(ImagePreset),
+    /// Ask for a folder of .npz files, one sample each (dialog), then use it.
+    PickNpzFolder,
     /// Replace the whole config (an applied bit allocation, a restored session).
     SetConfig(Box<QuantConfig>),
     /// Switch transforms (BN folding, equalization, absorption, bias correction).

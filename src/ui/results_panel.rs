@@ -1,6 +1,7 @@
-//! The bottom panel: float vs quantized accuracy, top-1 agreement, output KL, the per-layer
-//! output SQNR chart, model size and BitOps against float, and the running job's progress with
-//! Cancel. Results of an older settings revision are labelled stale, never shown as current.
+//! The bottom panel: float vs quantized accuracy, top-1 agreement and output KL for
+//! classifiers, every output's SQNR for any model, the per-layer output SQNR chart, model size
+//! and BitOps per inference against float, and the running job's progress with Cancel.
+//! Results of an older settings revision are labelled stale, never shown as current.
 
 use egui_plot::{Bar, BarChart, Plot};
 
@@ -42,6 +43,78 @@ impl Panel for ResultsPanel {
 fn percent(x: Option<f64>) -> String {
     x.map(|x| format!("{:.2} %", 100.0 * x))
         .unwrap_or_else(|| "no labels".into())
+}
+
+/// (name, value, hover) rows of the figures: classification figures when the model has a
+/// `[N, classes]` output, the worst output error for any model, size and BitOps, the data.
+fn figure_rows(e: &Evaluation) -> Vec<(&'static str, String, &'static str)> {
+    let mut rows = Vec::new();
+    if let Some(c) = &e.classification {
+        rows.push((
+            "float accuracy",
+            percent(c.float_accuracy),
+            "Top-1 accuracy of the float model on the evaluation data",
+        ));
+        rows.push((
+            "quantized accuracy",
+            percent(c.quant_accuracy),
+            "Top-1 accuracy of the fake-quantized model",
+        ));
+        rows.push((
+            "top-1 agreement",
+            format!("{:.2} %", 100.0 * c.agreement),
+            "How often both models pick the same class (needs no labels)",
+        ));
+        rows.push((
+            "output KL",
+            format!("{:.3e} nats", c.output_kl),
+            "Mean KL(float || quantized) of the class distributions: how far the outputs moved",
+        ));
+    }
+    if let Some(worst) = e
+        .outputs
+        .iter()
+        .min_by(|a, b| a.sqnr_db.total_cmp(&b.sqnr_db))
+    {
+        rows.push((
+            "worst output",
+            format!(
+                "{} SQNR, cosine {:.4} ({})",
+                sqnr_text(worst.sqnr_db),
+                worst.cosine,
+                worst.name
+            ),
+            "The graph output furthest from float: 10*log10(sum float^2 / sum (float - quantized)^2)",
+        ));
+    }
+    if let Some(cost) = e.cost {
+        rows.push((
+            "model size",
+            format!(
+                "{:.1} KiB vs {:.1} KiB float ({:.1}x smaller)",
+                cost.size_bytes / 1024.0,
+                cost.float_size_bytes / 1024.0,
+                cost.float_size_bytes / cost.size_bytes.max(1.0)
+            ),
+            "Parameter storage with the chosen bits, scales and codebooks",
+        ));
+        rows.push((
+            "BitOps",
+            format!(
+                "{:.3e} vs {:.3e} float ({:.1}x fewer)",
+                cost.bitops as f64,
+                cost.float_bitops as f64,
+                cost.float_bitops as f64 / cost.bitops.max(1) as f64
+            ),
+            "MACs x weight bits x activation bits, per inference",
+        ));
+    }
+    rows.push((
+        "data",
+        format!("{} ({} samples, {})", e.data, e.samples, e.batch.describe()),
+        "What the figures were computed on, and how many samples run at once",
+    ));
+    rows
 }
 
 fn results_ui(ui: &mut egui::Ui, input: &ResultsInput<'_>) -> Vec<AppCommand> {
@@ -115,45 +188,38 @@ fn results_ui(ui: &mut egui::Ui, input: &ResultsInput<'_>) -> Vec<AppCommand> {
         if !current {
             ui.disable();
         }
-        let c = &evaluation.comparison;
-        let cost = &evaluation.cost;
         egui::Grid::new("results_grid")
             .num_columns(2)
             .striped(true)
             .show(ui, |ui| {
-                let rows = [
-                    ("float accuracy", percent(c.float_accuracy), "Top-1 accuracy of the float model on the evaluation data"),
-                    ("quantized accuracy", percent(c.quant_accuracy), "Top-1 accuracy of the fake-quantized model"),
-                    ("top-1 agreement", format!("{:.2} %", 100.0 * c.agreement), "How often both models pick the same class (needs no labels)"),
-                    ("output KL", format!("{:.3e} nats", c.mean_kl), "Mean KL(softmax(float) || softmax(quantized)): how far the output distributions moved"),
-                    (
-                        "model size",
-                        format!(
-                            "{:.1} KiB vs {:.1} KiB float ({:.1}x smaller)",
-                            cost.size_bytes / 1024.0,
-                            cost.float_size_bytes / 1024.0,
-                            cost.float_size_bytes / cost.size_bytes.max(1.0)
-                        ),
-                        "Parameter storage with the chosen bits, scales and codebooks",
-                    ),
-                    (
-                        "BitOps",
-                        format!(
-                            "{:.3e} vs {:.3e} float ({:.1}x fewer)",
-                            cost.bitops as f64,
-                            cost.float_bitops as f64,
-                            cost.float_bitops as f64 / cost.bitops.max(1) as f64
-                        ),
-                        "MACs x weight bits x activation bits, per sample",
-                    ),
-                    ("data", format!("{} ({} rows)", evaluation.data, c.rows), "What the figures were computed on"),
-                ];
-                for (name, value, hover) in rows {
+                for (name, value, hover) in figure_rows(evaluation) {
                     ui.label(name).on_hover_text(hover);
                     ui.label(value);
                     ui.end_row();
                 }
             });
+        if evaluation.outputs.len() > 1 {
+            egui::CollapsingHeader::new(format!("{} outputs", evaluation.outputs.len()))
+                .id_salt("output_errors")
+                .show(ui, |ui| {
+                    egui::Grid::new("output_errors_grid")
+                        .num_columns(4)
+                        .striped(true)
+                        .show(ui, |ui| {
+                            for h in ["output", "SQNR", "cosine", "max |error|"] {
+                                ui.strong(h);
+                            }
+                            ui.end_row();
+                            for o in &evaluation.outputs {
+                                ui.label(&o.name);
+                                ui.colored_label(sqnr_colour(o.sqnr_db), sqnr_text(o.sqnr_db));
+                                ui.label(format!("{:.5}", o.cosine));
+                                ui.label(format!("{:.3e}", o.max_abs_error));
+                                ui.end_row();
+                            }
+                        });
+                });
+        }
         let ui = &mut columns[1];
         let bars: Vec<Bar> = evaluation
             .layers
@@ -172,7 +238,9 @@ fn results_ui(ui: &mut egui::Ui, input: &ResultsInput<'_>) -> Vec<AppCommand> {
             })
             .collect();
         ui.label("per-layer output SQNR (dB): the lowest bar hurts most")
-            .on_hover_text("10*log10(sum float^2 / sum (float - quantized)^2) of each layer's output");
+            .on_hover_text(
+                "10*log10(sum float^2 / sum (float - quantized)^2) of each layer's output",
+            );
         Plot::new("layer_sqnr")
             .height(ui.available_height().max(80.0))
             .allow_scroll(false)

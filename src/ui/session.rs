@@ -16,6 +16,7 @@ use crate::jobs::pipeline::{
 use crate::jobs::{JobError, JobSlot};
 use crate::quant::{ActivationQuant, LayerQuant, QuantConfig, WeightScheme};
 use crate::transform::toggles::TransformToggles;
+use crate::workflow::RunControl;
 
 use super::activation_distribution::{Shown, ViewKey, ViewWork, method_label, view_work};
 use super::distribution::{DistributionCommand, DistributionInput, ExactFigures, QuantChoice};
@@ -319,7 +320,9 @@ impl Session {
             self.revision,
             move || w(),
             move |ctx| {
-                let corrected = corrected_graph(correction.as_ref(), &config, &calibration, &data)?;
+                let control = RunControl::cancel(ctx.cancel_flag());
+                let corrected =
+                    corrected_graph(correction.as_ref(), &config, &calibration, &data, &control)?;
                 let evaluation = pipeline::evaluate_against(
                     &model.graph,
                     corrected.as_ref().unwrap_or(&model.graph),

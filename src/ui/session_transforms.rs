@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::export::{ExportFormat, ExportInputs, ExportSummary, export_to};
 use crate::ir::{Graph, Model};
-use crate::jobs::pipeline::{Calibration, Data, Evaluation, input_name};
+use crate::jobs::pipeline::{Calibration, Data, Evaluation};
 use crate::jobs::{JobError, JobSlot};
 use crate::quant::{QuantConfig, QuantizedModel};
 use crate::summary::ModelSummary;
@@ -18,6 +18,7 @@ use crate::transform::toggles::{
     apply_float_transforms,
 };
 use crate::transform::{FloatGraph, TransformReport};
+use crate::workflow::RunControl;
 
 use super::layers::layer_rows;
 use super::load_job::LoadedModel;
@@ -222,15 +223,21 @@ impl SessionExtras {
         let model = source.model;
         let config = source.config.clone();
         let correction = self.bias_correction_input();
-        let evaluation = source.evaluation.map(export_evaluation);
+        let evaluation = source.evaluation.cloned();
         let w = wake.clone();
         let started = self.export_job.start(
             "quantscope-export",
             format!("exporting {}", format.name()),
             revision,
             move || w(),
-            move |_ctx| {
-                let corrected = corrected_graph(correction.as_ref(), &config, &calibration, &data)?;
+            move |ctx| {
+                let corrected = corrected_graph(
+                    correction.as_ref(),
+                    &config,
+                    &calibration,
+                    &data,
+                    &RunControl::cancel(ctx.cancel_flag()),
+                )?;
                 let model = match corrected {
                     Some(graph) => Arc::new(Model {
                         path: model.path.clone(),
@@ -261,6 +268,7 @@ pub fn corrected_graph(
     config: &QuantConfig,
     calibration: &Calibration,
     data: &Data,
+    control: &RunControl<'_>,
 ) -> Result<Option<Graph>, JobError> {
     let Some(correction) = correction else {
         return Ok(None);
@@ -269,11 +277,10 @@ pub fn corrected_graph(
         bias_correction: correction.mode,
         ..Default::default()
     };
-    let input = input_name(&correction.model.graph)?.to_string();
     let samples = CorrectionData {
         stats: &calibration.stats,
-        input: &input,
-        samples: data.calibration.inputs.view(),
+        samples: &data.calibration,
+        control: *control,
     };
     let transformed = Transformed {
         model: (*correction.model).clone(),
@@ -281,15 +288,4 @@ pub fn corrected_graph(
     };
     let corrected = apply_bias_correction(&transformed, &toggles, config, Some(&samples))?;
     Ok(Some(corrected.model.graph))
-}
-
-/// The figures a report carries, from the app's latest evaluation.
-fn export_evaluation(evaluation: &Evaluation) -> crate::export::Evaluation {
-    crate::export::Evaluation {
-        float_accuracy: evaluation.comparison.float_accuracy,
-        quantized_accuracy: evaluation.comparison.quant_accuracy,
-        top1_agreement: Some(evaluation.comparison.agreement),
-        size_bytes: Some(evaluation.cost.size_bytes),
-        float32_size_bytes: Some(evaluation.cost.float_size_bytes),
-    }
 }

@@ -6,7 +6,7 @@
 use crate::calib::Method;
 use crate::calib::methods::DEFAULT_PERCENTILE;
 use crate::jobs::pipeline::DataSource;
-use crate::load::images::ImagePreset;
+use crate::load::images::{ChannelOrder, ImagePreset, Layout, PixelScale};
 use crate::quant::{LayerQuant, QuantConfig, WeightScheme};
 
 use super::activation_distribution::method_label;
@@ -254,36 +254,115 @@ impl SettingsPanel {
             }
             if ui
                 .button("file...")
-                .on_hover_text("A .npy of inputs, or an .npz with x (inputs) and y (labels)")
+                .on_hover_text(
+                    "A .npy of inputs, or an .npz with arrays by input name (samples on axis 0) \
+                     and optional labels in 'labels' or 'y'",
+                )
                 .clicked()
             {
                 commands.push(AppCommand::PickDataFile);
             }
             if ui
+                .button(".npz folder...")
+                .on_hover_text(
+                    "A folder of .npz files, one complete sample each (models with state inputs)",
+                )
+                .clicked()
+            {
+                commands.push(AppCommand::PickNpzFolder);
+            }
+            if ui
                 .button("image folder...")
-                .on_hover_text("PNG/JPEG/BMP images, resized to the model's input and normalised")
+                .on_hover_text(
+                    "PNG/JPEG/BMP images, resized to the model's input and scaled by the preset below",
+                )
                 .clicked()
             {
                 commands.push(AppCommand::PickImageFolder(self.image_preset));
             }
             if ui
                 .button("synthetic")
-                .on_hover_text("Gaussian N(0, 1) inputs of the model's input shape, no labels")
+                .on_hover_text(
+                    "Generated inputs of the model's declared shapes (N(0, 1) floats, zero integers), no labels",
+                )
                 .clicked()
             {
                 commands.push(AppCommand::SetSource(DataSource::Synthetic));
             }
         });
-        egui::ComboBox::from_label("image normalisation")
-            .selected_text(self.image_preset.label())
-            .show_ui(ui, |ui| {
-                for preset in ImagePreset::ALL {
-                    ui.selectable_value(&mut self.image_preset, preset, preset.label());
-                }
-            })
-            .response
-            .on_hover_text("How image pixels in [0, 1] are mapped before they enter the model");
+        ui.collapsing("image preset", |ui| {
+            preset_ui(ui, &mut self.image_preset);
+            if let DataSource::ImageFolder { dir, preset } = input.source
+                && *preset != self.image_preset
+                && ui
+                    .button("apply to the current folder")
+                    .on_hover_text("Read the image folder again with this preset")
+                    .clicked()
+            {
+                commands.push(AppCommand::SetSource(DataSource::ImageFolder {
+                    dir: dir.clone(),
+                    preset: self.image_preset,
+                }));
+            }
+        });
     }
+}
+
+/// The image preset's controls: channel order, scaling, layout and size.
+fn preset_ui(ui: &mut egui::Ui, preset: &mut ImagePreset) {
+    egui::ComboBox::from_label("channels")
+        .selected_text(match preset.channels {
+            ChannelOrder::Rgb => "RGB",
+            ChannelOrder::Bgr => "BGR",
+            ChannelOrder::Luma => "luma",
+        })
+        .show_ui(ui, |ui| {
+            ui.selectable_value(&mut preset.channels, ChannelOrder::Rgb, "RGB");
+            ui.selectable_value(&mut preset.channels, ChannelOrder::Bgr, "BGR")
+                .on_hover_text("OpenCV-trained models (e.g. YuNet) read blue first");
+            ui.selectable_value(&mut preset.channels, ChannelOrder::Luma, "luma")
+                .on_hover_text(
+                    "Y = 0.299 R + 0.587 G + 0.114 B (one-channel models use it anyway)",
+                );
+        })
+        .response
+        .on_hover_text("The order of the colour channels the model reads");
+    egui::ComboBox::from_label("scaling")
+        .selected_text(preset.scale.label())
+        .show_ui(ui, |ui| {
+            for scale in PixelScale::ALL {
+                ui.selectable_value(&mut preset.scale, scale, scale.label());
+            }
+        })
+        .response
+        .on_hover_text("How a pixel value v in 0..255 becomes the model's input");
+    egui::ComboBox::from_label("layout")
+        .selected_text(match preset.layout {
+            Layout::Auto => "from the model",
+            Layout::Nchw => "NCHW",
+            Layout::Nhwc => "NHWC",
+        })
+        .show_ui(ui, |ui| {
+            ui.selectable_value(&mut preset.layout, Layout::Auto, "from the model");
+            ui.selectable_value(&mut preset.layout, Layout::Nchw, "NCHW");
+            ui.selectable_value(&mut preset.layout, Layout::Nhwc, "NHWC")
+                .on_hover_text("Channels last, as TensorFlow/TFLite exports read them");
+        })
+        .response
+        .on_hover_text(
+            "Where the channel axis is; by default the one of size 1 or 3 in the declared shape",
+        );
+    ui.horizontal(|ui| {
+        let mut sized = preset.size.is_some();
+        ui.checkbox(&mut sized, "size")
+            .on_hover_text("Height x width for models that declare no fixed input size");
+        let (mut h, mut w) = preset.size.unwrap_or((224, 224));
+        if sized {
+            ui.add(egui::DragValue::new(&mut h).range(1..=4096).suffix(" H"));
+            ui.add(egui::DragValue::new(&mut w).range(1..=4096).suffix(" W"));
+        }
+        preset.size = sized.then_some((h, w));
+    });
 }
 
 fn weights_ui(ui: &mut egui::Ui, quant: &mut LayerQuant) {

@@ -12,13 +12,23 @@ use ndarray::{ArrayD, IxDyn};
 use crate::engine::geometry::WindowError;
 use crate::ir::{Node, TensorData};
 
-mod conv;
+pub(crate) mod control;
+pub mod conv;
+mod detection;
+mod einsum;
 mod elementwise;
+mod gather_scatter;
 mod gemm;
+mod grid_sample;
 mod linear;
+mod math;
 mod normalization;
+mod norms;
 mod pool;
+mod rearrange;
+mod recurrent;
 mod reduce;
+mod select;
 mod shape;
 #[cfg(test)]
 mod testutil;
@@ -68,12 +78,22 @@ impl Registry {
 
     fn build() -> Registry {
         let mut registry = Registry::default();
+        control::register(&mut registry);
         conv::register(&mut registry);
+        detection::register(&mut registry);
+        einsum::register(&mut registry);
         elementwise::register(&mut registry);
+        gather_scatter::register(&mut registry);
+        grid_sample::register(&mut registry);
         linear::register(&mut registry);
+        math::register(&mut registry);
         normalization::register(&mut registry);
+        norms::register(&mut registry);
         pool::register(&mut registry);
+        rearrange::register(&mut registry);
+        recurrent::register(&mut registry);
         reduce::register(&mut registry);
+        select::register(&mut registry);
         shape::register(&mut registry);
         registry
     }

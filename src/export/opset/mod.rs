@@ -13,8 +13,8 @@
 //!
 //! A node that cannot be lifted exactly is an error naming it and what is missing, and a lift
 //! ends with [`stale_forms`], so the result is never a file onnx.checker rejects for a form
-//! its opset no longer has. Subgraphs (If, Loop, Scan) are not kept by the IR, so graphs with
-//! them cannot be lifted.
+//! its opset no longer has. Subgraphs (If's branches, Loop's and Scan's bodies) are lifted with the
+//! graph holding them, innermost first; new names are unique across every scope.
 
 mod attr_inputs;
 mod check;
@@ -27,8 +27,10 @@ mod softmax;
 
 pub use check::stale_forms;
 
+use std::collections::HashSet;
+
 use crate::error::{Error, Result};
-use crate::ir::{Attribute, Dim, Graph, Node};
+use crate::ir::{Dim, Graph, Node};
 use rewriter::Rewriter;
 
 /// The oldest opset a graph can be lifted from.
@@ -58,8 +60,31 @@ pub fn upgrade_opset(graph: &mut Graph, target: i64) -> Result<()> {
             "cannot lift to opset {target}; the newest opset Quantscope lifts to is {NEWEST_TARGET_OPSET}"
         )));
     }
-    refuse_subgraphs(graph, target)?;
+    let mut names = HashSet::new();
+    collect_names(graph, &mut names);
+    lift_graph(graph, from, target, &names)
+}
+
+/// Lifts `graph` (the model's or a subgraph, at opset `from`) and, first, its subgraphs.
+/// `names` holds every name of the model, so new ones are unique across all scopes.
+fn lift_graph(graph: &mut Graph, from: i64, target: i64, names: &HashSet<String>) -> Result<()> {
+    graph.opset = from;
+    for node in &mut graph.nodes {
+        if from < 9 && target >= 9 && node.op_type == "Scan" {
+            return Err(Error::Op {
+                node: node.name.clone(),
+                op: node.op_type.clone(),
+                msg: format!(
+                    "cannot be lifted from opset {from} to {target}: Scan-8 (batched, with sequence_lens) has no rewrite to Scan-9"
+                ),
+            });
+        }
+        for (_, sub) in node.subgraphs_mut() {
+            lift_graph(&mut sub.graph, from, target, names)?;
+        }
+    }
     let mut rw = Rewriter::new(graph, target);
+    rw.also_taken(names);
     for node in graph.nodes.clone() {
         lift_node(&mut rw, node)?;
     }
@@ -83,6 +108,25 @@ pub fn upgrade_opset(graph: &mut Graph, target: i64) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Every value and node name of `graph` and its subgraphs.
+fn collect_names(graph: &Graph, names: &mut HashSet<String>) {
+    names.extend(graph.initializers.keys().cloned());
+    names.extend(
+        graph
+            .inputs
+            .iter()
+            .chain(&graph.outputs)
+            .map(|v| v.name.clone()),
+    );
+    for node in &graph.nodes {
+        names.insert(node.name.clone());
+        names.extend(node.inputs.iter().chain(&node.outputs).cloned());
+        for (_, sub) in node.subgraphs() {
+            collect_names(&sub.graph, names);
+        }
+    }
 }
 
 fn lift_node(rw: &mut Rewriter<'_>, node: Node) -> Result<()> {
@@ -118,27 +162,6 @@ fn declare_outputs(graph: &mut Graph, facts: &facts::TensorFacts) {
             output.shape = facts.rank(&output.name).map(|r| vec![Dim::Unknown; r]);
         }
     }
-}
-
-/// Subgraph attributes are not kept by the IR, so their operators cannot be lifted.
-fn refuse_subgraphs(graph: &Graph, target: i64) -> Result<()> {
-    for node in &graph.nodes {
-        for (name, value) in &node.attributes {
-            if let Attribute::Unsupported(kind) = value
-                && kind.starts_with("GRAPH")
-            {
-                return Err(Error::Op {
-                    node: node.name.clone(),
-                    op: node.op_type.clone(),
-                    msg: format!(
-                        "cannot be lifted from opset {} to {target}: its subgraph '{name}' is not kept by Quantscope",
-                        graph.opset
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

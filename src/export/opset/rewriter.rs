@@ -53,6 +53,11 @@ impl<'g> Rewriter<'g> {
         }
     }
 
+    /// Marks `names` (those of enclosing and sibling scopes) as taken.
+    pub fn also_taken(&mut self, names: &HashSet<String>) {
+        self.taken.extend(names.iter().cloned());
+    }
+
     /// Whether the lift passes the opset where an operator changed in `version`.
     pub fn crosses(&self, version: i64) -> bool {
         self.from < version && self.target >= version

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use ndarray::{ArrayD, IxDyn};
 
 use super::*;
-use crate::ir::{DType, Dim, Tensor, TensorData, ValueInfo};
+use crate::ir::{Attribute, DType, Dim, Subgraph, Tensor, TensorData, ValueInfo};
 
 fn node(
     op: &str,
@@ -549,7 +549,7 @@ fn dft_axis_becomes_an_explicit_input_since_its_default_changed() {
 }
 
 #[test]
-fn out_of_range_opsets_and_subgraphs_are_refused() {
+fn out_of_range_opsets_and_batched_scan_are_refused() {
     let relu = node("Relu", "r", &["x"], &["y"], vec![]);
     let mut old = graph(
         6,
@@ -574,17 +574,19 @@ fn out_of_range_opsets_and_subgraphs_are_refused() {
             .to_string()
             .contains("newest")
     );
-    let branch = node(
-        "If",
-        "if",
-        &["c"],
-        &["y"],
-        vec![("then_branch", Attribute::Unsupported("GRAPH".into()))],
+    // Scan-8 (batched) has no rewrite to Scan-9.
+    let body = graph(8, vec![], vec![], &[]);
+    let scan = node(
+        "Scan",
+        "scan",
+        &["", "s", "x"],
+        &["t", "y"],
+        vec![("body", Attribute::Graph(Box::new(Subgraph::new(body))))],
     );
-    let mut g = graph(11, vec![branch], vec![value("c", DType::Bool, 0)], &["y"]);
+    let mut g = graph(8, vec![scan], vec![value("x", DType::F32, 3)], &["y"]);
     let err = upgrade_opset(&mut g, 13).unwrap_err().to_string();
     assert!(
-        err.starts_with("node 'if' (If)") && err.contains("subgraph 'then_branch'"),
+        err.starts_with("node 'scan' (Scan)") && err.contains("Scan-8"),
         "{err}"
     );
     // Already there: nothing changes.
@@ -641,4 +643,61 @@ fn an_untold_type_is_float32_only_when_the_graph_has_no_other_real_type() {
         err.starts_with("node 'c' (Clip)") && err.contains("element type of input 'a'"),
         "{err}"
     );
+}
+
+#[test]
+fn subgraphs_are_lifted_with_the_graph_holding_them() {
+    // An opset-9 Slice (attributes) inside an If branch, reading the outer input `x`.
+    let slice = node(
+        "Slice",
+        "inner_slice",
+        &["x"],
+        &["sliced"],
+        vec![
+            ("starts", Attribute::Ints(vec![1])),
+            ("ends", Attribute::Ints(vec![2])),
+            ("axes", Attribute::Ints(vec![0])),
+        ],
+    );
+    let mut branch = graph(9, vec![slice], vec![], &["sliced"]);
+    branch.inputs.push(value("x", DType::F32, 2)); // the capture of `x`
+    let branch = Subgraph {
+        graph: branch,
+        formal_inputs: 0,
+    };
+    let other = Subgraph {
+        graph: {
+            let mut g = graph(9, vec![], vec![], &["x"]);
+            g.inputs.push(value("x", DType::F32, 2));
+            g
+        },
+        formal_inputs: 0,
+    };
+    let branch_node = node(
+        "If",
+        "if",
+        &["c", "x"],
+        &["y"],
+        vec![
+            ("then_branch", Attribute::Graph(Box::new(branch))),
+            ("else_branch", Attribute::Graph(Box::new(other))),
+        ],
+    );
+    let mut g = graph(
+        9,
+        vec![branch_node],
+        vec![value("c", DType::Bool, 0), value("x", DType::F32, 2)],
+        &["y"],
+    );
+    upgrade_opset(&mut g, 13).unwrap();
+    let then_branch = g.nodes[0].attr_graph("then_branch").unwrap().unwrap();
+    assert_eq!(then_branch.graph.opset, 13);
+    let lifted = &then_branch.graph.nodes[0];
+    assert!(lifted.attributes.is_empty(), "{:?}", lifted.attributes);
+    assert_eq!(lifted.inputs.len(), 4);
+    assert_eq!(ints_of(&then_branch.graph, &lifted.inputs[1]), [1]);
+    assert_eq!(ints_of(&then_branch.graph, &lifted.inputs[2]), [2]);
+    // The node still binds the capture after its condition.
+    assert_eq!(g.nodes[0].inputs, ["c", "x"]);
+    assert!(stale_forms(&then_branch.graph).is_empty());
 }

@@ -32,8 +32,8 @@ fn int8_keeps_the_cnn_accurate_and_ternary_costs_accuracy_and_size() {
     };
     let base = eval(&int8());
     let (float_acc, q_acc) = (
-        base.comparison.float_accuracy.unwrap(),
-        base.comparison.quant_accuracy.unwrap(),
+        base.float_accuracy().unwrap(),
+        base.quant_accuracy().unwrap(),
     );
     assert!(float_acc > 0.9, "{float_acc}");
     assert!((float_acc - q_acc).abs() <= 0.02, "{float_acc} vs {q_acc}");
@@ -47,8 +47,9 @@ fn int8_keeps_the_cnn_accurate_and_ternary_costs_accuracy_and_size() {
         w.scheme = WeightScheme::Ternary { ttq: false };
     }
     let ternary = eval(&ternary);
-    assert!(ternary.cost.size_bytes < base.cost.size_bytes);
-    assert!(ternary.cost.bitops < base.cost.bitops);
+    let (t, b) = (ternary.cost.unwrap(), base.cost.unwrap());
+    assert!(t.size_bytes < b.size_bytes);
+    assert!(t.bitops < b.bitops);
     let total = |e: &Evaluation| e.layers.iter().map(|l| l.sqnr_db).sum::<f64>();
     assert!(total(&ternary) < total(&base));
 }
@@ -82,7 +83,7 @@ fn weight_focus_reports_both_granularities() {
         &ctx,
     )
     .unwrap();
-    assert_eq!(eval.comparison.float_accuracy, None);
+    assert_eq!(eval.float_accuracy(), None);
     let figures = eval.focus.unwrap();
     let (t, c) = (
         figures.per_tensor_sqnr_db.unwrap(),

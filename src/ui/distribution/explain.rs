@@ -117,18 +117,19 @@ pub fn formulas(
     lines
 }
 
-/// Shows `lines` in large monospace text (wrapped to the width); returns the rect taken.
-pub fn explain_ui(ui: &mut egui::Ui, lines: &[String]) -> egui::Rect {
+/// Shows `lines` in large monospace text of `size` points (wrapped to the width); returns the
+/// rect taken.
+pub fn explain_ui(ui: &mut egui::Ui, lines: &[String], size: f32) -> egui::Rect {
     egui::Frame::group(ui.style())
         .show(ui, |ui| {
             ui.set_width(ui.available_width());
             ui.label(
                 egui::RichText::new("Formulas with the live numbers")
                     .strong()
-                    .size(22.0),
+                    .size(size * 1.45),
             );
             for line in lines {
-                ui.add(egui::Label::new(egui::RichText::new(line).monospace().size(15.0)).wrap());
+                ui.add(egui::Label::new(egui::RichText::new(line).monospace().size(size)).wrap());
             }
         })
         .response

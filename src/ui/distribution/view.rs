@@ -71,6 +71,11 @@ pub struct DistributionView {
     formulas_beside: bool,
     /// The clip range the formulas show (the dragged one on the histogram tab).
     formula_clip: (f32, f32),
+    /// The formulas' text size, shrunk from [`FORMULA_SIZE`] while they do not fit in the
+    /// visible centre (None: full size).
+    formula_size: Option<f32>,
+    /// Screen y of the visible centre's bottom on this frame.
+    visible_bottom: f32,
     pub log_counts: bool,
     pub selected_channel: Option<usize>,
     pub tab: Tab,
@@ -83,7 +88,11 @@ pub struct DistributionView {
 }
 
 /// Narrowest centre (points) that shows the formulas in a column beside the plots.
-const BESIDE_MIN_WIDTH: f32 = 560.0;
+const BESIDE_MIN_WIDTH: f32 = 440.0;
+
+/// The formulas' text size, and the smallest it shrinks to so that they fit.
+const FORMULA_SIZE: f32 = 15.0;
+const FORMULA_MIN_SIZE: f32 = 10.5;
 
 /// Text size factor of explain mode.
 const EXPLAIN_SCALE: f32 = 1.4;
@@ -125,6 +134,7 @@ impl DistributionView {
         self.rects = ViewRects::default();
         let view_top = ui.cursor().top();
         let fit = self.fit_height.unwrap_or_else(|| ui.available_height());
+        self.visible_bottom = view_top + fit;
         let response = ui.scope(|ui| {
             if input.explain {
                 for font in ui.style_mut().text_styles.values_mut() {
@@ -144,26 +154,39 @@ impl DistributionView {
             let width = ui.available_width();
             self.formulas_beside = input.explain && width >= BESIDE_MIN_WIDTH;
             if self.formulas_beside {
-                let right = (width * 0.45).clamp(240.0, 600.0);
-                let left = width - right - ui.spacing().item_spacing.x;
+                let right = (width * 0.45).clamp(220.0, 600.0);
+                let spacing = ui.spacing().item_spacing.x;
+                let left = width - right - spacing;
                 let height = ui.available_height();
                 let origin = ui.cursor().min;
                 let left_rect = egui::Rect::from_min_size(origin, egui::vec2(left, height));
-                let right_rect = egui::Rect::from_min_size(
-                    egui::pos2(origin.x + width - right, origin.y),
-                    egui::vec2(right, height),
-                );
-                ui.scope_builder(egui::UiBuilder::new().max_rect(left_rect), |ui| {
-                    ui.set_clip_rect(
-                        left_rect
-                            .intersect(ui.clip_rect())
-                            .with_max_y(f32::INFINITY),
-                    );
+                let tab = ui.scope_builder(egui::UiBuilder::new().max_rect(left_rect), |ui| {
+                    // Clipped to the column's width and, as before, to the scrolled centre.
+                    let mut clip = ui.clip_rect();
+                    clip.min.x = clip.min.x.max(left_rect.min.x);
+                    clip.max.x = clip.max.x.min(left_rect.max.x);
+                    ui.set_clip_rect(clip);
                     self.tab_ui(ui, input, codebook.as_deref(), view_top, fit, &mut commands);
                 });
+                // The formulas get the room the tab left: never over it, even when something in
+                // the tab was wider than its column.
+                let formulas_left =
+                    (origin.x + width - right).max(tab.response.rect.right() + spacing);
+                let right_rect = egui::Rect::from_min_max(
+                    egui::pos2(formulas_left, origin.y),
+                    egui::pos2(origin.x + width, origin.y + height),
+                );
+                // Scroll only when the visible centre cannot hold them.
+                let visible = (view_top + fit - origin.y).max(120.0);
                 ui.scope_builder(egui::UiBuilder::new().max_rect(right_rect), |ui| {
-                    let clip = self.formula_clip;
-                    self.draw_formulas_ui(ui, input, clip, codebook.as_deref());
+                    egui::ScrollArea::vertical()
+                        .id_salt("distribution_formulas")
+                        .max_height(visible)
+                        .auto_shrink([false, true])
+                        .show(ui, |ui| {
+                            let clip = self.formula_clip;
+                            self.draw_formulas_ui(ui, input, clip, codebook.as_deref());
+                        });
                 });
             } else {
                 self.tab_ui(ui, input, codebook.as_deref(), view_top, fit, &mut commands);
@@ -224,16 +247,23 @@ impl DistributionView {
         let symmetric = is_symmetric(input);
         let stats = &input.data.scheme_stats.tensor;
         let shown = shown_clip(clip, symmetric);
+        let room = self.visible_bottom - ui.cursor().top();
+        let size = self.formula_size.unwrap_or(FORMULA_SIZE);
         let rect = match input.choice.quantizer(shown, stats, codebook) {
             Ok(q) => {
                 let estimate = input.data.fine.estimate_quantizer(&q);
                 explain_ui(
                     ui,
                     &formulas(&input.choice, shown, &q, stats, estimate.as_ref()),
+                    size,
                 )
             }
             Err(e) => ui.label(e).rect,
         };
+        self.formula_size = fitted_formula_size(size, rect.height(), room);
+        if self.formula_size != Some(size) {
+            ui.ctx().request_repaint();
+        }
         self.rects.formulas = Some(rect);
     }
 
@@ -584,6 +614,21 @@ impl DistributionView {
     }
 }
 
+/// The formulas' next text size: shrunk in proportion while they are taller than `room`, grown
+/// back by 5 % steps while they take less than 85 % of it (text height grows about as the
+/// square of its size, so the two rules do not oscillate). None: the full size.
+fn fitted_formula_size(size: f32, height: f32, room: f32) -> Option<f32> {
+    let next = if height > room + 0.5 && room > 0.0 {
+        size * (room / height).max(0.5) * 0.98
+    } else if height < 0.85 * room {
+        size * 1.05
+    } else {
+        size
+    };
+    let next = next.clamp(FORMULA_MIN_SIZE, FORMULA_SIZE);
+    (next < FORMULA_SIZE).then_some(next)
+}
+
 /// Where the view started and the height it must fit in (for the histogram's height).
 #[derive(Debug, Clone, Copy)]
 struct Frame {
@@ -717,32 +762,45 @@ fn comparison_ui(
         v.map(|v| format!("{v:.2} dB"))
             .unwrap_or_else(|| "—".into())
     };
-    egui::Grid::new("distribution_granularity")
-        .num_columns(3)
-        .show(ui, |ui| {
-            ui.label("");
-            ui.label("per tensor").on_hover_text(
-                "One grid (S, Z) for the whole tensor, from the clip range in force.",
-            );
-            ui.label("per channel")
-                .on_hover_text("One grid per output channel, from that channel's min and max.");
-            ui.end_row();
-            ui.label("SQNR estimate");
-            ui.label(db(per_tensor.map(|e| e.sqnr_db)));
-            ui.label(db(per_channel.map(|e| e.sqnr_db)));
-            ui.end_row();
-            if let Some(exact) = exact {
-                ui.label("SQNR exact");
-                ui.label(db(exact.per_tensor_sqnr_db));
-                ui.label(db(exact.per_channel_sqnr_db));
-                ui.end_row();
-            }
+    // Lines that wrap (a grid would widen a narrow column past its neighbours).
+    ui.horizontal_wrapped(|ui| {
+        ui.label("SQNR estimate:");
+        ui.label(format!("per tensor {}", db(per_tensor.map(|e| e.sqnr_db))))
+            .on_hover_text("One grid (S, Z) for the whole tensor, from the clip range in force.");
+        ui.label(format!(
+            "· per channel {}",
+            db(per_channel.map(|e| e.sqnr_db))
+        ))
+        .on_hover_text("One grid per output channel, from that channel's min and max.");
+    });
+    if let Some(exact) = exact {
+        ui.horizontal_wrapped(|ui| {
+            ui.label("SQNR exact:");
+            ui.label(format!("per tensor {}", db(exact.per_tensor_sqnr_db)));
+            ui.label(format!("· per channel {}", db(exact.per_channel_sqnr_db)));
         });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formulas_shrink_to_fit_and_grow_back() {
+        // Too tall: shrunk at least in proportion.
+        let shrunk = fitted_formula_size(FORMULA_SIZE, 460.0, 370.0).unwrap();
+        assert!(shrunk <= FORMULA_SIZE * 370.0 / 460.0, "{shrunk}");
+        // Never below the smallest size, whatever the room.
+        assert_eq!(
+            fitted_formula_size(FORMULA_SIZE, 900.0, 10.0),
+            Some(FORMULA_MIN_SIZE)
+        );
+        // In the band: kept; much room: grows back to full size (None).
+        assert_eq!(fitted_formula_size(12.0, 90.0, 100.0), Some(12.0));
+        assert!(fitted_formula_size(12.0, 50.0, 100.0).unwrap() > 12.0);
+        assert_eq!(fitted_formula_size(FORMULA_SIZE, 50.0, 100.0), None);
+    }
 
     #[test]
     fn level_counts_read_as_words() {

@@ -16,7 +16,7 @@ fn pad3(v: &[usize], fill: usize) -> [usize; 3] {
 
 /// Naive direct convolution. `pb` are the begin pads; `out` the output spatial dims.
 #[allow(clippy::too_many_arguments)]
-fn conv_ref(
+pub(super) fn conv_ref(
     x: &ArrayD<f32>,
     w: &ArrayD<f32>,
     b: Option<&ArrayD<f32>>,

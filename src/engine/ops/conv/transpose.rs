@@ -5,8 +5,8 @@ use rayon::prelude::*;
 use super::super::gemm::{Mat, sgemm};
 use super::super::{OpCtx, OpError, OpResult};
 use super::{
-    Axis, ConvData, ConvOperands, bias_vec, conv_operands, conv_output, fill_bias, to3,
-    valid_range, with_scratch,
+    Axis, ConvData, ConvOperands, bias_vec, conv_operands, conv_output, fill_bias, node_epilogue,
+    to3, valid_range, with_scratch,
 };
 use crate::engine::buffers::zeroed;
 use crate::ir::TensorData;
@@ -29,9 +29,10 @@ pub(super) fn conv_transpose_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>])
     let mg = w.shape()[1];
     let m = mg * group;
     let bias = bias_vec(bias, m)?;
+    let epilogue = node_epilogue(ctx, m)?;
     let axes = spec.transposed_axes(&x.shape()[2..])?;
     let a3 = to3(&axes);
-    conv_output(x, w, [n, m], &axes, |x, w| {
+    conv_output(x, w, [n, m], &axes, epilogue.as_ref(), |x, w| {
         conv_transpose_forward(ConvData {
             x,
             n,

@@ -1,5 +1,5 @@
 //! Shape and data-movement kernels: Flatten, Reshape, Transpose, Squeeze, Unsqueeze, Shape,
-//! Size, Expand, Concat, Split, Slice, Gather, Tile, Pad, Resize (nearest) and Upsample,
+//! Size, Expand, Concat, Split, Slice, Gather, Tile, Pad, Resize and Upsample (every mode),
 //! plus the value makers Constant, ConstantOfShape, Range and Cast.
 //!
 //! Every kernel here works on float and integer tensors alike and returns row-major data.
@@ -118,6 +118,7 @@ fn dims_from(values: &[i64], what: &str) -> Result<Vec<usize>, OpError> {
 
 // The kernels (after `each_kind!`, which they use).
 mod index;
+mod interpolate;
 mod join;
 mod pad;
 mod reshape;

@@ -1,120 +1,38 @@
-//! Resize (nearest) and Upsample.
+//! Resize (opsets 10–19) and Upsample (7–9) in every mode: nearest with each nearest_mode,
+//! linear over any number of axes (bilinear, trilinear, ...) and cubic (cubic_coeff_a,
+//! exclude_outside), every coordinate transformation including tf_crop_and_resize with its
+//! ROI and extrapolation value, antialiasing, keep_aspect_ratio_policy and axes.
+//!
+//! Linear and cubic resizing is separable: the axes that change are resampled one after the
+//! other with per-axis taps (`interpolate`).
 
 use super::index::gather_by_maps;
+use super::interpolate::{AxisResize, Coordinates, Filter, Nearest, Taps, nearest_index};
 use super::*;
 
-#[derive(Clone, Copy, PartialEq)]
-pub(super) enum Nearest {
-    /// Resize-10 / Upsample: floor when upsampling, ceil when downsampling.
-    Simple,
-    RoundPreferFloor,
-    RoundPreferCeil,
-    Floor,
-    Ceil,
+#[cfg(test)]
+mod tests;
+
+/// Everything a resize needs, read from the node and its inputs.
+struct ResizeSpec {
+    axes: Vec<AxisResize>,
+    coordinates: Coordinates,
+    mode: Mode,
+    antialias: bool,
+    extrapolation: f32,
 }
 
-/// Input coordinate of output position `x` along an axis.
-pub(super) fn original_coordinate(
-    mode: &str,
-    x: f32,
-    scale: f32,
-    len_in: usize,
-    len_out: usize,
-) -> f32 {
-    let (li, lo) = (len_in as f32, len_out as f32);
-    match mode {
-        "asymmetric" => x / scale,
-        "align_corners" => {
-            if len_out == 1 {
-                0.0
-            } else {
-                x * (li - 1.0) / (lo - 1.0)
-            }
-        }
-        "pytorch_half_pixel" => {
-            if len_out > 1 {
-                (x + 0.5) / scale - 0.5
-            } else {
-                0.0
-            }
-        }
-        "tf_half_pixel_for_nearest" => (x + 0.5) / scale,
-        "half_pixel_symmetric" => {
-            let adjustment = lo / (scale * li);
-            let center = li / 2.0;
-            let offset = center * (1.0 - adjustment);
-            offset + (x + 0.5) / scale - 0.5
-        }
-        // half_pixel
-        _ => (x + 0.5) / scale - 0.5,
+#[derive(Clone, Copy)]
+enum Mode {
+    Nearest(Nearest),
+    Interpolate(Filter),
+}
+
+pub(super) fn float_values(t: &TensorData) -> Vec<f32> {
+    match t {
+        TensorData::F32(a) => a.iter().copied().collect(),
+        TensorData::I64(a) => a.iter().map(|&v| v as f32).collect(),
     }
-}
-
-pub(super) fn nearest_index(x: f32, mode: Nearest, downsampling: bool, len_in: usize) -> usize {
-    let half = x.floor() + 0.5 == x;
-    let i = match mode {
-        Nearest::Simple => {
-            if downsampling {
-                x.ceil()
-            } else {
-                x.trunc()
-            }
-        }
-        Nearest::RoundPreferFloor => {
-            if half {
-                x.floor()
-            } else {
-                x.round()
-            }
-        }
-        Nearest::RoundPreferCeil => {
-            if half {
-                x.ceil()
-            } else {
-                x.round()
-            }
-        }
-        Nearest::Floor => x.floor(),
-        Nearest::Ceil => x.ceil(),
-    };
-    (i.max(0.0) as usize).min(len_in.saturating_sub(1))
-}
-
-/// Nearest resize of `x` to `out_shape` with per-axis `scales`.
-pub(super) fn resize_nearest(
-    x: &TensorData,
-    out_shape: &[usize],
-    scales: &[f32],
-    coord_mode: &str,
-    nearest: Nearest,
-) -> OpResult {
-    let shape = x.shape();
-    checked_len(out_shape)?;
-    if shape.contains(&0) && out_shape.iter().any(|&d| d > 0) {
-        return Err(OpError(format!("cannot resize the empty shape {shape:?}")));
-    }
-    let maps: Vec<Vec<Option<usize>>> = (0..shape.len())
-        .map(|a| {
-            let (li, lo, s) = (shape[a], out_shape[a], scales[a]);
-            (0..lo)
-                .map(|o| {
-                    let c = original_coordinate(coord_mode, o as f32, s, li, lo);
-                    Some(nearest_index(c, nearest, s < 1.0, li))
-                })
-                .collect()
-        })
-        .collect();
-    single(each_kind!(x, a => gather_by_maps(a, &maps, Default::default())?))
-}
-
-pub(super) fn check_mode(ctx: &OpCtx<'_>) -> Result<(), OpError> {
-    let mode = ctx.node.attr_string("mode", "nearest")?;
-    if mode != "nearest" {
-        return Err(OpError(format!(
-            "mode '{mode}' is not supported (only 'nearest')"
-        )));
-    }
-    Ok(())
 }
 
 /// Output shape from scales (floor of input × scale).
@@ -136,50 +54,46 @@ pub(super) fn shape_from_scales(shape: &[usize], scales: &[f32]) -> Result<Vec<u
         .collect())
 }
 
-pub(super) fn float_values(t: &TensorData) -> Vec<f32> {
-    match t {
-        TensorData::F32(a) => a.iter().copied().collect(),
-        TensorData::I64(a) => a.iter().map(|&v| v as f32).collect(),
-    }
+/// The mode attribute: nearest, linear (also "bilinear"/"trilinear" in old Upsample files) or
+/// cubic.
+fn read_mode(ctx: &OpCtx<'_>, nearest: Nearest) -> Result<Mode, OpError> {
+    let mode = ctx.node.attr_string("mode", "nearest")?;
+    Ok(match mode.to_ascii_lowercase().as_str() {
+        "nearest" => Mode::Nearest(nearest),
+        "linear" | "bilinear" | "trilinear" => Mode::Interpolate(Filter::Linear),
+        "cubic" if ctx.opset >= 11 => Mode::Interpolate(Filter::Cubic {
+            a: ctx.node.attr_float("cubic_coeff_a", -0.75)?,
+            exclude_outside: ctx.node.attr_int("exclude_outside", 0)? != 0,
+        }),
+        _ => {
+            return Err(OpError(format!(
+                "mode '{mode}' is not supported (nearest, linear{})",
+                if ctx.opset >= 11 { ", cubic" } else { "" }
+            )));
+        }
+    })
 }
 
-pub(super) fn resize(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-    check_mode(ctx)?;
-    let x = input(inputs, 0)?;
-    let shape = x.shape().to_vec();
+/// Per-axis sizes for plain scales (Upsample, Resize-10).
+fn plain_axes(shape: &[usize], scales: &[f32]) -> Result<Vec<AxisResize>, OpError> {
+    let out = shape_from_scales(shape, scales)?;
+    Ok((0..shape.len())
+        .map(|a| AxisResize {
+            len_in: shape[a],
+            len_out: out[a],
+            scale: scales[a],
+            roi: (0.0, 1.0),
+        })
+        .collect())
+}
+
+/// Resize-11+ sizes: scales or sizes (with axes and keep_aspect_ratio_policy), and the ROI.
+fn resize_axes(
+    ctx: &OpCtx<'_>,
+    inputs: &[Option<&TensorData>],
+    shape: &[usize],
+) -> Result<Vec<AxisResize>, OpError> {
     let rank = shape.len();
-    if ctx.opset < 11 {
-        let scales = float_values(input(inputs, 1)?);
-        let out = shape_from_scales(&shape, &scales)?;
-        return resize_nearest(x, &out, &scales, "asymmetric", Nearest::Simple);
-    }
-    let coord_mode = ctx
-        .node
-        .attr_string("coordinate_transformation_mode", "half_pixel")?;
-    if !matches!(
-        coord_mode.as_str(),
-        "half_pixel"
-            | "half_pixel_symmetric"
-            | "asymmetric"
-            | "align_corners"
-            | "pytorch_half_pixel"
-            | "tf_half_pixel_for_nearest"
-    ) {
-        return Err(OpError(format!(
-            "coordinate_transformation_mode '{coord_mode}' is not supported"
-        )));
-    }
-    let nearest = match ctx
-        .node
-        .attr_string("nearest_mode", "round_prefer_floor")?
-        .as_str()
-    {
-        "round_prefer_floor" => Nearest::RoundPreferFloor,
-        "round_prefer_ceil" => Nearest::RoundPreferCeil,
-        "floor" => Nearest::Floor,
-        "ceil" => Nearest::Ceil,
-        other => return Err(OpError(format!("unknown nearest_mode '{other}'"))),
-    };
     let axes = match ctx.node.attr_ints("axes")? {
         Some(a) if ctx.opset >= 18 => normalize_axes(&a, rank)?,
         _ => (0..rank).collect(),
@@ -192,7 +106,7 @@ pub(super) fn resize(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResul
         .transpose()?
         .filter(|s| !s.is_empty());
     let mut scales = vec![1f32; rank];
-    let mut out_shape = shape.clone();
+    let mut out_shape = shape.to_vec();
     match (scales_in, sizes_in) {
         (Some(_), Some(_)) => {
             return Err(OpError("give either scales or sizes, not both".into()));
@@ -208,7 +122,7 @@ pub(super) fn resize(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResul
             for (k, &a) in axes.iter().enumerate() {
                 scales[a] = s[k];
             }
-            out_shape = shape_from_scales(&shape, &scales)?;
+            out_shape = shape_from_scales(shape, &scales)?;
         }
         (None, Some(sizes)) => {
             if sizes.len() != axes.len() {
@@ -252,11 +166,87 @@ pub(super) fn resize(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResul
         }
         (None, None) => return Err(OpError("one of scales or sizes is required".into())),
     }
-    resize_nearest(x, &out_shape, &scales, &coord_mode, nearest)
+    // ROI: starts then ends, for all axes or for `axes`.
+    let mut roi = vec![(0f32, 1f32); rank];
+    if let Some(values) = optional(inputs, 1)
+        .map(float_values)
+        .filter(|r| !r.is_empty())
+    {
+        let n = values.len() / 2;
+        let targets: Vec<usize> = if n == rank {
+            (0..rank).collect()
+        } else if n == axes.len() && values.len() == 2 * n {
+            axes.clone()
+        } else {
+            return Err(OpError(format!(
+                "roi has {} values; expected {} (starts and ends)",
+                values.len(),
+                2 * axes.len()
+            )));
+        };
+        for (k, &a) in targets.iter().enumerate() {
+            roi[a] = (values[k], values[n + k]);
+        }
+    }
+    Ok((0..rank)
+        .map(|a| AxisResize {
+            len_in: shape[a],
+            len_out: out_shape[a],
+            scale: scales[a],
+            roi: roi[a],
+        })
+        .collect())
+}
+
+fn read_spec(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> Result<ResizeSpec, OpError> {
+    let x = input(inputs, 0)?;
+    let shape = x.shape().to_vec();
+    if ctx.opset < 11 {
+        let scales = float_values(input(inputs, 1)?);
+        return Ok(ResizeSpec {
+            axes: plain_axes(&shape, &scales)?,
+            coordinates: Coordinates::Asymmetric,
+            mode: read_mode(ctx, Nearest::Simple)?,
+            antialias: false,
+            extrapolation: 0.0,
+        });
+    }
+    let name = ctx
+        .node
+        .attr_string("coordinate_transformation_mode", "half_pixel")?;
+    let coordinates = Coordinates::parse(&name)
+        .filter(|c| *c != Coordinates::HalfPixelSymmetric || ctx.opset >= 19)
+        .ok_or_else(|| {
+            OpError(format!(
+                "coordinate_transformation_mode '{name}' is not supported"
+            ))
+        })?;
+    let nearest = match ctx
+        .node
+        .attr_string("nearest_mode", "round_prefer_floor")?
+        .as_str()
+    {
+        "round_prefer_floor" => Nearest::RoundPreferFloor,
+        "round_prefer_ceil" => Nearest::RoundPreferCeil,
+        "floor" => Nearest::Floor,
+        "ceil" => Nearest::Ceil,
+        other => return Err(OpError(format!("unknown nearest_mode '{other}'"))),
+    };
+    Ok(ResizeSpec {
+        axes: resize_axes(ctx, inputs, &shape)?,
+        coordinates,
+        mode: read_mode(ctx, nearest)?,
+        antialias: ctx.opset >= 18 && ctx.node.attr_int("antialias", 0)? != 0,
+        extrapolation: ctx.node.attr_float("extrapolation_value", 0.0)?,
+    })
+}
+
+pub(super) fn resize(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
+    let spec = read_spec(ctx, inputs)?;
+    run(input(inputs, 0)?, &spec)
 }
 
 pub(super) fn upsample(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-    check_mode(ctx)?;
     let x = input(inputs, 0)?;
     let scales = if ctx.opset >= 9 {
         float_values(input(inputs, 1)?)
@@ -265,6 +255,96 @@ pub(super) fn upsample(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpRes
             .attr_floats("scales")?
             .ok_or_else(|| OpError("missing attribute 'scales'".into()))?
     };
-    let out = shape_from_scales(x.shape(), &scales)?;
-    resize_nearest(x, &out, &scales, "asymmetric", Nearest::Simple)
+    let spec = ResizeSpec {
+        axes: plain_axes(x.shape(), &scales)?,
+        coordinates: Coordinates::Asymmetric,
+        mode: read_mode(ctx, Nearest::Simple)?,
+        antialias: false,
+        extrapolation: 0.0,
+    };
+    run(x, &spec)
+}
+
+fn run(x: &TensorData, spec: &ResizeSpec) -> OpResult {
+    let shape = x.shape();
+    let out_shape: Vec<usize> = spec.axes.iter().map(|a| a.len_out).collect();
+    checked_len(&out_shape)?;
+    if shape.contains(&0) && out_shape.iter().any(|&d| d > 0) {
+        return Err(OpError(format!("cannot resize the empty shape {shape:?}")));
+    }
+    match spec.mode {
+        Mode::Nearest(nearest) => resize_nearest(x, spec, nearest),
+        Mode::Interpolate(filter) => match x {
+            TensorData::F32(a) => single(interpolate(a, spec, filter)?),
+            TensorData::I64(a) => {
+                let floats = a.mapv(|v| v as f32);
+                let out = interpolate(&floats, spec, filter)?;
+                single(out.mapv(|v| v.round() as i64))
+            }
+        },
+    }
+}
+
+/// Nearest resize through per-axis index maps (None where tf_crop_and_resize extrapolates).
+fn resize_nearest(x: &TensorData, spec: &ResizeSpec, nearest: Nearest) -> OpResult {
+    let maps: Vec<Vec<Option<usize>>> = spec
+        .axes
+        .iter()
+        .map(|axis| {
+            (0..axis.len_out)
+                .map(|o| {
+                    let c = axis.source(spec.coordinates, o as f32);
+                    if spec.coordinates == Coordinates::TfCropAndResize && axis.outside(c) {
+                        None
+                    } else {
+                        Some(nearest_index(c, nearest, axis.scale < 1.0, axis.len_in))
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let fill = spec.extrapolation;
+    single(match x {
+        TensorData::F32(a) => TensorData::F32(gather_by_maps(a, &maps, fill)?),
+        TensorData::I64(a) => TensorData::I64(gather_by_maps(a, &maps, fill as i64)?),
+    })
+}
+
+/// Linear or cubic resize, one changed axis at a time.
+fn interpolate(x: &ArrayD<f32>, spec: &ResizeSpec, filter: Filter) -> Result<ArrayD<f32>, OpError> {
+    let mut shape = x.shape().to_vec();
+    let mut data = flat(x).into_owned();
+    let crop = spec.coordinates == Coordinates::TfCropAndResize;
+    let mut outside: Vec<Option<Vec<bool>>> = vec![None; shape.len()];
+    for (a, axis) in spec.axes.iter().enumerate() {
+        if axis.is_identity(spec.coordinates) {
+            continue;
+        }
+        let taps = Taps::build(axis, spec.coordinates, filter, spec.antialias);
+        let outer: usize = shape[..a].iter().product();
+        let inner: usize = shape[a + 1..].iter().product();
+        data = taps.apply(&data, outer, inner);
+        shape[a] = axis.len_out;
+        if crop && taps.outside.iter().any(|&o| o) {
+            outside[a] = Some(taps.outside);
+        }
+    }
+    if outside.iter().any(Option::is_some) {
+        // Any coordinate outside the input makes the output the extrapolation value.
+        let mut strides = vec![1usize; shape.len()];
+        for k in (0..shape.len().saturating_sub(1)).rev() {
+            strides[k] = strides[k + 1] * shape[k + 1];
+        }
+        for (n, v) in data.iter_mut().enumerate() {
+            let out = outside.iter().enumerate().any(|(k, flags)| {
+                flags
+                    .as_ref()
+                    .is_some_and(|f| f[(n / strides[k]) % shape[k]])
+            });
+            if out {
+                *v = spec.extrapolation;
+            }
+        }
+    }
+    array_from(&shape, data)
 }

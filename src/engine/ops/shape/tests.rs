@@ -552,14 +552,11 @@ fn resize_nearest_modes() {
         vec![("coordinate_transformation_mode", s("align_corners"))],
     );
     assert_eq!(v, vec![1., 1., 2., 2., 3., 3., 4.]);
-    // tf_half_pixel_for_nearest 4 -> 8: x = (o + .5)/2 -> .25, .75, ...
+    // tf_half_pixel_for_nn 4 -> 8: x = (o + .5)/2 -> .25, .75, ...
     let v = resize_sizes(
         &x,
         &[1, 8],
-        vec![(
-            "coordinate_transformation_mode",
-            s("tf_half_pixel_for_nearest"),
-        )],
+        vec![("coordinate_transformation_mode", s("tf_half_pixel_for_nn"))],
     );
     assert_eq!(v, vec![1., 2., 2., 3., 3., 4., 4., 4.]);
     // pytorch_half_pixel to length 1 takes index 0
@@ -572,8 +569,8 @@ fn resize_nearest_modes() {
     // downsample 4 -> 2 with half_pixel: x = (o + .5)*2 - .5 = .5, 2.5 -> floor ties: 0, 2
     let v = resize_sizes(&x, &[1, 2], vec![]);
     assert_eq!(v, vec![1., 3.]);
-    // other modes are refused clearly
-    let n = node("Resize", 3, 1, vec![("mode", s("linear"))]);
+    // unknown modes are refused clearly
+    let n = node("Resize", 3, 1, vec![("mode", s("area"))]);
     let sc = f(&[2], &[1., 2.]);
     let err = run_node(&n, 13, &[Some(&x), None, Some(&sc)]).unwrap_err();
     assert!(err.0.contains("nearest"), "{}", err.0);

@@ -1,0 +1,104 @@
+//! Calibration: the statistics of every float tensor over the samples (integer tensors are
+//! never observed), the tensor shapes of the first chunk, the sample count and the batch used.
+//!
+//! Chunks are observed in order (the order-dependent statistics, such as the EMA of per-batch
+//! ranges, then follow the data order), each chunk at the largest batch the graph accepts.
+//! Histograms are exact: when a tensor's range grew after the first chunk, a second pass over
+//! the same chunks fills the histograms again with every range fixed to its final value, so
+//! the calibrators (KL, percentile, MSE) see the histogram of all the values, whatever the
+//! chunking.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::batching::{BatchChoice, choose_batch};
+use super::runner::{RunControl, for_each_chunk};
+use super::samples::Samples;
+use crate::calib::{ActivationCollector, CalibrationStats};
+use crate::engine::{Plan, TensorHook, TensorSite};
+use crate::error::{Error, Result};
+use crate::ir::{Graph, TensorData};
+use crate::quant::cost::ShapeRecorder;
+
+/// Calibration statistics and what they were computed on.
+#[derive(Debug, Clone)]
+pub struct Calibration {
+    pub stats: BTreeMap<String, CalibrationStats>,
+    /// Every tensor's shape in the first chunk.
+    pub shapes: HashMap<String, Vec<usize>>,
+    /// Calibration samples.
+    pub samples: usize,
+    pub batch: BatchChoice,
+    /// What the samples are.
+    pub data: String,
+}
+
+/// The collector, plus the tensor shapes of the first chunk.
+struct CollectShapes<'a> {
+    collector: &'a mut ActivationCollector,
+    shapes: Option<&'a mut ShapeRecorder>,
+}
+
+impl TensorHook for CollectShapes<'_> {
+    fn on_tensor(&mut self, site: TensorSite<'_>, value: &mut TensorData) -> Result<()> {
+        if let Some(shapes) = self.shapes.as_mut() {
+            shapes.on_tensor(site, value)?;
+        }
+        self.collector.on_tensor(site, value)
+    }
+}
+
+/// Runs the float `graph` over `samples` (at most `limit` per chunk), collecting every float
+/// tensor's statistics.
+pub fn calibrate(
+    graph: &Graph,
+    samples: &Samples,
+    limit: Option<usize>,
+    control: &RunControl<'_>,
+) -> Result<Calibration> {
+    let plan = Plan::new(graph)?;
+    samples.check(graph)?;
+    if samples.count() == 0 {
+        return Err(Error::Input {
+            name: "calibration data".into(),
+            msg: "holds no samples".into(),
+        });
+    }
+    let batch = choose_batch(&plan, samples, limit, control.options())?;
+    let mut collector = ActivationCollector::new();
+    let mut shapes = ShapeRecorder::default();
+    // With several chunks a second pass is likely: the first one reports up to one half.
+    let several = samples.count() > batch.size;
+    let first_half =
+        |fraction: f32| control.report(if several { fraction / 2.0 } else { fraction });
+    let first = RunControl {
+        cancel: control.cancel,
+        progress: Some(&first_half),
+    };
+    for_each_chunk(samples, batch.size, &first, |chunk, feeds| {
+        let mut hook = CollectShapes {
+            collector: &mut collector,
+            shapes: (chunk.index == 0).then_some(&mut shapes),
+        };
+        plan.run(feeds, Some(&mut hook), control.options())?;
+        Ok(())
+    })?;
+    if !collector.histograms_are_exact() {
+        collector.start_histogram_pass();
+        let second_half = |fraction: f32| control.report(0.5 + fraction / 2.0);
+        let second = RunControl {
+            cancel: control.cancel,
+            progress: Some(&second_half),
+        };
+        for_each_chunk(samples, batch.size, &second, |_, feeds| {
+            plan.run(feeds, Some(&mut collector), control.options())?;
+            Ok(())
+        })?;
+    }
+    Ok(Calibration {
+        stats: collector.into_stats(),
+        shapes: shapes.shapes,
+        samples: samples.count(),
+        batch,
+        data: samples.description.clone(),
+    })
+}

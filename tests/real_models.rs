@@ -1,0 +1,235 @@
+//! The public models of `../shared/real_models/` as a user brings them, from the command line:
+//! `inspect`; `run` on realistic inputs against onnxruntime's outputs; `calibrate`;
+//! `quantize --report`; `export --format qdq`, whose file must hash to the one
+//! `scripts/real_models.py` checked with onnx.checker and ran in onnxruntime, and whose SQNR
+//! there must be at least onnxruntime's own `quantize_static` SQNR − 1 dB on the same data.
+//! The references, the manifest and the non-image inputs are in `tests/fixtures/real_models/`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use quantscope::load::read_arrays;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const TOLERANCE: f64 = 1e-4;
+const QDQ_MARGIN_DB: f64 = 1.0;
+
+fn crate_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shared folder, or `None` after one line saying it is absent.
+fn shared() -> Option<PathBuf> {
+    let root = crate_root().join("../shared/real_models");
+    if root.is_dir() {
+        Some(root)
+    } else {
+        println!("skipped: {} is absent", root.display());
+        None
+    }
+}
+
+fn fixtures() -> PathBuf {
+    crate_root().join("tests/fixtures/real_models")
+}
+
+fn manifest_entry(name: &str) -> Value {
+    let path = fixtures().join("manifest.json");
+    let text = std::fs::read_to_string(&path).expect("tests/fixtures/real_models/manifest.json");
+    let manifest: Value = serde_json::from_str(&text).expect("the manifest is JSON");
+    manifest["models"][name].clone()
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn quantscope(args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quantscope"))
+        .args(args)
+        .current_dir(crate_root())
+        .output()
+        .expect("the binary runs")
+}
+
+fn succeeded(what: &str, o: Output) -> String {
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{what} failed: {}{stdout}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout
+}
+
+fn args(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+/// Every output that onnxruntime produced has the same number of elements in ours, agrees at
+/// the sampled positions within the conformance tolerance, and has the same energy.
+fn assert_outputs_match(name: &str, entry: &Value, ours: &Path) {
+    let reference: HashMap<String, Vec<f32>> =
+        read_arrays(&fixtures().join(format!("{name}.reference.npz")))
+            .expect("reference outputs")
+            .into_iter()
+            .map(|a| (a.name, a.data.to_f32().iter().copied().collect()))
+            .collect();
+    let ours: HashMap<String, Vec<f32>> = read_arrays(ours)
+        .expect("our outputs")
+        .into_iter()
+        .map(|a| (a.name, a.data.to_f32().iter().copied().collect()))
+        .collect();
+    let outputs = entry["outputs"]
+        .as_object()
+        .expect("outputs in the manifest");
+    assert!(!outputs.is_empty());
+    for (output, meta) in outputs {
+        let values = ours
+            .get(output)
+            .unwrap_or_else(|| panic!("{name}: output '{output}' missing from ours"));
+        let expected_len: u64 = meta["shape"]
+            .as_array()
+            .expect("shape")
+            .iter()
+            .filter_map(Value::as_u64)
+            .product();
+        assert_eq!(
+            values.len() as u64,
+            expected_len,
+            "{name}/{output}: element count"
+        );
+        let key = meta["key"].as_str().expect("key");
+        let index = &reference[&format!("{key}_index")];
+        let expected = &reference[&format!("{key}_value")];
+        let mut worst = 0.0f64;
+        for (&i, &want) in index.iter().zip(expected) {
+            let got = f64::from(values[i as usize]);
+            let want = f64::from(want);
+            let rel = (got - want).abs() / want.abs().max(1.0);
+            worst = worst.max(rel);
+        }
+        assert!(
+            worst <= TOLERANCE,
+            "{name}/{output}: worst sampled relative error {worst:e}"
+        );
+        let energy: f64 = values.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        let want = meta["sum_squares"].as_f64().expect("sum_squares");
+        assert!(
+            (energy - want).abs() <= TOLERANCE * want.abs().max(1.0),
+            "{name}/{output}: sum of squares {energy} vs onnxruntime {want}"
+        );
+    }
+}
+
+/// The whole chain on one model of the manifest.
+fn check(name: &str) {
+    let Some(shared) = shared() else { return };
+    let entry = manifest_entry(name);
+    let model = shared
+        .join(entry["model"].as_str().expect("model path"))
+        .to_string_lossy()
+        .into_owned();
+    let data = strings(&entry["data"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = |file: &str| dir.path().join(file).to_string_lossy().into_owned();
+
+    let summary = succeeded("inspect", quantscope(&args(&["inspect", &model])));
+    assert!(!summary.trim().is_empty());
+
+    let outputs = path("outputs.npz");
+    let mut run = args(&["run", &model]);
+    run.extend(data.iter().cloned());
+    run.extend(args(&["--out", &outputs]));
+    succeeded("run", quantscope(&run));
+    assert_outputs_match(name, &entry, Path::new(&outputs));
+
+    let ranges = path("ranges.json");
+    let mut calibrate = args(&["calibrate", &model]);
+    calibrate.extend(data.iter().cloned());
+    calibrate.extend(args(&[
+        "--methods",
+        "minmax,percentile:99.99,mse,kl",
+        "--out",
+        &ranges,
+    ]));
+    succeeded("calibrate", quantscope(&calibrate));
+    let ranges: Value =
+        serde_json::from_str(&std::fs::read_to_string(&ranges).expect("ranges written"))
+            .expect("JSON");
+    assert_eq!(
+        ranges["samples"].as_u64(),
+        entry["samples"].as_u64(),
+        "{name}: calibration samples"
+    );
+
+    let flags = strings(&entry["qdq_flags"]);
+    let quant_flags: Vec<String> = flags
+        .chunks(2)
+        .filter(|pair| pair[0] != "--format")
+        .flatten()
+        .cloned()
+        .collect();
+    let report = path("report.json");
+    let mut quantize = args(&["quantize", &model]);
+    quantize.extend(data.iter().cloned());
+    quantize.extend(quant_flags);
+    quantize.extend(args(&["--report", &report]));
+    succeeded("quantize", quantscope(&quantize));
+    assert!(Path::new(&report).is_file(), "{name}: report written");
+
+    let qdq = path("qdq.onnx");
+    let mut export = args(&["export", &model]);
+    export.extend(data.iter().cloned());
+    export.extend(flags);
+    export.extend(args(&["--out", &qdq]));
+    succeeded("export", quantscope(&export));
+    let digest = format!(
+        "{:x}",
+        Sha256::digest(std::fs::read(&qdq).expect("qdq written"))
+    );
+    assert_eq!(
+        Some(digest.as_str()),
+        entry["ours_sha256"].as_str(),
+        "{name}: the QDQ file differs from the one scripts/real_models.py checked; rerun it"
+    );
+    let ours = entry["ours_sqnr_db"].as_f64().expect("our SQNR");
+    if let Some(theirs) = entry["ort_sqnr_db"].as_f64() {
+        assert!(
+            ours >= theirs - QDQ_MARGIN_DB,
+            "{name}: QDQ SQNR {ours} dB against onnxruntime's {theirs} dB"
+        );
+    }
+}
+
+macro_rules! real_models {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                check(stringify!($name));
+            }
+        )*
+    };
+}
+
+real_models!(
+    yunet_s_640,
+    yunet_n_dynamic,
+    espcn,
+    deeplab,
+    ppocr_cls,
+    silero_vad,
+    gtcrn,
+    dtln,
+    bert_mlm,
+);
