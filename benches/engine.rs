@@ -334,5 +334,164 @@ fn conv_kernels(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sample_cnn, conv_kernels, resnet18, load_resnet18);
+/// Keeps every tensor (so the plan fuses nothing) and does nothing with them: the unfused
+/// baseline of the fused chains.
+struct KeepAll;
+
+impl TensorHook for KeepAll {
+    fn on_tensor(&mut self, _: TensorSite<'_>, _: &mut TensorData) -> quantscope::Result<()> {
+        Ok(())
+    }
+}
+
+fn chain_node(name: &str, op: &str, inputs: &[&str], output: &str) -> Node {
+    Node {
+        name: name.into(),
+        op_type: op.into(),
+        domain: String::new(),
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        outputs: vec![output.into()],
+        attributes: Default::default(),
+    }
+}
+
+/// Elementwise chains as exporters write them, fused by the plan vs run node by node: the
+/// hard-swish of MobileNetV3/PP-OCR (`x·Clip(x+3, 0, 6)/6`) and BERT's bias + GELU
+/// (`(x+b)·(1 + Erf((x+b)/√2))/2`).
+fn fused_chains(c: &mut Criterion) {
+    use quantscope::ir::{DType, Graph, Tensor, ValueInfo};
+    let scalar = |name: &str, v: f32| {
+        let data = ndarray::ArrayD::from_elem(ndarray::IxDyn(&[]), v);
+        (
+            name.to_string(),
+            Tensor::new(name, TensorData::F32(data), DType::F32),
+        )
+    };
+    let info = |name: &str| ValueInfo {
+        name: name.into(),
+        dtype: None,
+        shape: None,
+    };
+    let hard_swish = Graph {
+        name: "hard-swish".into(),
+        nodes: vec![
+            chain_node("add", "Add", &["x", "three"], "a"),
+            chain_node("clip", "Clip", &["a", "zero", "six"], "c"),
+            chain_node("mul", "Mul", &["x", "c"], "m"),
+            chain_node("div", "Div", &["m", "six"], "y"),
+        ],
+        inputs: vec![info("x")],
+        outputs: vec![info("y")],
+        initializers: [
+            scalar("three", 3.0),
+            scalar("zero", 0.0),
+            scalar("six", 6.0),
+        ]
+        .into_iter()
+        .collect(),
+        opset: 17,
+    };
+    let bias = match random(&[768], 5) {
+        TensorData::F32(a) => Tensor::new("bias", TensorData::F32(a), DType::F32),
+        TensorData::I64(_) => unreachable!(),
+    };
+    let gelu = Graph {
+        name: "bias-gelu".into(),
+        nodes: vec![
+            chain_node("bias", "Add", &["x", "bias"], "b"),
+            chain_node("div", "Div", &["b", "sqrt2"], "d"),
+            chain_node("erf", "Erf", &["d"], "e"),
+            chain_node("one", "Add", &["e", "one"], "p"),
+            chain_node("mul", "Mul", &["b", "p"], "m"),
+            chain_node("half", "Mul", &["m", "half"], "y"),
+        ],
+        inputs: vec![info("x")],
+        outputs: vec![info("y")],
+        initializers: [
+            ("bias".to_string(), bias),
+            scalar("sqrt2", std::f32::consts::SQRT_2),
+            scalar("one", 1.0),
+            scalar("half", 0.5),
+        ]
+        .into_iter()
+        .collect(),
+        opset: 17,
+    };
+    let mut group = c.benchmark_group("fused chains");
+    for (graph, shape) in [
+        (&hard_swish, vec![8usize, 32, 56, 56]),
+        (&gelu, vec![4usize, 128, 768]),
+    ] {
+        let plan = Plan::new(graph).expect("runnable");
+        let x = random(&shape, 9);
+        let feeds = || -> HashMap<String, TensorData> { [("x".to_string(), x.clone())].into() };
+        group.bench_function(format!("{} fused", graph.name), |b| {
+            b.iter(|| plan.run(feeds(), None, RunOptions::default()))
+        });
+        group.bench_function(format!("{} node by node", graph.name), |b| {
+            b.iter(|| plan.run(feeds(), Some(&mut KeepAll), RunOptions::default()))
+        });
+    }
+    group.finish();
+}
+
+/// What a hook costs on a real model (the sample MobileNet, batch 256): the plain float pass,
+/// a calibration run collecting every float tensor's statistics (all methods' inputs), and a
+/// fake-quantized int8 run.
+fn hook_overhead(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model =
+        load_model(&root.join("sample_models/digits_mobilenet.onnx")).expect("sample MobileNet");
+    let plan = Plan::new(&model.graph).expect("runnable");
+    let inputs = feeds(&root.join("sample_models/data/digits_test_x.npy"), 256);
+    let mut collector = ActivationCollector::new();
+    plan.run(inputs.clone(), Some(&mut collector), RunOptions::default())
+        .expect("calibration run");
+    let config = QuantConfig::uniform(
+        Some(WeightQuant {
+            scheme: WeightScheme::Linear {
+                bits: 8,
+                symmetric: true,
+            },
+            per_channel: true,
+        }),
+        Some(ActivationQuant {
+            bits: 8,
+            symmetric: false,
+            method: Method::MinMax,
+        }),
+    );
+    let quantized =
+        QuantizedModel::prepare(&model.graph, &config, collector.stats()).expect("quantizes");
+    let quantized_plan = Plan::new(&quantized.graph).expect("runnable");
+    let mut group = c.benchmark_group("hook overhead, digits_mobilenet batch 256");
+    group.sample_size(20);
+    group.bench_function("float pass", |b| {
+        b.iter(|| plan.run(inputs.clone(), None, RunOptions::default()))
+    });
+    group.bench_function("calibration run (every tensor)", |b| {
+        b.iter(|| {
+            let mut collector = ActivationCollector::new();
+            plan.run(inputs.clone(), Some(&mut collector), RunOptions::default())
+                .map(|_| collector.stats().len())
+        })
+    });
+    group.bench_function("fake-quant int8 run", |b| {
+        b.iter(|| {
+            let mut hook = quantized.hook();
+            quantized_plan.run(inputs.clone(), Some(&mut hook), RunOptions::default())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    sample_cnn,
+    conv_kernels,
+    fused_chains,
+    hook_overhead,
+    resnet18,
+    load_resnet18
+);
 criterion_main!(benches);

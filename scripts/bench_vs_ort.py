@@ -30,7 +30,8 @@ Workloads:
     its OUT pointed at a temporary folder): the whole multi-sample feed where the model accepts
     it, the first sample where it declares batch 1 (noted), one sample file for the
     recurrent-state models whose feeds are folders of .npz
-  * the four sample models on the whole held-out split (sample_models/data/digits_test_x.npy)
+  * the four sample models on the first 64 held-out samples (sample_models/data/digits_test_x.npy;
+    `quantscope bench` times one chunk of at most 64)
   * ResNet-18 (scripts/make_resnet18.py) at batch 1 and 8
   * ResNet-50 and BERT-base (scripts/make_large_models.py) at batch 1 (the first of the 32
     samples) unless --skip-large
@@ -75,6 +76,8 @@ import onnx
 
 REPO = Path(__file__).resolve().parent.parent
 ORT_WARMUP = 3
+# Samples per run of the sample models: the largest chunk `quantscope bench` times by default.
+SAMPLE_BATCH = 64
 # Per-contender thread settings for Quantscope (see the module doc).
 QS_ENV = {
     1: {"RAYON_NUM_THREADS": "1", "MATMUL_NUM_THREADS": "1"},
@@ -176,12 +179,14 @@ def sample_workloads(samples: Path):
     if not data.exists():
         print(f"note: {data} not found; sample models skipped", file=sys.stderr)
         return []
-    x = np.load(data).astype(np.float32)
+    # `quantscope bench` times its first chunk (at most SAMPLE_BATCH samples): both sides get it
+    x = np.load(data).astype(np.float32)[:SAMPLE_BATCH]
     out = []
     for name in ("digits_mlp", "digits_cnn", "digits_mobilenet", "digits_transformer"):
         model = samples / f"{name}.onnx"
         if model.exists():
-            out.append(Workload(name, "sample", model, {"input": x}))
+            out.append(Workload(name, "sample", model, {"input": x},
+                                [f"first {len(x)} held-out samples"]))
     return out
 
 
@@ -309,6 +314,8 @@ def compare(ref_names, ref_values, got: dict):
         if name not in got:
             raise RuntimeError(f"quantscope output lacks '{name}' (has {sorted(got)})")
         g = got[name]
+        if g.shape == (1, *ref.shape):
+            g = g[0]  # `run` on one .npz sample file stacks its outputs along a sample axis
         if g.shape != ref.shape:
             raise RuntimeError(f"output '{name}' shape {g.shape} != onnxruntime {ref.shape}")
         if ref.size == 0:
@@ -345,7 +352,8 @@ def bench_workload(w: Workload, args, tmp: Path):
             row["qs_error"] = str(exc)
             qs_ok = False
     k = max(1, args.runs // args.rounds)
-    times = {key: [] for key in ("ort1", "qs1", "ort2", "qs2")}
+    keys = ["ort1", "qs1", "ort2", "qs2"] + (["base1"] if args.baseline and qs_ok else [])
+    times = {key: [] for key in keys}
     mins = {key: [] for key in times}
     cpu = {"ort1": [], "qs1": []}
     qs_fixed_cpu = None
@@ -355,11 +363,20 @@ def bench_workload(w: Workload, args, tmp: Path):
         except Exception as exc:
             row["qs_error"] = str(exc)
             qs_ok = False
-    order = ["ort1", "qs1", "ort2", "qs2"]
+    order = keys
     for r in range(args.rounds):
         for key in (order if r % 2 == 0 else order[::-1]):
             threads = int(key[-1])
-            if key.startswith("ort"):
+            if key == "base1":
+                try:
+                    res = qs_bench(args.baseline, w.model, feed, k, 1)
+                    times[key].append(float(res["median_ms"]))
+                    mins[key].append(float(res["min_ms"]))
+                except Exception as exc:
+                    row["notes"].append(f"baseline failed: {str(exc)[:120]}")
+                    times[key].clear()
+                    order = [o for o in order if o != "base1"]
+            elif key.startswith("ort"):
                 ts, cs = ort[threads].time(k)
                 times[key] += ts
                 mins[key].append(min(ts))
@@ -381,9 +398,11 @@ def bench_workload(w: Workload, args, tmp: Path):
     for key, ts in times.items():
         row[f"{key}_ms"] = statistics.median(ts) if ts else None
         row[f"{key}_min_ms"] = min(mins[key]) if mins[key] else None
-        row[f"{key}_runs"] = len(ts) * (k if key.startswith("qs") else 1)
+        row[f"{key}_runs"] = len(ts) * (1 if key.startswith("ort") else k)
     for key, cs in cpu.items():
-        row[f"{key}_cpu_ms"] = statistics.median(cs) if cs else None
+        median = statistics.median(cs) if cs else None
+        # a difference of process CPU times below the resolution of rusage is no measurement
+        row[f"{key}_cpu_ms"] = median if median is not None and median > 0 else None
     if not qs_ok:
         for key in ("qs1_ms", "qs2_ms", "qs1_min_ms", "qs2_min_ms", "qs1_cpu_ms"):
             row[key] = None
@@ -396,6 +415,7 @@ def ratio(a, b):
 
 def add_ratios(row):
     row["ratio1"] = ratio(row.get("qs1_ms"), row.get("ort1_ms"))
+    row["base_ratio1"] = ratio(row.get("base1_ms"), row.get("ort1_ms"))
     row["ratio1_cpu"] = ratio(row.get("qs1_cpu_ms"), row.get("ort1_cpu_ms"))
     row["ratio2"] = ratio(row.get("qs2_ms"), row.get("ort2_ms"))
     row["qs_speedup"] = ratio(row.get("qs1_ms"), row.get("qs2_ms"))
@@ -431,10 +451,20 @@ COLUMNS = ("model", "batch", "ORT 1t ms", "QS 1t ms", "QS/ORT 1t", "ORT 1t CPU m
            "QS/ORT 2t", "QS 2t/1t speed-up", "ORT 2t/1t speed-up", "max rel diff")
 
 
+def columns(rows):
+    base = any(r.get("base1_ms") is not None for r in rows)
+    return (COLUMNS[:2] + BASE_COLUMNS + COLUMNS[2:]) if base else COLUMNS
+
+
+BASE_COLUMNS = ("before 1t ms", "before/ORT 1t")
+
+
 def table_rows(rows):
+    base = any(r.get("base1_ms") is not None for r in rows)
     out = []
     for r in rows:
-        out.append((r["model"], str(r["batch"]), ms(r.get("ort1_ms")), ms(r.get("qs1_ms")),
+        before = (ms(r.get("base1_ms")), x(r.get("base_ratio1"))) if base else ()
+        out.append((r["model"], str(r["batch"]), *before, ms(r.get("ort1_ms")), ms(r.get("qs1_ms")),
                     x(r.get("ratio1")), ms(r.get("ort1_cpu_ms")), ms(r.get("qs1_cpu_ms")),
                     x(r.get("ratio1_cpu")), ms(r.get("ort2_ms")),
                     ms(r.get("qs2_ms")),
@@ -456,6 +486,12 @@ def summary_lines(rows):
                          f"{worst['ratio1']:.2f}× ({worst['model']}) over {len(rs)} rows"
                          + (f"; CPU-time ratio median {statistics.median(by_cpu):.2f}×, worst "
                             f"{max(by_cpu):.2f}×" if by_cpu else ""))
+    for label, group in (("before, real models", {"real"}), ("before, all rows", None)):
+        bs = [r["base_ratio1"] for r in rows
+              if r.get("base_ratio1") and (group is None or r["group"] in group)]
+        if bs:
+            lines.append(f"{label}: 1-thread ratio median {statistics.median(bs):.2f}×, worst "
+                         f"{max(bs):.2f}× over {len(bs)} rows")
     big = [r for r in rows if r.get("qs_speedup") and (r.get("qs1_ms") or 0) >= 50]
     if big:
         lines.append("Quantscope 2-vs-1-thread speed-up on rows ≥ 50 ms: " + ", ".join(
@@ -478,8 +514,9 @@ def notes_lines(rows):
 
 
 def print_table(rows, header_lines, footer_lines):
-    table = [COLUMNS] + table_rows(rows)
-    widths = [max(len(t[i]) for t in table) for i in range(len(COLUMNS))]
+    cols = columns(rows)
+    table = [cols] + table_rows(rows)
+    widths = [max(len(t[i]) for t in table) for i in range(len(cols))]
     print()
     for line in header_lines:
         print(line)
@@ -494,8 +531,9 @@ def print_table(rows, header_lines, footer_lines):
 
 def markdown(rows, header_lines, footer_lines):
     md = [*(f"{ln}  " for ln in header_lines), ""]
-    md.append("| " + " | ".join(COLUMNS) + " |")
-    md.append("|---|" + "---:|" * (len(COLUMNS) - 1))
+    cols = columns(rows)
+    md.append("| " + " | ".join(cols) + " |")
+    md.append("|---|" + "---:|" * (len(cols) - 1))
     for t in table_rows(rows):
         md.append("| " + " | ".join(t) + " |")
     md.append("")
@@ -505,6 +543,9 @@ def markdown(rows, header_lines, footer_lines):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--baseline", type=Path,
+                   help="an earlier quantscope binary, timed 1-thread in the same rounds (adds "
+                        "'before' columns: a before/after table from one run)")
     p.add_argument("--runs", type=int, default=20, help="timed runs per contender (default 20)")
     p.add_argument("--rounds", type=int, help="alternation rounds (default: --runs / 5, five "
                    "runs per contender per round)")
@@ -531,6 +572,8 @@ def parse_args(argv):
     if not 1 <= args.rounds <= args.runs:
         p.error("--rounds must be between 1 and --runs")
     args.quantscope = args.quantscope.resolve()
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
     return args
 
 

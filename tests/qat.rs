@@ -217,20 +217,34 @@ fn low_bit_qat_recovers_what_ptq_loses() {
     }
 }
 
+/// TTQ's learned scales against TWN's fixed α, averaged over three shuffling seeds (one run on
+/// 745 digits moves by ±2 points). The threshold is TTQ's setting t (Δ = t·max|W|): the paper's
+/// 0.05 (for ResNets on CIFAR) zeroes only 3–14 % of these small layers' weights, t = 0.2 zeroes
+/// 16–52 %, about as many as TWN's Δ = 0.7·E|W| (29–45 %). Measured (6 epochs, 5 seeds): TTQ
+/// 97.5 % / 98.3 %, TWN 96.4 % / 96.9 % (CNN / MobileNet); with t = 0.05 TTQ stays 3 to 8
+/// points behind.
 #[test]
-#[ignore = "open: TTQ training falls behind TWN (digits_cnn 35.6 % vs 93.9 % after 4 epochs)"]
 fn ttq_learned_scales_beat_twn() {
     let data = digits();
     for model in ["digits_cnn", "digits_mobilenet"] {
         let s = sample(model, &data);
-        let twn = train(&s, &data, &config("ternary", None), &options(4, 3e-3));
-        let ttq = train(&s, &data, &config("ttq", None), &options(4, 3e-3));
-        report(model, "ternary (TWN)", &twn);
-        report(model, "TTQ", &ttq);
-        let (twn_acc, ttq_acc) = (pct(twn.qat_accuracy), pct(ttq.qat_accuracy));
+        let mean = |scheme: &str| {
+            let runs: Vec<f64> = (0..3)
+                .map(|seed| {
+                    let mut o = options(6, 3e-3);
+                    o.ttq_threshold = 0.2;
+                    o.seed = seed;
+                    let r = train(&s, &data, &config(scheme, None), &o);
+                    report(model, scheme, &r);
+                    pct(r.qat_accuracy)
+                })
+                .collect();
+            runs.iter().sum::<f64>() / runs.len() as f64
+        };
+        let (twn_acc, ttq_acc) = (mean("ternary"), mean("ttq"));
         assert!(
             ttq_acc >= twn_acc,
-            "{model}: TTQ {ttq_acc:.2}% < TWN {twn_acc:.2}%"
+            "{model}: TTQ {ttq_acc:.2}% < TWN {twn_acc:.2}% (mean of 3 seeds)"
         );
     }
 }
@@ -257,7 +271,10 @@ fn xnor_layers_through_popcount_equal_the_float_simulation_bit_for_bit() {
         let s = sample(model, &data);
         let config = QatConfig::xnor_net(&s.graph, QuantConfig::default());
         assert!(!config.xnor_layers.is_empty(), "{model}: no inner layers");
-        let mut trainer = Trainer::new(&s.graph, &config, &s.stats, &options(1, 3e-3)).unwrap();
+        // The graph XNOR layers train on: their inputs take both signs.
+        let (graph, bypassed) = config.xnor_graph(&s.graph);
+        assert!(!bypassed.is_empty(), "{model}: no activation bypassed");
+        let mut trainer = Trainer::new(&graph, &config, &s.stats, &options(1, 3e-3)).unwrap();
         trainer.probe(data.train.x.view()).unwrap();
         for b in 0..4 {
             let range = Slice::from(b * 64..(b + 1) * 64);
@@ -283,6 +300,33 @@ fn xnor_layers_through_popcount_equal_the_float_simulation_bit_for_bit() {
             config.xnor_layers,
             100.0 * stats.correct as f64 / stats.samples as f64
         );
+    }
+}
+
+/// XNOR-Net training (binary weights and binary inputs in the inner layers) recovers what
+/// binarizing after training loses. Measured at 8 epochs, learning rate 1e-2: CNN 9.6 % → 74 %,
+/// MobileNet 9.6 % → 75 %; with the ReLUs left in front of the XNOR layers both stayed at
+/// chance (every sign +1).
+#[test]
+fn xnor_net_training_recovers_what_binarization_loses() {
+    let data = digits();
+    for model in ["digits_cnn", "digits_mobilenet"] {
+        let s = sample(model, &data);
+        let config = QatConfig::xnor_net(&s.graph, QuantConfig::default());
+        let r = train(&s, &data, &config, &options(8, 1e-2));
+        report(model, "XNOR-Net", &r);
+        // The ReLU/ReLU6 in front of each XNOR layer became an Identity; the others stayed.
+        let trained_ops: Vec<&str> = r.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(
+            trained_ops.iter().filter(|op| **op == "Identity").count(),
+            r.bypassed_activations.len()
+        );
+        assert!(
+            trained_ops.iter().any(|op| *op == "Relu" || *op == "Clip"),
+            "{model}: the activations before non-XNOR layers stay"
+        );
+        let (ptq, qat) = (pct(r.ptq_accuracy), pct(r.qat_accuracy));
+        assert!(qat - ptq >= 20.0, "{model}: PTQ {ptq:.2}%, QAT {qat:.2}%");
     }
 }
 

@@ -2,25 +2,44 @@
 //! [`CalibrationStats`], keeping statistics only (never the activations). After a first pass
 //! over the data, [`ActivationCollector::start_histogram_pass`] turns it into a collector of
 //! exact histograms for a second pass over the same data.
+//!
+//! During a run each tensor's statistics are updated by a deferred observation on a worker
+//! thread, concurrently with the rest of the run (the tensor's entry travels with the work and
+//! comes back when the run finishes), so collection does not hold the run up.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use ndarray::{ArrayViewD, Axis};
 
 use super::observer::{CalibrationStats, ObserverConfig};
-use crate::engine::{Plan, RunOptions, TensorHook, TensorSite};
+use crate::engine::{Observation, Plan, RunOptions, TensorHook, TensorSite};
 use crate::error::{Error, Result};
 use crate::ir::TensorData;
 
 /// Collects [`CalibrationStats`] of every float tensor (graph inputs and node outputs) seen
 /// during [`Plan::run`]s; each run is one batch. Integer tensors (shapes, indices) are skipped.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ActivationCollector {
     config: ObserverConfig,
     only: Option<BTreeSet<String>>,
     stats: BTreeMap<String, CalibrationStats>,
     /// Second pass: only the histograms of tensors already seen are fed.
     histograms_only: bool,
+    /// Entries updated by deferred observations, put back by `finish`.
+    returned: Arc<Mutex<Vec<(String, CalibrationStats)>>>,
+}
+
+impl Clone for ActivationCollector {
+    fn clone(&self) -> Self {
+        ActivationCollector {
+            config: self.config,
+            only: self.only.clone(),
+            stats: self.stats.clone(),
+            histograms_only: self.histograms_only,
+            returned: Arc::default(),
+        }
+    }
 }
 
 impl ActivationCollector {
@@ -126,10 +145,55 @@ impl ActivationCollector {
 }
 
 impl TensorHook for ActivationCollector {
+    fn wants(&self, name: &str) -> bool {
+        self.only.as_ref().is_none_or(|only| only.contains(name))
+    }
+
     fn on_tensor(&mut self, site: TensorSite<'_>, value: &mut TensorData) -> Result<()> {
         if let TensorData::F32(a) = value {
             self.observe(site.name, a.view());
         }
+        Ok(())
+    }
+
+    fn defer(&mut self, site: TensorSite<'_>, value: &Arc<TensorData>) -> Option<Observation> {
+        if !matches!(**value, TensorData::F32(_)) || !self.wants(site.name) {
+            return None; // `on_tensor` skips it
+        }
+        let name = site.name.to_string();
+        let histograms_only = self.histograms_only;
+        let mut stats = match self.stats.remove(&name) {
+            Some(stats) => stats,
+            None if histograms_only => return None, // second pass: tensors seen before only
+            None => CalibrationStats::new(self.config),
+        };
+        let value = Arc::clone(value);
+        let returned = Arc::clone(&self.returned);
+        Some(Box::new(move || {
+            if let TensorData::F32(a) = &*value {
+                if histograms_only {
+                    stats.observe_histograms(a.view());
+                } else {
+                    stats.observe(a.view());
+                }
+            }
+            drop(value);
+            returned
+                .lock()
+                .map_err(|_| Error::Graph("a calibration observation panicked".into()))?
+                .push((name, stats));
+            Ok(())
+        }))
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let returned = std::mem::take(
+            &mut *self
+                .returned
+                .lock()
+                .map_err(|_| Error::Graph("a calibration observation panicked".into()))?,
+        );
+        self.stats.extend(returned);
         Ok(())
     }
 }

@@ -239,6 +239,12 @@ pub fn qat(args: &QatArgs) -> anyhow::Result<()> {
         }
     };
     let result = run_qat(&inputs, &options, &mut progress, &AtomicBool::new(false))?;
+    if !result.bypassed_activations.is_empty() {
+        println!(
+            "XNOR-Net: sign is the activation of binarized layers; made Identity: {}",
+            result.bypassed_activations.join(", ")
+        );
+    }
     let show = |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a));
     println!(
         "top-1 accuracy: float {}, PTQ {}, QAT {}",

@@ -9,7 +9,6 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::sync::Arc;
 
 use crate::ir::TensorData;
 
@@ -77,9 +76,9 @@ pub(crate) fn recycled<T: Copy + Default + 'static>(len: usize) -> Vec<T> {
     vec![T::default(); len]
 }
 
-/// Keeps the buffer of a freed value for [`zeroed`] and [`recycled`] if nothing else holds it.
-pub(super) fn recycle(value: Arc<TensorData>) {
-    let Ok(TensorData::F32(array)) = Arc::try_unwrap(value) else {
+/// Keeps the buffer of a freed value for [`zeroed`] and [`recycled`].
+pub(super) fn recycle(value: TensorData) {
+    let TensorData::F32(array) = value else {
         return;
     };
     let (v, _) = array.into_raw_vec_and_offset();
@@ -117,41 +116,52 @@ mod tests {
     }
 
     /// Kernels given `recycled` buffers overwrite every element: after the spare buffers are
-    /// filled with NaN, runs give bit-identical outputs. (Hooked runs stay on this thread, so
-    /// they use this thread's spares.)
+    /// filled with NaN, runs give bit-identical outputs, with and without a hook. (Runs happen
+    /// on a rayon worker; a one-thread pool makes it the thread whose spares are poisoned.)
     #[test]
     fn recycled_buffers_are_fully_overwritten() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_models");
-        let images = read_arrays(&dir.join("data/digits_test_x.npy")).expect("images");
-        for name in [
-            "digits_mlp",
-            "digits_cnn",
-            "digits_mobilenet",
-            "digits_transformer",
-        ] {
-            let model = load_model(&dir.join(format!("{name}.onnx"))).expect("model");
-            let plan = Plan::new(&model.graph).expect("plan");
-            let run = || {
-                let feeds = [("input".to_string(), images[0].data.clone())].into();
-                let out = plan
-                    .run(feeds, Some(&mut Nothing), RunOptions::default())
-                    .expect("runs");
-                let logits = out[0].1.as_f32().expect("float logits");
-                logits.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-            };
-            let first = run();
-            for _ in 0..2 {
-                SPARE.with_borrow_mut(|spare| {
-                    assert!(!spare.is_empty(), "{name}: no spare buffers kept");
-                    for v in spare.iter_mut() {
-                        v.fill(f32::NAN);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("pool");
+        pool.install(|| {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_models");
+            let images = read_arrays(&dir.join("data/digits_test_x.npy")).expect("images");
+            for name in [
+                "digits_mlp",
+                "digits_cnn",
+                "digits_mobilenet",
+                "digits_transformer",
+            ] {
+                let model = load_model(&dir.join(format!("{name}.onnx"))).expect("model");
+                let plan = Plan::new(&model.graph).expect("plan");
+                let run = |hooked: bool| {
+                    let feeds = [("input".to_string(), images[0].data.clone())].into();
+                    let out = if hooked {
+                        plan.run(feeds, Some(&mut Nothing), RunOptions::default())
+                    } else {
+                        plan.run(feeds, None, RunOptions::default())
                     }
-                });
-                assert!(
-                    run() == first,
-                    "{name}: outputs changed with reused buffers"
-                );
+                    .expect("runs");
+                    let logits = out[0].1.as_f32().expect("float logits");
+                    logits.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                };
+                for hooked in [false, true] {
+                    let first = run(hooked);
+                    for _ in 0..2 {
+                        SPARE.with_borrow_mut(|spare| {
+                            assert!(!spare.is_empty(), "{name}: no spare buffers kept");
+                            for v in spare.iter_mut() {
+                                v.fill(f32::NAN);
+                            }
+                        });
+                        assert!(
+                            run(hooked) == first,
+                            "{name}: outputs changed with reused buffers"
+                        );
+                    }
+                }
             }
-        }
+        });
     }
 }

@@ -209,6 +209,10 @@ pub struct FakeQuantHook<'a> {
 }
 
 impl TensorHook for FakeQuantHook<'_> {
+    fn wants(&self, name: &str) -> bool {
+        self.params.contains_key(name)
+    }
+
     fn on_tensor(&mut self, site: TensorSite<'_>, value: &mut TensorData) -> Result<()> {
         if let Some(params) = self.params.get(site.name)
             && let TensorData::F32(values) = value

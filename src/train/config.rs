@@ -12,6 +12,10 @@ use crate::ir::Graph;
 use crate::quant::QuantConfig;
 use crate::quant::ternary::TTQ_DEFAULT_THRESHOLD;
 
+/// Ops an XNOR layer's input may pass through after its activation (they commute with sign or
+/// only move values).
+const XNOR_PASS_THROUGH: &[&str] = &["MaxPool", "Flatten", "Reshape", "Squeeze", "Unsqueeze"];
+
 /// The quantization a model is trained for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
@@ -34,12 +38,15 @@ impl QatConfig {
     }
 
     /// XNOR-Net's convention: every Conv and Gemm but the first and the last (in file order)
-    /// is an XNOR layer; those two stay as `quant` says.
+    /// is an XNOR layer; those two stay as `quant` says. Depthwise convolutions stay as `quant`
+    /// says too: a binary 3×3 filter over one channel keeps 9 bits of its input, and with them
+    /// the MobileNet sample trains to 39 % held-out accuracy instead of 75 % (8 epochs).
     pub fn xnor_net(graph: &Graph, quant: QuantConfig) -> Self {
         let layers: Vec<&str> = graph
             .nodes
             .iter()
             .filter(|n| matches!(n.op_type.as_str(), "Conv" | "Gemm"))
+            .filter(|n| !is_depthwise(graph, n))
             .map(|n| n.name.as_str())
             .collect();
         let inner = if layers.len() > 2 {
@@ -51,6 +58,83 @@ impl QatConfig {
             quant,
             xnor_layers: inner.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// The graph XNOR layers train on: XNOR-Net's block is BatchNorm → sign → binary conv, the
+    /// sign being the nonlinearity. A ReLU (or a Clip from 0) in front of an XNOR layer makes
+    /// every input non-negative, so sign(I) is +1 everywhere and the layer sees nothing but K;
+    /// training then stays at chance. Such an activation becomes an Identity (same tensor
+    /// names) when everything it feeds, through pooling and reshaping, is XNOR layers' data
+    /// input. Returns the graph and the nodes bypassed.
+    pub fn xnor_graph(&self, graph: &Graph) -> (Graph, Vec<String>) {
+        let mut out = graph.clone();
+        if self.xnor_layers.is_empty() {
+            return (out, Vec::new());
+        }
+        let consumers = |tensor: &str| -> Vec<(usize, usize)> {
+            graph
+                .nodes
+                .iter()
+                .enumerate()
+                .flat_map(|(n, node)| {
+                    node.inputs
+                        .iter()
+                        .enumerate()
+                        .filter(move |(_, i)| i.as_str() == tensor)
+                        .map(move |(slot, _)| (n, slot))
+                })
+                .collect()
+        };
+        // Whether every use of `tensor` ends, through pass-through ops, in an XNOR data input.
+        fn feeds_only_xnor(
+            graph: &Graph,
+            config: &QatConfig,
+            tensor: &str,
+            consumers: &dyn Fn(&str) -> Vec<(usize, usize)>,
+            depth: usize,
+        ) -> bool {
+            if depth > 8 || graph.outputs.iter().any(|o| o.name == tensor) {
+                return false;
+            }
+            let uses = consumers(tensor);
+            !uses.is_empty()
+                && uses.iter().all(|&(n, slot)| {
+                    let node = &graph.nodes[n];
+                    if config.xnor_layers.contains(&node.name) {
+                        return slot == 0;
+                    }
+                    slot == 0
+                        && XNOR_PASS_THROUGH.contains(&node.op_type.as_str())
+                        && node.outputs.len() == 1
+                        && feeds_only_xnor(graph, config, &node.outputs[0], consumers, depth + 1)
+                })
+        }
+        let mut bypassed = Vec::new();
+        for node in out.nodes.iter_mut() {
+            let clips_at_zero = match node.op_type.as_str() {
+                "Relu" => true,
+                // Clip's lower bound: an input from opset 11, an attribute before.
+                "Clip" => match node.inputs.get(1).filter(|name| !name.is_empty()) {
+                    Some(name) => graph
+                        .initializers
+                        .get(name)
+                        .and_then(|t| t.data.as_f32())
+                        .is_some_and(|min| min.iter().all(|&v| v >= 0.0)),
+                    None => node.attr_float("min", f32::MIN).is_ok_and(|v| v >= 0.0),
+                },
+                _ => false,
+            };
+            if clips_at_zero
+                && node.outputs.len() == 1
+                && feeds_only_xnor(graph, self, &node.outputs[0], &consumers, 0)
+            {
+                node.op_type = "Identity".into();
+                node.inputs.truncate(1);
+                node.attributes.clear();
+                bypassed.push(node.name.clone());
+            }
+        }
+        (out, bypassed)
     }
 }
 
@@ -131,4 +215,16 @@ impl QatOptions {
         }
         Ok(())
     }
+}
+
+/// A Conv with one input channel per group and as many groups as output channels.
+fn is_depthwise(graph: &Graph, node: &crate::ir::Node) -> bool {
+    let group = node.attr_int("group", 1).unwrap_or(1);
+    group > 1
+        && node
+            .input(1)
+            .and_then(|w| graph.initializers.get(w))
+            .is_some_and(|w| {
+                w.shape().first() == Some(&(group as usize)) && w.shape().get(1) == Some(&1)
+            })
 }

@@ -102,6 +102,9 @@ pub struct QatResult {
     pub config: QuantConfig,
     /// Layers trained as XNOR-Net layers (their binary inputs are not in `config`).
     pub xnor_layers: Vec<String>,
+    /// Activations in front of XNOR layers made Identity in `graph` (see
+    /// [`QatConfig::xnor_graph`]).
+    pub bypassed_activations: Vec<String>,
     /// Tensors with binary (sign) activations during training (not in `config`).
     pub binary_activations: Vec<String>,
     pub float_accuracy: Option<f64>,
@@ -220,7 +223,8 @@ pub fn run_qat(
 ) -> Result<QatResult> {
     options.check()?;
     let graph = inputs.graph;
-    let mut trainer = Trainer::new(graph, inputs.config, inputs.stats, options)?;
+    let (trained_on, bypassed_activations) = inputs.config.xnor_graph(graph);
+    let mut trainer = Trainer::new(&trained_on, inputs.config, inputs.stats, options)?;
     let input = trainer.input_name().to_string();
     let train = inputs.train;
     trainer.probe(train.x.view())?;
@@ -302,6 +306,7 @@ pub fn run_qat(
         graph: trainer.trained_graph()?,
         config: trainer.trained_config()?,
         xnor_layers: inputs.config.xnor_layers.iter().cloned().collect(),
+        bypassed_activations,
         binary_activations: trainer.binary_activations(),
         float_accuracy,
         ptq_accuracy,

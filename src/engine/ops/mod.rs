@@ -16,7 +16,7 @@ pub(crate) mod control;
 pub mod conv;
 mod detection;
 mod einsum;
-mod elementwise;
+pub(crate) mod elementwise;
 mod gather_scatter;
 mod gemm;
 mod grid_sample;
@@ -31,7 +31,7 @@ mod reduce;
 mod select;
 mod shape;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 /// What a kernel knows besides its inputs.
 #[derive(Debug, Clone, Copy)]
@@ -64,16 +64,87 @@ pub type OpResult = Result<Vec<TensorData>, OpError>;
 /// A kernel: inputs are in node order, None where an optional input is omitted.
 pub type OpFn = fn(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult;
 
+/// A kernel that may reuse the storage of inputs the executor hands over (those whose last
+/// reader is this node): Reshape keeps the buffer, Relu works in place.
+pub type MovingOpFn = fn(ctx: &OpCtx<'_>, inputs: &mut Args<'_>) -> OpResult;
+
+/// The inputs of a [`MovingOpFn`], in node order: each borrowed, handed over, or omitted.
+pub struct Args<'a> {
+    borrowed: Vec<Option<&'a TensorData>>,
+    owned: Vec<Option<TensorData>>,
+}
+
+impl<'a> Args<'a> {
+    /// Inputs given as `borrowed`, except those in `owned` (same length), which the kernel may
+    /// take.
+    pub fn new(borrowed: Vec<Option<&'a TensorData>>, owned: Vec<Option<TensorData>>) -> Self {
+        debug_assert_eq!(borrowed.len(), owned.len());
+        Args { borrowed, owned }
+    }
+
+    /// All inputs borrowed.
+    pub fn borrowed(inputs: &[Option<&'a TensorData>]) -> Self {
+        Args {
+            borrowed: inputs.to_vec(),
+            owned: inputs.iter().map(|_| None).collect(),
+        }
+    }
+
+    /// Number of input positions.
+    pub fn len(&self) -> usize {
+        self.borrowed.len()
+    }
+
+    /// True when the node has no inputs.
+    pub fn is_empty(&self) -> bool {
+        self.borrowed.is_empty()
+    }
+
+    /// Input `i`, however it is held (None when omitted or taken).
+    pub fn get(&self, i: usize) -> Option<&TensorData> {
+        match self.owned.get(i) {
+            Some(Some(t)) => Some(t),
+            _ => self.borrowed.get(i).copied().flatten(),
+        }
+    }
+
+    /// Input `i` if the executor handed it over (the kernel may then reuse its storage).
+    pub fn take(&mut self, i: usize) -> Option<TensorData> {
+        self.owned.get_mut(i).and_then(Option::take)
+    }
+
+    /// Whether input `i` was handed over and not taken yet.
+    pub fn is_owned(&self, i: usize) -> bool {
+        matches!(self.owned.get(i), Some(Some(_)))
+    }
+
+    /// Every input as a reference, for kernels that only read.
+    pub fn refs(&self) -> Vec<Option<&TensorData>> {
+        (0..self.len()).map(|i| self.get(i)).collect()
+    }
+
+    /// The handed-over inputs nobody took.
+    pub fn into_leftovers(self) -> impl Iterator<Item = TensorData> {
+        self.owned.into_iter().flatten()
+    }
+}
+
 /// Op type → kernel.
 #[derive(Default)]
 pub struct Registry {
     kernels: HashMap<&'static str, OpFn>,
+    moving: HashMap<&'static str, MovingOpFn>,
 }
 
 impl Registry {
     /// Registers `kernel` for `op_type` (default ONNX domain).
     pub fn add(&mut self, op_type: &'static str, kernel: OpFn) {
         self.kernels.insert(op_type, kernel);
+    }
+
+    /// Registers the storage-reusing form of an op already registered with [`Registry::add`].
+    pub fn add_moving(&mut self, op_type: &'static str, kernel: MovingOpFn) {
+        self.moving.insert(op_type, kernel);
     }
 
     fn build() -> Registry {
@@ -111,6 +182,15 @@ pub fn kernel_for(node: &Node) -> Option<OpFn> {
         return None;
     }
     registry().kernels.get(node.op_type.as_str()).copied()
+}
+
+/// The storage-reusing kernel for a node, if its op has one (see [`MovingOpFn`]).
+pub fn moving_kernel_for(node: &Node) -> Option<MovingOpFn> {
+    let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
+    if !default_domain {
+        return None;
+    }
+    registry().moving.get(node.op_type.as_str()).copied()
 }
 
 /// Every supported op type, sorted.

@@ -3,9 +3,10 @@
 //! The reduced axes are moved last (a copy only when they are not already the trailing ones),
 //! so each output element reduces one contiguous run.
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 use rayon::prelude::*;
 
+use super::shape::{Elem, permute};
 use super::{
     OpCtx, OpError, OpResult, PAR_MIN, Registry, array_from, input, normalize_axis, optional,
     single,
@@ -79,7 +80,7 @@ fn reduce_axes(
 /// laid out last. Returns one value per kept position, in row-major order of kept axes.
 fn reduce_rows<T, U, F>(x: &ArrayD<T>, axes: &[usize], f: F) -> Vec<U>
 where
-    T: Copy + Send + Sync,
+    T: Elem,
     U: Copy + Send + Default,
     F: Fn(&[T]) -> U + Sync + Send,
 {
@@ -88,9 +89,15 @@ where
     let perm: Vec<usize> = kept.iter().chain(axes).copied().collect();
     let run: usize = axes.iter().map(|&a| x.shape()[a]).product();
     let rows: usize = kept.iter().map(|&a| x.shape()[a]).product();
-    let permuted = x.view().permuted_axes(IxDyn(&perm));
-    let standard = permuted.as_standard_layout();
-    let data: &[T] = standard.as_slice().unwrap_or(&[]);
+    // the reduced axes last: a blocked transpose unless they already are
+    let moved;
+    let data: &[T] = match x.as_slice() {
+        Some(s) if perm.iter().enumerate().all(|(k, &p)| k == p) => s,
+        _ => {
+            moved = permute(x, &perm).unwrap_or_else(|_| x.clone());
+            moved.as_slice().unwrap_or(&[])
+        }
+    };
     let mut out = vec![U::default(); rows];
     if run == 0 {
         let empty = f(&[]);

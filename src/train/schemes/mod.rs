@@ -12,7 +12,10 @@
 //! * TTQ: codes from [`ternarize`] with threshold Δ = t·max|W| (t a setting), the scales Wp and
 //!   Wn learned: ∂L/∂Wp = Σ_{Ŵ=+Wp} g, ∂L/∂Wn = −Σ_{Ŵ=−Wn} g (Wn is a magnitude, Ŵ = −Wn), and
 //!   the latent weights get the paper's scaled gradients Wp·g, g, Wn·g on the positive, zero and
-//!   negative codes.
+//!   negative codes. The optimizer steps the scales in log coordinates (ln Wp, with
+//!   ∂L/∂ln Wp = Wp·∂L/∂Wp): a step then changes a scale by a fraction of itself, whatever the
+//!   layer's weight magnitude, and the scales stay positive. In plain coordinates Adam moves a
+//!   scale of 0.05 by its learning rate per step, and training diverges.
 //! * K-means: the codebook from [`kmeans`] on the float weights; the indices stay fixed and
 //!   each centroid's gradient is the sum of the gradients of the weights assigned to it (the
 //!   lecture's figure). The latent weights are not trained.
@@ -67,8 +70,9 @@ enum Saved {
 pub struct WeightGrads {
     /// For the latent (float) weights; None when they are not trained (k-means).
     pub latent: Option<ArrayD<f32>>,
-    /// For the scheme's own parameters (TTQ: Wp then Wn per channel; k-means: the codebooks
-    /// one after the other); empty when it has none.
+    /// For the scheme's own parameters in the coordinates of [`WeightQuantizer::own_params`]
+    /// (TTQ: ln Wp then ln Wn per channel; k-means: the codebooks one after the other); empty
+    /// when it has none.
     pub own: Vec<f32>,
 }
 
@@ -127,10 +131,11 @@ impl WeightQuantizer {
                 };
                 let t =
                     ternarize(values.view(), method, granularity).map_err(|e| error(name, e.0))?;
+                let (wp, wn) = positive_scales(t.wp, t.wn, &t.delta);
                 Rule::Ttq {
                     threshold: ttq_threshold,
-                    wp: t.wp,
-                    wn: t.wn,
+                    wp,
+                    wn,
                 }
             }
             WeightScheme::KMeans { bits } => {
@@ -331,7 +336,13 @@ impl WeightQuantizer {
                         }
                     })
                     .collect();
-                let own = dwp.iter().chain(&dwn).map(|&v| v as f32).collect();
+                // In the optimizer's log coordinates: ∂L/∂ln Wp = Wp·∂L/∂Wp.
+                let own = dwp
+                    .iter()
+                    .zip(wp.iter())
+                    .chain(dwn.iter().zip(wn.iter()))
+                    .map(|(&d, &scale)| d as f32 * scale)
+                    .collect();
                 WeightGrads {
                     latent: Some(shaped(latent)?),
                     own,
@@ -359,23 +370,29 @@ impl WeightQuantizer {
         })
     }
 
-    /// The scheme's own trained parameters (TTQ: Wp then Wn; k-means: the codebooks), flat.
+    /// The scheme's own trained parameters in the optimizer's coordinates, flat (TTQ: ln Wp
+    /// then ln Wn; k-means: the codebooks). [`WeightGrads::own`] is the gradient in the same
+    /// coordinates.
     pub fn own_params(&self) -> Vec<f32> {
         match &self.rule {
-            Rule::Ttq { wp, wn, .. } => wp.iter().chain(wn).copied().collect(),
+            Rule::Ttq { wp, wn, .. } => wp.iter().chain(wn).map(|v| v.ln()).collect(),
             Rule::KMeans { quantized } => quantized.codebooks.concat(),
             _ => Vec::new(),
         }
     }
 
-    /// Sets the scheme's own parameters after an optimizer step (TTQ scales kept ≥ 0).
+    /// Sets the scheme's own parameters after an optimizer step, in the coordinates of
+    /// [`WeightQuantizer::own_params`].
     pub fn set_own_params(&mut self, values: &[f32]) {
         match &mut self.rule {
             Rule::Ttq { wp, wn, .. } => {
                 let c = wp.len();
                 if values.len() == 2 * c {
                     for (t, &v) in wp.iter_mut().chain(wn.iter_mut()).zip(values) {
-                        *t = v.max(0.0);
+                        let scale = v.exp();
+                        if scale.is_finite() && scale > 0.0 {
+                            *t = scale;
+                        }
                     }
                 }
             }
@@ -442,3 +459,19 @@ impl WeightQuantizer {
 
 #[cfg(test)]
 mod tests;
+
+/// TTQ's initial scales made positive (trained in log coordinates): a channel without positive
+/// (or negative) weights beyond Δ starts that scale from the other one, or from Δ itself.
+fn positive_scales(mut wp: Vec<f32>, mut wn: Vec<f32>, delta: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    for (c, (p, n)) in wp.iter_mut().zip(wn.iter_mut()).enumerate() {
+        let fallback = delta.get(c).copied().filter(|d| *d > 0.0).unwrap_or(1e-3);
+        let usable = |v: f32| v.is_finite() && v > 0.0;
+        match (usable(*p), usable(*n)) {
+            (true, true) => {}
+            (true, false) => *n = *p,
+            (false, true) => *p = *n,
+            (false, false) => (*p, *n) = (fallback, fallback),
+        }
+    }
+    (wp, wn)
+}

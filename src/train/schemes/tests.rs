@@ -135,8 +135,22 @@ fn ttq_scale_gradients_are_the_sums_over_their_codes() {
     let mut q = WeightQuantizer::new(&tensor(w.clone(), Some(0)), "fc", &q0, None, 0.2).unwrap();
     q.quantize(&w, true, None).unwrap();
     let grads = q.backward(&w, &g).unwrap();
-    // Σ g·Ŵ is linear in Wp and Wn: central differences are exact up to rounding.
+    // The scales are trained as ln Wp, ln Wn: the gradient is Wp·Σ_{Ŵ=+Wp} g (and
+    // −Wn·Σ_{Ŵ=−Wn} g), checked in closed form and against central differences.
     let base = q.own_params();
+    let (wp, wn) = q.ttq_scales().unwrap();
+    let (wp, wn) = (wp.to_vec(), wn.to_vec());
+    let wq = q.clone().quantize(&w, false, None).unwrap();
+    for c in 0..3 {
+        let sum = |positive: bool| -> f32 {
+            (0..8)
+                .filter(|&i| (wq[[c, i]] > 0.0) == positive && wq[[c, i]] != 0.0)
+                .map(|i| g[[c, i]])
+                .sum()
+        };
+        assert!((grads.own[c] - wp[c] * sum(true)).abs() < 1e-5);
+        assert!((grads.own[3 + c] + wn[c] * sum(false)).abs() < 1e-5);
+    }
     for k in 0..base.len() {
         let at = |delta: f32| {
             let mut p = q.clone();
@@ -145,7 +159,7 @@ fn ttq_scale_gradients_are_the_sums_over_their_codes() {
             p.set_own_params(&v);
             dot(&g, &p.quantize(&w, false, None).unwrap())
         };
-        let numeric = (at(1e-2) - at(-1e-2)) / 2e-2;
+        let numeric = (at(1e-3) - at(-1e-3)) / 2e-3;
         assert!(
             (f64::from(grads.own[k]) - numeric).abs() < 1e-3,
             "{k}: {} vs {numeric}",

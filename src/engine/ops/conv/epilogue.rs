@@ -9,6 +9,7 @@
 //! nothing else has to carry it); the kernels read it back with [`ConvEpilogue::from_node`].
 //! Each activation computes exactly what the engine's standalone operator of that name does.
 
+use crate::engine::ops::elementwise::math;
 use crate::ir::{Attribute, Node};
 
 use super::OpError;
@@ -69,8 +70,8 @@ impl Activation {
             Activation::LeakyRelu { alpha } => {
                 values.iter_mut().for_each(|v| *v = leaky_relu(*v, alpha));
             }
-            Activation::Sigmoid => values.iter_mut().for_each(|v| *v = sigmoid(*v)),
-            Activation::Silu => values.iter_mut().for_each(|v| *v *= sigmoid(*v)),
+            Activation::Sigmoid => math::map_in_place(values, math::sigmoid),
+            Activation::Silu => math::map_in_place(values, |v| v * math::sigmoid(v)),
             Activation::HardSwish => values.iter_mut().for_each(|v| *v = hard_swish(*v)),
             Activation::HardSigmoid { alpha, beta } => values
                 .iter_mut()
@@ -128,14 +129,10 @@ fn leaky_relu(x: f32, alpha: f32) -> f32 {
     if x >= 0.0 { x } else { alpha * x }
 }
 
+/// The Sigmoid operator's own function (bit-identical results fused or not).
 #[inline]
 fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
+    math::sigmoid(x)
 }
 
 #[inline]

@@ -13,11 +13,19 @@ use ndarray::{ArrayD, IxDyn, Zip};
 use rayon::prelude::*;
 
 use super::{
-    OpCtx, OpError, OpResult, Registry, array_from, checked_len, go_parallel, input, optional,
-    single,
+    Args, OpCtx, OpError, OpFn, OpResult, Registry, array_from, checked_len, go_parallel, input,
+    optional, single,
 };
 use crate::engine::buffers::recycled;
 use crate::ir::TensorData;
+
+mod fused;
+mod inplace;
+pub(crate) mod math;
+mod unary;
+
+pub(crate) use fused::{Program, is_fusable};
+pub(crate) use unary::UnaryOp;
 
 /// Elements per parallel work item.
 const CHUNK: usize = 8 * 1024;
@@ -30,6 +38,18 @@ pub fn register(registry: &mut Registry) {
     registry.add("Sub", sub);
     registry.add("Mul", mul);
     registry.add("Div", div);
+    registry.add_moving("Add", |ctx, args| {
+        inplace::binary_moving(ctx, args, |x, y| x + y, add)
+    });
+    registry.add_moving("Sub", |ctx, args| {
+        inplace::binary_moving(ctx, args, |x, y| x - y, sub)
+    });
+    registry.add_moving("Mul", |ctx, args| {
+        inplace::binary_moving(ctx, args, |x, y| x * y, mul)
+    });
+    registry.add_moving("Div", |ctx, args| {
+        inplace::binary_moving(ctx, args, |x, y| x / y, div)
+    });
     registry.add("Pow", pow);
     registry.add("Min", min);
     registry.add("Max", max);
@@ -45,23 +65,31 @@ pub fn register(registry: &mut Registry) {
     registry.add("Xor", xor);
     registry.add("Not", not);
     registry.add("Where", where_op);
-    registry.add("Sqrt", sqrt);
-    registry.add("Exp", exp);
-    registry.add("Log", log);
-    registry.add("Neg", neg);
-    registry.add("Abs", abs);
-    registry.add("Reciprocal", reciprocal);
-    registry.add("Erf", erf);
-    registry.add("Relu", relu);
-    registry.add("LeakyRelu", leaky_relu);
-    registry.add("Clip", clip);
-    registry.add("Sigmoid", sigmoid);
-    registry.add("Tanh", tanh);
-    registry.add("Gelu", gelu);
-    registry.add("HardSigmoid", hard_sigmoid);
-    registry.add("HardSwish", hard_swish);
-    registry.add("Identity", identity);
-    registry.add("Dropout", dropout);
+    // Float unary ops: one kernel over `UnaryOp`, in place when the input is handed over;
+    // the integer forms of Relu, Neg, Abs and Clip keep their own kernels.
+    macro_rules! unary {
+        ($($op:literal => $integer:expr),* $(,)?) => {$(
+            registry.add($op, |ctx, inputs| {
+                unary::unary_moving(ctx, &mut Args::borrowed(inputs), $integer)
+            });
+            registry.add_moving($op, |ctx, args| unary::unary_moving(ctx, args, $integer));
+        )*};
+    }
+    unary! {
+        "Sqrt" => None, "Exp" => None, "Log" => None, "Reciprocal" => None, "Erf" => None,
+        "LeakyRelu" => None, "Sigmoid" => None, "Tanh" => None, "Gelu" => None,
+        "HardSigmoid" => None, "HardSwish" => None,
+        "Neg" => Some(neg as OpFn), "Abs" => Some(abs as OpFn), "Relu" => Some(relu as OpFn),
+        "Clip" => Some(clip as OpFn),
+    }
+    registry.add("Identity", |ctx, inputs| {
+        inplace::identity_moving(ctx, &mut Args::borrowed(inputs))
+    });
+    registry.add_moving("Identity", inplace::identity_moving);
+    registry.add("Dropout", |ctx, inputs| {
+        inplace::dropout_moving(ctx, &mut Args::borrowed(inputs))
+    });
+    registry.add_moving("Dropout", inplace::dropout_moving);
 }
 
 // ---- broadcasting -------------------------------------------------------------------------
@@ -160,6 +188,7 @@ where
 /// Where a smaller operand sits inside the output: it equals the output's dims
 /// `[start, end)` and is 1 elsewhere. The output is then `outer × mid × inner` with the
 /// operand indexed by `mid`.
+#[derive(Debug, Clone, Copy)]
 struct Block {
     mid: usize,
     inner: usize,
@@ -582,18 +611,6 @@ fn where_op(_ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
 
 // ---- unary ----------------------------------------------------------------------------------
 
-fn float_input<'a>(inputs: &[Option<&'a TensorData>]) -> Result<Cow<'a, ArrayD<f32>>, OpError> {
-    Ok(as_f32_cow(input(inputs, 0)?))
-}
-
-macro_rules! float_unary {
-    ($name:ident, |$x:ident| $f:expr) => {
-        fn $name(_ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-            single(map_array(float_input(inputs)?.as_ref(), |$x: f32| $f)?)
-        }
-    };
-}
-
 /// Defines a unary kernel that keeps integers integer.
 macro_rules! any_unary {
     ($name:ident, |$x:ident| $ff:expr, |$p:ident| $fi:expr) => {
@@ -606,61 +623,9 @@ macro_rules! any_unary {
     };
 }
 
-float_unary!(sqrt, |x| x.sqrt());
-float_unary!(exp, |x| x.exp());
-float_unary!(log, |x| x.ln());
-float_unary!(reciprocal, |x| 1.0 / x);
-float_unary!(erf, |x| libm::erff(x));
-float_unary!(sigmoid, |x| sigmoid_f(x));
-float_unary!(tanh, |x| x.tanh());
-float_unary!(hard_swish, |x| x * (x / 6.0 + 0.5).clamp(0.0, 1.0));
 any_unary!(neg, |x| -x, |p| p.wrapping_neg());
 any_unary!(abs, |x| x.abs(), |p| p.wrapping_abs());
 any_unary!(relu, |x| if x < 0.0 { 0.0 } else { x }, |p| p.max(0));
-
-#[inline]
-fn sigmoid_f(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
-
-fn leaky_relu(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-    let alpha = ctx.node.attr_float("alpha", 0.01)?;
-    single(map_array(float_input(inputs)?.as_ref(), |x: f32| {
-        if x >= 0.0 { x } else { alpha * x }
-    })?)
-}
-
-fn hard_sigmoid(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-    let alpha = ctx.node.attr_float("alpha", 0.2)?;
-    let beta = ctx.node.attr_float("beta", 0.5)?;
-    single(map_array(float_input(inputs)?.as_ref(), |x: f32| {
-        (alpha * x + beta).clamp(0.0, 1.0)
-    })?)
-}
-
-fn gelu(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-    let approximate = ctx.node.attr_string("approximate", "none")?;
-    let x = float_input(inputs)?;
-    match approximate.as_str() {
-        "none" => single(map_array(&x, |v: f32| {
-            0.5 * v * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2))
-        })?),
-        "tanh" => {
-            let k = (2.0f32 / std::f32::consts::PI).sqrt();
-            single(map_array(&x, |v: f32| {
-                0.5 * v * (1.0 + (k * (v + 0.044715 * v * v * v)).tanh())
-            })?)
-        }
-        other => Err(OpError(format!(
-            "approximate must be \"none\" or \"tanh\", got \"{other}\""
-        ))),
-    }
-}
 
 /// Clip bound from an optional one-element input.
 fn bound<T: Copy>(
@@ -715,18 +680,4 @@ fn clip_f32(x: &ArrayD<f32>, lo: f32, hi: f32) -> Result<ArrayD<f32>, OpError> {
         let v = if v < lo { lo } else { v };
         if v > hi { hi } else { v }
     })
-}
-
-fn identity(_ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-    single(input(inputs, 0)?.clone())
-}
-
-/// Inference Dropout: the input unchanged, and a mask of ones when the node asks for one.
-fn dropout(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-    let x = input(inputs, 0)?;
-    let mut outputs = vec![x.clone()];
-    if ctx.node.outputs.len() > 1 {
-        outputs.push(TensorData::I64(ArrayD::from_elem(IxDyn(x.shape()), 1)));
-    }
-    Ok(outputs)
 }

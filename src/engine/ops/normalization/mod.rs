@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
+use super::elementwise::math;
 use super::{
     OpCtx, OpError, OpResult, PAR_MIN, Registry, array_from, go_parallel, input, input_f32,
     normalize_axis, optional,
@@ -270,19 +271,14 @@ fn layer_norm(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
 fn softmax_block(x: &[f32], out: &mut [f32], inner: usize, log: bool) {
     if inner == 1 {
         let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        math::map_into(x, out, |v| math::exp(v - max));
+        let sum: f32 = out.iter().sum();
         if log {
-            let sum: f32 = x.iter().map(|&v| (v - max).exp()).sum();
             let ln_sum = sum.ln();
             for (o, &v) in out.iter_mut().zip(x) {
                 *o = (v - max) - ln_sum;
             }
         } else {
-            let mut sum = 0f32;
-            for (o, &v) in out.iter_mut().zip(x) {
-                let e = (v - max).exp();
-                *o = e;
-                sum += e;
-            }
             let inv = 1.0 / sum;
             for o in out.iter_mut() {
                 *o *= inv;
@@ -298,9 +294,8 @@ fn softmax_block(x: &[f32], out: &mut [f32], inner: usize, log: bool) {
     }
     let mut sum = vec![0f32; inner];
     for (orow, row) in out.chunks_mut(inner).zip(x.chunks(inner)) {
-        for (((o, &v), &m), s) in orow.iter_mut().zip(row).zip(&max).zip(sum.iter_mut()) {
-            let e = (v - m).exp();
-            *o = e;
+        math::zip_into(row, &max, orow, |v, m| math::exp(v - m));
+        for (s, &e) in sum.iter_mut().zip(orow.iter()) {
             *s += e;
         }
     }

@@ -17,8 +17,12 @@ use crate::ir::{Attribute, DType, TensorData};
 
 pub fn register(registry: &mut Registry) {
     registry.add("Flatten", reshape::flatten);
+    registry.add_moving("Flatten", reshape::flatten_moving);
     registry.add("Reshape", reshape::reshape);
-    registry.add("Transpose", reshape::transpose);
+    registry.add_moving("Reshape", reshape::reshape_moving);
+    registry.add_moving("Squeeze", reshape::squeeze_moving);
+    registry.add_moving("Unsqueeze", reshape::unsqueeze_moving);
+    registry.add("Transpose", transpose::transpose);
     registry.add("Squeeze", reshape::squeeze);
     registry.add("Unsqueeze", reshape::unsqueeze);
     registry.add("Shape", reshape::shape_op);
@@ -39,7 +43,7 @@ pub fn register(registry: &mut Registry) {
 }
 
 /// Element types of tensors.
-trait Elem: Copy + Default + Send + Sync + std::fmt::Debug + 'static {}
+pub(crate) trait Elem: Copy + Default + Send + Sync + std::fmt::Debug + 'static {}
 impl Elem for f32 {}
 impl Elem for i64 {}
 
@@ -125,4 +129,7 @@ mod reshape;
 mod resize;
 #[cfg(test)]
 mod tests;
+mod transpose;
 mod values;
+
+pub(super) use transpose::permute;

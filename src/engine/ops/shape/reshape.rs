@@ -1,11 +1,43 @@
-//! Reshaping without moving data, or with one transpose: Flatten, Reshape, Transpose, Squeeze,
-//! Unsqueeze, Shape, Size and Expand.
+//! Reshaping without moving data: Flatten, Reshape, Squeeze, Unsqueeze, Shape, Size and Expand.
+//!
+//! Flatten, Reshape, Squeeze and Unsqueeze have storage-reusing forms: when the executor hands
+//! the input over (this node is its last reader) the output keeps the input's buffer and only
+//! the shape changes; otherwise the data is copied once.
 
 use super::*;
+use crate::engine::ops::Args;
+
+/// The input with a new shape: the same buffer when handed over and contiguous, else a copy.
+fn reshaped(args: &mut Args<'_>, target: &[usize]) -> OpResult {
+    if let Some(x) = args.take(0) {
+        fn keep<T: Elem>(a: ArrayD<T>, target: &[usize]) -> Result<ArrayD<T>, OpError> {
+            if a.is_standard_layout() {
+                a.into_shape_with_order(IxDyn(target))
+                    .map_err(|e| OpError(format!("internal error reshaping: {e}")))
+            } else {
+                with_shape(&a, target)
+            }
+        }
+        return single(each_kind!(x, a => keep(a, target)?));
+    }
+    let x = args
+        .get(0)
+        .ok_or_else(|| OpError("missing required input 0".into()))?;
+    single(each_kind!(x, a => with_shape(a, target)?))
+}
+
+/// Input 0 of a storage-reusing kernel.
+fn first<'a>(args: &'a Args<'_>) -> Result<&'a TensorData, OpError> {
+    args.get(0)
+        .ok_or_else(|| OpError("missing required input 0".into()))
+}
 
 pub(super) fn flatten(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-    let x = input(inputs, 0)?;
-    let shape = x.shape();
+    flatten_moving(ctx, &mut Args::borrowed(inputs))
+}
+
+pub(super) fn flatten_moving(ctx: &OpCtx<'_>, args: &mut Args<'_>) -> OpResult {
+    let shape = first(args)?.shape();
     let r = shape.len() as i64;
     let axis = ctx.node.attr_int("axis", 1)?;
     let axis = if axis < 0 { axis + r } else { axis };
@@ -17,7 +49,7 @@ pub(super) fn flatten(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResu
         shape[..axis].iter().product::<usize>(),
         shape[axis..].iter().product::<usize>(),
     ];
-    single(each_kind!(x, a => with_shape(a, &target)?))
+    reshaped(args, &target)
 }
 
 /// The output shape of Reshape.
@@ -69,9 +101,17 @@ pub(super) fn reshape_target(
 }
 
 pub(super) fn reshape(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-    let x = input(inputs, 0)?;
+    reshape_moving(ctx, &mut Args::borrowed(inputs))
+}
+
+pub(super) fn reshape_moving(ctx: &OpCtx<'_>, args: &mut Args<'_>) -> OpResult {
+    let x = first(args)?;
     let spec = if ctx.opset >= 5 {
-        int_values(input(inputs, 1)?, "shape")?
+        int_values(
+            args.get(1)
+                .ok_or_else(|| OpError("missing required input 1".into()))?,
+            "shape",
+        )?
     } else {
         ctx.node
             .attr_ints("shape")?
@@ -79,39 +119,16 @@ pub(super) fn reshape(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResu
     };
     let allowzero = ctx.node.attr_int("allowzero", 0)? != 0;
     let target = reshape_target(x.shape(), &spec, allowzero)?;
-    single(each_kind!(x, a => with_shape(a, &target)?))
-}
-
-pub(super) fn transpose(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-    let x = input(inputs, 0)?;
-    let rank = x.shape().len();
-    let perm: Vec<usize> = match ctx.node.attr_ints("perm")? {
-        Some(p) => {
-            let perm = normalize_axes(&p, rank);
-            match perm {
-                Ok(perm) if perm.len() == rank => perm,
-                _ => {
-                    return Err(OpError(format!(
-                        "perm {p:?} is not a permutation of {rank} axes"
-                    )));
-                }
-            }
-        }
-        None => (0..rank).rev().collect(),
-    };
-    fn permute<T: Elem>(a: &ArrayD<T>, perm: &[usize]) -> ArrayD<T> {
-        a.view()
-            .permuted_axes(IxDyn(perm))
-            .as_standard_layout()
-            .into_owned()
-    }
-    single(each_kind!(x, a => permute(a, &perm)))
+    reshaped(args, &target)
 }
 
 pub(super) fn squeeze(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-    let x = input(inputs, 0)?;
-    let shape = x.shape();
-    let axes = ints_input_or_attr(ctx, inputs, 1, "axes", 13)?;
+    squeeze_moving(ctx, &mut Args::borrowed(inputs))
+}
+
+pub(super) fn squeeze_moving(ctx: &OpCtx<'_>, args: &mut Args<'_>) -> OpResult {
+    let shape = first(args)?.shape();
+    let axes = ints_input_or_attr(ctx, &args.refs(), 1, "axes", 13)?;
     let target: Vec<usize> = match axes {
         Some(axes) if !axes.is_empty() => {
             let axes = normalize_axes(&axes, shape.len())?;
@@ -130,13 +147,16 @@ pub(super) fn squeeze(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResu
         }
         _ => shape.iter().copied().filter(|&d| d != 1).collect(),
     };
-    single(each_kind!(x, a => with_shape(a, &target)?))
+    reshaped(args, &target)
 }
 
 pub(super) fn unsqueeze(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-    let x = input(inputs, 0)?;
-    let shape = x.shape();
-    let axes = ints_input_or_attr(ctx, inputs, 1, "axes", 13)?
+    unsqueeze_moving(ctx, &mut Args::borrowed(inputs))
+}
+
+pub(super) fn unsqueeze_moving(ctx: &OpCtx<'_>, args: &mut Args<'_>) -> OpResult {
+    let shape = first(args)?.shape();
+    let axes = ints_input_or_attr(ctx, &args.refs(), 1, "axes", 13)?
         .ok_or_else(|| OpError("axes are required".into()))?;
     let rank = shape.len() + axes.len();
     let axes = normalize_axes(&axes, rank)?;
@@ -150,7 +170,7 @@ pub(super) fn unsqueeze(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpRe
             }
         })
         .collect();
-    single(each_kind!(x, a => with_shape(a, &target)?))
+    reshaped(args, &target)
 }
 
 pub(super) fn shape_op(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
