@@ -278,7 +278,8 @@ fn keys_step_through_layers_and_toggle_explain_mode() {
     harness.key_press(egui::Key::E);
     frames(&mut harness);
     assert!(harness.state().prefs.explain);
-    assert!((harness.ctx.zoom_factor() - quantscope::ui::EXPLAIN_ZOOM).abs() < 1e-3);
+    // Explain zooms in as far as the window keeps room for the centre view (1280×800: ~1.08).
+    assert!(harness.ctx.zoom_factor() > 1.05);
 }
 
 /// Snapshot tolerance: text anti-aliasing differs a little between GPUs and drivers.

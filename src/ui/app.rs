@@ -2,19 +2,21 @@
 //! distribution view (centre), status line; keyboard shortcuts; persisted preferences.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::mpsc::Receiver;
 
-use crate::export::ExportFormat;
 use crate::jobs::pipeline::{DataSource, bundled_digits_dir};
 use crate::jobs::{JobError, JobSlot};
 
 use super::analysis::{Analysis, AnalysisInput};
 use super::commands::AppCommand;
-use super::distribution::{DistributionCommand, DistributionView};
+use super::distribution::{DistributionCommand, DistributionView, Ghost};
+use super::file_actions::{EXPORT_MENU, export_extension, pick_model, save_view_png};
+use super::lecture::{self, LECTURE_MODEL, Lecture, LectureNav};
 use super::load_job::{LoadedModel, load_for_view};
 use super::model_panel::{ModelPanel, ModelPanelInput};
 use super::panel::Panel;
 use super::results_panel::{ResultsInput, ResultsPanel};
+use super::screen_layout::ScreenLayout;
 use super::session::Session;
 use super::session_file;
 use super::settings_panel::{SettingsInput, SettingsPanel};
@@ -34,6 +36,10 @@ pub struct Prefs {
     pub recent: Vec<PathBuf>,
     pub model_panel: ModelPanel,
     pub settings_panel: SettingsPanel,
+    /// Which of the side and bottom panels are shown (`M`, `S`, `B` toggle them).
+    pub show_model: bool,
+    pub show_settings: bool,
+    pub show_results: bool,
 }
 
 impl Default for Prefs {
@@ -45,6 +51,9 @@ impl Default for Prefs {
             recent: Vec::new(),
             model_panel: ModelPanel::default(),
             settings_panel: SettingsPanel::default(),
+            show_model: true,
+            show_settings: true,
+            show_results: true,
         }
     }
 }
@@ -71,6 +80,8 @@ pub struct QuantscopeApp {
     pub analysis: Analysis,
     /// A session file whose model is loading; applied when it has loaded.
     pending_session: Option<session_file::PendingSession>,
+    /// Lecture mode: the step on screen.
+    pub lecture: Lecture,
 }
 
 impl QuantscopeApp {
@@ -94,7 +105,98 @@ impl QuantscopeApp {
             centre_rect: None,
             pending_session: None,
             analysis: Analysis::default(),
+            lecture: Lecture::default(),
         }
+    }
+
+    /// Where the centre panel was drawn last (its visible area).
+    pub fn centre_rect(&self) -> Option<egui::Rect> {
+        self.centre_rect
+    }
+
+    /// The centre view (its layout rects, tab, ghost), for tests.
+    pub fn view(&self) -> &DistributionView {
+        &self.view
+    }
+
+    /// Starts lecture step `index`: opens the lecture's model if another one is open, then
+    /// sets up the step's config, transforms, view and tensor.
+    pub fn go_to_step(&mut self, ctx: &egui::Context, index: usize) {
+        self.lecture.begin(index);
+        let model_open = self.session.as_ref().is_some_and(|s| {
+            s.loaded.model.path.file_name() == Some(std::ffi::OsStr::new(LECTURE_MODEL))
+        });
+        if model_open && !self.is_loading() {
+            self.set_up_step(ctx);
+        } else {
+            self.lecture.waiting_for_model = true;
+            self.request_open(super::bundled_sample_model());
+        }
+    }
+
+    /// Applies the current step's setup to the open session.
+    fn set_up_step(&mut self, ctx: &egui::Context) {
+        self.lecture.waiting_for_model = false;
+        let Some(step) = self.lecture.step() else {
+            return;
+        };
+        let setup = step.setup;
+        let Some(session) = &self.session else {
+            return;
+        };
+        match lecture::step_config(&setup, &session.loaded.model.graph) {
+            Ok(config) => self.apply(ctx, AppCommand::SetConfig(Box::new(config))),
+            Err(e) => self.error = Some(e),
+        }
+        self.apply(ctx, AppCommand::SetTransforms(setup.transforms));
+        self.view.tab = setup.tab;
+        self.view.selected_channel = None;
+        self.analysis.open = setup.analysis;
+    }
+
+    fn navigate(&mut self, ctx: &egui::Context, nav: LectureNav) {
+        match nav {
+            LectureNav::Go(index) => self.go_to_step(ctx, index),
+            LectureNav::End => self.lecture.end(),
+        }
+    }
+
+    /// Selects the step's tensor once its transforms have rebuilt the model.
+    fn select_for_lecture(&mut self) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        let busy = session.extras.is_busy();
+        match self.lecture.selection_due(&session.loaded.layers, busy) {
+            Some(Ok(selection)) if session.selection != Some(selection) => {
+                session.select(selection);
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => self.error = Some(e),
+            None => {}
+        }
+    }
+
+    /// The per-channel ranges before equalization of the shown weight, when equalization
+    /// changed it.
+    fn equalization_ghost(&self) -> Option<Ghost> {
+        let session = self.session.as_ref()?;
+        let (tensor, is_weight, _) = session.selected_tensor()?;
+        if !is_weight {
+            return None;
+        }
+        session
+            .extras
+            .reports
+            .iter()
+            .filter(|r| r.transform.contains("equalization"))
+            .flat_map(|r| &r.ranges)
+            .find(|r| r.tensor == tensor)
+            .map(|r| Ghost {
+                tensor: tensor.clone(),
+                label: "before equalization".into(),
+                before: r.before.clone(),
+            })
     }
 
     /// Asks for `path` to be opened on the next frame.
@@ -236,6 +338,9 @@ impl QuantscopeApp {
                 session.calibrate(&waker(ctx));
                 self.session = Some(session);
                 self.error = None;
+                if self.lecture.waiting_for_model {
+                    self.set_up_step(ctx);
+                }
                 self.prefs.recent.retain(|p| p != &path);
                 self.prefs.recent.insert(0, path);
                 self.prefs.recent.truncate(RECENT);
@@ -309,10 +414,25 @@ impl QuantscopeApp {
                 ui.checkbox(&mut self.prefs.explain, "Explain mode (E)")
                     .on_hover_text("Lecture mode: larger text and the formulas with live numbers");
                 ui.checkbox(&mut self.prefs.dark, "Dark theme");
+                ui.separator();
+                ui.checkbox(&mut self.prefs.show_model, "Model panel (M)");
+                ui.checkbox(&mut self.prefs.show_settings, "Settings panel (S)");
+                ui.checkbox(&mut self.prefs.show_results, "Results panel (B)");
                 ui.add(
                     egui::Slider::new(&mut self.prefs.font_scale, 0.75..=2.5).text("font scale"),
                 );
             });
+            ui.menu_button("Lecture", |ui| {
+                if let Some(nav) = lecture::menu_ui(ui, self.lecture.current) {
+                    let ctx = ui.ctx().clone();
+                    self.navigate(&ctx, nav);
+                }
+            })
+            .response
+            .on_hover_text(
+                "The lecture's sections in order, each set up in one click on the sample \
+                 MobileNet (next/previous: arrow keys or PageDown/PageUp)",
+            );
             ui.add_enabled_ui(self.session.is_some(), |ui| {
                 ui.toggle_value(&mut self.analysis.open, "Analysis")
                     .on_hover_text(
@@ -337,32 +457,7 @@ impl QuantscopeApp {
         else {
             return;
         };
-        let rect = self.centre_rect;
-        let pixels_per_point = ctx.pixels_per_point();
-        let (sender, receiver) = sync_channel(1);
-        self.exports = Some(receiver);
-        let wake = waker(ctx);
-        ctx.request_screenshot(move |image| {
-            let crop = match rect {
-                Some(rect) => image.region(&rect, Some(pixels_per_point)),
-                None => (*image).clone(),
-            };
-            let spawned = std::thread::Builder::new()
-                .name("quantscope-export".into())
-                .spawn(move || {
-                    let [w, h] = crop.size;
-                    let bytes: Vec<u8> = crop.pixels.iter().flat_map(|c| c.to_array()).collect();
-                    let result = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
-                        .ok_or_else(|| "the screenshot has an odd size".to_string())
-                        .and_then(|img| img.save(&path).map_err(|e| e.to_string()))
-                        .map(|()| path);
-                    let _ = sender.send(result);
-                    wake();
-                });
-            if spawned.is_err() {
-                // The receiver reports a missing result.
-            }
-        });
+        self.exports = Some(save_view_png(ctx, self.centre_rect, path, waker(ctx)));
     }
 
     fn status_ui(&self, ui: &mut egui::Ui) {
@@ -412,6 +507,27 @@ impl QuantscopeApp {
                 i.key_pressed(Key::E),
             )
         });
+        let (next, previous, model, settings, results) = ctx.input(|i| {
+            use egui::Key;
+            (
+                i.key_pressed(Key::ArrowRight) || i.key_pressed(Key::PageDown),
+                i.key_pressed(Key::ArrowLeft) || i.key_pressed(Key::PageUp),
+                i.key_pressed(Key::M),
+                i.key_pressed(Key::S),
+                i.key_pressed(Key::B),
+            )
+        });
+        self.prefs.show_model ^= model;
+        self.prefs.show_settings ^= settings;
+        self.prefs.show_results ^= results;
+        let step = match (next, previous) {
+            (true, false) => self.lecture.neighbour(1),
+            (false, true) => self.lecture.neighbour(-1),
+            _ => None,
+        };
+        if let Some(index) = step {
+            self.go_to_step(ctx, index);
+        }
         if open && let Some(path) = pick_model() {
             commands.push(AppCommand::Open(path));
         }
@@ -439,61 +555,22 @@ impl QuantscopeApp {
         if ctx.theme() != theme {
             ctx.set_theme(theme);
         }
-        let zoom = self.prefs.font_scale.clamp(0.5, 3.0)
-            * if self.prefs.explain {
-                EXPLAIN_ZOOM
-            } else {
-                1.0
-            };
+        let zoom = self.screen_layout(ctx).zoom;
         if (ctx.zoom_factor() - zoom).abs() > 1e-3 {
             ctx.set_zoom_factor(zoom);
         }
     }
-}
 
-/// The Export menu: each format with what it is for.
-const EXPORT_MENU: [(ExportFormat, &str); 7] = [
-    (
-        ExportFormat::Qdq,
-        "ONNX with QuantizeLinear/DequantizeLinear (ONNX Runtime, TensorRT)",
-    ),
-    (
-        ExportFormat::Baked,
-        "ONNX with de-quantized weights (every scheme; check accuracy in any runtime)",
-    ),
-    (
-        ExportFormat::Aimet,
-        "AIMET encodings, legacy 0.6.1 schema (Qualcomm QNN/SNPE overrides)",
-    ),
-    (ExportFormat::Aimet1, "AIMET encodings, 1.0.0 schema"),
-    (
-        ExportFormat::TrtCache,
-        "TensorRT calibration cache (scale = amax/127 per tensor)",
-    ),
-    (
-        ExportFormat::Ranges,
-        "Per-tensor ranges (JSON, or CSV by extension)",
-    ),
-    (
-        ExportFormat::Report,
-        "Markdown summary plus per-tensor and per-layer CSV and JSON",
-    ),
-];
-
-/// The file extension suggested for `format`.
-fn export_extension(format: ExportFormat) -> &'static str {
-    match format {
-        ExportFormat::Qdq | ExportFormat::Baked => "onnx",
-        ExportFormat::Aimet | ExportFormat::Aimet1 | ExportFormat::Ranges => "json",
-        ExportFormat::TrtCache => "cache",
-        ExportFormat::Report => "md",
+    /// The layout for the window's current size.
+    fn screen_layout(&self, ctx: &egui::Context) -> ScreenLayout {
+        let unzoomed = ctx.content_rect().size() * ctx.zoom_factor();
+        ScreenLayout::for_screen(
+            unzoomed,
+            self.prefs.font_scale,
+            self.prefs.explain,
+            EXPLAIN_ZOOM,
+        )
     }
-}
-
-fn pick_model() -> Option<PathBuf> {
-    rfd::FileDialog::new()
-        .add_filter("models", &["onnx", "safetensors", "npz", "npy"])
-        .pick_file()
 }
 
 fn apply_to_session(session: &mut Session, command: AppCommand, wake: &Waker) {
@@ -547,6 +624,17 @@ impl QuantscopeApp {
         commands.extend(self.shortcuts(&ctx));
         egui::Panel::top("menu").show(ui, |ui| commands.extend(self.menu_ui(ui)));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
+        if let Some(index) = self.lecture.current {
+            let nav = egui::Panel::top("lecture")
+                .show(ui, |ui| lecture::caption_ui(ui, index))
+                .inner;
+            if let Some(nav) = nav {
+                self.navigate(&ctx, nav);
+            }
+        }
+        self.select_for_lecture();
+        self.view.ghost = self.equalization_ghost();
+        let layout = self.screen_layout(&ctx);
         let Some(session) = &self.session else {
             egui::CentralPanel::default_margins().show(ui, |ui| {
                 ui.centered_and_justified(|ui| {
@@ -557,73 +645,91 @@ impl QuantscopeApp {
             self.poll(&ctx);
             return;
         };
-        egui::Panel::bottom("results")
-            .resizable(true)
-            .default_size(230.0)
-            .show(ui, |ui| {
-                ui.heading("Results");
-                let input = ResultsInput {
-                    inference_unavailable: session.inference_unavailable(),
-                    auto_evaluate: session.auto_evaluate,
-                    progress: session.progress(),
-                    busy: session.is_busy(),
-                    message: session.job_message.as_deref(),
-                    evaluation: session.evaluation.as_ref().map(|(r, e)| (*r, e.as_ref())),
-                    revision: session.revision,
-                };
-                commands.extend(ResultsPanel.ui(ui, &input));
-            });
-        egui::Panel::left("model")
-            .resizable(true)
-            .default_size(330.0)
-            .show(ui, |ui| {
-                ui.heading("Model");
-                let evaluation = session.evaluation.as_ref();
-                let input = ModelPanelInput {
-                    layers: &session.loaded.layers,
-                    config: &session.config,
-                    selection: session.selection,
-                    sqnr_db: evaluation
-                        .map(|(_, e)| {
-                            e.layers
-                                .iter()
-                                .map(|l| (l.node.as_str(), l.sqnr_db))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    sqnr_current: evaluation.is_some_and(|(r, _)| *r == session.revision),
-                };
-                commands.extend(self.prefs.model_panel.ui(ui, &input));
-            });
-        egui::Panel::right("settings")
-            .resizable(true)
-            .default_size(290.0)
-            .show(ui, |ui| {
-                egui::ScrollArea::vertical().show(ui, |ui| {
-                    let node = session.selected_tensor().map(|(_, _, node)| node);
-                    let reason = session.inference_unavailable();
-                    let input = SettingsInput {
-                        config: &session.config,
-                        node: node.as_deref(),
-                        source: &session.source,
-                        bundled_available: bundled_digits_dir(&session.loaded.model.path).is_some(),
-                        inference_unavailable: reason.as_deref(),
-                        transforms: TransformsInput {
-                            toggles: session.transforms(),
-                            reports: &session.extras.reports,
-                            busy: session.extras.is_busy(),
-                            message: session.extras.message.as_deref(),
-                            unavailable: reason.as_deref(),
-                        },
-                    };
-                    commands.extend(self.prefs.settings_panel.ui(ui, &input));
+        if self.prefs.show_results {
+            egui::Panel::bottom("results")
+                .resizable(true)
+                .default_size(layout.results_default)
+                .max_size(layout.results_max)
+                .show(ui, |ui| {
+                    egui::ScrollArea::vertical().show(ui, |ui| {
+                        ui.heading("Results");
+                        let input = ResultsInput {
+                            inference_unavailable: session.inference_unavailable(),
+                            auto_evaluate: session.auto_evaluate,
+                            progress: session.progress(),
+                            busy: session.is_busy(),
+                            message: session.job_message.as_deref(),
+                            evaluation: session.evaluation.as_ref().map(|(r, e)| (*r, e.as_ref())),
+                            revision: session.revision,
+                        };
+                        commands.extend(ResultsPanel.ui(ui, &input));
+                    })
                 });
-            });
+        }
+        if self.prefs.show_model {
+            egui::Panel::left("model")
+                .resizable(true)
+                .default_size(layout.left_default)
+                .max_size(layout.left_max)
+                .show(ui, |ui| {
+                    ui.heading("Model");
+                    let evaluation = session.evaluation.as_ref();
+                    let input = ModelPanelInput {
+                        layers: &session.loaded.layers,
+                        config: &session.config,
+                        selection: session.selection,
+                        sqnr_db: evaluation
+                            .map(|(_, e)| {
+                                e.layers
+                                    .iter()
+                                    .map(|l| (l.node.as_str(), l.sqnr_db))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        sqnr_current: evaluation.is_some_and(|(r, _)| *r == session.revision),
+                    };
+                    commands.extend(self.prefs.model_panel.ui(ui, &input));
+                });
+        }
+        if self.prefs.show_settings {
+            egui::Panel::right("settings")
+                .resizable(true)
+                .default_size(layout.right_default)
+                .max_size(layout.right_max)
+                .show(ui, |ui| {
+                    egui::ScrollArea::vertical().show(ui, |ui| {
+                        let node = session.selected_tensor().map(|(_, _, node)| node);
+                        let reason = session.inference_unavailable();
+                        let input = SettingsInput {
+                            config: &session.config,
+                            node: node.as_deref(),
+                            source: &session.source,
+                            bundled_available: bundled_digits_dir(&session.loaded.model.path)
+                                .is_some(),
+                            inference_unavailable: reason.as_deref(),
+                            transforms: TransformsInput {
+                                toggles: session.transforms(),
+                                reports: &session.extras.reports,
+                                busy: session.extras.is_busy(),
+                                message: session.extras.message.as_deref(),
+                                unavailable: reason.as_deref(),
+                            },
+                        };
+                        commands.extend(self.prefs.settings_panel.ui(ui, &input));
+                    });
+                });
+        }
         egui::CentralPanel::default_margins().show(ui, |ui| {
             self.centre_rect = Some(ui.max_rect());
+            self.view.fit_height = Some(ui.available_height());
             let exact = session.exact_figures();
             match session.distribution_input(exact.as_ref(), self.prefs.explain) {
-                Some(input) => commands.extend(self.view.ui(ui, &input)),
+                Some(input) => {
+                    egui::ScrollArea::vertical()
+                        .id_salt("centre")
+                        .auto_shrink(false)
+                        .show(ui, |ui| commands.extend(self.view.ui(ui, &input)));
+                }
                 None => match session.view_problem() {
                     Some(problem) => {
                         ui.label(problem);

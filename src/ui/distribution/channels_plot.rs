@@ -3,14 +3,32 @@
 //! picks a channel. Also the per-channel error estimate (every channel on its own grid).
 
 use egui::Color32;
-use egui_plot::{Bar, BarChart, HLine, Legend, LineStyle, Plot, PlotResponse};
+use egui_plot::{Bar, BarChart, HLine, LineStyle, Plot, PlotResponse};
 
 use crate::metrics::ErrorEstimate;
 
+use super::plot_key::{KeyEntry, Swatch};
 use super::{QuantChoice, TensorDistribution};
 
 const BAR_COLOR: Color32 = Color32::from_rgb(100, 140, 200);
 const SELECTED_COLOR: Color32 = Color32::from_rgb(230, 160, 40);
+/// The "before" ranges of a transform, drawn as wide translucent bars behind the current ones.
+const GHOST_COLOR: Color32 = Color32::from_rgba_premultiplied(90, 90, 90, 90);
+const CLIP_COLOR: Color32 = Color32::from_rgb(230, 80, 60);
+
+/// The key of the range plot (drawn outside it); `ghost_label` names the ghost bars, if any.
+pub fn channels_key(ghost_label: Option<&str>) -> Vec<KeyEntry> {
+    let mut key = vec![KeyEntry::new("channel min..max", BAR_COLOR, Swatch::Fill)];
+    if let Some(label) = ghost_label {
+        key.push(KeyEntry::new(label, GHOST_COLOR, Swatch::Fill));
+    }
+    key.push(KeyEntry::new(
+        "per-tensor clip range",
+        CLIP_COLOR,
+        Swatch::Dashed,
+    ));
+    key
+}
 
 /// Draws the range plot; returns its response.
 pub fn channel_ranges_plot_ui(
@@ -18,8 +36,22 @@ pub fn channel_ranges_plot_ui(
     ranges: &[(f32, f32)],
     selected: Option<usize>,
     tensor_clip: (f32, f32),
+    ghost: Option<&[(f32, f32)]>,
     height: f32,
 ) -> PlotResponse<()> {
+    let ghost_bars: Vec<Bar> = ghost
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(c, &(lo, hi))| {
+            Bar::new(c as f64, f64::from(hi) - f64::from(lo))
+                .base_offset(f64::from(lo))
+                .width(0.95)
+                .fill(GHOST_COLOR)
+                .stroke(egui::Stroke::NONE)
+                .name(format!("channel {c} before"))
+        })
+        .collect();
     let bars: Vec<Bar> = ranges
         .iter()
         .enumerate()
@@ -44,13 +76,19 @@ pub fn channel_ranges_plot_ui(
         .allow_double_click_reset(false)
         .x_axis_label("output channel")
         .y_axis_label("value")
-        .legend(Legend::default())
         .show(ui, |plot_ui| {
+            if !ghost_bars.is_empty() {
+                plot_ui.bar_chart(
+                    BarChart::new("before", ghost_bars)
+                        .color(GHOST_COLOR)
+                        .allow_hover(false),
+                );
+            }
             plot_ui.bar_chart(BarChart::new("channel min..max", bars).color(BAR_COLOR));
             for y in [tensor_clip.0, tensor_clip.1] {
                 plot_ui.hline(
                     HLine::new("per-tensor clip range", f64::from(y))
-                        .color(Color32::from_rgb(230, 80, 60))
+                        .color(CLIP_COLOR)
                         .style(LineStyle::dashed_loose())
                         .allow_hover(false),
                 );

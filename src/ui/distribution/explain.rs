@@ -58,6 +58,11 @@ pub fn formulas(
                 lines.push("α = 1 (unscaled)".into());
             }
             lines.push(format!("Q(x) = α·sign(x) ∈ {{−{alpha:.6}, +{alpha:.6}}}"));
+            lines.push(
+                "XNOR-Net (inputs binary too): x·w = 2·popcount(XNOR(x, w)) − N for N products, \
+                 times the scales"
+                    .into(),
+            );
             if matches!(
                 choice.scheme,
                 WeightScheme::Binary {
@@ -112,18 +117,23 @@ pub fn formulas(
     lines
 }
 
-/// Shows `lines` in large monospace text.
-pub fn explain_ui(ui: &mut egui::Ui, lines: &[String]) {
-    egui::Frame::group(ui.style()).show(ui, |ui| {
-        ui.label(
-            egui::RichText::new("Formulas with the live numbers")
-                .strong()
-                .size(22.0),
-        );
-        for line in lines {
-            ui.label(egui::RichText::new(line).monospace().size(20.0));
-        }
-    });
+/// Shows `lines` in large monospace text of `size` points (wrapped to the width); returns the
+/// rect taken.
+pub fn explain_ui(ui: &mut egui::Ui, lines: &[String], size: f32) -> egui::Rect {
+    egui::Frame::group(ui.style())
+        .show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.label(
+                egui::RichText::new("Formulas with the live numbers")
+                    .strong()
+                    .size(size * 1.45),
+            );
+            for line in lines {
+                ui.add(egui::Label::new(egui::RichText::new(line).monospace().size(size)).wrap());
+            }
+        })
+        .response
+        .rect
 }
 
 #[cfg(test)]

@@ -4,12 +4,13 @@
 //! turns the returned response into commands.
 
 use egui::Color32;
-use egui_plot::{Bar, BarChart, Legend, LineStyle, Plot, PlotBounds, PlotResponse, VLine};
+use egui_plot::{Bar, BarChart, LineStyle, Plot, PlotBounds, PlotResponse, VLine};
 
 use crate::metrics::FineHistogram;
 use crate::quant::Quantizer;
 
 use super::CalibrationMarker;
+use super::plot_key::{KeyEntry, Swatch};
 
 /// Most bars drawn for a histogram (fine bins are summed down to this many).
 pub const DISPLAY_BINS: usize = 512;
@@ -18,6 +19,8 @@ pub const MAX_LEVEL_LINES: usize = 64;
 
 /// Colour of the clip handles.
 pub const HANDLE_COLOR: Color32 = Color32::from_rgb(230, 80, 60);
+/// Colour of the histogram's bars.
+pub const VALUES_COLOR: Color32 = Color32::from_rgb(100, 140, 200);
 const LEVEL_COLOR: Color32 = Color32::from_rgba_premultiplied(150, 150, 150, 150);
 const QUANTIZED_COLOR: Color32 = Color32::from_rgba_premultiplied(200, 120, 20, 150);
 const THRESHOLD_COLOR: Color32 = Color32::from_rgb(120, 170, 90);
@@ -175,12 +178,11 @@ pub fn histogram_plot_ui(ui: &mut egui::Ui, plot: &HistogramPlot<'_>) -> PlotRes
         .allow_axis_zoom_drag(false)
         .show_grid([false, true])
         .y_axis_label(y_label)
-        .legend(Legend::default())
         .show(ui, |plot_ui| {
             plot_ui.set_plot_bounds(PlotBounds::from_min_max([x0, 0.0], [x1, y_max]));
             plot_ui.bar_chart(
                 BarChart::new("values", bars)
-                    .color(Color32::from_rgb(100, 140, 200))
+                    .color(VALUES_COLOR)
                     .allow_hover(false),
             );
             if let Some(bars) = quantized {
@@ -239,6 +241,39 @@ pub fn histogram_plot_ui(ui: &mut egui::Ui, plot: &HistogramPlot<'_>) -> PlotRes
                 }
             }
         })
+}
+
+/// The key of `plot` (drawn outside the plot by [`super::plot_key::plot_key_ui`]): what each
+/// colour means, in the order drawn.
+pub fn histogram_key(plot: &HistogramPlot<'_>) -> Vec<KeyEntry> {
+    let mut key = vec![KeyEntry::new("values", VALUES_COLOR, Swatch::Fill)];
+    if plot.show_quantized && plot.quantizer.is_some() {
+        key.push(KeyEntry::new("quantized", QUANTIZED_COLOR, Swatch::Fill));
+    }
+    let levels = plot
+        .quantizer
+        .and_then(|q| q.levels_between(plot.x_bounds.0, plot.x_bounds.1, MAX_LEVEL_LINES));
+    if levels.is_some_and(|l| !l.is_empty()) {
+        key.push(KeyEntry::new("levels", LEVEL_COLOR, Swatch::Line));
+    }
+    if plot.quantizer.is_some_and(|q| !q.thresholds().is_empty()) {
+        key.push(KeyEntry::new(
+            "±Δ threshold",
+            THRESHOLD_COLOR,
+            Swatch::Dashed,
+        ));
+    }
+    if plot.handles.is_some() || plot.range_lines.is_some() {
+        key.push(KeyEntry::new("clip range", HANDLE_COLOR, Swatch::Line));
+    }
+    for (i, marker) in plot.markers.iter().enumerate() {
+        key.push(KeyEntry::new(
+            marker.method.clone(),
+            marker_color(i),
+            Swatch::Dashed,
+        ));
+    }
+    key
 }
 
 /// Width of the quantized histogram's bars: 60 % of the smallest gap between levels, at least

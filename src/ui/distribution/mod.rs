@@ -23,6 +23,7 @@ mod clip_handles;
 mod explain;
 mod histogram_plot;
 mod interaction;
+mod plot_key;
 mod reconstruction;
 #[cfg(all(test, feature = "ui-tests"))]
 mod tests;
@@ -32,7 +33,7 @@ use ndarray::ArrayViewD;
 
 pub use crate::quant::scalar::{ScaleStats, SchemeStats, TernaryParams};
 pub use clip_handles::Handle;
-pub use view::{DistributionView, Tab, level_count_text};
+pub use view::{DistributionView, Ghost, Tab, ViewRects, histogram_height, level_count_text};
 
 use crate::metrics::{FineHistogram, TensorMetrics};
 use crate::quant::Quantizer;

@@ -2,9 +2,11 @@
 //! distribution of the error Q(x) − x. O(sample) per frame.
 
 use egui::Color32;
-use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, Points};
+use egui_plot::{Bar, BarChart, Line, Plot, PlotPoints, Points};
 
 use crate::quant::Quantizer;
+
+use super::plot_key::{KeyEntry, Swatch, plot_key_ui};
 
 /// Bars of the error histogram.
 pub const ERROR_BINS: usize = 64;
@@ -63,8 +65,12 @@ pub fn reconstruct(sample: &[f32], quantizer: &Quantizer) -> Reconstruction {
     }
 }
 
+const SAMPLE_COLOR: Color32 = Color32::from_rgb(100, 140, 200);
+const ERROR_COLOR: Color32 = Color32::from_rgb(200, 120, 20);
+
 /// Draws the scatter and the error histogram side by side.
-pub fn reconstruction_ui(ui: &mut egui::Ui, rec: &Reconstruction, height: f32) {
+/// Returns the rect of the two plots.
+pub fn reconstruction_ui(ui: &mut egui::Ui, rec: &Reconstruction, height: f32) -> egui::Rect {
     ui.label(format!(
         "{} sampled values: MSE {:.3e}, largest |Q(x) − x| {:.3e}",
         rec.pairs.len(),
@@ -72,8 +78,16 @@ pub fn reconstruction_ui(ui: &mut egui::Ui, rec: &Reconstruction, height: f32) {
         rec.max_abs_error
     ))
     .on_hover_text("An evenly strided sample of the tensor, quantized and de-quantized.");
+    plot_key_ui(
+        ui,
+        &[
+            KeyEntry::new("sample (x, Q(x))", SAMPLE_COLOR, Swatch::Fill),
+            KeyEntry::new("Q(x) = x", Color32::GRAY, Swatch::Line),
+            KeyEntry::new("error Q(x) − x", ERROR_COLOR, Swatch::Fill),
+        ],
+    );
     let width = (ui.available_width() * 0.5 - 8.0).max(120.0);
-    ui.horizontal(|ui| {
+    let plots = ui.horizontal(|ui| {
         let (lo, hi) = rec
             .pairs
             .iter()
@@ -85,7 +99,6 @@ pub fn reconstruction_ui(ui: &mut egui::Ui, rec: &Reconstruction, height: f32) {
             .height(height)
             .x_axis_label("original x")
             .y_axis_label("reconstructed Q(x)")
-            .legend(Legend::default())
             .show(ui, |plot_ui| {
                 if lo.is_finite() {
                     plot_ui.line(
@@ -97,7 +110,7 @@ pub fn reconstruction_ui(ui: &mut egui::Ui, rec: &Reconstruction, height: f32) {
                 plot_ui.points(
                     Points::new("sample", PlotPoints::from(rec.pairs.clone()))
                         .radius(1.5)
-                        .color(Color32::from_rgb(100, 140, 200)),
+                        .color(SAMPLE_COLOR),
                 );
             });
         let bars: Vec<Bar> = rec
@@ -115,10 +128,10 @@ pub fn reconstruction_ui(ui: &mut egui::Ui, rec: &Reconstruction, height: f32) {
             .x_axis_label("error Q(x) − x")
             .y_axis_label("count")
             .show(ui, |plot_ui| {
-                plot_ui
-                    .bar_chart(BarChart::new("error", bars).color(Color32::from_rgb(200, 120, 20)));
+                plot_ui.bar_chart(BarChart::new("error", bars).color(ERROR_COLOR));
             });
     });
+    plots.response.rect
 }
 
 #[cfg(test)]

@@ -9,11 +9,14 @@ use crate::metrics::ErrorEstimate;
 use crate::quant::Quantizer;
 
 use super::cache::ViewCache;
-use super::channels_plot::{channel_at, channel_ranges_plot_ui};
+use super::channels_plot::{channel_at, channel_ranges_plot_ui, channels_key};
 use super::clip_handles::shown_clip;
 use super::explain::{explain_ui, formulas};
-use super::histogram_plot::{HistogramPlot, histogram_plot_ui, marker_color, x_bounds};
+use super::histogram_plot::{
+    HistogramPlot, histogram_key, histogram_plot_ui, marker_color, x_bounds,
+};
 use super::interaction::{DragState, PointerOnPlot, Scene, interact};
+use super::plot_key::plot_key_ui;
 use super::reconstruction::{reconstruct, reconstruction_ui};
 use super::{DistributionCommand, DistributionInput, ExactFigures};
 
@@ -26,9 +29,53 @@ pub enum Tab {
     Reconstruction,
 }
 
+/// Where the parts of the view were laid out on the last frame (screen points): what the
+/// layout tests check and the slide export crops to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ViewRects {
+    /// The whole view.
+    pub view: Option<egui::Rect>,
+    /// The main plot (histogram, channel ranges or reconstruction).
+    pub plot: Option<egui::Rect>,
+    /// The plot's key (drawn outside the plot).
+    pub key: Option<egui::Rect>,
+    /// The error figures under the plot.
+    pub figures: Option<egui::Rect>,
+    /// Explain mode's formulas with live numbers.
+    pub formulas: Option<egui::Rect>,
+}
+
+/// The "before" of a transform for the shown tensor: its per-channel ranges before, drawn as a
+/// ghost behind the current bars of the per-channel plot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ghost {
+    /// The weight tensor the ranges belong to.
+    pub tensor: String,
+    /// What the ghost shows, e.g. "before equalization".
+    pub label: String,
+    pub before: Vec<(f32, f32)>,
+}
+
 /// The view's own state (what is shown, the handle being dragged, the selected channel).
 #[derive(Debug, Default)]
 pub struct DistributionView {
+    /// The height the view must fit in without scrolling (the visible centre); the histogram
+    /// takes at least half of it. None: the height available.
+    pub fit_height: Option<f32>,
+    /// Ranges before a transform, for the shown tensor's per-channel plot.
+    pub ghost: Option<Ghost>,
+    rects: ViewRects,
+    /// Height of what follows the histogram (figures, key, formulas) on the last frame.
+    below_height: Option<f32>,
+    /// Explain mode's formulas in a column beside the tab (wide centres) or under the plot.
+    formulas_beside: bool,
+    /// The clip range the formulas show (the dragged one on the histogram tab).
+    formula_clip: (f32, f32),
+    /// The formulas' text size, shrunk from [`FORMULA_SIZE`] while they do not fit in the
+    /// visible centre (None: full size).
+    formula_size: Option<f32>,
+    /// Screen y of the visible centre's bottom on this frame.
+    visible_bottom: f32,
     pub log_counts: bool,
     pub selected_channel: Option<usize>,
     pub tab: Tab,
@@ -39,6 +86,13 @@ pub struct DistributionView {
     last_transform: Option<PlotTransform>,
     cache: ViewCache,
 }
+
+/// Narrowest centre (points) that shows the formulas in a column beside the plots.
+const BESIDE_MIN_WIDTH: f32 = 440.0;
+
+/// The formulas' text size, and the smallest it shrinks to so that they fit.
+const FORMULA_SIZE: f32 = 15.0;
+const FORMULA_MIN_SIZE: f32 = 10.5;
 
 /// Text size factor of explain mode.
 const EXPLAIN_SCALE: f32 = 1.4;
@@ -54,6 +108,11 @@ impl DistributionView {
     /// (per-channel tab) drawn last.
     pub fn last_transform(&self) -> Option<PlotTransform> {
         self.last_transform
+    }
+
+    /// Where the parts of the view were laid out on the last frame.
+    pub fn rects(&self) -> &ViewRects {
+        &self.rects
     }
 
     /// Whether a clip handle is being dragged.
@@ -72,7 +131,11 @@ impl DistributionView {
             self.drag.clip = None;
         }
         let mut commands = Vec::new();
-        ui.scope(|ui| {
+        self.rects = ViewRects::default();
+        let view_top = ui.cursor().top();
+        let fit = self.fit_height.unwrap_or_else(|| ui.available_height());
+        self.visible_bottom = view_top + fit;
+        let response = ui.scope(|ui| {
             if input.explain {
                 for font in ui.style_mut().text_styles.values_mut() {
                     font.size *= EXPLAIN_SCALE;
@@ -80,43 +143,132 @@ impl DistributionView {
             }
             let codebook = self.cache.codebook(input.data, input.choice.scheme);
             header_ui(ui, input);
-            self.tabs_ui(ui, input);
-            let clip = match self.tab {
-                Tab::Histogram => {
-                    self.histogram_tab_ui(ui, input, codebook.as_deref(), &mut commands)
+            ui.horizontal_wrapped(|ui| {
+                self.tabs_ui(ui, input);
+                if self.tab == Tab::Histogram {
+                    ui.separator();
+                    self.grid_checkboxes_ui(ui);
                 }
-                Tab::Channels => {
-                    self.channels_tab_ui(ui, input, codebook.as_deref());
-                    input.clip
-                }
-                Tab::Reconstruction => {
-                    self.reconstruction_tab_ui(ui, input, codebook.as_deref());
-                    input.clip
-                }
-            };
-            if input.explain {
-                let symmetric = is_symmetric(input);
-                let stats = &input.data.scheme_stats.tensor;
-                let shown = shown_clip(clip, symmetric);
-                match input.choice.quantizer(shown, stats, codebook.as_deref()) {
-                    Ok(q) => {
-                        let estimate = input.data.fine.estimate_quantizer(&q);
-                        explain_ui(
-                            ui,
-                            &formulas(&input.choice, shown, &q, stats, estimate.as_ref()),
-                        );
-                    }
-                    Err(e) => {
-                        ui.label(e);
-                    }
-                }
+            });
+            self.formula_clip = input.clip;
+            let width = ui.available_width();
+            self.formulas_beside = input.explain && width >= BESIDE_MIN_WIDTH;
+            if self.formulas_beside {
+                let right = (width * 0.45).clamp(220.0, 600.0);
+                let spacing = ui.spacing().item_spacing.x;
+                let left = width - right - spacing;
+                let height = ui.available_height();
+                let origin = ui.cursor().min;
+                let left_rect = egui::Rect::from_min_size(origin, egui::vec2(left, height));
+                let tab = ui.scope_builder(egui::UiBuilder::new().max_rect(left_rect), |ui| {
+                    // Clipped to the column's width and, as before, to the scrolled centre.
+                    let mut clip = ui.clip_rect();
+                    clip.min.x = clip.min.x.max(left_rect.min.x);
+                    clip.max.x = clip.max.x.min(left_rect.max.x);
+                    ui.set_clip_rect(clip);
+                    self.tab_ui(ui, input, codebook.as_deref(), view_top, fit, &mut commands);
+                });
+                // The formulas get the room the tab left: never over it, even when something in
+                // the tab was wider than its column.
+                let formulas_left =
+                    (origin.x + width - right).max(tab.response.rect.right() + spacing);
+                let right_rect = egui::Rect::from_min_max(
+                    egui::pos2(formulas_left, origin.y),
+                    egui::pos2(origin.x + width, origin.y + height),
+                );
+                // Scroll only when the visible centre cannot hold them.
+                let visible = (view_top + fit - origin.y).max(120.0);
+                ui.scope_builder(egui::UiBuilder::new().max_rect(right_rect), |ui| {
+                    egui::ScrollArea::vertical()
+                        .id_salt("distribution_formulas")
+                        .max_height(visible)
+                        .auto_shrink([false, true])
+                        .show(ui, |ui| {
+                            let clip = self.formula_clip;
+                            self.draw_formulas_ui(ui, input, clip, codebook.as_deref());
+                        });
+                });
+            } else {
+                self.tab_ui(ui, input, codebook.as_deref(), view_top, fit, &mut commands);
             }
         });
+        self.rects.view = Some(response.response.rect);
         commands
     }
 
+    /// The shown tab's content.
+    fn tab_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        input: &DistributionInput<'_>,
+        codebook: Option<&[f32]>,
+        view_top: f32,
+        fit: f32,
+        commands: &mut Vec<DistributionCommand>,
+    ) {
+        match self.tab {
+            Tab::Histogram => {
+                let frame = Frame { view_top, fit };
+                self.histogram_tab_ui(ui, input, codebook, frame, commands);
+            }
+            Tab::Channels => self.channels_tab_ui(ui, input, codebook),
+            Tab::Reconstruction => {
+                self.reconstruction_tab_ui(ui, input, codebook);
+                self.formulas_ui(ui, input, input.clip, codebook);
+            }
+        }
+    }
+
+    /// Explain mode's formulas in the flow of the tab (unless they are drawn beside it).
+    fn formulas_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        input: &DistributionInput<'_>,
+        clip: (f32, f32),
+        codebook: Option<&[f32]>,
+    ) {
+        self.formula_clip = clip;
+        if !self.formulas_beside {
+            self.draw_formulas_ui(ui, input, clip, codebook);
+        }
+    }
+
+    /// Explain mode's formulas for the scheme on screen with the clip range `clip`.
+    fn draw_formulas_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        input: &DistributionInput<'_>,
+        clip: (f32, f32),
+        codebook: Option<&[f32]>,
+    ) {
+        if !input.explain {
+            return;
+        }
+        let symmetric = is_symmetric(input);
+        let stats = &input.data.scheme_stats.tensor;
+        let shown = shown_clip(clip, symmetric);
+        let room = self.visible_bottom - ui.cursor().top();
+        let size = self.formula_size.unwrap_or(FORMULA_SIZE);
+        let rect = match input.choice.quantizer(shown, stats, codebook) {
+            Ok(q) => {
+                let estimate = input.data.fine.estimate_quantizer(&q);
+                explain_ui(
+                    ui,
+                    &formulas(&input.choice, shown, &q, stats, estimate.as_ref()),
+                    size,
+                )
+            }
+            Err(e) => ui.label(e).rect,
+        };
+        self.formula_size = fitted_formula_size(size, rect.height(), room);
+        if self.formula_size != Some(size) {
+            ui.ctx().request_repaint();
+        }
+        self.rects.formulas = Some(rect);
+    }
+
     fn tabs_ui(&mut self, ui: &mut egui::Ui, input: &DistributionInput<'_>) {
-        ui.horizontal(|ui| {
+        ui.scope(|ui| {
             ui.selectable_value(&mut self.tab, Tab::Histogram, "histogram")
                 .on_hover_text(
                     "The tensor's value histogram with the quantization grid, the clip range \
@@ -150,35 +302,42 @@ impl DistributionView {
         ui: &mut egui::Ui,
         input: &DistributionInput<'_>,
         codebook: Option<&[f32]>,
+        frame: Frame,
         commands: &mut Vec<DistributionCommand>,
-    ) -> (f32, f32) {
+    ) {
         let data = input.data;
         let symmetric = is_symmetric(input);
         let linear = input.choice.scheme.is_linear();
         let stats = &data.scheme_stats.tensor;
         let clip_now = shown_clip(self.drag.clip.unwrap_or(input.clip), symmetric);
         let quantizer = input.choice.quantizer(clip_now, stats, codebook);
-        self.grid_controls_ui(ui, quantizer.as_ref().ok());
         let bounds = self
             .drag
             .bounds
             .unwrap_or_else(|| x_bounds(&data.fine, &data.markers, Some(clip_now)));
-        let height = (ui.available_height() - 240.0).clamp(160.0, 520.0);
-        let response = histogram_plot_ui(
-            ui,
-            &HistogramPlot {
-                id: "distribution_histogram",
-                fine: &data.fine,
-                log_counts: self.log_counts,
-                quantizer: quantizer.as_ref().ok(),
-                show_quantized: self.show_quantized,
-                handles: linear.then_some(clip_now),
-                range_lines: None,
-                markers: &data.markers,
-                x_bounds: bounds,
-                height,
-            },
-        );
+        let above = ui.cursor().top() - frame.view_top;
+        let below = self
+            .below_height
+            .unwrap_or(if input.explain && !self.formulas_beside {
+                320.0
+            } else {
+                120.0
+            });
+        let height = histogram_height(frame.fit, above, below);
+        let plot = HistogramPlot {
+            id: "distribution_histogram",
+            fine: &data.fine,
+            log_counts: self.log_counts,
+            quantizer: quantizer.as_ref().ok(),
+            show_quantized: self.show_quantized,
+            handles: linear.then_some(clip_now),
+            range_lines: None,
+            markers: &data.markers,
+            x_bounds: bounds,
+            height,
+        };
+        let key = histogram_key(&plot);
+        let response = histogram_plot_ui(ui, &plot);
         let transform = response.transform;
         let response = if linear {
             response.response.on_hover_text(
@@ -190,6 +349,7 @@ impl DistributionView {
             response.response
         };
         self.last_plot_rect = Some(response.rect);
+        self.rects.plot = Some(response.rect);
         self.last_transform = Some(transform);
         let pointer = PointerOnPlot::read(ui, &response);
         let new = interact(
@@ -221,31 +381,34 @@ impl DistributionView {
             .as_ref()
             .ok()
             .and_then(|q| data.fine.estimate_quantizer(q));
-        figures_ui(ui, input, clip, linear, estimate.as_ref(), commands);
+        self.rects.key = Some(plot_key_ui(ui, &key));
+        let levels = quantizer.as_ref().ok().map(Quantizer::level_count);
+        let figures =
+            ui.scope(|ui| figures_ui(ui, input, clip, linear, levels, estimate.as_ref(), commands));
+        self.rects.figures = Some(figures.response.rect);
+        self.formulas_ui(ui, input, clip, codebook);
+        let below_bottom = if self.formulas_beside {
+            figures.response.rect.bottom()
+        } else {
+            self.rects
+                .formulas
+                .unwrap_or(figures.response.rect)
+                .bottom()
+        };
+        self.below_height = Some(below_bottom - response.rect.bottom());
         self.markers_ui(ui, input, commands);
-        clip
     }
 
-    fn grid_controls_ui(&mut self, ui: &mut egui::Ui, quantizer: Option<&Quantizer>) {
-        ui.horizontal(|ui| {
-            ui.checkbox(&mut self.log_counts, "log counts")
-                .on_hover_text(
-                    "Plot log10(1 + count): the tails, where clipping happens, become visible.",
-                );
-            ui.checkbox(&mut self.show_quantized, "quantized histogram")
-                .on_hover_text(
-                    "Overlay the histogram after quantization: every value's mass moved to its \
-                     reconstruction level Q(x).",
-                );
-            if let Some(q) = quantizer {
-                let n = q.level_count();
-                ui.label(RichText::new(level_count_text(n)).strong())
-                    .on_hover_text(
-                        "Reconstruction levels of the grid. Up to 64 in view are drawn as thin \
-                         lines; denser grids are shown by the quantized histogram.",
-                    );
-            }
-        });
+    fn grid_checkboxes_ui(&mut self, ui: &mut egui::Ui) {
+        ui.checkbox(&mut self.log_counts, "log counts")
+            .on_hover_text(
+                "Plot log10(1 + count): the tails, where clipping happens, become visible.",
+            );
+        ui.checkbox(&mut self.show_quantized, "quantized histogram")
+            .on_hover_text(
+                "Overlay the histogram after quantization: every value's mass moved to its \
+                 reconstruction level Q(x).",
+            );
     }
 
     fn markers_ui(
@@ -265,38 +428,44 @@ impl DistributionView {
                 "Each calibration method's clip range for this tensor, and the error the \
                  current grid would have with it (histogram estimate).",
             );
-        egui::Grid::new("distribution_markers")
-            .num_columns(5)
-            .striped(true)
+        egui::ScrollArea::horizontal()
+            .id_salt("distribution_markers_scroll")
             .show(ui, |ui| {
-                for (i, marker) in data.markers.iter().enumerate() {
-                    ui.colored_label(marker_color(i), format!("— {}", marker.method));
-                    ui.label(format!("[{:.5}, {:.5}]", marker.range.0, marker.range.1));
-                    match estimates.get(i).copied().flatten() {
-                        Some(e) => {
-                            ui.label(format!("MSE {:.3e}", e.mse));
-                            ui.label(format!("SQNR {:.2} dB", e.sqnr_db));
+                egui::Grid::new("distribution_markers")
+                    .num_columns(5)
+                    .striped(true)
+                    .show(ui, |ui| {
+                        for (i, marker) in data.markers.iter().enumerate() {
+                            ui.colored_label(marker_color(i), format!("— {}", marker.method));
+                            ui.label(format!("[{:.5}, {:.5}]", marker.range.0, marker.range.1));
+                            match estimates.get(i).copied().flatten() {
+                                Some(e) => {
+                                    ui.label(format!("MSE {:.3e}", e.mse));
+                                    ui.label(format!("SQNR {:.2} dB", e.sqnr_db));
+                                }
+                                None => {
+                                    ui.label("—");
+                                    ui.label("—");
+                                }
+                            }
+                            let current =
+                                !input.clip_is_manual && input.method_name == marker.method;
+                            let button = ui
+                                .add_enabled(
+                                    !current,
+                                    egui::Button::new(format!("use {}", marker.method)),
+                                )
+                                .on_hover_text(format!(
+                                    "Quantize with the {} clip range [rmin, rmax].",
+                                    marker.method
+                                ));
+                            if button.clicked() {
+                                commands
+                                    .push(DistributionCommand::AdoptMarker(marker.method.clone()));
+                            }
+                            ui.end_row();
                         }
-                        None => {
-                            ui.label("—");
-                            ui.label("—");
-                        }
-                    }
-                    let current = !input.clip_is_manual && input.method_name == marker.method;
-                    let button = ui
-                        .add_enabled(
-                            !current,
-                            egui::Button::new(format!("use {}", marker.method)),
-                        )
-                        .on_hover_text(format!(
-                            "Quantize with the {} clip range [rmin, rmax].",
-                            marker.method
-                        ));
-                    if button.clicked() {
-                        commands.push(DistributionCommand::AdoptMarker(marker.method.clone()));
-                    }
-                    ui.end_row();
-                }
+                    });
             });
     }
 
@@ -322,12 +491,18 @@ impl DistributionView {
             .and_then(|q| data.fine.estimate_quantizer(&q));
         let per_channel = self.cache.per_channel(data, &input.choice, codebook);
         comparison_ui(ui, per_tensor.as_ref(), per_channel.as_ref(), input.exact);
-        let height = (ui.available_height() * 0.4).clamp(140.0, 360.0);
+        let height =
+            (self.fit_height.unwrap_or_else(|| ui.available_height()) * 0.4).clamp(140.0, 480.0);
+        let ghost = self
+            .ghost
+            .as_ref()
+            .filter(|g| g.tensor == input.tensor.name && g.before.len() == n);
         let response = channel_ranges_plot_ui(
             ui,
             &data.channel_ranges,
             self.selected_channel,
             tensor_clip,
+            ghost.map(|g| g.before.as_slice()),
             height,
         );
         let plot_response = response.response.on_hover_text(
@@ -335,7 +510,11 @@ impl DistributionView {
              clip range. Click a bar to see that channel's histogram.",
         );
         self.last_plot_rect = Some(plot_response.rect);
+        self.rects.plot = Some(plot_response.rect);
         self.last_transform = Some(response.transform);
+        let key = channels_key(ghost.map(|g| g.label.as_str()));
+        self.rects.key = Some(plot_key_ui(ui, &key));
+        self.formulas_ui(ui, input, input.clip, codebook);
         if plot_response.clicked()
             && let Some(pos) = plot_response.interact_pointer_pos()
             && let Some(c) = channel_at(response.transform.value_from_position(pos).x, n)
@@ -424,14 +603,45 @@ impl DistributionView {
             Ok(q) => {
                 let rec = reconstruct(&input.data.sample, &q);
                 let height = (ui.available_height() - 40.0).clamp(160.0, 480.0);
-                reconstruction_ui(ui, &rec, height);
-                self.last_plot_rect = Some(ui.min_rect());
+                let rect = reconstruction_ui(ui, &rec, height);
+                self.last_plot_rect = Some(rect);
+                self.rects.plot = Some(rect);
             }
             Err(e) => {
                 ui.label(e);
             }
         }
     }
+}
+
+/// The formulas' next text size: shrunk in proportion while they are taller than `room`, grown
+/// back by 5 % steps while they take less than 85 % of it (text height grows about as the
+/// square of its size, so the two rules do not oscillate). None: the full size.
+fn fitted_formula_size(size: f32, height: f32, room: f32) -> Option<f32> {
+    let next = if height > room + 0.5 && room > 0.0 {
+        size * (room / height).max(0.5) * 0.98
+    } else if height < 0.85 * room {
+        size * 1.05
+    } else {
+        size
+    };
+    let next = next.clamp(FORMULA_MIN_SIZE, FORMULA_SIZE);
+    (next < FORMULA_SIZE).then_some(next)
+}
+
+/// Where the view started and the height it must fit in (for the histogram's height).
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    view_top: f32,
+    fit: f32,
+}
+
+/// The histogram's height: what is left of `fit` after `above` and `below`, and never less than
+/// half of `fit` (on a projector the histogram is the picture).
+pub fn histogram_height(fit: f32, above: f32, below: f32) -> f32 {
+    // The plot's own rect excludes its axes (about 28 points): ask for that much more.
+    let half = (0.5 * fit + 28.0).max(120.0);
+    (fit - above - below - 8.0).clamp(half, half.max(900.0))
 }
 
 fn is_symmetric(input: &DistributionInput<'_>) -> bool {
@@ -468,10 +678,18 @@ fn figures_ui(
     input: &DistributionInput<'_>,
     clip: (f32, f32),
     linear: bool,
+    levels: Option<usize>,
     estimate: Option<&ErrorEstimate>,
     commands: &mut Vec<DistributionCommand>,
 ) {
     ui.horizontal_wrapped(|ui| {
+        if let Some(n) = levels {
+            ui.label(RichText::new(level_count_text(n)).strong())
+                .on_hover_text(
+                    "Reconstruction levels of the grid. Up to 64 in view are drawn as thin \
+                     lines; denser grids are shown by the quantized histogram.",
+                );
+        }
         match estimate {
             Some(e) => ui.label(
                 RichText::new(format!(
@@ -544,32 +762,45 @@ fn comparison_ui(
         v.map(|v| format!("{v:.2} dB"))
             .unwrap_or_else(|| "—".into())
     };
-    egui::Grid::new("distribution_granularity")
-        .num_columns(3)
-        .show(ui, |ui| {
-            ui.label("");
-            ui.label("per tensor").on_hover_text(
-                "One grid (S, Z) for the whole tensor, from the clip range in force.",
-            );
-            ui.label("per channel")
-                .on_hover_text("One grid per output channel, from that channel's min and max.");
-            ui.end_row();
-            ui.label("SQNR estimate");
-            ui.label(db(per_tensor.map(|e| e.sqnr_db)));
-            ui.label(db(per_channel.map(|e| e.sqnr_db)));
-            ui.end_row();
-            if let Some(exact) = exact {
-                ui.label("SQNR exact");
-                ui.label(db(exact.per_tensor_sqnr_db));
-                ui.label(db(exact.per_channel_sqnr_db));
-                ui.end_row();
-            }
+    // Lines that wrap (a grid would widen a narrow column past its neighbours).
+    ui.horizontal_wrapped(|ui| {
+        ui.label("SQNR estimate:");
+        ui.label(format!("per tensor {}", db(per_tensor.map(|e| e.sqnr_db))))
+            .on_hover_text("One grid (S, Z) for the whole tensor, from the clip range in force.");
+        ui.label(format!(
+            "· per channel {}",
+            db(per_channel.map(|e| e.sqnr_db))
+        ))
+        .on_hover_text("One grid per output channel, from that channel's min and max.");
+    });
+    if let Some(exact) = exact {
+        ui.horizontal_wrapped(|ui| {
+            ui.label("SQNR exact:");
+            ui.label(format!("per tensor {}", db(exact.per_tensor_sqnr_db)));
+            ui.label(format!("· per channel {}", db(exact.per_channel_sqnr_db)));
         });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formulas_shrink_to_fit_and_grow_back() {
+        // Too tall: shrunk at least in proportion.
+        let shrunk = fitted_formula_size(FORMULA_SIZE, 460.0, 370.0).unwrap();
+        assert!(shrunk <= FORMULA_SIZE * 370.0 / 460.0, "{shrunk}");
+        // Never below the smallest size, whatever the room.
+        assert_eq!(
+            fitted_formula_size(FORMULA_SIZE, 900.0, 10.0),
+            Some(FORMULA_MIN_SIZE)
+        );
+        // In the band: kept; much room: grows back to full size (None).
+        assert_eq!(fitted_formula_size(12.0, 90.0, 100.0), Some(12.0));
+        assert!(fitted_formula_size(12.0, 50.0, 100.0).unwrap() > 12.0);
+        assert_eq!(fitted_formula_size(FORMULA_SIZE, 50.0, 100.0), None);
+    }
 
     #[test]
     fn level_counts_read_as_words() {

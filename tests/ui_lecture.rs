@@ -1,0 +1,307 @@
+//! Lecture mode and projector layouts, driven headless with egui_kittest on real state: every
+//! lecture step walked with the keyboard (its scheme, transforms, tensor and view set up, its
+//! results arriving from the workers), rendered with wgpu at 1280×720 and 1920×1080 with
+//! Explain on and compared with `tests/snapshots/lecture_*`, and at every projector size the
+//! histogram keeps half the centre, nothing overlaps the plot and the formulas are in view.
+
+#![cfg(feature = "ui-tests")]
+
+use std::time::{Duration, Instant};
+
+use egui_kittest::kittest::Queryable;
+use egui_kittest::{Harness, SnapshotOptions};
+use quantscope::ui::{Prefs, QuantscopeApp, STEPS, bundled_sample_model};
+
+/// A hang guard for waits on workers (never reached when things work).
+const HANG: Duration = Duration::from_secs(240);
+
+fn explaining_app() -> QuantscopeApp {
+    let prefs = Prefs {
+        explain: true,
+        ..Prefs::default()
+    };
+    QuantscopeApp::with_prefs(Some(bundled_sample_model()), prefs)
+}
+
+fn harness_at(size: (f32, f32), wgpu: bool) -> Harness<'static, QuantscopeApp> {
+    let builder = Harness::builder().with_size(egui::vec2(size.0, size.1));
+    let builder = if wgpu { builder.wgpu() } else { builder };
+    builder.build_ui_state(
+        |ui, app: &mut QuantscopeApp| app.show_ui(ui),
+        explaining_app(),
+    )
+}
+
+fn wait_until(
+    harness: &mut Harness<'static, QuantscopeApp>,
+    what: &str,
+    done: impl Fn(&QuantscopeApp) -> bool,
+) {
+    let start = Instant::now();
+    harness.step();
+    while !done(harness.state()) {
+        assert!(start.elapsed() < HANG, "waited too long for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+        harness.step();
+    }
+    // Layout settles over a few frames (panel sizes, the histogram's measured surroundings).
+    for _ in 0..8 {
+        harness.step();
+    }
+}
+
+/// The step's setup is in force, evaluated, and its tensor shown.
+fn step_ready(app: &QuantscopeApp, index: usize) -> bool {
+    let Some(session) = app.session() else {
+        return false;
+    };
+    let step = &STEPS[index];
+    app.lecture.current == Some(index)
+        && !app.is_loading()
+        && session.transforms() == step.setup.transforms
+        && !session.extras.is_busy()
+        && session.current_evaluation().is_some()
+        && !session.is_busy()
+        && !session.is_preparing_view()
+        && session
+            .selection
+            .is_some_and(|s| session.loaded.layers[s.layer].node == step.setup.node)
+}
+
+/// Checks step `index`'s setup on the app.
+fn check_setup(app: &QuantscopeApp, index: usize) {
+    let step = &STEPS[index];
+    let session = app.session().unwrap();
+    let setup = &step.setup;
+    assert_eq!(
+        session.config.default.weights,
+        Some(setup.weights),
+        "{}",
+        step.title
+    );
+    assert_eq!(session.config.default.activations, setup.activations);
+    if setup.preset.is_some() {
+        let bits: Vec<u32> = session
+            .config
+            .layers
+            .values()
+            .filter_map(|l| l.weights.map(|w| w.scheme.bits()))
+            .collect();
+        assert!(
+            bits.contains(&8) && bits.contains(&4),
+            "{}: {bits:?}",
+            step.title
+        );
+    } else {
+        assert!(session.config.layers.is_empty(), "{}", step.title);
+    }
+    assert_eq!(session.transforms(), setup.transforms, "{}", step.title);
+    let selection = session.selection.unwrap();
+    assert_eq!(selection.part, setup.part, "{}", step.title);
+    assert_eq!(session.loaded.layers[selection.layer].node, setup.node);
+    assert_eq!(app.view().tab, setup.tab, "{}", step.title);
+    assert_eq!(app.analysis.open, setup.analysis, "{}", step.title);
+    // Results from the workers: the evaluation of exactly this config, and the view's data.
+    let evaluation = session.current_evaluation().unwrap();
+    assert!(
+        evaluation
+            .classification
+            .as_ref()
+            .is_some_and(|c| c.quant_accuracy.is_some()),
+        "{}",
+        step.title
+    );
+    assert!(
+        session.distribution_input(None, true).is_some(),
+        "{}: {:?}",
+        step.title,
+        session.view_problem()
+    );
+}
+
+/// No overlap of the plot with its key or text; the histogram at least half the centre; the
+/// formulas inside the centre's visible area.
+fn check_layout(app: &QuantscopeApp, what: &str) {
+    let centre = app.centre_rect().expect("the centre was drawn");
+    let rects = app.view().rects();
+    let plot = rects.plot.unwrap_or_else(|| panic!("{what}: no plot"));
+    let overlaps = |other: Option<egui::Rect>| {
+        other.is_some_and(|o| {
+            let i = plot.intersect(o);
+            i.width() > 0.5 && i.height() > 0.5
+        })
+    };
+    assert!(
+        !overlaps(rects.key),
+        "{what}: key {:?} over plot {plot:?}",
+        rects.key
+    );
+    assert!(
+        !overlaps(rects.figures),
+        "{what}: figures over plot: {rects:?} in the centre {centre:?}"
+    );
+    assert!(
+        !overlaps(rects.formulas),
+        "{what}: formulas over plot: {rects:?} in the centre {centre:?}"
+    );
+    let formulas = rects
+        .formulas
+        .unwrap_or_else(|| panic!("{what}: explain mode shows formulas"));
+    assert!(
+        formulas.bottom() <= centre.bottom() + 0.5 && formulas.right() <= centre.right() + 0.5,
+        "{what}: formulas {formulas:?} outside the visible centre {centre:?}"
+    );
+    if app.view().tab == quantscope::ui::distribution::Tab::Histogram {
+        assert!(
+            plot.height() >= 0.5 * centre.height() - 0.5,
+            "{what}: histogram {} px of a {} px centre",
+            plot.height(),
+            centre.height()
+        );
+    }
+}
+
+fn snapshot_options() -> SnapshotOptions {
+    SnapshotOptions::new()
+        .threshold(2.0)
+        .max_failed_pixels(1500)
+}
+
+/// Walks every step with the keyboard at `size`: checks the setup and the layout of each; with
+/// wgpu, renders every step and compares the steps in `compared` (1-based) with their
+/// committed snapshots.
+fn walk(size: (f32, f32), wgpu: bool, compared: &[usize]) {
+    let mut harness = harness_at(size, wgpu);
+    wait_until(&mut harness, "the model to load", |app| !app.is_loading());
+    let ctx = harness.ctx.clone();
+    harness.state_mut().go_to_step(&ctx, 0);
+    for (index, step) in STEPS.iter().enumerate() {
+        wait_until(&mut harness, step.title, |app| step_ready(app, index));
+        check_setup(harness.state(), index);
+        let what = format!("{}×{} step {}", size.0, size.1, index + 1);
+        check_layout(harness.state(), &what);
+        if wgpu {
+            let image = harness
+                .render()
+                .unwrap_or_else(|e| panic!("{what}: wgpu render failed: {e}"));
+            assert_eq!(
+                (image.width(), image.height()),
+                (size.0 as u32, size.1 as u32),
+                "{what}"
+            );
+            if compared.contains(&(index + 1)) {
+                let name = format!("lecture_{}x{}_{:02}", size.0, size.1, index + 1);
+                harness.snapshot_options(&name, &snapshot_options());
+            }
+        }
+        // The presenter remote's key on odd steps, the arrow on even ones.
+        let key = if index % 2 == 0 {
+            egui::Key::ArrowRight
+        } else {
+            egui::Key::PageDown
+        };
+        harness.key_press(key);
+    }
+    // Past the end stays on the last step; back goes one step back, by remote and by arrow.
+    harness.step();
+    assert_eq!(harness.state().lecture.current, Some(STEPS.len() - 1));
+    harness.key_press(egui::Key::PageUp);
+    harness.step();
+    assert_eq!(harness.state().lecture.current, Some(STEPS.len() - 2));
+    harness.key_press(egui::Key::ArrowLeft);
+    harness.step();
+    assert_eq!(harness.state().lecture.current, Some(STEPS.len() - 3));
+}
+
+#[test]
+fn every_step_at_1280x720_set_up_by_keyboard_laid_out_and_rendered() {
+    walk((1280.0, 720.0), true, &[2, 4, 8]);
+}
+
+#[test]
+fn every_step_at_1920x1080_set_up_by_keyboard_laid_out_and_rendered() {
+    walk((1920.0, 1080.0), true, &[1, 5, 7]);
+}
+
+#[test]
+fn every_step_at_1366x768_laid_out() {
+    walk((1366.0, 768.0), false, &[]);
+}
+
+#[test]
+fn side_panels_collapse_with_one_key_each_and_the_centre_grows() {
+    let mut harness = harness_at((1280.0, 720.0), false);
+    wait_until(&mut harness, "the model to load", |app| !app.is_loading());
+    let ctx = harness.ctx.clone();
+    harness.state_mut().go_to_step(&ctx, 1);
+    wait_until(&mut harness, "step 2", |app| step_ready(app, 1));
+    let before = harness.state().centre_rect().unwrap();
+    for key in [egui::Key::M, egui::Key::S, egui::Key::B] {
+        harness.key_press(key);
+    }
+    for _ in 0..4 {
+        harness.step();
+    }
+    let prefs = &harness.state().prefs;
+    assert!(!prefs.show_model && !prefs.show_settings && !prefs.show_results);
+    let after = harness.state().centre_rect().unwrap();
+    assert!(
+        after.width() > before.width() + 300.0,
+        "{before:?} -> {after:?}"
+    );
+    assert!(
+        after.height() > before.height() + 50.0,
+        "{before:?} -> {after:?}"
+    );
+    check_layout(harness.state(), "collapsed");
+    // The histogram took the room.
+    let plot = harness.state().view().rects().plot.unwrap();
+    assert!(plot.height() >= 0.5 * after.height() - 0.5);
+    harness.key_press(egui::Key::M);
+    harness.step();
+    assert!(harness.state().prefs.show_model);
+}
+
+#[test]
+fn equalization_step_draws_the_ranges_before_as_a_ghost() {
+    let mut harness = harness_at((1280.0, 720.0), false);
+    wait_until(&mut harness, "the model to load", |app| !app.is_loading());
+    let index = STEPS
+        .iter()
+        .position(|s| s.title.contains("equalization"))
+        .unwrap();
+    let ctx = harness.ctx.clone();
+    harness.state_mut().go_to_step(&ctx, index);
+    wait_until(&mut harness, "the equalization step", |app| {
+        step_ready(app, index)
+    });
+    let app = harness.state();
+    let ghost = app
+        .view()
+        .ghost
+        .as_ref()
+        .expect("a ghost of the ranges before");
+    assert_eq!(ghost.tensor, "block2.dw.weight");
+    // Before equalization (after folding) the channel ranges spread far more than after.
+    let spread = |ranges: &[(f32, f32)]| {
+        let widths: Vec<f32> = ranges.iter().map(|(lo, hi)| hi - lo).collect();
+        let max = widths.iter().copied().fold(0.0, f32::max);
+        let min = widths.iter().copied().fold(f32::INFINITY, f32::min);
+        max / min
+    };
+    let session = app.session().unwrap();
+    let now = session
+        .distribution_input(None, true)
+        .unwrap()
+        .data
+        .channel_ranges
+        .clone();
+    assert_eq!(ghost.before.len(), now.len());
+    assert!(
+        spread(&ghost.before) > 5.0 * spread(&now),
+        "before {} after {}",
+        spread(&ghost.before),
+        spread(&now)
+    );
+    harness.get_by_label("before equalization");
+}
