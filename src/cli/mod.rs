@@ -9,6 +9,7 @@ mod diagnose;
 mod export;
 mod feeds;
 mod inspect;
+mod integer;
 mod paths;
 mod quantize;
 mod run;

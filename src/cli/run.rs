@@ -1,5 +1,6 @@
 //! `quantscope run`: run a model on data of any form, in the chunks the model accepts; report
-//! output shapes and top-1 accuracy (with labels); save the outputs.
+//! output shapes and top-1 accuracy (with labels); save the outputs. With `--integer`, also
+//! run the integer-only layers against fake quantization on the same data.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use quantscope::workflow::{
     RunControl, SampleInputs, Samples, check_labels, choose_batch, classification_rows, run_chunks,
 };
 
+use super::args::QuantFlags;
 use super::feeds::{DataFlags, LabelFlags, data_line, open_model, plan_for};
 use super::paths::{CommandFiles, MODEL};
 
@@ -37,6 +39,16 @@ pub struct RunArgs {
     /// keyed by input name, samples on axis 0; for reproducing a run elsewhere.
     #[arg(long)]
     save_inputs: Option<PathBuf>,
+    /// Also run the Conv/Gemm/MatMul layers on the integer-only path (i32 accumulators,
+    /// fixed-point requantization) and compare them with fake quantization, calibrated on
+    /// --data with the quantization flags below; prints a per-tensor table.
+    #[arg(long)]
+    integer: bool,
+    #[command(flatten)]
+    quant: QuantFlags,
+    /// With --integer: write the per-tensor comparison as JSON.
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 /// Joins per-chunk outputs: along axis 0 for stacked samples, on a new axis 0 (one entry per
@@ -131,7 +143,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .maybe_input("--labels", args.labels.labels.as_ref())
         .maybe_output("--out", args.out.as_ref())
         .maybe_output("--save-inputs", args.save_inputs.as_ref())
+        .maybe_output("--report", args.report.as_ref())
         .check()?;
+    if args.report.is_some() && !args.integer {
+        anyhow::bail!("--report holds the --integer comparison; add --integer");
+    }
     let model = open_model(&args.model)?;
     let plan = plan_for(&model)?;
     let samples = args
@@ -177,6 +193,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             "accuracy of '{name}': {:.2}% ({correct}/{rows})",
             100.0 * correct as f64 / rows.max(1) as f64
         );
+    }
+    if args.integer {
+        super::integer::compare(
+            &model,
+            &samples,
+            args.batch_size,
+            &args.quant,
+            args.report.as_deref(),
+        )?;
     }
     if let Some(out) = &args.out {
         let named: Vec<(&str, &TensorData)> =

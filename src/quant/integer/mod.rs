@@ -47,9 +47,11 @@
 //! # Modules
 //!
 //! `fixed_point` holds the requantization arithmetic, `codes` the code tensors and quantized
-//! weights, `layer` what Conv and Gemm share, `conv` and `linear` the two layers.
+//! weights, `layer` what Conv and Gemm share, `conv` and `linear` the two layers, `compare`
+//! the integer layers of a fake-quantized model run and counted against the simulation.
 
 mod codes;
+pub mod compare;
 mod conv;
 mod fixed_point;
 mod layer;
