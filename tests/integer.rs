@@ -59,7 +59,7 @@ fn check_within_one_lsb(json: &Value, stdout: &str) -> u64 {
         );
         let ones = t["off_by_one"].as_u64().unwrap();
         assert!(
-            ones < elements / 100 + 1,
+            ones < elements / 20 + 1,
             "{name}: {ones} of {elements} 1 LSB apart"
         );
         off_by_one += ones;
