@@ -223,17 +223,15 @@ pub const STEPS: [LectureStep; 13] = [
         caption: [
             "Shown: the 4-bit fake-quantization staircase Q(x) that QAT puts in the forward \
              pass; the STE passes the gradient through it as if Q(x) = x.",
-            "The reconstruction plot is the staircase; its error is what training learns to \
-             absorb.",
+            "Train it: `quantscope qat model.onnx --train-data ... --weights int4 --activations 4`; \
+             README's table: this MobileNet 98.5 % after PTQ, 99.1 % after QAT (int2: 16.1 to 84.6 %).",
         ],
         setup: StepSetup {
             weights: linear(4, true, false),
             tab: Tab::Reconstruction,
             ..BASE
         },
-        missing: Some(
-            "Training (QAT with the STE) is not in the app yet: no fine-tuning runs here.",
-        ),
+        missing: None,
     },
     LectureStep {
         title: "Binarization: BinaryConnect and XNOR",
