@@ -76,12 +76,7 @@ fn join(
                         .filter_map(|p| p.as_f32())
                         .map(|a| a.view())
                         .collect();
-                    if per_sample {
-                        stack(Axis(0), &views)
-                    } else {
-                        concatenate(Axis(0), &views)
-                    }
-                    .map(TensorData::F32)
+                    join_samples(&views, per_sample).map(TensorData::F32)
                 }
                 _ => {
                     let views: Vec<_> = parts
@@ -89,12 +84,7 @@ fn join(
                         .filter_map(|p| p.as_i64())
                         .map(|a| a.view())
                         .collect();
-                    if per_sample {
-                        stack(Axis(0), &views)
-                    } else {
-                        concatenate(Axis(0), &views)
-                    }
-                    .map(TensorData::I64)
+                    join_samples(&views, per_sample).map(TensorData::I64)
                 }
             };
             Ok((
@@ -210,4 +200,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         println!("wrote {} output(s) to {}", named.len(), out.display());
     }
     Ok(())
+}
+
+/// Chunks joined along the sample axis: stacked when each chunk is one sample without that
+/// axis, concatenated otherwise.
+fn join_samples<T: Clone>(
+    views: &[ndarray::ArrayViewD<'_, T>],
+    per_sample: bool,
+) -> Result<ndarray::ArrayD<T>, ndarray::ShapeError> {
+    if per_sample {
+        stack(Axis(0), views)
+    } else {
+        concatenate(Axis(0), views)
+    }
 }
