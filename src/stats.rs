@@ -161,8 +161,10 @@ pub fn summarize(values: ArrayViewD<'_, f32>) -> Summary {
 }
 
 /// (min, max) of the finite values of each channel along `axis`; (0, 0) for a channel with none.
+/// An empty tensor has no channel ranges at all (its axes may declare any length, and one
+/// entry per declared channel would allocate what the tensor never held).
 pub fn channel_ranges(values: ArrayViewD<'_, f32>, axis: usize) -> Vec<(f32, f32)> {
-    if axis >= values.ndim() {
+    if axis >= values.ndim() || values.is_empty() {
         return Vec::new();
     }
     fn range<'a>(channel: impl Iterator<Item = &'a f32>) -> (f32, f32) {

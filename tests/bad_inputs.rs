@@ -424,6 +424,30 @@ fn hostile_shapes_and_sizes_are_refused_before_allocating() {
     );
 }
 
+/// Found by the onnx fuzz target (2026-12-07): an empty Conv weight whose first axis declares
+/// 2^51 − 1 channels made the summary allocate one range per declared channel (an abort on
+/// allocation). An empty tensor has no channels: it is summarized with none, or refused.
+#[test]
+fn an_empty_weight_with_a_huge_axis_allocates_nothing_per_channel() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("empty-huge-axis.onnx");
+    let dims = [(1i64 << 51) - 1, 0, 64];
+    std::fs::write(&path, hostile::hostile_dims_model(&dims, Vec::new())).unwrap();
+    let (outcome, peak) = measured(|| {
+        load_model(&path).map(|model| {
+            let summary = ModelSummary::of(&model);
+            summary.tensors.iter().find(|t| t.name == "w").map(|t| t.channels)
+        })
+    });
+    match outcome {
+        Ok(Some(channels)) => assert_eq!(channels, None, "an empty tensor has no channels"),
+        Ok(None) => panic!("the summary lost initializer 'w'"),
+        Err(e) => assert!(e.to_string().contains('w'), "error does not name the tensor: {e}"),
+    }
+    assert!(peak < 16 << 20, "peak allocation {peak} bytes for an empty tensor");
+}
+
 #[test]
 fn a_compressed_member_is_bounded_while_inflating() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

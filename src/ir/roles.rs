@@ -61,7 +61,8 @@ fn assign_by_consumer(graph: &mut Graph) {
             (_, None) => (ParamRole::Other, None),
         };
         tensor.role = role;
-        tensor.channel_axis = axis.filter(|&a| a < tensor.data.shape().len());
+        // An empty tensor has no channels to quantize, however long its axes claim to be.
+        tensor.channel_axis = axis.filter(|&a| a < tensor.data.shape().len() && !tensor.data.is_empty());
     }
 }
 
@@ -131,7 +132,7 @@ fn assign_by_name(graph: &mut Graph) {
             }
         };
         tensor.role = role;
-        tensor.channel_axis = axis.filter(|&a| a < rank);
+        tensor.channel_axis = axis.filter(|&a| a < rank && !tensor.data.is_empty());
     }
 }
 
