@@ -144,9 +144,8 @@ impl Session {
                 Ok((Arc::new(data), calibration))
             },
         );
-        if let Err(e) = started {
-            self.job_message = Some(e.to_string());
-        }
+        // A new attempt: the last one's failure no longer describes what is on screen.
+        self.job_message = started.err().map(|e| e.to_string());
     }
 
     /// Asks for an evaluation of the current revision, after [`DEBOUNCE`] (or now).
