@@ -437,15 +437,25 @@ fn an_empty_weight_with_a_huge_axis_allocates_nothing_per_channel() {
     let (outcome, peak) = measured(|| {
         load_model(&path).map(|model| {
             let summary = ModelSummary::of(&model);
-            summary.tensors.iter().find(|t| t.name == "w").map(|t| t.channels)
+            summary
+                .tensors
+                .iter()
+                .find(|t| t.name == "w")
+                .map(|t| t.channels)
         })
     });
     match outcome {
         Ok(Some(channels)) => assert_eq!(channels, None, "an empty tensor has no channels"),
         Ok(None) => panic!("the summary lost initializer 'w'"),
-        Err(e) => assert!(e.to_string().contains('w'), "error does not name the tensor: {e}"),
+        Err(e) => assert!(
+            e.to_string().contains('w'),
+            "error does not name the tensor: {e}"
+        ),
     }
-    assert!(peak < 16 << 20, "peak allocation {peak} bytes for an empty tensor");
+    assert!(
+        peak < 16 << 20,
+        "peak allocation {peak} bytes for an empty tensor"
+    );
 }
 
 #[test]

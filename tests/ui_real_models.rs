@@ -26,9 +26,10 @@ const HANG: Duration = Duration::from_secs(300);
 
 /// How far the app's fake-quantized simulation may be from onnxruntime running the exported
 /// QDQ file. Where onnxruntime keeps the QDQ pairs around float kernels the two agree to 0.01 dB
-/// (5 of the 9 models); where it fuses them into integer kernels (QLinearConv and friends, with
-/// fixed-point requantization and its own rounding), the PP-OCR classifier's softmax output
-/// measured 2.6 dB higher in the simulation and YuNet-n's worst head 1.75 dB (2026-12-07).
+/// (5 of the 9 models); elsewhere the simulation measured higher: the PP-OCR classifier's
+/// softmax output by 2.6 dB, YuNet-n's worst head by 1.75 dB (2026-12-07). The likely cause,
+/// not yet confirmed per node, is onnxruntime fusing QDQ pairs into integer kernels
+/// (QLinearConv and friends, fixed-point requantization with its own rounding).
 const SIMULATION_VS_ONNXRUNTIME_DB: f64 = 3.0;
 
 /// The worst-output SQNR `quantscope quantize` prints for a manifest entry with the export's

@@ -62,7 +62,8 @@ fn assign_by_consumer(graph: &mut Graph) {
         };
         tensor.role = role;
         // An empty tensor has no channels to quantize, however long its axes claim to be.
-        tensor.channel_axis = axis.filter(|&a| a < tensor.data.shape().len() && !tensor.data.is_empty());
+        tensor.channel_axis =
+            axis.filter(|&a| a < tensor.data.shape().len() && !tensor.data.is_empty());
     }
 }
 
