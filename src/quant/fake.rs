@@ -28,6 +28,9 @@ pub struct WeightReport {
     /// Linear schemes: the clip range and (S, Z) of each channel (one per tensor).
     pub ranges: Vec<(f32, f32)>,
     pub params: Vec<LinearParams>,
+    /// Channels whose clip range was set by hand (per-channel manual clips).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub manual_channels: Vec<usize>,
     /// Float vs de-quantized weights.
     pub metrics: TensorMetrics,
 }
@@ -84,7 +87,10 @@ impl QuantizedModel {
                 && tensor.role == ParamRole::Weight
                 && !weights.iter().any(|w: &WeightReport| w.tensor == name)
             {
-                let manual = config.weight_ranges.get(name).copied();
+                let manual = ManualClips {
+                    tensor: config.weight_ranges.get(name).copied(),
+                    channels: config.weight_channel_ranges.get(name),
+                };
                 let (values, report) = quantize_weight(
                     tensor,
                     weight_quant,
@@ -164,11 +170,86 @@ impl QuantizedModel {
     }
 }
 
+/// A weight tensor's clip ranges set by hand: one for the whole tensor, some channels'.
+#[derive(Debug, Clone, Copy, Default)]
+struct ManualClips<'a> {
+    tensor: Option<(f32, f32)>,
+    channels: Option<&'a BTreeMap<usize, (f32, f32)>>,
+}
+
+/// The granularity and linear clip ranges of a weight tensor (None: the scheme computes its
+/// own). A per-tensor manual range makes the tensor per tensor, unless channels have manual
+/// ranges: then it is per channel, those channels at their range and the others at the
+/// tensor's manual range or at their calibrated one.
+fn weight_ranges(
+    values: ArrayViewD<'_, f32>,
+    name: &str,
+    quant: &WeightQuant,
+    channel_axis: Option<usize>,
+    manual: ManualClips<'_>,
+    calib: Option<Method>,
+) -> Result<(Granularity, Option<Vec<(f32, f32)>>)> {
+    let err = |msg: String| Error::Quant {
+        tensor: name.to_string(),
+        msg,
+    };
+    let channel_clips = manual.channels.filter(|c| !c.is_empty());
+    let WeightScheme::Linear { bits, .. } = quant.scheme else {
+        let granularity = match (quant.per_channel, channel_axis) {
+            (true, Some(axis)) if manual.tensor.is_none() => Granularity::PerChannel { axis },
+            _ => Granularity::PerTensor,
+        };
+        return Ok((granularity, manual.tensor.map(|r| vec![r])));
+    };
+    let calibrated = |granularity: Granularity| -> Result<Vec<(f32, f32)>> {
+        match calib {
+            Some(method) => calibrated_ranges(values.view(), granularity, method, bits),
+            None => crate::quant::linear::minmax_ranges(values.view(), granularity),
+        }
+        .map_err(quant_error(name))
+    };
+    let Some(clips) = channel_clips else {
+        return Ok(match (manual.tensor, quant.per_channel, channel_axis) {
+            (Some(range), _, _) => (Granularity::PerTensor, Some(vec![range])),
+            (None, true, Some(axis)) => {
+                let granularity = Granularity::PerChannel { axis };
+                (granularity, calib.map(|_| calibrated(granularity)).transpose()?)
+            }
+            (None, _, _) => (
+                Granularity::PerTensor,
+                calib.map(|_| calibrated(Granularity::PerTensor)).transpose()?,
+            ),
+        });
+    };
+    let axis = channel_axis
+        .filter(|&a| a < values.ndim())
+        .ok_or_else(|| err("per-channel clip ranges set, but the tensor has no channel axis".into()))?;
+    let channels = values.shape()[axis];
+    let granularity = Granularity::PerChannel { axis };
+    let mut ranges = match (manual.tensor, quant.per_channel) {
+        (Some(range), _) => vec![range; channels],
+        (None, true) => calibrated(granularity)?,
+        (None, false) => vec![calibrated(Granularity::PerTensor)?[0]; channels],
+    };
+    for (&c, &(lo, hi)) in clips {
+        if c >= channels {
+            return Err(err(format!(
+                "clip range for channel {c}, but the tensor has {channels} channels"
+            )));
+        }
+        if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+            return Err(err(format!("channel {c}: invalid clip range [{lo}, {hi}]")));
+        }
+        ranges[c] = (lo, hi);
+    }
+    Ok((granularity, Some(ranges)))
+}
+
 /// Quantizes one weight tensor, returning the de-quantized values and a report.
 fn quantize_weight(
     tensor: &Tensor,
     quant: &WeightQuant,
-    manual_range: Option<(f32, f32)>,
+    manual: ManualClips<'_>,
     calib: Option<Method>,
     node: &str,
 ) -> Result<(ArrayD<f32>, WeightReport)> {
@@ -182,17 +263,13 @@ fn quantize_weight(
             });
         }
     };
-    let granularity = match (quant.per_channel, tensor.channel_axis) {
-        (true, Some(axis)) if manual_range.is_none() => Granularity::PerChannel { axis },
-        _ => Granularity::PerTensor,
-    };
-    let ranges = match (manual_range, calib, quant.scheme) {
-        (Some(range), _, _) => Some(vec![range]),
-        (None, Some(method), WeightScheme::Linear { bits, .. }) => Some(
-            calibrated_ranges(values.view(), granularity, method, bits)
-                .map_err(quant_error(name))?,
-        ),
-        _ => None,
+    let (granularity, ranges) =
+        weight_ranges(values.view(), name, quant, tensor.channel_axis, manual, calib)?;
+    let manual_channels = match (granularity, manual.channels) {
+        (Granularity::PerChannel { .. }, Some(clips)) if quant.scheme.is_linear() => {
+            clips.keys().copied().collect()
+        }
+        _ => Vec::new(),
     };
     let quantized = quant
         .scheme
@@ -214,6 +291,7 @@ fn quantize_weight(
         per_channel: matches!(granularity, Granularity::PerChannel { .. }),
         ranges: quantized.ranges,
         params: quantized.params,
+        manual_channels,
         metrics,
     };
     Ok((quantized.values, report))
