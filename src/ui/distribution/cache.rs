@@ -1,7 +1,7 @@
 //! What the view keeps between frames for one tensor and setting: k-means codebooks (fitted on
-//! the ≤ 4096-value sample, once per bit width), the calibration markers' error estimates and
-//! the per-channel estimate (once per quantization choice). Everything is dropped when the
-//! tensor changes.
+//! the ≤ 4096-value sample, once per bit width), the calibration markers' error estimates, the
+//! per-channel estimate (once per quantization choice and channel clip ranges) and the
+//! threshold curves. Everything is dropped when the tensor changes.
 
 use ndarray::ArrayD;
 
@@ -25,7 +25,7 @@ pub struct ViewCache {
         Vec<CalibrationMarker>,
         Vec<Option<ErrorEstimate>>,
     )>,
-    per_channel: Option<(QuantChoice, Option<ErrorEstimate>)>,
+    per_channel: Option<(QuantChoice, Vec<(f32, f32)>, Option<ErrorEstimate>)>,
 }
 
 impl ViewCache {
@@ -92,18 +92,20 @@ impl ViewCache {
             .unwrap_or(&[])
     }
 
-    /// The per-channel estimate of `choice`, computed once per choice.
+    /// The per-channel estimate of `choice` with each channel's clip range in `ranges`,
+    /// computed once per choice and ranges.
     pub fn per_channel(
         &mut self,
         data: &TensorDistribution,
         choice: &QuantChoice,
         codebook: Option<&[f32]>,
+        ranges: &[(f32, f32)],
     ) -> Option<ErrorEstimate> {
         match &self.per_channel {
-            Some((c, e)) if c == choice => *e,
+            Some((c, r, e)) if c == choice && r == ranges => *e,
             _ => {
-                let e = per_channel_estimate(data, choice, codebook);
-                self.per_channel = Some((*choice, e));
+                let e = per_channel_estimate(data, choice, codebook, ranges);
+                self.per_channel = Some((*choice, ranges.to_vec(), e));
                 e
             }
         }

@@ -31,6 +31,7 @@ struct Fixture {
     choice: QuantChoice,
     clip: (f32, f32),
     manual: bool,
+    channel_clips: std::collections::BTreeMap<usize, (f32, f32)>,
     exact: Option<ExactFigures>,
     explain: bool,
     commands: Vec<DistributionCommand>,
@@ -79,6 +80,7 @@ fn fixture(values: Vec<f32>, shape: Vec<usize>, choice: QuantChoice) -> Fixture 
         data,
         choice,
         manual: false,
+        channel_clips: Default::default(),
         exact: None,
         explain: false,
         commands: Vec::new(),
@@ -97,6 +99,7 @@ fn harness(fixture: Fixture) -> Harness<'static, Fixture> {
                     choice: f.choice,
                     clip: f.clip,
                     clip_is_manual: f.manual,
+                    channel_clips: &f.channel_clips,
                     method_name: "min-max".into(),
                     exact: f.exact.as_ref(),
                     explain: f.explain,
@@ -118,6 +121,12 @@ fn harness(fixture: Fixture) -> Harness<'static, Fixture> {
                                 f.clip = m.range;
                                 f.manual = false;
                             }
+                        }
+                        DistributionCommand::SetChannelClip { channel, lo, hi } => {
+                            f.channel_clips.insert(*channel, (*lo, *hi));
+                        }
+                        DistributionCommand::ResetChannelClip(channel) => {
+                            f.channel_clips.remove(channel);
                         }
                     }
                 }
