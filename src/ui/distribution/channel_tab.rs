@@ -208,6 +208,7 @@ impl DistributionView {
                 handles: linear.then_some(handles),
                 range_lines: None,
                 markers: &[],
+                densities: None,
                 x_bounds: bounds,
                 height,
             },

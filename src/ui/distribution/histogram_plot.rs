@@ -1,16 +1,17 @@
 //! Draws one value histogram (linear or log counts) with the quantization grid over it: the
 //! levels as thin lines (or the quantized histogram), ternary thresholds, the clip handles or a
-//! read-only range, and the calibration markers. Draws from borrowed data only; the caller
-//! turns the returned response into commands.
+//! read-only range, the calibration markers and ACIQ's assumed densities. Draws from borrowed
+//! data only; the caller turns the returned response into commands.
 
 use egui::Color32;
-use egui_plot::{Bar, BarChart, LineStyle, Plot, PlotBounds, PlotResponse, VLine};
+use egui_plot::{Bar, BarChart, Line, LineStyle, Plot, PlotBounds, PlotPoints, PlotResponse, VLine};
 
 use crate::metrics::FineHistogram;
 use crate::quant::Quantizer;
 
 use super::CalibrationMarker;
 use super::plot_key::{KeyEntry, Swatch};
+use super::threshold::{AciqDensities, GAUSS_COLOR, LAPLACE_COLOR};
 
 /// Most bars drawn for a histogram (fine bins are summed down to this many).
 pub const DISPLAY_BINS: usize = 512;
@@ -53,6 +54,8 @@ pub struct HistogramPlot<'a> {
     /// A read-only range (a channel's clip range).
     pub range_lines: Option<(f32, f32)>,
     pub markers: &'a [CalibrationMarker],
+    /// ACIQ's assumed densities, drawn over the bars.
+    pub densities: Option<&'a AciqDensities>,
     /// Fixed x range of the plot.
     pub x_bounds: (f64, f64),
     pub height: f32,
@@ -155,6 +158,9 @@ pub fn histogram_plot_ui(ui: &mut egui::Ui, plot: &HistogramPlot<'_>) -> PlotRes
         _ => None,
     };
     y_max *= 1.08;
+    let densities = plot
+        .densities
+        .map(|d| d.lines(plot.x_bounds.0, plot.x_bounds.1, width, plot.log_counts));
     let levels = plot
         .quantizer
         .and_then(|q| q.levels_between(plot.x_bounds.0, plot.x_bounds.1, MAX_LEVEL_LINES));
@@ -191,6 +197,19 @@ pub fn histogram_plot_ui(ui: &mut egui::Ui, plot: &HistogramPlot<'_>) -> PlotRes
                         .color(QUANTIZED_COLOR)
                         .allow_hover(false),
                 );
+            }
+            if let Some([gauss, laplace]) = densities {
+                for (name, color, points) in [
+                    ("ACIQ Gaussian", GAUSS_COLOR, gauss),
+                    ("ACIQ Laplace", LAPLACE_COLOR, laplace),
+                ] {
+                    plot_ui.line(
+                        Line::new(name, PlotPoints::from(points))
+                            .color(color)
+                            .width(2.0)
+                            .allow_hover(false),
+                    );
+                }
             }
             for level in levels.iter().flatten() {
                 plot_ui.vline(
@@ -262,6 +281,10 @@ pub fn histogram_key(plot: &HistogramPlot<'_>) -> Vec<KeyEntry> {
             THRESHOLD_COLOR,
             Swatch::Dashed,
         ));
+    }
+    if plot.densities.is_some() {
+        key.push(KeyEntry::new("ACIQ Gaussian", GAUSS_COLOR, Swatch::Line));
+        key.push(KeyEntry::new("ACIQ Laplace", LAPLACE_COLOR, Swatch::Line));
     }
     if plot.handles.is_some() || plot.range_lines.is_some() {
         key.push(KeyEntry::new("clip range", HANDLE_COLOR, Swatch::Line));

@@ -29,6 +29,7 @@ mod plot_key;
 mod reconstruction;
 #[cfg(all(test, feature = "ui-tests"))]
 mod tests;
+mod threshold;
 mod view;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,7 @@ use ndarray::ArrayViewD;
 
 pub use crate::quant::scalar::{ScaleStats, SchemeStats, TernaryParams};
 pub use clip_handles::Handle;
+pub use threshold::{AciqDensities, DrawnCurves, WhyThreshold};
 pub use view::{DistributionView, Ghost, Tab, ViewRects, histogram_height, level_count_text};
 
 use crate::metrics::{FineHistogram, TensorMetrics};
@@ -73,6 +75,9 @@ pub struct TensorDistribution {
     pub markers: Vec<CalibrationMarker>,
     /// Binary and ternary scales per tensor and per channel (for their levels).
     pub scheme_stats: SchemeStats,
+    /// The MSE and KL curves against the clip value and ACIQ's densities (None when the
+    /// statistics cannot give them).
+    pub why: Option<WhyThreshold>,
 }
 
 impl TensorDistribution {
@@ -121,6 +126,7 @@ impl TensorDistribution {
             sample,
             markers,
             scheme_stats,
+            why: None,
         })
     }
 }

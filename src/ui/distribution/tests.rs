@@ -379,3 +379,113 @@ fn exact_figures_and_explain_mode_are_shown() {
     let params = crate::quant::scalar::linear_params(8, false, false, (lo, hi)).unwrap();
     assert!(z.ends_with(&format!("= {}", params.zero_point)), "{z}");
 }
+
+/// 8 channels of 256 Gaussian values, channel c scaled by c + 1.
+fn scaled_channels(seed: u64) -> Vec<f32> {
+    gaussian(8 * 256, seed)
+        .chunks(256)
+        .enumerate()
+        .flat_map(|(c, ch)| {
+            ch.iter()
+                .map(move |v| v * (c + 1) as f32)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Screen position of plot x `x`, halfway up the selected channel's histogram.
+fn channel_screen_at(harness: &Harness<'_, Fixture>, x: f64) -> Pos2 {
+    let (rect, t) = harness
+        .state()
+        .view
+        .last_channel_plot()
+        .expect("a channel histogram was drawn");
+    pos2(t.position_from_point_x(x), rect.center().y)
+}
+
+#[test]
+fn a_channel_histogram_shows_the_channels_values_not_the_tensors_range() {
+    // Per tensor: channel 0's clip is the tensor's (8 times its own span), yet its histogram is
+    // zoomed to its own values.
+    let mut harness = harness(fixture(scaled_channels(8), vec![8, 256], linear(8, true)));
+    harness.get_by_label("per channel").click();
+    harness.run();
+    label_containing(&harness, "clip (the tensor's)");
+    let (lo, hi) = harness.state().data.channel_ranges[0];
+    let (_, t) = harness.state().view.last_channel_plot().unwrap();
+    let (x0, x1) = (t.bounds().min()[0], t.bounds().max()[0]);
+    let pad = 0.051 * f64::from(hi - lo);
+    assert!(
+        (x0 - f64::from(lo)).abs() <= pad && (x1 - f64::from(hi)).abs() <= pad,
+        "x range [{x0}, {x1}] vs channel 0's [{lo}, {hi}]"
+    );
+    let tensor = harness.state().data.fine.range();
+    assert!(f64::from(tensor.0) < x0 && f64::from(tensor.1) > x1);
+}
+
+#[test]
+fn dragging_a_channel_handle_clips_only_that_channel() {
+    let mut f = fixture(scaled_channels(9), vec![8, 256], linear(8, true));
+    f.choice.per_channel = true;
+    let mut harness = harness(f);
+    harness.get_by_label("per channel").click();
+    harness.run();
+    harness.state_mut().view.selected_channel = Some(5);
+    harness.run();
+    label_containing(&harness, "channel 5: histogram");
+    let clip_before = harness.state().clip;
+    let estimate_before = label_containing(&harness, "· per channel");
+    let (lo, hi) = harness.state().data.channel_ranges[5];
+    // Symmetric: the handles sit at ±max|x|; grab the one inside the view.
+    let m = f64::from(lo.abs().max(hi.abs()));
+    let edge = if hi.abs() >= lo.abs() { m } else { -m };
+    let (_, t) = harness.state().view.last_channel_plot().unwrap();
+    let pixel = t.bounds().width() / f64::from(t.frame().width());
+    let grab = edge - edge.signum() * 2.0 * pixel;
+    let (from, to) = (
+        channel_screen_at(&harness, grab),
+        channel_screen_at(&harness, 0.5 * edge),
+    );
+    drag(&mut harness, from, to);
+    let state = harness.state();
+    assert_eq!(last_set_clip(&state.commands), None, "{:?}", state.commands);
+    assert!(
+        state.commands.iter().all(|c| matches!(
+            c,
+            DistributionCommand::SetChannelClip { channel: 5, .. }
+        )),
+        "{:?}",
+        state.commands
+    );
+    assert_eq!(state.channel_clips.len(), 1, "{:?}", state.channel_clips);
+    let (clo, chi) = state.channel_clips[&5];
+    assert_eq!(clo, -chi, "mirrored");
+    assert!(
+        (f64::from(chi) - 0.5 * m).abs() < 2.0 * pixel,
+        "{chi} vs {}",
+        0.5 * m
+    );
+    // The tensor's range and the other channels are untouched.
+    assert_eq!(state.clip, clip_before);
+    assert!(!state.manual);
+    label_containing(&harness, "clip (set by hand)");
+    // The per-channel estimate follows: clipping a Gaussian channel at half its max at 8 bits
+    // costs accuracy.
+    let db = |text: &str| -> f64 {
+        let tail = text.split("per channel ").nth(1).unwrap();
+        tail.trim_end_matches(" dB").parse().unwrap()
+    };
+    let estimate_after = label_containing(&harness, "· per channel");
+    assert!(
+        db(&estimate_after) < db(&estimate_before),
+        "{estimate_before} → {estimate_after}"
+    );
+    harness.get_by_label("reset channel clip").click();
+    harness.run();
+    assert_eq!(
+        harness.state().commands.last(),
+        Some(&DistributionCommand::ResetChannelClip(5))
+    );
+    assert!(harness.state().channel_clips.is_empty());
+    label_containing(&harness, "clip (its own)");
+}

@@ -13,6 +13,7 @@ use super::channel_tab::ChannelDrag;
 use super::clip_handles::shown_clip;
 use super::explain::{explain_ui, formulas};
 use super::figures::{EstimateOf, figures_ui};
+use super::threshold::{DrawnCurves, curves_key, threshold_curves_ui};
 use super::histogram_plot::{
     HistogramPlot, histogram_key, histogram_plot_ui, marker_color, x_bounds,
 };
@@ -82,6 +83,12 @@ pub struct DistributionView {
     pub tab: Tab,
     /// Overlay the quantized histogram (mass moved to the levels).
     pub show_quantized: bool,
+    /// Draw the Gaussian and Laplace densities ACIQ assumes over the histogram.
+    pub show_densities: bool,
+    /// Hide the "why this threshold" curves under the histogram.
+    pub hide_threshold_curves: bool,
+    /// What the curves plots drew on the last frame.
+    drawn_curves: Option<DrawnCurves>,
     drag: DragState,
     /// The drag of the selected channel's clip handles (per-channel tab).
     pub(super) channel_drag: ChannelDrag,
@@ -139,6 +146,7 @@ impl DistributionView {
             self.channel_drag.state.clip = None;
         }
         self.channel_plot = None;
+        self.drawn_curves = None;
         let mut commands = Vec::new();
         self.rects = ViewRects::default();
         let view_top = ui.cursor().top();
@@ -342,6 +350,11 @@ impl DistributionView {
             handles: linear.then_some(clip_now),
             range_lines: None,
             markers: &data.markers,
+            densities: data
+                .why
+                .as_ref()
+                .and_then(|w| w.densities.as_ref())
+                .filter(|_| self.show_densities),
             x_bounds: bounds,
             height,
         };
@@ -406,6 +419,7 @@ impl DistributionView {
                 .bottom()
         };
         self.below_height = Some(below_bottom - response.rect.bottom());
+        self.threshold_curves_ui(ui, input);
         self.markers_ui(ui, input, commands);
     }
 
@@ -440,6 +454,31 @@ impl DistributionView {
         Some((e, EstimateOf::Tensor))
     }
 
+    /// The "why this threshold" curves (when the data has them and they are not hidden).
+    fn threshold_curves_ui(&mut self, ui: &mut egui::Ui, input: &DistributionInput<'_>) {
+        let Some(why) = input.data.why.as_ref() else {
+            return;
+        };
+        if self.hide_threshold_curves || !input.choice.scheme.is_linear() {
+            return;
+        }
+        ui.label(RichText::new("why this threshold").strong())
+            .on_hover_text(
+                "What the MSE and KL calibrators minimise, against the clip value |t|: the \
+                 expected squared error of the grid clipping at t, and TensorRT's KL(P‖Q). \
+                 Dots: each curve's minimum (the method's choice); dashed: every method's clip.",
+            );
+        let height = (self.fit_height.unwrap_or(600.0) * 0.22).clamp(110.0, 220.0);
+        let drawn = threshold_curves_ui(ui, why, &input.data.markers, height);
+        plot_key_ui(ui, &curves_key(&input.data.markers));
+        self.drawn_curves = Some(drawn);
+    }
+
+    /// What the "why this threshold" plots drew on the last frame (None when not drawn).
+    pub fn last_threshold_curves(&self) -> Option<&DrawnCurves> {
+        self.drawn_curves.as_ref()
+    }
+
     fn grid_checkboxes_ui(&mut self, ui: &mut egui::Ui) {
         ui.checkbox(&mut self.log_counts, "log counts")
             .on_hover_text(
@@ -450,6 +489,19 @@ impl DistributionView {
                 "Overlay the histogram after quantization: every value's mass moved to its \
                  reconstruction level Q(x).",
             );
+        ui.checkbox(&mut self.show_densities, "ACIQ densities")
+            .on_hover_text(
+                "Draw the Gaussian and the Laplace density ACIQ assumes (fitted to the tensor's \
+                 mean, standard deviation and mean absolute deviation) over the histogram.",
+            );
+        let mut curves = !self.hide_threshold_curves;
+        if ui
+            .checkbox(&mut curves, "why this threshold")
+            .on_hover_text("Show the MSE and KL curves against the clip value under the histogram.")
+            .changed()
+        {
+            self.hide_threshold_curves = !curves;
+        }
     }
 
     fn markers_ui(
