@@ -202,7 +202,7 @@ impl DistributionView {
             &HistogramPlot {
                 id: "distribution_channel_histogram",
                 fine: hist,
-                log_counts: self.log_counts,
+                log_counts: self.log_counts_for(hist),
                 quantizer: quantizer.as_ref().ok(),
                 show_quantized: self.show_quantized,
                 handles: linear.then_some(handles),

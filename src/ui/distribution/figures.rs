@@ -139,7 +139,10 @@ pub(super) fn comparison_ui(
             "· per channel {}",
             db(per_channel.map(|e| e.sqnr_db))
         ))
-        .on_hover_text("One grid per output channel, from that channel's min and max.");
+        .on_hover_text(
+            "One grid per output channel, from that channel's clip range (its own min and max, \
+             or the range set by hand in this tab).",
+        );
     });
     if let Some(exact) = exact {
         ui.horizontal_wrapped(|ui| {

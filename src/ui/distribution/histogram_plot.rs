@@ -80,12 +80,22 @@ pub fn x_bounds(
     (lo - pad, hi + pad)
 }
 
-/// Heights of the histogram summed down to at most [`DISPLAY_BINS`] bars: (left edge, width,
-/// counts). O(bins).
+/// Fewest bars drawn for a histogram with values.
+pub const MIN_DISPLAY_BARS: usize = 8;
+
+/// How many bars `count` values are drawn with: √n (so that a small tensor, 144 weights say,
+/// shows a shape rather than a barcode of single values), between [`MIN_DISPLAY_BARS`] and
+/// [`DISPLAY_BINS`].
+pub fn display_bar_target(count: u64) -> usize {
+    ((count as f64).sqrt().ceil() as usize).clamp(MIN_DISPLAY_BARS, DISPLAY_BINS)
+}
+
+/// Heights of the histogram summed down to about [`display_bar_target`] bars (at most
+/// [`DISPLAY_BINS`]): (left edge, width, counts). O(bins).
 pub fn display_bins(fine: &FineHistogram) -> (f64, f64, Vec<u64>) {
     let (lo, hi) = fine.range();
     let bins = fine.bin_count().max(1);
-    let group = bins.div_ceil(DISPLAY_BINS).max(1);
+    let group = bins.div_ceil(display_bar_target(fine.count())).max(1);
     let mut counts = vec![0u64; bins.div_ceil(group)];
     for (i, n) in fine.counts().enumerate() {
         counts[i / group] += n;
@@ -103,6 +113,18 @@ pub fn display_bins(fine: &FineHistogram) -> (f64, f64, Vec<u64>) {
         f64::from(lo) - 0.5 * width
     };
     (left, width, counts)
+}
+
+/// The share of the values in the tallest bar as drawn (1 for a single spike).
+pub fn tallest_bar_share(fine: &FineHistogram) -> f64 {
+    let (_, _, counts) = display_bins(fine);
+    let total: u64 = counts.iter().sum();
+    let top = counts.iter().copied().max().unwrap_or(0);
+    if total == 0 {
+        0.0
+    } else {
+        top as f64 / total as f64
+    }
 }
 
 fn height_of(count: u64, log: bool) -> f64 {
@@ -327,11 +349,31 @@ mod tests {
         let fine = FineHistogram::from_slice(&values).unwrap();
         assert_eq!(fine.bin_count(), 8192);
         let (left, width, counts) = display_bins(&fine);
-        assert_eq!(counts.len(), DISPLAY_BINS);
+        // √100 000 ≈ 317 bars wanted: groups of ⌈8192 / 317⌉ = 26 fine bins.
+        assert_eq!(counts.len(), 8192usize.div_ceil(26));
         assert_eq!(counts.iter().sum::<u64>(), 100_000);
         let (lo, hi) = fine.range();
         assert!((left - f64::from(lo)).abs() < 1e-9);
-        assert!((left + width * DISPLAY_BINS as f64 - f64::from(hi)).abs() < 1e-6);
+        assert!((left + width * 8192.0 / 26.0 - f64::from(hi)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn small_tensors_draw_a_shape_not_a_barcode() {
+        // 144 values (a 16×1×3×3 depthwise weight): 12 bars, not hundreds of single values.
+        let values: Vec<f32> = (0..144).map(|i| (i as f32 * 0.731).sin()).collect();
+        let fine = FineHistogram::from_slice(&values).unwrap();
+        let (_, _, counts) = display_bins(&fine);
+        assert_eq!(counts.len(), fine.bin_count().div_ceil(fine.bin_count().div_ceil(12)));
+        assert!(counts.len() <= 12, "{}", counts.len());
+        let filled = counts.iter().filter(|&&n| n > 0).count();
+        assert!(filled >= 10, "{counts:?}");
+        // Huge tensors stay at the cap; a spike shows as most of the mass in one bar.
+        assert_eq!(display_bar_target(10_000_000), DISPLAY_BINS);
+        let mut relu: Vec<f32> = vec![0.0; 9_000];
+        relu.extend((0..1_000).map(|i| i as f32 / 100.0));
+        let spike = FineHistogram::from_slice(&relu).unwrap();
+        assert!(tallest_bar_share(&spike) > 0.9);
+        assert!(tallest_bar_share(&fine) < 0.3);
     }
 
     #[test]

@@ -393,6 +393,19 @@ fn scaled_channels(seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// The per-channel tab's "· per channel N dB" estimate (the first such label; the exact row
+/// follows it).
+fn per_channel_estimate_text(harness: &Harness<'_, Fixture>) -> String {
+    harness
+        .query_all_by_label_contains("· per channel ")
+        .map(|n| {
+            let node = n.accesskit_node();
+            node.value().or_else(|| node.label()).unwrap_or_default()
+        })
+        .find(|t| t.ends_with(" dB"))
+        .expect("a per-channel estimate")
+}
+
 /// Screen position of plot x `x`, halfway up the selected channel's histogram.
 fn channel_screen_at(harness: &Harness<'_, Fixture>, x: f64) -> Pos2 {
     let (rect, t) = harness
@@ -434,7 +447,7 @@ fn dragging_a_channel_handle_clips_only_that_channel() {
     harness.run();
     label_containing(&harness, "channel 5: histogram");
     let clip_before = harness.state().clip;
-    let estimate_before = label_containing(&harness, "· per channel");
+    let estimate_before = per_channel_estimate_text(&harness);
     let (lo, hi) = harness.state().data.channel_ranges[5];
     // Symmetric: the handles sit at ±max|x|; grab the one inside the view.
     let m = f64::from(lo.abs().max(hi.abs()));
@@ -475,7 +488,7 @@ fn dragging_a_channel_handle_clips_only_that_channel() {
         let tail = text.split("per channel ").nth(1).unwrap();
         tail.trim_end_matches(" dB").parse().unwrap()
     };
-    let estimate_after = label_containing(&harness, "· per channel");
+    let estimate_after = per_channel_estimate_text(&harness);
     assert!(
         db(&estimate_after) < db(&estimate_before),
         "{estimate_before} → {estimate_after}"
@@ -488,4 +501,145 @@ fn dragging_a_channel_handle_clips_only_that_channel() {
     );
     assert!(harness.state().channel_clips.is_empty());
     label_containing(&harness, "clip (its own)");
+}
+
+#[test]
+fn threshold_curves_have_their_minima_on_the_mse_and_kl_markers() {
+    use crate::calib::{CalibrationStats, Method, ObserverConfig};
+    use crate::ui::activation_distribution::{activation_distribution, activation_summary};
+    // A heavy-tailed activation: x·|x| of Gaussian x.
+    let values: Vec<f32> = gaussian(50_000, 10).iter().map(|v| v * v.abs()).collect();
+    let array = ArrayD::from_shape_vec(vec![values.len()], values).unwrap();
+    let stats = CalibrationStats::of_tensor(array.view(), ObserverConfig::default());
+    let data = activation_distribution(&stats, 8, Method::MinMax).unwrap();
+    let mut f = fixture(vec![0.0, 1.0], vec![2], linear(8, false));
+    f.tensor = activation_summary("act", &stats, &[50_000]);
+    f.clip = data.fine.range();
+    f.data = data;
+    let mut harness = harness(f);
+    let drawn = harness
+        .state()
+        .view
+        .last_threshold_curves()
+        .expect("curves drawn under the histogram")
+        .clone();
+    assert_eq!(drawn.rects.len(), 2);
+    let argmin = |curve: &[[f64; 2]], last: bool| -> f64 {
+        let mut best = curve[0];
+        for &p in curve {
+            if p[1] < best[1] || (last && p[1] == best[1]) {
+                best = p;
+            }
+        }
+        best[0]
+    };
+    let marker = |name: &str| {
+        drawn
+            .markers
+            .iter()
+            .find(|(m, _)| m == name)
+            .unwrap_or_else(|| panic!("no {name} marker in {:?}", drawn.markers))
+            .1
+    };
+    // The MSE method takes the curve's first minimum, KL (TensorRT) its last.
+    let (mse_min, kl_min) = (argmin(&drawn.mse, false), argmin(&drawn.kl, true));
+    assert!(
+        (marker("MSE") - mse_min).abs() <= 1e-6 * mse_min,
+        "MSE marker {} vs curve minimum {mse_min}",
+        marker("MSE")
+    );
+    assert!(
+        (marker("KL") - kl_min).abs() <= 1e-6 * kl_min,
+        "KL marker {} vs curve minimum {kl_min}",
+        marker("KL")
+    );
+    // Heavy tails: both minima clip well inside the data's max.
+    let max = f64::from(harness.state().data.fine.range().1);
+    assert!(mse_min < 0.8 * max && kl_min < 0.8 * max, "{mse_min} {kl_min} {max}");
+    // The densities ACIQ assumes are drawn (and keyed) once switched on.
+    assert!(harness.query_by_label("ACIQ Gaussian").is_none());
+    harness.get_by_label("ACIQ densities").click();
+    harness.run();
+    harness.get_by_label("ACIQ Gaussian");
+    harness.get_by_label("ACIQ Laplace");
+}
+
+/// The SQNR (dB) at the end of a label such as "estimate: MSE … · SQNR 41.20 dB · …".
+fn sqnr_in(text: &str) -> f64 {
+    let tail = text.split("SQNR ").nth(1).unwrap_or_else(|| panic!("{text}"));
+    tail.split(" dB").next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_per_channel_estimate_agrees_with_the_exact_per_channel_figure() {
+    use crate::metrics::{MetricOptions, compare};
+    use crate::quant::channels::Granularity;
+    use crate::ui::activation_distribution::weight_distribution;
+    // The sample MobileNet's weight whose per-tensor and per-channel int8 SQNR differ most:
+    // the estimate line used to show the per-tensor error of a per-channel tensor beside the
+    // exact per-channel figure.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sample_models/digits_mobilenet.onnx");
+    let model = crate::load::load_model(&path).unwrap();
+    let scheme = WeightScheme::Linear {
+        bits: 8,
+        symmetric: true,
+    };
+    let exact = |t: &crate::ir::Tensor, granularity| {
+        let values = t.data.to_f32();
+        let q = scheme.fake_quantize(values.view(), granularity, None).unwrap();
+        compare(values.view(), q.values.view(), &MetricOptions::default()).unwrap()
+    };
+    let (tensor, per_tensor, per_channel) = model
+        .graph
+        .initializers
+        .values()
+        .filter(|t| t.role == crate::ir::ParamRole::Weight)
+        .filter_map(|t| {
+            let axis = t.channel_axis?;
+            let pt = exact(t, Granularity::PerTensor);
+            let pc = exact(t, Granularity::PerChannel { axis });
+            Some((t, pt, pc))
+        })
+        .max_by(|a, b| {
+            (a.2.sqnr_db - a.1.sqnr_db).total_cmp(&(b.2.sqnr_db - b.1.sqnr_db))
+        })
+        .unwrap();
+    assert!(
+        per_channel.sqnr_db - per_tensor.sqnr_db > 3.0,
+        "{}: {} vs {}",
+        tensor.name,
+        per_tensor.sqnr_db,
+        per_channel.sqnr_db
+    );
+    let mut f = fixture(vec![0.0, 1.0], vec![2], linear(8, true));
+    f.data = weight_distribution(tensor, 8, crate::calib::Method::MinMax).unwrap();
+    f.tensor = TensorSummary::of(tensor);
+    f.clip = f.data.fine.range();
+    f.choice.per_channel = true;
+    f.exact = Some(ExactFigures {
+        metrics: per_channel,
+        per_tensor_sqnr_db: Some(per_tensor.sqnr_db),
+        per_channel_sqnr_db: Some(per_channel.sqnr_db),
+    });
+    let mut harness = harness(f);
+    let estimate = sqnr_in(&label_containing(&harness, "estimate (per channel)"));
+    let shown_exact = sqnr_in(&label_containing(&harness, "exact: MSE"));
+    assert!(
+        (estimate - shown_exact).abs() < 0.3,
+        "{}: estimate {estimate} dB vs exact {shown_exact} dB",
+        tensor.name
+    );
+    // The per-channel tab's two lines agree the same way, per tensor and per channel.
+    harness.get_by_label("per channel").click();
+    harness.run();
+    let line = per_channel_estimate_text(&harness);
+    let channel_estimate: f64 = line
+        .split("per channel ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(" dB")
+        .parse()
+        .unwrap();
+    assert!((channel_estimate - per_channel.sqnr_db).abs() < 0.3, "{line}");
 }

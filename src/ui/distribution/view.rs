@@ -15,7 +15,7 @@ use super::explain::{explain_ui, formulas};
 use super::figures::{EstimateOf, figures_ui};
 use super::threshold::{DrawnCurves, curves_key, threshold_curves_ui};
 use super::histogram_plot::{
-    HistogramPlot, histogram_key, histogram_plot_ui, marker_color, x_bounds,
+    HistogramPlot, histogram_key, histogram_plot_ui, marker_color, tallest_bar_share, x_bounds,
 };
 use super::interaction::{DragState, PointerOnPlot, Scene, interact};
 use super::plot_key::plot_key_ui;
@@ -78,7 +78,9 @@ pub struct DistributionView {
     formula_size: Option<f32>,
     /// Screen y of the visible centre's bottom on this frame.
     visible_bottom: f32,
-    pub log_counts: bool,
+    /// Log counts as the user chose them; None: automatic, on when one bar holds most of
+    /// the values (an activation after ReLU is a spike at zero in linear counts).
+    pub log_counts: Option<bool>,
     pub selected_channel: Option<usize>,
     pub tab: Tab,
     /// Overlay the quantized histogram (mass moved to the levels).
@@ -89,6 +91,8 @@ pub struct DistributionView {
     pub hide_threshold_curves: bool,
     /// What the curves plots drew on the last frame.
     drawn_curves: Option<DrawnCurves>,
+    /// The tallest bar's share of the shown tensor when it turned log counts on by itself.
+    spike_share: Option<f64>,
     drag: DragState,
     /// The drag of the selected channel's clip handles (per-channel tab).
     pub(super) channel_drag: ChannelDrag,
@@ -98,6 +102,9 @@ pub struct DistributionView {
     pub(super) channel_plot: Option<(egui::Rect, PlotTransform)>,
     pub(super) cache: ViewCache,
 }
+
+/// Share of the values in one bar above which log counts are on by themselves.
+pub const SPIKE_SHARE: f64 = 0.5;
 
 /// Narrowest centre (points) that shows the formulas in a column beside the plots.
 const BESIDE_MIN_WIDTH: f32 = 440.0;
@@ -110,6 +117,13 @@ const FORMULA_MIN_SIZE: f32 = 10.5;
 const EXPLAIN_SCALE: f32 = 1.4;
 
 impl DistributionView {
+    /// Whether `fine` is drawn with log counts: as chosen, or automatically when one bar holds
+    /// more than [`SPIKE_SHARE`] of the values.
+    pub fn log_counts_for(&self, fine: &crate::metrics::FineHistogram) -> bool {
+        self.log_counts
+            .unwrap_or_else(|| tallest_bar_share(fine) > SPIKE_SHARE)
+    }
+
     /// Screen rect of the plot drawn last (the main histogram, the channel ranges or the
     /// reconstruction scatter), for exporting it as PNG.
     pub fn last_plot_rect(&self) -> Option<egui::Rect> {
@@ -147,6 +161,7 @@ impl DistributionView {
         }
         self.channel_plot = None;
         self.drawn_curves = None;
+        self.spike_share = Some(tallest_bar_share(&input.data.fine)).filter(|&s| s > SPIKE_SHARE);
         let mut commands = Vec::new();
         self.rects = ViewRects::default();
         let view_top = ui.cursor().top();
@@ -344,7 +359,7 @@ impl DistributionView {
         let plot = HistogramPlot {
             id: "distribution_histogram",
             fine: &data.fine,
-            log_counts: self.log_counts,
+            log_counts: self.log_counts_for(&data.fine),
             quantizer: quantizer.as_ref().ok(),
             show_quantized: self.show_quantized,
             handles: linear.then_some(clip_now),
@@ -480,10 +495,27 @@ impl DistributionView {
     }
 
     fn grid_checkboxes_ui(&mut self, ui: &mut egui::Ui) {
-        ui.checkbox(&mut self.log_counts, "log counts")
+        let (mut on, label) = match (self.log_counts, self.spike_share) {
+            (Some(on), _) => (on, "log counts".to_string()),
+            (None, Some(share)) => (
+                true,
+                format!(
+                    "log counts (auto: one bar holds {:.0} % of the values)",
+                    100.0 * share
+                ),
+            ),
+            (None, None) => (false, "log counts".to_string()),
+        };
+        if ui
+            .checkbox(&mut on, label)
             .on_hover_text(
-                "Plot log10(1 + count): the tails, where clipping happens, become visible.",
-            );
+                "Plot log10(1 + count): the tails, where clipping happens, become visible. On \
+                 by itself when one bar holds most of the values.",
+            )
+            .changed()
+        {
+            self.log_counts = Some(on);
+        }
         ui.checkbox(&mut self.show_quantized, "quantized histogram")
             .on_hover_text(
                 "Overlay the histogram after quantization: every value's mass moved to its \
