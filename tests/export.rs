@@ -809,7 +809,11 @@ fn a_channel_clip_changes_only_that_channels_scale_in_the_qdq_export() {
         let (p, q) = (load_model(&plain).unwrap(), load_model(&clipped).unwrap());
         for (name, t) in &p.graph.initializers {
             if name != &format!("{weight}_scale") && name != &format!("{weight}_quantized") {
-                assert_eq!(Some(&t.data), q.graph.initializers.get(name).map(|u| &u.data), "{key}: {name}");
+                assert_eq!(
+                    Some(&t.data),
+                    q.graph.initializers.get(name).map(|u| &u.data),
+                    "{key}: {name}"
+                );
             }
         }
     }

@@ -276,10 +276,9 @@ pub fn import_encodings_json(
             .iter()
             .find(|r| !(r.0.is_finite() && r.1.is_finite() && r.0 <= r.1))
         {
-            report.skipped.push((
-                enc.name,
-                format!("invalid range [{}, {}]", bad.0, bad.1),
-            ));
+            report
+                .skipped
+                .push((enc.name, format!("invalid range [{}, {}]", bad.0, bad.1)));
             continue;
         }
         let is_weight = weights.contains_key(enc.name.as_str());

@@ -235,6 +235,8 @@ pub fn retain_existing(config: &mut QuantConfig, graph: &Graph) -> Vec<String> {
             keep
         });
     }
-    config.weight_channel_ranges.retain(|_, clips| !clips.is_empty());
+    config
+        .weight_channel_ranges
+        .retain(|_, clips| !clips.is_empty());
     dropped
 }

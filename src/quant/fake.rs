@@ -177,6 +177,9 @@ struct ManualClips<'a> {
     channels: Option<&'a BTreeMap<usize, (f32, f32)>>,
 }
 
+/// Linear clip ranges: one for the whole tensor or one per channel.
+type ClipRanges = Vec<(f32, f32)>;
+
 /// The granularity and linear clip ranges of a weight tensor (None: the scheme computes its
 /// own). A per-tensor manual range makes the tensor per tensor, unless channels have manual
 /// ranges: then it is per channel, those channels at their range and the others at the
@@ -188,7 +191,7 @@ fn weight_ranges(
     channel_axis: Option<usize>,
     manual: ManualClips<'_>,
     calib: Option<Method>,
-) -> Result<(Granularity, Option<Vec<(f32, f32)>>)> {
+) -> Result<(Granularity, Option<ClipRanges>)> {
     let err = |msg: String| Error::Quant {
         tensor: name.to_string(),
         msg,
@@ -213,17 +216,22 @@ fn weight_ranges(
             (Some(range), _, _) => (Granularity::PerTensor, Some(vec![range])),
             (None, true, Some(axis)) => {
                 let granularity = Granularity::PerChannel { axis };
-                (granularity, calib.map(|_| calibrated(granularity)).transpose()?)
+                (
+                    granularity,
+                    calib.map(|_| calibrated(granularity)).transpose()?,
+                )
             }
             (None, _, _) => (
                 Granularity::PerTensor,
-                calib.map(|_| calibrated(Granularity::PerTensor)).transpose()?,
+                calib
+                    .map(|_| calibrated(Granularity::PerTensor))
+                    .transpose()?,
             ),
         });
     };
-    let axis = channel_axis
-        .filter(|&a| a < values.ndim())
-        .ok_or_else(|| err("per-channel clip ranges set, but the tensor has no channel axis".into()))?;
+    let axis = channel_axis.filter(|&a| a < values.ndim()).ok_or_else(|| {
+        err("per-channel clip ranges set, but the tensor has no channel axis".into())
+    })?;
     let channels = values.shape()[axis];
     let granularity = Granularity::PerChannel { axis };
     let mut ranges = match (manual.tensor, quant.per_channel) {
@@ -263,8 +271,14 @@ fn quantize_weight(
             });
         }
     };
-    let (granularity, ranges) =
-        weight_ranges(values.view(), name, quant, tensor.channel_axis, manual, calib)?;
+    let (granularity, ranges) = weight_ranges(
+        values.view(),
+        name,
+        quant,
+        tensor.channel_axis,
+        manual,
+        calib,
+    )?;
     let manual_channels = match (granularity, manual.channels) {
         (Granularity::PerChannel { .. }, Some(clips)) if quant.scheme.is_linear() => {
             clips.keys().copied().collect()

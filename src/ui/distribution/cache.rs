@@ -16,6 +16,9 @@ use super::{CalibrationMarker, DistributionInput, QuantChoice, ScaleStats, Tenso
 /// Identity of the shown tensor data: its address, name and sizes.
 type DataKey = (usize, String, u64, usize);
 
+/// The per-channel estimate of a choice with each channel's clip range.
+type PerChannelEntry = (QuantChoice, Vec<(f32, f32)>, Option<ErrorEstimate>);
+
 #[derive(Debug, Default)]
 pub struct ViewCache {
     key: Option<DataKey>,
@@ -25,7 +28,7 @@ pub struct ViewCache {
         Vec<CalibrationMarker>,
         Vec<Option<ErrorEstimate>>,
     )>,
-    per_channel: Option<(QuantChoice, Vec<(f32, f32)>, Option<ErrorEstimate>)>,
+    per_channel: Option<PerChannelEntry>,
 }
 
 impl ViewCache {

@@ -144,7 +144,10 @@ impl DistributionView {
         let by_hand = input.channel_clips.contains_key(&c);
         let per_channel = input.quantized_per_channel();
         let clip = shown_clip(
-            self.channel_drag.state.clip.unwrap_or(input.channel_clip(c)),
+            self.channel_drag
+                .state
+                .clip
+                .unwrap_or(input.channel_clip(c)),
             symmetric,
         );
         let stats = &data.scheme_stats.tensor;

@@ -4,7 +4,9 @@
 //! data only; the caller turns the returned response into commands.
 
 use egui::Color32;
-use egui_plot::{Bar, BarChart, Line, LineStyle, Plot, PlotBounds, PlotPoints, PlotResponse, VLine};
+use egui_plot::{
+    Bar, BarChart, Line, LineStyle, Plot, PlotBounds, PlotPoints, PlotResponse, VLine,
+};
 
 use crate::metrics::FineHistogram;
 use crate::quant::Quantizer;
@@ -363,7 +365,10 @@ mod tests {
         let values: Vec<f32> = (0..144).map(|i| (i as f32 * 0.731).sin()).collect();
         let fine = FineHistogram::from_slice(&values).unwrap();
         let (_, _, counts) = display_bins(&fine);
-        assert_eq!(counts.len(), fine.bin_count().div_ceil(fine.bin_count().div_ceil(12)));
+        assert_eq!(
+            counts.len(),
+            fine.bin_count().div_ceil(fine.bin_count().div_ceil(12))
+        );
         assert!(counts.len() <= 12, "{}", counts.len());
         let filled = counts.iter().filter(|&&n| n > 0).count();
         assert!(filled >= 10, "{counts:?}");

@@ -463,10 +463,10 @@ fn dragging_a_channel_handle_clips_only_that_channel() {
     let state = harness.state();
     assert_eq!(last_set_clip(&state.commands), None, "{:?}", state.commands);
     assert!(
-        state.commands.iter().all(|c| matches!(
-            c,
-            DistributionCommand::SetChannelClip { channel: 5, .. }
-        )),
+        state
+            .commands
+            .iter()
+            .all(|c| matches!(c, DistributionCommand::SetChannelClip { channel: 5, .. })),
         "{:?}",
         state.commands
     );
@@ -555,7 +555,10 @@ fn threshold_curves_have_their_minima_on_the_mse_and_kl_markers() {
     );
     // Heavy tails: both minima clip well inside the data's max.
     let max = f64::from(harness.state().data.fine.range().1);
-    assert!(mse_min < 0.8 * max && kl_min < 0.8 * max, "{mse_min} {kl_min} {max}");
+    assert!(
+        mse_min < 0.8 * max && kl_min < 0.8 * max,
+        "{mse_min} {kl_min} {max}"
+    );
     // The densities ACIQ assumes are drawn (and keyed) once switched on.
     assert!(harness.query_by_label("ACIQ Gaussian").is_none());
     harness.get_by_label("ACIQ densities").click();
@@ -566,7 +569,10 @@ fn threshold_curves_have_their_minima_on_the_mse_and_kl_markers() {
 
 /// The SQNR (dB) at the end of a label such as "estimate: MSE … · SQNR 41.20 dB · …".
 fn sqnr_in(text: &str) -> f64 {
-    let tail = text.split("SQNR ").nth(1).unwrap_or_else(|| panic!("{text}"));
+    let tail = text
+        .split("SQNR ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{text}"));
     tail.split(" dB").next().unwrap().parse().unwrap()
 }
 
@@ -587,7 +593,9 @@ fn the_per_channel_estimate_agrees_with_the_exact_per_channel_figure() {
     };
     let exact = |t: &crate::ir::Tensor, granularity| {
         let values = t.data.to_f32();
-        let q = scheme.fake_quantize(values.view(), granularity, None).unwrap();
+        let q = scheme
+            .fake_quantize(values.view(), granularity, None)
+            .unwrap();
         compare(values.view(), q.values.view(), &MetricOptions::default()).unwrap()
     };
     let (tensor, per_tensor, per_channel) = model
@@ -601,9 +609,7 @@ fn the_per_channel_estimate_agrees_with_the_exact_per_channel_figure() {
             let pc = exact(t, Granularity::PerChannel { axis });
             Some((t, pt, pc))
         })
-        .max_by(|a, b| {
-            (a.2.sqnr_db - a.1.sqnr_db).total_cmp(&(b.2.sqnr_db - b.1.sqnr_db))
-        })
+        .max_by(|a, b| (a.2.sqnr_db - a.1.sqnr_db).total_cmp(&(b.2.sqnr_db - b.1.sqnr_db)))
         .unwrap();
     assert!(
         per_channel.sqnr_db - per_tensor.sqnr_db > 3.0,
@@ -641,5 +647,8 @@ fn the_per_channel_estimate_agrees_with_the_exact_per_channel_figure() {
         .trim_end_matches(" dB")
         .parse()
         .unwrap();
-    assert!((channel_estimate - per_channel.sqnr_db).abs() < 0.3, "{line}");
+    assert!(
+        (channel_estimate - per_channel.sqnr_db).abs() < 0.3,
+        "{line}"
+    );
 }

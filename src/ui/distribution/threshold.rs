@@ -159,7 +159,11 @@ pub fn curves_key(markers: &[CalibrationMarker]) -> Vec<KeyEntry> {
         KeyEntry::new("KL curve", KL_COLOR, Swatch::Line),
     ];
     for (i, m) in markers.iter().enumerate() {
-        key.push(KeyEntry::new(m.method.clone(), marker_color(i), Swatch::Dashed));
+        key.push(KeyEntry::new(
+            m.method.clone(),
+            marker_color(i),
+            Swatch::Dashed,
+        ));
     }
     key
 }
@@ -180,7 +184,11 @@ pub fn threshold_curves_ui(
         rects: Vec::new(),
     };
     let width = ((ui.available_width() - ui.spacing().item_spacing.x) / 2.0).max(120.0);
-    let grid = if curves.one_sided { "unsigned" } else { "signed" };
+    let grid = if curves.one_sided {
+        "unsigned"
+    } else {
+        "signed"
+    };
     ui.horizontal(|ui| {
         let panels = [
             (
@@ -264,7 +272,11 @@ mod tests {
         // Riemann sums over ±12 σ.
         let (lo, hi, n) = (-24.0, 24.0, 48_000);
         let dx = (hi - lo) / n as f64;
-        let sum = |f: &dyn Fn(f64) -> f64| (0..n).map(|i| f(lo + (i as f64 + 0.5) * dx) * dx).sum::<f64>();
+        let sum = |f: &dyn Fn(f64) -> f64| {
+            (0..n)
+                .map(|i| f(lo + (i as f64 + 0.5) * dx) * dx)
+                .sum::<f64>()
+        };
         assert!((sum(&|x| d.gauss(x)) / 20_000.0 - 1.0).abs() < 1e-3);
         assert!((sum(&|x| d.laplace(x)) / 20_000.0 - 1.0).abs() < 1e-3);
         // Uniform on [−2, 2]: σ = 4/√12, b = 1.
@@ -274,7 +286,9 @@ mod tests {
 
     #[test]
     fn one_sided_densities_cover_the_positive_values() {
-        let values: Vec<f32> = (0..10_000).map(|i| ((i % 100) as f32 - 40.0).max(0.0)).collect();
+        let values: Vec<f32> = (0..10_000)
+            .map(|i| ((i % 100) as f32 - 40.0).max(0.0))
+            .collect();
         let array = ArrayD::from_shape_vec(vec![values.len()], values).unwrap();
         let stats = CalibrationStats::of_tensor(array.view(), ObserverConfig::default());
         let d = AciqDensities::of(&stats).unwrap();

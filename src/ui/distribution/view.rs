@@ -13,13 +13,13 @@ use super::channel_tab::ChannelDrag;
 use super::clip_handles::shown_clip;
 use super::explain::{explain_ui, formulas};
 use super::figures::{EstimateOf, figures_ui};
-use super::threshold::{DrawnCurves, curves_key, threshold_curves_ui};
 use super::histogram_plot::{
     HistogramPlot, histogram_key, histogram_plot_ui, marker_color, tallest_bar_share, x_bounds,
 };
 use super::interaction::{DragState, PointerOnPlot, Scene, interact};
 use super::plot_key::plot_key_ui;
 use super::reconstruction::{reconstruct, reconstruction_ui};
+use super::threshold::{DrawnCurves, curves_key, threshold_curves_ui};
 use super::{DistributionCommand, DistributionInput};
 
 /// The view's tabs.
