@@ -354,6 +354,20 @@ fn session_save_and_load_restore_the_config_exactly() {
             .clone(),
         Default::default(),
     );
+    // A channel clip of the first conv weight (channels on axis 0).
+    let conv_weight = model
+        .graph
+        .initializers
+        .values()
+        .find(|t| t.channel_axis.is_some() && t.shape().len() == 4)
+        .unwrap()
+        .name
+        .clone();
+    config
+        .weight_channel_ranges
+        .entry(conv_weight.clone())
+        .or_default()
+        .insert(1, (-0.125, 0.25));
     let mut session = Session::new(&model.path, None, config.clone()).unwrap();
     session.view = serde_json::json!({"selected": "input", "zoom": 2.5});
     let path = dir.path().join("s.qscope.json");
@@ -375,6 +389,12 @@ fn session_save_and_load_restore_the_config_exactly() {
         .config
         .layers
         .insert("no_such_layer".into(), Default::default());
+    session
+        .config
+        .weight_channel_ranges
+        .get_mut(&conv_weight)
+        .unwrap()
+        .insert(999, (-1.0, 1.0));
     session.save(&path).unwrap();
     let mut changed = model.graph.clone();
     changed.nodes.pop();
@@ -391,7 +411,8 @@ fn session_save_and_load_restore_the_config_exactly() {
         report.dropped,
         vec![
             "layer override 'no_such_layer'".to_string(),
-            "activation range 'gone'".to_string()
+            "activation range 'gone'".to_string(),
+            format!("clip range of channel 999 of weight '{conv_weight}'"),
         ]
     );
     assert_eq!(back.config, config, "what still matches is kept");

@@ -331,3 +331,104 @@ impl TensorHook for FakeQuantHook<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::DType;
+    use crate::quant::test_support::gaussian_like;
+
+    fn weight(per_channel: bool) -> (Tensor, WeightQuant) {
+        let mut t = Tensor::new(
+            "w",
+            TensorData::F32(gaussian_like(&[4, 3, 3, 3], 7, 1.0)),
+            DType::F32,
+        );
+        t.role = ParamRole::Weight;
+        t.channel_axis = Some(0);
+        let q = WeightQuant {
+            scheme: WeightScheme::Linear {
+                bits: 8,
+                symmetric: true,
+            },
+            per_channel,
+        };
+        (t, q)
+    }
+
+    fn quantize(
+        t: &Tensor,
+        q: &WeightQuant,
+        tensor: Option<(f32, f32)>,
+        channels: &BTreeMap<usize, (f32, f32)>,
+    ) -> Result<WeightReport> {
+        let manual = ManualClips {
+            tensor,
+            channels: Some(channels),
+        };
+        quantize_weight(t, q, manual, None, "conv").map(|(_, r)| r)
+    }
+
+    #[test]
+    fn a_channel_clip_changes_only_that_channels_parameters() {
+        let (t, q) = weight(true);
+        let none = BTreeMap::new();
+        let plain = quantize(&t, &q, None, &none).unwrap();
+        assert!(plain.per_channel && plain.manual_channels.is_empty());
+        let clips = BTreeMap::from([(2, (-0.25, 0.25))]);
+        let clipped = quantize(&t, &q, None, &clips).unwrap();
+        assert_eq!(clipped.manual_channels, vec![2]);
+        for c in 0..4 {
+            if c == 2 {
+                assert_eq!(clipped.ranges[c], (-0.25, 0.25));
+                assert_eq!(clipped.params[c].scale, 0.25 / 127.0);
+            } else {
+                assert_eq!(clipped.params[c], plain.params[c], "channel {c}");
+            }
+        }
+        assert!(clipped.metrics.mse > plain.metrics.mse);
+    }
+
+    #[test]
+    fn channel_clips_make_per_tensor_layers_per_channel_around_the_tensors_range() {
+        let (t, q) = weight(false);
+        let none = BTreeMap::new();
+        let tensor_range = quantize(&t, &q, None, &none).unwrap().ranges[0];
+        let clips = BTreeMap::from([(0, (-0.5, 0.5))]);
+        let r = quantize(&t, &q, None, &clips).unwrap();
+        assert!(r.per_channel);
+        assert_eq!(
+            r.ranges,
+            vec![(-0.5, 0.5), tensor_range, tensor_range, tensor_range]
+        );
+        // With a per-tensor range set by hand, the other channels take it.
+        let r = quantize(&t, &q, Some((-1.0, 1.0)), &clips).unwrap();
+        assert_eq!(
+            r.ranges,
+            vec![(-0.5, 0.5), (-1.0, 1.0), (-1.0, 1.0), (-1.0, 1.0)]
+        );
+        // Without channel clips a manual range stays per tensor, as before.
+        let r = quantize(&t, &q, Some((-1.0, 1.0)), &none).unwrap();
+        assert!(!r.per_channel && r.ranges == vec![(-1.0, 1.0)]);
+    }
+
+    #[test]
+    fn bad_channel_clips_are_errors_naming_the_tensor() {
+        let (t, q) = weight(true);
+        let out_of_range = BTreeMap::from([(4, (-0.5, 0.5))]);
+        let e = quantize(&t, &q, None, &out_of_range)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("tensor 'w': "), "{e}");
+        assert!(e.contains("channel 4") && e.contains("4 channels"), "{e}");
+        let inverted = BTreeMap::from([(1, (0.5, -0.5))]);
+        let e = quantize(&t, &q, None, &inverted).unwrap_err().to_string();
+        assert!(e.contains("channel 1: invalid clip range"), "{e}");
+        let (mut flat, q) = weight(true);
+        flat.channel_axis = None;
+        let e = quantize(&flat, &q, None, &BTreeMap::from([(0, (-0.5, 0.5))]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no channel axis"), "{e}");
+    }
+}
