@@ -88,7 +88,19 @@ fn fixture(values: Vec<f32>, shape: Vec<usize>, choice: QuantChoice) -> Fixture 
 }
 
 fn harness(fixture: Fixture) -> Harness<'static, Fixture> {
-    let mut harness = Harness::builder()
+    harness_on(Harness::builder(), fixture)
+}
+
+/// [`harness`] rendering with wgpu (for snapshots).
+fn wgpu_harness(fixture: Fixture) -> Harness<'static, Fixture> {
+    harness_on(Harness::builder().wgpu(), fixture)
+}
+
+fn harness_on(
+    builder: egui_kittest::HarnessBuilder<Fixture>,
+    fixture: Fixture,
+) -> Harness<'static, Fixture> {
+    let mut harness = builder
         .with_size(vec2(1000.0, 800.0))
         .with_step_dt(1.0 / 60.0)
         .build_ui_state(
@@ -505,18 +517,8 @@ fn dragging_a_channel_handle_clips_only_that_channel() {
 
 #[test]
 fn threshold_curves_have_their_minima_on_the_mse_and_kl_markers() {
-    use crate::calib::{CalibrationStats, Method, ObserverConfig};
-    use crate::ui::activation_distribution::{activation_distribution, activation_summary};
     // A heavy-tailed activation: x·|x| of Gaussian x.
-    let values: Vec<f32> = gaussian(50_000, 10).iter().map(|v| v * v.abs()).collect();
-    let array = ArrayD::from_shape_vec(vec![values.len()], values).unwrap();
-    let stats = CalibrationStats::of_tensor(array.view(), ObserverConfig::default());
-    let data = activation_distribution(&stats, 8, Method::MinMax).unwrap();
-    let mut f = fixture(vec![0.0, 1.0], vec![2], linear(8, false));
-    f.tensor = activation_summary("act", &stats, &[50_000]);
-    f.clip = data.fine.range();
-    f.data = data;
-    let mut harness = harness(f);
+    let mut harness = harness(heavy_tailed_activation());
     let drawn = harness
         .state()
         .view
@@ -651,4 +653,39 @@ fn the_per_channel_estimate_agrees_with_the_exact_per_channel_figure() {
         (channel_estimate - per_channel.sqnr_db).abs() < 0.3,
         "{line}"
     );
+}
+
+/// The heavy-tailed activation of the curves test, with its summary and view data.
+fn heavy_tailed_activation() -> Fixture {
+    use crate::calib::{CalibrationStats, Method, ObserverConfig};
+    use crate::ui::activation_distribution::{activation_distribution, activation_summary};
+    let values: Vec<f32> = gaussian(50_000, 10).iter().map(|v| v * v.abs()).collect();
+    let array = ArrayD::from_shape_vec(vec![values.len()], values).unwrap();
+    let stats = CalibrationStats::of_tensor(array.view(), ObserverConfig::default());
+    let mut f = fixture(vec![0.0, 1.0], vec![2], linear(8, false));
+    f.data = activation_distribution(&stats, 8, Method::MinMax).unwrap();
+    f.tensor = activation_summary("act", &stats, &[50_000]);
+    f.clip = f.data.fine.range();
+    f
+}
+
+#[test]
+fn snapshots_of_the_curves_and_a_clipped_channel() {
+    let options = egui_kittest::SnapshotOptions::new()
+        .threshold(2.0)
+        .max_failed_pixels(800);
+    let mut f = heavy_tailed_activation();
+    f.view.show_densities = true;
+    let mut harness = wgpu_harness(f);
+    harness.run();
+    harness.snapshot_options("distribution_curves", &options);
+
+    let mut f = fixture(scaled_channels(11), vec![8, 256], linear(4, true));
+    f.choice.per_channel = true;
+    f.channel_clips.insert(5, (-2.0, 2.0));
+    f.view.tab = Tab::Channels;
+    f.view.selected_channel = Some(5);
+    let mut harness = wgpu_harness(f);
+    harness.run();
+    harness.snapshot_options("distribution_channel_clip", &options);
 }
