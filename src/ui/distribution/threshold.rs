@@ -201,7 +201,7 @@ pub fn threshold_curves_ui(
             ),
             (
                 "threshold_kl",
-                "KL(P‖Q) nats",
+                "KL(P||Q) nats",
                 &drawn.kl,
                 KL_COLOR,
                 "KL curve",

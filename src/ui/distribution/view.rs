@@ -480,7 +480,7 @@ impl DistributionView {
         ui.label(RichText::new("why this threshold").strong())
             .on_hover_text(
                 "What the MSE and KL calibrators minimise, against the clip value |t|: the \
-                 expected squared error of the grid clipping at t, and TensorRT's KL(P‖Q). \
+                 expected squared error of the grid clipping at t, and TensorRT's KL(P||Q). \
                  Dots: each curve's minimum (the method's choice); dashed: every method's clip.",
             );
         let height = (self.fit_height.unwrap_or(600.0) * 0.22).clamp(110.0, 220.0);
