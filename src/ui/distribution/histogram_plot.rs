@@ -117,16 +117,19 @@ pub fn display_bins(fine: &FineHistogram) -> (f64, f64, Vec<u64>) {
     (left, width, counts)
 }
 
-/// The share of the values in the tallest bar as drawn (1 for a single spike).
-pub fn tallest_bar_share(fine: &FineHistogram) -> f64 {
-    let (_, _, counts) = display_bins(fine);
+/// The share of the values in the tallest bar as drawn, when that bar is a spike that flattens
+/// the rest in linear counts: it holds most of the values, or ten times the next bar (the
+/// zeros of an activation after ReLU). None otherwise.
+pub fn spike_share(fine: &FineHistogram) -> Option<f64> {
+    let (_, _, mut counts) = display_bins(fine);
     let total: u64 = counts.iter().sum();
-    let top = counts.iter().copied().max().unwrap_or(0);
-    if total == 0 {
-        0.0
-    } else {
-        top as f64 / total as f64
+    counts.sort_unstable_by(|a, b| b.cmp(a));
+    let (top, next) = (counts.first().copied()?, counts.get(1).copied()?);
+    if total == 0 || next == 0 {
+        return None;
     }
+    let share = top as f64 / total as f64;
+    (share > 0.5 || top >= 10 * next).then_some(share)
 }
 
 fn height_of(count: u64, log: bool) -> f64 {
@@ -377,8 +380,13 @@ mod tests {
         let mut relu: Vec<f32> = vec![0.0; 9_000];
         relu.extend((0..1_000).map(|i| i as f32 / 100.0));
         let spike = FineHistogram::from_slice(&relu).unwrap();
-        assert!(tallest_bar_share(&spike) > 0.9);
-        assert!(tallest_bar_share(&fine) < 0.3);
+        assert!(spike_share(&spike).unwrap() > 0.89);
+        assert_eq!(spike_share(&fine), None);
+        // 40 % zeros (a ReLU6 output of the sample MobileNet): no majority, still a spike.
+        let mut relu: Vec<f32> = vec![0.0; 4_000];
+        relu.extend((0..6_000).map(|i| i as f32 / 1000.0));
+        let share = spike_share(&FineHistogram::from_slice(&relu).unwrap()).unwrap();
+        assert!((share - 0.4).abs() < 0.01, "{share}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::clip_handles::shown_clip;
 use super::explain::{explain_ui, formulas};
 use super::figures::{EstimateOf, figures_ui};
 use super::histogram_plot::{
-    HistogramPlot, histogram_key, histogram_plot_ui, marker_color, tallest_bar_share, x_bounds,
+    HistogramPlot, histogram_key, histogram_plot_ui, marker_color, spike_share, x_bounds,
 };
 use super::interaction::{DragState, PointerOnPlot, Scene, interact};
 use super::plot_key::plot_key_ui;
@@ -78,8 +78,8 @@ pub struct DistributionView {
     formula_size: Option<f32>,
     /// Screen y of the visible centre's bottom on this frame.
     visible_bottom: f32,
-    /// Log counts as the user chose them; None: automatic, on when one bar holds most of
-    /// the values (an activation after ReLU is a spike at zero in linear counts).
+    /// Log counts as the user chose them; None: automatic, on when one bar is a spike (an
+    /// activation after ReLU is a spike at zero in linear counts).
     pub log_counts: Option<bool>,
     pub selected_channel: Option<usize>,
     pub tab: Tab,
@@ -91,7 +91,8 @@ pub struct DistributionView {
     pub hide_threshold_curves: bool,
     /// What the curves plots drew on the last frame.
     drawn_curves: Option<DrawnCurves>,
-    /// The tallest bar's share of the shown tensor when it turned log counts on by itself.
+    /// The tallest bar's share of the shown tensor when it is a spike (log counts on by
+    /// themselves).
     spike_share: Option<f64>,
     drag: DragState,
     /// The drag of the selected channel's clip handles (per-channel tab).
@@ -102,9 +103,6 @@ pub struct DistributionView {
     pub(super) channel_plot: Option<(egui::Rect, PlotTransform)>,
     pub(super) cache: ViewCache,
 }
-
-/// Share of the values in one bar above which log counts are on by themselves.
-pub const SPIKE_SHARE: f64 = 0.5;
 
 /// Narrowest centre (points) that shows the formulas in a column beside the plots.
 const BESIDE_MIN_WIDTH: f32 = 440.0;
@@ -117,11 +115,11 @@ const FORMULA_MIN_SIZE: f32 = 10.5;
 const EXPLAIN_SCALE: f32 = 1.4;
 
 impl DistributionView {
-    /// Whether `fine` is drawn with log counts: as chosen, or automatically when one bar holds
-    /// more than [`SPIKE_SHARE`] of the values.
+    /// Whether `fine` is drawn with log counts: as chosen, or automatically when one bar is a
+    /// spike ([`spike_share`]).
     pub fn log_counts_for(&self, fine: &crate::metrics::FineHistogram) -> bool {
         self.log_counts
-            .unwrap_or_else(|| tallest_bar_share(fine) > SPIKE_SHARE)
+            .unwrap_or_else(|| spike_share(fine).is_some())
     }
 
     /// Screen rect of the plot drawn last (the main histogram, the channel ranges or the
@@ -161,7 +159,7 @@ impl DistributionView {
         }
         self.channel_plot = None;
         self.drawn_curves = None;
-        self.spike_share = Some(tallest_bar_share(&input.data.fine)).filter(|&s| s > SPIKE_SHARE);
+        self.spike_share = spike_share(&input.data.fine);
         let mut commands = Vec::new();
         self.rects = ViewRects::default();
         let view_top = ui.cursor().top();
@@ -510,7 +508,7 @@ impl DistributionView {
             .checkbox(&mut on, label)
             .on_hover_text(
                 "Plot log10(1 + count): the tails, where clipping happens, become visible. On \
-                 by itself when one bar holds most of the values.",
+                 by itself when one bar is a spike that flattens the rest.",
             )
             .changed()
         {
