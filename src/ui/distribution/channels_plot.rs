@@ -102,13 +102,15 @@ pub fn channel_at(x: f64, channels: usize) -> Option<usize> {
     ((x - c).abs() <= 0.45 && c >= 0.0 && (c as usize) < channels).then_some(c as usize)
 }
 
-/// The per-channel error estimate: each channel quantized on its own grid (linear: its own
-/// min-max range; binary/ternary: its own scales; k-means: `codebook`), the channels' squared
-/// errors summed and divided by the tensor's count. O(channels · channel bins).
+/// The per-channel error estimate: each channel quantized on its own grid (linear: its clip
+/// range in `ranges`, one per channel; binary/ternary: its own scales; k-means: `codebook`),
+/// the channels' squared errors summed and divided by the tensor's count.
+/// O(channels · channel bins).
 pub fn per_channel_estimate(
     data: &TensorDistribution,
     choice: &QuantChoice,
     codebook: Option<&[f32]>,
+    ranges: &[(f32, f32)],
 ) -> Option<ErrorEstimate> {
     if data.channel_histograms.is_empty() {
         return None;
@@ -116,7 +118,7 @@ pub fn per_channel_estimate(
     let mut sum_sq = 0.0;
     let mut count = 0u64;
     for (c, h) in data.channel_histograms.iter().enumerate() {
-        let range = *data.channel_ranges.get(c)?;
+        let range = *ranges.get(c)?;
         let stats = data
             .scheme_stats
             .channels
@@ -171,7 +173,7 @@ mod tests {
             per_channel: true,
             unsigned: false,
         };
-        let per_channel = per_channel_estimate(&data, &choice, None).unwrap();
+        let per_channel = per_channel_estimate(&data, &choice, None, &data.channel_ranges).unwrap();
         let q = choice
             .quantizer(data.fine.range(), &data.scheme_stats.tensor, None)
             .unwrap();
