@@ -16,7 +16,7 @@ use super::lecture::{self, LECTURE_MODEL, Lecture, LectureNav};
 use super::load_job::{LoadedModel, load_for_view};
 use super::model_panel::{ModelPanel, ModelPanelInput};
 use super::panel::Panel;
-use super::results_panel::{DiagnosticsInput, ResultsInput, ResultsPanel};
+use super::results_panel::{ResultsInput, ResultsPanel};
 use super::screen_layout::ScreenLayout;
 use super::session::Session;
 use super::session_file;
@@ -660,29 +660,8 @@ impl QuantscopeApp {
                 .default_size(layout.results_default)
                 .max_size(layout.results_max)
                 .show(ui, |ui| {
-                    egui::ScrollArea::vertical().show(ui, |ui| {
-                        ui.heading("Results");
-                        let input = ResultsInput {
-                            inference_unavailable: session.inference_unavailable(),
-                            auto_evaluate: session.auto_evaluate,
-                            progress: session.progress(),
-                            busy: session.is_busy(),
-                            message: session.job_message.as_deref(),
-                            evaluation: session.evaluation.as_ref().map(|(r, e)| (*r, e.as_ref())),
-                            revision: session.revision,
-                            diagnostics: DiagnosticsInput {
-                                propagation_on: self.diagnostics.propagation_on,
-                                integer_on: self.diagnostics.integer_on,
-                                diagnosis: self.diagnostics.diagnosis(session),
-                                integer: self.diagnostics.integer(session),
-                                progress: self.diagnostics.progress(),
-                                layers: &session.loaded.layers,
-                                selection: session.selection,
-                                explain: self.prefs.explain,
-                            },
-                        };
-                        commands.extend(ResultsPanel.ui(ui, &input));
-                    })
+                    let input = ResultsInput::of(session, &self.diagnostics, self.prefs.explain);
+                    commands.extend(ResultsPanel.ui(ui, &input));
                 });
         }
         if self.prefs.show_model {

@@ -13,12 +13,13 @@ use crate::quant::integer::compare::IntegerComparison;
 use super::badge::{sqnr_colour, sqnr_text};
 use super::commands::AppCommand;
 use super::diagnose::{
-    DiagnosticsCommand, OWN_LEGEND, PropagationInput, PropagationRow, Shown, integer_ui,
-    propagation_ui,
+    Diagnostics, DiagnosticsCommand, OWN_LEGEND, PropagationInput, PropagationRow, Shown,
+    integer_ui, propagation_ui,
 };
 use super::layers::LayerRow;
 use super::panel::Panel;
 use super::selection::{Part, Selection};
+use super::session::Session;
 
 /// What the panel shows.
 pub struct ResultsInput<'a> {
@@ -37,6 +38,22 @@ pub struct ResultsInput<'a> {
     pub revision: u64,
     /// The diagnosis switches, jobs and results.
     pub diagnostics: DiagnosticsInput<'a>,
+}
+
+impl<'a> ResultsInput<'a> {
+    /// The input for `session` and its `diagnostics`.
+    pub fn of(session: &'a Session, diagnostics: &'a Diagnostics, explain: bool) -> Self {
+        ResultsInput {
+            inference_unavailable: session.inference_unavailable(),
+            auto_evaluate: session.auto_evaluate,
+            progress: session.progress(),
+            busy: session.is_busy(),
+            message: session.job_message.as_deref(),
+            evaluation: session.evaluation.as_ref().map(|(r, e)| (*r, e.as_ref())),
+            revision: session.revision,
+            diagnostics: diagnostics.input(session, explain),
+        }
+    }
 }
 
 /// The diagnosis part of the panel's input.
@@ -95,8 +112,16 @@ fn right_view_id() -> egui::Id {
 impl Panel for ResultsPanel {
     type Input<'a> = ResultsInput<'a>;
 
+    /// Draws the panel in a scroll area filling it (a shrunk first frame would fix the
+    /// panel's height at that size).
     fn ui(&mut self, ui: &mut egui::Ui, input: &ResultsInput<'_>) -> Vec<AppCommand> {
-        results_ui(ui, input)
+        egui::ScrollArea::vertical()
+            .auto_shrink(false)
+            .show(ui, |ui| {
+                ui.heading("Results");
+                results_ui(ui, input)
+            })
+            .inner
     }
 }
 

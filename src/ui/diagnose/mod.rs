@@ -21,6 +21,7 @@ use crate::jobs::{JobError, JobSlot};
 use crate::quant::integer::compare::{IntegerComparison, compare_integer};
 use crate::workflow::RunControl;
 
+use super::results_panel::DiagnosticsInput;
 use super::session::Session;
 use super::waker::Waker;
 
@@ -329,6 +330,22 @@ impl Diagnostics {
                 .map(|l| (l.node.as_str(), l.own_sqnr_db))
                 .collect(),
             _ => Default::default(),
+        }
+    }
+}
+
+impl Diagnostics {
+    /// The Results panel's diagnosis input for `session`.
+    pub fn input<'a>(&'a self, session: &'a Session, explain: bool) -> DiagnosticsInput<'a> {
+        DiagnosticsInput {
+            propagation_on: self.propagation_on,
+            integer_on: self.integer_on,
+            diagnosis: self.diagnosis(session),
+            integer: self.integer(session),
+            progress: self.progress(),
+            layers: &session.loaded.layers,
+            selection: session.selection,
+            explain,
         }
     }
 }
