@@ -4,14 +4,14 @@
 //! layer's own SQNR (only it quantized) beside it. Clicking a row selects that layer. The
 //! chart scrolls when the layers do not fit, and its dB axis picks steps whose labels fit.
 
-use egui_plot::{AxisHints, Bar, BarChart, GridInput, GridMark, Plot, PlotPoint};
+use egui_plot::{AxisHints, Bar, BarChart, GridInput, GridMark, Plot, PlotPoint, VPlacement};
 
 use crate::ui::badge::sqnr_text;
 
 use super::{OWN_LEGEND, own_colour};
 
 /// Height of one layer's row, in points (two bars).
-const ROW_POINTS: f32 = 26.0;
+const ROW_POINTS: f32 = 22.0;
 /// Longest layer name drawn on the axis (longer ones are shortened in the middle).
 const NAME_CHARS: usize = 26;
 /// Where infinite (exact) SQNRs are drawn.
@@ -201,6 +201,8 @@ pub fn propagation_ui(ui: &mut egui::Ui, input: &PropagationInput<'_>) -> Option
             .x_grid_spacer(|g| db_marks(g, 72.0))
             .y_grid_spacer(row_marks)
             .x_axis_label("dB")
+            // On top: the dB labels stay in view while the rows scroll.
+            .x_axis_position(VPlacement::Top)
             .include_x(0.0)
             .include_y(-0.6)
             .include_y(n as f64 - 0.4)
