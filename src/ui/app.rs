@@ -9,6 +9,7 @@ use crate::jobs::{JobError, JobSlot};
 
 use super::analysis::{Analysis, AnalysisInput};
 use super::commands::AppCommand;
+use super::diagnose::Diagnostics;
 use super::distribution::{DistributionCommand, DistributionView, Ghost};
 use super::file_actions::{EXPORT_MENU, export_extension, pick_model, save_view_png};
 use super::lecture::{self, LECTURE_MODEL, Lecture, LectureNav};
@@ -82,6 +83,8 @@ pub struct QuantscopeApp {
     pending_session: Option<session_file::PendingSession>,
     /// Lecture mode: the step on screen.
     pub lecture: Lecture,
+    /// Error propagation and the integer-only path (Results panel, model list colours).
+    pub diagnostics: Diagnostics,
 }
 
 impl QuantscopeApp {
@@ -106,6 +109,7 @@ impl QuantscopeApp {
             pending_session: None,
             analysis: Analysis::default(),
             lecture: Lecture::default(),
+            diagnostics: Diagnostics::default(),
         }
     }
 
@@ -292,7 +296,11 @@ impl QuantscopeApp {
                     self.analysis.jobs.start(command, session, &wake);
                 }
             }
+            AppCommand::Diagnostics(command) => self.diagnostics.apply(command),
             other => {
+                if other == AppCommand::Cancel {
+                    self.diagnostics.cancel();
+                }
                 let Some(session) = self.session.as_mut() else {
                     return;
                 };
@@ -596,7 +604,8 @@ fn apply_to_session(session: &mut Session, command: AppCommand, wake: &Waker) {
         | AppCommand::SaveSessionTo(_)
         | AppCommand::OpenSession
         | AppCommand::OpenSessionFrom(_)
-        | AppCommand::Analysis(_) => {}
+        | AppCommand::Analysis(_)
+        | AppCommand::Diagnostics(_) => {}
     }
 }
 
@@ -651,19 +660,8 @@ impl QuantscopeApp {
                 .default_size(layout.results_default)
                 .max_size(layout.results_max)
                 .show(ui, |ui| {
-                    egui::ScrollArea::vertical().show(ui, |ui| {
-                        ui.heading("Results");
-                        let input = ResultsInput {
-                            inference_unavailable: session.inference_unavailable(),
-                            auto_evaluate: session.auto_evaluate,
-                            progress: session.progress(),
-                            busy: session.is_busy(),
-                            message: session.job_message.as_deref(),
-                            evaluation: session.evaluation.as_ref().map(|(r, e)| (*r, e.as_ref())),
-                            revision: session.revision,
-                        };
-                        commands.extend(ResultsPanel.ui(ui, &input));
-                    })
+                    let input = ResultsInput::of(session, &self.diagnostics, self.prefs.explain);
+                    commands.extend(ResultsPanel.ui(ui, &input));
                 });
         }
         if self.prefs.show_model {
@@ -687,6 +685,8 @@ impl QuantscopeApp {
                             })
                             .unwrap_or_default(),
                         sqnr_current: evaluation.is_some_and(|(r, _)| *r == session.revision),
+                        own_sqnr_db: self.diagnostics.own_sqnr_db(session),
+                        own_current: self.diagnostics.diagnosis(session).is_some_and(|(c, _)| c),
                     };
                     commands.extend(self.prefs.model_panel.ui(ui, &input));
                 });
@@ -777,6 +777,7 @@ impl QuantscopeApp {
             changed |= tick_changed;
             changed |= session.tick_extras(&wake);
             changed |= self.analysis.jobs.poll();
+            changed |= self.diagnostics.tick(session, &wake);
             if let Some(wait) = wait {
                 ctx.request_repaint_after(wait);
             }

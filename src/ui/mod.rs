@@ -8,6 +8,7 @@ mod analysis_jobs;
 mod app;
 mod badge;
 mod commands;
+mod diagnose;
 pub mod distribution;
 mod file_actions;
 mod layers;
@@ -29,6 +30,7 @@ use std::path::PathBuf;
 
 pub use app::{EXPLAIN_ZOOM, Prefs, QuantscopeApp};
 pub use commands::AppCommand;
+pub use diagnose::{Diagnostics, DiagnosticsCommand, bar_rects as propagation_bar_rects};
 pub use layers::{LayerRow, layer_rows};
 pub use lecture::{LECTURE_MODEL, Lecture, LectureStep, STEPS, StepSetup};
 pub use panel::Panel;
