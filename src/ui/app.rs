@@ -20,6 +20,7 @@ use super::screen_layout::ScreenLayout;
 use super::session::Session;
 use super::session_file;
 use super::settings_panel::{SettingsInput, SettingsPanel};
+use super::train::TrainWindow;
 use super::transforms_panel::TransformsInput;
 use super::waker::{Waker, waker};
 
@@ -82,6 +83,8 @@ pub struct QuantscopeApp {
     pending_session: Option<session_file::PendingSession>,
     /// Lecture mode: the step on screen.
     pub lecture: Lecture,
+    /// The Train (QAT) window and its job.
+    pub train: TrainWindow,
 }
 
 impl QuantscopeApp {
@@ -106,6 +109,7 @@ impl QuantscopeApp {
             pending_session: None,
             analysis: Analysis::default(),
             lecture: Lecture::default(),
+            train: TrainWindow::default(),
         }
     }
 
@@ -439,6 +443,8 @@ impl QuantscopeApp {
                         "The paper's table (BN folding, CLE, bias correction), per-layer \
                      sensitivity and bit allocation, AdaRound",
                     );
+                ui.toggle_value(&mut self.train.open, "Train (QAT)")
+                    .on_hover_text("Quantization-aware training under the current settings");
             });
             ui.separator();
             ui.toggle_value(&mut self.prefs.explain, "Explain")
@@ -750,6 +756,9 @@ impl QuantscopeApp {
                 config: &session.config,
             };
             commands.extend(self.analysis.ui(ui, &input));
+        }
+        if let Some(session) = self.session.as_mut() {
+            self.train.show_ui(ui, session, &waker(&ctx));
         }
         self.apply_all(&ctx, commands);
         self.poll(&ctx);
