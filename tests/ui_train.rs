@@ -61,6 +61,12 @@ fn settled(app: &QuantscopeApp) -> bool {
         .is_some_and(|s| s.current_evaluation().is_some() && !s.is_busy() && !s.is_preparing_view())
 }
 
+/// Whether the session's data has loaded and been calibrated.
+fn calibrated(app: &QuantscopeApp) -> bool {
+    app.session()
+        .is_some_and(|s| s.data.is_some() && s.calibration.is_some())
+}
+
 fn opened(model: PathBuf) -> Harness<'static, QuantscopeApp> {
     let mut harness = build(model);
     wait_until(&mut harness, "the model to load", |app| !app.is_loading());
@@ -251,7 +257,7 @@ fn a_real_classifier_without_labels_says_so_then_trains_towards_the_float_model(
         return;
     }
     let mut harness = opened(model);
-    wait_until(&mut harness, "calibration on synthetic inputs", settled);
+    wait_until(&mut harness, "calibration on synthetic inputs", calibrated);
     harness.state_mut().train.open = true;
     wait_until(&mut harness, "the window", |_| true);
     harness.get_by_label_contains("synthetic inputs");
@@ -267,7 +273,7 @@ fn a_real_classifier_without_labels_says_so_then_trains_towards_the_float_model(
     harness
         .state_mut()
         .apply(&ctx, AppCommand::SetSource(DataSource::File(feed)));
-    wait_until(&mut harness, "calibration on the feed", settled);
+    wait_until(&mut harness, "calibration on the feed", calibrated);
     harness.get_by_label_contains("has no labels");
     assert!(
         harness

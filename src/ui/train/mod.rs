@@ -62,7 +62,8 @@ impl TrainWindow {
             let settings = &mut self.settings;
             let shown = egui::Window::new("Train (QAT)")
                 .open(&mut open)
-                .default_size([640.0, 560.0])
+                .default_pos([330.0, 40.0])
+                .default_size([720.0, 600.0])
                 .show(ui.ctx(), |ui| {
                     egui::ScrollArea::vertical()
                         .show(ui, |ui| train_ui(ui, settings, &input))

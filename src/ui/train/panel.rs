@@ -3,7 +3,7 @@
 //! Cancel, the live curves (training loss; held-out accuracy with the float and PTQ accuracies
 //! as reference lines) and "Use trained model".
 
-use egui_plot::{HLine, Legend, Line, Plot, PlotPoints, Points};
+use egui_plot::{HLine, Line, Plot, PlotPoints, Points};
 
 use super::job::{LiveCurve, TrainJob, TrainState};
 use super::settings::{Optimizer, Ranges, TrainSettings};
@@ -29,6 +29,7 @@ pub enum TrainAction {
     UseTrained,
 }
 
+const QAT_COLOUR: egui::Color32 = egui::Color32::from_rgb(90, 150, 230);
 const FLOAT_COLOUR: egui::Color32 = egui::Color32::from_rgb(90, 170, 90);
 const PTQ_COLOUR: egui::Color32 = egui::Color32::from_rgb(220, 120, 60);
 const WARN_COLOUR: egui::Color32 = egui::Color32::from_rgb(230, 170, 60);
@@ -236,20 +237,41 @@ fn curves_ui(ui: &mut egui::Ui, curve: &LiveCurve) {
         .iter()
         .filter_map(|p| Some([p.epoch as f64, 100.0 * p.eval_accuracy?]))
         .collect();
-    let height = 180.0;
+    let latest = curve.points.last().and_then(|p| p.eval_accuracy);
+    let height = 190.0;
     ui.columns(2, |columns| {
         columns[0].label("training loss per epoch");
+        columns[0].label(" "); // level with the accuracy plot's key
         Plot::new("qat_loss")
             .height(height)
+            .include_x(1.0)
+            .include_y(0.0)
             .x_axis_label("epoch")
             .show(&mut columns[0], |plot| {
-                plot.line(Line::new("training loss", PlotPoints::from(loss.clone())));
-                plot.points(Points::new("loss", PlotPoints::from(loss)).radius(3.0));
+                plot.line(
+                    Line::new("training loss", PlotPoints::from(loss.clone())).color(QAT_COLOUR),
+                );
+                plot.points(
+                    Points::new("loss", PlotPoints::from(loss))
+                        .radius(3.0)
+                        .color(QAT_COLOUR),
+                );
             });
         columns[1].label("held-out accuracy (%)");
+        // The key sits above the plot, never over the curves.
+        columns[1].horizontal_wrapped(|ui| {
+            ui.colored_label(QAT_COLOUR, format!("— QAT {}", percent(latest)));
+            ui.colored_label(
+                FLOAT_COLOUR,
+                format!("— float {}", percent(curve.float_accuracy)),
+            );
+            ui.colored_label(PTQ_COLOUR, format!("— PTQ {}", percent(curve.ptq_accuracy)));
+        });
         Plot::new("qat_accuracy")
             .height(height)
-            .legend(Legend::default())
+            .include_x(1.0)
+            .include_y(0.0)
+            .include_y(100.0)
             .x_axis_label("epoch")
             .show(&mut columns[1], |plot| {
                 if let Some(float) = curve.float_accuracy {
@@ -258,8 +280,12 @@ fn curves_ui(ui: &mut egui::Ui, curve: &LiveCurve) {
                 if let Some(ptq) = curve.ptq_accuracy {
                     plot.hline(HLine::new("PTQ", 100.0 * ptq).color(PTQ_COLOUR));
                 }
-                plot.line(Line::new("QAT", PlotPoints::from(accuracy.clone())));
-                plot.points(Points::new("QAT epochs", PlotPoints::from(accuracy)).radius(3.0));
+                plot.line(Line::new("QAT", PlotPoints::from(accuracy.clone())).color(QAT_COLOUR));
+                plot.points(
+                    Points::new("QAT epochs", PlotPoints::from(accuracy))
+                        .radius(3.0)
+                        .color(QAT_COLOUR),
+                );
             });
     });
 }
