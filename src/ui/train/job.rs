@@ -51,6 +51,8 @@ pub struct Trained {
     pub summary: String,
     /// What it trained on.
     pub data: String,
+    /// The model file the run started from.
+    pub model_path: std::path::PathBuf,
 }
 
 /// The window's job and its latest run.
@@ -188,6 +190,7 @@ impl TrainJob {
                     loaded: Some(loaded),
                     summary,
                     data: data.description,
+                    model_path: run.model.path.clone(),
                 })
             },
         );
@@ -245,6 +248,13 @@ impl TrainJob {
         let Some(trained) = self.trained.as_mut() else {
             return;
         };
+        if trained.model_path != session.loaded.model.path {
+            self.state = TrainState::Failed(format!(
+                "the trained model is of {}, which is no longer the open model",
+                trained.model_path.display()
+            ));
+            return;
+        }
         let Some(loaded) = trained.loaded.take() else {
             return;
         };
