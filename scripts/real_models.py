@@ -7,7 +7,9 @@ For every model this script
      others read feeds built by the folder's make_feeds.py, stored compressed in
      tests/fixtures/real_models/feeds/ (arrays computed from the recordings, not the files);
   2. runs onnxruntime (1 thread) on every sample and stores a sample of each output: 4096
-     evenly spaced elements of the flattened output and its sum of squares;
+     evenly spaced elements of the flattened output and its sum of squares; runs
+     `quantscope run` on the same data and records the largest relative error over every
+     element of every output (|ours − theirs| / max(|theirs|, 1)) and the model's op types;
   3. exports the model with `quantscope export --format qdq` (int8 per-channel weights, uint8
      min-max activations, calibrated on the same inputs), checks the file with onnx.checker,
      runs it in onnxruntime and records its worst-output SQNR against float;
@@ -147,6 +149,39 @@ def sampled(outputs):
     return refs, meta
 
 
+def op_types(model: Path):
+    """Every op type of the model, subgraphs (If/Loop/Scan bodies) included, sorted."""
+    found = set()
+
+    def walk(graph):
+        for node in graph.node:
+            found.add(node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}")
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g)
+                for g in attr.graphs:
+                    walk(g)
+
+    walk(onnx.load(str(model), load_external_data=False).graph)
+    return sorted(found)
+
+
+def float_max_rel_error(float_out, ours_path: Path):
+    """The largest |ours − theirs| / max(|theirs|, 1) over every element of every float output."""
+    ours = np.load(ours_path)
+    worst = 0.0
+    for name, theirs in float_out.items():
+        if not np.issubdtype(theirs.dtype, np.floating):
+            continue
+        mine = ours[name]
+        if mine.size != theirs.size:
+            raise RuntimeError(f"output {name}: {mine.shape} from quantscope run, {theirs.shape} from onnxruntime")
+        t = theirs.astype(np.float64).ravel()
+        m = mine.astype(np.float64).ravel()
+        worst = max(worst, float((np.abs(m - t) / np.maximum(np.abs(t), 1.0)).max(initial=0.0)))
+    return worst
+
+
 def lift_to_13(path: Path, out: Path) -> Path:
     model = onnx.load(path)
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=13)
@@ -206,7 +241,33 @@ def main() -> int:
                 print(f"   failed: {e.stderr.decode(errors='replace').strip() if e.stderr else e}", flush=True)
                 manifest["models"].pop(name, None)
             manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    print_table(manifest)
     return 0
+
+
+def print_table(manifest):
+    """README's real-model table, from the manifest."""
+    print("| model | inputs | samples | outputs | op types | float vs onnxruntime (max rel. error) "
+          "| our QDQ worst-output SQNR | onnxruntime `quantize_static` |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, _, _ in MODELS:
+        e = manifest["models"].get(name)
+        if e is None:
+            continue
+        data = e["data"]
+        inputs = (f"images --preset {data[3]}" if "--preset" in data
+                  else f"feed {Path(data[1]).name}")
+        theirs = (f"{e['ort_sqnr_db']:.1f} dB" if e.get("ort_sqnr_db") is not None
+                  else "fails: " + e.get("ort_error", "").strip())
+        print(f"| `{e['model']}` | {inputs} | {e['samples']} | {len(e['outputs'])} "
+              f"| {len(e.get('op_types', []))} | {e.get('float_max_rel_error', float('nan')):.1e} "
+              f"| {e['ours_sqnr_db']:.1f} dB | {theirs} |")
+
+
+def resolved(data_flags):
+    """The data flags with their paths made absolute (the manifest keeps them relative)."""
+    return [str(SHARED / "images") if f == "../shared/real_models/images"
+            else str(ROOT / f) if f.startswith("tests/") else f for f in data_flags]
 
 
 def reference(name, model, file, kind, what, raw, tmp, args):
@@ -228,11 +289,17 @@ def reference(name, model, file, kind, what, raw, tmp, args):
     refs, meta = sampled(float_out)
     np.savez_compressed(FIXTURES / f"{name}.reference.npz", **refs)
     entry = {"model": file, "data": data_flags, "samples": len(samples), "outputs": meta}
+    entry["op_types"] = op_types(model)
+    ours_float = work / "ours_float.npz"
+    subprocess.run([args.quantscope, "run", str(model)]
+                   + resolved(data_flags)
+                   + ["--out", str(ours_float)], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE)
+    entry["float_max_rel_error"] = float(f"{float_max_rel_error(float_out, ours_float):.3g}")
 
     ours = work / "ours_qdq.onnx"
     subprocess.run([args.quantscope, "export", str(model)]
-                   + [str(SHARED / "images") if f == "../shared/real_models/images"
-                      else str(ROOT / f) if f.startswith("tests/") else f for f in data_flags]
+                   + resolved(data_flags)
                    + QDQ_FLAGS + ["--out", str(ours)], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.PIPE)
     entry["qdq_flags"] = QDQ_FLAGS

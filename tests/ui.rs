@@ -6,6 +6,9 @@
 
 #![cfg(feature = "ui-tests")]
 
+#[path = "common/hostile.rs"]
+mod hostile;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -229,6 +232,106 @@ fn a_broken_file_reports_an_error_and_keeps_the_open_model() {
     );
     assert_eq!(session.selected_tensor().unwrap().0, "block1.pw.weight");
     assert!(session.current_evaluation().is_some());
+}
+
+/// Hostile files opened from the GUI (a model declaring 2^40 weights over 64 bytes, a data
+/// file declaring 2^31 samples over 128 KiB, a session that is not JSON, a session naming the
+/// hostile model) each show one error naming the file; the open model, its settings, its
+/// data source and its results stay.
+#[test]
+fn hostile_files_opened_from_the_gui_keep_the_model_and_the_session() {
+    use quantscope::ui::AppCommand;
+    use quantscope::workflow::DataSource;
+    let mut harness = mobilenet_evaluated();
+    let ctx = harness.ctx.clone();
+    let (config, source) = {
+        let session = harness.state().session().unwrap();
+        (session.config.clone(), session.source.clone())
+    };
+    let unchanged = |app: &QuantscopeApp| {
+        let session = app.session().expect("the open model stays");
+        assert!(
+            session
+                .loaded
+                .summary
+                .path
+                .ends_with("digits_mobilenet.onnx")
+        );
+        assert_eq!(session.config, config);
+        assert!(session.current_evaluation().is_some() || session.is_busy());
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    let model = hostile::write(
+        dir.path(),
+        "huge.onnx",
+        &hostile::hostile_dims_model(&[1 << 20, 1 << 20], vec![0u8; 64]),
+    );
+    harness.state_mut().request_open(model.clone());
+    wait_until(&mut harness, "the hostile model", |app| !app.is_loading());
+    let error = harness.state().error().expect("an error is shown");
+    assert!(
+        error.contains("huge.onnx") && !error.contains('\n'),
+        "{error}"
+    );
+    unchanged(harness.state());
+    assert_eq!(harness.state().session().unwrap().source, source);
+
+    let session = hostile::write(
+        dir.path(),
+        "broken.qsession",
+        b"{\"version\": 1, \"model\":",
+    );
+    harness
+        .state_mut()
+        .apply(&ctx, AppCommand::OpenSessionFrom(session));
+    frames(&mut harness);
+    let error = harness.state().error().expect("an error is shown");
+    assert!(error.contains("broken.qsession"), "{error}");
+    unchanged(harness.state());
+
+    let session = hostile::write(
+        dir.path(),
+        "hostile.qsession",
+        hostile::session_text(&model).as_bytes(),
+    );
+    harness
+        .state_mut()
+        .apply(&ctx, AppCommand::OpenSessionFrom(session));
+    wait_until(&mut harness, "the session's hostile model", |app| {
+        !app.is_loading()
+    });
+    let error = harness.state().error().expect("an error is shown");
+    assert!(error.contains("huge.onnx"), "{error}");
+    unchanged(harness.state());
+
+    let data = hostile::write(
+        dir.path(),
+        "huge.npy",
+        &hostile::npy_bytes("<f4", "(2147483648, 1, 8, 8)", &vec![0u8; 128 << 10]),
+    );
+    let hostile_source = DataSource::File(data);
+    harness
+        .state_mut()
+        .apply(&ctx, AppCommand::SetSource(hostile_source.clone()));
+    wait_until(&mut harness, "the hostile data", |app| {
+        app.session()
+            .is_some_and(|s| !s.is_busy() && s.job_message.is_some())
+    });
+    let session = harness.state().session().unwrap();
+    let message = session.job_message.clone().unwrap();
+    assert!(
+        message.contains("huge.npy") && !message.contains('\n'),
+        "{message}"
+    );
+    assert_eq!(session.config, config);
+    assert!(
+        session
+            .loaded
+            .summary
+            .path
+            .ends_with("digits_mobilenet.onnx")
+    );
 }
 
 #[test]
