@@ -21,6 +21,7 @@ use super::screen_layout::ScreenLayout;
 use super::session::Session;
 use super::session_file;
 use super::settings_panel::{SettingsInput, SettingsPanel};
+use super::train::TrainWindow;
 use super::transforms_panel::TransformsInput;
 use super::waker::{Waker, waker};
 
@@ -85,6 +86,8 @@ pub struct QuantscopeApp {
     pub lecture: Lecture,
     /// Error propagation and the integer-only path (Results panel, model list colours).
     pub diagnostics: Diagnostics,
+    /// The Train (QAT) window and its job.
+    pub train: TrainWindow,
 }
 
 impl QuantscopeApp {
@@ -110,6 +113,7 @@ impl QuantscopeApp {
             analysis: Analysis::default(),
             lecture: Lecture::default(),
             diagnostics: Diagnostics::default(),
+            train: TrainWindow::default(),
         }
     }
 
@@ -447,6 +451,8 @@ impl QuantscopeApp {
                         "The paper's table (BN folding, CLE, bias correction), per-layer \
                      sensitivity and bit allocation, AdaRound",
                     );
+                ui.toggle_value(&mut self.train.open, "Train (QAT)")
+                    .on_hover_text("Quantization-aware training under the current settings");
             });
             ui.separator();
             ui.toggle_value(&mut self.prefs.explain, "Explain")
@@ -750,6 +756,9 @@ impl QuantscopeApp {
                 config: &session.config,
             };
             commands.extend(self.analysis.ui(ui, &input));
+        }
+        if let Some(session) = self.session.as_mut() {
+            self.train.show_ui(ui, session, &waker(&ctx));
         }
         self.apply_all(&ctx, commands);
         self.poll(&ctx);

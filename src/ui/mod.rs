@@ -23,6 +23,7 @@ mod session;
 mod session_file;
 mod session_transforms;
 mod settings_panel;
+pub mod train;
 mod transforms_panel;
 mod waker;
 

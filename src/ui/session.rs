@@ -54,6 +54,8 @@ pub struct Session {
     evaluated_focus: Option<Focus>,
     /// Transforms and exports (see `session_transforms`).
     pub extras: SessionExtras,
+    /// What trained the shown model, when it is a trained (QAT) one.
+    pub trained: Option<String>,
 }
 
 impl Session {
@@ -79,6 +81,7 @@ impl Session {
             view_job: JobSlot::default(),
             evaluated_focus: None,
             extras: SessionExtras::default(),
+            trained: None,
         }
     }
 
@@ -621,6 +624,22 @@ impl Session {
         if self.auto_evaluate {
             self.request_evaluation(true);
         }
+    }
+
+    /// Makes a trained model the session's model, with the config that quantizes it to the
+    /// trained one. Its weights already hold the transforms it was trained after, so the
+    /// switches start again from it; calibration and evaluation run again.
+    pub fn use_trained(
+        &mut self,
+        loaded: LoadedModel,
+        config: QuantConfig,
+        summary: String,
+        wake: &Waker,
+    ) {
+        self.extras = SessionExtras::default();
+        self.trained = Some(summary);
+        self.config = config;
+        self.show_rebuilt(loaded, wake);
     }
 
     /// Exports the current config as `format` to `path` on a worker.
