@@ -6,6 +6,8 @@
 //!   each quantized layer the per-channel mean of its output is compared with the float one,
 //!   and the quantized run continues with the corrected output, so each layer's shift is
 //!   measured with the layers before it already corrected. Shifts average over the chunks.
+//!   A last run of the corrected quantized model measures the shift left in each layer
+//!   (the report's `after`).
 //! - **Analytic (data-free)**: E[x] of a layer's input comes from the BN folded into the layer
 //!   before it (pre-activation ~ N(β, γ²) per channel, see [`super::FloatGraph`]), through the
 //!   ReLU (E[ReLU(x)] = γ·φ(β/γ) + β·Φ(β/γ)) or ReLU6 cap. Padding borders are ignored.
@@ -16,7 +18,7 @@ use ndarray::{ArrayViewD, Axis};
 
 use super::FloatGraph;
 use super::layers::{Layer, Topology, ensure_finite};
-use super::report::TransformReport;
+use super::report::{ChannelShifts, TransformReport};
 use crate::calib::CalibrationStats;
 use crate::engine::{Plan, TensorHook, TensorSite};
 use crate::error::{Error, Result};
@@ -65,12 +67,13 @@ impl TensorHook for MeanRecorder<'_> {
 /// Σ(quantized − float) per channel and the values per channel behind it, by output tensor.
 type ShiftSums = BTreeMap<String, (Vec<f64>, usize)>;
 
-/// Corrects each watched output to the float per-channel mean of the same chunk, then
-/// fake-quantizes; keeps the shift's sums.
+/// Measures each watched output's shift from the float per-channel mean of the same chunk
+/// and, if `correct`, removes it; then fake-quantizes. Keeps the shift's sums.
 struct Corrector<'a, H> {
     float_means: &'a BTreeMap<String, Vec<f64>>,
     shifts: ShiftSums,
     quantize: H,
+    correct: bool,
 }
 
 impl<H: TensorHook> TensorHook for Corrector<'_, H> {
@@ -85,9 +88,11 @@ impl<H: TensorHook> TensorHook for Corrector<'_, H> {
                 .zip(float)
                 .map(|(q, f)| q / n.max(1) as f64 - f)
                 .collect();
-            for (mut channel, s) in a.axis_iter_mut(Axis(1)).zip(&shift) {
-                let s = *s as f32;
-                channel.mapv_inplace(|v| v - s);
+            if self.correct {
+                for (mut channel, s) in a.axis_iter_mut(Axis(1)).zip(&shift) {
+                    let s = *s as f32;
+                    channel.mapv_inplace(|v| v - s);
+                }
             }
             let sums = shift.iter().map(|s| s * n as f64).collect();
             self.shifts.insert(site.name.to_string(), (sums, n));
@@ -151,6 +156,11 @@ fn apply_shifts(
         touched.push(layer.set_bias(&mut result.graph, corrected)?);
         let largest = shift.iter().fold(0.0f32, |m, s| m.max(s.abs()));
         report.apply(node, format!("largest |shift| {largest:.3e}"));
+        report.shifts.push(ChannelShifts {
+            layer: node.clone(),
+            before: shift.clone(),
+            after: Vec::new(),
+        });
     }
     ensure_finite(&result.graph, &touched, transform)?;
     Ok(result)
@@ -188,10 +198,47 @@ pub fn empirical_bias_correction(
             float_means: &recorder.means,
             shifts: BTreeMap::new(),
             quantize: quantized.hook(),
+            correct: true,
         };
         quant_plan.run(feeds, Some(&mut corrector), control.options())?;
-        Ok(corrector.shifts)
+        let shifts = corrector.shifts;
+        Ok((recorder.means, shifts))
     })?;
+    let (float_means, shift_sums): (Vec<_>, Vec<_>) = per_chunk.into_iter().unzip();
+    let shifts = mean_shifts(shift_sums);
+    let result = apply_shifts(model, &shifts, &layers, EMPIRICAL, &mut report)?;
+    // The shift left: the corrected quantized model against the same float means.
+    let corrected = QuantizedModel::prepare(&result.graph, config, stats)?;
+    let corrected_plan = Plan::new(&corrected.graph)?;
+    let left = run_chunks(samples, batch.size, control, |chunk, feeds| {
+        let float_means = float_means
+            .get(chunk.index)
+            .ok_or_else(|| Error::Graph("bias correction: chunks changed between runs".into()))?;
+        let mut measure = Corrector {
+            float_means,
+            shifts: BTreeMap::new(),
+            quantize: corrected.hook(),
+            correct: false,
+        };
+        corrected_plan.run(feeds, Some(&mut measure), control.options())?;
+        Ok(measure.shifts)
+    })?;
+    let left = mean_shifts(left);
+    for entry in &mut report.shifts {
+        let output = layers
+            .iter()
+            .find(|(_, node)| **node == entry.layer)
+            .map(|(output, _)| output);
+        if let Some(after) = output.and_then(|o| left.get(o)) {
+            entry.after = after.clone();
+        }
+    }
+    Ok((result, report))
+}
+
+/// The per-channel mean shift by output tensor, averaged over chunks (weighted by their
+/// values).
+fn mean_shifts(per_chunk: Vec<ShiftSums>) -> BTreeMap<String, Vec<f32>> {
     let mut total: ShiftSums = BTreeMap::new();
     for chunk in per_chunk {
         for (name, (sums, n)) in chunk {
@@ -204,15 +251,13 @@ pub fn empirical_bias_correction(
             }
         }
     }
-    let shifts: BTreeMap<String, Vec<f32>> = total
+    total
         .into_iter()
         .map(|(name, (sums, n))| {
             let mean = sums.iter().map(|s| (s / n.max(1) as f64) as f32).collect();
             (name, mean)
         })
-        .collect();
-    let result = apply_shifts(model, &shifts, &layers, EMPIRICAL, &mut report)?;
-    Ok((result, report))
+        .collect()
 }
 
 /// Standard normal density.

@@ -2,10 +2,13 @@
 //! and its exports. Float transforms run on a worker and give a rebuilt model for the session
 //! to show (so the weight views show the folded or equalized weights, and calibration runs
 //! again); bias correction is applied inside each evaluation, once the config and calibration
-//! are known. Exports run on a worker from the same graph the evaluation uses.
+//! are known, and its report (the per-channel output shifts before and after) comes back
+//! from the evaluation's worker tagged with the config it was made for. Exports run on a
+//! worker from the same graph the evaluation uses.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use crate::export::{ExportFormat, ExportInputs, ExportSummary, export_to};
 use crate::ir::{Graph, Model};
@@ -24,11 +27,38 @@ use super::layers::layer_rows;
 use super::load_job::LoadedModel;
 use super::waker::Waker;
 
-/// What bias correction needs from the session (taken when an evaluation starts).
+/// What bias correction needs from the session (taken when an evaluation starts), and where
+/// its report goes.
 #[derive(Clone)]
 pub struct CorrectionInput {
     pub mode: BiasCorrection,
     pub model: Arc<FloatGraph>,
+    reports: SyncSender<CorrectionOutcome>,
+}
+
+/// A bias correction's report and what it was made for.
+struct CorrectionOutcome {
+    mode: BiasCorrection,
+    model: Arc<FloatGraph>,
+    config: QuantConfig,
+    report: TransformReport,
+}
+
+/// Bias correction reports sent at once before the UI takes them (a newer one replaces
+/// older ones; when full, the worker drops its report rather than wait).
+const CORRECTION_REPORTS: usize = 4;
+
+/// The channel bias correction's reports come back on.
+struct CorrectionReports {
+    sender: SyncSender<CorrectionOutcome>,
+    receiver: Receiver<CorrectionOutcome>,
+}
+
+impl Default for CorrectionReports {
+    fn default() -> Self {
+        let (sender, receiver) = sync_channel(CORRECTION_REPORTS);
+        CorrectionReports { sender, receiver }
+    }
 }
 
 /// What a change of the switches asks of the session.
@@ -68,6 +98,9 @@ pub struct SessionExtras {
     export_job: JobSlot<ExportSummary>,
     /// The last transform or export message.
     pub message: Option<String>,
+    correction_reports: CorrectionReports,
+    /// The latest bias correction's report.
+    correction: Option<CorrectionOutcome>,
 }
 
 impl SessionExtras {
@@ -79,7 +112,20 @@ impl SessionExtras {
         Some(CorrectionInput {
             mode: self.toggles.bias_correction,
             model: self.float_model.clone()?,
+            reports: self.correction_reports.sender.clone(),
         })
+    }
+
+    /// The report of the bias correction in force under `config` (its output shifts before
+    /// and after), once an evaluation has made it; None while none matches the switches, the
+    /// shown model and `config`.
+    pub fn correction_report(&self, config: &QuantConfig) -> Option<&TransformReport> {
+        let outcome = self.correction.as_ref()?;
+        let current = self.float_model.as_ref()?;
+        (outcome.mode == self.toggles.bias_correction
+            && Arc::ptr_eq(&outcome.model, current)
+            && outcome.config == *config)
+            .then_some(&outcome.report)
     }
 
     /// Whether a transform or an export is running.
@@ -147,6 +193,10 @@ impl SessionExtras {
     pub fn poll(&mut self) -> (bool, Option<LoadedModel>) {
         let mut changed = false;
         let mut rebuilt = None;
+        while let Ok(outcome) = self.correction_reports.receiver.try_recv() {
+            self.correction = Some(outcome);
+            changed = true;
+        }
         if let Some(outcome) = self.transform_job.poll() {
             changed = true;
             match outcome.result {
@@ -286,6 +336,17 @@ pub fn corrected_graph(
         model: (*correction.model).clone(),
         reports: Vec::new(),
     };
-    let corrected = apply_bias_correction(&transformed, &toggles, config, Some(&samples))?;
+    let mut corrected = apply_bias_correction(&transformed, &toggles, config, Some(&samples))?;
+    if let Some(report) = corrected.reports.pop() {
+        let outcome = CorrectionOutcome {
+            mode: correction.mode,
+            model: correction.model.clone(),
+            config: config.clone(),
+            report,
+        };
+        // Full: the UI has not polled for a while (it gets the next one); disconnected: the
+        // session is gone. Neither is worth waiting for.
+        let _ = correction.reports.try_send(outcome);
+    }
     Ok(Some(corrected.model.graph))
 }
