@@ -6,8 +6,8 @@
 //!   each quantized layer the per-channel mean of its output is compared with the float one,
 //!   and the quantized run continues with the corrected output, so each layer's shift is
 //!   measured with the layers before it already corrected. Shifts average over the chunks.
-//!   A last run of the corrected quantized model measures the shift left in each layer
-//!   (the report's `after`).
+//! - [`measure_shifts`] measures, on other (held-out) data, each corrected layer's shift in
+//!   the quantized model before and after correction: the report's before/after.
 //! - **Analytic (data-free)**: E[x] of a layer's input comes from the BN folded into the layer
 //!   before it (pre-activation ~ N(β, γ²) per channel, see [`super::FloatGraph`]), through the
 //!   ReLU (E[ReLU(x)] = γ·φ(β/γ) + β·Φ(β/γ)) or ReLU6 cap. Padding borders are ignored.
@@ -201,39 +201,78 @@ pub fn empirical_bias_correction(
             correct: true,
         };
         quant_plan.run(feeds, Some(&mut corrector), control.options())?;
-        let shifts = corrector.shifts;
-        Ok((recorder.means, shifts))
+        Ok(corrector.shifts)
     })?;
-    let (float_means, shift_sums): (Vec<_>, Vec<_>) = per_chunk.into_iter().unzip();
-    let shifts = mean_shifts(shift_sums);
+    let shifts = mean_shifts(per_chunk);
     let result = apply_shifts(model, &shifts, &layers, EMPIRICAL, &mut report)?;
-    // The shift left: the corrected quantized model against the same float means.
-    let corrected = QuantizedModel::prepare(&result.graph, config, stats)?;
-    let corrected_plan = Plan::new(&corrected.graph)?;
-    let left = run_chunks(samples, batch.size, control, |chunk, feeds| {
-        let float_means = float_means
-            .get(chunk.index)
-            .ok_or_else(|| Error::Graph("bias correction: chunks changed between runs".into()))?;
-        let mut measure = Corrector {
-            float_means,
-            shifts: BTreeMap::new(),
-            quantize: corrected.hook(),
-            correct: false,
+    Ok((result, report))
+}
+
+/// Measures on `samples` the per-channel mean output shift (quantized minus float `model`) of
+/// every layer in `report.shifts`, in the quantized model before correction (`model`) and
+/// after it (`corrected`, the same graph with corrected biases), and puts them in the report
+/// in place of what the correction estimated. On held-out samples this shows what the
+/// correction is worth beyond the data it was measured on.
+pub fn measure_shifts(
+    model: &FloatGraph,
+    corrected: &FloatGraph,
+    config: &QuantConfig,
+    stats: &BTreeMap<String, CalibrationStats>,
+    samples: &Samples,
+    control: &RunControl<'_>,
+    report: &mut TransformReport,
+) -> Result<()> {
+    let mut watched = HashMap::new();
+    for entry in &report.shifts {
+        let node = model.graph.nodes.iter().find(|n| n.name == entry.layer);
+        if let Some(output) = node.and_then(|n| n.outputs.first()) {
+            watched.insert(output.clone(), entry.layer.clone());
+        }
+    }
+    if watched.is_empty() {
+        return Ok(());
+    }
+    samples.check(&model.graph)?;
+    let before = QuantizedModel::prepare(&model.graph, config, stats)?;
+    let after = QuantizedModel::prepare(&corrected.graph, config, stats)?;
+    let float_plan = Plan::new(&model.graph)?;
+    let before_plan = Plan::new(&before.graph)?;
+    let after_plan = Plan::new(&after.graph)?;
+    let batch = choose_batch(&float_plan, samples, None, control.options())?;
+    let per_chunk = run_chunks(samples, batch.size, control, |_, feeds| {
+        let mut recorder = MeanRecorder {
+            watched: &watched,
+            means: BTreeMap::new(),
         };
-        corrected_plan.run(feeds, Some(&mut measure), control.options())?;
-        Ok(measure.shifts)
+        float_plan.run(feeds.clone(), Some(&mut recorder), control.options())?;
+        let mut measured = Vec::with_capacity(2);
+        for (plan, quantized) in [(&before_plan, &before), (&after_plan, &after)] {
+            let mut measure = Corrector {
+                float_means: &recorder.means,
+                shifts: BTreeMap::new(),
+                quantize: quantized.hook(),
+                correct: false,
+            };
+            plan.run(feeds.clone(), Some(&mut measure), control.options())?;
+            measured.push(measure.shifts);
+        }
+        let after = measured.pop().unwrap_or_default();
+        let before = measured.pop().unwrap_or_default();
+        Ok((before, after))
     })?;
-    let left = mean_shifts(left);
+    let (before, after): (Vec<_>, Vec<_>) = per_chunk.into_iter().unzip();
+    let (before, after) = (mean_shifts(before), mean_shifts(after));
     for entry in &mut report.shifts {
-        let output = layers
+        let output = watched
             .iter()
             .find(|(_, node)| **node == entry.layer)
             .map(|(output, _)| output);
-        if let Some(after) = output.and_then(|o| left.get(o)) {
-            entry.after = after.clone();
+        if let Some((b, a)) = output.and_then(|o| Some((before.get(o)?, after.get(o)?))) {
+            entry.before = b.clone();
+            entry.after = a.clone();
         }
     }
-    Ok((result, report))
+    Ok(())
 }
 
 /// The per-channel mean shift by output tensor, averaged over chunks (weighted by their

@@ -48,10 +48,11 @@ impl ChannelRanges {
 pub struct ChannelShifts {
     /// The node whose bias was corrected.
     pub layer: String,
-    /// The shift bias correction measured and removed.
+    /// The shift in the quantized model before correction: as the correction estimated it
+    /// (and removed it), or as `measure_shifts` measured it on other data.
     pub before: Vec<f32>,
-    /// The shift left in the corrected model on the same data (empirical correction only;
-    /// empty when not measured).
+    /// The shift left in the corrected quantized model, as `measure_shifts` measured it
+    /// (empty when not measured).
     pub after: Vec<f32>,
 }
 

@@ -2,8 +2,8 @@
 //! and its exports. Float transforms run on a worker and give a rebuilt model for the session
 //! to show (so the weight views show the folded or equalized weights, and calibration runs
 //! again); bias correction is applied inside each evaluation, once the config and calibration
-//! are known, and its report (the per-channel output shifts before and after) comes back
-//! from the evaluation's worker tagged with the config it was made for. Exports run on a
+//! are known; the evaluation's worker measures its per-channel output shifts before and after
+//! on (the first samples of) the evaluation data and sends the report back, tagged with the config it was made for. Exports run on a
 //! worker from the same graph the evaluation uses.
 
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ use crate::jobs::pipeline::{Calibration, Data, Evaluation};
 use crate::jobs::{JobError, JobSlot};
 use crate::quant::{QuantConfig, QuantizedModel};
 use crate::summary::ModelSummary;
+use crate::transform::bias_correction::measure_shifts;
 use crate::transform::toggles::{
     BiasCorrection, CorrectionData, TransformToggles, Transformed, apply_bias_correction,
     apply_float_transforms,
@@ -33,7 +34,9 @@ use super::waker::Waker;
 pub struct CorrectionInput {
     pub mode: BiasCorrection,
     pub model: Arc<FloatGraph>,
-    reports: SyncSender<CorrectionOutcome>,
+    /// Where the report goes, with the shifts measured on the evaluation data (None: not
+    /// wanted, as for exports).
+    reports: Option<SyncSender<CorrectionOutcome>>,
 }
 
 /// A bias correction's report and what it was made for.
@@ -47,6 +50,10 @@ struct CorrectionOutcome {
 /// Bias correction reports sent at once before the UI takes them (a newer one replaces
 /// older ones; when full, the worker drops its report rather than wait).
 const CORRECTION_REPORTS: usize = 4;
+
+/// Evaluation samples the output shifts before and after bias correction are measured on at
+/// most (per-channel means settle long before; the cost stays bounded on large data).
+const SHIFT_SAMPLES: usize = 512;
 
 /// The channel bias correction's reports come back on.
 struct CorrectionReports {
@@ -112,7 +119,7 @@ impl SessionExtras {
         Some(CorrectionInput {
             mode: self.toggles.bias_correction,
             model: self.float_model.clone()?,
-            reports: self.correction_reports.sender.clone(),
+            reports: Some(self.correction_reports.sender.clone()),
         })
     }
 
@@ -272,7 +279,9 @@ impl SessionExtras {
         };
         let model = source.model;
         let config = source.config.clone();
-        let correction = self.bias_correction_input();
+        let correction = self
+            .bias_correction_input()
+            .map(|c| CorrectionInput { reports: None, ..c });
         let evaluation = source.evaluation.cloned();
         let w = wake.clone();
         let started = self.export_job.start(
@@ -337,7 +346,16 @@ pub fn corrected_graph(
         reports: Vec::new(),
     };
     let mut corrected = apply_bias_correction(&transformed, &toggles, config, Some(&samples))?;
-    if let Some(report) = corrected.reports.pop() {
+    if let (Some(sender), Some(mut report)) = (&correction.reports, corrected.reports.pop()) {
+        measure_shifts(
+            &correction.model,
+            &corrected.model,
+            config,
+            &calibration.stats,
+            &data.evaluation.first(SHIFT_SAMPLES),
+            control,
+            &mut report,
+        )?;
         let outcome = CorrectionOutcome {
             mode: correction.mode,
             model: correction.model.clone(),
@@ -346,7 +364,7 @@ pub fn corrected_graph(
         };
         // Full: the UI has not polled for a while (it gets the next one); disconnected: the
         // session is gone. Neither is worth waiting for.
-        let _ = correction.reports.try_send(outcome);
+        let _ = sender.try_send(outcome);
     }
     Ok(Some(corrected.model.graph))
 }

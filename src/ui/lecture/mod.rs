@@ -113,7 +113,8 @@ pub fn step_config(setup: &StepSetup, graph: &crate::ir::Graph) -> Result<QuantC
 }
 
 /// The caption bar: step n of N, its title, two caption lines, what is missing, and
-/// previous / next / end; under them `shifts` as two bar series. Returns what was clicked.
+/// previous / next / end; beside the caption, `shifts` as two bar series. Returns what was
+/// clicked.
 pub fn caption_ui(
     ui: &mut egui::Ui,
     index: usize,
@@ -153,16 +154,25 @@ pub fn caption_ui(
             nav = Some(LectureNav::End);
         }
     });
+    match shifts {
+        // Beside the caption, not under it: the centre keeps its height.
+        Some(shifts) => ui.columns(2, |columns| {
+            caption_lines_ui(&mut columns[0], step);
+            shift_plot::shift_plot_ui(&mut columns[1], shifts, 52.0);
+        }),
+        None => caption_lines_ui(ui, step),
+    }
+    nav
+}
+
+/// The step's two caption lines and what it is missing.
+fn caption_lines_ui(ui: &mut egui::Ui, step: &LectureStep) {
     for line in step.caption {
         ui.add(egui::Label::new(line).wrap());
     }
     if let Some(missing) = step.missing {
         ui.colored_label(egui::Color32::from_rgb(240, 170, 60), missing);
     }
-    if let Some(shifts) = shifts {
-        shift_plot::shift_plot_ui(ui, shifts, 64.0);
-    }
-    nav
 }
 
 /// The Lecture menu: every step, and end. Returns what was clicked.

@@ -1,6 +1,6 @@
 //! The bias-correction step's before/after: the mean output shift per channel (quantized minus
-//! float) of the corrected layer on screen, before correction and after it, as two bar series
-//! side by side, with their mean |shift| in the line above.
+//! float, measured on the evaluation data) of the corrected layer on screen, before correction
+//! and after it, as two bar series side by side, with their mean |shift| in the line above.
 
 use egui::Color32;
 use egui_plot::{Bar, BarChart, Plot};
@@ -29,16 +29,17 @@ fn bars(shift: &[f32], offset: f64, color: Color32, what: &str) -> Vec<Bar> {
 /// Draws the line with both totals and the two bar series, `height` points tall.
 pub fn shift_plot_ui(ui: &mut egui::Ui, shifts: &ChannelShifts, height: f32) {
     ui.horizontal_wrapped(|ui| {
-        ui.label(format!(
-            "Mean output shift per channel of {} (quantized − float):",
+        ui.label(
+            "Output shift per channel, quantized − float, on the evaluation data; mean |shift|",
+        )
+        .on_hover_text(format!(
+            "The mean of each output channel of {} in the quantized model minus the float \
+                 one: before bias correction and after it",
             shifts.layer
         ));
         ui.colored_label(
             BEFORE_COLOR,
-            format!(
-                "before correction: mean |shift| {:.3e}",
-                mean_magnitude(&shifts.before)
-            ),
+            format!("before correction: {:.3e}", mean_magnitude(&shifts.before)),
         );
         ui.colored_label(
             AFTER_COLOR,
