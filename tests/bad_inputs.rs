@@ -1047,3 +1047,94 @@ fn nonsense_settings_and_data_are_refused_with_one_line() {
         );
     }
 }
+
+// ---------------------------------------------------------------- calibration memory
+
+/// A chain of `n` Relu nodes on a [4, 8] input `x`: outputs `t1` … `tn`.
+fn relu_chain(n: usize) -> quantscope::ir::Graph {
+    use quantscope::ir::{DType, Dim, Graph, Node, ValueInfo};
+    let mut graph = Graph {
+        name: "chain".into(),
+        opset: 17,
+        ..Default::default()
+    };
+    graph.inputs.push(ValueInfo {
+        name: "x".into(),
+        dtype: Some(DType::F32),
+        shape: Some(vec![Dim::Fixed(4), Dim::Fixed(8)]),
+    });
+    graph.outputs.push(ValueInfo {
+        name: format!("t{n}"),
+        dtype: Some(DType::F32),
+        shape: None,
+    });
+    graph.nodes = (1..=n)
+        .map(|i| {
+            let input = if i == 1 {
+                "x".to_string()
+            } else {
+                format!("t{}", i - 1)
+            };
+            let output = format!("t{i}");
+            Node::new(
+                format!("relu{i}"),
+                "Relu",
+                &[input.as_str()],
+                &[output.as_str()],
+            )
+        })
+        .collect();
+    graph
+}
+
+/// Calibration keeps two histograms per tensor; their memory follows the budget, not the
+/// model's depth: a 2,000-node chain that needs 750 MiB of histograms at the default
+/// resolution calibrates within a 256 MiB budget (fewer internal bins), and a 64 MiB budget
+/// refuses it with one line before allocating them.
+#[test]
+fn calibration_histograms_stay_within_the_memory_budget() {
+    use ndarray::{ArrayD, IxDyn};
+    use quantscope::calib::ObserverConfig;
+    use quantscope::ir::TensorData;
+    use quantscope::workflow::{RunControl, Samples, calibrate_within};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let n = 2000;
+    let graph = relu_chain(n);
+    let x = ArrayD::from_shape_fn(IxDyn(&[4, 8]), |i| (i[0] * 8 + i[1]) as f32 - 16.0);
+    let samples = Samples::single("x", TensorData::F32(x), "a ramp").unwrap();
+    let control = RunControl::default();
+    let at_default = (n as u64 + 1) * ObserverConfig::default().histogram_bytes();
+    assert!(at_default > 700 << 20, "{at_default}");
+
+    let budget = MemoryBudget::new(256 << 20);
+    let (calibration, peak) =
+        measured(|| calibrate_within(&graph, &samples, None, &control, budget));
+    let calibration = calibration.expect("fits with fewer internal bins");
+    assert!(
+        peak < 256 << 20,
+        "calibration allocated {peak} bytes at peak"
+    );
+    let last = &calibration.stats[&format!("t{n}")];
+    assert_eq!(last.min_max(), Some((0.0, 15.0)));
+    assert_eq!(last.config().oversample, 1);
+    assert_eq!(calibration.stats.len(), n + 1);
+
+    let (result, peak) = measured(|| {
+        calibrate_within(
+            &graph,
+            &samples,
+            None,
+            &control,
+            MemoryBudget::new(64 << 20),
+        )
+    });
+    let error = result
+        .expect_err("2,001 tensors' histograms over 32 MiB")
+        .to_string();
+    assert!(
+        error.contains("calibration histograms of 2001 tensors")
+            && error.contains("memory budget of 64 MiB"),
+        "{error}"
+    );
+    assert!(peak < 8 << 20, "refusing allocated {peak} bytes");
+}

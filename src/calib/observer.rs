@@ -24,6 +24,7 @@ use ndarray::ArrayViewD;
 use serde::{Deserialize, Serialize};
 
 use super::histogram::GrowingHistogram;
+use crate::error::{Error, Result};
 use crate::stats::Histogram;
 
 /// Settings of the observers.
@@ -35,6 +36,41 @@ pub struct ObserverConfig {
     pub bins: usize,
     /// Internal bins per final bin, for accurate re-binning (≥ 1). Default 8.
     pub oversample: usize,
+}
+
+impl ObserverConfig {
+    /// Bytes of histogram state one tensor's [`CalibrationStats`] hold: two histograms of
+    /// `bins × oversample` internal bins (u64 counts; the signed one also f64 sums).
+    pub fn histogram_bytes(&self) -> u64 {
+        let internal = (self.bins.max(1) * self.oversample.max(1)) as u64;
+        internal * (8 + 8 + 8)
+    }
+
+    /// This configuration with the oversampling lowered (down to 1) until `tensors` tensors'
+    /// histograms fit in `bytes`; an [`Error::OverBudget`] naming the count when even one
+    /// internal bin per final bin does not fit.
+    pub fn within(mut self, tensors: usize, bytes: u64, budget: u64) -> Result<Self> {
+        let tensors_u64 = tensors.max(1) as u64;
+        let per_tensor_at_one = ObserverConfig {
+            oversample: 1,
+            ..self
+        }
+        .histogram_bytes();
+        let affordable = bytes / (tensors_u64 * per_tensor_at_one);
+        if affordable == 0 {
+            return Err(Error::OverBudget {
+                what: format!(
+                    "calibration histograms of {tensors} tensors ({} bins each)",
+                    self.bins
+                ),
+                needed: tensors_u64 * per_tensor_at_one,
+                in_use: 0,
+                budget,
+            });
+        }
+        self.oversample = self.oversample.max(1).min(affordable as usize);
+        Ok(self)
+    }
 }
 
 impl Default for ObserverConfig {

@@ -10,7 +10,7 @@ use quantscope::engine::{RunOptions, TensorHook, TensorSite};
 use quantscope::ir::TensorData;
 use quantscope::workflow::{RunControl, choose_batch};
 
-use super::feeds::{DataFlags, open_model, plan_for};
+use super::feeds::{BatchFlags, DataFlags, open_model, plan_for};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -22,9 +22,8 @@ pub struct BenchArgs {
     data: PathBuf,
     #[command(flatten)]
     data_flags: DataFlags,
-    /// Most samples per run (default: the largest batch the model accepts, up to 64).
-    #[arg(long)]
-    batch_size: Option<usize>,
+    #[command(flatten)]
+    batch: BatchFlags,
     /// Timed runs (after two warm-up runs).
     #[arg(long, default_value_t = 20)]
     iters: usize,
@@ -85,7 +84,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     let choice = choose_batch(
         &plan,
         &samples,
-        args.batch_size,
+        args.batch.batch_size,
         RunControl::default().options(),
     )?;
     let batch = choice.size.min(samples.count());

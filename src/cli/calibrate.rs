@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use quantscope::workflow::{RunControl, calibrate as calibrate_samples};
 
-use super::feeds::{DataFlags, data_line, open_model, plan_for};
+use super::feeds::{BatchFlags, DataFlags, data_line, open_model, plan_for};
 use super::paths::{CommandFiles, MODEL};
 
 #[derive(Debug, Args)]
@@ -34,10 +34,8 @@ pub struct CalibrateArgs {
     /// Bit width the ranges are chosen for (MSE, ACIQ and KL depend on it).
     #[arg(long, default_value_t = 8)]
     bits: u32,
-    /// Most samples per calibration run (default: the largest batch the model accepts, up to
-    /// 64).
-    #[arg(long)]
-    batch_size: Option<usize>,
+    #[command(flatten)]
+    batch: BatchFlags,
     /// Write the ranges here (JSON); printed as a table either way.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -102,7 +100,7 @@ pub fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
     let calibration = calibrate_samples(
         &model.graph,
         &samples,
-        args.batch_size,
+        args.batch.batch_size,
         &RunControl::default(),
     )?;
     println!(

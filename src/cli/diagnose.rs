@@ -16,7 +16,7 @@ use quantscope::workflow::{RunControl, calibrate as calibrate_samples};
 use serde::Serialize;
 
 use super::args::{QuantFlags, apply_encodings};
-use super::feeds::{DataFlags, data_line, plan_for};
+use super::feeds::{BatchFlags, DataFlags, data_line, plan_for};
 
 #[derive(Debug, Args)]
 pub struct DiagnoseArgs {
@@ -34,9 +34,8 @@ pub struct DiagnoseArgs {
     /// Fold BatchNormalization into the preceding Conv/Gemm first (as `transform --fold-bn`).
     #[arg(long)]
     fold_bn: bool,
-    /// Most samples per run (default: the largest batch the model accepts, up to 64).
-    #[arg(long)]
-    batch_size: Option<usize>,
+    #[command(flatten)]
+    batch: BatchFlags,
     /// List the layers by own SQNR, worst first (default: execution order).
     #[arg(long)]
     worst_first: bool,
@@ -110,7 +109,7 @@ pub fn diagnose(args: &DiagnoseArgs) -> anyhow::Result<()> {
     let samples = args.data_flags.samples(&graph, &args.data)?;
     let control = RunControl::default();
     let stats = if config.default.activations.is_some() {
-        calibrate_samples(&graph, &samples, args.batch_size, &control)?.stats
+        calibrate_samples(&graph, &samples, args.batch.batch_size, &control)?.stats
     } else {
         Default::default()
     };
@@ -122,7 +121,7 @@ pub fn diagnose(args: &DiagnoseArgs) -> anyhow::Result<()> {
         &config,
         &stats,
         &samples,
-        args.batch_size,
+        args.batch.batch_size,
         &options,
         &control,
     )?;

@@ -13,7 +13,7 @@ use quantscope::workflow::{
 };
 
 use super::args::{QuantFlags, apply_encodings};
-use super::feeds::{DataFlags, LabelFlags, data_line, open_model, plan_for};
+use super::feeds::{BatchFlags, DataFlags, LabelFlags, data_line, open_model, plan_for};
 use super::paths::{CommandFiles, MODEL};
 
 #[derive(Debug, Args)]
@@ -51,9 +51,8 @@ pub struct ExportArgs {
     eval_data: Option<PathBuf>,
     #[command(flatten)]
     labels: LabelFlags,
-    /// Most samples per run (default: the largest batch the model accepts, up to 64).
-    #[arg(long)]
-    batch_size: Option<usize>,
+    #[command(flatten)]
+    batch: BatchFlags,
 }
 
 /// The model, data, labels, session and encodings it reads; the output (and the report's
@@ -102,11 +101,14 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
         || config.layers.values().any(|l| l.activations.is_some());
     let calibration = args.data_flags.samples(graph, &args.data)?;
     let (stats, batch_size) = if quantizes_activations {
-        let c = calibrate_samples(graph, &calibration, args.batch_size, &control)?;
+        let c = calibrate_samples(graph, &calibration, args.batch.batch_size, &control)?;
         println!("{}", data_line("calibration data", &calibration, &c.batch));
         (c.stats, c.batch.size)
     } else {
-        (Default::default(), args.batch_size.unwrap_or(DEFAULT_BATCH))
+        (
+            Default::default(),
+            args.batch.batch_size.unwrap_or(DEFAULT_BATCH),
+        )
     };
     let quantized = QuantizedModel::prepare(&model.graph, &config, &stats)?;
     if let Some(path) = &args.save_session {
@@ -127,7 +129,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
                     .data_flags
                     .labelled_samples(graph, &args.data, &args.labels)?,
             };
-            let evaluation = Evaluator::new(graph, &samples, args.batch_size, &control)?
+            let evaluation = Evaluator::new(graph, &samples, args.batch.batch_size, &control)?
                 .evaluate_prepared(
                     graph,
                     &config,

@@ -28,6 +28,14 @@ pub struct DataFlags {
     pub preset: Option<ImagePreset>,
 }
 
+/// How many samples go through the model at once.
+#[derive(Debug, Args)]
+pub struct BatchFlags {
+    /// Most samples per run (default: the largest batch the model accepts, up to 64).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+}
+
 /// Class labels, one integer per evaluation sample.
 #[derive(Debug, Args)]
 pub struct LabelFlags {

@@ -14,7 +14,7 @@ use quantscope::workflow::{
 use serde::Serialize;
 
 use super::args::{QuantFlags, apply_encodings};
-use super::feeds::{DataFlags, LabelFlags, data_line, open_model, plan_for};
+use super::feeds::{BatchFlags, DataFlags, LabelFlags, data_line, open_model, plan_for};
 use super::paths::{CommandFiles, MODEL};
 
 #[derive(Debug, Args)]
@@ -34,9 +34,8 @@ pub struct QuantizeArgs {
     eval_data: Option<PathBuf>,
     #[command(flatten)]
     labels: LabelFlags,
-    /// Most samples per run (default: the largest batch the model accepts, up to 64).
-    #[arg(long)]
-    batch_size: Option<usize>,
+    #[command(flatten)]
+    batch: BatchFlags,
     /// Learn each weight's rounding with AdaRound on the calibration data (linear schemes).
     #[arg(long)]
     adaround: bool,
@@ -141,7 +140,7 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
     };
     let control = RunControl::default();
     let stats = if config.default.activations.is_some() {
-        let c = calibrate_samples(graph, &calibration, args.batch_size, &control)?;
+        let c = calibrate_samples(graph, &calibration, args.batch.batch_size, &control)?;
         println!("{}", data_line("calibration data", &calibration, &c.batch));
         c.stats
     } else {
@@ -201,7 +200,7 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
         }
     }
 
-    let evaluator = Evaluator::new(graph, &evaluation_samples, args.batch_size, &control)?;
+    let evaluator = Evaluator::new(graph, &evaluation_samples, args.batch.batch_size, &control)?;
     println!(
         "\n{}",
         data_line("evaluation data", &evaluation_samples, evaluator.batch())

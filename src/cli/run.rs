@@ -14,7 +14,7 @@ use quantscope::workflow::{
 };
 
 use super::args::QuantFlags;
-use super::feeds::{DataFlags, LabelFlags, data_line, open_model, plan_for};
+use super::feeds::{BatchFlags, DataFlags, LabelFlags, data_line, open_model, plan_for};
 use super::paths::{CommandFiles, MODEL};
 
 #[derive(Debug, Args)]
@@ -32,9 +32,8 @@ pub struct RunArgs {
     /// Write every graph output to this .npz, keyed by output name.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Most samples per run (default: the largest batch the model accepts, up to 64).
-    #[arg(long)]
-    batch_size: Option<usize>,
+    #[command(flatten)]
+    batch: BatchFlags,
     /// Write the inputs as the model received them (after the image preset) to this .npz,
     /// keyed by input name, samples on axis 0; for reproducing a run elsewhere.
     #[arg(long)]
@@ -144,7 +143,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .flags
         .labelled_samples(&model.graph, &args.data, &args.labels)?;
     let control = RunControl::default();
-    let batch = choose_batch(&plan, &samples, args.batch_size, control.options())?;
+    let batch = choose_batch(&plan, &samples, args.batch.batch_size, control.options())?;
     println!("{}", data_line("data", &samples, &batch));
     if let Some(path) = &args.save_inputs {
         save_inputs(&samples, path)?;
@@ -188,7 +187,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         super::integer::compare(
             &model,
             &samples,
-            args.batch_size,
+            args.batch.batch_size,
             &args.quant,
             args.report.as_deref(),
         )?;

@@ -7,13 +7,18 @@
 //! the same chunks fills the histograms again with every range fixed to its final value, so
 //! the calibrators (KL, percentile, MSE) see the histogram of all the values, whatever the
 //! chunking.
+//!
+//! The histograms' memory is bounded by the memory budget, not by the model's depth: half the
+//! budget goes to them, and a model with more tensors than fit at the default resolution gets
+//! fewer internal bins per final bin (down to one) before it is refused with one line.
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::batching::{BatchChoice, choose_batch};
 use super::runner::{RunControl, for_each_chunk};
 use super::samples::Samples;
-use crate::calib::{ActivationCollector, CalibrationStats};
+use crate::budget::MemoryBudget;
+use crate::calib::{ActivationCollector, CalibrationStats, ObserverConfig};
 use crate::engine::{Plan, TensorHook, TensorSite};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, TensorData};
@@ -48,13 +53,33 @@ impl TensorHook for CollectShapes<'_> {
 }
 
 /// Runs the float `graph` over `samples` (at most `limit` per chunk), collecting every float
-/// tensor's statistics.
+/// tensor's statistics within the process-wide memory budget.
 pub fn calibrate(
     graph: &Graph,
     samples: &Samples,
     limit: Option<usize>,
     control: &RunControl<'_>,
 ) -> Result<Calibration> {
+    calibrate_within(graph, samples, limit, control, MemoryBudget::current())
+}
+
+/// The observer settings for `graph`: the default, with the oversampling lowered until the
+/// histograms of every tensor a run can observe (graph inputs and node outputs) fit in half
+/// of `budget`.
+pub fn observer_config_for(graph: &Graph, budget: MemoryBudget) -> Result<ObserverConfig> {
+    let tensors = graph.inputs.len() + graph.nodes.iter().map(|n| n.outputs.len()).sum::<usize>();
+    ObserverConfig::default().within(tensors, budget.bytes() / 2, budget.bytes())
+}
+
+/// [`calibrate`] within an explicit memory budget.
+pub fn calibrate_within(
+    graph: &Graph,
+    samples: &Samples,
+    limit: Option<usize>,
+    control: &RunControl<'_>,
+    budget: MemoryBudget,
+) -> Result<Calibration> {
+    let config = observer_config_for(graph, budget)?;
     let plan = Plan::new(graph)?;
     samples.check(graph)?;
     if samples.count() == 0 {
@@ -64,7 +89,7 @@ pub fn calibrate(
         });
     }
     let batch = choose_batch(&plan, samples, limit, control.options())?;
-    let mut collector = ActivationCollector::new();
+    let mut collector = ActivationCollector::with_config(config);
     let mut shapes = ShapeRecorder::default();
     // With several chunks a second pass is likely: the first one reports up to one half.
     let several = samples.count() > batch.size;

@@ -19,8 +19,8 @@ pub fn register(registry: &mut GradRegistry) {
     registry.add("Mul", mul);
     registry.add("Div", div);
     registry.add("Pow", pow);
-    registry.add("Min", min);
-    registry.add("Max", max);
+    registry.add("Min", select_extreme);
+    registry.add("Max", select_extreme);
     registry.add("Sum", sum);
     registry.add("Mean", mean);
     registry.add("Where", where_grad);
@@ -211,24 +211,6 @@ fn select_extreme(
         }
     }
     Ok(out)
-}
-
-fn min(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    outputs: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    select_extreme(ctx, inputs, outputs, grads)
-}
-
-fn max(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    outputs: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    select_extreme(ctx, inputs, outputs, grads)
 }
 
 /// Sum and Mean: every operand gets the gradient (divided by the count for Mean).

@@ -80,7 +80,36 @@ fn spread(t: &ArrayD<f32>, x_shape: &[usize], axes: &[usize]) -> Result<ArrayD<f
         .ok_or_else(|| OpError("internal error broadcasting a reduction gradient".into()))
 }
 
-/// The common part: `f(g, x, y)` over the input's shape with g and y spread back.
+/// The frame every reduction's backward shares: only input 0 gets a gradient, computed by
+/// `body(x, g, y, axes)` from the forward input, the output gradient, the forward output and
+/// the reduced axes (None when the node reduces nothing).
+fn reduction_frame(
+    ctx: &GradCtx<'_>,
+    inputs: &[Option<&TensorData>],
+    outputs: &[&TensorData],
+    grads: &[Option<&ArrayD<f32>>],
+    body: impl FnOnce(
+        &ArrayD<f32>,
+        &ArrayD<f32>,
+        &ArrayD<f32>,
+        Option<Vec<usize>>,
+    ) -> Result<ArrayD<f32>, OpError>,
+) -> GradResult {
+    let mut out = vec![None; inputs.len().max(1)];
+    if ctx.wants(0) {
+        let x = input_f32(inputs, 0)?;
+        let axes = reduced_axes(ctx, inputs, x.ndim())?;
+        out[0] = Some(body(
+            x,
+            grad_output(grads, 0)?,
+            output_f32(outputs, 0)?,
+            axes,
+        )?);
+    }
+    Ok(out)
+}
+
+/// The common part: `f(g, x, y, count)` over the input's shape with g and y spread back.
 fn reduction(
     ctx: &GradCtx<'_>,
     inputs: &[Option<&TensorData>],
@@ -88,33 +117,22 @@ fn reduction(
     grads: &[Option<&ArrayD<f32>>],
     f: impl Fn(f32, f32, f32, usize) -> f32,
 ) -> GradResult {
-    let mut out = vec![None; inputs.len().max(1)];
-    if !ctx.wants(0) {
-        return Ok(out);
-    }
-    let x = input_f32(inputs, 0)?;
-    let g = grad_output(grads, 0)?;
-    let y = output_f32(outputs, 0)?;
-    let Some(axes) = reduced_axes(ctx, inputs, x.ndim())? else {
-        // No reduction: the identity.
-        out[0] = Some(
-            Zip::from(g)
+    reduction_frame(ctx, inputs, outputs, grads, |x, g, y, axes| {
+        let Some(axes) = axes else {
+            // No reduction: the identity.
+            return Ok(Zip::from(g)
                 .and(x)
                 .and(y)
-                .map_collect(|&g, &x, &y| f(g, x, y, 1)),
-        );
-        return Ok(out);
-    };
-    let count: usize = axes.iter().map(|&a| x.shape()[a]).product();
-    let gb = spread(g, x.shape(), &axes)?;
-    let yb = spread(y, x.shape(), &axes)?;
-    out[0] = Some(
-        Zip::from(&gb)
+                .map_collect(|&g, &x, &y| f(g, x, y, 1)));
+        };
+        let count: usize = axes.iter().map(|&a| x.shape()[a]).product();
+        let gb = spread(g, x.shape(), &axes)?;
+        let yb = spread(y, x.shape(), &axes)?;
+        Ok(Zip::from(&gb)
             .and(x)
             .and(&yb)
-            .map_collect(|&g, &x, &y| f(g, x, y, count)),
-    );
-    Ok(out)
+            .map_collect(|&g, &x, &y| f(g, x, y, count)))
+    })
 }
 
 fn reduce_sum(
@@ -181,37 +199,28 @@ fn reduce_extreme(
     outputs: &[&TensorData],
     grads: &[Option<&ArrayD<f32>>],
 ) -> GradResult {
-    let mut out = vec![None; inputs.len().max(1)];
-    if !ctx.wants(0) {
-        return Ok(out);
-    }
-    let x = input_f32(inputs, 0)?;
-    let g = grad_output(grads, 0)?;
-    let y = output_f32(outputs, 0)?;
-    let Some(axes) = reduced_axes(ctx, inputs, x.ndim())? else {
-        out[0] = Some(g.clone());
-        return Ok(out);
-    };
-    let yb = spread(y, x.shape(), &axes)?;
-    let hits = Zip::from(x)
-        .and(&yb)
-        .map_collect(|&x, &y| if x == y { 1.0f32 } else { 0.0 });
-    let mut counts = hits.clone();
-    for &a in axes.iter().rev() {
-        counts = counts.sum_axis(Axis(a)).insert_axis(Axis(a));
-    }
-    let counts = counts
-        .broadcast(IxDyn(x.shape()))
-        .ok_or_else(|| OpError("internal error broadcasting tie counts".into()))?
-        .to_owned();
-    let gb = spread(g, x.shape(), &axes)?;
-    out[0] = Some(
-        Zip::from(&gb)
+    reduction_frame(ctx, inputs, outputs, grads, |x, g, y, axes| {
+        let Some(axes) = axes else {
+            return Ok(g.clone());
+        };
+        let yb = spread(y, x.shape(), &axes)?;
+        let hits = Zip::from(x)
+            .and(&yb)
+            .map_collect(|&x, &y| if x == y { 1.0f32 } else { 0.0 });
+        let mut counts = hits.clone();
+        for &a in axes.iter().rev() {
+            counts = counts.sum_axis(Axis(a)).insert_axis(Axis(a));
+        }
+        let counts = counts
+            .broadcast(IxDyn(x.shape()))
+            .ok_or_else(|| OpError("internal error broadcasting tie counts".into()))?
+            .to_owned();
+        let gb = spread(g, x.shape(), &axes)?;
+        Ok(Zip::from(&gb)
             .and(&hits)
             .and(&counts)
-            .map_collect(|&g, &h, &c| if h > 0.0 { g / c } else { 0.0 }),
-    );
-    Ok(out)
+            .map_collect(|&g, &h, &c| if h > 0.0 { g / c } else { 0.0 }))
+    })
 }
 
 #[cfg(test)]
