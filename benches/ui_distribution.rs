@@ -85,6 +85,7 @@ fn drag_frame(c: &mut Criterion) {
                     },
                     clip: s.clip,
                     clip_is_manual: true,
+                    channel_clips: &quantscope::ui::distribution::NO_CHANNEL_CLIPS,
                     method_name: "MSE".into(),
                     exact: None,
                     explain: false,

@@ -354,6 +354,20 @@ fn session_save_and_load_restore_the_config_exactly() {
             .clone(),
         Default::default(),
     );
+    // A channel clip of the first conv weight (channels on axis 0).
+    let conv_weight = model
+        .graph
+        .initializers
+        .values()
+        .find(|t| t.channel_axis.is_some() && t.shape().len() == 4)
+        .unwrap()
+        .name
+        .clone();
+    config
+        .weight_channel_ranges
+        .entry(conv_weight.clone())
+        .or_default()
+        .insert(1, (-0.125, 0.25));
     let mut session = Session::new(&model.path, None, config.clone()).unwrap();
     session.view = serde_json::json!({"selected": "input", "zoom": 2.5});
     let path = dir.path().join("s.qscope.json");
@@ -375,6 +389,12 @@ fn session_save_and_load_restore_the_config_exactly() {
         .config
         .layers
         .insert("no_such_layer".into(), Default::default());
+    session
+        .config
+        .weight_channel_ranges
+        .get_mut(&conv_weight)
+        .unwrap()
+        .insert(999, (-1.0, 1.0));
     session.save(&path).unwrap();
     let mut changed = model.graph.clone();
     changed.nodes.pop();
@@ -391,7 +411,8 @@ fn session_save_and_load_restore_the_config_exactly() {
         report.dropped,
         vec![
             "layer override 'no_such_layer'".to_string(),
-            "activation range 'gone'".to_string()
+            "activation range 'gone'".to_string(),
+            format!("clip range of channel 999 of weight '{conv_weight}'"),
         ]
     );
     assert_eq!(back.config, config, "what still matches is kept");
@@ -640,19 +661,13 @@ fn export_command_writes_reports_sessions_and_reuses_them() {
         &out("e.json"),
     ]);
     let stdout = String::from_utf8_lossy(&q.stdout);
-    // Per-channel weight encodings are reported, not applied (manual weight ranges are per tensor).
+    // Per-channel weight encodings become every channel's manual clip range.
     assert!(
-        q.status.success() && stdout.contains("imported 3 activation and 0 weight range(s)"),
+        q.status.success() && stdout.contains("imported 3 activation and 3 weight range(s)"),
         "{stdout}"
     );
     let stderr = String::from_utf8_lossy(&q.stderr);
-    assert_eq!(
-        stderr
-            .matches("per-channel ranges; manual ranges are per tensor")
-            .count(),
-        3,
-        "{stderr}"
-    );
+    assert!(!stderr.contains("per-channel ranges"), "{stderr}");
     let bad = quantscope(&[
         "export",
         model,
@@ -713,5 +728,114 @@ fn baked_exports_match_what_onnxruntime_computed_from_them() {
         let argmax = fixture["argmax"].as_i64().unwrap();
         let agree = agreement(&ours, argmax);
         assert!(agree >= 0.995, "{key}: top-1 agreement {agree}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-channel manual clips (fixtures from scripts/check_export.py --only channel-clips)
+
+/// The scales of weight `weight` in the QDQ file at `path` (its `<weight>_scale` initializer).
+fn exported_scales(path: &std::path::Path, weight: &str) -> Vec<f32> {
+    let model = load_model(path).unwrap();
+    let scale = &model.graph.initializers[&format!("{weight}_scale")];
+    scale.data.as_f32().unwrap().iter().copied().collect()
+}
+
+#[test]
+fn a_channel_clip_changes_only_that_channels_scale_in_the_qdq_export() {
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_path("tests/fixtures/export/channel_clips.json")).unwrap(),
+    )
+    .unwrap();
+    let cases = fixture["cases"].as_object().unwrap();
+    assert_eq!(cases.len(), 2, "the sample CNN and a real model");
+    let dir = tempfile::tempdir().unwrap();
+    for (key, case) in cases {
+        let model = repo_path(case["model"].as_str().unwrap());
+        let data = repo_path(case["data"].as_str().unwrap());
+        let (model, data) = (model.to_str().unwrap(), data.to_str().unwrap());
+        let weight = case["weight"].as_str().unwrap();
+        let channel = case["channel"].as_u64().unwrap() as usize;
+        let clip: Vec<f32> = serde_json::from_value(case["clip"].clone()).unwrap();
+        let out = |name: &str| dir.path().join(format!("{key}_{name}"));
+        let plain = out("plain.onnx");
+        let session = out("session.json");
+        let run = quantscope(&[
+            "export",
+            model,
+            "--data",
+            data,
+            "--format",
+            "qdq",
+            "--weights",
+            "int8",
+            "--granularity",
+            "channel",
+            "--calib",
+            "minmax",
+            "--out",
+            plain.to_str().unwrap(),
+            "--save-session",
+            session.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "{key}: {run:?}");
+        // The saved session with one channel clipped, as the app stores it.
+        let mut saved = Session::read(&session).unwrap();
+        saved
+            .config
+            .weight_channel_ranges
+            .entry(weight.to_string())
+            .or_default()
+            .insert(channel, (clip[0], clip[1]));
+        let clipped_session = out("clipped.json");
+        saved.save(&clipped_session).unwrap();
+        let clipped = out("clipped.onnx");
+        let run = quantscope(&[
+            "export",
+            model,
+            "--data",
+            data,
+            "--format",
+            "qdq",
+            "--session",
+            clipped_session.to_str().unwrap(),
+            "--out",
+            clipped.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "{key}: {run:?}");
+        // The file onnxruntime ran (checker, finite outputs, only this channel changed).
+        let bytes = std::fs::read(&clipped).unwrap();
+        assert_eq!(
+            format!("{:x}", Sha256::digest(&bytes)),
+            case["sha256"].as_str().unwrap(),
+            "{key}: the clipped export differs from the one scripts/check_export.py checked"
+        );
+        let before = exported_scales(&plain, weight);
+        let after = exported_scales(&clipped, weight);
+        assert_eq!(before.len(), after.len());
+        assert!(before.len() > channel, "{key}: per-axis scales expected");
+        for (c, (b, a)) in before.iter().zip(&after).enumerate() {
+            if c == channel {
+                // Symmetric int8: S = max(|rmin|, |rmax|) / 127.
+                let expected = clip[0].abs().max(clip[1].abs()) / 127.0;
+                assert_eq!(*a, expected, "{key}: channel {c}");
+                assert!(a < b, "{key}: half the range, a smaller scale");
+            } else {
+                assert_eq!(a, b, "{key}: channel {c} changed");
+            }
+        }
+        let fixture_after: Vec<f32> = serde_json::from_value(case["scales_after"].clone()).unwrap();
+        assert_eq!(after, fixture_after, "{key}");
+        // Every other weight's quantizer is untouched.
+        let (p, q) = (load_model(&plain).unwrap(), load_model(&clipped).unwrap());
+        for (name, t) in &p.graph.initializers {
+            if name != &format!("{weight}_scale") && name != &format!("{weight}_quantized") {
+                assert_eq!(
+                    Some(&t.data),
+                    q.graph.initializers.get(name).map(|u| &u.data),
+                    "{key}: {name}"
+                );
+            }
+        }
     }
 }

@@ -581,6 +581,19 @@ fn bias_correction_reduces_the_held_out_output_shift() {
     // Measured: 3.83 -> 0.13.
     println!("empirical: held-out mean logit shift {before} -> {after}");
     assert!(after < before / 2.0, "{before} -> {after}");
+    // The report's per-channel output shifts of every corrected layer: the one removed, and the
+    // one measured again on the corrected model, far smaller.
+    assert_eq!(report.shifts.len(), report.applied.len());
+    let mean_abs = |s: &[f32]| s.iter().map(|v| v.abs()).sum::<f32>() / s.len().max(1) as f32;
+    let (mut removed, mut left) = (0.0, 0.0);
+    for shift in &report.shifts {
+        assert!(!shift.before.is_empty(), "{}", shift.layer);
+        assert_eq!(shift.before.len(), shift.after.len(), "{}", shift.layer);
+        removed += mean_abs(&shift.before);
+        left += mean_abs(&shift.after);
+    }
+    println!("empirical: mean |output shift| summed over layers {removed} -> {left}");
+    assert!(left < removed / 2.0, "{removed} -> {left}");
 
     // Analytic, per-tensor int4 weights only (data-free: BN statistics), after equalization.
     let (equalized, _) = equalize(&folded_model, &EqualizeOptions::default()).unwrap();

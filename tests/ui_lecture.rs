@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::Queryable;
 use egui_kittest::{Harness, SnapshotOptions};
-use quantscope::ui::{Prefs, QuantscopeApp, STEPS, bundled_sample_model};
+use quantscope::ui::{
+    EXPLAIN_ZOOM, Prefs, QuantscopeApp, STEPS, ScreenLayout, bundled_sample_model, mean_magnitude,
+};
 
 /// A hang guard for waits on workers (never reached when things work).
 const HANG: Duration = Duration::from_secs(240);
@@ -161,6 +163,26 @@ fn check_layout(app: &QuantscopeApp, what: &str) {
     }
 }
 
+/// The Results panel keeps the height the layout gives it at `size`, whatever it shows (its
+/// content scrolls), so it cannot squeeze the centre and its histogram.
+fn check_results_panel(app: &QuantscopeApp, size: (f32, f32), what: &str) {
+    let layout = ScreenLayout::for_screen(egui::vec2(size.0, size.1), 1.0, true, EXPLAIN_ZOOM);
+    let results = app.results_rect().expect("the Results panel is shown");
+    let centre = app.centre_rect().unwrap();
+    assert!(
+        results.height() <= layout.results_default + 0.5,
+        "{what}: Results panel {} px tall, its share is {} px",
+        results.height(),
+        layout.results_default
+    );
+    assert!(
+        centre.height() >= 2.0 * results.height(),
+        "{what}: centre {} px over a {} px Results panel",
+        centre.height(),
+        results.height()
+    );
+}
+
 fn snapshot_options() -> SnapshotOptions {
     SnapshotOptions::new()
         .threshold(2.0)
@@ -180,6 +202,7 @@ fn walk(size: (f32, f32), wgpu: bool, compared: &[usize]) {
         check_setup(harness.state(), index);
         let what = format!("{}×{} step {}", size.0, size.1, index + 1);
         check_layout(harness.state(), &what);
+        check_results_panel(harness.state(), size, &what);
         if wgpu {
             let image = harness
                 .render()
@@ -304,4 +327,136 @@ fn equalization_step_draws_the_ranges_before_as_a_ghost() {
         spread(&now)
     );
     harness.get_by_label("before equalization");
+}
+
+#[test]
+fn bias_correction_step_shows_the_output_shift_before_and_after() {
+    let mut harness = harness_at((1280.0, 720.0), false);
+    wait_until(&mut harness, "the model to load", |app| !app.is_loading());
+    let index = STEPS
+        .iter()
+        .position(|s| s.title.contains("Bias correction"))
+        .unwrap();
+    let ctx = harness.ctx.clone();
+    harness.state_mut().go_to_step(&ctx, index);
+    wait_until(&mut harness, "the bias-correction step", |app| {
+        step_ready(app, index) && app.lecture.shifts.is_some()
+    });
+    let app = harness.state();
+    let shifts = app.lecture.shifts.as_ref().unwrap();
+    assert_eq!(shifts.layer, STEPS[index].setup.node);
+    assert!(shifts.before.len() > 1, "{shifts:?}");
+    assert_eq!(shifts.before.len(), shifts.after.len());
+    // Measured by the worker on the evaluation data, in the quantized model before and after
+    // correction: the shift left is far smaller.
+    let (before, after) = (
+        mean_magnitude(&shifts.before),
+        mean_magnitude(&shifts.after),
+    );
+    eprintln!(
+        "{}: mean |shift| over {} channels before {before:.4e}, after {after:.4e}",
+        shifts.layer,
+        shifts.before.len()
+    );
+    assert!(
+        before > 0.0 && after < 0.5 * before,
+        "before {before} after {after}"
+    );
+    check_layout(app, "bias correction with its shift plot");
+    check_results_panel(app, (1280.0, 720.0), "bias correction with its shift plot");
+    harness.get_by_label_contains("before correction: ");
+}
+
+#[test]
+fn slide_export_renders_the_centre_view_at_twice_the_screen_resolution() {
+    let folder = tempfile::tempdir().unwrap();
+    let mut harness = harness_at((1280.0, 720.0), true);
+    harness.state_mut().slides.folder = folder.path().to_path_buf();
+    wait_until(&mut harness, "the model to load", |app| !app.is_loading());
+    let index = 3;
+    let ctx = harness.ctx.clone();
+    harness.state_mut().go_to_step(&ctx, index);
+    wait_until(&mut harness, "step 4", |app| step_ready(app, index));
+    let screen = harness.render().expect("wgpu render");
+    let centre = harness.state().centre_rect().unwrap();
+    let pixels_per_point = harness.ctx.pixels_per_point();
+    harness.key_press(egui::Key::F12);
+    wait_until(&mut harness, "the slide", |app| !app.slides.is_busy());
+    assert_eq!(harness.state().error(), None);
+    let path = folder.path().join("step-04.png");
+    // To look at it: QUANTSCOPE_SLIDE_COPY=/tmp/slide.png.
+    if let Some(copy) = std::env::var_os("QUANTSCOPE_SLIDE_COPY") {
+        std::fs::copy(&path, copy).unwrap();
+    }
+    let slide = image::open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgba8();
+    let expected = (centre.size() * pixels_per_point * 2.0).round();
+    assert_eq!(
+        (slide.width(), slide.height()),
+        (expected.x as u32, expected.y as u32),
+        "centre {centre:?} at {pixels_per_point} px per point"
+    );
+    // Rendered at 2×, not scaled up: many 2×2 blocks are not one colour (edges of text and
+    // lines fall inside them), which a pixel-doubled screenshot never has.
+    let mut mixed = 0usize;
+    let mut blocks = 0usize;
+    for y in (0..slide.height() - 1).step_by(2) {
+        for x in (0..slide.width() - 1).step_by(2) {
+            let p = slide.get_pixel(x, y);
+            blocks += 1;
+            mixed += usize::from(
+                [(1, 0), (0, 1), (1, 1)]
+                    .iter()
+                    .any(|(dx, dy)| slide.get_pixel(x + dx, y + dy) != p),
+            );
+        }
+    }
+    // And it is the centre view: averaged back down to 1×, it matches the window's centre.
+    let left = (centre.left() * pixels_per_point).round() as u32;
+    let top = (centre.top() * pixels_per_point).round() as u32;
+    let mut difference = 0.0f64;
+    let mut count = 0usize;
+    for y in 0..slide.height() / 2 {
+        for x in 0..slide.width() / 2 {
+            let (sx, sy) = (left + x, top + y);
+            if sx >= screen.width() || sy >= screen.height() {
+                continue;
+            }
+            for c in 0..3 {
+                let mean: f64 = [(0, 0), (1, 0), (0, 1), (1, 1)]
+                    .iter()
+                    .map(|(dx, dy)| f64::from(slide.get_pixel(2 * x + dx, 2 * y + dy)[c]))
+                    .sum::<f64>()
+                    / 4.0;
+                difference += (mean - f64::from(screen.get_pixel(sx, sy)[c])).abs();
+                count += 1;
+            }
+        }
+    }
+    let difference = difference / count as f64;
+    eprintln!(
+        "slide {}×{}: {mixed} of {blocks} 2×2 blocks mixed; mean |slide at 1× − screen| {difference:.2} of 255",
+        slide.width(),
+        slide.height()
+    );
+    assert!(
+        mixed * 50 > blocks,
+        "{mixed} of {blocks} blocks mixed: scaled up?"
+    );
+    assert!(difference < 12.0, "the slide differs from the centre view");
+    // Outside lecture mode the key writes the first free view-NN.png.
+    harness.state_mut().lecture.end();
+    harness.step();
+    harness.key_press(egui::Key::F12);
+    wait_until(&mut harness, "the second slide", |app| {
+        !app.slides.is_busy()
+    });
+    let view = image::open(folder.path().join("view-01.png")).expect("view-01.png");
+    let centre = harness.state().centre_rect().unwrap();
+    let expected = (centre.size() * pixels_per_point * 2.0).round();
+    assert_eq!(
+        (view.width(), view.height()),
+        (expected.x as u32, expected.y as u32)
+    );
 }

@@ -202,7 +202,8 @@ struct Incoming {
 /// Imports an encodings file (AIMET 0.6.1 or 1.0.0, or onnxruntime `TensorQuantOverrides`,
 /// told apart by content) into `config`'s manual ranges. Malformed JSON is an error; entries
 /// naming unknown tensors, with bit widths other than the configured ones, or per-channel
-/// weights (manual weight ranges are per tensor) are skipped and reported.
+/// ranges of activations or of the wrong channel count are skipped and reported; a weight's
+/// per-channel ranges become manual clips of every channel.
 pub fn import_encodings(
     path: &Path,
     graph: &Graph,
@@ -270,35 +271,65 @@ pub fn import_encodings_json(
             ));
             continue;
         }
-        let [range] = enc.ranges.as_slice() else {
-            report.skipped.push((
-                enc.name,
-                format!(
-                    "{} per-channel ranges; manual ranges are per tensor",
-                    enc.ranges.len()
-                ),
-            ));
-            continue;
-        };
-        if !(range.0.is_finite() && range.1.is_finite() && range.0 <= range.1) {
-            report.skipped.push((
-                enc.name,
-                format!("invalid range [{}, {}]", range.0, range.1),
-            ));
+        if let Some(bad) = enc
+            .ranges
+            .iter()
+            .find(|r| !(r.0.is_finite() && r.1.is_finite() && r.0 <= r.1))
+        {
+            report
+                .skipped
+                .push((enc.name, format!("invalid range [{}, {}]", bad.0, bad.1)));
             continue;
         }
-        if weights.contains_key(enc.name.as_str()) {
-            config.weight_ranges.insert(enc.name.clone(), *range);
-            report.weights.push(enc.name);
-        } else {
-            config.activation_ranges.insert(enc.name.clone(), *range);
-            report.activations.push(enc.name);
+        let is_weight = weights.contains_key(enc.name.as_str());
+        match enc.ranges.as_slice() {
+            [range] if is_weight => {
+                config.weight_ranges.insert(enc.name.clone(), *range);
+                report.weights.push(enc.name);
+            }
+            [range] => {
+                config.activation_ranges.insert(enc.name.clone(), *range);
+                report.activations.push(enc.name);
+            }
+            ranges if is_weight => match channel_count(graph, &enc.name) {
+                Some(n) if n == ranges.len() => {
+                    // Every channel's range set by hand: the tensor is quantized per channel
+                    // with exactly these ranges.
+                    config.weight_ranges.remove(&enc.name);
+                    config.weight_channel_ranges.insert(
+                        enc.name.clone(),
+                        ranges.iter().copied().enumerate().collect(),
+                    );
+                    report.weights.push(enc.name);
+                }
+                n => report.skipped.push((
+                    enc.name,
+                    format!(
+                        "{} per-channel ranges for a tensor with {} channels",
+                        ranges.len(),
+                        n.map_or("no".to_string(), |n| n.to_string())
+                    ),
+                )),
+            },
+            ranges => report.skipped.push((
+                enc.name,
+                format!(
+                    "{} per-channel ranges; activation ranges are per tensor",
+                    ranges.len()
+                ),
+            )),
         }
     }
     Ok(report)
 }
 
 /// Weight tensors of quantizable layers → the (first) layer reading them.
+/// The length of the channel axis of the initializer `name`, if it has one.
+fn channel_count(graph: &Graph, name: &str) -> Option<usize> {
+    let tensor = graph.initializers.get(name)?;
+    tensor.shape().get(tensor.channel_axis?).copied()
+}
+
 fn weight_layers(graph: &Graph) -> BTreeMap<&str, &str> {
     let mut map = BTreeMap::new();
     for n in quantizable(graph) {

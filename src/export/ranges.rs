@@ -18,7 +18,7 @@ pub struct RangeRow {
     pub zero_point: i32,
     pub bits: u32,
     pub signed: bool,
-    /// Set by hand (activations) rather than calibrated.
+    /// Set by hand (activations, weight channels) rather than calibrated.
     pub manual: bool,
 }
 
@@ -52,7 +52,7 @@ pub fn range_rows(quantized: &QuantizedModel) -> Vec<RangeRow> {
                 zero_point: p.zero_point,
                 bits: p.grid.bits,
                 signed: p.grid.signed,
-                manual: false,
+                manual: per_channel && w.manual_channels.contains(&c),
             });
         }
     }

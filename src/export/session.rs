@@ -215,5 +215,28 @@ pub fn retain_existing(config: &mut QuantConfig, graph: &Graph) -> Vec<String> {
         |n| graph.initializers.contains_key(n),
         &mut dropped,
     );
+    let channels = |name: &str| {
+        let tensor = graph.initializers.get(name)?;
+        tensor.shape().get(tensor.channel_axis?).copied()
+    };
+    retain_known(
+        &mut config.weight_channel_ranges,
+        "channel clip ranges of weight",
+        |n| channels(n).is_some(),
+        &mut dropped,
+    );
+    for (name, clips) in &mut config.weight_channel_ranges {
+        let count = channels(name).unwrap_or(0);
+        clips.retain(|&c, _| {
+            let keep = c < count;
+            if !keep {
+                dropped.push(format!("clip range of channel {c} of weight '{name}'"));
+            }
+            keep
+        });
+    }
+    config
+        .weight_channel_ranges
+        .retain(|_, clips| !clips.is_empty());
     dropped
 }

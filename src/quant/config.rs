@@ -56,6 +56,12 @@ pub struct QuantConfig {
     pub activation_ranges: BTreeMap<String, (f32, f32)>,
     /// Manual clip ranges by weight tensor name (linear schemes, per tensor).
     pub weight_ranges: BTreeMap<String, (f32, f32)>,
+    /// Manual clip ranges of single channels (index along the tensor's channel axis) by weight
+    /// tensor name (linear schemes). Such a tensor is quantized per channel: these channels use
+    /// their range, the others the tensor's manual range if it has one, else their range
+    /// calibrated as configured (per channel, or the per-tensor range for per-tensor layers).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub weight_channel_ranges: BTreeMap<String, BTreeMap<usize, (f32, f32)>>,
     /// How linear weights' clip ranges are chosen (per tensor or per channel, as the layer's
     /// granularity says) where no manual range is set; min-max when None.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,9 +124,15 @@ mod tests {
         );
         config.layers.insert("fc".into(), LayerQuant::default());
         config.activation_ranges.insert("x".into(), (-1.0, 2.5));
+        config
+            .weight_channel_ranges
+            .entry("w".into())
+            .or_default()
+            .insert(3, (-0.5, 0.25));
         let json = serde_json::to_string(&config).unwrap();
         let back: QuantConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, config);
+        assert!(json.contains("weight_channel_ranges"), "{json}");
         assert_eq!(back.layer("fc").weights, None);
         assert_eq!(back.layer("conv").weights, config.default.weights);
     }

@@ -28,6 +28,9 @@ pub struct WeightReport {
     /// Linear schemes: the clip range and (S, Z) of each channel (one per tensor).
     pub ranges: Vec<(f32, f32)>,
     pub params: Vec<LinearParams>,
+    /// Channels whose clip range was set by hand (per-channel manual clips).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub manual_channels: Vec<usize>,
     /// Float vs de-quantized weights.
     pub metrics: TensorMetrics,
 }
@@ -84,7 +87,10 @@ impl QuantizedModel {
                 && tensor.role == ParamRole::Weight
                 && !weights.iter().any(|w: &WeightReport| w.tensor == name)
             {
-                let manual = config.weight_ranges.get(name).copied();
+                let manual = ManualClips {
+                    tensor: config.weight_ranges.get(name).copied(),
+                    channels: config.weight_channel_ranges.get(name),
+                };
                 let (values, report) = quantize_weight(
                     tensor,
                     weight_quant,
@@ -164,11 +170,94 @@ impl QuantizedModel {
     }
 }
 
+/// A weight tensor's clip ranges set by hand: one for the whole tensor, some channels'.
+#[derive(Debug, Clone, Copy, Default)]
+struct ManualClips<'a> {
+    tensor: Option<(f32, f32)>,
+    channels: Option<&'a BTreeMap<usize, (f32, f32)>>,
+}
+
+/// Linear clip ranges: one for the whole tensor or one per channel.
+type ClipRanges = Vec<(f32, f32)>;
+
+/// The granularity and linear clip ranges of a weight tensor (None: the scheme computes its
+/// own). A per-tensor manual range makes the tensor per tensor, unless channels have manual
+/// ranges: then it is per channel, those channels at their range and the others at the
+/// tensor's manual range or at their calibrated one.
+fn weight_ranges(
+    values: ArrayViewD<'_, f32>,
+    name: &str,
+    quant: &WeightQuant,
+    channel_axis: Option<usize>,
+    manual: ManualClips<'_>,
+    calib: Option<Method>,
+) -> Result<(Granularity, Option<ClipRanges>)> {
+    let err = |msg: String| Error::Quant {
+        tensor: name.to_string(),
+        msg,
+    };
+    let channel_clips = manual.channels.filter(|c| !c.is_empty());
+    let WeightScheme::Linear { bits, .. } = quant.scheme else {
+        let granularity = match (quant.per_channel, channel_axis) {
+            (true, Some(axis)) if manual.tensor.is_none() => Granularity::PerChannel { axis },
+            _ => Granularity::PerTensor,
+        };
+        return Ok((granularity, manual.tensor.map(|r| vec![r])));
+    };
+    let calibrated = |granularity: Granularity| -> Result<Vec<(f32, f32)>> {
+        match calib {
+            Some(method) => calibrated_ranges(values.view(), granularity, method, bits),
+            None => crate::quant::linear::minmax_ranges(values.view(), granularity),
+        }
+        .map_err(quant_error(name))
+    };
+    let Some(clips) = channel_clips else {
+        return Ok(match (manual.tensor, quant.per_channel, channel_axis) {
+            (Some(range), _, _) => (Granularity::PerTensor, Some(vec![range])),
+            (None, true, Some(axis)) => {
+                let granularity = Granularity::PerChannel { axis };
+                (
+                    granularity,
+                    calib.map(|_| calibrated(granularity)).transpose()?,
+                )
+            }
+            (None, _, _) => (
+                Granularity::PerTensor,
+                calib
+                    .map(|_| calibrated(Granularity::PerTensor))
+                    .transpose()?,
+            ),
+        });
+    };
+    let axis = channel_axis.filter(|&a| a < values.ndim()).ok_or_else(|| {
+        err("per-channel clip ranges set, but the tensor has no channel axis".into())
+    })?;
+    let channels = values.shape()[axis];
+    let granularity = Granularity::PerChannel { axis };
+    let mut ranges = match (manual.tensor, quant.per_channel) {
+        (Some(range), _) => vec![range; channels],
+        (None, true) => calibrated(granularity)?,
+        (None, false) => vec![calibrated(Granularity::PerTensor)?[0]; channels],
+    };
+    for (&c, &(lo, hi)) in clips {
+        if c >= channels {
+            return Err(err(format!(
+                "clip range for channel {c}, but the tensor has {channels} channels"
+            )));
+        }
+        if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+            return Err(err(format!("channel {c}: invalid clip range [{lo}, {hi}]")));
+        }
+        ranges[c] = (lo, hi);
+    }
+    Ok((granularity, Some(ranges)))
+}
+
 /// Quantizes one weight tensor, returning the de-quantized values and a report.
 fn quantize_weight(
     tensor: &Tensor,
     quant: &WeightQuant,
-    manual_range: Option<(f32, f32)>,
+    manual: ManualClips<'_>,
     calib: Option<Method>,
     node: &str,
 ) -> Result<(ArrayD<f32>, WeightReport)> {
@@ -182,17 +271,19 @@ fn quantize_weight(
             });
         }
     };
-    let granularity = match (quant.per_channel, tensor.channel_axis) {
-        (true, Some(axis)) if manual_range.is_none() => Granularity::PerChannel { axis },
-        _ => Granularity::PerTensor,
-    };
-    let ranges = match (manual_range, calib, quant.scheme) {
-        (Some(range), _, _) => Some(vec![range]),
-        (None, Some(method), WeightScheme::Linear { bits, .. }) => Some(
-            calibrated_ranges(values.view(), granularity, method, bits)
-                .map_err(quant_error(name))?,
-        ),
-        _ => None,
+    let (granularity, ranges) = weight_ranges(
+        values.view(),
+        name,
+        quant,
+        tensor.channel_axis,
+        manual,
+        calib,
+    )?;
+    let manual_channels = match (granularity, manual.channels) {
+        (Granularity::PerChannel { .. }, Some(clips)) if quant.scheme.is_linear() => {
+            clips.keys().copied().collect()
+        }
+        _ => Vec::new(),
     };
     let quantized = quant
         .scheme
@@ -214,6 +305,7 @@ fn quantize_weight(
         per_channel: matches!(granularity, Granularity::PerChannel { .. }),
         ranges: quantized.ranges,
         params: quantized.params,
+        manual_channels,
         metrics,
     };
     Ok((quantized.values, report))
@@ -237,5 +329,106 @@ impl TensorHook for FakeQuantHook<'_> {
             values.par_mapv_inplace(|x| params.fake_quantize(x));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::DType;
+    use crate::quant::test_support::gaussian_like;
+
+    fn weight(per_channel: bool) -> (Tensor, WeightQuant) {
+        let mut t = Tensor::new(
+            "w",
+            TensorData::F32(gaussian_like(&[4, 3, 3, 3], 7, 1.0)),
+            DType::F32,
+        );
+        t.role = ParamRole::Weight;
+        t.channel_axis = Some(0);
+        let q = WeightQuant {
+            scheme: WeightScheme::Linear {
+                bits: 8,
+                symmetric: true,
+            },
+            per_channel,
+        };
+        (t, q)
+    }
+
+    fn quantize(
+        t: &Tensor,
+        q: &WeightQuant,
+        tensor: Option<(f32, f32)>,
+        channels: &BTreeMap<usize, (f32, f32)>,
+    ) -> Result<WeightReport> {
+        let manual = ManualClips {
+            tensor,
+            channels: Some(channels),
+        };
+        quantize_weight(t, q, manual, None, "conv").map(|(_, r)| r)
+    }
+
+    #[test]
+    fn a_channel_clip_changes_only_that_channels_parameters() {
+        let (t, q) = weight(true);
+        let none = BTreeMap::new();
+        let plain = quantize(&t, &q, None, &none).unwrap();
+        assert!(plain.per_channel && plain.manual_channels.is_empty());
+        let clips = BTreeMap::from([(2, (-0.25, 0.25))]);
+        let clipped = quantize(&t, &q, None, &clips).unwrap();
+        assert_eq!(clipped.manual_channels, vec![2]);
+        for c in 0..4 {
+            if c == 2 {
+                assert_eq!(clipped.ranges[c], (-0.25, 0.25));
+                assert_eq!(clipped.params[c].scale, 0.25 / 127.0);
+            } else {
+                assert_eq!(clipped.params[c], plain.params[c], "channel {c}");
+            }
+        }
+        assert!(clipped.metrics.mse > plain.metrics.mse);
+    }
+
+    #[test]
+    fn channel_clips_make_per_tensor_layers_per_channel_around_the_tensors_range() {
+        let (t, q) = weight(false);
+        let none = BTreeMap::new();
+        let tensor_range = quantize(&t, &q, None, &none).unwrap().ranges[0];
+        let clips = BTreeMap::from([(0, (-0.5, 0.5))]);
+        let r = quantize(&t, &q, None, &clips).unwrap();
+        assert!(r.per_channel);
+        assert_eq!(
+            r.ranges,
+            vec![(-0.5, 0.5), tensor_range, tensor_range, tensor_range]
+        );
+        // With a per-tensor range set by hand, the other channels take it.
+        let r = quantize(&t, &q, Some((-1.0, 1.0)), &clips).unwrap();
+        assert_eq!(
+            r.ranges,
+            vec![(-0.5, 0.5), (-1.0, 1.0), (-1.0, 1.0), (-1.0, 1.0)]
+        );
+        // Without channel clips a manual range stays per tensor, as before.
+        let r = quantize(&t, &q, Some((-1.0, 1.0)), &none).unwrap();
+        assert!(!r.per_channel && r.ranges == vec![(-1.0, 1.0)]);
+    }
+
+    #[test]
+    fn bad_channel_clips_are_errors_naming_the_tensor() {
+        let (t, q) = weight(true);
+        let out_of_range = BTreeMap::from([(4, (-0.5, 0.5))]);
+        let e = quantize(&t, &q, None, &out_of_range)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("tensor 'w': "), "{e}");
+        assert!(e.contains("channel 4") && e.contains("4 channels"), "{e}");
+        let inverted = BTreeMap::from([(1, (0.5, -0.5))]);
+        let e = quantize(&t, &q, None, &inverted).unwrap_err().to_string();
+        assert!(e.contains("channel 1: invalid clip range"), "{e}");
+        let (mut flat, q) = weight(true);
+        flat.channel_axis = None;
+        let e = quantize(&flat, &q, None, &BTreeMap::from([(0, (-0.5, 0.5))]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no channel axis"), "{e}");
     }
 }

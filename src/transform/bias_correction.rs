@@ -6,6 +6,8 @@
 //!   each quantized layer the per-channel mean of its output is compared with the float one,
 //!   and the quantized run continues with the corrected output, so each layer's shift is
 //!   measured with the layers before it already corrected. Shifts average over the chunks.
+//! - [`measure_shifts`] measures, on other (held-out) data, each corrected layer's shift in
+//!   the quantized model before and after correction: the report's before/after.
 //! - **Analytic (data-free)**: E[x] of a layer's input comes from the BN folded into the layer
 //!   before it (pre-activation ~ N(β, γ²) per channel, see [`super::FloatGraph`]), through the
 //!   ReLU (E[ReLU(x)] = γ·φ(β/γ) + β·Φ(β/γ)) or ReLU6 cap. Padding borders are ignored.
@@ -16,7 +18,7 @@ use ndarray::{ArrayViewD, Axis};
 
 use super::FloatGraph;
 use super::layers::{Layer, Topology, ensure_finite};
-use super::report::TransformReport;
+use super::report::{ChannelShifts, TransformReport};
 use crate::calib::CalibrationStats;
 use crate::engine::{Plan, TensorHook, TensorSite};
 use crate::error::{Error, Result};
@@ -65,12 +67,13 @@ impl TensorHook for MeanRecorder<'_> {
 /// Σ(quantized − float) per channel and the values per channel behind it, by output tensor.
 type ShiftSums = BTreeMap<String, (Vec<f64>, usize)>;
 
-/// Corrects each watched output to the float per-channel mean of the same chunk, then
-/// fake-quantizes; keeps the shift's sums.
+/// Measures each watched output's shift from the float per-channel mean of the same chunk
+/// and, if `correct`, removes it; then fake-quantizes. Keeps the shift's sums.
 struct Corrector<'a, H> {
     float_means: &'a BTreeMap<String, Vec<f64>>,
     shifts: ShiftSums,
     quantize: H,
+    correct: bool,
 }
 
 impl<H: TensorHook> TensorHook for Corrector<'_, H> {
@@ -85,9 +88,11 @@ impl<H: TensorHook> TensorHook for Corrector<'_, H> {
                 .zip(float)
                 .map(|(q, f)| q / n.max(1) as f64 - f)
                 .collect();
-            for (mut channel, s) in a.axis_iter_mut(Axis(1)).zip(&shift) {
-                let s = *s as f32;
-                channel.mapv_inplace(|v| v - s);
+            if self.correct {
+                for (mut channel, s) in a.axis_iter_mut(Axis(1)).zip(&shift) {
+                    let s = *s as f32;
+                    channel.mapv_inplace(|v| v - s);
+                }
             }
             let sums = shift.iter().map(|s| s * n as f64).collect();
             self.shifts.insert(site.name.to_string(), (sums, n));
@@ -151,6 +156,11 @@ fn apply_shifts(
         touched.push(layer.set_bias(&mut result.graph, corrected)?);
         let largest = shift.iter().fold(0.0f32, |m, s| m.max(s.abs()));
         report.apply(node, format!("largest |shift| {largest:.3e}"));
+        report.shifts.push(ChannelShifts {
+            layer: node.clone(),
+            before: shift.clone(),
+            after: Vec::new(),
+        });
     }
     ensure_finite(&result.graph, &touched, transform)?;
     Ok(result)
@@ -188,10 +198,86 @@ pub fn empirical_bias_correction(
             float_means: &recorder.means,
             shifts: BTreeMap::new(),
             quantize: quantized.hook(),
+            correct: true,
         };
         quant_plan.run(feeds, Some(&mut corrector), control.options())?;
         Ok(corrector.shifts)
     })?;
+    let shifts = mean_shifts(per_chunk);
+    let result = apply_shifts(model, &shifts, &layers, EMPIRICAL, &mut report)?;
+    Ok((result, report))
+}
+
+/// Measures on `samples` the per-channel mean output shift (quantized minus float `model`) of
+/// every layer in `report.shifts`, in the quantized model before correction (`model`) and
+/// after it (`corrected`, the same graph with corrected biases), and puts them in the report
+/// in place of what the correction estimated. On held-out samples this shows what the
+/// correction is worth beyond the data it was measured on.
+pub fn measure_shifts(
+    model: &FloatGraph,
+    corrected: &FloatGraph,
+    config: &QuantConfig,
+    stats: &BTreeMap<String, CalibrationStats>,
+    samples: &Samples,
+    control: &RunControl<'_>,
+    report: &mut TransformReport,
+) -> Result<()> {
+    let mut watched = HashMap::new();
+    for entry in &report.shifts {
+        let node = model.graph.nodes.iter().find(|n| n.name == entry.layer);
+        if let Some(output) = node.and_then(|n| n.outputs.first()) {
+            watched.insert(output.clone(), entry.layer.clone());
+        }
+    }
+    if watched.is_empty() {
+        return Ok(());
+    }
+    samples.check(&model.graph)?;
+    let before = QuantizedModel::prepare(&model.graph, config, stats)?;
+    let after = QuantizedModel::prepare(&corrected.graph, config, stats)?;
+    let float_plan = Plan::new(&model.graph)?;
+    let before_plan = Plan::new(&before.graph)?;
+    let after_plan = Plan::new(&after.graph)?;
+    let batch = choose_batch(&float_plan, samples, None, control.options())?;
+    let per_chunk = run_chunks(samples, batch.size, control, |_, feeds| {
+        let mut recorder = MeanRecorder {
+            watched: &watched,
+            means: BTreeMap::new(),
+        };
+        float_plan.run(feeds.clone(), Some(&mut recorder), control.options())?;
+        let mut measured = Vec::with_capacity(2);
+        for (plan, quantized) in [(&before_plan, &before), (&after_plan, &after)] {
+            let mut measure = Corrector {
+                float_means: &recorder.means,
+                shifts: BTreeMap::new(),
+                quantize: quantized.hook(),
+                correct: false,
+            };
+            plan.run(feeds.clone(), Some(&mut measure), control.options())?;
+            measured.push(measure.shifts);
+        }
+        let after = measured.pop().unwrap_or_default();
+        let before = measured.pop().unwrap_or_default();
+        Ok((before, after))
+    })?;
+    let (before, after): (Vec<_>, Vec<_>) = per_chunk.into_iter().unzip();
+    let (before, after) = (mean_shifts(before), mean_shifts(after));
+    for entry in &mut report.shifts {
+        let output = watched
+            .iter()
+            .find(|(_, node)| **node == entry.layer)
+            .map(|(output, _)| output);
+        if let Some((b, a)) = output.and_then(|o| Some((before.get(o)?, after.get(o)?))) {
+            entry.before = b.clone();
+            entry.after = a.clone();
+        }
+    }
+    Ok(())
+}
+
+/// The per-channel mean shift by output tensor, averaged over chunks (weighted by their
+/// values).
+fn mean_shifts(per_chunk: Vec<ShiftSums>) -> BTreeMap<String, Vec<f32>> {
     let mut total: ShiftSums = BTreeMap::new();
     for chunk in per_chunk {
         for (name, (sums, n)) in chunk {
@@ -204,15 +290,13 @@ pub fn empirical_bias_correction(
             }
         }
     }
-    let shifts: BTreeMap<String, Vec<f32>> = total
+    total
         .into_iter()
         .map(|(name, (sums, n))| {
             let mean = sums.iter().map(|s| (s / n.max(1) as f64) as f32).collect();
             (name, mean)
         })
-        .collect();
-    let result = apply_shifts(model, &shifts, &layers, EMPIRICAL, &mut report)?;
-    Ok((result, report))
+        .collect()
 }
 
 /// Standard normal density.

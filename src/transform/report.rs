@@ -42,6 +42,20 @@ impl ChannelRanges {
     }
 }
 
+/// Per-output-channel mean shift of one layer's output (quantized minus float) before and
+/// after bias correction.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ChannelShifts {
+    /// The node whose bias was corrected.
+    pub layer: String,
+    /// The shift in the quantized model before correction: as the correction estimated it
+    /// (and removed it), or as `measure_shifts` measured it on other data.
+    pub before: Vec<f32>,
+    /// The shift left in the corrected quantized model, as `measure_shifts` measured it
+    /// (empty when not measured).
+    pub after: Vec<f32>,
+}
+
 /// The account of one transform run.
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct TransformReport {
@@ -52,6 +66,8 @@ pub struct TransformReport {
     pub warnings: Vec<String>,
     /// Weight ranges of every changed layer (first and second layers of equalized pairs).
     pub ranges: Vec<ChannelRanges>,
+    /// Output shifts of every corrected layer (bias correction).
+    pub shifts: Vec<ChannelShifts>,
     /// Sweeps over the chain of pairs (equalization); 1 for one-pass transforms.
     pub iterations: usize,
 }

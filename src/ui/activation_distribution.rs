@@ -1,7 +1,7 @@
 //! Preparing the centre view's data on a worker: a weight's [`TensorDistribution`] from its
 //! values, an activation's from its calibration statistics (the calibration histogram, as the
-//! app keeps no activation values), and every calibration method's range as a marker; and
-//! [`Shown`], what the view data was prepared for.
+//! app keeps no activation values), every calibration method's range as a marker and the
+//! "why this threshold" curves; and [`Shown`], what the view data was prepared for.
 
 use crate::calib::{CalibrationStats, Method, ObserverConfig};
 use crate::ir::Tensor;
@@ -10,7 +10,7 @@ use crate::metrics::FineHistogram;
 use crate::stats::Summary;
 use crate::summary::{ModelSummary, TensorSummary};
 
-use super::distribution::{CalibrationMarker, TensorDistribution};
+use super::distribution::{CalibrationMarker, TensorDistribution, WhyThreshold};
 
 /// What the shown view data was prepared for: the tensor and the activation settings its
 /// markers depend on.
@@ -140,11 +140,13 @@ pub fn weight_distribution(
 ) -> Result<TensorDistribution, String> {
     let values = tensor.data.to_f32();
     let stats = CalibrationStats::of_tensor(values.view(), ObserverConfig::default());
-    TensorDistribution::prepare(
+    let mut data = TensorDistribution::prepare(
         values.view(),
         tensor.channel_axis,
         markers(&stats, bits, chosen),
-    )
+    )?;
+    data.why = WhyThreshold::of(&stats, bits);
+    Ok(data)
 }
 
 /// An activation's view data from its calibration statistics: the signed calibration
@@ -166,6 +168,7 @@ pub fn activation_distribution(
         markers: markers(stats, bits, chosen),
         // Activations are quantized linearly only: no binary/ternary scales.
         scheme_stats: Default::default(),
+        why: WhyThreshold::of(stats, bits),
     })
 }
 

@@ -9,7 +9,9 @@ use crate::jobs::{JobError, JobSlot};
 
 use super::analysis::{Analysis, AnalysisInput};
 use super::commands::AppCommand;
-use super::distribution::{DistributionCommand, DistributionView, Ghost};
+use super::diagnose::Diagnostics;
+use super::distribution::{DistributionCommand, DistributionView};
+use super::distribution::{DistributionCommand, DistributionView};
 use super::file_actions::{EXPORT_MENU, export_extension, pick_model, save_view_png};
 use super::lecture::{self, LECTURE_MODEL, Lecture, LectureNav};
 use super::load_job::{LoadedModel, load_for_view};
@@ -20,6 +22,8 @@ use super::screen_layout::ScreenLayout;
 use super::session::Session;
 use super::session_file;
 use super::settings_panel::{SettingsInput, SettingsPanel};
+use super::train::TrainWindow;
+use super::slide_export::SlideExports;
 use super::transforms_panel::TransformsInput;
 use super::waker::{Waker, waker};
 
@@ -76,12 +80,20 @@ pub struct QuantscopeApp {
     notice: Option<String>,
     /// Where the centre view was drawn last (the PNG export's crop).
     centre_rect: Option<egui::Rect>,
+    /// Where the Results panel was drawn last (None: hidden).
+    results_rect: Option<egui::Rect>,
     /// The Analysis window (paper's table, mixed precision, AdaRound) and its jobs.
     pub analysis: Analysis,
     /// A session file whose model is loading; applied when it has loaded.
     pending_session: Option<session_file::PendingSession>,
     /// Lecture mode: the step on screen.
     pub lecture: Lecture,
+    /// Error propagation and the integer-only path (Results panel, model list colours).
+    pub diagnostics: Diagnostics,
+    /// The Train (QAT) window and its job.
+    pub train: TrainWindow,
+    /// The centre view to PNG at 2× (F12).
+    pub slides: SlideExports,
 }
 
 impl QuantscopeApp {
@@ -103,15 +115,24 @@ impl QuantscopeApp {
             exports: None,
             notice: None,
             centre_rect: None,
+            results_rect: None,
             pending_session: None,
             analysis: Analysis::default(),
             lecture: Lecture::default(),
+            diagnostics: Diagnostics::default(),
+            train: TrainWindow::default(),
+            slides: SlideExports::default(),
         }
     }
 
     /// Where the centre panel was drawn last (its visible area).
     pub fn centre_rect(&self) -> Option<egui::Rect> {
         self.centre_rect
+    }
+
+    /// Where the Results panel was drawn last (its outer rect; None while hidden).
+    pub fn results_rect(&self) -> Option<egui::Rect> {
+        self.results_rect
     }
 
     /// The centre view (its layout rects, tab, ghost), for tests.
@@ -175,28 +196,6 @@ impl QuantscopeApp {
             Some(Err(e)) => self.error = Some(e),
             None => {}
         }
-    }
-
-    /// The per-channel ranges before equalization of the shown weight, when equalization
-    /// changed it.
-    fn equalization_ghost(&self) -> Option<Ghost> {
-        let session = self.session.as_ref()?;
-        let (tensor, is_weight, _) = session.selected_tensor()?;
-        if !is_weight {
-            return None;
-        }
-        session
-            .extras
-            .reports
-            .iter()
-            .filter(|r| r.transform.contains("equalization"))
-            .flat_map(|r| &r.ranges)
-            .find(|r| r.tensor == tensor)
-            .map(|r| Ghost {
-                tensor: tensor.clone(),
-                label: "before equalization".into(),
-                before: r.before.clone(),
-            })
     }
 
     /// Asks for `path` to be opened on the next frame.
@@ -292,7 +291,11 @@ impl QuantscopeApp {
                     self.analysis.jobs.start(command, session, &wake);
                 }
             }
+            AppCommand::Diagnostics(command) => self.diagnostics.apply(command),
             other => {
+                if other == AppCommand::Cancel {
+                    self.diagnostics.cancel();
+                }
                 let Some(session) = self.session.as_mut() else {
                     return;
                 };
@@ -409,6 +412,7 @@ impl QuantscopeApp {
                     ui.close();
                     self.export_plot(ui.ctx());
                 }
+                self.slides.menu_ui(ui, self.lecture.current);
             });
             ui.menu_button("View", |ui| {
                 ui.checkbox(&mut self.prefs.explain, "Explain mode (E)")
@@ -439,6 +443,8 @@ impl QuantscopeApp {
                         "The paper's table (BN folding, CLE, bias correction), per-layer \
                      sensitivity and bit allocation, AdaRound",
                     );
+                ui.toggle_value(&mut self.train.open, "Train (QAT)")
+                    .on_hover_text("Quantization-aware training under the current settings");
             });
             ui.separator();
             ui.toggle_value(&mut self.prefs.explain, "Explain")
@@ -497,6 +503,7 @@ impl QuantscopeApp {
         if ctx.egui_wants_keyboard_input() {
             return commands;
         }
+        self.slides.shortcut(ctx, self.lecture.current);
         let (open, down, up, reset, explain) = ctx.input_mut(|i| {
             use egui::{Key, KeyboardShortcut, Modifiers};
             (
@@ -563,13 +570,7 @@ impl QuantscopeApp {
 
     /// The layout for the window's current size.
     fn screen_layout(&self, ctx: &egui::Context) -> ScreenLayout {
-        let unzoomed = ctx.content_rect().size() * ctx.zoom_factor();
-        ScreenLayout::for_screen(
-            unzoomed,
-            self.prefs.font_scale,
-            self.prefs.explain,
-            EXPLAIN_ZOOM,
-        )
+        ScreenLayout::of(ctx, self.prefs.font_scale, self.prefs.explain, EXPLAIN_ZOOM)
     }
 }
 
@@ -596,7 +597,8 @@ fn apply_to_session(session: &mut Session, command: AppCommand, wake: &Waker) {
         | AppCommand::SaveSessionTo(_)
         | AppCommand::OpenSession
         | AppCommand::OpenSessionFrom(_)
-        | AppCommand::Analysis(_) => {}
+        | AppCommand::Analysis(_)
+        | AppCommand::Diagnostics(_) => {}
     }
 }
 
@@ -625,15 +627,17 @@ impl QuantscopeApp {
         egui::Panel::top("menu").show(ui, |ui| commands.extend(self.menu_ui(ui)));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
         if let Some(index) = self.lecture.current {
+            self.lecture.shifts = self.session.as_ref().and_then(lecture::bias_shifts);
+            let shifts = self.lecture.shifts.as_ref();
             let nav = egui::Panel::top("lecture")
-                .show(ui, |ui| lecture::caption_ui(ui, index))
+                .show(ui, |ui| lecture::caption_ui(ui, index, shifts))
                 .inner;
             if let Some(nav) = nav {
                 self.navigate(&ctx, nav);
             }
         }
         self.select_for_lecture();
-        self.view.ghost = self.equalization_ghost();
+        self.view.ghost = self.session.as_ref().and_then(lecture::equalization_ghost);
         let layout = self.screen_layout(&ctx);
         let Some(session) = &self.session else {
             egui::CentralPanel::default_margins().show(ui, |ui| {
@@ -645,27 +649,18 @@ impl QuantscopeApp {
             self.poll(&ctx);
             return;
         };
-        if self.prefs.show_results {
+        self.results_rect = self.prefs.show_results.then(|| {
             egui::Panel::bottom("results")
                 .resizable(true)
                 .default_size(layout.results_default)
                 .max_size(layout.results_max)
                 .show(ui, |ui| {
-                    egui::ScrollArea::vertical().show(ui, |ui| {
-                        ui.heading("Results");
-                        let input = ResultsInput {
-                            inference_unavailable: session.inference_unavailable(),
-                            auto_evaluate: session.auto_evaluate,
-                            progress: session.progress(),
-                            busy: session.is_busy(),
-                            message: session.job_message.as_deref(),
-                            evaluation: session.evaluation.as_ref().map(|(r, e)| (*r, e.as_ref())),
-                            revision: session.revision,
-                        };
-                        commands.extend(ResultsPanel.ui(ui, &input));
-                    })
-                });
-        }
+                    let input = ResultsInput::of(session, &self.diagnostics, self.prefs.explain);
+                    commands.extend(ResultsPanel.ui(ui, &input));
+                })
+                .response
+                .rect
+        });
         if self.prefs.show_model {
             egui::Panel::left("model")
                 .resizable(true)
@@ -687,6 +682,8 @@ impl QuantscopeApp {
                             })
                             .unwrap_or_default(),
                         sqnr_current: evaluation.is_some_and(|(r, _)| *r == session.revision),
+                        own_sqnr_db: self.diagnostics.own_sqnr_db(session),
+                        own_current: self.diagnostics.diagnosis(session).is_some_and(|(c, _)| c),
                     };
                     commands.extend(self.prefs.model_panel.ui(ui, &input));
                 });
@@ -725,6 +722,11 @@ impl QuantscopeApp {
             let exact = session.exact_figures();
             match session.distribution_input(exact.as_ref(), self.prefs.explain) {
                 Some(input) => {
+                    let size = ui.max_rect().size();
+                    let slide = self.slides.export_if_due(&ctx, size, |ui| {
+                        let _ = self.view.ui(ui, &input);
+                    });
+                    self.error = slide.err().or(self.error.take());
                     egui::ScrollArea::vertical()
                         .id_salt("centre")
                         .auto_shrink(false)
@@ -751,6 +753,9 @@ impl QuantscopeApp {
             };
             commands.extend(self.analysis.ui(ui, &input));
         }
+        if let Some(session) = self.session.as_mut() {
+            self.train.show_ui(ui, session, &waker(&ctx));
+        }
         self.apply_all(&ctx, commands);
         self.poll(&ctx);
     }
@@ -771,12 +776,20 @@ impl QuantscopeApp {
             self.exports = None;
             changed = true;
         }
+        if self.slides.take_due().is_some() {
+            self.error = Some("no view in the centre to export as a slide".into());
+        }
+        if let Some(outcome) = self.slides.poll() {
+            (self.notice, self.error) = (outcome.as_ref().ok().cloned(), outcome.err());
+            changed = true;
+        }
         let wake = waker(ctx);
         if let Some(session) = self.session.as_mut() {
             let (tick_changed, wait) = session.tick(&wake);
             changed |= tick_changed;
             changed |= session.tick_extras(&wake);
             changed |= self.analysis.jobs.poll();
+            changed |= self.diagnostics.tick(session, &wake);
             if let Some(wait) = wait {
                 ctx.request_repaint_after(wait);
             }

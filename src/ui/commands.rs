@@ -10,6 +10,7 @@ use crate::quant::{LayerQuant, QuantConfig};
 use crate::transform::toggles::TransformToggles;
 
 use super::analysis_jobs::AnalysisCommand;
+use super::diagnose::DiagnosticsCommand;
 use super::distribution::DistributionCommand;
 use super::selection::Selection;
 
@@ -62,4 +63,6 @@ pub enum AppCommand {
     OpenSessionFrom(PathBuf),
     /// Start an experiment of the Analysis window.
     Analysis(AnalysisCommand),
+    /// Switch the error-propagation diagnosis or the integer-only path on or off.
+    Diagnostics(DiagnosticsCommand),
 }

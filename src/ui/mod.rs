@@ -8,6 +8,7 @@ mod analysis_jobs;
 mod app;
 mod badge;
 mod commands;
+mod diagnose;
 pub mod distribution;
 mod file_actions;
 mod layers;
@@ -22,6 +23,8 @@ mod session;
 mod session_file;
 mod session_transforms;
 mod settings_panel;
+mod slide_export;
+pub mod train;
 mod transforms_panel;
 mod waker;
 
@@ -29,9 +32,11 @@ use std::path::PathBuf;
 
 pub use app::{EXPLAIN_ZOOM, Prefs, QuantscopeApp};
 pub use commands::AppCommand;
+pub use diagnose::{Diagnostics, DiagnosticsCommand, bar_rects as propagation_bar_rects};
 pub use layers::{LayerRow, layer_rows};
-pub use lecture::{LECTURE_MODEL, Lecture, LectureStep, STEPS, StepSetup};
+pub use lecture::{LECTURE_MODEL, Lecture, LectureStep, STEPS, StepSetup, mean_magnitude};
 pub use panel::Panel;
+pub use screen_layout::ScreenLayout;
 pub use selection::{Part, Selection};
 pub use session::Session;
 

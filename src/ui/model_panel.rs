@@ -1,6 +1,8 @@
 //! The left panel: layers in execution order with op type, weight shape, parameter count,
-//! chosen scheme and bits, and an SQNR badge from the latest exact results; each layer's
-//! weight and input/output activations are selectable. Reads state, returns commands.
+//! chosen scheme and bits, an SQNR badge from the latest exact results and, once the error
+//! propagation is diagnosed, a square in the colour of the layer's own SQNR (with a legend);
+//! each layer's weight and input/output activations are selectable. Reads state, returns
+//! commands.
 
 use std::collections::HashMap;
 
@@ -8,6 +10,7 @@ use crate::quant::QuantConfig;
 
 use super::badge::{sqnr_colour, sqnr_text};
 use super::commands::AppCommand;
+use super::diagnose::{OWN_AMBER_DB, OWN_LEGEND, OWN_RED_DB, own_colour};
 use super::layers::LayerRow;
 use super::panel::Panel;
 use super::selection::{Part, Selection};
@@ -30,6 +33,10 @@ pub struct ModelPanelInput<'a> {
     pub sqnr_db: HashMap<&'a str, f64>,
     /// Whether that evaluation is for the current settings.
     pub sqnr_current: bool,
+    /// Own SQNR (dB) by node, from the latest error-propagation diagnosis.
+    pub own_sqnr_db: HashMap<&'a str, f64>,
+    /// Whether that diagnosis is for the current settings.
+    pub own_current: bool,
 }
 
 fn scheme_text(config: &QuantConfig, row: &LayerRow) -> String {
@@ -71,6 +78,9 @@ impl Panel for ModelPanel {
             "Also list the ops that are not quantized (BatchNorm, activations, pooling): \
              their outputs are activations you can inspect",
         );
+        if !input.own_sqnr_db.is_empty() {
+            own_legend_ui(ui, input.own_current);
+        }
         ui.separator();
         let needle = self.filter.to_lowercase();
         egui::ScrollArea::vertical()
@@ -111,6 +121,9 @@ impl ModelPanel {
         ui.horizontal(|ui| {
             let sqnr = input.sqnr_db.get(row.node.as_str()).copied();
             badge_ui(ui, sqnr, input.sqnr_current);
+            if let Some(&own) = input.own_sqnr_db.get(row.node.as_str()) {
+                own_swatch_ui(ui, own, input.own_current);
+            }
             ui.strong(&row.op);
             ui.label(&row.node);
         });
@@ -186,4 +199,46 @@ fn badge_ui(ui: &mut egui::Ui, sqnr_db: Option<f64>, current: bool) {
             response.on_hover_text("no exact results yet (evaluate to see the error)");
         }
     }
+}
+
+/// A square in the colour of the layer's own SQNR, with the figure and its meaning on hover.
+fn own_swatch_ui(ui: &mut egui::Ui, own_db: f64, current: bool) {
+    swatch_ui(ui, own_db, current).on_hover_text(format!(
+        "own SQNR {}{}\n{OWN_LEGEND}",
+        sqnr_text(own_db),
+        if current {
+            ""
+        } else {
+            " (before the last settings change)"
+        }
+    ));
+}
+
+/// A square in the colour of `own_db` (faded when not current).
+fn swatch_ui(ui: &mut egui::Ui, own_db: f64, current: bool) -> egui::Response {
+    let (rect, response) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
+    let colour = if current {
+        own_colour(own_db)
+    } else {
+        own_colour(own_db).gamma_multiply(0.4)
+    };
+    ui.painter().rect_filled(rect.shrink(1.0), 2.0, colour);
+    response
+}
+
+/// What the squares' colours mean.
+fn own_legend_ui(ui: &mut egui::Ui, current: bool) {
+    ui.horizontal_wrapped(|ui| {
+        ui.weak("own error:");
+        for (db, text) in [
+            (OWN_RED_DB - 1.0, format!("< {OWN_RED_DB:.0} dB")),
+            (OWN_AMBER_DB - 1.0, format!("< {OWN_AMBER_DB:.0} dB")),
+            (OWN_AMBER_DB, format!("≥ {OWN_AMBER_DB:.0} dB")),
+        ] {
+            swatch_ui(ui, db, current);
+            ui.weak(text);
+        }
+    })
+    .response
+    .on_hover_text(OWN_LEGEND);
 }

@@ -1,15 +1,25 @@
 //! The bottom panel: float vs quantized accuracy, top-1 agreement and output KL for
-//! classifiers, every output's SQNR for any model, the per-layer output SQNR chart, model size
-//! and BitOps per inference against float, and the running job's progress with Cancel.
+//! classifiers, every output's SQNR for any model, model size and BitOps per inference against
+//! float, and the running jobs' progress with Cancel; beside them the per-layer SQNR chart
+//! (accumulated, and each layer's own error once diagnosed) or the integer-only path's counts.
 //! Results of an older settings revision are labelled stale, never shown as current.
 
-use egui_plot::{Bar, BarChart, Plot};
+use std::sync::Arc;
 
+use crate::diagnose::Diagnosis;
 use crate::jobs::pipeline::Evaluation;
+use crate::quant::integer::compare::IntegerComparison;
 
 use super::badge::{sqnr_colour, sqnr_text};
 use super::commands::AppCommand;
+use super::diagnose::{
+    Diagnostics, DiagnosticsCommand, OWN_LEGEND, PropagationInput, PropagationRow, Shown,
+    integer_ui, propagation_ui,
+};
+use super::layers::LayerRow;
 use super::panel::Panel;
+use super::selection::{Part, Selection};
+use super::session::Session;
 
 /// What the panel shows.
 pub struct ResultsInput<'a> {
@@ -26,17 +36,92 @@ pub struct ResultsInput<'a> {
     pub evaluation: Option<(u64, &'a Evaluation)>,
     /// The settings revision now.
     pub revision: u64,
+    /// The diagnosis switches, jobs and results.
+    pub diagnostics: DiagnosticsInput<'a>,
 }
 
-/// The panel (no state of its own).
+impl<'a> ResultsInput<'a> {
+    /// The input for `session` and its `diagnostics`.
+    pub fn of(session: &'a Session, diagnostics: &'a Diagnostics, explain: bool) -> Self {
+        ResultsInput {
+            inference_unavailable: session.inference_unavailable(),
+            auto_evaluate: session.auto_evaluate,
+            progress: session.progress(),
+            busy: session.is_busy(),
+            message: session.job_message.as_deref(),
+            evaluation: session.evaluation.as_ref().map(|(r, e)| (*r, e.as_ref())),
+            revision: session.revision,
+            diagnostics: diagnostics.input(session, explain),
+        }
+    }
+}
+
+/// The diagnosis part of the panel's input.
+pub struct DiagnosticsInput<'a> {
+    pub propagation_on: bool,
+    pub integer_on: bool,
+    pub diagnosis: Shown<'a, Diagnosis>,
+    pub integer: Shown<'a, IntegerComparison>,
+    /// The diagnosis jobs' labels and progress.
+    pub progress: Vec<(String, f32)>,
+    /// The model panel's rows and selection (a clicked layer selects its row).
+    pub layers: &'a [LayerRow],
+    pub selection: Option<Selection>,
+    pub explain: bool,
+}
+
+impl DiagnosticsInput<'_> {
+    fn selected_node(&self) -> Option<&str> {
+        let s = self.selection?;
+        self.layers.get(s.layer).map(|r| r.node.as_str())
+    }
+
+    /// Selects `node`'s row with the part shown now, when the row has it.
+    fn select(&self, node: &str) -> Option<AppCommand> {
+        let part = self.selection.map_or(Part::Weight, |s| s.part);
+        let row = self.layers.iter().position(|r| r.node == node)?;
+        let r = &self.layers[row];
+        let has = |p: Part| match p {
+            Part::Weight => r.weight.is_some(),
+            Part::Input => r.input.is_some(),
+            Part::Output => r.output.is_some(),
+        };
+        let part = [part, Part::Weight, Part::Output]
+            .into_iter()
+            .find(|p| has(*p))?;
+        Some(AppCommand::Select(Selection { layer: row, part }))
+    }
+}
+
+/// The panel (no state of its own; the chart/integer choice lives in egui's memory).
 #[derive(Debug, Default)]
 pub struct ResultsPanel;
+
+/// Which view the right half shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum RightView {
+    #[default]
+    Chart,
+    Integer,
+}
+
+fn right_view_id() -> egui::Id {
+    egui::Id::unique("quantscope_results_right_view")
+}
 
 impl Panel for ResultsPanel {
     type Input<'a> = ResultsInput<'a>;
 
+    /// Draws the panel in a scroll area filling it (a shrunk first frame would fix the
+    /// panel's height at that size).
     fn ui(&mut self, ui: &mut egui::Ui, input: &ResultsInput<'_>) -> Vec<AppCommand> {
-        results_ui(ui, input)
+        egui::ScrollArea::vertical()
+            .auto_shrink(false)
+            .show(ui, |ui| {
+                ui.heading("Results");
+                results_ui(ui, input)
+            })
+            .inner
     }
 }
 
@@ -147,7 +232,13 @@ fn results_ui(ui: &mut egui::Ui, input: &ResultsInput<'_>) -> Vec<AppCommand> {
         {
             commands.push(AppCommand::SetAutoEvaluate(auto));
         }
-        if let Some((label, progress)) = &input.progress {
+        toggles_ui(ui, &input.diagnostics, &mut commands);
+        let progress = input
+            .progress
+            .iter()
+            .chain(&input.diagnostics.progress)
+            .next();
+        if let Some((label, progress)) = progress {
             ui.add(
                 egui::ProgressBar::new(*progress)
                     .desired_width(220.0)
@@ -221,36 +312,125 @@ fn results_ui(ui: &mut egui::Ui, input: &ResultsInput<'_>) -> Vec<AppCommand> {
                 });
         }
         let ui = &mut columns[1];
-        let bars: Vec<Bar> = evaluation
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, layer)| {
-                let db = if layer.sqnr_db.is_finite() {
-                    layer.sqnr_db
-                } else {
-                    100.0
-                };
-                Bar::new(i as f64, db)
-                    .name(format!("{}: {}", layer.node, sqnr_text(layer.sqnr_db)))
-                    .fill(sqnr_colour(layer.sqnr_db))
-                    .width(0.8)
-            })
-            .collect();
-        ui.label("per-layer output SQNR (dB): the lowest bar hurts most")
-            .on_hover_text(
-                "10*log10(sum float^2 / sum (float - quantized)^2) of each layer's output",
-            );
-        Plot::new("layer_sqnr")
-            .height(ui.available_height().max(80.0))
-            .allow_scroll(false)
-            .allow_zoom(false)
-            .allow_drag(false)
-            .x_axis_label("layer (execution order)")
-            .y_axis_label("dB")
-            .show(ui, |plot_ui| {
-                plot_ui.bar_chart(BarChart::new("SQNR", bars));
-            });
+        commands.extend(right_ui(ui, evaluation, current, &input.diagnostics));
     });
     commands
+}
+
+/// The diagnosis switches of the top row.
+fn toggles_ui(ui: &mut egui::Ui, d: &DiagnosticsInput<'_>, commands: &mut Vec<AppCommand>) {
+    let mut propagation = d.propagation_on;
+    if ui
+        .checkbox(&mut propagation, "error propagation")
+        .on_hover_text(format!(
+            "Diagnose each layer's own error beside the accumulated one (a background run of \
+             about two evaluations after each settings change); colours the model list. {OWN_LEGEND}"
+        ))
+        .changed()
+    {
+        commands.push(AppCommand::Diagnostics(DiagnosticsCommand::SetPropagation(
+            propagation,
+        )));
+    }
+    let mut integer = d.integer_on;
+    if ui
+        .checkbox(&mut integer, "integer-only path")
+        .on_hover_text(
+            "Run Conv/Gemm/MatMul with integer arithmetic only (i32 accumulators, fixed-point \
+             requantization) beside the simulation and count the codes that differ",
+        )
+        .changed()
+    {
+        let view = if integer {
+            RightView::Integer
+        } else {
+            RightView::Chart
+        };
+        ui.data_mut(|m| m.insert_temp(right_view_id(), view));
+        commands.push(AppCommand::Diagnostics(DiagnosticsCommand::SetIntegerPath(
+            integer,
+        )));
+    }
+}
+
+/// The right half: the per-layer SQNR chart or the integer path's counts.
+fn right_ui(
+    ui: &mut egui::Ui,
+    evaluation: &Evaluation,
+    evaluation_current: bool,
+    d: &DiagnosticsInput<'_>,
+) -> Vec<AppCommand> {
+    let mut view: RightView = ui.data(|m| m.get_temp(right_view_id())).unwrap_or_default();
+    if d.integer_on {
+        ui.horizontal(|ui| {
+            ui.selectable_value(&mut view, RightView::Chart, "per-layer SQNR");
+            ui.selectable_value(&mut view, RightView::Integer, "integer vs simulation");
+        });
+        ui.data_mut(|m| m.insert_temp(right_view_id(), view));
+    } else {
+        view = RightView::Chart;
+    }
+    let selected = d.selected_node();
+    let clicked = match view {
+        RightView::Integer => match d.integer {
+            Some((current, result)) => integer_ui(ui, result, current, selected, d.explain),
+            None => {
+                ui.spinner();
+                ui.weak("the integer-only path runs after the evaluation");
+                None
+            }
+        },
+        RightView::Chart => {
+            let diagnosis = d
+                .diagnosis
+                .and_then(|(current, r)| r.as_ref().ok().map(|r| (current, r)));
+            if let Some((_, Err(e))) = d.diagnosis {
+                ui.colored_label(egui::Color32::LIGHT_RED, format!("diagnosis failed: {e}"));
+            }
+            let input = chart_input(evaluation, evaluation_current, diagnosis, selected);
+            propagation_ui(ui, &input)
+        }
+    };
+    clicked
+        .and_then(|node| d.select(&node))
+        .into_iter()
+        .collect()
+}
+
+/// The chart's rows: the diagnosis's own and accumulated SQNR when there is one, else the
+/// evaluation's per-layer SQNR (the same accumulated figure).
+fn chart_input<'a>(
+    evaluation: &'a Evaluation,
+    evaluation_current: bool,
+    diagnosis: Option<(bool, &'a Arc<Diagnosis>)>,
+    selected: Option<&'a str>,
+) -> PropagationInput<'a> {
+    match diagnosis {
+        Some((current, d)) => PropagationInput {
+            rows: d
+                .layers
+                .iter()
+                .map(|l| PropagationRow {
+                    node: &l.node,
+                    accumulated_db: l.accumulated_sqnr_db,
+                    own_db: Some(l.own_sqnr_db),
+                })
+                .collect(),
+            selected,
+            current,
+        },
+        None => PropagationInput {
+            rows: evaluation
+                .layers
+                .iter()
+                .map(|l| PropagationRow {
+                    node: &l.node,
+                    accumulated_db: l.sqnr_db,
+                    own_db: None,
+                })
+                .collect(),
+            selected,
+            current: evaluation_current,
+        },
+    }
 }

@@ -24,6 +24,13 @@ pub struct ScreenLayout {
 }
 
 impl ScreenLayout {
+    /// The layout of `ctx`'s window (its size at zoom 1) with the user's font scale, in
+    /// explain mode or not.
+    pub fn of(ctx: &egui::Context, font_scale: f32, explain: bool, explain_zoom: f32) -> Self {
+        let unzoomed = ctx.content_rect().size() * ctx.zoom_factor();
+        Self::for_screen(unzoomed, font_scale, explain, explain_zoom)
+    }
+
     /// The layout of a screen of `unzoomed` points (its size at zoom 1) with the user's font
     /// scale, in explain mode or not.
     pub fn for_screen(

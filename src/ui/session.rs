@@ -19,7 +19,9 @@ use crate::transform::toggles::TransformToggles;
 use crate::workflow::RunControl;
 
 use super::activation_distribution::{Shown, ViewKey, ViewWork, method_label, view_work};
-use super::distribution::{DistributionCommand, DistributionInput, ExactFigures, QuantChoice};
+use super::distribution::{
+    DistributionCommand, DistributionInput, ExactFigures, NO_CHANNEL_CLIPS, QuantChoice,
+};
 use super::load_job::LoadedModel;
 use super::selection::{Part, Selection};
 use super::session_transforms::{ExportSource, SessionExtras, TransformSwitch, corrected_graph};
@@ -52,6 +54,8 @@ pub struct Session {
     evaluated_focus: Option<Focus>,
     /// Transforms and exports (see `session_transforms`).
     pub extras: SessionExtras,
+    /// What trained the shown model, when it is a trained (QAT) one.
+    pub trained: Option<String>,
 }
 
 impl Session {
@@ -77,6 +81,7 @@ impl Session {
             view_job: JobSlot::default(),
             evaluated_focus: None,
             extras: SessionExtras::default(),
+            trained: None,
         }
     }
 
@@ -481,12 +486,17 @@ impl Session {
             .find(|m| m.method == method_name)
             .map(|m| m.range)
             .unwrap_or_else(|| data.fine.range());
+        let channel_clips = match (weight, self.config.weight_channel_ranges.get(&tensor)) {
+            (true, Some(clips)) if choice.scheme.is_linear() => clips,
+            _ => &NO_CHANNEL_CLIPS,
+        };
         Some(DistributionInput {
             tensor: &shown.summary,
             data,
             choice,
             clip: manual.unwrap_or(auto),
             clip_is_manual: manual.is_some(),
+            channel_clips,
             method_name,
             exact,
             explain,
@@ -504,6 +514,30 @@ impl Session {
             return;
         };
         let mut config = self.config.clone();
+        match command {
+            DistributionCommand::SetChannelClip { channel, lo, hi } => {
+                if weight && lo.is_finite() && hi.is_finite() && lo < hi {
+                    config
+                        .weight_channel_ranges
+                        .entry(tensor)
+                        .or_default()
+                        .insert(channel, (lo, hi));
+                    self.set_config(config);
+                }
+                return;
+            }
+            DistributionCommand::ResetChannelClip(channel) => {
+                if let Some(clips) = config.weight_channel_ranges.get_mut(&tensor) {
+                    clips.remove(&channel);
+                    if clips.is_empty() {
+                        config.weight_channel_ranges.remove(&tensor);
+                    }
+                    self.set_config(config);
+                }
+                return;
+            }
+            _ => {}
+        }
         let ranges = if weight {
             &mut config.weight_ranges
         } else {
@@ -589,6 +623,22 @@ impl Session {
         if self.auto_evaluate {
             self.request_evaluation(true);
         }
+    }
+
+    /// Makes a trained model the session's model, with the config that quantizes it to the
+    /// trained one. Its weights already hold the transforms it was trained after, so the
+    /// switches start again from it; calibration and evaluation run again.
+    pub fn use_trained(
+        &mut self,
+        loaded: LoadedModel,
+        config: QuantConfig,
+        summary: String,
+        wake: &Waker,
+    ) {
+        self.extras = SessionExtras::default();
+        self.trained = Some(summary);
+        self.config = config;
+        self.show_rebuilt(loaded, wake);
     }
 
     /// Exports the current config as `format` to `path` on a worker.

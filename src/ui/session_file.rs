@@ -1,7 +1,8 @@
 //! Session files in the app: saving what is on screen (the whole `QuantConfig` with manual
 //! clip ranges, the transform switches, the selected tensor) through `export::Session`, and
 //! reopening one: its model loads first, then the saved state is applied to the new session
-//! (with a warning when the model changed, keeping what still matches).
+//! (with a warning when the model changed, keeping what still matches). A trained model the
+//! session shows is written beside the session file and read back from there.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use crate::transform::toggles::TransformToggles;
 
 use super::selection::{Part, Selection};
 use super::session::Session;
+use super::train::stored as trained;
 use super::waker::Waker;
 
 /// The app's part of a session file (`view`).
@@ -23,6 +25,10 @@ struct ViewState {
     selected_node: Option<String>,
     selected_part: Option<String>,
     auto_evaluate: Option<bool>,
+    /// A trained (QAT) model shown instead of the file's: written beside the session file
+    /// (this path relative to it), with what trained it.
+    trained_model: Option<PathBuf>,
+    trained: Option<String>,
 }
 
 /// A session file read before its model has loaded.
@@ -43,6 +49,11 @@ pub fn save(session: &Session, path: &Path) -> crate::Result<()> {
         selected_node: selected.as_ref().map(|(node, _)| node.clone()),
         selected_part: selected.map(|(_, part)| part.name().to_string()),
         auto_evaluate: Some(session.auto_evaluate),
+        trained_model: match &session.trained {
+            Some(_) => Some(trained::save_beside(session, path)?),
+            None => None,
+        },
+        trained: session.trained.clone(),
     };
     saved.view = serde_json::to_value(view).unwrap_or_default();
     saved.save(path)
@@ -65,7 +76,14 @@ pub fn restore(
 ) -> crate::Result<Vec<String>> {
     let (saved, report) = SavedSession::load(&pending.path, &session.loaded.model.graph)?;
     let view: ViewState = serde_json::from_value(saved.view.clone()).unwrap_or_default();
-    session.set_config(saved.config);
+    match &view.trained_model {
+        Some(file) => {
+            let loaded = trained::load_beside(session, &pending.path, file)?;
+            let summary = view.trained.clone().unwrap_or_else(|| "trained".into());
+            session.use_trained(loaded, saved.config, summary, wake);
+        }
+        None => session.set_config(saved.config),
+    }
     if let Some(auto) = view.auto_evaluate {
         session.auto_evaluate = auto;
     }

@@ -2,10 +2,13 @@
 //! and its exports. Float transforms run on a worker and give a rebuilt model for the session
 //! to show (so the weight views show the folded or equalized weights, and calibration runs
 //! again); bias correction is applied inside each evaluation, once the config and calibration
-//! are known. Exports run on a worker from the same graph the evaluation uses.
+//! are known; the evaluation's worker measures its per-channel output shifts before and after
+//! on (the first samples of) the evaluation data and sends the report back, tagged with the config it was made for. Exports run on a
+//! worker from the same graph the evaluation uses.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use crate::export::{ExportFormat, ExportInputs, ExportSummary, export_to};
 use crate::ir::{Graph, Model};
@@ -13,6 +16,7 @@ use crate::jobs::pipeline::{Calibration, Data, Evaluation};
 use crate::jobs::{JobError, JobSlot};
 use crate::quant::{QuantConfig, QuantizedModel};
 use crate::summary::ModelSummary;
+use crate::transform::bias_correction::measure_shifts;
 use crate::transform::toggles::{
     BiasCorrection, CorrectionData, TransformToggles, Transformed, apply_bias_correction,
     apply_float_transforms,
@@ -24,11 +28,44 @@ use super::layers::layer_rows;
 use super::load_job::LoadedModel;
 use super::waker::Waker;
 
-/// What bias correction needs from the session (taken when an evaluation starts).
+/// What bias correction needs from the session (taken when an evaluation starts), and where
+/// its report goes.
 #[derive(Clone)]
 pub struct CorrectionInput {
     pub mode: BiasCorrection,
     pub model: Arc<FloatGraph>,
+    /// Where the report goes, with the shifts measured on the evaluation data (None: not
+    /// wanted, as for exports).
+    reports: Option<SyncSender<CorrectionOutcome>>,
+}
+
+/// A bias correction's report and what it was made for.
+struct CorrectionOutcome {
+    mode: BiasCorrection,
+    model: Arc<FloatGraph>,
+    config: QuantConfig,
+    report: TransformReport,
+}
+
+/// Bias correction reports sent at once before the UI takes them (a newer one replaces
+/// older ones; when full, the worker drops its report rather than wait).
+const CORRECTION_REPORTS: usize = 4;
+
+/// Evaluation samples the output shifts before and after bias correction are measured on at
+/// most (per-channel means settle long before; the cost stays bounded on large data).
+const SHIFT_SAMPLES: usize = 512;
+
+/// The channel bias correction's reports come back on.
+struct CorrectionReports {
+    sender: SyncSender<CorrectionOutcome>,
+    receiver: Receiver<CorrectionOutcome>,
+}
+
+impl Default for CorrectionReports {
+    fn default() -> Self {
+        let (sender, receiver) = sync_channel(CORRECTION_REPORTS);
+        CorrectionReports { sender, receiver }
+    }
 }
 
 /// What a change of the switches asks of the session.
@@ -68,6 +105,9 @@ pub struct SessionExtras {
     export_job: JobSlot<ExportSummary>,
     /// The last transform or export message.
     pub message: Option<String>,
+    correction_reports: CorrectionReports,
+    /// The latest bias correction's report.
+    correction: Option<CorrectionOutcome>,
 }
 
 impl SessionExtras {
@@ -79,7 +119,20 @@ impl SessionExtras {
         Some(CorrectionInput {
             mode: self.toggles.bias_correction,
             model: self.float_model.clone()?,
+            reports: Some(self.correction_reports.sender.clone()),
         })
+    }
+
+    /// The report of the bias correction in force under `config` (its output shifts before
+    /// and after), once an evaluation has made it; None while none matches the switches, the
+    /// shown model and `config`.
+    pub fn correction_report(&self, config: &QuantConfig) -> Option<&TransformReport> {
+        let outcome = self.correction.as_ref()?;
+        let current = self.float_model.as_ref()?;
+        (outcome.mode == self.toggles.bias_correction
+            && Arc::ptr_eq(&outcome.model, current)
+            && outcome.config == *config)
+            .then_some(&outcome.report)
     }
 
     /// Whether a transform or an export is running.
@@ -147,6 +200,10 @@ impl SessionExtras {
     pub fn poll(&mut self) -> (bool, Option<LoadedModel>) {
         let mut changed = false;
         let mut rebuilt = None;
+        while let Ok(outcome) = self.correction_reports.receiver.try_recv() {
+            self.correction = Some(outcome);
+            changed = true;
+        }
         if let Some(outcome) = self.transform_job.poll() {
             changed = true;
             match outcome.result {
@@ -222,7 +279,9 @@ impl SessionExtras {
         };
         let model = source.model;
         let config = source.config.clone();
-        let correction = self.bias_correction_input();
+        let correction = self
+            .bias_correction_input()
+            .map(|c| CorrectionInput { reports: None, ..c });
         let evaluation = source.evaluation.cloned();
         let w = wake.clone();
         let started = self.export_job.start(
@@ -286,6 +345,26 @@ pub fn corrected_graph(
         model: (*correction.model).clone(),
         reports: Vec::new(),
     };
-    let corrected = apply_bias_correction(&transformed, &toggles, config, Some(&samples))?;
+    let mut corrected = apply_bias_correction(&transformed, &toggles, config, Some(&samples))?;
+    if let (Some(sender), Some(mut report)) = (&correction.reports, corrected.reports.pop()) {
+        measure_shifts(
+            &correction.model,
+            &corrected.model,
+            config,
+            &calibration.stats,
+            &data.evaluation.first(SHIFT_SAMPLES),
+            control,
+            &mut report,
+        )?;
+        let outcome = CorrectionOutcome {
+            mode: correction.mode,
+            model: correction.model.clone(),
+            config: config.clone(),
+            report,
+        };
+        // Full: the UI has not polled for a while (it gets the next one); disconnected: the
+        // session is gone. Neither is worth waiting for.
+        let _ = sender.try_send(outcome);
+    }
     Ok(Some(corrected.model.graph))
 }

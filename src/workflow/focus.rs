@@ -78,6 +78,11 @@ pub fn weight_focus(
         if let Some(range) = config.weight_ranges.get(tensor) {
             single.weight_ranges.insert(tensor.to_string(), *range);
         }
+        if let Some(clips) = config.weight_channel_ranges.get(tensor) {
+            single
+                .weight_channel_ranges
+                .insert(tensor.to_string(), clips.clone());
+        }
         single.weight_calib = config.weight_calib;
         let other = QuantizedModel::prepare(&one, &single, &BTreeMap::new()).ok()?;
         let w = other.weights.into_iter().next()?;

@@ -15,15 +15,17 @@ use ndarray::{ArrayD, Axis, Ix2};
 use serde::Serialize;
 
 use super::codes::{QuantizedWeights, quantize_tensor};
+use super::explain::{ElementTrace, InputTrace, TraceLayer, trace_element};
 use super::{IntConv, IntLinear};
 use crate::calib::CalibrationStats;
 use crate::engine::geometry::WindowSpec;
-use crate::engine::{TensorHook, TensorSite};
+use crate::engine::{Plan, TensorHook, TensorSite};
 use crate::error::{Error, Result};
 use crate::ir::{Attribute, Graph, Node, TensorData};
 use crate::quant::config::QuantConfig;
 use crate::quant::fake::{FakeQuantHook, QuantizedModel};
 use crate::quant::grid::{LinearParams, QuantError};
+use crate::workflow::{RunControl, Samples, choose_batch, run_chunks};
 
 /// A layer left in float, and why.
 #[derive(Debug, Clone, Serialize)]
@@ -157,7 +159,9 @@ impl IntegerLayers {
             inner: quantized.hook(),
             layers: self,
             inputs: HashMap::new(),
+            peaks: HashMap::new(),
             results: vec![TensorComparison::default(); self.layers.len()],
+            traces: vec![None; self.layers.len()],
         }
     }
 
@@ -365,13 +369,102 @@ pub struct CompareHook<'a> {
     layers: &'a IntegerLayers,
     /// Input codes of layers whose output has not been produced yet.
     inputs: HashMap<String, ArrayD<i32>>,
+    /// Per input tensor and sample, the value of largest magnitude (the traced input value).
+    peaks: HashMap<String, Vec<f32>>,
     results: Comparisons,
+    /// One traced output element per layer (see [`super::explain`]).
+    traces: Vec<Option<ElementTrace>>,
 }
 
 impl CompareHook<'_> {
     /// The comparisons of the chunks this hook saw.
     pub fn into_results(self) -> Comparisons {
         self.results
+    }
+
+    /// The comparisons and one traced element per layer that ran.
+    pub fn into_parts(self) -> (Comparisons, Vec<Option<ElementTrace>>) {
+        (self.results, self.traces)
+    }
+
+    /// Traces an element of layer `index`: the first one 1 LSB from the simulation, else the
+    /// one with the largest |accumulator|.
+    fn trace(
+        &mut self,
+        index: usize,
+        codes: &ArrayD<i32>,
+        reference: &ArrayD<i32>,
+        acc: &ArrayD<i32>,
+    ) {
+        if self.traces[index].is_some() || codes.is_empty() || acc.shape() != codes.shape() {
+            return;
+        }
+        let layer = &self.layers.layers[index];
+        let flat = codes
+            .iter()
+            .zip(reference.iter())
+            .position(|(&q, &s)| (i64::from(q) - i64::from(s)).abs() == 1)
+            .or_else(|| {
+                acc.iter()
+                    .enumerate()
+                    .max_by_key(|(_, a)| i64::from(**a).abs())
+                    .map(|(i, _)| i)
+            })
+            .unwrap_or(0);
+        let (Some(&a), Some(&q), Some(&s)) = (
+            acc.iter().nth(flat),
+            codes.iter().nth(flat),
+            reference.iter().nth(flat),
+        ) else {
+            return;
+        };
+        let per_sample = codes.len() / codes.shape().first().copied().unwrap_or(1).max(1);
+        let sample = flat / per_sample.max(1);
+        let peak = self
+            .peaks
+            .get(&layer.input)
+            .and_then(|p| p.get(sample))
+            .copied()
+            .unwrap_or(0.0);
+        let traced = match &layer.kernel {
+            Kernel::Conv(k) => trace_element(
+                &TraceLayer {
+                    name: &layer.name,
+                    weights: k.weights(),
+                    bias_codes: k.bias_codes(),
+                    multipliers: k.multipliers(),
+                    input: k.input_params(),
+                    output: k.output_params(),
+                    clamp: k.clamp_bounds(),
+                },
+                codes.shape(),
+                flat,
+                a,
+                InputTrace::new(peak, &k.input_params()),
+                s,
+            ),
+            Kernel::Linear(k) => trace_element(
+                &TraceLayer {
+                    name: &layer.name,
+                    weights: k.weights(),
+                    bias_codes: k.bias_codes(),
+                    multipliers: k.multipliers(),
+                    input: k.input_params(),
+                    output: k.output_params(),
+                    clamp: k.clamp_bounds(),
+                },
+                codes.shape(),
+                flat,
+                a,
+                InputTrace::new(peak, &k.input_params()),
+                s,
+            ),
+        };
+        debug_assert_eq!(
+            traced.output_code, q,
+            "the trace follows the layer's arithmetic"
+        );
+        self.traces[index] = Some(traced);
     }
 
     fn compare(
@@ -430,6 +523,7 @@ impl CompareHook<'_> {
             r.accumulator_max = r.accumulator_max.max(a);
         }
         self.results[index].merge(&r);
+        self.trace(index, &codes, &reference, &acc);
         Ok(())
     }
 }
@@ -457,6 +551,8 @@ impl TensorHook for CompareHook<'_> {
                 };
                 self.inputs
                     .insert(site.name.to_string(), quantize_tensor(values, &params));
+                self.peaks
+                    .insert(site.name.to_string(), sample_peaks(values));
             }
             if layer.compared == site.name {
                 let values = values.clone();
@@ -468,4 +564,75 @@ impl TensorHook for CompareHook<'_> {
         }
         Ok(())
     }
+}
+
+/// Per sample (axis 0), the value of largest magnitude.
+fn sample_peaks(values: &ArrayD<f32>) -> Vec<f32> {
+    if values.ndim() == 0 {
+        return vec![values.iter().copied().next().unwrap_or(0.0)];
+    }
+    values
+        .axis_iter(Axis(0))
+        .map(|s| {
+            s.iter()
+                .copied()
+                .fold(0.0f32, |m, v| if v.abs() > m.abs() { v } else { m })
+        })
+        .collect()
+}
+
+/// The integer path against the simulation on a set of samples.
+#[derive(Debug, Clone, Serialize)]
+pub struct IntegerComparison {
+    pub samples: usize,
+    /// One comparison per layer on the integer path, in graph order.
+    pub tensors: Comparisons,
+    /// Layers left in float, and why.
+    pub fallbacks: Vec<FloatFallback>,
+    /// One traced output element per integer layer that ran.
+    pub traces: Vec<ElementTrace>,
+}
+
+impl IntegerComparison {
+    /// The traced element of layer `node`.
+    pub fn trace(&self, node: &str) -> Option<&ElementTrace> {
+        self.traces.iter().find(|t| t.layer == node)
+    }
+}
+
+/// Prepares `config` on `graph` (with the calibration `stats`), builds its integer layers and
+/// runs them beside the simulation over `samples` (at most `batch_limit` per run).
+pub fn compare_integer(
+    graph: &Graph,
+    config: &QuantConfig,
+    stats: &BTreeMap<String, CalibrationStats>,
+    samples: &Samples,
+    batch_limit: Option<usize>,
+    control: &RunControl<'_>,
+) -> Result<IntegerComparison> {
+    let quantized = QuantizedModel::prepare(graph, config, stats)?;
+    let layers = IntegerLayers::build(graph, config, &quantized, stats)?;
+    let plan = Plan::new(&quantized.graph)?;
+    let batch = choose_batch(&plan, samples, batch_limit, control.options())?;
+    let chunks = run_chunks(samples, batch.size, control, |_, feeds| {
+        let mut hook = layers.hook(&quantized);
+        plan.run(feeds, Some(&mut hook), control.options())?;
+        Ok(hook.into_parts())
+    })?;
+    let mut traces: Vec<Option<ElementTrace>> = vec![None; layers.layers.len()];
+    let mut results = Vec::with_capacity(chunks.len());
+    for (comparisons, chunk_traces) in chunks {
+        for (t, c) in traces.iter_mut().zip(chunk_traces) {
+            if t.is_none() {
+                *t = c;
+            }
+        }
+        results.push(comparisons);
+    }
+    Ok(IntegerComparison {
+        samples: samples.count(),
+        tensors: layers.merge(&results),
+        fallbacks: layers.fallbacks.clone(),
+        traces: traces.into_iter().flatten().collect(),
+    })
 }

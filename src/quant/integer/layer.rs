@@ -234,6 +234,11 @@ macro_rules! layer_accessors {
                 &self.core.multipliers
             }
 
+            /// Lower and upper clamp bounds of the output codes (Z_y below with a fused ReLU).
+            pub fn clamp_bounds(&self) -> (i32, i32) {
+                self.core.clamp_bounds()
+            }
+
             /// The largest |accumulator| any input on the grid can produce (checked to fit i32).
             pub fn accumulator_bound(&self) -> i64 {
                 self.core.bound

@@ -48,11 +48,13 @@
 //!
 //! `fixed_point` holds the requantization arithmetic, `codes` the code tensors and quantized
 //! weights, `layer` what Conv and Gemm share, `conv` and `linear` the two layers, `compare`
-//! the integer layers of a fake-quantized model run and counted against the simulation.
+//! the integer layers of a fake-quantized model run and counted against the simulation,
+//! `explain` one output element's arithmetic step by step.
 
 mod codes;
 pub mod compare;
 mod conv;
+pub mod explain;
 mod fixed_point;
 mod layer;
 mod linear;

@@ -517,3 +517,56 @@ fn sample_cnn_convs_match_fake_quantization_within_one_lsb() {
         assert!(differ * 50 < got.len(), "{}: {differ} differ", node.name);
     }
 }
+
+/// `compare_integer` on the sample CNN: every layer runs, nothing is more than 1 LSB off, and
+/// each layer's traced element follows the fixed-point steps to the layer's own output code.
+#[test]
+fn compare_integer_traces_one_element_per_layer_on_the_sample_cnn() {
+    use crate::workflow::{DataSource, RunControl, calibrate, read_data};
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("sample_models/digits_cnn.onnx");
+    let model = crate::load::load_model(&path).unwrap();
+    let source = DataSource::File(root.join("sample_models/data/digits_test_x.npy"));
+    let data = read_data(&model.graph, &path, &source).unwrap();
+    let control = RunControl::default();
+    let stats = calibrate(&model.graph, &data.calibration, None, &control)
+        .unwrap()
+        .stats;
+    let config = crate::quant::QuantConfig::int8_per_channel();
+    let result = compare::compare_integer(
+        &model.graph,
+        &config,
+        &stats,
+        &data.evaluation,
+        None,
+        &control,
+    )
+    .unwrap();
+    assert!(!result.tensors.is_empty());
+    assert_eq!(result.traces.len(), result.tensors.len());
+    for (t, c) in result.traces.iter().zip(&result.tensors) {
+        assert_eq!(t.layer, c.layer);
+        assert_eq!(c.beyond_one, 0, "{}", c.layer);
+        // The steps: the fixed multiplier applied to the accumulator, plus Z_y, clamped.
+        let m = FixedMultiplier {
+            m0: t.m0,
+            shift: t.shift,
+        };
+        let code = m
+            .apply(t.accumulator)
+            .saturating_add(t.output_zero_point)
+            .clamp(t.clamp.0, t.clamp.1);
+        assert_eq!(code, t.output_code, "{}", t.layer);
+        assert!((f64::from(t.scaled) - t.real_product).abs() <= 1.0, "{t:?}");
+        assert!((i64::from(t.output_code) - i64::from(t.simulated_code)).abs() <= 1);
+        assert!((m.to_real() - t.multiplier).abs() <= t.multiplier * 2f64.powi(-30));
+        // q = round(x/S) + Z on the grid.
+        let i = &t.input;
+        assert_eq!(
+            i.code,
+            ((i.ratio.round_ties_even() as i64 + i64::from(i.zero_point))
+                .clamp(i64::from(i.qmin), i64::from(i.qmax))) as i32
+        );
+        assert_eq!(t.lines().len(), if t.shift < 0 { 6 } else { 5 });
+    }
+}

@@ -1,7 +1,7 @@
 //! What the view keeps between frames for one tensor and setting: k-means codebooks (fitted on
-//! the ≤ 4096-value sample, once per bit width), the calibration markers' error estimates and
-//! the per-channel estimate (once per quantization choice). Everything is dropped when the
-//! tensor changes.
+//! the ≤ 4096-value sample, once per bit width), the calibration markers' error estimates, the
+//! per-channel estimate (once per quantization choice and channel clip ranges) and the
+//! threshold curves. Everything is dropped when the tensor changes.
 
 use ndarray::ArrayD;
 
@@ -16,6 +16,9 @@ use super::{CalibrationMarker, DistributionInput, QuantChoice, ScaleStats, Tenso
 /// Identity of the shown tensor data: its address, name and sizes.
 type DataKey = (usize, String, u64, usize);
 
+/// The per-channel estimate of a choice with each channel's clip range.
+type PerChannelEntry = (QuantChoice, Vec<(f32, f32)>, Option<ErrorEstimate>);
+
 #[derive(Debug, Default)]
 pub struct ViewCache {
     key: Option<DataKey>,
@@ -25,7 +28,7 @@ pub struct ViewCache {
         Vec<CalibrationMarker>,
         Vec<Option<ErrorEstimate>>,
     )>,
-    per_channel: Option<(QuantChoice, Option<ErrorEstimate>)>,
+    per_channel: Option<PerChannelEntry>,
 }
 
 impl ViewCache {
@@ -92,18 +95,20 @@ impl ViewCache {
             .unwrap_or(&[])
     }
 
-    /// The per-channel estimate of `choice`, computed once per choice.
+    /// The per-channel estimate of `choice` with each channel's clip range in `ranges`,
+    /// computed once per choice and ranges.
     pub fn per_channel(
         &mut self,
         data: &TensorDistribution,
         choice: &QuantChoice,
         codebook: Option<&[f32]>,
+        ranges: &[(f32, f32)],
     ) -> Option<ErrorEstimate> {
         match &self.per_channel {
-            Some((c, e)) if c == choice => *e,
+            Some((c, r, e)) if c == choice && r == ranges => *e,
             _ => {
-                let e = per_channel_estimate(data, choice, codebook);
-                self.per_channel = Some((*choice, e));
+                let e = per_channel_estimate(data, choice, codebook, ranges);
+                self.per_channel = Some((*choice, ranges.to_vec(), e));
                 e
             }
         }

@@ -1,9 +1,11 @@
 //! The per-channel range plot: one vertical bar per output channel from its min to its max (the
-//! classic "per-channel ranges" picture), with the per-tensor clip range across it; a click
+//! classic "per-channel ranges" picture), with the per-tensor clip range across it and, after
+//! a transform, the ranges before it as wide grey ghosts behind (the value axis then fits the
+//! current ranges, and ghosts reaching past it are cut off with their extent noted); a click
 //! picks a channel. Also the per-channel error estimate (every channel on its own grid).
 
 use egui::Color32;
-use egui_plot::{Bar, BarChart, HLine, LineStyle, Plot, PlotResponse};
+use egui_plot::{Bar, BarChart, HLine, LineStyle, Plot, PlotPoint, PlotResponse, Text};
 
 use crate::metrics::ErrorEstimate;
 
@@ -15,6 +17,7 @@ const SELECTED_COLOR: Color32 = Color32::from_rgb(230, 160, 40);
 /// The "before" ranges of a transform, drawn as wide translucent bars behind the current ones.
 const GHOST_COLOR: Color32 = Color32::from_rgba_premultiplied(90, 90, 90, 90);
 const CLIP_COLOR: Color32 = Color32::from_rgb(230, 80, 60);
+const GHOST_TEXT_COLOR: Color32 = Color32::from_rgb(160, 160, 160);
 
 /// The key of the range plot (drawn outside it); `ghost_label` names the ghost bars, if any.
 pub fn channels_key(ghost_label: Option<&str>) -> Vec<KeyEntry> {
@@ -67,7 +70,30 @@ pub fn channel_ranges_plot_ui(
             }
         })
         .collect();
-    Plot::new("distribution_channel_ranges")
+    // With a ghost the value axis fits the current ranges (the story is how they even out);
+    // ghost bars reaching past it are cut off and their extent written in the corner.
+    let current = ranges
+        .iter()
+        .fold((tensor_clip.0, tensor_clip.1), |(lo, hi), &(a, b)| {
+            (lo.min(a), hi.max(b))
+        });
+    let fitted = ghost.filter(|g| !g.is_empty()).map(|g| {
+        let margin = 0.08 * f64::from(current.1 - current.0).max(1e-6);
+        let axis = (f64::from(current.0) - margin, f64::from(current.1) + margin);
+        let reach = g
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &(a, b)| {
+                (lo.min(a), hi.max(b))
+            });
+        let cut = f64::from(reach.0) < axis.0 || f64::from(reach.1) > axis.1;
+        (axis, cut.then_some(reach))
+    });
+    let id = if fitted.is_some() {
+        "distribution_channel_ranges_with_ghost"
+    } else {
+        "distribution_channel_ranges"
+    };
+    Plot::new(id)
         .height(height)
         .allow_drag(false)
         .allow_zoom(false)
@@ -77,6 +103,17 @@ pub fn channel_ranges_plot_ui(
         .x_axis_label("output channel")
         .y_axis_label("value")
         .show(ui, |plot_ui| {
+            if let Some(((lo, hi), cut)) = fitted {
+                plot_ui.set_plot_bounds_y(lo..=hi);
+                if let Some((reach_lo, reach_hi)) = cut {
+                    let note = format!("grey bars cut off: before, {reach_lo:.3} … {reach_hi:.3}");
+                    plot_ui.text(
+                        Text::new("ghost extent", PlotPoint::new(-0.5, hi), note)
+                            .color(GHOST_TEXT_COLOR)
+                            .anchor(egui::Align2::LEFT_TOP),
+                    );
+                }
+            }
             if !ghost_bars.is_empty() {
                 plot_ui.bar_chart(
                     BarChart::new("before", ghost_bars)
@@ -102,13 +139,15 @@ pub fn channel_at(x: f64, channels: usize) -> Option<usize> {
     ((x - c).abs() <= 0.45 && c >= 0.0 && (c as usize) < channels).then_some(c as usize)
 }
 
-/// The per-channel error estimate: each channel quantized on its own grid (linear: its own
-/// min-max range; binary/ternary: its own scales; k-means: `codebook`), the channels' squared
-/// errors summed and divided by the tensor's count. O(channels · channel bins).
+/// The per-channel error estimate: each channel quantized on its own grid (linear: its clip
+/// range in `ranges`, one per channel; binary/ternary: its own scales; k-means: `codebook`),
+/// the channels' squared errors summed and divided by the tensor's count.
+/// O(channels · channel bins).
 pub fn per_channel_estimate(
     data: &TensorDistribution,
     choice: &QuantChoice,
     codebook: Option<&[f32]>,
+    ranges: &[(f32, f32)],
 ) -> Option<ErrorEstimate> {
     if data.channel_histograms.is_empty() {
         return None;
@@ -116,7 +155,7 @@ pub fn per_channel_estimate(
     let mut sum_sq = 0.0;
     let mut count = 0u64;
     for (c, h) in data.channel_histograms.iter().enumerate() {
-        let range = *data.channel_ranges.get(c)?;
+        let range = *ranges.get(c)?;
         let stats = data
             .scheme_stats
             .channels
@@ -171,7 +210,7 @@ mod tests {
             per_channel: true,
             unsigned: false,
         };
-        let per_channel = per_channel_estimate(&data, &choice, None).unwrap();
+        let per_channel = per_channel_estimate(&data, &choice, None, &data.channel_ranges).unwrap();
         let q = choice
             .quantizer(data.fine.range(), &data.scheme_stats.tensor, None)
             .unwrap();

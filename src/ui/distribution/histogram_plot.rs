@@ -1,16 +1,19 @@
 //! Draws one value histogram (linear or log counts) with the quantization grid over it: the
 //! levels as thin lines (or the quantized histogram), ternary thresholds, the clip handles or a
-//! read-only range, and the calibration markers. Draws from borrowed data only; the caller
-//! turns the returned response into commands.
+//! read-only range, the calibration markers and ACIQ's assumed densities. Draws from borrowed
+//! data only; the caller turns the returned response into commands.
 
 use egui::Color32;
-use egui_plot::{Bar, BarChart, LineStyle, Plot, PlotBounds, PlotResponse, VLine};
+use egui_plot::{
+    Bar, BarChart, Line, LineStyle, Plot, PlotBounds, PlotPoints, PlotResponse, VLine,
+};
 
 use crate::metrics::FineHistogram;
 use crate::quant::Quantizer;
 
 use super::CalibrationMarker;
 use super::plot_key::{KeyEntry, Swatch};
+use super::threshold::{AciqDensities, GAUSS_COLOR, LAPLACE_COLOR};
 
 /// Most bars drawn for a histogram (fine bins are summed down to this many).
 pub const DISPLAY_BINS: usize = 512;
@@ -53,6 +56,8 @@ pub struct HistogramPlot<'a> {
     /// A read-only range (a channel's clip range).
     pub range_lines: Option<(f32, f32)>,
     pub markers: &'a [CalibrationMarker],
+    /// ACIQ's assumed densities, drawn over the bars.
+    pub densities: Option<&'a AciqDensities>,
     /// Fixed x range of the plot.
     pub x_bounds: (f64, f64),
     pub height: f32,
@@ -77,12 +82,22 @@ pub fn x_bounds(
     (lo - pad, hi + pad)
 }
 
-/// Heights of the histogram summed down to at most [`DISPLAY_BINS`] bars: (left edge, width,
-/// counts). O(bins).
+/// Fewest bars drawn for a histogram with values.
+pub const MIN_DISPLAY_BARS: usize = 8;
+
+/// How many bars `count` values are drawn with: √n (so that a small tensor, 144 weights say,
+/// shows a shape rather than a barcode of single values), between [`MIN_DISPLAY_BARS`] and
+/// [`DISPLAY_BINS`].
+pub fn display_bar_target(count: u64) -> usize {
+    ((count as f64).sqrt().ceil() as usize).clamp(MIN_DISPLAY_BARS, DISPLAY_BINS)
+}
+
+/// Heights of the histogram summed down to about [`display_bar_target`] bars (at most
+/// [`DISPLAY_BINS`]): (left edge, width, counts). O(bins).
 pub fn display_bins(fine: &FineHistogram) -> (f64, f64, Vec<u64>) {
     let (lo, hi) = fine.range();
     let bins = fine.bin_count().max(1);
-    let group = bins.div_ceil(DISPLAY_BINS).max(1);
+    let group = bins.div_ceil(display_bar_target(fine.count())).max(1);
     let mut counts = vec![0u64; bins.div_ceil(group)];
     for (i, n) in fine.counts().enumerate() {
         counts[i / group] += n;
@@ -100,6 +115,21 @@ pub fn display_bins(fine: &FineHistogram) -> (f64, f64, Vec<u64>) {
         f64::from(lo) - 0.5 * width
     };
     (left, width, counts)
+}
+
+/// The share of the values in the tallest bar as drawn, when that bar is a spike that flattens
+/// the rest in linear counts: it holds most of the values, or ten times the next bar (the
+/// zeros of an activation after ReLU). None otherwise.
+pub fn spike_share(fine: &FineHistogram) -> Option<f64> {
+    let (_, _, mut counts) = display_bins(fine);
+    let total: u64 = counts.iter().sum();
+    counts.sort_unstable_by(|a, b| b.cmp(a));
+    let (top, next) = (counts.first().copied()?, counts.get(1).copied()?);
+    if total == 0 || next == 0 {
+        return None;
+    }
+    let share = top as f64 / total as f64;
+    (share > 0.5 || top >= 10 * next).then_some(share)
 }
 
 fn height_of(count: u64, log: bool) -> f64 {
@@ -155,6 +185,9 @@ pub fn histogram_plot_ui(ui: &mut egui::Ui, plot: &HistogramPlot<'_>) -> PlotRes
         _ => None,
     };
     y_max *= 1.08;
+    let densities = plot
+        .densities
+        .map(|d| d.lines(plot.x_bounds.0, plot.x_bounds.1, width, plot.log_counts));
     let levels = plot
         .quantizer
         .and_then(|q| q.levels_between(plot.x_bounds.0, plot.x_bounds.1, MAX_LEVEL_LINES));
@@ -191,6 +224,19 @@ pub fn histogram_plot_ui(ui: &mut egui::Ui, plot: &HistogramPlot<'_>) -> PlotRes
                         .color(QUANTIZED_COLOR)
                         .allow_hover(false),
                 );
+            }
+            if let Some([gauss, laplace]) = densities {
+                for (name, color, points) in [
+                    ("ACIQ Gaussian", GAUSS_COLOR, gauss),
+                    ("ACIQ Laplace", LAPLACE_COLOR, laplace),
+                ] {
+                    plot_ui.line(
+                        Line::new(name, PlotPoints::from(points))
+                            .color(color)
+                            .width(2.0)
+                            .allow_hover(false),
+                    );
+                }
             }
             for level in levels.iter().flatten() {
                 plot_ui.vline(
@@ -263,6 +309,10 @@ pub fn histogram_key(plot: &HistogramPlot<'_>) -> Vec<KeyEntry> {
             Swatch::Dashed,
         ));
     }
+    if plot.densities.is_some() {
+        key.push(KeyEntry::new("ACIQ Gaussian", GAUSS_COLOR, Swatch::Line));
+        key.push(KeyEntry::new("ACIQ Laplace", LAPLACE_COLOR, Swatch::Line));
+    }
     if plot.handles.is_some() || plot.range_lines.is_some() {
         key.push(KeyEntry::new("clip range", HANDLE_COLOR, Swatch::Line));
     }
@@ -304,11 +354,39 @@ mod tests {
         let fine = FineHistogram::from_slice(&values).unwrap();
         assert_eq!(fine.bin_count(), 8192);
         let (left, width, counts) = display_bins(&fine);
-        assert_eq!(counts.len(), DISPLAY_BINS);
+        // √100 000 ≈ 317 bars wanted: groups of ⌈8192 / 317⌉ = 26 fine bins.
+        assert_eq!(counts.len(), 8192usize.div_ceil(26));
         assert_eq!(counts.iter().sum::<u64>(), 100_000);
         let (lo, hi) = fine.range();
         assert!((left - f64::from(lo)).abs() < 1e-9);
-        assert!((left + width * DISPLAY_BINS as f64 - f64::from(hi)).abs() < 1e-6);
+        assert!((left + width * 8192.0 / 26.0 - f64::from(hi)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn small_tensors_draw_a_shape_not_a_barcode() {
+        // 144 values (a 16×1×3×3 depthwise weight): 12 bars, not hundreds of single values.
+        let values: Vec<f32> = (0..144).map(|i| (i as f32 * 0.731).sin()).collect();
+        let fine = FineHistogram::from_slice(&values).unwrap();
+        let (_, _, counts) = display_bins(&fine);
+        assert_eq!(
+            counts.len(),
+            fine.bin_count().div_ceil(fine.bin_count().div_ceil(12))
+        );
+        assert!(counts.len() <= 12, "{}", counts.len());
+        let filled = counts.iter().filter(|&&n| n > 0).count();
+        assert!(filled >= 10, "{counts:?}");
+        // Huge tensors stay at the cap; a spike shows as most of the mass in one bar.
+        assert_eq!(display_bar_target(10_000_000), DISPLAY_BINS);
+        let mut relu: Vec<f32> = vec![0.0; 9_000];
+        relu.extend((0..1_000).map(|i| i as f32 / 100.0));
+        let spike = FineHistogram::from_slice(&relu).unwrap();
+        assert!(spike_share(&spike).unwrap() > 0.89);
+        assert_eq!(spike_share(&fine), None);
+        // 40 % zeros (a ReLU6 output of the sample MobileNet): no majority, still a spike.
+        let mut relu: Vec<f32> = vec![0.0; 4_000];
+        relu.extend((0..6_000).map(|i| i as f32 / 1000.0));
+        let share = spike_share(&FineHistogram::from_slice(&relu).unwrap()).unwrap();
+        assert!((share - 0.4).abs() < 0.01, "{share}");
     }
 
     #[test]

@@ -48,8 +48,11 @@ impl PointerOnPlot {
 /// The scene the pointer acts on.
 pub struct Scene<'a> {
     pub transform: &'a PlotTransform,
-    /// The clip handles as drawn (None when the scheme has none).
+    /// The clip handles as drawn (None when the scheme has none); a range beyond the plot is
+    /// drawn at its edge, where it can be grabbed.
     pub handles: Option<(f32, f32)>,
+    /// The clip range itself (what a drag starts from).
+    pub clip: (f32, f32),
     pub symmetric: bool,
     pub bounds: (f64, f64),
     pub markers: &'a [CalibrationMarker],
@@ -87,7 +90,7 @@ pub fn interact(
         && (pointer.dragged || pointer.drag_stopped || pointer.drag_started)
     {
         let x = t.value_from_position(pos).x;
-        let from = state.clip.unwrap_or(handles);
+        let from = state.clip.unwrap_or(scene.clip);
         let bounds = state.bounds.unwrap_or(scene.bounds);
         let (lo, hi) = dragged_clip(handle, x, from, scene.symmetric, bounds);
         state.clip = Some((lo, hi));

@@ -18,21 +18,27 @@
 //! come from [`crate::metrics::FineHistogram`].
 
 mod cache;
+mod channel_tab;
 mod channels_plot;
 mod clip_handles;
 mod explain;
+mod figures;
 mod histogram_plot;
 mod interaction;
 mod plot_key;
 mod reconstruction;
 #[cfg(all(test, feature = "ui-tests"))]
 mod tests;
+mod threshold;
 mod view;
+
+use std::collections::BTreeMap;
 
 use ndarray::ArrayViewD;
 
 pub use crate::quant::scalar::{ScaleStats, SchemeStats, TernaryParams};
 pub use clip_handles::Handle;
+pub use threshold::{AciqDensities, DrawnCurves, WhyThreshold};
 pub use view::{DistributionView, Ghost, Tab, ViewRects, histogram_height, level_count_text};
 
 use crate::metrics::{FineHistogram, TensorMetrics};
@@ -69,6 +75,9 @@ pub struct TensorDistribution {
     pub markers: Vec<CalibrationMarker>,
     /// Binary and ternary scales per tensor and per channel (for their levels).
     pub scheme_stats: SchemeStats,
+    /// The MSE and KL curves against the clip value and ACIQ's densities (None when the
+    /// statistics cannot give them).
+    pub why: Option<WhyThreshold>,
 }
 
 impl TensorDistribution {
@@ -117,6 +126,7 @@ impl TensorDistribution {
             sample,
             markers,
             scheme_stats,
+            why: None,
         })
     }
 }
@@ -167,10 +177,46 @@ pub struct DistributionInput<'a> {
     pub clip_is_manual: bool,
     /// The calibration method that gives the range when none is set by hand.
     pub method_name: String,
+    /// Channels whose clip range is set by hand (weights of linear schemes): channel → range.
+    /// Such a tensor is quantized per channel, the other channels as [`Self::channel_clip`]
+    /// says.
+    pub channel_clips: &'a BTreeMap<usize, (f32, f32)>,
     /// Exact figures for the current revision; None while a worker computes them.
     pub exact: Option<&'a ExactFigures>,
     /// Lecture mode: large fonts and formulas with live numbers.
     pub explain: bool,
+}
+
+/// No manual channel clips (activations, and weights without any).
+pub static NO_CHANNEL_CLIPS: BTreeMap<usize, (f32, f32)> = BTreeMap::new();
+
+impl DistributionInput<'_> {
+    /// Whether the tensor is quantized with one grid per channel: per-channel layers without a
+    /// per-tensor range set by hand, and any tensor with a channel's range set by hand.
+    pub fn quantized_per_channel(&self) -> bool {
+        !self.data.channel_ranges.is_empty()
+            && ((self.choice.per_channel && !self.clip_is_manual) || !self.channel_clips.is_empty())
+    }
+
+    /// The clip range of channel `c` in force (as [`crate::quant::QuantizedModel`] chooses it
+    /// with min-max weights): its range set by hand; else, per channel, its own min and max
+    /// (or the tensor's range set by hand); else the tensor's clip range.
+    pub fn channel_clip(&self, c: usize) -> (f32, f32) {
+        if let Some(&clip) = self.channel_clips.get(&c) {
+            return clip;
+        }
+        match self.data.channel_ranges.get(c) {
+            Some(&own) if self.choice.per_channel && !self.clip_is_manual => own,
+            _ => self.clip,
+        }
+    }
+
+    /// Every channel's clip range in force (empty without channels).
+    pub fn channel_clip_ranges(&self) -> Vec<(f32, f32)> {
+        (0..self.data.channel_ranges.len())
+            .map(|c| self.channel_clip(c))
+            .collect()
+    }
 }
 
 /// What the user asked for in the view; the shell applies it to the `QuantConfig`.
@@ -182,4 +228,8 @@ pub enum DistributionCommand {
     ResetClip,
     /// A calibration marker was clicked: use this method's range (by marker name).
     AdoptMarker(String),
+    /// A channel's clip handle was dragged (channel view): that channel's new manual range.
+    SetChannelClip { channel: usize, lo: f32, hi: f32 },
+    /// Drop a channel's manual range (double-click on the channel's histogram, or its reset).
+    ResetChannelClip(usize),
 }

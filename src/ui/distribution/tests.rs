@@ -31,6 +31,7 @@ struct Fixture {
     choice: QuantChoice,
     clip: (f32, f32),
     manual: bool,
+    channel_clips: std::collections::BTreeMap<usize, (f32, f32)>,
     exact: Option<ExactFigures>,
     explain: bool,
     commands: Vec<DistributionCommand>,
@@ -79,6 +80,7 @@ fn fixture(values: Vec<f32>, shape: Vec<usize>, choice: QuantChoice) -> Fixture 
         data,
         choice,
         manual: false,
+        channel_clips: Default::default(),
         exact: None,
         explain: false,
         commands: Vec::new(),
@@ -86,7 +88,19 @@ fn fixture(values: Vec<f32>, shape: Vec<usize>, choice: QuantChoice) -> Fixture 
 }
 
 fn harness(fixture: Fixture) -> Harness<'static, Fixture> {
-    let mut harness = Harness::builder()
+    harness_on(Harness::builder(), fixture)
+}
+
+/// [`harness`] rendering with wgpu (for snapshots).
+fn wgpu_harness(fixture: Fixture) -> Harness<'static, Fixture> {
+    harness_on(Harness::builder().wgpu(), fixture)
+}
+
+fn harness_on(
+    builder: egui_kittest::HarnessBuilder<Fixture>,
+    fixture: Fixture,
+) -> Harness<'static, Fixture> {
+    let mut harness = builder
         .with_size(vec2(1000.0, 800.0))
         .with_step_dt(1.0 / 60.0)
         .build_ui_state(
@@ -97,6 +111,7 @@ fn harness(fixture: Fixture) -> Harness<'static, Fixture> {
                     choice: f.choice,
                     clip: f.clip,
                     clip_is_manual: f.manual,
+                    channel_clips: &f.channel_clips,
                     method_name: "min-max".into(),
                     exact: f.exact.as_ref(),
                     explain: f.explain,
@@ -118,6 +133,12 @@ fn harness(fixture: Fixture) -> Harness<'static, Fixture> {
                                 f.clip = m.range;
                                 f.manual = false;
                             }
+                        }
+                        DistributionCommand::SetChannelClip { channel, lo, hi } => {
+                            f.channel_clips.insert(*channel, (*lo, *hi));
+                        }
+                        DistributionCommand::ResetChannelClip(channel) => {
+                            f.channel_clips.remove(channel);
                         }
                     }
                 }
@@ -369,4 +390,302 @@ fn exact_figures_and_explain_mode_are_shown() {
     let (lo, hi) = harness.state().clip;
     let params = crate::quant::scalar::linear_params(8, false, false, (lo, hi)).unwrap();
     assert!(z.ends_with(&format!("= {}", params.zero_point)), "{z}");
+}
+
+/// 8 channels of 256 Gaussian values, channel c scaled by c + 1.
+fn scaled_channels(seed: u64) -> Vec<f32> {
+    gaussian(8 * 256, seed)
+        .chunks(256)
+        .enumerate()
+        .flat_map(|(c, ch)| {
+            ch.iter()
+                .map(move |v| v * (c + 1) as f32)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The per-channel tab's "· per channel N dB" estimate (the first such label; the exact row
+/// follows it).
+fn per_channel_estimate_text(harness: &Harness<'_, Fixture>) -> String {
+    harness
+        .query_all_by_label_contains("· per channel ")
+        .map(|n| {
+            let node = n.accesskit_node();
+            node.value().or_else(|| node.label()).unwrap_or_default()
+        })
+        .find(|t| t.ends_with(" dB"))
+        .expect("a per-channel estimate")
+}
+
+/// Screen position of plot x `x`, halfway up the selected channel's histogram.
+fn channel_screen_at(harness: &Harness<'_, Fixture>, x: f64) -> Pos2 {
+    let (rect, t) = harness
+        .state()
+        .view
+        .last_channel_plot()
+        .expect("a channel histogram was drawn");
+    pos2(t.position_from_point_x(x), rect.center().y)
+}
+
+#[test]
+fn a_channel_histogram_shows_the_channels_values_not_the_tensors_range() {
+    // Per tensor: channel 0's clip is the tensor's (8 times its own span), yet its histogram is
+    // zoomed to its own values.
+    let mut harness = harness(fixture(scaled_channels(8), vec![8, 256], linear(8, true)));
+    harness.get_by_label("per channel").click();
+    harness.run();
+    label_containing(&harness, "clip (the tensor's)");
+    let (lo, hi) = harness.state().data.channel_ranges[0];
+    let (_, t) = harness.state().view.last_channel_plot().unwrap();
+    let (x0, x1) = (t.bounds().min()[0], t.bounds().max()[0]);
+    let pad = 0.051 * f64::from(hi - lo);
+    assert!(
+        (x0 - f64::from(lo)).abs() <= pad && (x1 - f64::from(hi)).abs() <= pad,
+        "x range [{x0}, {x1}] vs channel 0's [{lo}, {hi}]"
+    );
+    let tensor = harness.state().data.fine.range();
+    assert!(f64::from(tensor.0) < x0 && f64::from(tensor.1) > x1);
+}
+
+#[test]
+fn dragging_a_channel_handle_clips_only_that_channel() {
+    let mut f = fixture(scaled_channels(9), vec![8, 256], linear(8, true));
+    f.choice.per_channel = true;
+    let mut harness = harness(f);
+    harness.get_by_label("per channel").click();
+    harness.run();
+    harness.state_mut().view.selected_channel = Some(5);
+    harness.run();
+    label_containing(&harness, "channel 5: histogram");
+    let clip_before = harness.state().clip;
+    let estimate_before = per_channel_estimate_text(&harness);
+    let (lo, hi) = harness.state().data.channel_ranges[5];
+    // Symmetric: the handles sit at ±max|x|; grab the one inside the view.
+    let m = f64::from(lo.abs().max(hi.abs()));
+    let edge = if hi.abs() >= lo.abs() { m } else { -m };
+    let (_, t) = harness.state().view.last_channel_plot().unwrap();
+    let pixel = t.bounds().width() / f64::from(t.frame().width());
+    let grab = edge - edge.signum() * 2.0 * pixel;
+    let (from, to) = (
+        channel_screen_at(&harness, grab),
+        channel_screen_at(&harness, 0.5 * edge),
+    );
+    drag(&mut harness, from, to);
+    let state = harness.state();
+    assert_eq!(last_set_clip(&state.commands), None, "{:?}", state.commands);
+    assert!(
+        state
+            .commands
+            .iter()
+            .all(|c| matches!(c, DistributionCommand::SetChannelClip { channel: 5, .. })),
+        "{:?}",
+        state.commands
+    );
+    assert_eq!(state.channel_clips.len(), 1, "{:?}", state.channel_clips);
+    let (clo, chi) = state.channel_clips[&5];
+    assert_eq!(clo, -chi, "mirrored");
+    assert!(
+        (f64::from(chi) - 0.5 * m).abs() < 2.0 * pixel,
+        "{chi} vs {}",
+        0.5 * m
+    );
+    // The tensor's range and the other channels are untouched.
+    assert_eq!(state.clip, clip_before);
+    assert!(!state.manual);
+    label_containing(&harness, "clip (set by hand)");
+    // The per-channel estimate follows: clipping a Gaussian channel at half its max at 8 bits
+    // costs accuracy.
+    let db = |text: &str| -> f64 {
+        let tail = text.split("per channel ").nth(1).unwrap();
+        tail.trim_end_matches(" dB").parse().unwrap()
+    };
+    let estimate_after = per_channel_estimate_text(&harness);
+    assert!(
+        db(&estimate_after) < db(&estimate_before),
+        "{estimate_before} → {estimate_after}"
+    );
+    harness.get_by_label("reset channel clip").click();
+    harness.run();
+    assert_eq!(
+        harness.state().commands.last(),
+        Some(&DistributionCommand::ResetChannelClip(5))
+    );
+    assert!(harness.state().channel_clips.is_empty());
+    label_containing(&harness, "clip (its own)");
+}
+
+#[test]
+fn threshold_curves_have_their_minima_on_the_mse_and_kl_markers() {
+    // A heavy-tailed activation: x·|x| of Gaussian x.
+    let mut harness = harness(heavy_tailed_activation());
+    let drawn = harness
+        .state()
+        .view
+        .last_threshold_curves()
+        .expect("curves drawn under the histogram")
+        .clone();
+    assert_eq!(drawn.rects.len(), 2);
+    let argmin = |curve: &[[f64; 2]], last: bool| -> f64 {
+        let mut best = curve[0];
+        for &p in curve {
+            if p[1] < best[1] || (last && p[1] == best[1]) {
+                best = p;
+            }
+        }
+        best[0]
+    };
+    let marker = |name: &str| {
+        drawn
+            .markers
+            .iter()
+            .find(|(m, _)| m == name)
+            .unwrap_or_else(|| panic!("no {name} marker in {:?}", drawn.markers))
+            .1
+    };
+    // The MSE method takes the curve's first minimum, KL (TensorRT) its last.
+    let (mse_min, kl_min) = (argmin(&drawn.mse, false), argmin(&drawn.kl, true));
+    assert!(
+        (marker("MSE") - mse_min).abs() <= 1e-6 * mse_min,
+        "MSE marker {} vs curve minimum {mse_min}",
+        marker("MSE")
+    );
+    assert!(
+        (marker("KL") - kl_min).abs() <= 1e-6 * kl_min,
+        "KL marker {} vs curve minimum {kl_min}",
+        marker("KL")
+    );
+    // Heavy tails: both minima clip well inside the data's max.
+    let max = f64::from(harness.state().data.fine.range().1);
+    assert!(
+        mse_min < 0.8 * max && kl_min < 0.8 * max,
+        "{mse_min} {kl_min} {max}"
+    );
+    // The densities ACIQ assumes are drawn (and keyed) once switched on.
+    assert!(harness.query_by_label("ACIQ Gaussian").is_none());
+    harness.get_by_label("ACIQ densities").click();
+    harness.run();
+    harness.get_by_label("ACIQ Gaussian");
+    harness.get_by_label("ACIQ Laplace");
+}
+
+/// The SQNR (dB) at the end of a label such as "estimate: MSE … · SQNR 41.20 dB · …".
+fn sqnr_in(text: &str) -> f64 {
+    let tail = text
+        .split("SQNR ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{text}"));
+    tail.split(" dB").next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_per_channel_estimate_agrees_with_the_exact_per_channel_figure() {
+    use crate::metrics::{MetricOptions, compare};
+    use crate::quant::channels::Granularity;
+    use crate::ui::activation_distribution::weight_distribution;
+    // The sample MobileNet's weight whose per-tensor and per-channel int8 SQNR differ most:
+    // the estimate line used to show the per-tensor error of a per-channel tensor beside the
+    // exact per-channel figure.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sample_models/digits_mobilenet.onnx");
+    let model = crate::load::load_model(&path).unwrap();
+    let scheme = WeightScheme::Linear {
+        bits: 8,
+        symmetric: true,
+    };
+    let exact = |t: &crate::ir::Tensor, granularity| {
+        let values = t.data.to_f32();
+        let q = scheme
+            .fake_quantize(values.view(), granularity, None)
+            .unwrap();
+        compare(values.view(), q.values.view(), &MetricOptions::default()).unwrap()
+    };
+    let (tensor, per_tensor, per_channel) = model
+        .graph
+        .initializers
+        .values()
+        .filter(|t| t.role == crate::ir::ParamRole::Weight)
+        .filter_map(|t| {
+            let axis = t.channel_axis?;
+            let pt = exact(t, Granularity::PerTensor);
+            let pc = exact(t, Granularity::PerChannel { axis });
+            Some((t, pt, pc))
+        })
+        .max_by(|a, b| (a.2.sqnr_db - a.1.sqnr_db).total_cmp(&(b.2.sqnr_db - b.1.sqnr_db)))
+        .unwrap();
+    assert!(
+        per_channel.sqnr_db - per_tensor.sqnr_db > 3.0,
+        "{}: {} vs {}",
+        tensor.name,
+        per_tensor.sqnr_db,
+        per_channel.sqnr_db
+    );
+    let mut f = fixture(vec![0.0, 1.0], vec![2], linear(8, true));
+    f.data = weight_distribution(tensor, 8, crate::calib::Method::MinMax).unwrap();
+    f.tensor = TensorSummary::of(tensor);
+    f.clip = f.data.fine.range();
+    f.choice.per_channel = true;
+    f.exact = Some(ExactFigures {
+        metrics: per_channel,
+        per_tensor_sqnr_db: Some(per_tensor.sqnr_db),
+        per_channel_sqnr_db: Some(per_channel.sqnr_db),
+    });
+    let mut harness = harness(f);
+    let estimate = sqnr_in(&label_containing(&harness, "estimate (per channel)"));
+    let shown_exact = sqnr_in(&label_containing(&harness, "exact: MSE"));
+    assert!(
+        (estimate - shown_exact).abs() < 0.3,
+        "{}: estimate {estimate} dB vs exact {shown_exact} dB",
+        tensor.name
+    );
+    // The per-channel tab's two lines agree the same way, per tensor and per channel.
+    harness.get_by_label("per channel").click();
+    harness.run();
+    let line = per_channel_estimate_text(&harness);
+    let channel_estimate: f64 = line
+        .split("per channel ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(" dB")
+        .parse()
+        .unwrap();
+    assert!(
+        (channel_estimate - per_channel.sqnr_db).abs() < 0.3,
+        "{line}"
+    );
+}
+
+/// The heavy-tailed activation of the curves test, with its summary and view data.
+fn heavy_tailed_activation() -> Fixture {
+    use crate::calib::{CalibrationStats, Method, ObserverConfig};
+    use crate::ui::activation_distribution::{activation_distribution, activation_summary};
+    let values: Vec<f32> = gaussian(50_000, 10).iter().map(|v| v * v.abs()).collect();
+    let array = ArrayD::from_shape_vec(vec![values.len()], values).unwrap();
+    let stats = CalibrationStats::of_tensor(array.view(), ObserverConfig::default());
+    let mut f = fixture(vec![0.0, 1.0], vec![2], linear(8, false));
+    f.data = activation_distribution(&stats, 8, Method::MinMax).unwrap();
+    f.tensor = activation_summary("act", &stats, &[50_000]);
+    f.clip = f.data.fine.range();
+    f
+}
+
+#[test]
+fn snapshots_of_the_curves_and_a_clipped_channel() {
+    let options = egui_kittest::SnapshotOptions::new()
+        .threshold(2.0)
+        .max_failed_pixels(800);
+    let mut f = heavy_tailed_activation();
+    f.view.show_densities = true;
+    let mut harness = wgpu_harness(f);
+    harness.run();
+    harness.snapshot_options("distribution_curves", &options);
+
+    let mut f = fixture(scaled_channels(11), vec![8, 256], linear(4, true));
+    f.choice.per_channel = true;
+    f.channel_clips.insert(5, (-2.0, 2.0));
+    f.view.tab = Tab::Channels;
+    f.view.selected_channel = Some(5);
+    let mut harness = wgpu_harness(f);
+    harness.run();
+    harness.snapshot_options("distribution_channel_clip", &options);
 }

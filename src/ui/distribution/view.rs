@@ -2,23 +2,25 @@
 //! (histogram with grid, handles and markers; per-channel ranges; reconstruction), the error
 //! figures (estimate and exact) and, in explain mode, the formulas.
 
-use egui::{Color32, RichText};
+use egui::RichText;
 use egui_plot::PlotTransform;
 
 use crate::metrics::ErrorEstimate;
 use crate::quant::Quantizer;
 
 use super::cache::ViewCache;
-use super::channels_plot::{channel_at, channel_ranges_plot_ui, channels_key};
+use super::channel_tab::ChannelDrag;
 use super::clip_handles::shown_clip;
 use super::explain::{explain_ui, formulas};
+use super::figures::{EstimateOf, figures_ui};
 use super::histogram_plot::{
-    HistogramPlot, histogram_key, histogram_plot_ui, marker_color, x_bounds,
+    HistogramPlot, histogram_key, histogram_plot_ui, marker_color, spike_share, x_bounds,
 };
 use super::interaction::{DragState, PointerOnPlot, Scene, interact};
 use super::plot_key::plot_key_ui;
 use super::reconstruction::{reconstruct, reconstruction_ui};
-use super::{DistributionCommand, DistributionInput, ExactFigures};
+use super::threshold::{DrawnCurves, curves_key, threshold_curves_ui};
+use super::{DistributionCommand, DistributionInput};
 
 /// The view's tabs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,7 +66,7 @@ pub struct DistributionView {
     pub fit_height: Option<f32>,
     /// Ranges before a transform, for the shown tensor's per-channel plot.
     pub ghost: Option<Ghost>,
-    rects: ViewRects,
+    pub(super) rects: ViewRects,
     /// Height of what follows the histogram (figures, key, formulas) on the last frame.
     below_height: Option<f32>,
     /// Explain mode's formulas in a column beside the tab (wide centres) or under the plot.
@@ -76,15 +78,30 @@ pub struct DistributionView {
     formula_size: Option<f32>,
     /// Screen y of the visible centre's bottom on this frame.
     visible_bottom: f32,
-    pub log_counts: bool,
+    /// Log counts as the user chose them; None: automatic, on when one bar is a spike (an
+    /// activation after ReLU is a spike at zero in linear counts).
+    pub log_counts: Option<bool>,
     pub selected_channel: Option<usize>,
     pub tab: Tab,
     /// Overlay the quantized histogram (mass moved to the levels).
     pub show_quantized: bool,
+    /// Draw the Gaussian and Laplace densities ACIQ assumes over the histogram.
+    pub show_densities: bool,
+    /// Hide the "why this threshold" curves under the histogram.
+    pub hide_threshold_curves: bool,
+    /// What the curves plots drew on the last frame.
+    drawn_curves: Option<DrawnCurves>,
+    /// The tallest bar's share of the shown tensor when it is a spike (log counts on by
+    /// themselves).
+    spike_share: Option<f64>,
     drag: DragState,
-    last_plot_rect: Option<egui::Rect>,
-    last_transform: Option<PlotTransform>,
-    cache: ViewCache,
+    /// The drag of the selected channel's clip handles (per-channel tab).
+    pub(super) channel_drag: ChannelDrag,
+    pub(super) last_plot_rect: Option<egui::Rect>,
+    pub(super) last_transform: Option<PlotTransform>,
+    /// The selected channel's histogram drawn last: its rect and transform.
+    pub(super) channel_plot: Option<(egui::Rect, PlotTransform)>,
+    pub(super) cache: ViewCache,
 }
 
 /// Narrowest centre (points) that shows the formulas in a column beside the plots.
@@ -98,6 +115,13 @@ const FORMULA_MIN_SIZE: f32 = 10.5;
 const EXPLAIN_SCALE: f32 = 1.4;
 
 impl DistributionView {
+    /// Whether `fine` is drawn with log counts: as chosen, or automatically when one bar is a
+    /// spike ([`spike_share`]).
+    pub fn log_counts_for(&self, fine: &crate::metrics::FineHistogram) -> bool {
+        self.log_counts
+            .unwrap_or_else(|| spike_share(fine).is_some())
+    }
+
     /// Screen rect of the plot drawn last (the main histogram, the channel ranges or the
     /// reconstruction scatter), for exporting it as PNG.
     pub fn last_plot_rect(&self) -> Option<egui::Rect> {
@@ -115,9 +139,9 @@ impl DistributionView {
         &self.rects
     }
 
-    /// Whether a clip handle is being dragged.
+    /// Whether a clip handle (the tensor's or a channel's) is being dragged.
     pub fn is_dragging(&self) -> bool {
-        self.drag.handle.is_some()
+        self.drag.handle.is_some() || self.channel_drag.state.handle.is_some()
     }
 
     /// Draws the view; returns the user's commands of this frame.
@@ -130,6 +154,12 @@ impl DistributionView {
         if self.drag.handle.is_none() {
             self.drag.clip = None;
         }
+        if self.channel_drag.state.handle.is_none() {
+            self.channel_drag.state.clip = None;
+        }
+        self.channel_plot = None;
+        self.drawn_curves = None;
+        self.spike_share = spike_share(&input.data.fine);
         let mut commands = Vec::new();
         self.rects = ViewRects::default();
         let view_top = ui.cursor().top();
@@ -211,7 +241,7 @@ impl DistributionView {
                 let frame = Frame { view_top, fit };
                 self.histogram_tab_ui(ui, input, codebook, frame, commands);
             }
-            Tab::Channels => self.channels_tab_ui(ui, input, codebook),
+            Tab::Channels => self.channels_tab_ui(ui, input, codebook, commands),
             Tab::Reconstruction => {
                 self.reconstruction_tab_ui(ui, input, codebook);
                 self.formulas_ui(ui, input, input.clip, codebook);
@@ -220,7 +250,7 @@ impl DistributionView {
     }
 
     /// Explain mode's formulas in the flow of the tab (unless they are drawn beside it).
-    fn formulas_ui(
+    pub(super) fn formulas_ui(
         &mut self,
         ui: &mut egui::Ui,
         input: &DistributionInput<'_>,
@@ -327,12 +357,17 @@ impl DistributionView {
         let plot = HistogramPlot {
             id: "distribution_histogram",
             fine: &data.fine,
-            log_counts: self.log_counts,
+            log_counts: self.log_counts_for(&data.fine),
             quantizer: quantizer.as_ref().ok(),
             show_quantized: self.show_quantized,
             handles: linear.then_some(clip_now),
             range_lines: None,
             markers: &data.markers,
+            densities: data
+                .why
+                .as_ref()
+                .and_then(|w| w.densities.as_ref())
+                .filter(|_| self.show_densities),
             x_bounds: bounds,
             height,
         };
@@ -358,6 +393,7 @@ impl DistributionView {
             &Scene {
                 transform: &transform,
                 handles: linear.then_some(clip_now),
+                clip: clip_now,
                 symmetric,
                 bounds,
                 markers: &data.markers,
@@ -377,14 +413,14 @@ impl DistributionView {
         } else {
             input.choice.quantizer(clip, stats, codebook)
         };
-        let estimate = quantizer
-            .as_ref()
-            .ok()
-            .and_then(|q| data.fine.estimate_quantizer(q));
+        let dragged = (clip != shown_clip(input.clip, symmetric)).then_some(clip);
+        let estimate = self.shown_estimate(input, dragged, quantizer.as_ref().ok(), codebook);
         self.rects.key = Some(plot_key_ui(ui, &key));
         let levels = quantizer.as_ref().ok().map(Quantizer::level_count);
-        let figures =
-            ui.scope(|ui| figures_ui(ui, input, clip, linear, levels, estimate.as_ref(), commands));
+        let figures = ui.scope(|ui| {
+            let estimate = estimate.as_ref().map(|(e, of)| (e, *of));
+            figures_ui(ui, input, clip, linear, levels, estimate, commands)
+        });
         self.rects.figures = Some(figures.response.rect);
         self.formulas_ui(ui, input, clip, codebook);
         let below_bottom = if self.formulas_beside {
@@ -396,19 +432,106 @@ impl DistributionView {
                 .bottom()
         };
         self.below_height = Some(below_bottom - response.rect.bottom());
+        self.threshold_curves_ui(ui, input);
         self.markers_ui(ui, input, commands);
     }
 
-    fn grid_checkboxes_ui(&mut self, ui: &mut egui::Ui) {
-        ui.checkbox(&mut self.log_counts, "log counts")
+    /// The error estimate of the tensor as it will be quantized: per channel (each channel on
+    /// its own grid, as the exact figure) when the tensor is quantized per channel, else one
+    /// grid from `quantizer`. `dragged`: the tensor's clip range being set by hand this frame
+    /// (which makes the tensor per tensor, unless channels have ranges set by hand).
+    fn shown_estimate(
+        &mut self,
+        input: &DistributionInput<'_>,
+        dragged: Option<(f32, f32)>,
+        quantizer: Option<&Quantizer>,
+        codebook: Option<&[f32]>,
+    ) -> Option<(ErrorEstimate, EstimateOf)> {
+        let per_channel = match dragged {
+            None => input.quantized_per_channel(),
+            Some(_) => !input.channel_clips.is_empty() && !input.data.channel_ranges.is_empty(),
+        };
+        if per_channel {
+            let ranges: Vec<(f32, f32)> = match dragged {
+                None => input.channel_clip_ranges(),
+                Some(d) => (0..input.data.channel_ranges.len())
+                    .map(|c| input.channel_clips.get(&c).copied().unwrap_or(d))
+                    .collect(),
+            };
+            let e = self
+                .cache
+                .per_channel(input.data, &input.choice, codebook, &ranges)?;
+            return Some((e, EstimateOf::Channels));
+        }
+        let e = input.data.fine.estimate_quantizer(quantizer?)?;
+        Some((e, EstimateOf::Tensor))
+    }
+
+    /// The "why this threshold" curves (when the data has them and they are not hidden).
+    fn threshold_curves_ui(&mut self, ui: &mut egui::Ui, input: &DistributionInput<'_>) {
+        let Some(why) = input.data.why.as_ref() else {
+            return;
+        };
+        if self.hide_threshold_curves || !input.choice.scheme.is_linear() {
+            return;
+        }
+        ui.label(RichText::new("why this threshold").strong())
             .on_hover_text(
-                "Plot log10(1 + count): the tails, where clipping happens, become visible.",
+                "What the MSE and KL calibrators minimise, against the clip value |t|: the \
+                 expected squared error of the grid clipping at t, and TensorRT's KL(P||Q). \
+                 Dots: each curve's minimum (the method's choice); dashed: every method's clip.",
             );
+        let height = (self.fit_height.unwrap_or(600.0) * 0.22).clamp(110.0, 220.0);
+        let drawn = threshold_curves_ui(ui, why, &input.data.markers, height);
+        plot_key_ui(ui, &curves_key(&input.data.markers));
+        self.drawn_curves = Some(drawn);
+    }
+
+    /// What the "why this threshold" plots drew on the last frame (None when not drawn).
+    pub fn last_threshold_curves(&self) -> Option<&DrawnCurves> {
+        self.drawn_curves.as_ref()
+    }
+
+    fn grid_checkboxes_ui(&mut self, ui: &mut egui::Ui) {
+        let (mut on, label) = match (self.log_counts, self.spike_share) {
+            (Some(on), _) => (on, "log counts".to_string()),
+            (None, Some(share)) => (
+                true,
+                format!(
+                    "log counts (auto: one bar holds {:.0} % of the values)",
+                    100.0 * share
+                ),
+            ),
+            (None, None) => (false, "log counts".to_string()),
+        };
+        if ui
+            .checkbox(&mut on, label)
+            .on_hover_text(
+                "Plot log10(1 + count): the tails, where clipping happens, become visible. On \
+                 by itself when one bar is a spike that flattens the rest.",
+            )
+            .changed()
+        {
+            self.log_counts = Some(on);
+        }
         ui.checkbox(&mut self.show_quantized, "quantized histogram")
             .on_hover_text(
                 "Overlay the histogram after quantization: every value's mass moved to its \
                  reconstruction level Q(x).",
             );
+        ui.checkbox(&mut self.show_densities, "ACIQ densities")
+            .on_hover_text(
+                "Draw the Gaussian and the Laplace density ACIQ assumes (fitted to the tensor's \
+                 mean, standard deviation and mean absolute deviation) over the histogram.",
+            );
+        let mut curves = !self.hide_threshold_curves;
+        if ui
+            .checkbox(&mut curves, "why this threshold")
+            .on_hover_text("Show the MSE and KL curves against the clip value under the histogram.")
+            .changed()
+        {
+            self.hide_threshold_curves = !curves;
+        }
     }
 
     fn markers_ui(
@@ -469,126 +592,6 @@ impl DistributionView {
             });
     }
 
-    fn channels_tab_ui(
-        &mut self,
-        ui: &mut egui::Ui,
-        input: &DistributionInput<'_>,
-        codebook: Option<&[f32]>,
-    ) {
-        let data = input.data;
-        let n = data.channel_ranges.len();
-        if n == 0 {
-            ui.label("This tensor has no channel axis.");
-            return;
-        }
-        let symmetric = is_symmetric(input);
-        let tensor_clip = shown_clip(input.clip, symmetric);
-        let stats = &data.scheme_stats.tensor;
-        let per_tensor = input
-            .choice
-            .quantizer(tensor_clip, stats, codebook)
-            .ok()
-            .and_then(|q| data.fine.estimate_quantizer(&q));
-        let per_channel = self.cache.per_channel(data, &input.choice, codebook);
-        comparison_ui(ui, per_tensor.as_ref(), per_channel.as_ref(), input.exact);
-        let height =
-            (self.fit_height.unwrap_or_else(|| ui.available_height()) * 0.4).clamp(140.0, 480.0);
-        let ghost = self
-            .ghost
-            .as_ref()
-            .filter(|g| g.tensor == input.tensor.name && g.before.len() == n);
-        let response = channel_ranges_plot_ui(
-            ui,
-            &data.channel_ranges,
-            self.selected_channel,
-            tensor_clip,
-            ghost.map(|g| g.before.as_slice()),
-            height,
-        );
-        let plot_response = response.response.on_hover_text(
-            "Each bar spans one output channel's [min, max]; the dashed lines are the per-tensor \
-             clip range. Click a bar to see that channel's histogram.",
-        );
-        self.last_plot_rect = Some(plot_response.rect);
-        self.rects.plot = Some(plot_response.rect);
-        self.last_transform = Some(response.transform);
-        let key = channels_key(ghost.map(|g| g.label.as_str()));
-        self.rects.key = Some(plot_key_ui(ui, &key));
-        self.formulas_ui(ui, input, input.clip, codebook);
-        if plot_response.clicked()
-            && let Some(pos) = plot_response.interact_pointer_pos()
-            && let Some(c) = channel_at(response.transform.value_from_position(pos).x, n)
-        {
-            self.selected_channel = Some(c);
-        }
-        ui.horizontal(|ui| {
-            let mut channel = self.selected_channel.unwrap_or(0).min(n - 1);
-            let label = ui.label("channel");
-            let changed = ui
-                .add(egui::DragValue::new(&mut channel).range(0..=n - 1))
-                .labelled_by(label.id)
-                .on_hover_text("The output channel whose histogram is shown below.")
-                .changed();
-            if changed || self.selected_channel.is_none() {
-                self.selected_channel = Some(channel);
-            }
-        });
-        let Some(c) = self.selected_channel.filter(|&c| c < n) else {
-            return;
-        };
-        let Some(hist) = data.channel_histograms.get(c) else {
-            ui.label("No histogram for this channel (no finite value).");
-            return;
-        };
-        // Per channel (and no range by hand): the channel's own min-max; else the tensor's clip.
-        let own = input.choice.per_channel && !input.clip_is_manual;
-        let clip = if own {
-            shown_clip(data.channel_ranges[c], symmetric)
-        } else {
-            tensor_clip
-        };
-        let channel_stats = if input.choice.per_channel {
-            data.scheme_stats.channels.get(c).unwrap_or(stats)
-        } else {
-            stats
-        };
-        let quantizer = input.choice.quantizer(clip, channel_stats, codebook);
-        let linear = input.choice.scheme.is_linear();
-        let estimate = quantizer
-            .as_ref()
-            .ok()
-            .and_then(|q| hist.estimate_quantizer(q));
-        ui.label(RichText::new(format!("channel {c}: histogram")).strong());
-        ui.label(format!(
-            "range [{:.5}, {:.5}] · clip {} [{:.5}, {:.5}]{}",
-            data.channel_ranges[c].0,
-            data.channel_ranges[c].1,
-            if own { "(its own)" } else { "(the tensor's)" },
-            clip.0,
-            clip.1,
-            estimate
-                .map(|e| format!(" · estimate: MSE {:.3e}, SQNR {:.2} dB", e.mse, e.sqnr_db))
-                .unwrap_or_default()
-        ));
-        let height = (ui.available_height() - 8.0).clamp(120.0, 360.0);
-        let bounds = x_bounds(hist, &[], Some(clip));
-        histogram_plot_ui(
-            ui,
-            &HistogramPlot {
-                id: "distribution_channel_histogram",
-                fine: hist,
-                log_counts: self.log_counts,
-                quantizer: quantizer.as_ref().ok(),
-                show_quantized: self.show_quantized,
-                handles: None,
-                range_lines: linear.then_some(clip),
-                markers: &[],
-                x_bounds: bounds,
-                height,
-            },
-        );
-    }
-
     fn reconstruction_tab_ui(
         &mut self,
         ui: &mut egui::Ui,
@@ -644,7 +647,7 @@ pub fn histogram_height(fit: f32, above: f32, below: f32) -> f32 {
     (fit - above - below - 8.0).clamp(half, half.max(900.0))
 }
 
-fn is_symmetric(input: &DistributionInput<'_>) -> bool {
+pub(super) fn is_symmetric(input: &DistributionInput<'_>) -> bool {
     input.choice.scheme.is_symmetric()
 }
 
@@ -669,117 +672,6 @@ fn header_ui(ui: &mut egui::Ui, input: &DistributionInput<'_>) {
         ui.label(format!("{} · {granularity}", input.choice.scheme))
             .on_hover_text("The scheme of this tensor (set in the settings panel).");
     });
-}
-
-/// The estimate at the clip range in force, the exact figures when the worker has them, and
-/// where the range comes from.
-fn figures_ui(
-    ui: &mut egui::Ui,
-    input: &DistributionInput<'_>,
-    clip: (f32, f32),
-    linear: bool,
-    levels: Option<usize>,
-    estimate: Option<&ErrorEstimate>,
-    commands: &mut Vec<DistributionCommand>,
-) {
-    ui.horizontal_wrapped(|ui| {
-        if let Some(n) = levels {
-            ui.label(RichText::new(level_count_text(n)).strong())
-                .on_hover_text(
-                    "Reconstruction levels of the grid. Up to 64 in view are drawn as thin \
-                     lines; denser grids are shown by the quantized histogram.",
-                );
-        }
-        match estimate {
-            Some(e) => ui.label(
-                RichText::new(format!(
-                    "estimate: MSE {:.4e} · SQNR {:.2} dB",
-                    e.mse, e.sqnr_db
-                ))
-                .strong(),
-            ),
-            None => ui.label("estimate: —"),
-        }
-        .on_hover_text(
-            "Expected quantization error from the fine histogram (its per-bin moments), \
-             recomputed every frame while you drag. SQNR = 10·log10(E[x²] / MSE).",
-        );
-        match input.exact {
-            Some(exact) => exact_label_ui(ui, exact),
-            None => {
-                ui.label(RichText::new("exact: computing…").weak())
-                    .on_hover_text("A worker computes the element-wise figures for this setting.");
-            }
-        }
-    });
-    if linear {
-        ui.horizontal_wrapped(|ui| {
-            let source = if input.clip_is_manual {
-                "set by hand".to_string()
-            } else {
-                format!("from {}", input.method_name)
-            };
-            ui.label(format!(
-                "clip range [{:.5}, {:.5}] {source}",
-                clip.0, clip.1
-            ))
-            .on_hover_text("rmin and rmax: values outside are clipped to the end levels.");
-            if input.clip_is_manual
-                && ui
-                    .button(format!("reset to {}", input.method_name))
-                    .on_hover_text(
-                        "Drop the hand-set range and use the calibration method's (same as a \
-                         double-click on the plot).",
-                    )
-                    .clicked()
-            {
-                commands.push(DistributionCommand::ResetClip);
-            }
-        });
-    }
-}
-
-fn exact_label_ui(ui: &mut egui::Ui, exact: &ExactFigures) {
-    let m = &exact.metrics;
-    ui.label(
-        RichText::new(format!(
-            "exact: MSE {:.4e} · SQNR {:.2} dB · max |err| {:.3e} · cosine {:.5}",
-            m.mse, m.sqnr_db, m.max_abs_error, m.cosine
-        ))
-        .color(Color32::from_rgb(120, 190, 120)),
-    )
-    .on_hover_text("Element-wise figures over the whole tensor, computed by a worker.");
-}
-
-/// Per-tensor vs per-channel error, side by side.
-fn comparison_ui(
-    ui: &mut egui::Ui,
-    per_tensor: Option<&ErrorEstimate>,
-    per_channel: Option<&ErrorEstimate>,
-    exact: Option<&ExactFigures>,
-) {
-    let db = |v: Option<f64>| {
-        v.map(|v| format!("{v:.2} dB"))
-            .unwrap_or_else(|| "—".into())
-    };
-    // Lines that wrap (a grid would widen a narrow column past its neighbours).
-    ui.horizontal_wrapped(|ui| {
-        ui.label("SQNR estimate:");
-        ui.label(format!("per tensor {}", db(per_tensor.map(|e| e.sqnr_db))))
-            .on_hover_text("One grid (S, Z) for the whole tensor, from the clip range in force.");
-        ui.label(format!(
-            "· per channel {}",
-            db(per_channel.map(|e| e.sqnr_db))
-        ))
-        .on_hover_text("One grid per output channel, from that channel's min and max.");
-    });
-    if let Some(exact) = exact {
-        ui.horizontal_wrapped(|ui| {
-            ui.label("SQNR exact:");
-            ui.label(format!("per tensor {}", db(exact.per_tensor_sqnr_db)));
-            ui.label(format!("· per channel {}", db(exact.per_channel_sqnr_db)));
-        });
-    }
 }
 
 #[cfg(test)]

@@ -1,18 +1,24 @@
 //! Lecture mode: the lecture's sections as steps (`steps`), each setting up its demo on the
 //! bundled MobileNet in one click and leaving everything live; the caption bar with the step's
-//! two lines and previous/next; the config a step asks for. The app applies what a step asks
-//! for through the same commands as the panels.
+//! two lines and previous/next (and, under a bias-corrected layer, its output shift before and
+//! after correction, `shift_plot`); the transforms' "before" read from their reports
+//! (`before_after`); the config a step asks for. The app applies what a step asks for through
+//! the same commands as the panels.
 
+mod before_after;
+mod shift_plot;
 mod steps;
 
 use crate::mixed::allocation::AllocationOptions;
 use crate::mixed::presets::preset_config;
 use crate::quant::QuantConfig;
 use crate::quant::config::WeightScheme;
+use crate::transform::report::ChannelShifts;
 
 use super::layers::LayerRow;
 use super::selection::{Part, Selection};
 
+pub use before_after::{bias_shifts, equalization_ghost, mean_magnitude};
 pub use steps::{LectureStep, STEPS, StepSetup};
 
 /// File name of the model every step runs on (a bundled sample).
@@ -28,6 +34,9 @@ pub struct Lecture {
     pub waiting_for_model: bool,
     /// The layer and part to select once the transforms are done.
     pending_selection: Option<(&'static str, Part)>,
+    /// The output shifts before and after bias correction of the layer on screen, when
+    /// correction changed it (drawn under the caption).
+    pub shifts: Option<ChannelShifts>,
 }
 
 /// What the caption bar asks for.
@@ -104,8 +113,13 @@ pub fn step_config(setup: &StepSetup, graph: &crate::ir::Graph) -> Result<QuantC
 }
 
 /// The caption bar: step n of N, its title, two caption lines, what is missing, and
-/// previous / next / end. Returns what was clicked.
-pub fn caption_ui(ui: &mut egui::Ui, index: usize) -> Option<LectureNav> {
+/// previous / next / end; beside the caption, `shifts` as two bar series. Returns what was
+/// clicked.
+pub fn caption_ui(
+    ui: &mut egui::Ui,
+    index: usize,
+    shifts: Option<&ChannelShifts>,
+) -> Option<LectureNav> {
     let step = STEPS.get(index)?;
     let mut nav = None;
     ui.horizontal_wrapped(|ui| {
@@ -140,13 +154,25 @@ pub fn caption_ui(ui: &mut egui::Ui, index: usize) -> Option<LectureNav> {
             nav = Some(LectureNav::End);
         }
     });
+    match shifts {
+        // Beside the caption, not under it: the centre keeps its height.
+        Some(shifts) => ui.columns(2, |columns| {
+            caption_lines_ui(&mut columns[0], step);
+            shift_plot::shift_plot_ui(&mut columns[1], shifts, 52.0);
+        }),
+        None => caption_lines_ui(ui, step),
+    }
+    nav
+}
+
+/// The step's two caption lines and what it is missing.
+fn caption_lines_ui(ui: &mut egui::Ui, step: &LectureStep) {
     for line in step.caption {
         ui.add(egui::Label::new(line).wrap());
     }
     if let Some(missing) = step.missing {
         ui.colored_label(egui::Color32::from_rgb(240, 170, 60), missing);
     }
-    nav
 }
 
 /// The Lecture menu: every step, and end. Returns what was clicked.
