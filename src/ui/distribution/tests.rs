@@ -563,11 +563,11 @@ fn threshold_curves_have_their_minima_on_the_mse_and_kl_markers() {
         "{mse_min} {kl_min} {max}"
     );
     // The densities ACIQ assumes are drawn (and keyed) once switched on.
-    assert!(harness.query_by_label("ACIQ Gaussian").is_none());
+    assert!(harness.query_by_label("ACIQ Gaussian density").is_none());
     harness.get_by_label("ACIQ densities").click();
     harness.run();
-    harness.get_by_label("ACIQ Gaussian");
-    harness.get_by_label("ACIQ Laplace");
+    harness.get_by_label("ACIQ Gaussian density");
+    harness.get_by_label("ACIQ Laplace density");
 }
 
 /// The SQNR (dB) at the end of a label such as "estimate: MSE … · SQNR 41.20 dB · …".
