@@ -672,18 +672,26 @@ fn heavy_tailed_activation() -> Fixture {
     f
 }
 
-#[test]
-fn snapshots_of_the_curves_and_a_clipped_channel() {
-    let options = egui_kittest::SnapshotOptions::new()
+fn snapshot_options() -> egui_kittest::SnapshotOptions {
+    egui_kittest::SnapshotOptions::new()
         .threshold(2.0)
-        .max_failed_pixels(800);
+        .max_failed_pixels(800)
+}
+
+#[test]
+fn snapshot_of_the_curves_and_the_aciq_densities() {
+    let options = snapshot_options();
     let mut f = heavy_tailed_activation();
     f.view.show_densities = true;
     // Tall enough for the curves under the histogram.
     let mut harness = harness_on(Harness::builder().wgpu(), f, vec2(1000.0, 1150.0));
     harness.run();
     harness.snapshot_options("distribution_curves", &options);
+}
 
+#[test]
+fn snapshot_of_a_clipped_channel() {
+    let options = snapshot_options();
     let mut f = fixture(scaled_channels(11), vec![8, 256], linear(4, true));
     f.choice.per_channel = true;
     f.channel_clips.insert(5, (-2.0, 2.0));
