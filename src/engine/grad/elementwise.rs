@@ -21,8 +21,12 @@ pub fn register(registry: &mut GradRegistry) {
     registry.add("Pow", pow);
     registry.add("Min", select_extreme);
     registry.add("Max", select_extreme);
-    registry.add("Sum", sum);
-    registry.add("Mean", mean);
+    registry.add("Sum", |ctx, inputs, _, grads| {
+        spread(ctx, inputs, grads, 1.0)
+    });
+    registry.add("Mean", |ctx, inputs, _, grads| {
+        spread(ctx, inputs, grads, 1.0 / inputs.len().max(1) as f32)
+    });
     registry.add("Where", where_grad);
     registry.add("Sqrt", sqrt);
     registry.add("Exp", exp);
@@ -130,53 +134,37 @@ fn sub(
     Ok(out)
 }
 
-fn mul(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    _: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    binary(ctx, inputs, grads, |g, _, b| g * b, |g, a, _| g * a)
+/// A binary op's backward from its partial derivatives `da` and `db` (see [`binary`]).
+macro_rules! binary_grad {
+    ($(#[$doc:meta])* $name:ident, $da:expr, $db:expr) => {
+        $(#[$doc])*
+        fn $name(
+            ctx: &GradCtx<'_>,
+            inputs: &[Option<&TensorData>],
+            _: &[&TensorData],
+            grads: &[Option<&ArrayD<f32>>],
+        ) -> GradResult {
+            binary(ctx, inputs, grads, $da, $db)
+        }
+    };
 }
 
-fn div(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    _: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    binary(
-        ctx,
-        inputs,
-        grads,
-        |g, _, b| g / b,
-        |g, a, b| -g * a / (b * b),
-    )
-}
-
-/// d(a^b)/da = b·a^(b−1); d(a^b)/db = a^b·ln a (0 where a ≤ 0, where it is undefined).
-fn pow(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    _: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    binary(
-        ctx,
-        inputs,
-        grads,
-        |g, a, b| {
-            if b == 0.0 {
-                0.0
-            } else if b == 2.0 {
-                g * 2.0 * a
-            } else {
-                g * b * a.powf(b - 1.0)
-            }
-        },
-        |g, a, b| if a > 0.0 { g * a.powf(b) * a.ln() } else { 0.0 },
-    )
-}
+binary_grad!(mul, |g, _, b| g * b, |g, a, _| g * a);
+binary_grad!(div, |g, _, b| g / b, |g, a, b| -g * a / (b * b));
+binary_grad!(
+    /// d(a^b)/da = b·a^(b−1); d(a^b)/db = a^b·ln a (0 where a ≤ 0, where it is undefined).
+    pow,
+    |g, a, b| {
+        if b == 0.0 {
+            0.0
+        } else if b == 2.0 {
+            g * 2.0 * a
+        } else {
+            g * b * a.powf(b - 1.0)
+        }
+    },
+    |g, a, b| if a > 0.0 { g * a.powf(b) * a.ln() } else { 0.0 }
+);
 
 /// Min/Max: the gradient goes to the first operand equal to the result at each position.
 fn select_extreme(
@@ -233,24 +221,6 @@ fn spread(
         }
     }
     Ok(out)
-}
-
-fn sum(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    _: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    spread(ctx, inputs, grads, 1.0)
-}
-
-fn mean(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    _: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    spread(ctx, inputs, grads, 1.0 / inputs.len().max(1) as f32)
 }
 
 /// Where(cond, x, y): x gets the gradient where cond holds, y elsewhere.

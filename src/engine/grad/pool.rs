@@ -7,7 +7,7 @@ use ndarray::ArrayD;
 use rayon::prelude::*;
 
 use super::{GradCtx, GradRegistry, GradResult, array_of, check_shape, contiguous, grad_output};
-use crate::engine::geometry::{Axis, WindowSpec, to3, valid_range};
+use crate::engine::geometry::{Axis, WindowSpec, indices3, to3, valid_range};
 use crate::engine::ops::{OpError, input_f32};
 use crate::ir::TensorData;
 
@@ -94,10 +94,8 @@ fn per_plane(
 }
 
 /// Output positions of a plane in row-major order.
-fn outputs(a: &[Axis; 3]) -> impl Iterator<Item = [usize; 3]> + '_ {
-    (0..a[0].output).flat_map(move |od| {
-        (0..a[1].output).flat_map(move |oh| (0..a[2].output).map(move |ow| [od, oh, ow]))
-    })
+fn outputs(a: &[Axis; 3]) -> impl Iterator<Item = [usize; 3]> {
+    indices3(a.each_ref().map(|axis| axis.output))
 }
 
 fn max_pool(

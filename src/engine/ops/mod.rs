@@ -177,8 +177,7 @@ fn registry() -> &'static Registry {
 
 /// The kernel for a node, if its (domain, op type) is supported.
 pub fn kernel_for(node: &Node) -> Option<OpFn> {
-    let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
-    if !default_domain {
+    if !node.in_default_domain() {
         return None;
     }
     registry().kernels.get(node.op_type.as_str()).copied()
@@ -186,8 +185,7 @@ pub fn kernel_for(node: &Node) -> Option<OpFn> {
 
 /// The storage-reusing kernel for a node, if its op has one (see [`MovingOpFn`]).
 pub fn moving_kernel_for(node: &Node) -> Option<MovingOpFn> {
-    let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
-    if !default_domain {
+    if !node.in_default_domain() {
         return None;
     }
     registry().moving.get(node.op_type.as_str()).copied()
