@@ -5,8 +5,6 @@
 //! LeakyRelu uses slope 1 where x ≥ 0, Clip passes where min ≤ x ≤ max, Min/Max send the
 //! gradient to the first operand equal to the result.
 
-use std::borrow::Cow;
-
 use ndarray::{ArrayD, Zip};
 
 use super::{GradCtx, GradRegistry, GradResult, Grads, grad_output, output_f32, reduce_to_shape};
@@ -48,15 +46,6 @@ pub fn register(registry: &mut GradRegistry) {
     registry.add("Cast", cast);
 }
 
-/// A float view of an operand (integer constants converted), None for integer tensors that
-/// are not needed as values.
-fn as_f32(t: &TensorData) -> Cow<'_, ArrayD<f32>> {
-    match t {
-        TensorData::F32(a) => Cow::Borrowed(a),
-        TensorData::I64(a) => Cow::Owned(a.mapv(|v| v as f32)),
-    }
-}
-
 /// `f(g, a, b)` over the shape of `g`, with `a` and `b` broadcast to it.
 fn zip3(
     g: &ArrayD<f32>,
@@ -89,8 +78,8 @@ fn binary(
     db: impl Fn(f32, f32, f32) -> f32,
 ) -> GradResult {
     let g = grad_output(grads, 0)?;
-    let a = as_f32(input(inputs, 0)?);
-    let b = as_f32(input(inputs, 1)?);
+    let a = input(inputs, 0)?.to_f32_cow();
+    let b = input(inputs, 1)?.to_f32_cow();
     let mut out: Grads = vec![None, None];
     if ctx.wants(0) {
         out[0] = Some(reduce_to_shape(zip3(g, &a, &b, da)?, a.shape())?);
@@ -178,7 +167,7 @@ fn select_extreme(
     let mut taken = ArrayD::<bool>::from_elem(g.raw_dim(), false);
     let mut out: Grads = vec![None; inputs.len()];
     for (i, slot) in out.iter_mut().enumerate() {
-        let x = as_f32(input(inputs, i)?);
+        let x = input(inputs, i)?.to_f32_cow();
         let xv = x
             .broadcast(g.raw_dim())
             .ok_or_else(|| OpError(format!("operand {i} does not broadcast to the result")))?;
@@ -231,7 +220,7 @@ fn where_grad(
     grads: &[Option<&ArrayD<f32>>],
 ) -> GradResult {
     let g = grad_output(grads, 0)?;
-    let cond = as_f32(input(inputs, 0)?);
+    let cond = input(inputs, 0)?.to_f32_cow();
     let cv = cond
         .broadcast(g.raw_dim())
         .ok_or_else(|| OpError("condition does not broadcast to the result".into()))?;
@@ -389,7 +378,8 @@ fn clip(
     let scalar = |i: usize, default: f32| -> Result<f32, OpError> {
         match optional(inputs, i) {
             None => Ok(default),
-            Some(t) => as_f32(t)
+            Some(t) => t
+                .to_f32_cow()
                 .iter()
                 .next()
                 .copied()
