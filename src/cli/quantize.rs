@@ -122,14 +122,10 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
         apply_encodings(path, graph, &mut config)?;
     }
     let calibration = args.data_flags.samples(graph, &args.data)?;
-    let evaluation_samples = match &args.eval_data {
-        Some(path) => args
-            .data_flags
-            .labelled_samples(graph, path, &args.labels)?,
-        None => args
-            .data_flags
-            .labelled_samples(graph, &args.data, &args.labels)?,
-    };
+    let evaluation_path = args.eval_data.as_ref().unwrap_or(&args.data);
+    let evaluation_samples =
+        args.data_flags
+            .labelled_samples(graph, evaluation_path, &args.labels)?;
     let control = RunControl::default();
     let stats = if config.default.activations.is_some() {
         let c = calibrate_samples(graph, &calibration, args.batch.batch_size, &control)?;
