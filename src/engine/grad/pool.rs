@@ -98,20 +98,32 @@ fn outputs(a: &[Axis; 3]) -> impl Iterator<Item = [usize; 3]> {
     indices3(a.each_ref().map(|axis| axis.output))
 }
 
+/// The gradient of a windowed pool: `route(axes, x plane, g plane, dx plane)` over every
+/// (image, channel) plane; none when X's is not wanted.
+fn windowed(
+    ctx: &GradCtx<'_>,
+    inputs: &[Option<&TensorData>],
+    grads: &[Option<&ArrayD<f32>>],
+    route: impl Fn(&[Axis; 3], &[f32], &[f32], &mut [f32]) + Sync,
+) -> GradResult {
+    if !ctx.wants(0) {
+        return Ok(vec![None]);
+    }
+    let (x, g, a) = pooled(ctx, inputs, grads)?;
+    let dx = per_plane(x, g, &a, |xp, gp, d| route(&a, xp, gp, d))?;
+    Ok(vec![Some(dx)])
+}
+
 fn max_pool(
     ctx: &GradCtx<'_>,
     inputs: &[Option<&TensorData>],
     _outputs: &[&TensorData],
     grads: &[Option<&ArrayD<f32>>],
 ) -> GradResult {
-    if !ctx.wants(0) {
-        return Ok(vec![None]);
-    }
-    let (x, g, a) = pooled(ctx, inputs, grads)?;
-    let dx = per_plane(x, g, &a, |xp, gp, d| {
+    windowed(ctx, inputs, grads, |a, xp, gp, d| {
         let mut taps = Vec::new();
-        for (o, pos) in outputs(&a).enumerate() {
-            window_inputs(&a, pos, &mut taps);
+        for (o, pos) in outputs(a).enumerate() {
+            window_inputs(a, pos, &mut taps);
             // The forward's choice: the first strictly larger value from −f32::MAX.
             let mut best = -f32::MAX;
             let mut best_i = None;
@@ -125,8 +137,7 @@ fn max_pool(
                 d[i] += gp[o];
             }
         }
-    })?;
-    Ok(vec![Some(dx)])
+    })
 }
 
 fn average_pool(
@@ -135,15 +146,11 @@ fn average_pool(
     _outputs: &[&TensorData],
     grads: &[Option<&ArrayD<f32>>],
 ) -> GradResult {
-    if !ctx.wants(0) {
-        return Ok(vec![None]);
-    }
     let include_pad = ctx.node.attr_int("count_include_pad", 0)? != 0;
-    let (x, g, a) = pooled(ctx, inputs, grads)?;
-    let dx = per_plane(x, g, &a, |_, gp, d| {
+    windowed(ctx, inputs, grads, |a, _, gp, d| {
         let mut taps = Vec::new();
-        for (o, pos) in outputs(&a).enumerate() {
-            let padded = window_inputs(&a, pos, &mut taps);
+        for (o, pos) in outputs(a).enumerate() {
+            let padded = window_inputs(a, pos, &mut taps);
             let count = if include_pad { padded } else { taps.len() };
             if count == 0 {
                 continue;
@@ -153,8 +160,7 @@ fn average_pool(
                 d[i] += share;
             }
         }
-    })?;
-    Ok(vec![Some(dx)])
+    })
 }
 
 /// Global pools: X [N, C, spatial...] → [N, C, 1, ...].

@@ -13,6 +13,12 @@ use rayon::prelude::*;
 
 use super::{Axis, ConvData, with_scratch};
 
+/// A lane kernel body: `(job, xt, tmp, blocks)`, see [`LaneKernel::run`].
+type LaneFn = fn(&LaneJob<'_>, &[f32], &mut [f32], Range<usize>);
+
+/// A matrix transpose `(src, lds, dst, ldd, rows, cols)`, see [`LaneKernel::transpose`].
+type TransposeFn = fn(&[f32], usize, &mut [f32], usize, usize, usize);
+
 /// One instantiation of the lane kernel: images per vector, output channels per register
 /// tile, the kernel and a matrix transpose (compiled for the matching CPU features).
 #[derive(Clone, Copy)]
@@ -21,11 +27,11 @@ pub(super) struct LaneKernel {
     pub tile: usize,
     /// `run(job, xt, tmp, blocks)` computes the output channel tiles `blocks` (numbered over
     /// all groups) into `tmp` = [blocks.len()·tile, out pixel, lane].
-    pub run: fn(&LaneJob<'_>, &[f32], &mut [f32], Range<usize>),
+    pub run: LaneFn,
     /// The same for depthwise convolutions (one input channel per group), with tiles of one
     /// output channel.
-    pub run_dw: fn(&LaneJob<'_>, &[f32], &mut [f32], Range<usize>),
-    pub transpose: fn(&[f32], usize, &mut [f32], usize, usize, usize),
+    pub run_dw: LaneFn,
+    pub transpose: TransposeFn,
 }
 
 /// Geometry and packed operands shared by every lane group of one convolution.
@@ -53,11 +59,7 @@ impl LaneKernel {
     /// A kernel of `width` images per vector and tiles of `width` channels, with the general
     /// and depthwise bodies `[run, run_dw]` and its transpose.
     #[cfg(target_arch = "x86_64")]
-    fn square(
-        width: usize,
-        [run, run_dw]: [fn(&LaneJob<'_>, &[f32], &mut [f32], Range<usize>); 2],
-        transpose: fn(&[f32], usize, &mut [f32], usize, usize, usize),
-    ) -> LaneKernel {
+    fn square(width: usize, [run, run_dw]: [LaneFn; 2], transpose: TransposeFn) -> LaneKernel {
         LaneKernel {
             lanes: width,
             tile: width,
