@@ -14,8 +14,12 @@ use crate::ir::TensorData;
 pub fn register(registry: &mut GradRegistry) {
     registry.add("MaxPool", max_pool);
     registry.add("AveragePool", average_pool);
-    registry.add("GlobalAveragePool", global_average_pool);
-    registry.add("GlobalMaxPool", global_max_pool);
+    registry.add("GlobalAveragePool", |ctx, inputs, _, grads| {
+        global(ctx, inputs, grads, share_evenly)
+    });
+    registry.add("GlobalMaxPool", |ctx, inputs, _, grads| {
+        global(ctx, inputs, grads, to_first_max)
+    });
 }
 
 /// One axis of a window at output index `o`: the valid taps, the signed input start, and the
@@ -202,37 +206,25 @@ fn global(
     Ok(vec![Some(array_of(x.shape(), dx)?)])
 }
 
-fn global_average_pool(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    _outputs: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    global(ctx, inputs, grads, |xp, gv, d| {
-        let share = gv / xp.len() as f32;
-        d.fill(share);
-    })
+/// GlobalAveragePool: every input of a plane gets an equal share of its gradient.
+fn share_evenly(xp: &[f32], gv: f32, d: &mut [f32]) {
+    let share = gv / xp.len() as f32;
+    d.fill(share);
 }
 
-fn global_max_pool(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    _outputs: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    global(ctx, inputs, grads, |xp, gv, d| {
-        let mut best = f32::NEG_INFINITY;
-        let mut best_i = None;
-        for (i, &v) in xp.iter().enumerate() {
-            if v > best {
-                best = v;
-                best_i = Some(i);
-            }
+/// GlobalMaxPool: the plane's first largest input gets its gradient.
+fn to_first_max(xp: &[f32], gv: f32, d: &mut [f32]) {
+    let mut best = f32::NEG_INFINITY;
+    let mut best_i = None;
+    for (i, &v) in xp.iter().enumerate() {
+        if v > best {
+            best = v;
+            best_i = Some(i);
         }
-        if let Some(i) = best_i {
-            d[i] += gv;
-        }
-    })
+    }
+    if let Some(i) = best_i {
+        d[i] += gv;
+    }
 }
 
 #[cfg(test)]

@@ -41,21 +41,17 @@ fn lstm_one_step_matches_the_closed_form() {
     let h0 = f(&[1, 1, 1], &[0.3]);
     let c0 = f(&[1, 1, 1], &[-0.2]);
     let p = f(&[1, 3], &[0.7, -0.4, 0.25]); // i, o, f
-    let out = run_op(
-        "LSTM",
-        vec![("hidden_size", Attribute::Int(1))],
-        &[
-            Some(&x),
-            Some(&w),
-            Some(&r),
-            Some(&b),
-            None,
-            Some(&h0),
-            Some(&c0),
-            Some(&p),
-        ],
-        3,
-    );
+    let inputs = [
+        Some(&x),
+        Some(&w),
+        Some(&r),
+        Some(&b),
+        None,
+        Some(&h0),
+        Some(&c0),
+        Some(&p),
+    ];
+    let out = run_op("LSTM", vec![("hidden_size", Attribute::Int(1))], &inputs, 3);
     let (xv, h, c) = (0.5f32, 0.3f32, -0.2f32);
     let i = sigmoid(xv * 0.1 + h * -0.1 + 0.7 * c + 0.01 + 0.05);
     let fg = sigmoid(xv * 0.3 + h * 0.2 + 0.25 * c + 0.03 + 0.07);
@@ -73,16 +69,7 @@ fn lstm_one_step_matches_the_closed_form() {
             ("hidden_size", Attribute::Int(1)),
             ("input_forget", Attribute::Int(1)),
         ],
-        &[
-            Some(&x),
-            Some(&w),
-            Some(&r),
-            Some(&b),
-            None,
-            Some(&h0),
-            Some(&c0),
-            Some(&p),
-        ],
+        &inputs,
         3,
     );
     let c1 = (1.0 - i) * c + i * cc;
