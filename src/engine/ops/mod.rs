@@ -223,6 +223,29 @@ pub fn input_f32<'a>(
     })
 }
 
+/// Input `i` as f32 of shape [N, C, ...] (rank ≥ 2), required; the error calls it X.
+pub(crate) fn input_nc<'a>(
+    inputs: &[Option<&'a TensorData>],
+    i: usize,
+) -> Result<&'a ArrayD<f32>, OpError> {
+    let x = input_f32(inputs, i)?;
+    if x.ndim() < 2 {
+        return Err(OpError(format!(
+            "X must have rank >= 2 (N, C, ...), got shape {:?}",
+            x.shape()
+        )));
+    }
+    Ok(x)
+}
+
+/// The node's integer attribute `name`, which must be positive (it has no default).
+pub(crate) fn positive_attr(ctx: &OpCtx<'_>, name: &str) -> Result<usize, OpError> {
+    usize::try_from(ctx.node.attr_int(name, 0)?)
+        .ok()
+        .filter(|&v| v > 0)
+        .ok_or_else(|| OpError(format!("{name} must be a positive integer")))
+}
+
 /// Input `i` as i64, required.
 pub fn input_i64<'a>(
     inputs: &[Option<&'a TensorData>],
