@@ -227,8 +227,8 @@ pub fn histogram_plot_ui(ui: &mut egui::Ui, plot: &HistogramPlot<'_>) -> PlotRes
             }
             if let Some([gauss, laplace]) = densities {
                 for (name, color, points) in [
-                    ("ACIQ Gaussian", GAUSS_COLOR, gauss),
-                    ("ACIQ Laplace", LAPLACE_COLOR, laplace),
+                    ("ACIQ Gaussian density", GAUSS_COLOR, gauss),
+                    ("ACIQ Laplace density", LAPLACE_COLOR, laplace),
                 ] {
                     plot_ui.line(
                         Line::new(name, PlotPoints::from(points))
@@ -310,8 +310,16 @@ pub fn histogram_key(plot: &HistogramPlot<'_>) -> Vec<KeyEntry> {
         ));
     }
     if plot.densities.is_some() {
-        key.push(KeyEntry::new("ACIQ Gaussian", GAUSS_COLOR, Swatch::Line));
-        key.push(KeyEntry::new("ACIQ Laplace", LAPLACE_COLOR, Swatch::Line));
+        key.push(KeyEntry::new(
+            "ACIQ Gaussian density",
+            GAUSS_COLOR,
+            Swatch::Line,
+        ));
+        key.push(KeyEntry::new(
+            "ACIQ Laplace density",
+            LAPLACE_COLOR,
+            Swatch::Line,
+        ));
     }
     if plot.handles.is_some() || plot.range_lines.is_some() {
         key.push(KeyEntry::new("clip range", HANDLE_COLOR, Swatch::Line));
