@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use quantscope::workflow::{RunControl, calibrate as calibrate_samples};
 
-use super::feeds::{BatchFlags, DataFlags, data_line, open_model, plan_for};
+use super::feeds::{BatchFlags, DataFlags, data_line, open_runnable};
 use super::paths::{CommandFiles, MODEL};
 
 #[derive(Debug, Args)]
@@ -94,8 +94,7 @@ pub fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
         .maybe_output("--out", args.out.as_ref())
         .check()?;
     let methods = parse_methods(&args.methods)?;
-    let model = open_model(&args.model)?;
-    plan_for(&model)?;
+    let model = open_runnable(&args.model)?;
     let samples = args.flags.samples(&model.graph, &args.data)?;
     let calibration = calibrate_samples(
         &model.graph,

@@ -10,7 +10,8 @@ use quantscope::transform::compare::{CompareOptions, paper_table};
 use quantscope::workflow::RunControl;
 
 use super::args::Relu6Arg;
-use super::feeds::{DataFlags, LabelFlags, open_model, plan_for};
+use super::feeds::{DataFlags, LabelFlags, open_runnable};
+use super::format::db;
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
@@ -46,8 +47,7 @@ fn percent(x: Option<f64>) -> String {
 }
 
 pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
-    let model = open_model(&args.model)?;
-    plan_for(&model)?;
+    let model = open_runnable(&args.model)?;
     let graph = &model.graph;
     let evaluation = args
         .data_flags
@@ -95,8 +95,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
                 .map_or("-".into(), |c| format!("{c}/{}", row.total)),
             percent(row.accuracy),
             percent(row.agreement),
-            row.worst_output_sqnr_db
-                .map_or("-".into(), |v| format!("{v:.2}"))
+            db(row.worst_output_sqnr_db)
         );
     }
     Ok(())

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::args::{QuantFlags, apply_encodings};
 use super::feeds::{BatchFlags, DataFlags, data_line, plan_for};
+use super::format::db;
 
 #[derive(Debug, Args)]
 pub struct DiagnoseArgs {
@@ -58,14 +59,6 @@ struct Report<'a> {
     config: &'a QuantConfig,
     worst_output_sqnr_db: Option<f64>,
     diagnosis: &'a Diagnosis,
-}
-
-fn db(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v.is_finite() => format!("{v:.2}"),
-        Some(v) => format!("{v}"),
-        None => "-".into(),
-    }
 }
 
 fn print_table(rows: &[&LayerDiagnosis], all_quantized: Option<f64>) {

@@ -141,6 +141,13 @@ fn check_values(samples: &Samples, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Loads a model (as [`open_model`]) that must run: weights-only files say so, naming the file.
+pub fn open_runnable(path: &Path) -> anyhow::Result<Model> {
+    let model = open_model(path)?;
+    plan_for(&model)?;
+    Ok(model)
+}
+
 /// The run plan of a loaded model; weights-only files say so, naming the file.
 pub fn plan_for(model: &Model) -> anyhow::Result<Plan<'_>> {
     if !model.graph.is_runnable() {

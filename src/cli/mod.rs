@@ -8,6 +8,7 @@ mod compare;
 mod diagnose;
 mod export;
 mod feeds;
+mod format;
 mod inspect;
 mod integer;
 mod paths;

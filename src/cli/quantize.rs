@@ -14,7 +14,8 @@ use quantscope::workflow::{
 use serde::Serialize;
 
 use super::args::{QuantFlags, apply_encodings};
-use super::feeds::{BatchFlags, DataFlags, LabelFlags, data_line, open_model, plan_for};
+use super::feeds::{BatchFlags, DataFlags, LabelFlags, data_line, open_runnable};
+use super::format::db;
 use super::paths::{CommandFiles, MODEL};
 
 #[derive(Debug, Args)]
@@ -58,14 +59,6 @@ struct Report<'a> {
     evaluation: &'a Evaluation,
 }
 
-fn db(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.2}")
-    } else {
-        format!("{v}")
-    }
-}
-
 /// Prints every output's error, the classification figures and the cost per inference.
 fn print_evaluation(e: &Evaluation) {
     println!(
@@ -76,14 +69,14 @@ fn print_evaluation(e: &Evaluation) {
         println!(
             "{:<36} {:>9} {:>9.5} {:>12.4e} {:>11}",
             o.name,
-            db(o.sqnr_db),
+            db(Some(o.sqnr_db)),
             o.cosine,
             o.max_abs_error,
             o.kl.map_or("-".into(), |k| format!("{k:.3e}"))
         );
     }
     if let Some(worst) = e.worst_output_sqnr_db() {
-        println!("worst output SQNR: {} dB", db(worst));
+        println!("worst output SQNR: {} dB", db(Some(worst)));
     }
     if let Some(c) = &e.classification {
         if let (Some(f), Some(q)) = (c.float_accuracy, c.quant_accuracy) {
@@ -122,22 +115,17 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
         .maybe_input("--import-encodings", args.import_encodings.as_ref())
         .maybe_output("--report", args.report.as_ref())
         .check()?;
-    let model = open_model(&args.model)?;
-    plan_for(&model)?;
+    let model = open_runnable(&args.model)?;
     let graph = &model.graph;
     let mut config = args.flags.config();
     if let Some(path) = &args.import_encodings {
         apply_encodings(path, graph, &mut config)?;
     }
     let calibration = args.data_flags.samples(graph, &args.data)?;
-    let evaluation_samples = match &args.eval_data {
-        Some(path) => args
-            .data_flags
-            .labelled_samples(graph, path, &args.labels)?,
-        None => args
-            .data_flags
-            .labelled_samples(graph, &args.data, &args.labels)?,
-    };
+    let evaluation_path = args.eval_data.as_ref().unwrap_or(&args.data);
+    let evaluation_samples =
+        args.data_flags
+            .labelled_samples(graph, evaluation_path, &args.labels)?;
     let control = RunControl::default();
     let stats = if config.default.activations.is_some() {
         let c = calibrate_samples(graph, &calibration, args.batch.batch_size, &control)?;

@@ -11,7 +11,8 @@ use quantscope::workflow::{Evaluator, RunControl};
 use serde::Serialize;
 
 use super::args::GranularityArg;
-use super::feeds::{DataFlags, LabelFlags, data_line, open_model, plan_for};
+use super::feeds::{DataFlags, LabelFlags, data_line, open_runnable};
+use super::format::db;
 
 #[derive(Debug, clap::Args)]
 pub struct SensitivityArgs {
@@ -70,8 +71,7 @@ fn percent(x: Option<f64>) -> String {
 }
 
 pub fn sensitivity(args: &SensitivityArgs) -> anyhow::Result<()> {
-    let model = open_model(&args.model)?;
-    plan_for(&model)?;
+    let model = open_runnable(&args.model)?;
     let graph = &model.graph;
     let mut samples = args
         .data_flags
@@ -153,8 +153,7 @@ pub fn sensitivity(args: &SensitivityArgs) -> anyhow::Result<()> {
             l.layer.params,
             percent(l.accuracy_drop),
             kl(e),
-            e.worst_output_sqnr_db()
-                .map_or("-".into(), |v| format!("{v:.2}"))
+            db(e.worst_output_sqnr_db())
         );
     }
     if let Some(allocation) = allocation {

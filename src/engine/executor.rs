@@ -120,7 +120,7 @@ impl<'g> Plan<'g> {
             .into_iter()
             .filter(|n| ops::kernel_for(n).is_none())
             .map(|n| {
-                let op = if n.domain.is_empty() || n.domain == "ai.onnx" {
+                let op = if n.in_default_domain() {
                     n.op_type.clone()
                 } else {
                     format!("{}::{}", n.domain, n.op_type)

@@ -104,6 +104,12 @@ pub(crate) fn valid_range(off: isize, stride: usize, limit: usize, count: usize)
     (lo.min(hi), hi)
 }
 
+/// Every index of a 3-D grid of `extent` in row-major order.
+pub(crate) fn indices3(extent: [usize; 3]) -> impl Iterator<Item = [usize; 3]> {
+    let [d, h, w] = extent;
+    (0..d).flat_map(move |i| (0..h).flat_map(move |j| (0..w).map(move |k| [i, j, k])))
+}
+
 /// Pads `axes` (1 to 3 of them) to exactly 3 by prepending trivial axes.
 pub(crate) fn to3(axes: &[Axis]) -> [Axis; 3] {
     let mut out = [Axis::TRIVIAL; 3];

@@ -162,6 +162,11 @@ impl Node {
         self
     }
 
+    /// Whether the node belongs to the default ONNX domain (empty or "ai.onnx").
+    pub fn in_default_domain(&self) -> bool {
+        self.domain.is_empty() || self.domain == "ai.onnx"
+    }
+
     /// Input name `i`, or None when absent or omitted (empty name).
     pub fn input(&self, i: usize) -> Option<&str> {
         self.inputs

@@ -140,6 +140,14 @@ impl TensorData {
         }
     }
 
+    /// The values as f32: the float array borrowed, integers cast into an owned one.
+    pub fn to_f32_cow(&self) -> std::borrow::Cow<'_, ArrayD<f32>> {
+        match self {
+            TensorData::F32(a) => std::borrow::Cow::Borrowed(a),
+            TensorData::I64(a) => std::borrow::Cow::Owned(a.mapv(|v| v as f32)),
+        }
+    }
+
     /// "float" or "int", for messages.
     pub fn kind_name(&self) -> &'static str {
         match self {

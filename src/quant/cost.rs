@@ -368,13 +368,10 @@ pub fn layer_costs(
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
-    use ndarray::{Axis, Slice};
-
     use super::*;
     use crate::engine::{Plan, RunOptions};
     use crate::ir::Attribute;
+    use crate::quant::test_support::sample_cnn_with_images;
 
     fn node(op: &str, attrs: &[(&str, Attribute)]) -> Node {
         Node::new(format!("{op}_0"), op, &["x", "w"], &["y"])
@@ -535,15 +532,8 @@ mod tests {
 
     #[test]
     fn sample_cnn_layer_costs_from_a_recorded_run() {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_models");
-        let model = crate::load::load_model(&root.join("digits_cnn.onnx")).unwrap();
+        let (model, images) = sample_cnn_with_images(2);
         let graph = &model.graph;
-        let calib = crate::load::read_arrays(&root.join("data/digits_calib_x.npy")).unwrap();
-        let images = calib[0]
-            .data
-            .to_f32()
-            .slice_axis(Axis(0), Slice::from(0..2))
-            .to_owned();
         let mut recorder = ShapeRecorder::default();
         let feeds = HashMap::from([(graph.inputs[0].name.clone(), TensorData::F32(images))]);
         Plan::new(graph)

@@ -192,22 +192,7 @@ pub fn binary_gemm_scaled(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn signs(&mut self, n: usize) -> Vec<f32> {
-            (0..n)
-                .map(|_| if self.next() >> 63 == 1 { 1.0 } else { -1.0 })
-                .collect()
-        }
-    }
+    use crate::quant::test_support::Rng;
 
     fn float_dot(a: &[f32], b: &[f32]) -> i32 {
         a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() as i32

@@ -11,6 +11,7 @@ mod commands;
 mod diagnose;
 pub mod distribution;
 mod file_actions;
+mod fixed_plot;
 mod layers;
 mod lecture;
 mod load_job;

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use super::{
     GradCtx, GradRegistry, GradResult, Grads, array_of, check_shape, contiguous, grad_output,
 };
-use crate::engine::geometry::{Axis, WindowSpec, to3, valid_range};
+use crate::engine::geometry::{Axis, WindowSpec, indices3, to3, valid_range};
 use crate::engine::ops::{OpError, input_f32, optional};
 use crate::ir::TensorData;
 
@@ -193,10 +193,8 @@ fn for_tap(a: &[Axis; 3], k: [usize; 3], mut f: impl FnMut(usize, usize)) {
 }
 
 /// The kernel taps in weight order.
-fn taps(a: &[Axis; 3]) -> impl Iterator<Item = [usize; 3]> + '_ {
-    (0..a[0].kernel).flat_map(move |kd| {
-        (0..a[1].kernel).flat_map(move |kh| (0..a[2].kernel).map(move |kw| [kd, kh, kw]))
-    })
+fn taps(a: &[Axis; 3]) -> impl Iterator<Item = [usize; 3]> {
+    indices3(a.each_ref().map(|axis| axis.kernel))
 }
 
 /// One input channel per group: direct loops over the taps of each output plane.

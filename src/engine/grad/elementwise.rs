@@ -5,8 +5,6 @@
 //! LeakyRelu uses slope 1 where x ≥ 0, Clip passes where min ≤ x ≤ max, Min/Max send the
 //! gradient to the first operand equal to the result.
 
-use std::borrow::Cow;
-
 use ndarray::{ArrayD, Zip};
 
 use super::{GradCtx, GradRegistry, GradResult, Grads, grad_output, output_f32, reduce_to_shape};
@@ -21,8 +19,12 @@ pub fn register(registry: &mut GradRegistry) {
     registry.add("Pow", pow);
     registry.add("Min", select_extreme);
     registry.add("Max", select_extreme);
-    registry.add("Sum", sum);
-    registry.add("Mean", mean);
+    registry.add("Sum", |ctx, inputs, _, grads| {
+        spread(ctx, inputs, grads, 1.0)
+    });
+    registry.add("Mean", |ctx, inputs, _, grads| {
+        spread(ctx, inputs, grads, 1.0 / inputs.len().max(1) as f32)
+    });
     registry.add("Where", where_grad);
     registry.add("Sqrt", sqrt);
     registry.add("Exp", exp);
@@ -42,15 +44,6 @@ pub fn register(registry: &mut GradRegistry) {
     registry.add("Identity", identity);
     registry.add("Dropout", identity);
     registry.add("Cast", cast);
-}
-
-/// A float view of an operand (integer constants converted), None for integer tensors that
-/// are not needed as values.
-fn as_f32(t: &TensorData) -> Cow<'_, ArrayD<f32>> {
-    match t {
-        TensorData::F32(a) => Cow::Borrowed(a),
-        TensorData::I64(a) => Cow::Owned(a.mapv(|v| v as f32)),
-    }
 }
 
 /// `f(g, a, b)` over the shape of `g`, with `a` and `b` broadcast to it.
@@ -85,8 +78,8 @@ fn binary(
     db: impl Fn(f32, f32, f32) -> f32,
 ) -> GradResult {
     let g = grad_output(grads, 0)?;
-    let a = as_f32(input(inputs, 0)?);
-    let b = as_f32(input(inputs, 1)?);
+    let a = input(inputs, 0)?.to_f32_cow();
+    let b = input(inputs, 1)?.to_f32_cow();
     let mut out: Grads = vec![None, None];
     if ctx.wants(0) {
         out[0] = Some(reduce_to_shape(zip3(g, &a, &b, da)?, a.shape())?);
@@ -130,53 +123,37 @@ fn sub(
     Ok(out)
 }
 
-fn mul(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    _: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    binary(ctx, inputs, grads, |g, _, b| g * b, |g, a, _| g * a)
+/// A binary op's backward from its partial derivatives `da` and `db` (see [`binary`]).
+macro_rules! binary_grad {
+    ($(#[$doc:meta])* $name:ident, $da:expr, $db:expr) => {
+        $(#[$doc])*
+        fn $name(
+            ctx: &GradCtx<'_>,
+            inputs: &[Option<&TensorData>],
+            _: &[&TensorData],
+            grads: &[Option<&ArrayD<f32>>],
+        ) -> GradResult {
+            binary(ctx, inputs, grads, $da, $db)
+        }
+    };
 }
 
-fn div(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    _: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    binary(
-        ctx,
-        inputs,
-        grads,
-        |g, _, b| g / b,
-        |g, a, b| -g * a / (b * b),
-    )
-}
-
-/// d(a^b)/da = b·a^(b−1); d(a^b)/db = a^b·ln a (0 where a ≤ 0, where it is undefined).
-fn pow(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    _: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    binary(
-        ctx,
-        inputs,
-        grads,
-        |g, a, b| {
-            if b == 0.0 {
-                0.0
-            } else if b == 2.0 {
-                g * 2.0 * a
-            } else {
-                g * b * a.powf(b - 1.0)
-            }
-        },
-        |g, a, b| if a > 0.0 { g * a.powf(b) * a.ln() } else { 0.0 },
-    )
-}
+binary_grad!(mul, |g, _, b| g * b, |g, a, _| g * a);
+binary_grad!(div, |g, _, b| g / b, |g, a, b| -g * a / (b * b));
+binary_grad!(
+    /// d(a^b)/da = b·a^(b−1); d(a^b)/db = a^b·ln a (0 where a ≤ 0, where it is undefined).
+    pow,
+    |g, a, b| {
+        if b == 0.0 {
+            0.0
+        } else if b == 2.0 {
+            g * 2.0 * a
+        } else {
+            g * b * a.powf(b - 1.0)
+        }
+    },
+    |g, a, b| if a > 0.0 { g * a.powf(b) * a.ln() } else { 0.0 }
+);
 
 /// Min/Max: the gradient goes to the first operand equal to the result at each position.
 fn select_extreme(
@@ -190,7 +167,7 @@ fn select_extreme(
     let mut taken = ArrayD::<bool>::from_elem(g.raw_dim(), false);
     let mut out: Grads = vec![None; inputs.len()];
     for (i, slot) in out.iter_mut().enumerate() {
-        let x = as_f32(input(inputs, i)?);
+        let x = input(inputs, i)?.to_f32_cow();
         let xv = x
             .broadcast(g.raw_dim())
             .ok_or_else(|| OpError(format!("operand {i} does not broadcast to the result")))?;
@@ -235,24 +212,6 @@ fn spread(
     Ok(out)
 }
 
-fn sum(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    _: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    spread(ctx, inputs, grads, 1.0)
-}
-
-fn mean(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    _: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    spread(ctx, inputs, grads, 1.0 / inputs.len().max(1) as f32)
-}
-
 /// Where(cond, x, y): x gets the gradient where cond holds, y elsewhere.
 fn where_grad(
     ctx: &GradCtx<'_>,
@@ -261,7 +220,7 @@ fn where_grad(
     grads: &[Option<&ArrayD<f32>>],
 ) -> GradResult {
     let g = grad_output(grads, 0)?;
-    let cond = as_f32(input(inputs, 0)?);
+    let cond = input(inputs, 0)?.to_f32_cow();
     let cv = cond
         .broadcast(g.raw_dim())
         .ok_or_else(|| OpError("condition does not broadcast to the result".into()))?;
@@ -419,7 +378,8 @@ fn clip(
     let scalar = |i: usize, default: f32| -> Result<f32, OpError> {
         match optional(inputs, i) {
             None => Ok(default),
-            Some(t) => as_f32(t)
+            Some(t) => t
+                .to_f32_cow()
                 .iter()
                 .next()
                 .copied()

@@ -94,8 +94,7 @@ fn registry() -> &'static GradRegistry {
 
 /// The backward kernel of a node, if its op has one.
 pub fn grad_for(node: &Node) -> Option<GradFn> {
-    let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
-    if !default_domain {
+    if !node.in_default_domain() {
         return None;
     }
     registry().kernels.get(node.op_type.as_str()).copied()

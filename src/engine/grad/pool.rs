@@ -7,15 +7,19 @@ use ndarray::ArrayD;
 use rayon::prelude::*;
 
 use super::{GradCtx, GradRegistry, GradResult, array_of, check_shape, contiguous, grad_output};
-use crate::engine::geometry::{Axis, WindowSpec, to3, valid_range};
+use crate::engine::geometry::{Axis, WindowSpec, indices3, to3, valid_range};
 use crate::engine::ops::{OpError, input_f32};
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut GradRegistry) {
     registry.add("MaxPool", max_pool);
     registry.add("AveragePool", average_pool);
-    registry.add("GlobalAveragePool", global_average_pool);
-    registry.add("GlobalMaxPool", global_max_pool);
+    registry.add("GlobalAveragePool", |ctx, inputs, _, grads| {
+        global(ctx, inputs, grads, share_evenly)
+    });
+    registry.add("GlobalMaxPool", |ctx, inputs, _, grads| {
+        global(ctx, inputs, grads, to_first_max)
+    });
 }
 
 /// One axis of a window at output index `o`: the valid taps, the signed input start, and the
@@ -94,10 +98,24 @@ fn per_plane(
 }
 
 /// Output positions of a plane in row-major order.
-fn outputs(a: &[Axis; 3]) -> impl Iterator<Item = [usize; 3]> + '_ {
-    (0..a[0].output).flat_map(move |od| {
-        (0..a[1].output).flat_map(move |oh| (0..a[2].output).map(move |ow| [od, oh, ow]))
-    })
+fn outputs(a: &[Axis; 3]) -> impl Iterator<Item = [usize; 3]> {
+    indices3(a.each_ref().map(|axis| axis.output))
+}
+
+/// The gradient of a windowed pool: `route(axes, x plane, g plane, dx plane)` over every
+/// (image, channel) plane; none when X's is not wanted.
+fn windowed(
+    ctx: &GradCtx<'_>,
+    inputs: &[Option<&TensorData>],
+    grads: &[Option<&ArrayD<f32>>],
+    route: impl Fn(&[Axis; 3], &[f32], &[f32], &mut [f32]) + Sync,
+) -> GradResult {
+    if !ctx.wants(0) {
+        return Ok(vec![None]);
+    }
+    let (x, g, a) = pooled(ctx, inputs, grads)?;
+    let dx = per_plane(x, g, &a, |xp, gp, d| route(&a, xp, gp, d))?;
+    Ok(vec![Some(dx)])
 }
 
 fn max_pool(
@@ -106,14 +124,10 @@ fn max_pool(
     _outputs: &[&TensorData],
     grads: &[Option<&ArrayD<f32>>],
 ) -> GradResult {
-    if !ctx.wants(0) {
-        return Ok(vec![None]);
-    }
-    let (x, g, a) = pooled(ctx, inputs, grads)?;
-    let dx = per_plane(x, g, &a, |xp, gp, d| {
+    windowed(ctx, inputs, grads, |a, xp, gp, d| {
         let mut taps = Vec::new();
-        for (o, pos) in outputs(&a).enumerate() {
-            window_inputs(&a, pos, &mut taps);
+        for (o, pos) in outputs(a).enumerate() {
+            window_inputs(a, pos, &mut taps);
             // The forward's choice: the first strictly larger value from −f32::MAX.
             let mut best = -f32::MAX;
             let mut best_i = None;
@@ -127,8 +141,7 @@ fn max_pool(
                 d[i] += gp[o];
             }
         }
-    })?;
-    Ok(vec![Some(dx)])
+    })
 }
 
 fn average_pool(
@@ -137,15 +150,11 @@ fn average_pool(
     _outputs: &[&TensorData],
     grads: &[Option<&ArrayD<f32>>],
 ) -> GradResult {
-    if !ctx.wants(0) {
-        return Ok(vec![None]);
-    }
     let include_pad = ctx.node.attr_int("count_include_pad", 0)? != 0;
-    let (x, g, a) = pooled(ctx, inputs, grads)?;
-    let dx = per_plane(x, g, &a, |_, gp, d| {
+    windowed(ctx, inputs, grads, |a, _, gp, d| {
         let mut taps = Vec::new();
-        for (o, pos) in outputs(&a).enumerate() {
-            let padded = window_inputs(&a, pos, &mut taps);
+        for (o, pos) in outputs(a).enumerate() {
+            let padded = window_inputs(a, pos, &mut taps);
             let count = if include_pad { padded } else { taps.len() };
             if count == 0 {
                 continue;
@@ -155,8 +164,7 @@ fn average_pool(
                 d[i] += share;
             }
         }
-    })?;
-    Ok(vec![Some(dx)])
+    })
 }
 
 /// Global pools: X [N, C, spatial...] → [N, C, 1, ...].
@@ -198,37 +206,25 @@ fn global(
     Ok(vec![Some(array_of(x.shape(), dx)?)])
 }
 
-fn global_average_pool(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    _outputs: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    global(ctx, inputs, grads, |xp, gv, d| {
-        let share = gv / xp.len() as f32;
-        d.fill(share);
-    })
+/// GlobalAveragePool: every input of a plane gets an equal share of its gradient.
+fn share_evenly(xp: &[f32], gv: f32, d: &mut [f32]) {
+    let share = gv / xp.len() as f32;
+    d.fill(share);
 }
 
-fn global_max_pool(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    _outputs: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    global(ctx, inputs, grads, |xp, gv, d| {
-        let mut best = f32::NEG_INFINITY;
-        let mut best_i = None;
-        for (i, &v) in xp.iter().enumerate() {
-            if v > best {
-                best = v;
-                best_i = Some(i);
-            }
+/// GlobalMaxPool: the plane's first largest input gets its gradient.
+fn to_first_max(xp: &[f32], gv: f32, d: &mut [f32]) {
+    let mut best = f32::NEG_INFINITY;
+    let mut best_i = None;
+    for (i, &v) in xp.iter().enumerate() {
+        if v > best {
+            best = v;
+            best_i = Some(i);
         }
-        if let Some(i) = best_i {
-            d[i] += gv;
-        }
-    })
+    }
+    if let Some(i) = best_i {
+        d[i] += gv;
+    }
 }
 
 #[cfg(test)]

@@ -64,8 +64,7 @@ fn node_error(node: &Node, msg: impl Into<String>) -> Error {
 /// The subgraph plans of `node` when it is a control-flow node (None otherwise). Errors name
 /// the node and the subgraph.
 pub(crate) fn plans_for(node: &Node) -> Result<Option<NestedPlans<'_>>> {
-    let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
-    if !default_domain || !CONTROL_OPS.contains(&node.op_type.as_str()) {
+    if !node.in_default_domain() || !CONTROL_OPS.contains(&node.op_type.as_str()) {
         return Ok(None);
     }
     let required: &[&str] = match node.op_type.as_str() {

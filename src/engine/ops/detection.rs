@@ -145,6 +145,18 @@ struct Sample {
     w: [f32; 4],
 }
 
+/// The indices below and above `v` (≥ 0) on an axis of `size`; past the last index both are
+/// the last one and `v` is clamped to it.
+fn neighbours(v: &mut f32, size: usize) -> (usize, usize) {
+    let low = *v as usize;
+    if low >= size - 1 {
+        *v = (size - 1) as f32;
+        (size - 1, size - 1)
+    } else {
+        (low, low + 1)
+    }
+}
+
 /// The bilinear sample at (y, x) of an `h`×`w` plane (zero weights outside [-1, size]).
 fn sample_at(mut y: f32, mut x: f32, h: usize, w: usize) -> Sample {
     if y < -1.0 || y > h as f32 || x < -1.0 || x > w as f32 {
@@ -152,21 +164,8 @@ fn sample_at(mut y: f32, mut x: f32, h: usize, w: usize) -> Sample {
     }
     y = y.max(0.0);
     x = x.max(0.0);
-    let (mut y_low, mut x_low) = (y as usize, x as usize);
-    let y_high = if y_low >= h - 1 {
-        y_low = h - 1;
-        y = y_low as f32;
-        h - 1
-    } else {
-        y_low + 1
-    };
-    let x_high = if x_low >= w - 1 {
-        x_low = w - 1;
-        x = x_low as f32;
-        w - 1
-    } else {
-        x_low + 1
-    };
+    let (y_low, y_high) = neighbours(&mut y, h);
+    let (x_low, x_high) = neighbours(&mut x, w);
     let (ly, lx) = (y - y_low as f32, x - x_low as f32);
     let (hy, hx) = (1.0 - ly, 1.0 - lx);
     Sample {

@@ -7,10 +7,6 @@
 //! `elementwise`; integer tensors keep integer results where the op defines them (Sign,
 //! Floor/Ceil/Round are the identity, Mod, Abs-like ops).
 
-use std::borrow::Cow;
-
-use ndarray::ArrayD;
-
 use super::elementwise::{broadcast_binary, map_array};
 use super::{OpCtx, OpError, OpResult, Registry, input, single};
 use crate::ir::TensorData;
@@ -50,18 +46,11 @@ pub fn register(registry: &mut Registry) {
     registry.add("CastLike", cast_like);
 }
 
-fn as_f32(t: &TensorData) -> Cow<'_, ArrayD<f32>> {
-    match t {
-        TensorData::F32(a) => Cow::Borrowed(a),
-        TensorData::I64(a) => Cow::Owned(a.mapv(|v| v as f32)),
-    }
-}
-
 /// A float kernel `f(x)` (integer inputs are converted).
 macro_rules! float_unary {
     ($name:ident, |$x:ident| $f:expr) => {
         fn $name(_ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-            let x = as_f32(input(inputs, 0)?);
+            let x = input(inputs, 0)?.to_f32_cow();
             single(map_array(x.as_ref(), |$x: f32| $f)?)
         }
     };
@@ -142,7 +131,7 @@ fn is_inf(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
 /// `x · sigmoid(alpha · x)` (opset 24; alpha defaults to 1).
 fn swish(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let alpha = ctx.node.attr_float("alpha", 1.0)?;
-    let x = as_f32(input(inputs, 0)?);
+    let x = input(inputs, 0)?.to_f32_cow();
     single(map_array(x.as_ref(), |v: f32| {
         v / (1.0 + (-alpha * v).exp())
     })?)
@@ -150,7 +139,7 @@ fn swish(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
 
 fn elu(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let alpha = ctx.node.attr_float("alpha", 1.0)?;
-    let x = as_f32(input(inputs, 0)?);
+    let x = input(inputs, 0)?.to_f32_cow();
     single(map_array(x.as_ref(), |v: f32| {
         if v >= 0.0 { v } else { alpha * v.exp_m1() }
     })?)
@@ -163,7 +152,7 @@ const SELU_GAMMA: f32 = 1.050_701;
 fn selu(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let alpha = ctx.node.attr_float("alpha", SELU_ALPHA)?;
     let gamma = ctx.node.attr_float("gamma", SELU_GAMMA)?;
-    let x = as_f32(input(inputs, 0)?);
+    let x = input(inputs, 0)?.to_f32_cow();
     single(map_array(x.as_ref(), |v: f32| {
         if v > 0.0 {
             gamma * v
@@ -178,7 +167,7 @@ fn celu(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     if alpha == 0.0 {
         return Err(OpError("alpha must not be 0".into()));
     }
-    let x = as_f32(input(inputs, 0)?);
+    let x = input(inputs, 0)?.to_f32_cow();
     single(map_array(x.as_ref(), |v: f32| {
         v.max(0.0) + (alpha * (v / alpha).exp_m1()).min(0.0)
     })?)
@@ -186,7 +175,7 @@ fn celu(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
 
 fn thresholded_relu(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     let alpha = ctx.node.attr_float("alpha", 1.0)?;
-    let x = as_f32(input(inputs, 0)?);
+    let x = input(inputs, 0)?.to_f32_cow();
     single(map_array(
         x.as_ref(),
         |v: f32| if v > alpha { v } else { 0.0 },
@@ -224,9 +213,9 @@ fn shrink(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
 /// PRelu: `x < 0 ? slope·x : x` with the slope broadcast to X (numpy rules from opset 7; a
 /// per-channel `[C]` slope of opset 6 lines up with axis 1).
 fn prelu(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-    let x = as_f32(input(inputs, 0)?);
+    let x = input(inputs, 0)?.to_f32_cow();
     let slope_t = input(inputs, 1)?;
-    let mut slope = as_f32(slope_t).into_owned();
+    let mut slope = slope_t.to_f32_cow().into_owned();
     let xs = x.shape();
     if ctx.opset < 7 && slope.ndim() == 1 && xs.len() > 2 && slope.len() == xs[1] && xs[1] > 1 {
         let mut shape = vec![xs[1]];
@@ -278,7 +267,7 @@ fn modulo(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
             if !fmod {
                 return Err(OpError("fmod must be 1 for floating point inputs".into()));
             }
-            let (a, b) = (as_f32(a), as_f32(b));
+            let (a, b) = (a.to_f32_cow(), b.to_f32_cow());
             single(broadcast_binary(
                 a.as_ref(),
                 b.as_ref(),

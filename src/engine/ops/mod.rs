@@ -177,8 +177,7 @@ fn registry() -> &'static Registry {
 
 /// The kernel for a node, if its (domain, op type) is supported.
 pub fn kernel_for(node: &Node) -> Option<OpFn> {
-    let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
-    if !default_domain {
+    if !node.in_default_domain() {
         return None;
     }
     registry().kernels.get(node.op_type.as_str()).copied()
@@ -186,8 +185,7 @@ pub fn kernel_for(node: &Node) -> Option<OpFn> {
 
 /// The storage-reusing kernel for a node, if its op has one (see [`MovingOpFn`]).
 pub fn moving_kernel_for(node: &Node) -> Option<MovingOpFn> {
-    let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
-    if !default_domain {
+    if !node.in_default_domain() {
         return None;
     }
     registry().moving.get(node.op_type.as_str()).copied()
@@ -223,6 +221,29 @@ pub fn input_f32<'a>(
             t.kind_name()
         ))
     })
+}
+
+/// Input `i` as f32 of shape [N, C, ...] (rank ≥ 2), required; the error calls it X.
+pub(crate) fn input_nc<'a>(
+    inputs: &[Option<&'a TensorData>],
+    i: usize,
+) -> Result<&'a ArrayD<f32>, OpError> {
+    let x = input_f32(inputs, i)?;
+    if x.ndim() < 2 {
+        return Err(OpError(format!(
+            "X must have rank >= 2 (N, C, ...), got shape {:?}",
+            x.shape()
+        )));
+    }
+    Ok(x)
+}
+
+/// The node's integer attribute `name`, which must be positive (it has no default).
+pub(crate) fn positive_attr(ctx: &OpCtx<'_>, name: &str) -> Result<usize, OpError> {
+    usize::try_from(ctx.node.attr_int(name, 0)?)
+        .ok()
+        .filter(|&v| v > 0)
+        .ok_or_else(|| OpError(format!("{name} must be a positive integer")))
 }
 
 /// Input `i` as i64, required.

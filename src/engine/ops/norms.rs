@@ -5,7 +5,7 @@
 
 use super::{
     OpCtx, OpError, OpResult, Registry, array_from, contiguous, float_values, input, input_f32,
-    normalize_axis,
+    input_nc, normalize_axis, positive_attr,
 };
 use crate::ir::TensorData;
 
@@ -42,17 +42,9 @@ fn moments(block: &[f32]) -> (f64, f64) {
 /// channels and all spatial positions; scale and bias per group (opset 18) or per channel
 /// (opset 21).
 fn group_norm(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-    let x = input_f32(inputs, 0)?;
+    let x = input_nc(inputs, 0)?;
     let shape = x.shape().to_vec();
-    if shape.len() < 2 {
-        return Err(OpError(format!(
-            "X must have rank >= 2 (N, C, ...), got shape {shape:?}"
-        )));
-    }
-    let groups = usize::try_from(ctx.node.attr_int("num_groups", 0)?)
-        .ok()
-        .filter(|&g| g > 0)
-        .ok_or_else(|| OpError("num_groups must be a positive integer".into()))?;
+    let groups = positive_attr(ctx, "num_groups")?;
     let (n, c) = (shape[0], shape[1]);
     if c % groups != 0 {
         return Err(OpError(format!(
@@ -108,17 +100,9 @@ fn group_norm(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
 /// Local response normalization across channels:
 /// `y = x / (bias + alpha/size · Σ x²)^beta` over a window of `size` channels.
 fn lrn(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
-    let x = input_f32(inputs, 0)?;
+    let x = input_nc(inputs, 0)?;
     let shape = x.shape().to_vec();
-    if shape.len() < 2 {
-        return Err(OpError(format!(
-            "X must have rank >= 2 (N, C, ...), got shape {shape:?}"
-        )));
-    }
-    let size = usize::try_from(ctx.node.attr_int("size", 0)?)
-        .ok()
-        .filter(|&s| s > 0)
-        .ok_or_else(|| OpError("size must be a positive integer".into()))?;
+    let size = positive_attr(ctx, "size")?;
     let alpha = ctx.node.attr_float("alpha", 1e-4)?;
     let beta = ctx.node.attr_float("beta", 0.75)?;
     let bias = ctx.node.attr_float("bias", 1.0)?;

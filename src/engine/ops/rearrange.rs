@@ -4,7 +4,7 @@
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::gather_scatter::flat;
-use super::{OpCtx, OpError, OpResult, Registry, array_from, input, single};
+use super::{OpCtx, OpError, OpResult, Registry, array_from, input, positive_attr, single};
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut Registry) {
@@ -34,10 +34,7 @@ fn dims_and_block(ctx: &OpCtx<'_>, x: &TensorData) -> Result<([usize; 4], usize)
             "input must be 4-D [N, C, H, W], got shape {shape:?}"
         )));
     };
-    let b = usize::try_from(ctx.node.attr_int("blocksize", 0)?)
-        .ok()
-        .filter(|&b| b > 0)
-        .ok_or_else(|| OpError("blocksize must be a positive integer".into()))?;
+    let b = positive_attr(ctx, "blocksize")?;
     Ok(([*n, *c, *h, *w], b))
 }
 

@@ -21,7 +21,7 @@ use crate::engine::ops::elementwise::UnaryOp;
 use crate::ir::{Node, TensorData};
 
 fn is_conv(node: &Node) -> bool {
-    (node.domain.is_empty() || node.domain == "ai.onnx")
+    node.in_default_domain()
         && matches!(node.op_type.as_str(), "Conv" | "ConvTranspose")
         && node.outputs.len() == 1
 }

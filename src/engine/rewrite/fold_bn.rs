@@ -47,8 +47,7 @@ pub(super) fn fold_batch_norms(work: &mut Work<'_>) {
         else {
             continue;
         };
-        let default_domain = bn.domain.is_empty() || bn.domain == "ai.onnx";
-        if !default_domain || bn.op_type != "BatchNormalization" {
+        if !bn.in_default_domain() || bn.op_type != "BatchNormalization" {
             continue;
         }
         let Some(x) = bn.input(0) else { continue };
@@ -63,7 +62,7 @@ pub(super) fn fold_batch_norms(work: &mut Work<'_>) {
         else {
             continue;
         };
-        if layer.outputs.len() != 1 || !(layer.domain.is_empty() || layer.domain == "ai.onnx") {
+        if layer.outputs.len() != 1 || !layer.in_default_domain() {
             continue;
         }
         let Some((mul, add)) = bn_factors(work, bn) else {

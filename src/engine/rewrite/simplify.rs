@@ -15,8 +15,7 @@ pub(super) fn remove_identities(work: &mut Work<'_>) {
             continue;
         };
         let node = &planned.node;
-        let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
-        if !default_domain || !matches!(node.op_type.as_str(), "Identity" | "Dropout") {
+        if !node.in_default_domain() || !matches!(node.op_type.as_str(), "Identity" | "Dropout") {
             continue;
         }
         let (Some(input), Some(output)) = (node.input(0), node.outputs.first()) else {

@@ -42,6 +42,19 @@ fn with_graph(mut n: Node, attr: &str, g: Graph) -> Node {
     n
 }
 
+/// If(c) named `name` with outputs `outputs` and these branches.
+fn if_node(name: &str, outputs: &[&str], then_branch: Graph, else_branch: Graph) -> Node {
+    with_graph(
+        with_graph(
+            node("If", name, &["c"], outputs),
+            "then_branch",
+            then_branch,
+        ),
+        "else_branch",
+        else_branch,
+    )
+}
+
 /// If(c) { then: MatMul(x, W) with W a branch initializer, then an inner If reading `x` and
 /// the outer-branch value `m`; else: returns the top initializer `K` as it is }.
 fn model() -> Graph {
@@ -55,15 +68,7 @@ fn model() -> Graph {
         &[],
         &["in"],
     );
-    let inner_if = with_graph(
-        with_graph(
-            node("If", "inner_if", &["c"], &["io"]),
-            "then_branch",
-            inner_then,
-        ),
-        "else_branch",
-        inner_else,
-    );
+    let inner_if = if_node("inner_if", &["io"], inner_then, inner_else);
     let mut then_branch = graph(
         vec![node("MatMul", "mm", &["x", "W"], &["m"]), inner_if],
         &[],
@@ -71,15 +76,7 @@ fn model() -> Graph {
     );
     then_branch.initializers.insert("W".into(), weight("W"));
     let else_branch = graph(vec![], &[], &["K"]);
-    let top_if = with_graph(
-        with_graph(
-            node("If", "top_if", &["c"], &["y"]),
-            "then_branch",
-            then_branch,
-        ),
-        "else_branch",
-        else_branch,
-    );
+    let top_if = if_node("top_if", &["y"], then_branch, else_branch);
     let mut g = graph(vec![top_if], &["c", "x"], &["y"]);
     g.initializers.insert("K".into(), weight("K"));
     g
@@ -187,26 +184,10 @@ fn a_node_computing_a_weight_moves_to_the_innermost_subgraph_reading_it() {
         &["m"],
     );
     let inner_else = graph(vec![node("Neg", "neg", &["x"], &["n"])], &[], &["n"]);
-    let inner_if = with_graph(
-        with_graph(
-            node("If", "inner_if", &["c"], &["io"]),
-            "then_branch",
-            inner_then,
-        ),
-        "else_branch",
-        inner_else,
-    );
+    let inner_if = if_node("inner_if", &["io"], inner_then, inner_else);
     let then_branch = graph(vec![inner_if], &[], &["io"]);
     let else_branch = graph(vec![node("Identity", "id", &["x"], &["xi"])], &[], &["xi"]);
-    let top_if = with_graph(
-        with_graph(
-            node("If", "top_if", &["c"], &["y"]),
-            "then_branch",
-            then_branch,
-        ),
-        "else_branch",
-        else_branch,
-    );
+    let top_if = if_node("top_if", &["y"], then_branch, else_branch);
     let dq = node("DequantizeLinear", "dq", &["Wq", "s"], &["Wd"]);
     let mut g = graph(vec![dq, top_if], &["c", "x"], &["y"]);
     g.initializers.insert("Wq".into(), weight("Wq"));

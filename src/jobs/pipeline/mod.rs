@@ -49,7 +49,8 @@ pub fn calibrate(
 }
 
 /// Evaluates `config` applied to `graph` against the float model `float_graph` on `samples`:
-/// outputs, layers, cost and the focused tensor's figures.
+/// outputs, layers, cost and the focused tensor's figures (`float_graph` is `graph` itself
+/// unless a transform changed the graph only for quantization).
 pub fn evaluate_against(
     float_graph: &Graph,
     graph: &Graph,
@@ -71,16 +72,4 @@ pub fn evaluate_against(
             control,
         )
     })
-}
-
-/// Evaluates `config` on `graph` itself.
-pub fn evaluate(
-    graph: &Graph,
-    config: &QuantConfig,
-    stats: &BTreeMap<String, CalibrationStats>,
-    samples: &Samples,
-    focus: Option<&Focus>,
-    ctx: &JobContext,
-) -> Result<Evaluation, JobError> {
-    evaluate_against(graph, graph, config, stats, samples, focus, ctx)
 }

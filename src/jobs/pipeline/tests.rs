@@ -28,7 +28,16 @@ fn int8_keeps_the_cnn_accurate_and_ternary_costs_accuracy_and_size() {
         .unwrap()
         .stats;
     let eval = |config: &QuantConfig| {
-        evaluate(&model.graph, config, &stats, &data.evaluation, None, &ctx).unwrap()
+        evaluate_against(
+            &model.graph,
+            &model.graph,
+            config,
+            &stats,
+            &data.evaluation,
+            None,
+            &ctx,
+        )
+        .unwrap()
     };
     let base = eval(&int8());
     let (float_acc, q_acc) = (
@@ -74,7 +83,8 @@ fn weight_focus_reports_both_granularities() {
         tensor: node.input(1).unwrap().to_string(),
         node: node.name.clone(),
     };
-    let eval = evaluate(
+    let eval = evaluate_against(
+        &model.graph,
         &model.graph,
         &int8(),
         &stats,

@@ -88,6 +88,22 @@ enum Kernel {
     Linear(Box<IntLinear>),
 }
 
+impl Kernel {
+    fn input_params(&self) -> LinearParams {
+        match self {
+            Kernel::Conv(k) => k.input_params(),
+            Kernel::Linear(k) => k.input_params(),
+        }
+    }
+
+    fn trace_layer<'a>(&'a self, name: &'a str) -> TraceLayer<'a> {
+        match self {
+            Kernel::Conv(k) => k.trace_layer(name),
+            Kernel::Linear(k) => k.trace_layer(name),
+        }
+    }
+}
+
 struct IntegerLayer {
     name: String,
     input: String,
@@ -426,40 +442,14 @@ impl CompareHook<'_> {
             .and_then(|p| p.get(sample))
             .copied()
             .unwrap_or(0.0);
-        let traced = match &layer.kernel {
-            Kernel::Conv(k) => trace_element(
-                &TraceLayer {
-                    name: &layer.name,
-                    weights: k.weights(),
-                    bias_codes: k.bias_codes(),
-                    multipliers: k.multipliers(),
-                    input: k.input_params(),
-                    output: k.output_params(),
-                    clamp: k.clamp_bounds(),
-                },
-                codes.shape(),
-                flat,
-                a,
-                InputTrace::new(peak, &k.input_params()),
-                s,
-            ),
-            Kernel::Linear(k) => trace_element(
-                &TraceLayer {
-                    name: &layer.name,
-                    weights: k.weights(),
-                    bias_codes: k.bias_codes(),
-                    multipliers: k.multipliers(),
-                    input: k.input_params(),
-                    output: k.output_params(),
-                    clamp: k.clamp_bounds(),
-                },
-                codes.shape(),
-                flat,
-                a,
-                InputTrace::new(peak, &k.input_params()),
-                s,
-            ),
-        };
+        let traced = trace_element(
+            &layer.kernel.trace_layer(&layer.name),
+            codes.shape(),
+            flat,
+            a,
+            InputTrace::new(peak, &layer.kernel.input_params()),
+            s,
+        );
         debug_assert_eq!(
             traced.output_code, q,
             "the trace follows the layer's arithmetic"
@@ -545,10 +535,7 @@ impl TensorHook for CompareHook<'_> {
         };
         for (i, layer) in self.layers.layers.iter().enumerate() {
             if layer.input == site.name && !self.inputs.contains_key(site.name) {
-                let params = match &layer.kernel {
-                    Kernel::Conv(k) => k.input_params(),
-                    Kernel::Linear(k) => k.input_params(),
-                };
+                let params = layer.kernel.input_params();
                 self.inputs
                     .insert(site.name.to_string(), quantize_tensor(values, &params));
                 self.peaks

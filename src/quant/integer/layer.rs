@@ -239,6 +239,22 @@ macro_rules! layer_accessors {
                 self.core.clamp_bounds()
             }
 
+            /// Everything of the layer an element trace reads, under the name `name`.
+            pub fn trace_layer<'a>(
+                &'a self,
+                name: &'a str,
+            ) -> $crate::quant::integer::explain::TraceLayer<'a> {
+                $crate::quant::integer::explain::TraceLayer {
+                    name,
+                    weights: &self.core.weights,
+                    bias_codes: &self.core.bias,
+                    multipliers: &self.core.multipliers,
+                    input: self.core.input,
+                    output: self.core.output,
+                    clamp: self.core.clamp_bounds(),
+                }
+            }
+
             /// The largest |accumulator| any input on the grid can produce (checked to fit i32).
             pub fn accumulator_bound(&self) -> i64 {
                 self.core.bound

@@ -1,12 +1,9 @@
 //! Fixed-point primitives against gemmlowp's semantics; Conv and Gemm within 1 LSB of fake
 //! quantization (random layers and the sample CNN); i32 accumulation and its bounds.
 
+use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-
-use ndarray::{Array, Slice};
-
-use std::collections::BTreeMap;
 
 use ndarray::{ArrayD, Axis, IxDyn};
 
@@ -14,29 +11,8 @@ use super::*;
 use crate::engine::geometry::WindowSpec;
 use crate::engine::{Plan, RunOptions, TensorHook, TensorSite};
 use crate::ir::{Attribute, Node, ParamRole, TensorData};
-use crate::quant::grid::{IntGrid, LinearParams};
-
-/// xorshift64*: deterministic test data without depending on rand's API.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in [lo, hi).
-    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next() >> 40) as f32 / (1u64 << 24) as f32)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn array(&mut self, shape: &[usize], lo: f32, hi: f32) -> ArrayD<f32> {
-        Array::from_shape_simple_fn(IxDyn(shape), || self.uniform(lo, hi))
-    }
-}
+use crate::quant::grid::{IntGrid, LinearParams, QuantError};
+use crate::quant::test_support::{Rng, sample_cnn_with_images};
 
 fn range_of(a: &ArrayD<f32>) -> (f32, f32) {
     a.iter()
@@ -262,31 +238,23 @@ fn check_linear(rng: &mut Rng, m: usize, k: usize, n: usize, per_channel: bool, 
     let (lo, hi) = range_of(&x);
     let input = LinearParams::from_range(lo, hi, IntGrid::UINT8, false).unwrap();
     let placeholder = LinearParams::from_scale_zero(1.0, 0, IntGrid::UINT8).unwrap();
+    let gemm = |b: &ArrayD<f32>, trans_b: bool| {
+        IntLinear::from_gemm(
+            b,
+            trans_b,
+            1.0,
+            1.0,
+            Some(&c),
+            per_channel,
+            IntGrid::INT8,
+            input,
+            placeholder,
+            relu,
+        )
+    };
     let layers = [
-        IntLinear::from_gemm(
-            &b,
-            false,
-            1.0,
-            1.0,
-            Some(&c),
-            per_channel,
-            IntGrid::INT8,
-            input,
-            placeholder,
-            relu,
-        ),
-        IntLinear::from_gemm(
-            &b.t().as_standard_layout().into_owned(),
-            true,
-            1.0,
-            1.0,
-            Some(&c),
-            per_channel,
-            IntGrid::INT8,
-            input,
-            placeholder,
-            relu,
-        ),
+        gemm(&b, false),
+        gemm(&b.t().as_standard_layout().into_owned(), true),
         IntLinear::from_matmul(&b, per_channel, IntGrid::INT8, input, placeholder, relu),
     ];
     for layer in layers {
@@ -364,21 +332,22 @@ fn gemm_alpha_beta_and_scalar_bias_are_folded() {
     );
 }
 
+/// A MatMul by `b` with per-tensor INT8 weights and no ReLU.
+fn int8_matmul(
+    b: &ArrayD<f32>,
+    input: LinearParams,
+    output: LinearParams,
+) -> Result<IntLinear, QuantError> {
+    IntLinear::from_matmul(b, false, IntGrid::INT8, input, output, false)
+}
+
 #[test]
 fn accumulation_overflowing_i16_is_exact_in_i32() {
     // 64 taps of 255 · 127: 2,072,640, far beyond i16 (32,767), well inside i32.
     let input = LinearParams::from_scale_zero(1.0 / 255.0, 0, IntGrid::UINT8).unwrap();
     let output = LinearParams::from_scale_zero(0.5, 0, IntGrid::UINT8).unwrap();
     let weights = ArrayD::from_elem(IxDyn(&[1, 64]), 1.0f32);
-    let layer = IntLinear::from_matmul(
-        &weights.t().to_owned(),
-        false,
-        IntGrid::INT8,
-        input,
-        output,
-        false,
-    )
-    .unwrap();
+    let layer = int8_matmul(&weights.t().to_owned(), input, output).unwrap();
     assert_eq!(layer.weights().codes.iter().next(), Some(&127));
     let x = ArrayD::from_elem(IxDyn(&[1, 64]), 255i32);
     let acc = layer.accumulators(&x).unwrap()[[0, 0]];
@@ -426,18 +395,10 @@ fn layers_that_could_overflow_i32_are_refused() {
     let output = input;
     // 70,000 · 127 · 255 ≈ 2.27e9 > 2^31.
     let b = ArrayD::from_elem(IxDyn(&[70_000, 1]), 1.0f32);
-    let err = IntLinear::from_matmul(&b, false, IntGrid::INT8, input, output, false).unwrap_err();
+    let err = int8_matmul(&b, input, output).unwrap_err();
     assert!(err.0.contains("overflows i32"), "{err}");
     // Codes outside the input grid are refused too.
-    let ok = IntLinear::from_matmul(
-        &ArrayD::from_elem(IxDyn(&[4, 1]), 1.0f32),
-        false,
-        IntGrid::INT8,
-        input,
-        output,
-        false,
-    )
-    .unwrap();
+    let ok = int8_matmul(&ArrayD::from_elem(IxDyn(&[4, 1]), 1.0f32), input, output).unwrap();
     assert!(ok.run(&ArrayD::from_elem(IxDyn(&[1, 4]), 256)).is_err());
     assert!(ok.run(&ArrayD::from_elem(IxDyn(&[1, 3]), 1)).is_err());
 }
@@ -458,15 +419,8 @@ impl TensorHook for Capture {
 
 #[test]
 fn sample_cnn_convs_match_fake_quantization_within_one_lsb() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample_models");
-    let model = crate::load::load_model(&root.join("digits_cnn.onnx")).unwrap();
+    let (model, images) = sample_cnn_with_images(32);
     let graph = &model.graph;
-    let calib = crate::load::read_arrays(&root.join("data/digits_calib_x.npy")).unwrap();
-    let images = calib[0]
-        .data
-        .to_f32()
-        .slice_axis(Axis(0), Slice::from(0..32))
-        .to_owned();
     let convs: Vec<&Node> = graph.nodes.iter().filter(|n| n.op_type == "Conv").collect();
     assert!(convs.len() >= 2, "the sample CNN has {} convs", convs.len());
     let mut capture = Capture {

@@ -4,9 +4,10 @@
 //! layer's own SQNR (only it quantized) beside it. Clicking a row selects that layer. The
 //! chart scrolls when the layers do not fit, and its dB axis picks steps whose labels fit.
 
-use egui_plot::{AxisHints, Bar, BarChart, GridInput, GridMark, Plot, PlotPoint, VPlacement};
+use egui_plot::{AxisHints, Bar, BarChart, GridInput, GridMark, PlotPoint, VPlacement};
 
 use crate::ui::badge::sqnr_text;
+use crate::ui::fixed_plot::fixed_plot;
 
 use super::{OWN_LEGEND, own_colour};
 
@@ -189,13 +190,8 @@ pub fn propagation_ui(ui: &mut egui::Ui, input: &PropagationInput<'_>) -> Option
         if !input.current {
             ui.disable();
         }
-        Plot::new("layer_sqnr")
+        fixed_plot("layer_sqnr")
             .height(content_height.max(room))
-            .allow_scroll(false)
-            .allow_zoom(false)
-            .allow_drag(false)
-            .allow_boxed_zoom(false)
-            .allow_double_click_reset(false)
             .show_grid([true, false])
             .custom_y_axes(vec![y_axis])
             .x_grid_spacer(|g| db_marks(g, 72.0))

@@ -5,7 +5,9 @@
 //! picks a channel. Also the per-channel error estimate (every channel on its own grid).
 
 use egui::Color32;
-use egui_plot::{Bar, BarChart, HLine, LineStyle, Plot, PlotPoint, PlotResponse, Text};
+use egui_plot::{Bar, BarChart, HLine, LineStyle, PlotPoint, PlotResponse, Text};
+
+use crate::ui::fixed_plot::fixed_plot;
 
 use crate::metrics::ErrorEstimate;
 
@@ -93,13 +95,8 @@ pub fn channel_ranges_plot_ui(
     } else {
         "distribution_channel_ranges"
     };
-    Plot::new(id)
+    fixed_plot(id)
         .height(height)
-        .allow_drag(false)
-        .allow_zoom(false)
-        .allow_scroll(false)
-        .allow_boxed_zoom(false)
-        .allow_double_click_reset(false)
         .x_axis_label("output channel")
         .y_axis_label("value")
         .show(ui, |plot_ui| {

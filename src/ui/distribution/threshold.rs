@@ -6,7 +6,9 @@
 //! them only reads.
 
 use egui::Color32;
-use egui_plot::{Line, LineStyle, Plot, PlotPoints, Points, VLine};
+use egui_plot::{Line, LineStyle, PlotPoints, Points, VLine};
+
+use crate::ui::fixed_plot::fixed_plot;
 
 use crate::calib::CalibrationStats;
 use crate::diagnose::{CurvePoint, ThresholdCurves, threshold_curves};
@@ -209,14 +211,9 @@ pub fn threshold_curves_ui(
             ),
         ];
         for (id, y_label, line, color, name, choice) in panels {
-            let response = Plot::new(id)
+            let response = fixed_plot(id)
                 .width(width)
                 .height(height)
-                .allow_drag(false)
-                .allow_zoom(false)
-                .allow_scroll(false)
-                .allow_boxed_zoom(false)
-                .allow_double_click_reset(false)
                 .x_axis_label(format!("clip |t| ({} bits, {grid} grid)", curves.bits))
                 .y_axis_label(y_label)
                 .show(ui, |plot_ui| {

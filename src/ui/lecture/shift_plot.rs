@@ -3,7 +3,9 @@
 //! and after it, as two bar series side by side, with their mean |shift| in the line above.
 
 use egui::Color32;
-use egui_plot::{Bar, BarChart, Plot};
+use egui_plot::{Bar, BarChart};
+
+use crate::ui::fixed_plot::fixed_plot;
 
 use crate::transform::report::ChannelShifts;
 
@@ -46,13 +48,8 @@ pub fn shift_plot_ui(ui: &mut egui::Ui, shifts: &ChannelShifts, height: f32) {
             format!("after: {:.3e}", mean_magnitude(&shifts.after)),
         );
     });
-    Plot::new("lecture_bias_shift")
+    fixed_plot("lecture_bias_shift")
         .height(height)
-        .allow_drag(false)
-        .allow_zoom(false)
-        .allow_scroll(false)
-        .allow_boxed_zoom(false)
-        .allow_double_click_reset(false)
         .show_x(false)
         .show(ui, |plot_ui| {
             plot_ui.bar_chart(

@@ -13,6 +13,12 @@ use rayon::prelude::*;
 
 use super::{Axis, ConvData, with_scratch};
 
+/// A lane kernel body: `(job, xt, tmp, blocks)`, see [`LaneKernel::run`].
+type LaneFn = fn(&LaneJob<'_>, &[f32], &mut [f32], Range<usize>);
+
+/// A matrix transpose `(src, lds, dst, ldd, rows, cols)`, see [`LaneKernel::transpose`].
+type TransposeFn = fn(&[f32], usize, &mut [f32], usize, usize, usize);
+
 /// One instantiation of the lane kernel: images per vector, output channels per register
 /// tile, the kernel and a matrix transpose (compiled for the matching CPU features).
 #[derive(Clone, Copy)]
@@ -21,11 +27,11 @@ pub(super) struct LaneKernel {
     pub tile: usize,
     /// `run(job, xt, tmp, blocks)` computes the output channel tiles `blocks` (numbered over
     /// all groups) into `tmp` = [blocks.len()·tile, out pixel, lane].
-    pub run: fn(&LaneJob<'_>, &[f32], &mut [f32], Range<usize>),
+    pub run: LaneFn,
     /// The same for depthwise convolutions (one input channel per group), with tiles of one
     /// output channel.
-    pub run_dw: fn(&LaneJob<'_>, &[f32], &mut [f32], Range<usize>),
-    pub transpose: fn(&[f32], usize, &mut [f32], usize, usize, usize),
+    pub run_dw: LaneFn,
+    pub transpose: TransposeFn,
 }
 
 /// Geometry and packed operands shared by every lane group of one convolution.
@@ -50,17 +56,28 @@ pub(super) struct LaneJob<'a> {
 }
 
 impl LaneKernel {
+    /// A kernel of `width` images per vector and tiles of `width` channels, with the general
+    /// and depthwise bodies `[run, run_dw]` and its transpose.
+    #[cfg(target_arch = "x86_64")]
+    fn square(width: usize, [run, run_dw]: [LaneFn; 2], transpose: TransposeFn) -> LaneKernel {
+        LaneKernel {
+            lanes: width,
+            tile: width,
+            run,
+            run_dw,
+            transpose,
+        }
+    }
+
     /// The AVX-512 kernel (16 images per vector, tiles of 16 channels), if the CPU has it.
     pub fn avx512() -> Option<LaneKernel> {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
-            return Some(LaneKernel {
-                lanes: 16,
-                tile: 16,
-                run: lanes_avx512,
-                run_dw: lanes_dw_avx512,
-                transpose: transpose_avx512,
-            });
+            return Some(LaneKernel::square(
+                16,
+                [lanes_avx512, lanes_dw_avx512],
+                transpose_avx512,
+            ));
         }
         None
     }
@@ -69,13 +86,11 @@ impl LaneKernel {
     pub fn avx2() -> Option<LaneKernel> {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            return Some(LaneKernel {
-                lanes: 8,
-                tile: 8,
-                run: lanes_avx2,
-                run_dw: lanes_dw_avx2,
-                transpose: transpose_avx2,
-            });
+            return Some(LaneKernel::square(
+                8,
+                [lanes_avx2, lanes_dw_avx2],
+                transpose_avx2,
+            ));
         }
         None
     }

@@ -64,36 +64,55 @@ pub(super) trait Simd: Copy {
     unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
 }
 
+/// Implements [`Simd`] for `$name`: `$lanes` floats in a `$v`, compiled for `$features`, from
+/// the intrinsics `$set1`, `$loadu`, `$storeu` and `$fmadd`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! simd_impl {
+    ($name:ident, $lanes:literal, $v:ident, $features:literal,
+     $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident) => {
+        impl Simd for $name {
+            const LANES: usize = $lanes;
+            type V = std::arch::x86_64::$v;
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn splat(x: f32) -> Self::V {
+                std::arch::x86_64::$set1(x)
+            }
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn load(p: *const f32) -> Self::V {
+                unsafe { std::arch::x86_64::$loadu(p) }
+            }
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn store(p: *mut f32, v: Self::V) {
+                unsafe { std::arch::x86_64::$storeu(p, v) }
+            }
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V {
+                std::arch::x86_64::$fmadd(a, b, c)
+            }
+        }
+    };
+}
+
 /// AVX-512F: 16 floats.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 pub(super) struct Avx512;
 
 #[cfg(target_arch = "x86_64")]
-impl Simd for Avx512 {
-    const LANES: usize = 16;
-    type V = std::arch::x86_64::__m512;
-    #[inline]
-    #[target_feature(enable = "avx512f,fma")]
-    unsafe fn splat(x: f32) -> Self::V {
-        std::arch::x86_64::_mm512_set1_ps(x)
-    }
-    #[inline]
-    #[target_feature(enable = "avx512f,fma")]
-    unsafe fn load(p: *const f32) -> Self::V {
-        unsafe { std::arch::x86_64::_mm512_loadu_ps(p) }
-    }
-    #[inline]
-    #[target_feature(enable = "avx512f,fma")]
-    unsafe fn store(p: *mut f32, v: Self::V) {
-        unsafe { std::arch::x86_64::_mm512_storeu_ps(p, v) }
-    }
-    #[inline]
-    #[target_feature(enable = "avx512f,fma")]
-    unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V {
-        std::arch::x86_64::_mm512_fmadd_ps(a, b, c)
-    }
-}
+simd_impl!(
+    Avx512,
+    16,
+    __m512,
+    "avx512f,fma",
+    _mm512_set1_ps,
+    _mm512_loadu_ps,
+    _mm512_storeu_ps,
+    _mm512_fmadd_ps
+);
 
 /// AVX2 + FMA: 8 floats.
 #[cfg(target_arch = "x86_64")]
@@ -101,30 +120,16 @@ impl Simd for Avx512 {
 pub(super) struct Avx2;
 
 #[cfg(target_arch = "x86_64")]
-impl Simd for Avx2 {
-    const LANES: usize = 8;
-    type V = std::arch::x86_64::__m256;
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn splat(x: f32) -> Self::V {
-        std::arch::x86_64::_mm256_set1_ps(x)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn load(p: *const f32) -> Self::V {
-        unsafe { std::arch::x86_64::_mm256_loadu_ps(p) }
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn store(p: *mut f32, v: Self::V) {
-        unsafe { std::arch::x86_64::_mm256_storeu_ps(p, v) }
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V {
-        std::arch::x86_64::_mm256_fmadd_ps(a, b, c)
-    }
-}
+simd_impl!(
+    Avx2,
+    8,
+    __m256,
+    "avx2,fma",
+    _mm256_set1_ps,
+    _mm256_loadu_ps,
+    _mm256_storeu_ps,
+    _mm256_fmadd_ps
+);
 
 /// Any target: eight floats in an array (the compiler vectorizes the element loops).
 #[derive(Clone, Copy)]

@@ -115,8 +115,7 @@ pub(crate) struct Program {
 
 /// Whether `node` can be part of a program (a float unary op or a two-input arithmetic op).
 pub(crate) fn is_fusable(node: &Node) -> bool {
-    let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
-    default_domain
+    node.in_default_domain()
         && node.outputs.len() == 1
         && (BinaryOp::of_node(node).is_some()
             || matches!(

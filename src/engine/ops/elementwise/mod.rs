@@ -327,17 +327,10 @@ enum Pair<'a> {
     I(&'a ArrayD<i64>, &'a ArrayD<i64>),
 }
 
-fn as_f32_cow(t: &TensorData) -> Cow<'_, ArrayD<f32>> {
-    match t {
-        TensorData::F32(a) => Cow::Borrowed(a),
-        TensorData::I64(a) => Cow::Owned(a.mapv(|v| v as f32)),
-    }
-}
-
 fn pair<'a>(a: &'a TensorData, b: &'a TensorData) -> Pair<'a> {
     match (a, b) {
         (TensorData::I64(x), TensorData::I64(y)) => Pair::I(x, y),
-        _ => Pair::F(as_f32_cow(a), as_f32_cow(b)),
+        _ => Pair::F(a.to_f32_cow(), b.to_f32_cow()),
     }
 }
 
@@ -418,7 +411,7 @@ fn pow(_ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
             "integer base with a float exponent is not supported".into(),
         )),
         (TensorData::F32(base), _) => {
-            let exp = as_f32_cow(b);
+            let exp = b.to_f32_cow();
             if exp.len() == 1 {
                 let e = exp.iter().next().copied().unwrap_or(1.0);
                 let shape = broadcast_shapes(base.shape(), exp.shape())?;
@@ -501,7 +494,7 @@ fn mean(_ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
         |a, b| broadcast_binary(a, b, |p: i64, q: i64| p.wrapping_add(q)),
     )?;
     let n = inputs.len() as f32;
-    single(map_array(as_f32_cow(&total).as_ref(), |x: f32| x / n)?)
+    single(map_array(total.to_f32_cow().as_ref(), |x: f32| x / n)?)
 }
 
 // ---- comparisons and logic (results are 0/1 integers) ------------------------------------------
@@ -654,7 +647,7 @@ fn clip(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
     if ctx.opset < 11 {
         let lo = ctx.node.attr_float("min", f32::MIN)?;
         let hi = ctx.node.attr_float("max", f32::MAX)?;
-        return single(clip_f32(&as_f32_cow(x), lo, hi)?);
+        return single(clip_f32(&x.to_f32_cow(), lo, hi)?);
     }
     match x {
         TensorData::F32(a) => {

@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use super::math;
-use super::{CHUNK, as_f32_cow, bound};
+use super::{CHUNK, bound};
 use crate::engine::buffers::recycled;
 use crate::engine::ops::{Args, OpCtx, OpError, OpFn, OpResult, array_from, go_parallel, single};
 use crate::ir::{Node, TensorData};
@@ -266,10 +266,10 @@ pub(super) fn unary_float(op: UnaryOp, args: &mut Args<'_>) -> OpResult {
         a.mapv_inplace(|v| op.at(v));
         return single(a);
     }
-    let x = as_f32_cow(
-        args.get(0)
-            .ok_or_else(|| OpError("missing required input 0".into()))?,
-    );
+    let x = args
+        .get(0)
+        .ok_or_else(|| OpError("missing required input 0".into()))?
+        .to_f32_cow();
     match x.as_slice() {
         Some(s) => single(array_from(x.shape(), op.map(s))?),
         None => single(x.mapv(|v| op.at(v))),

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use super::elementwise::math;
 use super::{
     OpCtx, OpError, OpResult, PAR_MIN, Registry, array_from, contiguous, float_values, go_parallel,
-    input, input_f32, normalize_axis, optional,
+    input, input_f32, input_nc, normalize_axis, optional,
 };
 use crate::engine::buffers::{recycled, zeroed};
 use crate::ir::TensorData;
@@ -59,13 +59,8 @@ fn batch_norm(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
             "training_mode=1 is not supported (inference only)".into(),
         ));
     }
-    let x = input_f32(inputs, 0)?;
+    let x = input_nc(inputs, 0)?;
     let shape = x.shape();
-    if shape.len() < 2 {
-        return Err(OpError(format!(
-            "X must have rank >= 2 (N, C, ...), got shape {shape:?}"
-        )));
-    }
     let c = shape[1];
     let epsilon = ctx.node.attr_float("epsilon", 1e-5)?;
     let mut params = Vec::with_capacity(4);

@@ -41,21 +41,17 @@ fn lstm_one_step_matches_the_closed_form() {
     let h0 = f(&[1, 1, 1], &[0.3]);
     let c0 = f(&[1, 1, 1], &[-0.2]);
     let p = f(&[1, 3], &[0.7, -0.4, 0.25]); // i, o, f
-    let out = run_op(
-        "LSTM",
-        vec![("hidden_size", Attribute::Int(1))],
-        &[
-            Some(&x),
-            Some(&w),
-            Some(&r),
-            Some(&b),
-            None,
-            Some(&h0),
-            Some(&c0),
-            Some(&p),
-        ],
-        3,
-    );
+    let inputs = [
+        Some(&x),
+        Some(&w),
+        Some(&r),
+        Some(&b),
+        None,
+        Some(&h0),
+        Some(&c0),
+        Some(&p),
+    ];
+    let out = run_op("LSTM", vec![("hidden_size", Attribute::Int(1))], &inputs, 3);
     let (xv, h, c) = (0.5f32, 0.3f32, -0.2f32);
     let i = sigmoid(xv * 0.1 + h * -0.1 + 0.7 * c + 0.01 + 0.05);
     let fg = sigmoid(xv * 0.3 + h * 0.2 + 0.25 * c + 0.03 + 0.07);
@@ -73,16 +69,7 @@ fn lstm_one_step_matches_the_closed_form() {
             ("hidden_size", Attribute::Int(1)),
             ("input_forget", Attribute::Int(1)),
         ],
-        &[
-            Some(&x),
-            Some(&w),
-            Some(&r),
-            Some(&b),
-            None,
-            Some(&h0),
-            Some(&c0),
-            Some(&p),
-        ],
+        &inputs,
         3,
     );
     let c1 = (1.0 - i) * c + i * cc;
@@ -157,6 +144,13 @@ struct Setup {
     h0: ArrayD<f32>,
 }
 
+impl Setup {
+    /// X, W, R, B and the initial state as tensors, in that order.
+    fn tensors(&self) -> [TensorData; 5] {
+        [&self.x, &self.w, &self.r, &self.b, &self.h0].map(|a| t(a.clone()))
+    }
+}
+
 fn setup(rng: &mut Rng, gates: usize, dirs: usize) -> Setup {
     let (seq, batch, input, hidden) = (5, 3, 4, 3);
     Setup {
@@ -179,6 +173,7 @@ fn reverse_and_bidirectional_agree_with_forward() {
     for (op, gates) in [("LSTM", 4), ("GRU", 3), ("RNN", 1)] {
         let mut rng = Rng::new(11);
         let s2 = setup(&mut rng, gates, 2);
+        let [x_t, w_t, r_t, b_t, h0_t] = s2.tensors();
         let take =
             |a: &ArrayD<f32>, d: usize| a.index_axis(Axis(0), d).insert_axis(Axis(0)).to_owned();
         let n_out = if op == "LSTM" { 3 } else { 2 };
@@ -223,12 +218,12 @@ fn reverse_and_bidirectional_agree_with_forward() {
             op,
             vec![("direction", s("bidirectional"))],
             &[
-                Some(&t(s2.x.clone())),
-                Some(&t(s2.w.clone())),
-                Some(&t(s2.r.clone())),
-                Some(&t(s2.b.clone())),
+                Some(&x_t),
+                Some(&w_t),
+                Some(&r_t),
+                Some(&b_t),
                 None,
-                Some(&t(s2.h0.clone())),
+                Some(&h0_t),
             ],
             n_out,
         );
@@ -259,18 +254,19 @@ fn layout_1_is_the_batch_major_form_of_layout_0() {
     for (op, gates) in [("LSTM", 4), ("GRU", 3), ("RNN", 1)] {
         let mut rng = Rng::new(5);
         let st = setup(&mut rng, gates, 2);
+        let [x_t, w_t, r_t, b_t, h0_t] = st.tensors();
         let n_out = if op == "LSTM" { 3 } else { 2 };
         let bi = ("direction", s("bidirectional"));
         let seq_major = run_op(
             op,
             vec![bi.clone()],
             &[
-                Some(&t(st.x.clone())),
-                Some(&t(st.w.clone())),
-                Some(&t(st.r.clone())),
-                Some(&t(st.b.clone())),
+                Some(&x_t),
+                Some(&w_t),
+                Some(&r_t),
+                Some(&b_t),
                 None,
-                Some(&t(st.h0.clone())),
+                Some(&h0_t),
             ],
             n_out,
         );
@@ -284,9 +280,9 @@ fn layout_1_is_the_batch_major_form_of_layout_0() {
             vec![bi, ("layout", Attribute::Int(1))],
             &[
                 Some(&t(swap01(&st.x))),
-                Some(&t(st.w.clone())),
-                Some(&t(st.r.clone())),
-                Some(&t(st.b.clone())),
+                Some(&w_t),
+                Some(&r_t),
+                Some(&b_t),
                 None,
                 Some(&t(swap01(&st.h0))),
             ],
@@ -309,18 +305,19 @@ fn sequence_lengths_stop_each_entry() {
         for dir in ["forward", "reverse"] {
             let mut rng = Rng::new(9);
             let st = setup(&mut rng, gates, 1);
+            let [x_t, w_t, r_t, b_t, h0_t] = st.tensors();
             let n_out = if op == "LSTM" { 3 } else { 2 };
             let lens = i(&[3], &[5, 2, 0]);
             let full = run_op(
                 op,
                 vec![("direction", s(dir))],
                 &[
-                    Some(&t(st.x.clone())),
-                    Some(&t(st.w.clone())),
-                    Some(&t(st.r.clone())),
-                    Some(&t(st.b.clone())),
+                    Some(&x_t),
+                    Some(&w_t),
+                    Some(&r_t),
+                    Some(&b_t),
                     Some(&lens),
-                    Some(&t(st.h0.clone())),
+                    Some(&h0_t),
                 ],
                 n_out,
             );
@@ -335,9 +332,9 @@ fn sequence_lengths_stop_each_entry() {
                 vec![("direction", s(dir))],
                 &[
                     Some(&t(x1)),
-                    Some(&t(st.w.clone())),
-                    Some(&t(st.r.clone())),
-                    Some(&t(st.b.clone())),
+                    Some(&w_t),
+                    Some(&r_t),
+                    Some(&b_t),
                     None,
                     Some(&t(h1)),
                 ],
@@ -382,26 +379,19 @@ fn sequence_lengths_stop_each_entry() {
 fn bad_shapes_and_attributes_are_named() {
     let mut rng = Rng::new(1);
     let st = setup(&mut rng, 4, 1);
+    let [x_t, w_t, r_t, _, _] = st.tensors();
     let bad_w = rng.array(&[1, 8, 4]);
     let err = run_node(
         &node("LSTM", 3, 1, vec![]),
         14,
-        &[
-            Some(&t(st.x.clone())),
-            Some(&t(bad_w)),
-            Some(&t(st.r.clone())),
-        ],
+        &[Some(&x_t), Some(&t(bad_w)), Some(&r_t)],
     )
     .unwrap_err();
     assert!(err.0.contains("W must have shape [1, 12, 4]"), "{}", err.0);
     let err = run_node(
         &node("LSTM", 3, 1, vec![("direction", s("sideways"))]),
         14,
-        &[
-            Some(&t(st.x.clone())),
-            Some(&t(st.w.clone())),
-            Some(&t(st.r.clone())),
-        ],
+        &[Some(&x_t), Some(&w_t), Some(&r_t)],
     )
     .unwrap_err();
     assert!(err.0.contains("sideways"), "{}", err.0);
@@ -416,11 +406,7 @@ fn bad_shapes_and_attributes_are_named() {
             )],
         ),
         14,
-        &[
-            Some(&t(st.x.clone())),
-            Some(&t(st.w.clone())),
-            Some(&t(st.r.clone())),
-        ],
+        &[Some(&x_t), Some(&w_t), Some(&r_t)],
     )
     .unwrap_err();
     assert!(err.0.contains("Gelu"), "{}", err.0);
@@ -428,13 +414,7 @@ fn bad_shapes_and_attributes_are_named() {
     let err = run_node(
         &node("LSTM", 5, 1, vec![]),
         14,
-        &[
-            Some(&t(st.x.clone())),
-            Some(&t(st.w.clone())),
-            Some(&t(st.r.clone())),
-            None,
-            Some(&lens),
-        ],
+        &[Some(&x_t), Some(&w_t), Some(&r_t), None, Some(&lens)],
     )
     .unwrap_err();
     assert!(err.0.contains("sequence length 9"), "{}", err.0);
