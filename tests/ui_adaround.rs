@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use quantscope::calib::Method;
@@ -102,12 +103,20 @@ fn applying_adaround_from_the_analysis_window_changes_the_results_until_dropped(
 
     harness.state_mut().analysis.open = true;
     frames(&mut harness);
-    harness.get_by_label("AdaRound").click();
+    harness
+        .get_by_role_and_label(Role::Button, "AdaRound")
+        .click();
     frames(&mut harness);
     harness.get_by_label("Run AdaRound").click();
     wait_until(&mut harness, "AdaRound", |app| !app.analysis.is_busy());
     assert!(
-        harness.state().session().unwrap().config.adaround.is_empty(),
+        harness
+            .state()
+            .session()
+            .unwrap()
+            .config
+            .adaround
+            .is_empty(),
         "running AdaRound alone changes nothing"
     );
     harness.get_by_label("Apply to session").click();
@@ -127,7 +136,10 @@ fn applying_adaround_from_the_analysis_window_changes_the_results_until_dropped(
         "MobileNet int4 per channel in the app: output SQNR nearest {nearest_output:.2} dB, \
          AdaRound {adaround_output:.2} dB ({learned} layers)"
     );
-    assert_ne!(adaround_layers, nearest_layers, "the Results follow the rounding");
+    assert_ne!(
+        adaround_layers, nearest_layers,
+        "the Results follow the rounding"
+    );
     harness.get_by_label("applied to the session");
     harness.get_by_label_contains(&format!(
         "AdaRound: {learned} layers, learned for int4 per channel"
@@ -136,7 +148,15 @@ fn applying_adaround_from_the_analysis_window_changes_the_results_until_dropped(
     // Drop: back to round-to-nearest, the same Results as before.
     harness.get_by_label("Drop").click();
     wait_until(&mut harness, "the evaluation without AdaRound", settled);
-    assert!(harness.state().session().unwrap().config.adaround.is_empty());
+    assert!(
+        harness
+            .state()
+            .session()
+            .unwrap()
+            .config
+            .adaround
+            .is_empty()
+    );
     assert_eq!(results(harness.state()).1, nearest_layers);
 
     // Applied again, then the bits change: dropped, with a message saying why.
@@ -147,7 +167,15 @@ fn applying_adaround_from_the_analysis_window_changes_the_results_until_dropped(
         learned
     );
     set_weights(&mut harness, 3, true);
-    assert!(harness.state().session().unwrap().config.adaround.is_empty());
+    assert!(
+        harness
+            .state()
+            .session()
+            .unwrap()
+            .config
+            .adaround
+            .is_empty()
+    );
     harness.get_by_label_contains("the layer is now int3 per channel");
     assert!(harness.query_by_label_contains("AdaRound: ").is_none());
 }
@@ -159,7 +187,7 @@ fn mse_weight_ranges_narrow_the_shown_weight_and_raise_its_sqnr_at_int4_per_tens
 
     harness.get_by_label("weight range").click();
     frames(&mut harness);
-    harness.get_by_label("MSE").click();
+    harness.get_by_role_and_label(Role::Button, "MSE").click();
     wait_until(&mut harness, "the MSE evaluation", settled);
     assert_eq!(
         harness.state().session().unwrap().config.weight_calib,
@@ -184,7 +212,12 @@ fn mse_weight_ranges_narrow_the_shown_weight_and_raise_its_sqnr_at_int4_per_tens
         after.view_clip,
         before.view_clip
     );
-    assert!(after.sqnr_db > before.sqnr_db, "{} vs {}", after.sqnr_db, before.sqnr_db);
+    assert!(
+        after.sqnr_db > before.sqnr_db,
+        "{} vs {}",
+        after.sqnr_db,
+        before.sqnr_db
+    );
 }
 
 /// The shown weight: its name, quantizer range, the view's clip and the exact SQNR shown.
@@ -208,7 +241,10 @@ fn shown_weight(app: &QuantscopeApp) -> ShownWeight {
         .unwrap();
     assert!(!report.per_channel);
     let exact = session.exact_figures().unwrap();
-    let view_clip = session.distribution_input(Some(&exact), false).unwrap().clip;
+    let view_clip = session
+        .distribution_input(Some(&exact), false)
+        .unwrap()
+        .clip;
     ShownWeight {
         range: report.ranges[0],
         view_clip,

@@ -205,8 +205,7 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
         cost: true,
         ..Default::default()
     };
-    let evaluation =
-        evaluator.evaluate_prepared(graph, &config, &quantized, &options, &control)?;
+    let evaluation = evaluator.evaluate_prepared(graph, &config, &quantized, &options, &control)?;
     print_evaluation(&evaluation);
     if let Some(path) = &args.report {
         let report = Report {

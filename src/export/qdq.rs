@@ -212,10 +212,14 @@ impl Builder {
             .initializers
             .get(name)
             .filter(|_| w.adaround);
-        let values = learned.unwrap_or(&original).data.as_f32().ok_or_else(|| Error::Quant {
-            tensor: name.to_string(),
-            msg: "integer tensors are not quantized".into(),
-        })?;
+        let values = learned
+            .unwrap_or(&original)
+            .data
+            .as_f32()
+            .ok_or_else(|| Error::Quant {
+                tensor: name.to_string(),
+                msg: "integer tensors are not quantized".into(),
+            })?;
         let axis = match (w.per_channel, original.channel_axis) {
             (true, Some(axis)) => Some(axis),
             (true, None) => {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use super::scheme::WeightScheme;
 use super::learned_rounding::LearnedRounding;
+pub use super::scheme::WeightScheme;
 use crate::calib::Method;
 
 /// Ops whose weights and input activations are quantized.

@@ -384,9 +384,8 @@ fn quantize_weight(
         }
         _ => Vec::new(),
     };
-    let rounded = learned.and_then(|l| {
-        learned_values(values.view(), quant, granularity, ranges.as_ref(), l)
-    });
+    let rounded =
+        learned.and_then(|l| learned_values(values.view(), quant, granularity, ranges.as_ref(), l));
     let adaround = rounded.is_some();
     let quantized = match rounded {
         Some((values, ranges, params)) => FakeQuantized {

@@ -111,7 +111,9 @@ impl LearnedRounding {
             return Some("its manual clip range changed".into());
         }
         let channels = config.weight_channel_ranges.get(tensor);
-        if channels.map_or(!self.manual_channels.is_empty(), |c| *c != self.manual_channels) {
+        if channels.map_or(!self.manual_channels.is_empty(), |c| {
+            *c != self.manual_channels
+        }) {
             return Some("its per-channel clip ranges changed".into());
         }
         if config.weight_calib != self.weight_calib {
@@ -247,8 +249,8 @@ mod tests {
 
     #[test]
     fn codes_are_floor_plus_the_learned_bit_on_each_channels_grid() {
-        let w = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![0.1, -0.1, 0.99, 0.3, -0.3, 5.0])
-            .unwrap();
+        let w =
+            ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![0.1, -0.1, 0.99, 0.3, -0.3, 5.0]).unwrap();
         let up = [true, false, true, false, true, true];
         let l = learned(w.view(), &up);
         let grid = IntGrid::new(4, true, false).unwrap();
@@ -266,14 +268,22 @@ mod tests {
             .unwrap();
         // 0.1·7 = 0.7 → 0 + 1; −0.7 → −1 + 0; 6.93 → 6 + 1; 0.3·3.5 = 1.05 → 1;
         // −1.05 → −2 + 1; 17.5 → 18, clamped to qmax 7.
-        assert_eq!(codes.iter().copied().collect::<Vec<_>>(), [1, -1, 7, 1, -1, 7]);
+        assert_eq!(
+            codes.iter().copied().collect::<Vec<_>>(),
+            [1, -1, 7, 1, -1, 7]
+        );
         let json = serde_json::to_string(&l).unwrap();
         assert!(json.contains("\"round_up\":\"35\""), "{json}");
         assert_eq!(serde_json::from_str::<LearnedRounding>(&json).unwrap(), l);
         // Other weights or ranges: refused, never applied.
         let moved = w.mapv(|x| x * 1.01);
         let e = l
-            .codes(moved.view(), &l.ranges, &params, Granularity::PerChannel { axis: 0 })
+            .codes(
+                moved.view(),
+                &l.ranges,
+                &params,
+                Granularity::PerChannel { axis: 0 },
+            )
             .unwrap_err();
         assert!(e.contains("weights differ"), "{e}");
         let e = l
@@ -306,13 +316,18 @@ mod tests {
         assert!(config.adaround.is_empty());
         assert_eq!(
             dropped,
-            ["AdaRound rounding of 'w' dropped: learned for int4 per channel, the layer \
-              is now int8 per channel"]
+            [
+                "AdaRound rounding of 'w' dropped: learned for int4 per channel, the layer \
+              is now int8 per channel"
+            ]
         );
         let mut config = QuantConfig::uniform(Some(l.quant), None);
         config.adaround.insert("w".into(), l);
         config.weight_calib = Some(Method::Mse);
         let dropped = retain_matching(&mut config);
-        assert!(dropped[0].contains("weight calibration method changed"), "{dropped:?}");
+        assert!(
+            dropped[0].contains("weight calibration method changed"),
+            "{dropped:?}"
+        );
     }
 }
