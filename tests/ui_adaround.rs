@@ -100,6 +100,9 @@ fn results(app: &QuantscopeApp) -> (f64, Vec<f64>) {
 fn applying_adaround_from_the_analysis_window_changes_the_results_until_dropped() {
     let mut harness = mobilenet_at(4, true);
     let (nearest_output, nearest_layers) = results(harness.state());
+    let exact_mse =
+        |app: &QuantscopeApp| app.session().unwrap().exact_figures().unwrap().metrics.mse;
+    let nearest_mse = exact_mse(harness.state());
 
     harness.state_mut().analysis.open = true;
     frames(&mut harness);
@@ -140,6 +143,14 @@ fn applying_adaround_from_the_analysis_window_changes_the_results_until_dropped(
         adaround_layers, nearest_layers,
         "the Results follow the rounding"
     );
+    // The shown weight's exact figures are those of its AdaRound weights (which sit further
+    // from the float weights than nearest, by design: the layer's output is what improves).
+    let adaround_mse = exact_mse(harness.state());
+    eprintln!("shown weight MSE: nearest {nearest_mse:.4e}, AdaRound {adaround_mse:.4e}");
+    assert!(
+        adaround_mse > nearest_mse,
+        "{adaround_mse} vs {nearest_mse}"
+    );
     harness.get_by_label("applied to the session");
     harness.get_by_label_contains(&format!(
         "AdaRound: {learned} layers, learned for int4 per channel"
@@ -158,6 +169,7 @@ fn applying_adaround_from_the_analysis_window_changes_the_results_until_dropped(
             .is_empty()
     );
     assert_eq!(results(harness.state()).1, nearest_layers);
+    assert_eq!(exact_mse(harness.state()), nearest_mse);
 
     // Applied again, then the bits change: dropped, with a message saying why.
     harness.get_by_label("Apply to session").click();
