@@ -12,6 +12,7 @@ use quantscope::workflow::{
     DEFAULT_BATCH, EvalOptions, Evaluator, RunControl, calibrate as calibrate_samples,
 };
 
+use super::adaround::AdaRoundFlags;
 use super::args::{QuantFlags, apply_encodings};
 use super::feeds::{BatchFlags, DataFlags, LabelFlags, data_line, open_model, plan_for};
 use super::paths::{CommandFiles, MODEL};
@@ -53,6 +54,8 @@ pub struct ExportArgs {
     labels: LabelFlags,
     #[command(flatten)]
     batch: BatchFlags,
+    #[command(flatten)]
+    adaround: AdaRoundFlags,
 }
 
 /// The model, data, labels, session and encodings it reads; the output (and the report's
@@ -110,7 +113,11 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
             args.batch.batch_size.unwrap_or(DEFAULT_BATCH),
         )
     };
+    let config = args.adaround.apply(graph, config, &calibration)?;
     let quantized = QuantizedModel::prepare(&model.graph, &config, &stats)?;
+    for w in &quantized.warnings {
+        eprintln!("warning: {w}");
+    }
     if let Some(path) = &args.save_session {
         let calibration = CalibrationSource {
             path: args.data.clone(),

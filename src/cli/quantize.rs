@@ -13,6 +13,7 @@ use quantscope::workflow::{
 };
 use serde::Serialize;
 
+use super::adaround::AdaRoundFlags;
 use super::args::{QuantFlags, apply_encodings};
 use super::feeds::{BatchFlags, DataFlags, LabelFlags, data_line, open_runnable};
 use super::format::db;
@@ -37,9 +38,8 @@ pub struct QuantizeArgs {
     labels: LabelFlags,
     #[command(flatten)]
     batch: BatchFlags,
-    /// Learn each weight's rounding with AdaRound on the calibration data (linear schemes).
-    #[arg(long)]
-    adaround: bool,
+    #[command(flatten)]
+    adaround: AdaRoundFlags,
     /// Write the per-tensor table and model metrics as JSON.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -134,15 +134,11 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
     } else {
         Default::default()
     };
-    let (rounded, config) = match args.adaround {
-        true => {
-            let r = super::adaround::adaround(graph, &config, &calibration)?;
-            (Some(r.graph), r.config)
-        }
-        false => (None, config),
-    };
-    let quantized_graph = rounded.as_ref().unwrap_or(graph);
-    let quantized = QuantizedModel::prepare(quantized_graph, &config, &stats)?;
+    let config = args.adaround.apply(graph, config, &calibration)?;
+    let quantized = QuantizedModel::prepare(graph, &config, &stats)?;
+    for w in &quantized.warnings {
+        eprintln!("warning: {w}");
+    }
 
     println!(
         "{:<36} {:<14} {:>23} {:>11} {:>5} {:>11} {:>8}",
@@ -197,8 +193,7 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
         cost: true,
         ..Default::default()
     };
-    let evaluation =
-        evaluator.evaluate_prepared(quantized_graph, &config, &quantized, &options, &control)?;
+    let evaluation = evaluator.evaluate_prepared(graph, &config, &quantized, &options, &control)?;
     print_evaluation(&evaluation);
     if let Some(path) = &args.report {
         let report = Report {

@@ -206,10 +206,20 @@ impl Builder {
             ));
             return Ok(false);
         };
-        let values = original.data.as_f32().ok_or_else(|| Error::Quant {
-            tensor: name.to_string(),
-            msg: "integer tensors are not quantized".into(),
-        })?;
+        // Learned (AdaRound) rounding: the codes are those of the de-quantized grid values.
+        let learned = quantized
+            .graph
+            .initializers
+            .get(name)
+            .filter(|_| w.adaround);
+        let values = learned
+            .unwrap_or(&original)
+            .data
+            .as_f32()
+            .ok_or_else(|| Error::Quant {
+                tensor: name.to_string(),
+                msg: "integer tensors are not quantized".into(),
+            })?;
         let axis = match (w.per_channel, original.channel_axis) {
             (true, Some(axis)) => Some(axis),
             (true, None) => {

@@ -3,7 +3,8 @@
 //! is kept as is, and `view` is an opaque value the app fills with what was on screen.
 //!
 //! Opening a session whose model changed (another hash) keeps the settings that still name
-//! existing layers and tensors and reports the ones dropped.
+//! existing layers and tensors and reports the ones dropped. Learned (AdaRound) rounding is
+//! part of the config; one whose layer settings no longer match is dropped with a warning.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
@@ -16,6 +17,7 @@ use super::atomic::write_bytes_atomic;
 use crate::error::{Error, Result};
 use crate::ir::Graph;
 use crate::quant::QuantConfig;
+use crate::quant::learned_rounding::retain_matching;
 
 /// The session format version this build writes and reads.
 pub const SESSION_VERSION: u32 = 1;
@@ -156,6 +158,7 @@ impl Session {
             }
         }
         report.dropped = retain_existing(&mut session.config, graph);
+        report.warnings.extend(retain_matching(&mut session.config));
         if !report.dropped.is_empty() {
             report.warnings.push(format!(
                 "dropped {} setting(s) naming what the model no longer has: {}",
@@ -212,6 +215,12 @@ pub fn retain_existing(config: &mut QuantConfig, graph: &Graph) -> Vec<String> {
     retain_known(
         &mut config.weight_ranges,
         "weight range",
+        |n| graph.initializers.contains_key(n),
+        &mut dropped,
+    );
+    retain_known(
+        &mut config.adaround,
+        "AdaRound rounding of weight",
         |n| graph.initializers.contains_key(n),
         &mut dropped,
     );

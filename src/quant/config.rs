@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::learned_rounding::LearnedRounding;
 pub use super::scheme::WeightScheme;
 use crate::calib::Method;
 
@@ -66,6 +67,10 @@ pub struct QuantConfig {
     /// granularity says) where no manual range is set; min-max when None.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight_calib: Option<Method>,
+    /// Learned (AdaRound) rounding by weight tensor name, used instead of round-to-nearest
+    /// while it matches the grid it was learned on.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub adaround: BTreeMap<String, LearnedRounding>,
 }
 
 impl QuantConfig {

@@ -10,6 +10,9 @@ use serde::Serialize;
 use super::channels::Granularity;
 use super::config::{QUANTIZABLE_OPS, QuantConfig, WeightQuant, WeightScheme};
 use super::grid::{IntGrid, LinearParams, QuantError};
+use super::learned_rounding::LearnedRounding;
+use super::linear::{self, LinearConfig, Rounding};
+use super::scheme::FakeQuantized;
 use super::weight_calib::calibrated_ranges;
 use crate::calib::{CalibrationStats, Method};
 use crate::engine::{TensorHook, TensorSite};
@@ -33,6 +36,9 @@ pub struct WeightReport {
     pub manual_channels: Vec<usize>,
     /// Float vs de-quantized weights.
     pub metrics: TensorMetrics,
+    /// Rounded by the learned (AdaRound) rounding of the config instead of to nearest.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub adaround: bool,
 }
 
 /// One quantized activation tensor.
@@ -51,6 +57,9 @@ pub struct QuantizedModel {
     pub graph: Graph,
     pub weights: Vec<WeightReport>,
     pub activations: Vec<ActivationReport>,
+    /// Learned roundings of the config that did not apply (other weights or ranges), and why;
+    /// those tensors are rounded to nearest.
+    pub warnings: Vec<String>,
     activation_params: HashMap<String, LinearParams>,
 }
 
@@ -74,6 +83,7 @@ impl QuantizedModel {
         let mut weights = Vec::new();
         let mut activations = Vec::new();
         let mut activation_params = HashMap::new();
+        let mut warnings = Vec::new();
         // Layers inside subgraphs read their weights from the top graph (`ir::scope`), so they
         // are quantized like any other; their activations stay float, as in the QDQ export.
         for node in graph.nodes_recursive() {
@@ -91,13 +101,26 @@ impl QuantizedModel {
                     tensor: config.weight_ranges.get(name).copied(),
                     channels: config.weight_channel_ranges.get(name),
                 };
+                let entry = config.adaround.get(name);
+                let config_mismatch = entry.and_then(|l| l.config_mismatch(config, name));
+                let learned = entry.filter(|_| config_mismatch.is_none());
                 let (values, report) = quantize_weight(
                     tensor,
                     weight_quant,
                     manual,
                     config.weight_calib,
                     &node.name,
+                    learned,
                 )?;
+                if entry.is_some() && !report.adaround {
+                    let why = config_mismatch.unwrap_or_else(|| {
+                        "the weights or their clip ranges differ from the ones it was learned on"
+                            .into()
+                    });
+                    warnings.push(format!(
+                        "AdaRound rounding of '{name}' not applied ({why}): rounded to nearest"
+                    ));
+                }
                 if let Some(target) = quantized.initializers.get_mut(name) {
                     target.data = TensorData::F32(values);
                 }
@@ -158,6 +181,7 @@ impl QuantizedModel {
             graph: quantized,
             weights,
             activations,
+            warnings,
             activation_params,
         })
     }
@@ -207,7 +231,7 @@ fn weight_ranges(
     let calibrated = |granularity: Granularity| -> Result<Vec<(f32, f32)>> {
         match calib {
             Some(method) => calibrated_ranges(values.view(), granularity, method, bits),
-            None => crate::quant::linear::minmax_ranges(values.view(), granularity),
+            None => linear::minmax_ranges(values.view(), granularity),
         }
         .map_err(quant_error(name))
     };
@@ -253,13 +277,88 @@ fn weight_ranges(
     Ok((granularity, Some(ranges)))
 }
 
-/// Quantizes one weight tensor, returning the de-quantized values and a report.
+/// The linear grid `prepare` puts the weight `tensor` on when quantized as `quant` under
+/// `config` (manual ranges and weight calibration included): its granularity, clip ranges and
+/// parameters. None for non-linear schemes.
+pub fn linear_weight_grid(
+    tensor: &Tensor,
+    quant: &WeightQuant,
+    config: &QuantConfig,
+) -> Result<Option<(Granularity, ClipRanges, Vec<LinearParams>)>> {
+    let name = tensor.name.as_str();
+    let WeightScheme::Linear { bits, symmetric } = quant.scheme else {
+        return Ok(None);
+    };
+    let values = tensor.data.as_f32().ok_or_else(|| Error::Quant {
+        tensor: name.to_string(),
+        msg: "integer tensors are not quantized".into(),
+    })?;
+    let manual = ManualClips {
+        tensor: config.weight_ranges.get(name).copied(),
+        channels: config.weight_channel_ranges.get(name),
+    };
+    let (granularity, ranges) = weight_ranges(
+        values.view(),
+        name,
+        quant,
+        tensor.channel_axis,
+        manual,
+        config.weight_calib,
+    )?;
+    let ranges = match ranges {
+        Some(ranges) => ranges,
+        None => linear::minmax_ranges(values.view(), granularity).map_err(quant_error(name))?,
+    };
+    let linear_config = LinearConfig {
+        grid: IntGrid::new(bits, true, false).map_err(quant_error(name))?,
+        symmetric,
+        granularity,
+        rounding: Rounding::NearestEven,
+    };
+    let params =
+        linear::params(values.view(), &linear_config, &ranges).map_err(quant_error(name))?;
+    Ok(Some((granularity, ranges, params)))
+}
+
+/// The de-quantized values, ranges and parameters of `values` rounded by `learned` on the
+/// linear grid of `quant` with `ranges` (None: min-max), or None when it does not apply.
+fn learned_values(
+    values: ArrayViewD<'_, f32>,
+    quant: &WeightQuant,
+    granularity: Granularity,
+    ranges: Option<&ClipRanges>,
+    learned: &LearnedRounding,
+) -> Option<(ArrayD<f32>, ClipRanges, Vec<LinearParams>)> {
+    let WeightScheme::Linear { bits, symmetric } = quant.scheme else {
+        return None;
+    };
+    let ranges = match ranges {
+        Some(ranges) => ranges.clone(),
+        None => linear::minmax_ranges(values.view(), granularity).ok()?,
+    };
+    let config = LinearConfig {
+        grid: IntGrid::new(bits, true, false).ok()?,
+        symmetric,
+        granularity,
+        rounding: Rounding::NearestEven,
+    };
+    let params = linear::params(values.view(), &config, &ranges).ok()?;
+    let codes = learned
+        .codes(values.view(), &ranges, &params, granularity)
+        .ok()?;
+    let values = linear::dequantize(codes.view(), &params, granularity).ok()?;
+    Some((values, ranges, params))
+}
+
+/// Quantizes one weight tensor, returning the de-quantized values and a report; `learned`
+/// rounds it instead of round-to-nearest when it matches the tensor's weights and grid.
 fn quantize_weight(
     tensor: &Tensor,
     quant: &WeightQuant,
     manual: ManualClips<'_>,
     calib: Option<Method>,
     node: &str,
+    learned: Option<&LearnedRounding>,
 ) -> Result<(ArrayD<f32>, WeightReport)> {
     let name = tensor.name.as_str();
     let values: ArrayViewD<'_, f32> = match &tensor.data {
@@ -285,10 +384,20 @@ fn quantize_weight(
         }
         _ => Vec::new(),
     };
-    let quantized = quant
-        .scheme
-        .fake_quantize_in(values.view(), granularity, ranges)
-        .map_err(quant_error(name))?;
+    let rounded =
+        learned.and_then(|l| learned_values(values.view(), quant, granularity, ranges.as_ref(), l));
+    let adaround = rounded.is_some();
+    let quantized = match rounded {
+        Some((values, ranges, params)) => FakeQuantized {
+            values,
+            ranges,
+            params,
+        },
+        None => quant
+            .scheme
+            .fake_quantize_in(values.view(), granularity, ranges)
+            .map_err(quant_error(name))?,
+    };
     let metrics = compare(
         values.view(),
         quantized.values.view(),
@@ -307,6 +416,7 @@ fn quantize_weight(
         params: quantized.params,
         manual_channels,
         metrics,
+        adaround,
     };
     Ok((quantized.values, report))
 }
@@ -366,7 +476,7 @@ mod tests {
             tensor,
             channels: Some(channels),
         };
-        quantize_weight(t, q, manual, None, "conv").map(|(_, r)| r)
+        quantize_weight(t, q, manual, None, "conv", None).map(|(_, r)| r)
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod fake;
 pub mod grid;
 pub mod integer;
 pub mod kmeans;
+pub mod learned_rounding;
 pub mod linear;
 pub mod scalar;
 pub mod scheme;

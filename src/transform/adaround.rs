@@ -6,10 +6,11 @@
 //! model's activations) + λ·Σ(1 − |2h − 1|^β), β annealed 20 → 2 after a warm start without
 //! the regulariser, by Adam from h = frac(W/S). The result is a hard choice per weight.
 //!
-//! [`adaround_model`] is the background job: progress per iteration, a cancel flag, and a
-//! graph whose weights are the de-quantized AdaRound values plus a [`QuantConfig`] that fixes
-//! their clip ranges, so that [`crate::quant::QuantizedModel::prepare`] keeps them exactly
-//! (grid points round to themselves) for per-tensor grids.
+//! Each layer rounds onto the grid [`crate::quant::QuantizedModel::prepare`] uses for its weight
+//! (manual clip ranges and weight calibration included). [`adaround_model`] is the background
+//! job: progress per iteration, a cancel flag, and the input [`QuantConfig`] with every layer's
+//! decisions as a [`LearnedRounding`] in `adaround`, which `prepare` (hence evaluation and
+//! every export) then uses instead of round-to-nearest.
 
 mod layer;
 pub mod rounding;
@@ -24,10 +25,12 @@ use rounding::{Adam, BetaSchedule, initial_v, rectified_sigmoid, rectified_sigmo
 
 use crate::engine::Plan;
 use crate::error::{Error, Result};
-use crate::ir::{Graph, ParamRole, Tensor, TensorData};
+use crate::ir::{Graph, ParamRole, Tensor};
 use crate::quant::config::{QuantConfig, WeightQuant, WeightScheme};
-use crate::quant::grid::{IntGrid, LinearParams};
-use crate::quant::linear::{self, Granularity, LinearConfig, Rounding};
+use crate::quant::fake::linear_weight_grid;
+use crate::quant::grid::LinearParams;
+use crate::quant::learned_rounding::{LearnedRounding, pack_bits, weights_fingerprint};
+use crate::quant::linear::{self, Granularity};
 use crate::workflow::{RunControl, Samples, choose_batch, for_each_chunk};
 
 /// Settings of the optimisation (the paper's values where it gives them).
@@ -134,6 +137,8 @@ pub struct LayerProblem {
     params: Vec<LinearParams>,
     granularity: Granularity,
     grams: Vec<Array2<f64>>,
+    /// What the result is tied to (its `round_up` is filled in by [`LayerProblem::optimize`]).
+    tied_to: LearnedRounding,
 }
 
 /// One layer's result.
@@ -155,6 +160,9 @@ pub struct LayerRounding {
     pub flipped: usize,
     pub weights: usize,
     pub curve: Vec<LossPoint>,
+    /// The decisions as the quantizer uses them (see [`QuantConfig::adaround`]).
+    #[serde(skip)]
+    pub learned: LearnedRounding,
 }
 
 fn quant_error(tensor: &str, msg: impl Into<String>) -> Error {
@@ -166,17 +174,17 @@ fn quant_error(tensor: &str, msg: impl Into<String>) -> Error {
 
 impl LayerProblem {
     /// The problem for `layer` whose stored weight is `weight`, quantized as `quant` (a linear
-    /// scheme), with the clip range `manual_range` if given (per tensor, as in
-    /// [`QuantConfig::weight_ranges`]) and the input moments `gram`.
+    /// scheme) on the grid `config` gives it (its manual clip ranges and weight calibration),
+    /// with the input moments `gram`.
     pub fn new(
         layer: LinearLayer,
         weight: &Tensor,
         quant: &WeightQuant,
-        manual_range: Option<(f32, f32)>,
+        config: &QuantConfig,
         gram: &Gram,
     ) -> Result<Self> {
         let name = weight.name.as_str();
-        let WeightScheme::Linear { bits, symmetric } = quant.scheme else {
+        let WeightScheme::Linear { .. } = quant.scheme else {
             return Err(quant_error(
                 name,
                 format!("AdaRound rounds onto linear grids, not {}", quant.scheme),
@@ -193,29 +201,41 @@ impl LayerProblem {
                 format!("no calibration inputs reached layer '{}'", layer.node),
             ));
         }
-        let granularity = if quant.per_channel && manual_range.is_none() {
-            Granularity::PerChannel {
-                axis: layer.out_axis(),
-            }
-        } else {
-            Granularity::PerTensor
-        };
-        let config = LinearConfig {
-            grid: IntGrid::new(bits, true, false).map_err(|e| quant_error(name, e.0))?,
-            symmetric,
-            granularity,
-            rounding: Rounding::NearestEven,
-        };
-        let ranges = match manual_range {
-            Some(range) => vec![range],
-            None => linear::minmax_ranges(values.view(), granularity)
-                .map_err(|e| quant_error(name, e.0))?,
-        };
-        let params =
-            linear::params(values.view(), &config, &ranges).map_err(|e| quant_error(name, e.0))?;
+        let (granularity, ranges, params) = linear_weight_grid(weight, quant, config)?
+            .ok_or_else(|| quant_error(name, "AdaRound rounds onto linear grids"))?;
         let row_params = match granularity {
             Granularity::PerTensor => vec![params[0]; layer.out_channels],
-            Granularity::PerChannel { .. } => params.clone(),
+            Granularity::PerChannel { axis }
+                if axis == layer.out_axis() && params.len() == layer.out_channels =>
+            {
+                params.clone()
+            }
+            Granularity::PerChannel { axis } => {
+                return Err(quant_error(
+                    name,
+                    format!(
+                        "per-channel grid along axis {axis}, but layer '{}' has its output \
+                         channels on axis {}",
+                        layer.node,
+                        layer.out_axis()
+                    ),
+                ));
+            }
+        };
+        let tied_to = LearnedRounding {
+            node: layer.node.clone(),
+            quant: *quant,
+            manual_range: config.weight_ranges.get(name).copied(),
+            manual_channels: config
+                .weight_channel_ranges
+                .get(name)
+                .cloned()
+                .unwrap_or_default(),
+            weight_calib: config.weight_calib,
+            ranges: ranges.clone(),
+            weights_sha256: weights_fingerprint(values.view()),
+            count: values.len(),
+            round_up: Vec::new(),
         };
         Ok(LayerProblem {
             weights: layer.to_matrix(values.view())?,
@@ -226,6 +246,7 @@ impl LayerProblem {
             params,
             granularity,
             grams: gram.normalized(),
+            tied_to,
         })
     }
 
@@ -341,9 +362,13 @@ impl LayerProblem {
         // Hard decisions, and round-to-nearest for comparison.
         let mut hard = Array2::<f32>::zeros(shape);
         let mut nearest = Array2::<f64>::zeros(shape);
+        let mut up_flags = Array2::<f32>::zeros(shape);
         let mut flipped = 0;
         for (i, (value, near)) in hard.iter_mut().zip(nearest.iter_mut()).enumerate() {
             let up = rectified_sigmoid(v[i]) >= 0.5;
+            if let Some(flag) = up_flags.as_slice_mut().and_then(|f| f.get_mut(i)) {
+                *flag = f32::from(u8::from(up));
+            }
             *value = self.dequantized(i, floors[i] + f64::from(u8::from(up)));
             let p = &self.row_params[i / k];
             let nearest_value =
@@ -353,6 +378,11 @@ impl LayerProblem {
         }
         let adaround_error = self.error_of(&hard.mapv(f64::from));
         let nearest_error = self.error_of(&nearest);
+        let up_in_layout = self.layer.from_matrix(&up_flags, &self.weight_shape)?;
+        let learned = LearnedRounding {
+            round_up: pack_bits(up_in_layout.iter().map(|&f| f > 0.5)),
+            ..self.tied_to.clone()
+        };
         Ok(LayerRounding {
             node: self.layer.node.clone(),
             op_type: self.layer.op_type.clone(),
@@ -366,6 +396,7 @@ impl LayerProblem {
             flipped,
             weights: self.weights.len(),
             curve,
+            learned,
         })
     }
 
@@ -378,12 +409,8 @@ impl LayerProblem {
 /// The outcome of [`adaround_model`].
 #[derive(Debug, Clone)]
 pub struct AdaRoundModel {
-    /// The input graph with each rounded weight replaced by its de-quantized AdaRound values.
-    pub graph: Graph,
-    /// The input config with the clip range of every per-tensor rounded weight fixed in
-    /// `weight_ranges`, so that `QuantizedModel::prepare(&graph, &config, ..)` keeps the
-    /// rounded weights exactly. (Per-channel ranges are recomputed by `prepare` from the
-    /// rounded weights and may move a little.)
+    /// The input config with every layer's learned rounding in `adaround` (replacing any it
+    /// had): `QuantizedModel::prepare(graph, &config, ..)` rounds those weights as learned.
     pub config: QuantConfig,
     pub layers: Vec<LayerRounding>,
 }
@@ -459,8 +486,7 @@ pub fn layer_problems(
                 .initializers
                 .get(&layer.weight)
                 .ok_or_else(|| quant_error(&layer.weight, "weight disappeared"))?;
-            let manual = config.weight_ranges.get(&layer.weight).copied();
-            LayerProblem::new(layer, tensor, &quant, manual, &gram)
+            LayerProblem::new(layer, tensor, &quant, config, &gram)
         })
         .collect()
 }
@@ -477,8 +503,8 @@ pub fn adaround_model(
     cancel: &AtomicBool,
 ) -> Result<AdaRoundModel> {
     let problems = layer_problems(graph, config, calibration, options, cancel)?;
-    let mut rounded = graph.clone();
     let mut new_config = config.clone();
+    new_config.adaround.clear();
     let mut layers = Vec::with_capacity(problems.len());
     let count = problems.len();
     for (index, problem) in problems.iter().enumerate() {
@@ -495,20 +521,12 @@ pub fn adaround_model(
             },
             cancel,
         )?;
-        if let Some(target) = rounded.initializers.get_mut(&result.tensor) {
-            target.data = TensorData::F32(result.values.clone());
-        }
-        if !result.per_channel
-            && let Some(&range) = result.ranges.first()
-        {
-            new_config
-                .weight_ranges
-                .insert(result.tensor.clone(), range);
-        }
+        new_config
+            .adaround
+            .insert(result.tensor.clone(), result.learned.clone());
         layers.push(result);
     }
     Ok(AdaRoundModel {
-        graph: rounded,
         config: new_config,
         layers,
     })
@@ -517,7 +535,7 @@ pub fn adaround_model(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{DType, Node};
+    use crate::ir::{DType, Node, TensorData};
     use ndarray::IxDyn;
     use rand::{RngExt, SeedableRng};
     use rand_pcg::Pcg64;
@@ -565,7 +583,14 @@ mod tests {
             },
             per_channel,
         };
-        LayerProblem::new(layer, &tensor, &quant, None, &collector.grams[0]).unwrap()
+        LayerProblem::new(
+            layer,
+            &tensor,
+            &quant,
+            &QuantConfig::default(),
+            &collector.grams[0],
+        )
+        .unwrap()
     }
 
     #[test]

@@ -6,12 +6,15 @@
 //! * **Mixed precision**: each layer alone at 8/4/2 bits (accuracy drop, output KL), then the
 //!   bit allocation under a model-size budget with its measured size-vs-accuracy curve; the
 //!   chosen allocation can be applied to the session's config.
-//! * **AdaRound**: learned rounding of every layer's weights under the current weight setting,
-//!   with each layer's loss curve and its error against round-to-nearest.
+//! * **AdaRound**: learned rounding of every layer's weights under the session's weight
+//!   settings, with each layer's loss curve and its error against round-to-nearest; "Apply to
+//!   session" puts the rounding in the session's config (Results, histograms and exports use
+//!   it until the weight settings change).
 
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, Points};
 
 use crate::quant::QuantConfig;
+use crate::quant::learned_rounding::retain_matching;
 
 use super::analysis_jobs::{AnalysisCommand, AnalysisJobs};
 use super::commands::AppCommand;
@@ -75,7 +78,7 @@ impl Panel for Analysis {
                 match self.tab {
                     Tab::Table => self.table_ui(ui, &mut commands),
                     Tab::MixedPrecision => self.mixed_ui(ui, input.config, &mut commands),
-                    Tab::AdaRound => self.adaround_ui(ui, &mut commands),
+                    Tab::AdaRound => self.adaround_ui(ui, input.config, &mut commands),
                 }
             });
         self.open = open;
@@ -264,23 +267,30 @@ impl Analysis {
         });
     }
 
-    fn adaround_ui(&mut self, ui: &mut egui::Ui, commands: &mut Vec<AppCommand>) {
+    fn adaround_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        config: &QuantConfig,
+        commands: &mut Vec<AppCommand>,
+    ) {
         ui.label(
-            "Learns each weight's up/down rounding on the calibration data under the current \
-             weight setting (h(V) rectified sigmoid, regulariser annealed beta 20 -> 2, Adam).",
+            "Learns each weight's up/down rounding on the calibration data under the session's \
+             weight settings (h(V) rectified sigmoid, regulariser annealed beta 20 -> 2, Adam).",
         );
         let running = self.jobs.adaround.progress();
         if Self::job_row_ui(ui, running, "Run AdaRound") {
             commands.push(AppCommand::Analysis(AnalysisCommand::RunAdaRound));
         }
-        let layers = match &self.jobs.adaround.result {
-            Some(Ok(layers)) => layers,
+        let result = match &self.jobs.adaround.result {
+            Some(Ok(result)) => result,
             Some(Err(e)) => {
                 ui.colored_label(ui.visuals().error_fg_color, e);
                 return;
             }
             None => return,
         };
+        let layers = &result.layers;
+        Self::apply_adaround_ui(ui, config, &result.config, commands);
         egui::Grid::new("adaround_layers")
             .striped(true)
             .show(ui, |ui| {
@@ -315,5 +325,45 @@ impl Analysis {
                     plot.line(Line::new(layer.node.clone(), PlotPoints::from(points)));
                 }
             });
+    }
+
+    /// "Apply to session": the session's config with the learned rounding (which the
+    /// session drops again, with a message, if its weight settings changed since the run).
+    fn apply_adaround_ui(
+        ui: &mut egui::Ui,
+        config: &QuantConfig,
+        learned: &QuantConfig,
+        commands: &mut Vec<AppCommand>,
+    ) {
+        let mut applied = config.clone();
+        applied.adaround = learned.adaround.clone();
+        let stale = retain_matching(&mut applied);
+        let in_session = !learned.adaround.is_empty() && config.adaround == learned.adaround;
+        ui.horizontal(|ui| {
+            let button = ui
+                .add_enabled(
+                    !in_session && !applied.adaround.is_empty(),
+                    egui::Button::new("Apply to session"),
+                )
+                .on_hover_text(
+                    "Use this rounding instead of round-to-nearest for these weights: Results, \
+                     the histograms' exact figures, exports and the saved session see it",
+                );
+            if button.clicked() {
+                commands.push(AppCommand::SetConfig(Box::new(applied.clone())));
+            }
+            if in_session {
+                ui.label("applied to the session");
+            } else if !stale.is_empty() {
+                ui.colored_label(
+                    ui.visuals().warn_fg_color,
+                    format!(
+                        "{} of {} layers no longer match the settings (run again)",
+                        stale.len(),
+                        learned.adaround.len()
+                    ),
+                );
+            }
+        });
     }
 }

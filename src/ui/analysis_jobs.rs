@@ -10,8 +10,8 @@ use crate::mixed::{
     Allocation, AllocationOptions, BitAssignment, Budget, CostModel, SensitivityReport, allocate,
     analyze, quantizable_layers,
 };
-use crate::quant::{QuantConfig, WeightScheme};
-use crate::transform::adaround::{AdaRoundOptions, LayerRounding, adaround_model};
+use crate::quant::WeightScheme;
+use crate::transform::adaround::{AdaRoundModel, AdaRoundOptions, adaround_model};
 use crate::transform::compare::{CompareOptions, CompareTable, paper_table};
 use crate::workflow::{Evaluator, RunControl};
 
@@ -31,7 +31,7 @@ pub enum AnalysisCommand {
     /// Sensitivity at every candidate width, then the allocation under a size budget (a
     /// fraction of the uniform 4-bit model size).
     AllocateBits { budget_fraction: f32 },
-    /// AdaRound under the current weight setting.
+    /// AdaRound under the session's weight settings.
     RunAdaRound,
 }
 
@@ -118,7 +118,8 @@ impl<T: Send + 'static> Experiment<T> {
 pub struct AnalysisJobs {
     pub table: Experiment<CompareTable>,
     pub mixed: Experiment<MixedResult>,
-    pub adaround: Experiment<Vec<LayerRounding>>,
+    /// The layers' results and the session's config (at the start) with their rounding.
+    pub adaround: Experiment<AdaRoundModel>,
 }
 
 impl AnalysisJobs {
@@ -223,12 +224,14 @@ impl AnalysisJobs {
     }
 
     fn start_adaround(&mut self, session: &Session, wake: &Waker) {
-        let linear = session
-            .config
+        let config = &session.config;
+        let linear = config
             .default
             .weights
-            .filter(|w| matches!(w.scheme, WeightScheme::Linear { .. }));
-        let Some(weights) = linear else {
+            .into_iter()
+            .chain(config.layers.values().filter_map(|l| l.weights))
+            .any(|w| matches!(w.scheme, WeightScheme::Linear { .. }));
+        if !linear {
             self.adaround.fail(match session.data {
                 Some(_) => {
                     "AdaRound learns the rounding of a linear grid: choose a linear weight scheme"
@@ -238,7 +241,7 @@ impl AnalysisJobs {
             return;
         };
         let model = session.loaded.model.clone();
-        let config = QuantConfig::uniform(Some(weights), None);
+        let config = config.clone();
         self.adaround.start(
             "quantscope-adaround",
             "AdaRound",
@@ -259,7 +262,7 @@ impl AnalysisJobs {
                     },
                     ctx.cancel_flag(),
                 )?;
-                Ok(result.layers)
+                Ok(result)
             },
         );
     }

@@ -500,6 +500,7 @@ impl QuantscopeApp {
                         let reason = session.inference_unavailable();
                         let input = SettingsInput {
                             config: &session.config,
+                            adaround_notice: session.adaround_notice.as_deref(),
                             node: node.as_deref(),
                             source: &session.source,
                             bundled_available: bundled_digits_dir(&session.loaded.model.path)

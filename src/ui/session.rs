@@ -46,6 +46,8 @@ pub struct Session {
     pub auto_evaluate: bool,
     /// The last job failure or cancellation, shown in the results panel.
     pub job_message: Option<String>,
+    /// Why learned (AdaRound) rounding was last dropped from the config.
+    pub adaround_notice: Option<String>,
     evaluate_after: Option<Instant>,
     calibration_job: JobSlot<(Arc<Data>, Calibration)>,
     evaluation_job: JobSlot<(Option<Focus>, Evaluation)>,
@@ -75,6 +77,7 @@ impl Session {
             shown: None,
             auto_evaluate: true,
             job_message: None,
+            adaround_notice: None,
             evaluate_after: None,
             calibration_job: JobSlot::default(),
             evaluation_job: JobSlot::default(),
@@ -177,7 +180,11 @@ impl Session {
     }
 
     /// A config change: new revision, re-evaluation when automatic.
-    pub fn set_config(&mut self, config: QuantConfig) {
+    pub fn set_config(&mut self, mut config: QuantConfig) {
+        let dropped = crate::quant::learned_rounding::retain_matching(&mut config);
+        if !dropped.is_empty() || !config.adaround.is_empty() {
+            self.adaround_notice = (!dropped.is_empty()).then(|| dropped.join("; "));
+        }
         if config == self.config {
             return;
         }
@@ -463,7 +470,7 @@ impl Session {
                     unsigned: false,
                 },
                 self.config.weight_ranges.get(&tensor).copied(),
-                Method::MinMax,
+                self.config.weight_calib.unwrap_or(Method::MinMax),
             )
         } else {
             (

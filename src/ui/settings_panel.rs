@@ -1,12 +1,13 @@
-//! The right panel: the weight scheme, bits and granularity, activation bits and calibration
-//! method, the per-layer override, the transforms, and the data source. Every
-//! control says what it does in the lecture's terms. Edits a copy of the settings and returns
+//! The right panel: the weight scheme, bits, granularity and clip-range calibration, the learned
+//! (AdaRound) rounding in use, activation bits and calibration method, the per-layer override,
+//! the transforms, and the data source. Every control says what it does in the lecture's terms. Edits a copy of the settings and returns
 //! commands; the app applies them.
 
 use crate::calib::Method;
 use crate::calib::methods::DEFAULT_PERCENTILE;
 use crate::jobs::pipeline::DataSource;
 use crate::load::images::{ChannelOrder, ImagePreset, Layout, PixelScale};
+use crate::quant::learned_rounding::describe;
 use crate::quant::{LayerQuant, QuantConfig, WeightScheme};
 
 use super::activation_distribution::method_label;
@@ -17,6 +18,8 @@ use super::transforms_panel::{TransformsInput, TransformsPanel};
 /// What the panel shows.
 pub struct SettingsInput<'a> {
     pub config: &'a QuantConfig,
+    /// Why learned (AdaRound) rounding was last dropped from the config.
+    pub adaround_notice: Option<&'a str>,
     /// The node of the selected layer (for the per-layer override).
     pub node: Option<&'a str>,
     pub source: &'a DataSource,
@@ -200,6 +203,10 @@ impl Panel for SettingsPanel {
         };
         let mut quant = current;
         weights_ui(ui, &mut quant);
+        if quant.weights.is_some_and(|w| w.scheme.is_linear()) {
+            commands.extend(weight_calib_ui(ui, config));
+        }
+        commands.extend(adaround_ui(ui, config, input.adaround_notice));
         ui.separator();
         activations_ui(ui, &mut quant);
         if quant != current {
@@ -430,6 +437,112 @@ fn weights_ui(ui: &mut egui::Ui, quant: &mut LayerQuant) {
             .on_hover_text("One scale per output channel: each channel's grid fits its own range");
     });
     quant.weights = Some(w);
+}
+
+/// The weight calibration methods offered (percentile keeps its own p); min-max is the
+/// config's default (None).
+fn weight_method_choices(current: Option<Method>) -> Vec<Method> {
+    method_choices(current.unwrap_or(Method::MinMax))
+        .into_iter()
+        .filter(|m| !matches!(m, Method::Ema | Method::BatchMean))
+        .collect()
+}
+
+fn weight_method_tooltip(method: Method) -> &'static str {
+    match method {
+        Method::MinMax => "Clip each range at the weights' smallest and largest value",
+        Method::Percentile(_) => "Clip at the p-th percentile of |w|: rare large weights saturate",
+        Method::Mse => {
+            "Search the clip that minimises the weights' mean squared quantization error \
+             (clipping + rounding): usually the best SQNR at 4 bits and below"
+        }
+        Method::AciqGauss => "ACIQ: the optimal clip if the weights were Gaussian",
+        Method::AciqLaplace => "ACIQ: the optimal clip if the weights were Laplace distributed",
+        Method::Kl => "The clip whose quantized histogram is closest in KL divergence",
+        Method::Ema | Method::BatchMean => "Activation-only method",
+    }
+}
+
+/// How linear weights' clip ranges are chosen (the whole config; per tensor or per channel as
+/// each layer's granularity says).
+fn weight_calib_ui(ui: &mut egui::Ui, config: &QuantConfig) -> Option<AppCommand> {
+    let current = config.weight_calib;
+    let mut method = current.unwrap_or(Method::MinMax);
+    egui::ComboBox::from_label("weight range")
+        .selected_text(method_label(method))
+        .show_ui(ui, |ui| {
+            for m in weight_method_choices(current) {
+                ui.selectable_value(&mut method, m, method_label(m))
+                    .on_hover_text(weight_method_tooltip(m));
+            }
+        })
+        .response
+        .on_hover_text(format!(
+            "How the weights' clip range is chosen, per tensor or per channel as the \
+             granularity says (manual clips win): {}",
+            weight_method_tooltip(method)
+        ));
+    if let Method::Percentile(p) = &mut method {
+        ui.add(
+            egui::DragValue::new(p)
+                .range(90.0..=100.0)
+                .speed(0.01)
+                .max_decimals(4)
+                .prefix("weight p = "),
+        )
+        .on_hover_text("The percentile of |w| the weights' range is clipped at");
+    }
+    let chosen = (method != Method::MinMax).then_some(method);
+    (chosen != current).then(|| {
+        let mut next = config.clone();
+        next.weight_calib = chosen;
+        AppCommand::SetConfig(Box::new(next))
+    })
+}
+
+/// The learned (AdaRound) rounding the config holds, with a button dropping it, and why it was
+/// last dropped.
+fn adaround_ui(
+    ui: &mut egui::Ui,
+    config: &QuantConfig,
+    notice: Option<&str>,
+) -> Option<AppCommand> {
+    let mut command = None;
+    if let Some(first) = config.adaround.values().next() {
+        let mut settings: Vec<String> = config
+            .adaround
+            .values()
+            .map(|l| describe(&l.quant))
+            .collect();
+        settings.sort();
+        settings.dedup();
+        ui.horizontal(|ui| {
+            ui.label(format!(
+                "AdaRound: {} layers, learned for {}",
+                config.adaround.len(),
+                settings.join(", ")
+            ))
+            .on_hover_text(format!(
+                "These weights use the rounding learned in the Analysis window instead of \
+                 round-to-nearest (first: '{}' of layer {}); changing their settings drops it",
+                config.adaround.keys().next().map_or("", String::as_str),
+                first.node
+            ));
+            if ui
+                .button("Drop")
+                .on_hover_text("Back to round-to-nearest for every weight")
+                .clicked()
+            {
+                let mut next = config.clone();
+                next.adaround.clear();
+                command = Some(AppCommand::SetConfig(Box::new(next)));
+            }
+        });
+    }
+    if let Some(notice) = notice {
+        ui.colored_label(ui.visuals().warn_fg_color, notice);
+    }
+    command
 }
 
 fn activations_ui(ui: &mut egui::Ui, quant: &mut LayerQuant) {
