@@ -255,10 +255,20 @@ impl ChannelStats {
 
     /// Adds one batch (its channel axis must have the same length as before).
     pub fn observe(&mut self, values: ArrayViewD<'_, f32>) {
+        self.observe_with(values, true);
+    }
+
+    /// Adds one batch to the min/max only, leaving the histograms to a second pass (cheaper
+    /// when one will run: its histograms are exact and the streamed ones are dropped).
+    pub fn observe_ranges(&mut self, values: ArrayViewD<'_, f32>) {
+        self.observe_with(values, false);
+    }
+
+    fn observe_with(&mut self, values: ArrayViewD<'_, f32>, with_histograms: bool) {
         if !self.accepts(&values) {
             return;
         }
-        let histograms = !self.histograms.is_empty();
+        let histograms = with_histograms && !self.histograms.is_empty();
         for_each_channel(&values, self.axis, |c, slice| {
             let (lo, hi) = finite_range(slice);
             if lo > hi {
@@ -348,29 +358,41 @@ impl ChannelStats {
 }
 
 /// Calls `f(c, values of channel c)` for every channel along `axis`, each channel's values in
-/// one slice (copied only when the tensor is not laid out with the channel's values in runs).
+/// one slice: the runs of a row-major tensor gathered into a scratch buffer (borrowed when
+/// they are already one run), or, when the channels are interleaved (runs shorter than 16,
+/// the last axis), one transposing copy, channel-major.
 fn for_each_channel(values: &ArrayViewD<'_, f32>, axis: usize, mut f: impl FnMut(usize, &[f32])) {
     let channels = values.len_of(Axis(axis));
     if channels == 0 || values.is_empty() {
         return;
     }
     let inner: usize = values.shape()[axis + 1..].iter().product();
-    if inner >= 16 || values.ndim() == 1 {
-        // Runs of `inner` values: gather each channel's runs.
-        let mut scratch = Vec::with_capacity(values.len() / channels);
+    if inner >= 16 {
+        let owned;
+        let all = match values.as_slice() {
+            Some(all) => all,
+            None => {
+                owned = values.iter().copied().collect::<Vec<f32>>();
+                &owned
+            }
+        };
+        let outer = all.len() / (channels * inner);
+        if outer == 1 {
+            for (c, run) in all.chunks_exact(inner).enumerate() {
+                f(c, run);
+            }
+            return;
+        }
+        let mut scratch = Vec::with_capacity(outer * inner);
         for c in 0..channels {
             scratch.clear();
-            let view = values.index_axis(Axis(axis), c);
-            match view.as_slice() {
-                Some(s) => f(c, s),
-                None => {
-                    scratch.extend(view.iter().copied());
-                    f(c, &scratch);
-                }
+            for o in 0..outer {
+                let start = (o * channels + c) * inner;
+                scratch.extend_from_slice(&all[start..start + inner]);
             }
+            f(c, &scratch);
         }
     } else {
-        // Channels interleaved (the last axis): one transposing copy, channel-major.
         let mut order: Vec<usize> = (0..values.ndim()).collect();
         order.remove(axis);
         order.insert(0, axis);
@@ -385,8 +407,17 @@ fn for_each_channel(values: &ArrayViewD<'_, f32>, axis: usize, mut f: impl FnMut
     }
 }
 
-/// (min, max) of the finite values (min > max when there is none).
+/// (min, max) of the finite values (min > max when there is none): the plain extremes when
+/// they are finite (NaN is skipped by `min`/`max`), else a pass that leaves ±∞ out.
 fn finite_range(values: &[f32]) -> (f32, f32) {
+    let (lo, hi) = values
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    if lo.is_finite() && hi.is_finite() {
+        return (lo, hi);
+    }
     values
         .iter()
         .filter(|v| v.is_finite())

@@ -31,6 +31,8 @@ pub struct ActivationCollector {
     /// consumer sets one (the others take [`ChannelAxis::Second`]).
     channel_axes: Option<Arc<HashMap<String, ChannelAxis>>>,
     channels: BTreeMap<String, ChannelStats>,
+    /// The per-channel histograms are left to the second pass (the first keeps min/max).
+    channel_histograms_later: bool,
     /// Second pass: only the histograms of tensors already seen are fed.
     histograms_only: bool,
     /// Entries updated by deferred observations, put back by `finish`.
@@ -48,6 +50,7 @@ impl Clone for ActivationCollector {
             stats: self.stats.clone(),
             channel_axes: self.channel_axes.clone(),
             channels: self.channels.clone(),
+            channel_histograms_later: self.channel_histograms_later,
             histograms_only: self.histograms_only,
             returned: Arc::default(),
         }
@@ -73,6 +76,19 @@ impl ActivationCollector {
     pub fn with_channels(mut self, axes: HashMap<String, ChannelAxis>) -> Self {
         self.channel_axes = Some(Arc::new(axes));
         self
+    }
+
+    /// Whether the per-channel histograms wait for the second pass
+    /// ([`start_histogram_pass`](Self::start_histogram_pass)), the first keeping per-channel
+    /// min/max only: cheaper when a second pass will run anyway (several batches).
+    pub fn channel_histograms_in_second_pass(mut self, later: bool) -> Self {
+        self.channel_histograms_later = later;
+        self
+    }
+
+    /// Whether the per-channel histograms still wait for the second pass.
+    pub fn channel_histograms_pending(&self) -> bool {
+        self.channel_histograms_later && !self.histograms_only && !self.channels.is_empty()
     }
 
     /// Restricts collection to the tensors named in `names`.
@@ -161,10 +177,11 @@ impl ActivationCollector {
             .entry(name.to_string())
             .or_insert_with(|| CalibrationStats::new(config))
             .observe(values.view());
+        let later = self.channel_histograms_later;
         if let Some(channels) = self.channels.get_mut(name) {
-            channels.observe(values);
+            observe_channels(channels, values, later);
         } else if let Some(mut channels) = self.fresh_channels(name, &values) {
-            channels.observe(values);
+            observe_channels(&mut channels, values, later);
             self.channels.insert(name.to_string(), channels);
         }
     }
@@ -240,6 +257,7 @@ impl TensorHook for ActivationCollector {
             self.channel_axes.clone()
         };
         let config = self.config;
+        let later = self.channel_histograms_later;
         let value = Arc::clone(value);
         let returned = Arc::clone(&self.returned);
         Some(Box::new(move || {
@@ -255,7 +273,7 @@ impl TensorHook for ActivationCollector {
                         channels = new_channel_stats(&axes, &name, &a.view(), config);
                     }
                     if let Some(channels) = channels.as_mut() {
-                        channels.observe(a.view());
+                        observe_channels(channels, a.view(), later);
                     }
                 }
             }
@@ -282,6 +300,15 @@ impl TensorHook for ActivationCollector {
             self.stats.insert(name, stats);
         }
         Ok(())
+    }
+}
+
+/// A first-pass observation of `values`: min/max only when the histograms come `later`.
+fn observe_channels(channels: &mut ChannelStats, values: ArrayViewD<'_, f32>, later: bool) {
+    if later {
+        channels.observe_ranges(values);
+    } else {
+        channels.observe(values);
     }
 }
 

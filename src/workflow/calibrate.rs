@@ -11,8 +11,10 @@
 //! Every float tensor of rank 2 or more also gets per-channel statistics ([`ChannelStats`]:
 //! each channel's min/max and a coarse histogram), channels along the axis its consumer treats
 //! as channels ([`ChannelAxis::of_graph`]: axis 1 for a convolution's input, the last axis for
-//! a `MatMul`/`Gemm` input, axis 1 otherwise). The second pass, when it runs, makes their
-//! histograms exact too; it is not run for them alone (a single chunk's are exact anyway).
+//! a `MatMul`/`Gemm` input, axis 1 otherwise). With several chunks their histograms are filled
+//! in the second pass only (exact, with the channels' final ranges), which then runs even when
+//! every per-tensor histogram is exact (it leaves those unchanged: their ranges are already
+//! final); a single chunk's are filled, exact, in the first.
 //!
 //! The histograms' memory is bounded by the memory budget, not by the model's depth: half the
 //! budget goes to them, and a model with more tensors than fit at the default resolution gets
@@ -101,11 +103,13 @@ pub fn calibrate_within(
         });
     }
     let batch = choose_batch(&plan, samples, limit, control.options())?;
-    let mut collector =
-        ActivationCollector::with_config(config).with_channels(ChannelAxis::of_graph(graph));
-    let mut shapes = ShapeRecorder::default();
-    // With several chunks a second pass is likely: the first one reports up to one half.
+    // With several chunks a second pass is likely: the first one reports up to one half, and
+    // the per-channel histograms wait for it (the first keeps their min/max only).
     let several = samples.count() > batch.size;
+    let mut collector = ActivationCollector::with_config(config)
+        .with_channels(ChannelAxis::of_graph(graph))
+        .channel_histograms_in_second_pass(several);
+    let mut shapes = ShapeRecorder::default();
     let first_half =
         |fraction: f32| control.report(if several { fraction / 2.0 } else { fraction });
     let first = RunControl {
@@ -120,7 +124,7 @@ pub fn calibrate_within(
         plan.run(feeds, Some(&mut hook), control.options())?;
         Ok(())
     })?;
-    if !collector.histograms_are_exact() {
+    if !collector.histograms_are_exact() || collector.channel_histograms_pending() {
         collector.start_histogram_pass();
         let second_half = |fraction: f32| control.report(0.5 + fraction / 2.0);
         let second = RunControl {

@@ -97,12 +97,25 @@ fn a_second_pass_makes_the_channel_histograms_exact() {
     assert!(s.histograms_are_exact());
     assert_eq!(s.ranges(), ranges);
 
+    // Min/max only in the first pass, histograms in the second: the same result.
+    let mut later = ChannelStats::new(1, 3, config(16));
+    batches.iter().for_each(|b| later.observe_ranges(b.view()));
+    assert_eq!(later.ranges(), ranges);
+    assert_eq!(later.histogram(0).unwrap().counts.iter().sum::<u64>(), 0);
+    later.restart_histograms();
+    batches
+        .iter()
+        .for_each(|b| later.observe_histograms(b.view()));
+    for c in 0..3 {
+        assert_eq!(later.histogram(c), s.histogram(c), "channel {c}");
+    }
+
     let views: Vec<_> = batches.iter().map(|b| b.view()).collect();
     let all = concatenate(Axis(0), &views).unwrap();
     let single = ChannelStats::of_tensor(all.view(), 1, config(16)).unwrap();
     assert!(single.histograms_are_exact());
     assert_eq!(single.ranges(), ranges);
-    for c in 0..3 {
+    for (c, range) in ranges.iter().enumerate() {
         let h = s.histogram(c).unwrap();
         assert_eq!(Some(&h), single.histogram(c).as_ref(), "channel {c}");
         assert_eq!(h.counts.iter().sum::<u64>(), 30);
@@ -110,7 +123,7 @@ fn a_second_pass_makes_the_channel_histograms_exact() {
         let values = all.index_axis(Axis(1), c);
         let lo = values.iter().copied().fold(f32::INFINITY, f32::min);
         let hi = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        assert_eq!(ranges[c], Some((lo, hi)));
+        assert_eq!(*range, Some((lo, hi)));
     }
 }
 
