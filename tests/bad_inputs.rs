@@ -424,9 +424,10 @@ fn hostile_shapes_and_sizes_are_refused_before_allocating() {
     );
 }
 
-/// Found by the onnx fuzz target (2026-12-07): an empty Conv weight whose first axis declares
-/// 2^51 − 1 channels made the summary allocate one range per declared channel (an abort on
-/// allocation). An empty tensor has no channels: it is summarized with none, or refused.
+/// Found by the onnx fuzz target (2026-12-07): an empty float initializer whose first axis
+/// declares 2^51 − 1 channels made the summary allocate one range per declared channel (an
+/// abort on allocation). An empty tensor has no channels: it is summarized with none, or
+/// refused. Here as a Conv weight, the role that always gets a channel axis.
 #[test]
 fn an_empty_weight_with_a_huge_axis_allocates_nothing_per_channel() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
