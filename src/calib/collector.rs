@@ -1,7 +1,9 @@
 //! [`ActivationCollector`]: a [`TensorHook`] that feeds every float tensor of a run into its
 //! [`CalibrationStats`], keeping statistics only (never the activations). After a first pass
 //! over the data, [`ActivationCollector::start_histogram_pass`] turns it into a collector of
-//! exact histograms for a second pass over the same data.
+//! exact histograms for a second pass over the same data. Optionally
+//! ([`ActivationCollector::with_channels`]) it also keeps every tensor's per-channel statistics
+//! ([`ChannelStats`]), along the axis its consumer treats as channels.
 //!
 //! During a run each tensor's statistics are updated by a deferred observation on a worker
 //! thread, concurrently with the rest of the run (the tensor's entry travels with the work and
@@ -12,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use ndarray::{ArrayViewD, Axis};
 
+use super::channels::{ChannelAxis, ChannelStats};
 use super::observer::{CalibrationStats, ObserverConfig};
 use crate::engine::{Observation, Plan, RunOptions, TensorHook, TensorSite};
 use crate::error::{Error, Result};
@@ -24,11 +27,20 @@ pub struct ActivationCollector {
     config: ObserverConfig,
     only: Option<BTreeSet<String>>,
     stats: BTreeMap<String, CalibrationStats>,
+    /// Per-channel statistics are kept when set: the channel axis rule of the tensors whose
+    /// consumer sets one (the others take [`ChannelAxis::Second`]).
+    channel_axes: Option<Arc<HashMap<String, ChannelAxis>>>,
+    channels: BTreeMap<String, ChannelStats>,
+    /// The per-channel histograms are left to the second pass (the first keeps min/max).
+    channel_histograms_later: bool,
     /// Second pass: only the histograms of tensors already seen are fed.
     histograms_only: bool,
     /// Entries updated by deferred observations, put back by `finish`.
-    returned: Arc<Mutex<Vec<(String, CalibrationStats)>>>,
+    returned: Arc<Mutex<Vec<Returned>>>,
 }
+
+/// A tensor's entries coming back from a deferred observation.
+type Returned = (String, CalibrationStats, Option<ChannelStats>);
 
 impl Clone for ActivationCollector {
     fn clone(&self) -> Self {
@@ -36,6 +48,9 @@ impl Clone for ActivationCollector {
             config: self.config,
             only: self.only.clone(),
             stats: self.stats.clone(),
+            channel_axes: self.channel_axes.clone(),
+            channels: self.channels.clone(),
+            channel_histograms_later: self.channel_histograms_later,
             histograms_only: self.histograms_only,
             returned: Arc::default(),
         }
@@ -54,6 +69,26 @@ impl ActivationCollector {
             config,
             ..Self::default()
         }
+    }
+
+    /// Also keeps per-channel statistics of every tensor (of rank 2 or more), channels along
+    /// the axis `axes` names for it ([`ChannelAxis::of_graph`]), axis 1 for the others.
+    pub fn with_channels(mut self, axes: HashMap<String, ChannelAxis>) -> Self {
+        self.channel_axes = Some(Arc::new(axes));
+        self
+    }
+
+    /// Whether the per-channel histograms wait for the second pass
+    /// ([`start_histogram_pass`](Self::start_histogram_pass)), the first keeping per-channel
+    /// min/max only: cheaper when a second pass will run anyway (several batches).
+    pub fn channel_histograms_in_second_pass(mut self, later: bool) -> Self {
+        self.channel_histograms_later = later;
+        self
+    }
+
+    /// Whether the per-channel histograms still wait for the second pass.
+    pub fn channel_histograms_pending(&self) -> bool {
+        self.channel_histograms_later && !self.histograms_only && !self.channels.is_empty()
     }
 
     /// Restricts collection to the tensors named in `names`.
@@ -76,11 +111,36 @@ impl ActivationCollector {
         self.stats
     }
 
+    /// Per-channel statistics gathered so far, by tensor name (empty unless
+    /// [`with_channels`](Self::with_channels)).
+    pub fn channel_stats(&self) -> &BTreeMap<String, ChannelStats> {
+        &self.channels
+    }
+
+    /// The per-tensor and the per-channel statistics, by tensor name.
+    pub fn into_parts(
+        self,
+    ) -> (
+        BTreeMap<String, CalibrationStats>,
+        BTreeMap<String, ChannelStats>,
+    ) {
+        (self.stats, self.channels)
+    }
+
     /// Whether every tensor's histograms are exact (no range grew after the first batch).
+    /// The per-channel histograms are not counted: see
+    /// [`channel_histograms_are_exact`](Self::channel_histograms_are_exact).
     pub fn histograms_are_exact(&self) -> bool {
         self.stats
             .values()
             .all(CalibrationStats::histograms_are_exact)
+    }
+
+    /// Whether every tensor's per-channel histograms are exact.
+    pub fn channel_histograms_are_exact(&self) -> bool {
+        self.channels
+            .values()
+            .all(ChannelStats::histograms_are_exact)
     }
 
     /// Starts a second pass over the same data: every histogram is emptied with its range fixed
@@ -90,6 +150,9 @@ impl ActivationCollector {
         self.stats
             .values_mut()
             .for_each(CalibrationStats::restart_histograms);
+        self.channels
+            .values_mut()
+            .for_each(ChannelStats::restart_histograms);
         self.histograms_only = true;
     }
 
@@ -102,7 +165,10 @@ impl ActivationCollector {
         }
         if self.histograms_only {
             if let Some(stats) = self.stats.get_mut(name) {
-                stats.observe_histograms(values);
+                stats.observe_histograms(values.view());
+            }
+            if let Some(channels) = self.channels.get_mut(name) {
+                channels.observe_histograms(values);
             }
             return;
         }
@@ -110,7 +176,24 @@ impl ActivationCollector {
         self.stats
             .entry(name.to_string())
             .or_insert_with(|| CalibrationStats::new(config))
-            .observe(values);
+            .observe(values.view());
+        let later = self.channel_histograms_later;
+        if let Some(channels) = self.channels.get_mut(name) {
+            observe_channels(channels, values, later);
+        } else if let Some(mut channels) = self.fresh_channels(name, &values) {
+            observe_channels(&mut channels, values, later);
+            self.channels.insert(name.to_string(), channels);
+        }
+    }
+
+    /// New per-channel statistics for tensor `name` shaped like `values`, when they are kept
+    /// and there are none yet.
+    fn fresh_channels(&self, name: &str, values: &ArrayViewD<'_, f32>) -> Option<ChannelStats> {
+        let axes = self.channel_axes.as_ref()?;
+        if self.channels.contains_key(name) {
+            return None;
+        }
+        new_channel_stats(axes, name, values, self.config)
     }
 
     /// Runs `plan` over `data` (samples along axis 0) in batches of `batch_size`, fed to the
@@ -167,21 +250,38 @@ impl TensorHook for ActivationCollector {
             None if histograms_only => return None, // second pass: tensors seen before only
             None => CalibrationStats::new(self.config),
         };
+        let mut channels = self.channels.remove(&name);
+        let axes = if histograms_only || channels.is_some() {
+            None
+        } else {
+            self.channel_axes.clone()
+        };
+        let config = self.config;
+        let later = self.channel_histograms_later;
         let value = Arc::clone(value);
         let returned = Arc::clone(&self.returned);
         Some(Box::new(move || {
             if let TensorData::F32(a) = &*value {
                 if histograms_only {
                     stats.observe_histograms(a.view());
+                    if let Some(channels) = channels.as_mut() {
+                        channels.observe_histograms(a.view());
+                    }
                 } else {
                     stats.observe(a.view());
+                    if let Some(axes) = axes {
+                        channels = new_channel_stats(&axes, &name, &a.view(), config);
+                    }
+                    if let Some(channels) = channels.as_mut() {
+                        observe_channels(channels, a.view(), later);
+                    }
                 }
             }
             drop(value);
             returned
                 .lock()
                 .map_err(|_| Error::Graph("a calibration observation panicked".into()))?
-                .push((name, stats));
+                .push((name, stats, channels));
             Ok(())
         }))
     }
@@ -193,7 +293,37 @@ impl TensorHook for ActivationCollector {
                 .lock()
                 .map_err(|_| Error::Graph("a calibration observation panicked".into()))?,
         );
-        self.stats.extend(returned);
+        for (name, stats, channels) in returned {
+            if let Some(channels) = channels {
+                self.channels.insert(name.clone(), channels);
+            }
+            self.stats.insert(name, stats);
+        }
         Ok(())
     }
+}
+
+/// A first-pass observation of `values`: min/max only when the histograms come `later`.
+fn observe_channels(channels: &mut ChannelStats, values: ArrayViewD<'_, f32>, later: bool) {
+    if later {
+        channels.observe_ranges(values);
+    } else {
+        channels.observe(values);
+    }
+}
+
+/// Empty per-channel statistics of tensor `name` shaped like `values` (None below rank 2).
+fn new_channel_stats(
+    axes: &HashMap<String, ChannelAxis>,
+    name: &str,
+    values: &ArrayViewD<'_, f32>,
+    config: ObserverConfig,
+) -> Option<ChannelStats> {
+    let rule = axes.get(name).copied().unwrap_or(ChannelAxis::Second);
+    let axis = rule.resolve(values.ndim())?;
+    Some(ChannelStats::new(
+        axis,
+        values.len_of(Axis(axis)),
+        config.channels,
+    ))
 }

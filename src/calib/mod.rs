@@ -3,6 +3,9 @@
 //! * [`observer`]: streaming per-tensor statistics over batches ([`CalibrationStats`]):
 //!   min/max, EMA of batch min/max, mean of per-sample min/max, moments, and histograms of x and
 //!   |x| whose range grows by re-binning ([`histogram`]) with memory fixed per tensor.
+//! * [`channels`]: streaming per-channel statistics of an activation ([`ChannelStats`]): each
+//!   channel's min/max and a coarse histogram, along the axis its consumer treats as channels
+//!   ([`ChannelAxis`]), bounded by [`ChannelConfig`].
 //! * [`ActivationCollector`]: the [`TensorHook`](crate::engine::TensorHook) gathering those
 //!   statistics for every float tensor of a model run, batch after batch; a second pass over
 //!   the same data with the final ranges fixed makes the histograms exact.
@@ -24,11 +27,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod channels;
 mod collector;
 pub mod histogram;
 pub mod methods;
 pub mod observer;
 
+pub use channels::{ChannelAxis, ChannelConfig, ChannelLimit, ChannelStats};
 pub use collector::ActivationCollector;
 pub use histogram::GrowingHistogram;
 pub use methods::{KlChoice, Method, kl_curve, kl_levels, kl_search, mse_curve};

@@ -23,6 +23,7 @@
 use ndarray::ArrayViewD;
 use serde::{Deserialize, Serialize};
 
+use super::channels::ChannelConfig;
 use super::histogram::GrowingHistogram;
 use crate::error::{Error, Result};
 use crate::stats::Histogram;
@@ -36,26 +37,39 @@ pub struct ObserverConfig {
     pub bins: usize,
     /// Internal bins per final bin, for accurate re-binning (≥ 1). Default 8.
     pub oversample: usize,
+    /// Limits of the per-channel statistics of activations (when they are collected).
+    #[serde(default)]
+    pub channels: ChannelConfig,
 }
 
 impl ObserverConfig {
-    /// Bytes of histogram state one tensor's [`CalibrationStats`] hold: two histograms of
-    /// `bins × oversample` internal bins (u64 counts; the signed one also f64 sums).
-    pub fn histogram_bytes(&self) -> u64 {
+    /// Bytes of the per-tensor histograms of one tensor's [`CalibrationStats`]: two
+    /// histograms of `bins × oversample` internal bins (u64 counts; the signed one also f64
+    /// sums).
+    fn tensor_histogram_bytes(&self) -> u64 {
         let internal = (self.bins.max(1) * self.oversample.max(1)) as u64;
         internal * (8 + 8 + 8)
     }
 
-    /// This configuration with the oversampling lowered (down to 1) until `tensors` tensors'
-    /// histograms fit in `bytes`; an [`Error::OverBudget`] naming the count when even one
-    /// internal bin per final bin does not fit.
+    /// Bytes of histogram state one tensor's statistics hold at most: the per-tensor
+    /// histograms and the per-channel statistics ([`ChannelConfig::bytes`]).
+    pub fn histogram_bytes(&self) -> u64 {
+        self.tensor_histogram_bytes() + self.channels.bytes()
+    }
+
+    /// This configuration fitted to `tensors` tensors in `bytes`: the per-tensor histograms
+    /// first, with the oversampling lowered (down to 1) until they fit; then the per-channel
+    /// statistics in what is left ([`ChannelConfig::within`]: fewer channel histograms, then
+    /// fewer channels). An [`Error::OverBudget`] naming the count when even one internal bin
+    /// per final bin does not fit. The per-tensor settings do not depend on the per-channel
+    /// ones.
     pub fn within(mut self, tensors: usize, bytes: u64, budget: u64) -> Result<Self> {
         let tensors_u64 = tensors.max(1) as u64;
         let per_tensor_at_one = ObserverConfig {
             oversample: 1,
             ..self
         }
-        .histogram_bytes();
+        .tensor_histogram_bytes();
         let affordable = bytes / (tensors_u64 * per_tensor_at_one);
         if affordable == 0 {
             return Err(Error::OverBudget {
@@ -69,6 +83,8 @@ impl ObserverConfig {
             });
         }
         self.oversample = self.oversample.max(1).min(affordable as usize);
+        let left = bytes.saturating_sub(tensors_u64 * self.tensor_histogram_bytes());
+        self.channels = self.channels.within(left / tensors_u64);
         Ok(self)
     }
 }
@@ -79,6 +95,7 @@ impl Default for ObserverConfig {
             ema_constant: 0.01,
             bins: 2048,
             oversample: 8,
+            channels: ChannelConfig::default(),
         }
     }
 }
@@ -491,6 +508,35 @@ mod tests {
         assert_eq!(s.abs_histogram(), single.abs_histogram());
         assert_eq!(s.signed_histogram(), single.signed_histogram());
         assert_eq!(s.mean_abs_deviation(), single.mean_abs_deviation());
+    }
+
+    #[test]
+    fn channel_statistics_take_what_the_tensor_histograms_leave() {
+        let base = ObserverConfig::default();
+        assert_eq!(
+            base.histogram_bytes(),
+            base.tensor_histogram_bytes() + base.channels.bytes()
+        );
+        let roomy = base.within(10, 10 * base.histogram_bytes(), 0).unwrap();
+        assert_eq!(roomy, base);
+        // Room for the per-tensor histograms only: the oversampling stays, no channel state.
+        let tight = base
+            .within(10, 10 * base.tensor_histogram_bytes(), 0)
+            .unwrap();
+        assert_eq!(tight.oversample, 8);
+        assert_eq!(
+            (tight.channels.max_channels, tight.channels.bytes()),
+            (0, 0)
+        );
+        // Less: the oversampling follows the per-tensor histograms alone, as before.
+        let at_one = ObserverConfig {
+            oversample: 1,
+            ..base
+        }
+        .tensor_histogram_bytes();
+        let lowered = base.within(10, 10 * 3 * at_one + 5, 0).unwrap();
+        assert_eq!(lowered.oversample, 3);
+        assert!(10 * lowered.histogram_bytes() <= 10 * 3 * at_one + 5);
     }
 
     #[test]

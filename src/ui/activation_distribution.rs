@@ -1,9 +1,10 @@
 //! Preparing the centre view's data on a worker: a weight's [`TensorDistribution`] from its
 //! values, an activation's from its calibration statistics (the calibration histogram, as the
-//! app keeps no activation values), every calibration method's range as a marker and the
+//! app keeps no activation values; the per-channel ranges and histograms from the
+//! calibration's per-channel statistics), every calibration method's range as a marker and the
 //! "why this threshold" curves; and [`Shown`], what the view data was prepared for.
 
-use crate::calib::{CalibrationStats, Method, ObserverConfig};
+use crate::calib::{CalibrationStats, ChannelStats, Method, ObserverConfig};
 use crate::ir::Tensor;
 use crate::jobs::pipeline::Calibration;
 use crate::metrics::FineHistogram;
@@ -92,9 +93,17 @@ pub fn view_work(
             .get(&name)
             .map(|s| s.iter().skip(1).copied().collect())
             .unwrap_or_default();
+        let channels = calibration.channels.get(&name);
+        let mut summary = activation_summary(&name, stats, &shape);
+        if let Some(channels) = channels {
+            // The summary's shape has no batch axis.
+            summary.channel_axis = channels.axis().checked_sub(1);
+            summary.channels = Some(channels.channels());
+        }
         Shown {
-            summary: activation_summary(&name, stats, &shape),
-            data: activation_distribution(stats, key.bits, key.method),
+            summary,
+            data: activation_distribution(stats, key.bits, key.method)
+                .map(|data| with_channels(data, channels)),
             key,
         }
     }))
@@ -150,7 +159,8 @@ pub fn weight_distribution(
 }
 
 /// An activation's view data from its calibration statistics: the signed calibration
-/// histogram (values spread evenly in each bin), no channels, no sample.
+/// histogram (values spread evenly in each bin), no channels (see [`with_channels`]), no
+/// sample.
 pub fn activation_distribution(
     stats: &CalibrationStats,
     bits: u32,
@@ -164,12 +174,60 @@ pub fn activation_distribution(
         fine,
         channel_ranges: Vec::new(),
         channel_histograms: Vec::new(),
+        channel_note: None,
         sample: Vec::new(),
         markers: markers(stats, bits, chosen),
         // Activations are quantized linearly only: no binary/ternary scales.
         scheme_stats: Default::default(),
         why: WhyThreshold::of(stats, bits),
     })
+}
+
+/// `data` with the channels of the calibration's per-channel statistics `channels`: each
+/// channel's [min, max] (a channel without finite values spans [0, 0]) and its histogram over
+/// its own range, when they are kept; a note saying which axis they are on and what is left
+/// out. Without statistics (a tensor of rank below 2), the note says so.
+pub fn with_channels(
+    mut data: TensorDistribution,
+    channels: Option<&ChannelStats>,
+) -> TensorDistribution {
+    let Some(channels) = channels else {
+        data.channel_note =
+            Some("No per-channel statistics: the tensor has fewer than 2 axes.".into());
+        return data;
+    };
+    data.channel_ranges = channels
+        .ranges()
+        .into_iter()
+        .map(|r| r.unwrap_or((0.0, 0.0)))
+        .collect();
+    let histograms: Vec<FineHistogram> = (0..data.channel_ranges.len())
+        .map_while(|c| {
+            let h = channels
+                .histogram(c)
+                .unwrap_or_else(|| crate::stats::Histogram {
+                    lo: 0.0,
+                    hi: 0.0,
+                    counts: vec![0; 1],
+                });
+            FineHistogram::from_histogram(&h).ok()
+        })
+        .collect();
+    if channels.has_histograms() && histograms.len() == data.channel_ranges.len() {
+        data.channel_histograms = histograms;
+    }
+    let mut note = format!(
+        "{} channels along axis {} of the activation (batch axis 0), from calibration: {}",
+        channels.channels(),
+        channels.axis(),
+        channels.limit()
+    );
+    if channels.has_histograms() && !channels.histograms_are_exact() {
+        note.push_str("; channel histograms re-binned as ranges grew (approximate)");
+    }
+    note.push('.');
+    data.channel_note = Some(note);
+    data
 }
 
 /// A summary of an activation from its statistics (shape without the batch dimension).

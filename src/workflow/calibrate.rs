@@ -8,9 +8,19 @@
 //! the calibrators (KL, percentile, MSE) see the histogram of all the values, whatever the
 //! chunking.
 //!
+//! Every float tensor of rank 2 or more also gets per-channel statistics ([`ChannelStats`]:
+//! each channel's min/max and a coarse histogram), channels along the axis its consumer treats
+//! as channels ([`ChannelAxis::of_graph`]: axis 1 for a convolution's input, the last axis for
+//! a `MatMul`/`Gemm` input, axis 1 otherwise). With several chunks their histograms are filled
+//! in the second pass only (exact, with the channels' final ranges), which then runs even when
+//! every per-tensor histogram is exact (it leaves those unchanged: their ranges are already
+//! final); a single chunk's are filled, exact, in the first.
+//!
 //! The histograms' memory is bounded by the memory budget, not by the model's depth: half the
 //! budget goes to them, and a model with more tensors than fit at the default resolution gets
-//! fewer internal bins per final bin (down to one) before it is refused with one line.
+//! fewer internal bins per final bin (down to one) before it is refused with one line; the
+//! per-channel statistics get what the per-tensor histograms leave (fewer channel histograms,
+//! then fewer channels), so they never change the per-tensor results.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,7 +28,9 @@ use super::batching::{BatchChoice, choose_batch};
 use super::runner::{RunControl, for_each_chunk};
 use super::samples::Samples;
 use crate::budget::MemoryBudget;
-use crate::calib::{ActivationCollector, CalibrationStats, ObserverConfig};
+use crate::calib::{
+    ActivationCollector, CalibrationStats, ChannelAxis, ChannelStats, ObserverConfig,
+};
 use crate::engine::{Plan, TensorHook, TensorSite};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, TensorData};
@@ -28,6 +40,8 @@ use crate::quant::cost::ShapeRecorder;
 #[derive(Debug, Clone)]
 pub struct Calibration {
     pub stats: BTreeMap<String, CalibrationStats>,
+    /// Per-channel statistics of every float tensor of rank 2 or more.
+    pub channels: BTreeMap<String, ChannelStats>,
     /// Every tensor's shape in the first chunk.
     pub shapes: HashMap<String, Vec<usize>>,
     /// Calibration samples.
@@ -65,7 +79,7 @@ pub fn calibrate(
 
 /// The observer settings for `graph`: the default, with the oversampling lowered until the
 /// histograms of every tensor a run can observe (graph inputs and node outputs) fit in half
-/// of `budget`.
+/// of `budget`, and the per-channel statistics in what they leave.
 pub fn observer_config_for(graph: &Graph, budget: MemoryBudget) -> Result<ObserverConfig> {
     let tensors = graph.inputs.len() + graph.nodes.iter().map(|n| n.outputs.len()).sum::<usize>();
     ObserverConfig::default().within(tensors, budget.bytes() / 2, budget.bytes())
@@ -89,10 +103,13 @@ pub fn calibrate_within(
         });
     }
     let batch = choose_batch(&plan, samples, limit, control.options())?;
-    let mut collector = ActivationCollector::with_config(config);
-    let mut shapes = ShapeRecorder::default();
-    // With several chunks a second pass is likely: the first one reports up to one half.
+    // With several chunks a second pass is likely: the first one reports up to one half, and
+    // the per-channel histograms wait for it (the first keeps their min/max only).
     let several = samples.count() > batch.size;
+    let mut collector = ActivationCollector::with_config(config)
+        .with_channels(ChannelAxis::of_graph(graph))
+        .channel_histograms_in_second_pass(several);
+    let mut shapes = ShapeRecorder::default();
     let first_half =
         |fraction: f32| control.report(if several { fraction / 2.0 } else { fraction });
     let first = RunControl {
@@ -107,7 +124,7 @@ pub fn calibrate_within(
         plan.run(feeds, Some(&mut hook), control.options())?;
         Ok(())
     })?;
-    if !collector.histograms_are_exact() {
+    if !collector.histograms_are_exact() || collector.channel_histograms_pending() {
         collector.start_histogram_pass();
         let second_half = |fraction: f32| control.report(0.5 + fraction / 2.0);
         let second = RunControl {
@@ -119,8 +136,10 @@ pub fn calibrate_within(
             Ok(())
         })?;
     }
+    let (stats, channels) = collector.into_parts();
     Ok(Calibration {
-        stats: collector.into_stats(),
+        stats,
+        channels,
         shapes: shapes.shapes,
         samples: samples.count(),
         batch,

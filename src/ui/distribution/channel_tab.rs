@@ -54,8 +54,13 @@ impl DistributionView {
     ) {
         let data = input.data;
         let n = data.channel_ranges.len();
+        if let Some(note) = &data.channel_note {
+            ui.label(note);
+        }
         if n == 0 {
-            ui.label("This tensor has no channel axis.");
+            if data.channel_note.is_none() {
+                ui.label("This tensor has no channel axis.");
+            }
             return;
         }
         let symmetric = is_symmetric(input);
@@ -66,7 +71,13 @@ impl DistributionView {
             .quantizer(tensor_clip, stats, codebook)
             .ok()
             .and_then(|q| data.fine.estimate_quantizer(&q));
-        let ranges = input.channel_clip_ranges();
+        // An activation is quantized per tensor: its "per channel" figure is what each
+        // channel's own calibrated range would give.
+        let ranges = if input.tensor.role == "activation" {
+            data.channel_ranges.clone()
+        } else {
+            input.channel_clip_ranges()
+        };
         let per_channel = self
             .cache
             .per_channel(data, &input.choice, codebook, &ranges);
@@ -130,7 +141,11 @@ impl DistributionView {
     ) {
         let data = input.data;
         let Some(hist) = data.channel_histograms.get(c) else {
-            ui.label("No histogram for this channel (no finite value).");
+            ui.label(if data.channel_histograms.is_empty() {
+                "No channel histograms are kept for this tensor."
+            } else {
+                "No histogram for this channel (no finite value)."
+            });
             return;
         };
         if self.channel_drag.channel != Some(c) || self.channel_drag.state.handle.is_none() {
@@ -140,7 +155,8 @@ impl DistributionView {
             };
         }
         let symmetric = is_symmetric(input);
-        let linear = input.choice.scheme.is_linear();
+        // Only a weight's channel can be clipped by hand.
+        let linear = input.choice.scheme.is_linear() && input.tensor.role != "activation";
         let by_hand = input.channel_clips.contains_key(&c);
         let per_channel = input.quantized_per_channel();
         let clip = shown_clip(

@@ -67,8 +67,12 @@ pub struct TensorDistribution {
     pub fine: FineHistogram,
     /// Per output channel (min, max); empty when the tensor has no channel axis.
     pub channel_ranges: Vec<(f32, f32)>,
-    /// One coarse histogram per channel (same order as `channel_ranges`).
+    /// One coarse histogram per channel (same order as `channel_ranges`; empty when they are
+    /// not kept).
     pub channel_histograms: Vec<FineHistogram>,
+    /// What the channel view should say about where its channels come from and what is left
+    /// out (activations: the calibration's per-channel statistics); None for weights.
+    pub channel_note: Option<String>,
     /// An evenly strided sample of the values (at most [`SAMPLE_SIZE`]).
     pub sample: Vec<f32>,
     /// Every calibration method's range, for the markers.
@@ -123,6 +127,7 @@ impl TensorDistribution {
             fine,
             channel_ranges,
             channel_histograms,
+            channel_note: None,
             sample,
             markers,
             scheme_stats,

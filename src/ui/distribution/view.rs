@@ -313,7 +313,13 @@ impl DistributionView {
                     "Each output channel's min..max: one grid per channel (per-channel \
                      quantization) or one for the whole tensor (per-tensor).",
                 )
-                .on_disabled_hover_text("This tensor has no channel axis.");
+                .on_disabled_hover_text(
+                    input
+                        .data
+                        .channel_note
+                        .as_deref()
+                        .unwrap_or("This tensor has no channel axis."),
+                );
             if channels.clicked() {
                 self.tab = Tab::Channels;
             }

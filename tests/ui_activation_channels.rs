@@ -1,0 +1,131 @@
+//! The per-channel tab for activations, driven headless with egui_kittest: on the sample
+//! MobileNet after calibration, a depthwise layer's input activation is selected, the channel
+//! tab opened, and the ranges it plots and the clicked channel's histogram are the
+//! calibration's per-channel statistics. A wgpu snapshot shows the tab
+//! (`tests/snapshots/activation_channels.png`).
+
+#![cfg(feature = "ui-tests")]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use egui_kittest::kittest::Queryable;
+use egui_kittest::{Harness, SnapshotOptions};
+use quantscope::ui::{QuantscopeApp, bundled_sample_model};
+
+/// A hang guard for waits on workers (never reached when things work).
+const HANG: Duration = Duration::from_secs(300);
+
+fn build(
+    builder: egui_kittest::HarnessBuilder<QuantscopeApp>,
+    model: PathBuf,
+) -> Harness<'static, QuantscopeApp> {
+    builder.with_size(egui::vec2(1280.0, 800.0)).build_ui_state(
+        |ui, app: &mut QuantscopeApp| app.show_ui(ui),
+        QuantscopeApp::new(Some(model)),
+    )
+}
+
+/// Steps frames until `done` holds, then two more (apply, draw).
+fn wait_until(
+    harness: &mut Harness<'static, QuantscopeApp>,
+    what: &str,
+    done: impl Fn(&QuantscopeApp) -> bool,
+) {
+    let start = Instant::now();
+    harness.step();
+    while !done(harness.state()) {
+        assert!(start.elapsed() < HANG, "waited too long for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+        harness.step();
+    }
+    harness.step();
+    harness.step();
+}
+
+/// Whether the current settings have been evaluated and nothing is running.
+fn settled(app: &QuantscopeApp) -> bool {
+    app.session()
+        .is_some_and(|s| s.current_evaluation().is_some() && !s.is_busy() && !s.is_preparing_view())
+}
+
+/// The input activation of the first depthwise layer: its tensor name.
+fn depthwise_input(app: &QuantscopeApp) -> String {
+    let session = app.session().unwrap();
+    session
+        .loaded
+        .layers
+        .iter()
+        .find(|l| l.node.contains("dw") && l.input.is_some())
+        .and_then(|l| l.input.clone())
+        .expect("a depthwise layer with an input activation")
+}
+
+/// Opens the sample MobileNet, waits for calibration, selects the first depthwise layer's
+/// input activation and opens the per-channel tab; returns the tensor's name.
+fn activation_channel_tab(harness: &mut Harness<'static, QuantscopeApp>) -> String {
+    wait_until(harness, "the model to load", |app| !app.is_loading());
+    assert_eq!(harness.state().error(), None);
+    wait_until(harness, "calibration and evaluation", settled);
+    let tensor = depthwise_input(harness.state());
+    harness.get_by_label(&format!("in {tensor}")).click();
+    wait_until(harness, "the activation's view data", settled);
+    // The centre view's tab (the settings panel on the right has a "per channel" choice too).
+    harness
+        .get_all_by_label("per channel")
+        .min_by(|a, b| a.rect().min.x.total_cmp(&b.rect().min.x))
+        .expect("the per-channel tab")
+        .click();
+    wait_until(harness, "the channel tab", settled);
+    tensor
+}
+
+#[test]
+fn an_activation_channel_tab_plots_the_calibrated_channel_ranges() {
+    let mut harness = build(Harness::builder(), bundled_sample_model());
+    let tensor = activation_channel_tab(&mut harness);
+    let session = harness.state().session().unwrap();
+    let (selected, is_weight, _) = session.selected_tensor().unwrap();
+    assert_eq!((selected.as_str(), is_weight), (tensor.as_str(), false));
+    let calibration = session.calibration.as_ref().expect("calibrated");
+    let channels = &calibration.channels[&tensor];
+    assert_eq!(
+        channels.axis(),
+        1,
+        "a convolution's input: channels on axis 1"
+    );
+    let expected: Vec<(f32, f32)> = channels.ranges().into_iter().map(Option::unwrap).collect();
+    assert!(expected.len() > 1, "{} channels", expected.len());
+    let input = session
+        .distribution_input(None, false)
+        .unwrap_or_else(|| panic!("no view data: {:?}", session.view_problem()));
+    assert_eq!(input.tensor.name, tensor);
+    // The plotted ranges are the calibration's per-channel ranges.
+    assert_eq!(input.data.channel_ranges, expected);
+    // Each channel's histogram holds that channel's values, over its own range.
+    for (c, h) in input.data.channel_histograms.iter().enumerate() {
+        let calibrated = channels.histogram(c).unwrap();
+        assert_eq!(
+            h.counts().collect::<Vec<_>>(),
+            calibrated.counts,
+            "channel {c}"
+        );
+        assert_eq!(h.range(), (calibrated.lo, calibrated.hi), "channel {c}");
+    }
+    assert_eq!(input.data.channel_histograms.len(), expected.len());
+    // The tab says where the channels come from; the selected channel's histogram is drawn.
+    let note = input.data.channel_note.clone().unwrap();
+    assert!(note.contains("along axis 1"), "{note}");
+    harness.get_by_label(&note);
+    harness.get_by_label("channel 0: histogram");
+}
+
+#[test]
+fn snapshot_of_an_activation_channel_tab() {
+    let mut harness = build(Harness::builder().wgpu(), bundled_sample_model());
+    activation_channel_tab(&mut harness);
+    harness.snapshot_options(
+        "activation_channels",
+        &SnapshotOptions::new().threshold(2.0).max_failed_pixels(800),
+    );
+}
