@@ -430,7 +430,9 @@ fn paper_table_on_the_mobilenet() {
 use quantscope::calib::{ActivationCollector, Method};
 use quantscope::quant::{ActivationQuant, QuantConfig, QuantizedModel, WeightQuant, WeightScheme};
 use quantscope::transform::absorb_bias::absorb_high_bias;
-use quantscope::transform::bias_correction::{analytic_bias_correction, empirical_bias_correction};
+use quantscope::transform::bias_correction::{
+    analytic_bias_correction, empirical_bias_correction, measure_shifts,
+};
 use quantscope::workflow::{RunControl, Samples};
 
 fn per_tensor_config(bits: u32, activations: bool) -> QuantConfig {
@@ -567,7 +569,7 @@ fn bias_correction_reduces_the_held_out_output_shift() {
         "calibration",
     )
     .unwrap();
-    let (corrected, report) = empirical_bias_correction(
+    let (corrected, mut report) = empirical_bias_correction(
         &folded_model,
         &config,
         &stats,
@@ -576,13 +578,31 @@ fn bias_correction_reduces_the_held_out_output_shift() {
     )
     .unwrap();
     assert_eq!(report.applied.len(), 11, "{}", report.summary());
+    // The before/after per-channel shifts, measured on the held-out digits (as the app does
+    // on its evaluation samples).
+    let held_out = Samples::single(
+        &original.inputs[0].name,
+        TensorData::F32(x.clone()),
+        "held-out",
+    )
+    .unwrap();
+    measure_shifts(
+        &folded_model,
+        &corrected,
+        &config,
+        &stats,
+        &held_out,
+        &RunControl::default(),
+        &mut report,
+    )
+    .unwrap();
     let before = mean_logit_shift(&quantized_logits(&folded_model.graph, &config, &x), &float);
     let after = mean_logit_shift(&quantized_logits(&corrected.graph, &config, &x), &float);
     // Measured: 3.83 -> 0.13.
     println!("empirical: held-out mean logit shift {before} -> {after}");
     assert!(after < before / 2.0, "{before} -> {after}");
-    // The report's per-channel output shifts of every corrected layer: the one removed, and the
-    // one measured again on the corrected model, far smaller.
+    // The report's per-channel output shifts of every corrected layer on held-out data: before
+    // the correction, and on the corrected model, far smaller.
     assert_eq!(report.shifts.len(), report.applied.len());
     let mean_abs = |s: &[f32]| s.iter().map(|v| v.abs()).sum::<f32>() / s.len().max(1) as f32;
     let (mut removed, mut left) = (0.0, 0.0);

@@ -202,9 +202,11 @@ impl DistributionView {
                 // the tab was wider than its column.
                 let formulas_left =
                     (origin.x + width - right).max(tab.response.rect.right() + spacing);
+                // One point short of the centre's edge: the scroll area's fractional width
+                // otherwise rounds past it.
                 let right_rect = egui::Rect::from_min_max(
                     egui::pos2(formulas_left, origin.y),
-                    egui::pos2(origin.x + width, origin.y + height),
+                    egui::pos2(origin.x + width - 1.0, origin.y + height),
                 );
                 // Scroll only when the visible centre cannot hold them.
                 let visible = (view_top + fit - origin.y).max(120.0);
