@@ -6,48 +6,14 @@
 
 #![cfg(feature = "ui-tests")]
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+#[path = "common/app.rs"]
+mod app;
+
+use app::{build, settled, wait_until};
 
 use egui_kittest::kittest::Queryable;
-use egui_kittest::{Harness, SnapshotOptions};
+use egui_kittest::{Harness, HarnessBuilder, SnapshotOptions};
 use quantscope::ui::{QuantscopeApp, bundled_sample_model};
-
-/// A hang guard for waits on workers (never reached when things work).
-const HANG: Duration = Duration::from_secs(300);
-
-fn build(
-    builder: egui_kittest::HarnessBuilder<QuantscopeApp>,
-    model: PathBuf,
-) -> Harness<'static, QuantscopeApp> {
-    builder.with_size(egui::vec2(1280.0, 800.0)).build_ui_state(
-        |ui, app: &mut QuantscopeApp| app.show_ui(ui),
-        QuantscopeApp::new(Some(model)),
-    )
-}
-
-/// Steps frames until `done` holds, then two more (apply, draw).
-fn wait_until(
-    harness: &mut Harness<'static, QuantscopeApp>,
-    what: &str,
-    done: impl Fn(&QuantscopeApp) -> bool,
-) {
-    let start = Instant::now();
-    harness.step();
-    while !done(harness.state()) {
-        assert!(start.elapsed() < HANG, "waited too long for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-        harness.step();
-    }
-    harness.step();
-    harness.step();
-}
-
-/// Whether the current settings have been evaluated and nothing is running.
-fn settled(app: &QuantscopeApp) -> bool {
-    app.session()
-        .is_some_and(|s| s.current_evaluation().is_some() && !s.is_busy() && !s.is_preparing_view())
-}
 
 /// The input activation of the first depthwise layer: its tensor name.
 fn depthwise_input(app: &QuantscopeApp) -> String {
@@ -80,9 +46,14 @@ fn activation_channel_tab(harness: &mut Harness<'static, QuantscopeApp>) -> Stri
     tensor
 }
 
+/// The window size of these tests (and of their snapshot).
+fn at_1280x800(builder: HarnessBuilder<QuantscopeApp>) -> HarnessBuilder<QuantscopeApp> {
+    builder.with_size(egui::vec2(1280.0, 800.0))
+}
+
 #[test]
 fn an_activation_channel_tab_plots_the_calibrated_channel_ranges() {
-    let mut harness = build(Harness::builder(), bundled_sample_model());
+    let mut harness = build(at_1280x800(Harness::builder()), bundled_sample_model());
     let tensor = activation_channel_tab(&mut harness);
     let session = harness.state().session().unwrap();
     let (selected, is_weight, _) = session.selected_tensor().unwrap();
@@ -122,7 +93,10 @@ fn an_activation_channel_tab_plots_the_calibrated_channel_ranges() {
 
 #[test]
 fn snapshot_of_an_activation_channel_tab() {
-    let mut harness = build(Harness::builder().wgpu(), bundled_sample_model());
+    let mut harness = build(
+        at_1280x800(Harness::builder().wgpu()),
+        bundled_sample_model(),
+    );
     activation_channel_tab(&mut harness);
     harness.snapshot_options(
         "activation_channels",

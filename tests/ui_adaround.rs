@@ -6,8 +6,10 @@
 
 #![cfg(feature = "ui-tests")]
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+#[path = "common/app.rs"]
+mod app;
+
+use app::{opened_at_1280x800 as opened, wait_until};
 
 use egui::accesskit::Role;
 use egui_kittest::Harness;
@@ -15,36 +17,6 @@ use egui_kittest::kittest::Queryable;
 use quantscope::calib::Method;
 use quantscope::quant::{LayerQuant, WeightQuant, WeightScheme};
 use quantscope::ui::{AppCommand, QuantscopeApp, bundled_sample_model};
-
-/// A hang guard for waits on workers (never reached when things work).
-const HANG: Duration = Duration::from_secs(300);
-
-fn opened(model: PathBuf) -> Harness<'static, QuantscopeApp> {
-    let mut harness = Harness::builder()
-        .with_size(egui::vec2(1280.0, 800.0))
-        .build_ui_state(
-            |ui, app: &mut QuantscopeApp| app.show_ui(ui),
-            QuantscopeApp::new(Some(model)),
-        );
-    wait_until(&mut harness, "the model to load", |app| !app.is_loading());
-    harness
-}
-
-/// Steps frames until `done` holds, then two more (apply, draw).
-fn wait_until(
-    harness: &mut Harness<'static, QuantscopeApp>,
-    what: &str,
-    done: impl Fn(&QuantscopeApp) -> bool,
-) {
-    let start = Instant::now();
-    harness.step();
-    while !done(harness.state()) {
-        assert!(start.elapsed() < HANG, "waited too long for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-        harness.step();
-    }
-    frames(harness);
-}
 
 fn frames(harness: &mut Harness<'static, QuantscopeApp>) {
     harness.step();

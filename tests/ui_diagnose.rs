@@ -7,18 +7,18 @@
 
 #![cfg(feature = "ui-tests")]
 
+#[path = "common/app.rs"]
+mod app;
+
+use app::{build, settled, wait_until};
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::Queryable;
 use egui_kittest::{Harness, SnapshotOptions};
 use quantscope::jobs::pipeline::DataSource;
 use quantscope::transform::toggles::TransformToggles;
 use quantscope::ui::{AppCommand, QuantscopeApp, bundled_sample_model, propagation_bar_rects};
-
-/// A hang guard for waits on workers (never reached when things work).
-const HANG: Duration = Duration::from_secs(300);
 
 const DEPTHWISE: [&str; 4] = [
     "/block1/dw/Conv",
@@ -29,39 +29,6 @@ const DEPTHWISE: [&str; 4] = [
 
 fn builder() -> egui_kittest::HarnessBuilder<QuantscopeApp> {
     Harness::builder().with_size(egui::vec2(1280.0, 720.0))
-}
-
-fn build(
-    builder: egui_kittest::HarnessBuilder<QuantscopeApp>,
-    model: PathBuf,
-) -> Harness<'static, QuantscopeApp> {
-    builder.build_ui_state(
-        |ui, app: &mut QuantscopeApp| app.show_ui(ui),
-        QuantscopeApp::new(Some(model)),
-    )
-}
-
-/// Steps frames until `done` holds, then two more (one applies, one draws).
-fn wait_until(
-    harness: &mut Harness<'static, QuantscopeApp>,
-    what: &str,
-    done: impl Fn(&QuantscopeApp) -> bool,
-) {
-    let start = Instant::now();
-    harness.step();
-    while !done(harness.state()) {
-        assert!(start.elapsed() < HANG, "waited too long for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-        harness.step();
-    }
-    harness.step();
-    harness.step();
-}
-
-/// The current settings are evaluated and nothing of the session is running.
-fn settled(app: &QuantscopeApp) -> bool {
-    app.session()
-        .is_some_and(|s| s.current_evaluation().is_some() && !s.is_busy() && !s.is_preparing_view())
 }
 
 /// The diagnosis of the current settings has arrived.

@@ -9,20 +9,19 @@
 
 #![cfg(feature = "ui-tests")]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+#[path = "common/app.rs"]
+mod app;
 
-use egui_kittest::Harness;
+use app::{opened_at_1280x800, wait_until};
+use std::path::Path;
+use std::process::Command;
+
 use egui_kittest::kittest::Queryable;
 use quantscope::calib::Method;
 use quantscope::quant::{ActivationQuant, QuantConfig, WeightQuant, WeightScheme};
-use quantscope::ui::{AppCommand, QuantscopeApp};
+use quantscope::ui::AppCommand;
 use quantscope::workflow::DataSource;
 use serde_json::Value;
-
-/// A hang guard for waits on workers (never reached when things work).
-const HANG: Duration = Duration::from_secs(300);
 
 /// How far the app's fake-quantized simulation may be from onnxruntime running the exported
 /// QDQ file. Where onnxruntime keeps the QDQ pairs around float kernels the two agree to 0.01 dB
@@ -70,33 +69,6 @@ fn cli_worst_sqnr(model: &Path, entry: &Value) -> f64 {
 
 fn crate_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn opened(model: PathBuf) -> Harness<'static, QuantscopeApp> {
-    let mut harness = Harness::builder()
-        .with_size(egui::vec2(1280.0, 800.0))
-        .build_ui_state(
-            |ui, app: &mut QuantscopeApp| app.show_ui(ui),
-            QuantscopeApp::new(Some(model)),
-        );
-    wait_until(&mut harness, "the model to load", |app| !app.is_loading());
-    harness
-}
-
-fn wait_until(
-    harness: &mut Harness<'static, QuantscopeApp>,
-    what: &str,
-    done: impl Fn(&QuantscopeApp) -> bool,
-) {
-    let start = Instant::now();
-    harness.step();
-    while !done(harness.state()) {
-        assert!(start.elapsed() < HANG, "waited too long for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-        harness.step();
-    }
-    harness.step();
-    harness.step();
 }
 
 /// The data a manifest entry names (`--data PATH [--preset P]`) as the app's data source.
@@ -149,7 +121,7 @@ fn every_real_model_calibrates_and_evaluates_in_the_app() {
     let mut table = Vec::new();
     for (name, entry) in models {
         let model = root.join(entry["model"].as_str().expect("model path"));
-        let mut harness = opened(model.clone());
+        let mut harness = opened_at_1280x800(model.clone());
         assert_eq!(harness.state().error(), None, "{name}: opening");
         let config = export_settings();
         let source = source_of(entry);

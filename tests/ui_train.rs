@@ -7,10 +7,13 @@
 
 #![cfg(feature = "ui-tests")]
 
+#[path = "common/app.rs"]
+mod app;
+
+use app::{calibrated, settled, wait_until};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
@@ -19,9 +22,6 @@ use quantscope::jobs::pipeline::DataSource;
 use quantscope::quant::{LayerQuant, WeightQuant};
 use quantscope::ui::train::TrainState;
 use quantscope::ui::{AppCommand, QuantscopeApp};
-
-/// A hang guard for waits on workers (never reached when things work).
-const HANG: Duration = Duration::from_secs(300);
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -36,35 +36,6 @@ fn build(model: PathBuf) -> Harness<'static, QuantscopeApp> {
         |ui, app: &mut QuantscopeApp| app.show_ui(ui),
         QuantscopeApp::new(Some(model)),
     )
-}
-
-/// Steps frames until `done` holds.
-fn wait_until(
-    harness: &mut Harness<'static, QuantscopeApp>,
-    what: &str,
-    done: impl Fn(&QuantscopeApp) -> bool,
-) {
-    let start = Instant::now();
-    harness.step();
-    while !done(harness.state()) {
-        assert!(start.elapsed() < HANG, "waited too long for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-        harness.step();
-    }
-    harness.step();
-    harness.step();
-}
-
-/// Whether the current settings have been evaluated and nothing is running.
-fn settled(app: &QuantscopeApp) -> bool {
-    app.session()
-        .is_some_and(|s| s.current_evaluation().is_some() && !s.is_busy() && !s.is_preparing_view())
-}
-
-/// Whether the session's data has loaded and been calibrated.
-fn calibrated(app: &QuantscopeApp) -> bool {
-    app.session()
-        .is_some_and(|s| s.data.is_some() && s.calibration.is_some())
 }
 
 fn opened(model: PathBuf) -> Harness<'static, QuantscopeApp> {
