@@ -1,7 +1,9 @@
 //! The per-channel tab for activations, driven headless with egui_kittest: on the sample
 //! MobileNet after calibration, a depthwise layer's input activation is selected, the channel
 //! tab opened, and the ranges it plots and the clicked channel's histogram are the
-//! calibration's per-channel statistics. A wgpu snapshot shows the tab
+//! calibration's per-channel statistics; dragging the channel histogram's upper clip handle
+//! clips that channel by hand in the session (`activation_channel_ranges`), and "reset channel
+//! clip" drops it again. A wgpu snapshot shows the tab
 //! (`tests/snapshots/activation_channels.png`).
 
 #![cfg(feature = "ui-tests")]
@@ -10,6 +12,8 @@
 mod app;
 
 use app::{build, settled, wait_until};
+
+use egui::{Pos2, pos2};
 
 use egui_kittest::kittest::Queryable;
 use egui_kittest::{Harness, HarnessBuilder, SnapshotOptions};
@@ -101,5 +105,70 @@ fn snapshot_of_an_activation_channel_tab() {
     harness.snapshot_options(
         "activation_channels",
         &SnapshotOptions::new().threshold(2.0).max_failed_pixels(800),
+    );
+}
+
+/// A drag with the primary button from `from` to `to`, in a few moves.
+fn drag(harness: &mut Harness<'static, QuantscopeApp>, from: Pos2, to: Pos2) {
+    harness.hover_at(from);
+    harness.step();
+    harness.drag_at(from);
+    harness.step();
+    for i in 1..=4 {
+        harness.hover_at(from + (to - from) * (i as f32 / 4.0));
+        harness.step();
+    }
+    harness.drop_at(to);
+    harness.step();
+}
+
+#[test]
+fn dragging_an_activation_channel_handle_clips_that_channel_in_the_session() {
+    let mut harness = build(at_1280x800(Harness::builder()), bundled_sample_model());
+    let tensor = activation_channel_tab(&mut harness);
+    harness.get_by_label("channel 0: histogram");
+    let (tensor_clip, own) = {
+        let session = harness.state().session().unwrap();
+        let input = session.distribution_input(None, false).unwrap();
+        (input.clip, input.data.channel_ranges[0])
+    };
+    assert!(own.1 > own.0, "channel 0 has values: {own:?}");
+    let (rect, t) = harness.state().view().last_channel_plot().unwrap();
+    let (x0, x1) = (t.bounds().min()[0], t.bounds().max()[0]);
+    let pixel = (x1 - x0) / f64::from(t.frame().width());
+    // uint8 activations: the upper handle is the tensor's clip, drawn at the view's edge when
+    // it lies beyond the channel's values.
+    let handle = f64::from(tensor_clip.1).clamp(x0, x1) - pixel;
+    let target = f64::from(own.0) + 0.5 * f64::from(own.1 - own.0);
+    let at = |x: f64| pos2(t.position_from_point_x(x), rect.center().y);
+    drag(&mut harness, at(handle), at(target));
+    wait_until(
+        &mut harness,
+        "the evaluation with the channel clip",
+        settled,
+    );
+    let session = harness.state().session().unwrap();
+    let clips = session
+        .config
+        .activation_channel_ranges
+        .get(&tensor)
+        .unwrap_or_else(|| panic!("no channel clip of {tensor}: {:?}", session.config));
+    assert_eq!(clips.keys().copied().collect::<Vec<_>>(), vec![0]);
+    let (lo, hi) = clips[&0];
+    assert_eq!(lo, tensor_clip.0, "the lower end stays the tensor's");
+    assert!(
+        (f64::from(hi) - target).abs() < 3.0 * pixel,
+        "{hi} vs the drop at {target}"
+    );
+    // Only this channel: the tensor's range is not set by hand, no weight is clipped.
+    assert!(session.config.activation_ranges.is_empty());
+    assert!(session.config.weight_channel_ranges.is_empty());
+    harness.get_by_label("reset channel clip").click();
+    wait_until(&mut harness, "the evaluation without it", settled);
+    let session = harness.state().session().unwrap();
+    assert!(
+        session.config.activation_channel_ranges.is_empty(),
+        "{:?}",
+        session.config.activation_channel_ranges
     );
 }

@@ -129,6 +129,34 @@ pub fn aimet_encodings(quantized: &QuantizedModel, schema: AimetSchema) -> Value
     }
 }
 
+/// Refuses a model with activations quantized per channel (channels clipped by hand) for a
+/// format that cannot carry them, naming the first such tensor: the TensorRT calibration cache
+/// holds one scale per tensor, and AIMET's 0.6.1 and 1.0.0 schemas give per-channel encodings
+/// no axis (a list of encodings, or `enc_type` PER_CHANNEL, assumed along a weight's output
+/// channels), so the file would not say which axis the channels run along.
+pub fn refuse_activation_channels(quantized: &QuantizedModel, format: &str) -> Result<()> {
+    let Some(a) = quantized.activations.iter().find(|a| a.channels.is_some()) else {
+        return Ok(());
+    };
+    let channels = a
+        .channels
+        .as_ref()
+        .map(|c| c.channels())
+        .unwrap_or_default();
+    let why = if format == "trt-cache" {
+        "the TensorRT calibration cache holds one scale per activation"
+    } else {
+        "AIMET 0.6.1/1.0.0 encodings give per-channel encodings no axis"
+    };
+    Err(Error::Quant {
+        tensor: a.tensor.clone(),
+        msg: format!(
+            "channels {channels:?} are clipped by hand (quantized per channel), but {why}; \
+             export QDQ instead, or reset the channel clips"
+        ),
+    })
+}
+
 /// TensorRT's calibration cache: a `TRT-<version>-EntropyCalibration2` header, then one
 /// `tensor: <scale>` line per activation, the scale amax/127 written as the hex digits of its
 /// f32 bit pattern (most significant first, as TensorRT prints it).
@@ -202,8 +230,9 @@ struct Incoming {
 /// Imports an encodings file (AIMET 0.6.1 or 1.0.0, or onnxruntime `TensorQuantOverrides`,
 /// told apart by content) into `config`'s manual ranges. Malformed JSON is an error; entries
 /// naming unknown tensors, with bit widths other than the configured ones, or per-channel
-/// ranges of activations or of the wrong channel count are skipped and reported; a weight's
-/// per-channel ranges become manual clips of every channel.
+/// ranges of the wrong channel count are skipped and reported; a weight's or an activation's
+/// per-channel ranges become manual clips of every channel (an activation's along the axis its
+/// consuming layer defines, as the calibration's per-channel statistics).
 pub fn import_encodings(
     path: &Path,
     graph: &Graph,
@@ -311,13 +340,26 @@ pub fn import_encodings_json(
                     ),
                 )),
             },
-            ranges => report.skipped.push((
-                enc.name,
-                format!(
-                    "{} per-channel ranges; activation ranges are per tensor",
-                    ranges.len()
-                ),
-            )),
+            ranges => match crate::quant::fake::channel_clips::channel_count(graph, &enc.name) {
+                Some(n) if n == ranges.len() => {
+                    // Every channel clipped by hand, along the axis the consuming layer
+                    // defines (the file names none): quantized per channel with these ranges.
+                    config.activation_channel_ranges.insert(
+                        enc.name.clone(),
+                        ranges.iter().copied().enumerate().collect(),
+                    );
+                    report.activations.push(enc.name);
+                }
+                n => report.skipped.push((
+                    enc.name,
+                    format!(
+                        "{} per-channel ranges for an activation with {} channels along the \
+                         axis its consuming layer defines",
+                        ranges.len(),
+                        n.map_or("an unknown number of".to_string(), |n| n.to_string())
+                    ),
+                )),
+            },
         }
     }
     Ok(report)

@@ -153,6 +153,7 @@ pub fn export_to(
             summary.files.push(path.to_path_buf());
         }
         ExportFormat::Aimet | ExportFormat::Aimet1 => {
+            encodings::refuse_activation_channels(inputs.quantized, format.name())?;
             let schema = if format == ExportFormat::Aimet {
                 AimetSchema::Legacy
             } else {
@@ -162,6 +163,7 @@ pub fn export_to(
             write(path.to_path_buf(), text.as_bytes())?;
         }
         ExportFormat::TrtCache => {
+            encodings::refuse_activation_channels(inputs.quantized, format.name())?;
             let text = encodings::trt_calibration_cache(inputs.quantized, TRT_CACHE_VERSION);
             write(path.to_path_buf(), text.as_bytes())?;
         }

@@ -9,6 +9,9 @@
 //! [`super::opset`]). Weights of up to 4 bits are stored as int4; activations use 8-bit types
 //! at least (see [`container`]). Widths without their own ONNX type are stored in the next
 //! wider type, with a Clip before each activation's QuantizeLinear to keep it on the grid.
+//! An activation with channels clipped by hand gets a per-axis QuantizeLinear/DequantizeLinear
+//! (`axis` and 1-D scale and zero point, opset 13) on the channel axis its consumer defines;
+//! a bias behind it stays float (its scale S_w·S_x would differ per input channel).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -268,7 +271,8 @@ impl Builder {
         Ok(c.bits != 8)
     }
 
-    /// A QuantizeLinear/DequantizeLinear pair after activation `a`, read by all its consumers.
+    /// A QuantizeLinear/DequantizeLinear pair after activation `a`, read by all its consumers
+    /// (per axis when channels of it are clipped by hand).
     fn activation(&mut self, a: &ActivationReport) -> Result<bool> {
         let name = a.tensor.as_str();
         let p = a.params;
@@ -281,12 +285,51 @@ impl Builder {
         else {
             return Ok(false);
         };
+        let refuse = |msg: String| Error::Quant {
+            tensor: name.to_string(),
+            msg,
+        };
+        let (params, axis) = match &a.channels {
+            None => (vec![p], None),
+            Some(channels) => {
+                let all = channels.all_params(p).ok_or_else(|| {
+                    refuse(format!(
+                        "channels {:?} are clipped by hand, but the number of channels along \
+                         axis {} is not known from the model (no weight of the consuming layer \
+                         or declared input shape tells it), so no per-axis QDQ can be written",
+                        channels.channels(),
+                        channels.axis
+                    ))
+                })?;
+                if p.grid.bits != c.bits {
+                    return Err(refuse(format!(
+                        "channels {:?} are clipped by hand on a {}-bit grid, which QDQ stores \
+                         in {} bits behind a Clip that cannot clip per channel; use 8 or 16 \
+                         activation bits",
+                        channels.channels(),
+                        p.grid.bits,
+                        c.bits
+                    )));
+                }
+                (all, Some(channels.axis))
+            }
+        };
+        let shape: Vec<usize> = if axis.is_some() {
+            vec![params.len()]
+        } else {
+            vec![]
+        };
         let scale_name = format!("{name}_scale");
         let zero_name = format!("{name}_zero_point");
-        self.add_float(scale_name.clone(), vec![p.scale], &[])?;
+        self.add_float(
+            scale_name.clone(),
+            params.iter().map(|p| p.scale).collect(),
+            &shape,
+        )?;
+        let zeros = params.iter().map(|p| p.zero_point as f32).collect();
         self.add_initializer(
             zero_name.clone(),
-            TensorData::F32(array(&[], vec![p.zero_point as f32], &zero_name)?),
+            TensorData::F32(array(&shape, zeros, &zero_name)?),
             c,
         );
         let mut new_nodes = Vec::new();
@@ -309,25 +352,34 @@ impl Builder {
         let quantized = format!("{name}_QuantizeLinear_Output");
         let output = format!("{name}_DequantizeLinear_Output");
         let q_name = format!("{name}_QuantizeLinear");
-        new_nodes.push(node(
+        let mut q = node(
             "QuantizeLinear",
             q_name.clone(),
             vec![q_input, scale_name.clone(), zero_name.clone()],
             quantized.clone(),
-        ));
-        new_nodes.push(node(
+        );
+        let mut dq = node(
             "DequantizeLinear",
             format!("{name}_DequantizeLinear"),
             vec![quantized, scale_name, zero_name],
             output.clone(),
-        ));
+        );
+        if let Some(axis) = axis {
+            for n in [&mut q, &mut dq] {
+                n.attributes.insert("axis".into(), Attribute::Int(axis));
+            }
+        }
+        new_nodes.push(q);
+        new_nodes.push(dq);
         let skip: Vec<String> = new_nodes.iter().map(|n| n.name.clone()).collect();
         let skip: Vec<&str> = skip.iter().map(String::as_str).collect();
         self.graph
             .nodes
             .splice(first_reader..first_reader, new_nodes);
         self.rewire(name, &output, &skip);
-        self.activation_scales.insert(name.to_string(), p.scale);
+        if axis.is_none() {
+            self.activation_scales.insert(name.to_string(), p.scale);
+        }
         Ok(c.bits != 8)
     }
 

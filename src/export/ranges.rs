@@ -10,7 +10,8 @@ pub struct RangeRow {
     pub tensor: String,
     /// "activation" or "weight".
     pub kind: &'static str,
-    /// Channel index for per-channel weights.
+    /// Channel index for per-channel weights and for an activation's channels clipped by hand
+    /// (its row without a channel holds the range of its other channels).
     pub channel: Option<usize>,
     pub min: f32,
     pub max: f32,
@@ -38,6 +39,21 @@ pub fn range_rows(quantized: &QuantizedModel) -> Vec<RangeRow> {
             signed: a.params.grid.signed,
             manual: a.manual,
         });
+        // Channels clipped by hand; the activation's other channels use the row above.
+        for clip in a.channels.iter().flat_map(|c| &c.clips) {
+            rows.push(RangeRow {
+                tensor: a.tensor.clone(),
+                kind: "activation",
+                channel: Some(clip.channel),
+                min: clip.range.0,
+                max: clip.range.1,
+                scale: clip.params.scale,
+                zero_point: clip.params.zero_point,
+                bits: clip.params.grid.bits,
+                signed: clip.params.grid.signed,
+                manual: true,
+            });
+        }
     }
     for w in &quantized.weights {
         let per_channel = w.params.len() > 1;

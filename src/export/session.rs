@@ -213,6 +213,27 @@ pub fn retain_existing(config: &mut QuantConfig, graph: &Graph) -> Vec<String> {
         &mut dropped,
     );
     retain_known(
+        &mut config.activation_channel_ranges,
+        "channel clip ranges of activation",
+        |n| tensors.contains(n),
+        &mut dropped,
+    );
+    for (name, clips) in &mut config.activation_channel_ranges {
+        let Some(count) = crate::quant::fake::channel_clips::channel_count(graph, name) else {
+            continue; // known only when the data runs: the run checks it
+        };
+        clips.retain(|&c, _| {
+            let keep = c < count;
+            if !keep {
+                dropped.push(format!("clip range of channel {c} of activation '{name}'"));
+            }
+            keep
+        });
+    }
+    config
+        .activation_channel_ranges
+        .retain(|_, clips| !clips.is_empty());
+    retain_known(
         &mut config.weight_ranges,
         "weight range",
         |n| graph.initializers.contains_key(n),

@@ -55,6 +55,14 @@ pub struct QuantConfig {
     pub layers: BTreeMap<String, LayerQuant>,
     /// Manual clip ranges by activation tensor name; they win over the calibration method.
     pub activation_ranges: BTreeMap<String, (f32, f32)>,
+    /// Manual clip ranges of single channels of activations by tensor name: channel index along
+    /// the axis the consuming layer defines ([`crate::calib::ChannelAxis`]: axis 1 for a
+    /// convolution's input, the last axis for a MatMul/Gemm input) → range. Such an activation
+    /// is quantized per channel: these channels use their range, the others the tensor's range
+    /// (its manual range if it has one, else the calibrated one), so only these channels'
+    /// parameters differ from the per-tensor quantization.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub activation_channel_ranges: BTreeMap<String, BTreeMap<usize, (f32, f32)>>,
     /// Manual clip ranges by weight tensor name (linear schemes, per tensor).
     pub weight_ranges: BTreeMap<String, (f32, f32)>,
     /// Manual clip ranges of single channels (index along the tensor's channel axis) by weight
@@ -134,11 +142,29 @@ mod tests {
             .entry("w".into())
             .or_default()
             .insert(3, (-0.5, 0.25));
+        config
+            .activation_channel_ranges
+            .entry("x".into())
+            .or_default()
+            .insert(2, (0.0, 0.75));
         let json = serde_json::to_string(&config).unwrap();
         let back: QuantConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, config);
         assert!(json.contains("weight_channel_ranges"), "{json}");
+        assert!(json.contains("activation_channel_ranges"), "{json}");
         assert_eq!(back.layer("fc").weights, None);
         assert_eq!(back.layer("conv").weights, config.default.weights);
+    }
+
+    #[test]
+    fn configs_without_activation_channel_clips_read_and_write_as_before() {
+        // A session config written before activation channel clips existed.
+        let old = r#"{"default":{"weights":null,"activations":null},"layers":{},
+            "activation_ranges":{"x":[-1.0,2.5]},"weight_ranges":{}}"#;
+        let config: QuantConfig = serde_json::from_str(old).unwrap();
+        assert!(config.activation_channel_ranges.is_empty());
+        assert_eq!(config.activation_ranges["x"], (-1.0, 2.5));
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(!json.contains("activation_channel_ranges"), "{json}");
     }
 }

@@ -1,6 +1,9 @@
 //! Fake quantization of a whole model: weights quantized once per config (any scheme, per
 //! tensor or per channel, per layer), activations quantized at the inputs of quantized layers
-//! through the executor's tensor hook, with ranges from calibration or set by hand.
+//! through the executor's tensor hook, with ranges from calibration or set by hand (per tensor,
+//! or for single channels of an activation, see [`channel_clips`]).
+
+pub mod channel_clips;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,6 +22,7 @@ use crate::engine::{TensorHook, TensorSite};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, ParamRole, Tensor, TensorData};
 use crate::metrics::{MetricOptions, TensorMetrics, compare};
+use channel_clips::{ActivationChannels, activation_channels, fake_quantize_channels};
 
 /// What quantizing one weight tensor did.
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +53,10 @@ pub struct ActivationReport {
     pub params: LinearParams,
     /// Whether the range was set by hand rather than calibrated.
     pub manual: bool,
+    /// Channels clipped by hand, if any: the activation is then quantized per channel, these
+    /// channels on their own grid and the others on this tensor's (`range`, `params`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<ActivationChannels>,
 }
 
 /// A graph whose weights are replaced by their de-quantized values, plus the activation
@@ -61,6 +69,7 @@ pub struct QuantizedModel {
     /// those tensors are rounded to nearest.
     pub warnings: Vec<String>,
     activation_params: HashMap<String, LinearParams>,
+    activation_channels: HashMap<String, ActivationChannels>,
 }
 
 fn quant_error(tensor: &str) -> impl Fn(QuantError) -> Error + '_ {
@@ -83,6 +92,7 @@ impl QuantizedModel {
         let mut weights = Vec::new();
         let mut activations = Vec::new();
         let mut activation_params = HashMap::new();
+        let mut per_channel = HashMap::new();
         let mut warnings = Vec::new();
         // Layers inside subgraphs read their weights from the top graph (`ir::scope`), so they
         // are quantized like any other; their activations stay float, as in the QDQ export.
@@ -169,11 +179,25 @@ impl QuantizedModel {
                 let params = LinearParams::from_range(range.0, range.1, grid, act.symmetric)
                     .map_err(quant_error(name))?;
                 activation_params.insert(name.to_string(), params);
+                let channels = match config.activation_channel_ranges.get(name) {
+                    Some(clips) if !clips.is_empty() => Some(activation_channels(
+                        graph,
+                        name,
+                        clips,
+                        grid,
+                        act.symmetric,
+                    )?),
+                    _ => None,
+                };
+                if let Some(channels) = &channels {
+                    per_channel.insert(name.to_string(), channels.clone());
+                }
                 activations.push(ActivationReport {
                     tensor: name.to_string(),
                     range,
                     params,
                     manual,
+                    channels,
                 });
             }
         }
@@ -183,6 +207,7 @@ impl QuantizedModel {
             activations,
             warnings,
             activation_params,
+            activation_channels: per_channel,
         })
     }
 
@@ -190,6 +215,7 @@ impl QuantizedModel {
     pub fn hook(&self) -> FakeQuantHook<'_> {
         FakeQuantHook {
             params: &self.activation_params,
+            channels: &self.activation_channels,
         }
     }
 }
@@ -424,6 +450,8 @@ fn quantize_weight(
 /// Fake-quantizes the activations that have parameters, in place, as they are produced.
 pub struct FakeQuantHook<'a> {
     params: &'a HashMap<String, LinearParams>,
+    /// Activations with channels clipped by hand, quantized per channel.
+    channels: &'a HashMap<String, ActivationChannels>,
 }
 
 impl TensorHook for FakeQuantHook<'_> {
@@ -433,6 +461,10 @@ impl TensorHook for FakeQuantHook<'_> {
 
     fn on_tensor(&mut self, site: TensorSite<'_>, value: &mut TensorData) -> Result<()> {
         if let Some(params) = self.params.get(site.name)
+            && let Some(channels) = self.channels.get(site.name)
+        {
+            fake_quantize_channels(value, site.name, *params, channels)?;
+        } else if let Some(params) = self.params.get(site.name)
             && let TensorData::F32(values) = value
         {
             let params = *params;
@@ -520,6 +552,92 @@ mod tests {
         // Without channel clips a manual range stays per tensor, as before.
         let r = quantize(&t, &q, Some((-1.0, 1.0)), &none).unwrap();
         assert!(!r.per_channel && r.ranges == vec![(-1.0, 1.0)]);
+    }
+
+    #[test]
+    fn an_activation_channel_clip_quantizes_that_channel_alone_on_its_grid() {
+        use crate::ir::{Graph, Node, ValueInfo};
+        use crate::quant::config::{ActivationQuant, LayerQuant};
+        let (w, _) = weight(true);
+        let graph = Graph {
+            name: "g".into(),
+            nodes: vec![Node::new("conv", "Conv", &["x", "w"], &["y"])],
+            inputs: vec![ValueInfo {
+                name: "x".into(),
+                dtype: Some(DType::F32),
+                shape: None,
+            }],
+            outputs: vec![],
+            initializers: BTreeMap::from([("w".into(), w)]),
+            opset: 13,
+        };
+        let mut config = QuantConfig {
+            default: LayerQuant {
+                weights: None,
+                activations: Some(ActivationQuant {
+                    bits: 8,
+                    symmetric: false,
+                    method: Method::MinMax,
+                }),
+            },
+            ..Default::default()
+        };
+        config.activation_ranges.insert("x".into(), (0.0, 4.0));
+        let plain = QuantizedModel::prepare(&graph, &config, &BTreeMap::new()).unwrap();
+        assert!(plain.activations[0].channels.is_none());
+        config
+            .activation_channel_ranges
+            .insert("x".into(), BTreeMap::from([(2, (0.0, 1.0))]));
+        let clipped = QuantizedModel::prepare(&graph, &config, &BTreeMap::new()).unwrap();
+        let report = &clipped.activations[0];
+        assert_eq!(
+            report.params, plain.activations[0].params,
+            "the tensor's grid"
+        );
+        let channels = report.channels.as_ref().unwrap();
+        assert_eq!((channels.axis, channels.count), (1, Some(3)));
+        let scales: Vec<f32> = channels
+            .all_params(report.params)
+            .unwrap()
+            .iter()
+            .map(|p| p.scale)
+            .collect();
+        assert_eq!(scales, vec![4.0 / 255.0, 4.0 / 255.0, 1.0 / 255.0]);
+        // Through the hook: channel 2 saturates at 1.0 on the fine grid, the others do not.
+        let values = ndarray::Array::from_shape_fn((2, 3, 2, 2), |(n, c, h, w)| {
+            0.37 * (n + c + h + w) as f32
+        })
+        .into_dyn();
+        let site = TensorSite {
+            name: "x",
+            producer: None,
+            step: None,
+        };
+        let run = |model: &QuantizedModel| {
+            let mut value = TensorData::F32(values.clone());
+            model.hook().on_tensor(site, &mut value).unwrap();
+            value.as_f32().unwrap().to_owned()
+        };
+        let (p, q) = (run(&plain), run(&clipped));
+        let fine = channels.clips[0].params;
+        for ((i, &a), &b) in p.indexed_iter().zip(q.iter()) {
+            let x = values[&i];
+            if i[1] == 2 {
+                assert_eq!(b, fine.fake_quantize(x), "{i:?}");
+                assert!(b <= 1.0);
+            } else {
+                assert_eq!(a, b, "{i:?}: another channel changed");
+            }
+        }
+        // A channel the consuming convolution does not have is refused by name.
+        config
+            .activation_channel_ranges
+            .insert("x".into(), BTreeMap::from([(3, (0.0, 1.0))]));
+        let e = QuantizedModel::prepare(&graph, &config, &BTreeMap::new())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("'x'") && e.contains("channel 3"), "{e}");
     }
 
     #[test]

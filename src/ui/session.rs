@@ -493,8 +493,13 @@ impl Session {
             .find(|m| m.method == method_name)
             .map(|m| m.range)
             .unwrap_or_else(|| data.fine.range());
-        let channel_clips = match (weight, self.config.weight_channel_ranges.get(&tensor)) {
-            (true, Some(clips)) if choice.scheme.is_linear() => clips,
+        let clips = if weight {
+            self.config.weight_channel_ranges.get(&tensor)
+        } else {
+            self.config.activation_channel_ranges.get(&tensor)
+        };
+        let channel_clips = match clips {
+            Some(clips) if choice.scheme.is_linear() => clips,
             _ => &NO_CHANNEL_CLIPS,
         };
         Some(DistributionInput {
@@ -521,11 +526,15 @@ impl Session {
             return;
         };
         let mut config = self.config.clone();
+        let channel_ranges = if weight {
+            &mut config.weight_channel_ranges
+        } else {
+            &mut config.activation_channel_ranges
+        };
         match command {
             DistributionCommand::SetChannelClip { channel, lo, hi } => {
-                if weight && lo.is_finite() && hi.is_finite() && lo < hi {
-                    config
-                        .weight_channel_ranges
+                if lo.is_finite() && hi.is_finite() && lo < hi {
+                    channel_ranges
                         .entry(tensor)
                         .or_default()
                         .insert(channel, (lo, hi));
@@ -534,10 +543,10 @@ impl Session {
                 return;
             }
             DistributionCommand::ResetChannelClip(channel) => {
-                if let Some(clips) = config.weight_channel_ranges.get_mut(&tensor) {
+                if let Some(clips) = channel_ranges.get_mut(&tensor) {
                     clips.remove(&channel);
                     if clips.is_empty() {
-                        config.weight_channel_ranges.remove(&tensor);
+                        channel_ranges.remove(&tensor);
                     }
                     self.set_config(config);
                 }

@@ -1,7 +1,9 @@
 //! The per-channel tab: the per-tensor vs per-channel error, every channel's range as a bar,
 //! and the selected channel's histogram zoomed to its own values with its clip handles: a drag
 //! sets that channel's range by hand (the others keep theirs), a double-click or "reset channel
-//! clip" drops it.
+//! clip" drops it. Weights and activations alike: a channel clip of an activation makes it
+//! quantized per channel along the axis its consumer defines, the other channels on the
+//! tensor's range.
 
 use egui::RichText;
 use egui_plot::PlotTransform;
@@ -71,9 +73,9 @@ impl DistributionView {
             .quantizer(tensor_clip, stats, codebook)
             .ok()
             .and_then(|q| data.fine.estimate_quantizer(&q));
-        // An activation is quantized per tensor: its "per channel" figure is what each
-        // channel's own calibrated range would give.
-        let ranges = if input.tensor.role == "activation" {
+        // An activation is quantized per tensor unless channels are clipped by hand: its "per
+        // channel" figure is what each channel's own calibrated range would give.
+        let ranges = if input.tensor.role == "activation" && input.channel_clips.is_empty() {
             data.channel_ranges.clone()
         } else {
             input.channel_clip_ranges()
@@ -155,8 +157,8 @@ impl DistributionView {
             };
         }
         let symmetric = is_symmetric(input);
-        // Only a weight's channel can be clipped by hand.
-        let linear = input.choice.scheme.is_linear() && input.tensor.role != "activation";
+        let linear = input.choice.scheme.is_linear();
+        let activation = input.tensor.role == "activation";
         let by_hand = input.channel_clips.contains_key(&c);
         let per_channel = input.quantized_per_channel();
         let clip = shown_clip(
@@ -179,7 +181,7 @@ impl DistributionView {
             .and_then(|q| hist.estimate_quantizer(q));
         let source = if by_hand {
             "set by hand"
-        } else if per_channel && !input.clip_is_manual {
+        } else if per_channel && input.choice.per_channel && !input.clip_is_manual {
             "its own"
         } else {
             "the tensor's"
@@ -234,10 +236,14 @@ impl DistributionView {
         );
         let transform = response.transform;
         let response = if linear {
-            response.response.on_hover_text(
+            response.response.on_hover_text(if activation {
+                "Drag a red handle to clip this channel by hand (the activation is then \
+                 quantized per channel, the other channels on the tensor's range; QDQ exports \
+                 it per axis); double-click to drop it."
+            } else {
                 "Drag a red handle to clip this channel by hand (the tensor is then quantized \
-                 per channel, the other channels keep their ranges); double-click to drop it.",
-            )
+                 per channel, the other channels keep their ranges); double-click to drop it."
+            })
         } else {
             response.response
         };
