@@ -21,7 +21,8 @@ Fixtures for tests/export_activation_clips.rs:
                                                     scales before/after, SHA-256 of both files,
                                                     onnxruntime SQNRs; tool versions
   tests/fixtures/export/activation_clips_<case>.npz onnxruntime's outputs of the clipped file
-                                                    (output_0, ...) on the case's data
+                                                    (output_0, ...) and of the plain one
+                                                    (plain_output_0, ...) on the case's data
 
 The Rust test re-exports through the library, checks the bytes hash to the same SHA-256 and
 compares Quantscope's fake-quant simulation with these outputs.
@@ -170,7 +171,8 @@ def check_case(quantscope, key, case, tmp: Path, out_dir: Path):
     if not all(np.isfinite(o).all() for o in runs["clipped"]):
         problems.append("onnxruntime's outputs of the clipped model are not finite")
     np.savez(out_dir / f"activation_clips_{key}.npz",
-             **{f"output_{i}": o.astype(np.float32) for i, o in enumerate(runs["clipped"])})
+             **{f"output_{i}": o.astype(np.float32) for i, o in enumerate(runs["clipped"])},
+             **{f"plain_output_{i}": o.astype(np.float32) for i, o in enumerate(runs["plain"])})
     entry = {
         **case,
         "tensor": tensor,
