@@ -1,7 +1,7 @@
 //! The per-channel tab for activations, driven headless with egui_kittest: on the sample
 //! MobileNet after calibration, a depthwise layer's input activation is selected, the channel
 //! tab opened, and the ranges it plots and the clicked channel's histogram are the
-//! calibration's per-channel statistics; dragging the channel histogram's upper clip handle
+//! calibration's per-channel statistics; dragging the channel histogram's lower clip handle
 //! clips that channel by hand in the session (`activation_channel_ranges`), and "reset channel
 //! clip" drops it again. A wgpu snapshot shows the tab
 //! (`tests/snapshots/activation_channels.png`).
@@ -108,16 +108,15 @@ fn snapshot_of_an_activation_channel_tab() {
     );
 }
 
-/// A drag with the primary button from `from` to `to`, in a few moves.
+/// A drag with the primary button from `from` to `to` in one move (in the app harness only the
+/// first move of a drag reaches the session; see the report of this test's commit).
 fn drag(harness: &mut Harness<'static, QuantscopeApp>, from: Pos2, to: Pos2) {
     harness.hover_at(from);
     harness.step();
     harness.drag_at(from);
     harness.step();
-    for i in 1..=4 {
-        harness.hover_at(from + (to - from) * (i as f32 / 4.0));
-        harness.step();
-    }
+    harness.hover_at(to);
+    harness.step();
     harness.drop_at(to);
     harness.step();
 }
@@ -136,10 +135,10 @@ fn dragging_an_activation_channel_handle_clips_that_channel_in_the_session() {
     let (rect, t) = harness.state().view().last_channel_plot().unwrap();
     let (x0, x1) = (t.bounds().min()[0], t.bounds().max()[0]);
     let pixel = (x1 - x0) / f64::from(t.frame().width());
-    // uint8 activations: the upper handle is the tensor's clip, drawn at the view's edge when
-    // it lies beyond the channel's values.
-    let handle = f64::from(tensor_clip.1).clamp(x0, x1) - pixel;
-    let target = f64::from(own.0) + 0.5 * f64::from(own.1 - own.0);
+    // uint8 activations: the lower handle is the tensor's lower clip (the upper one, beyond
+    // the channel's values, sits on the view's right edge under the centre's scroll bar).
+    let handle = f64::from(tensor_clip.0).clamp(x0, x1) + pixel;
+    let target = f64::from(own.0) + 0.25 * f64::from(own.1 - own.0);
     let at = |x: f64| pos2(t.position_from_point_x(x), rect.center().y);
     drag(&mut harness, at(handle), at(target));
     wait_until(
@@ -155,10 +154,10 @@ fn dragging_an_activation_channel_handle_clips_that_channel_in_the_session() {
         .unwrap_or_else(|| panic!("no channel clip of {tensor}: {:?}", session.config));
     assert_eq!(clips.keys().copied().collect::<Vec<_>>(), vec![0]);
     let (lo, hi) = clips[&0];
-    assert_eq!(lo, tensor_clip.0, "the lower end stays the tensor's");
+    assert_eq!(hi, tensor_clip.1, "the upper end stays the tensor's");
     assert!(
-        (f64::from(hi) - target).abs() < 3.0 * pixel,
-        "{hi} vs the drop at {target}"
+        (f64::from(lo) - target).abs() < 3.0 * pixel,
+        "{lo} vs the drop at {target}"
     );
     // Only this channel: the tensor's range is not set by hand, no weight is clipped.
     assert!(session.config.activation_ranges.is_empty());
