@@ -327,3 +327,49 @@ fn per_channel_activation_encodings_import_as_channel_clips() {
         "{why}"
     );
 }
+
+#[test]
+fn sessions_keep_activation_channel_clips_and_drop_those_the_model_lacks() {
+    use quantscope::export::Session;
+    use quantscope::export::session::retain_existing;
+    let path = repo_path("sample_models/digits_cnn.onnx");
+    let model = load_model(&path).unwrap();
+    let conv = model
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "Conv")
+        .nth(1)
+        .unwrap();
+    let tensor = conv.inputs[0].clone();
+    let channels = model.graph.initializers[&conv.inputs[1]].shape()[1];
+    let mut config = QuantConfig::int8_per_channel();
+    config.activation_channel_ranges.insert(
+        tensor.clone(),
+        BTreeMap::from([(1, (0.0, 0.5)), (channels, (0.0, 1.0))]),
+    );
+    config
+        .activation_channel_ranges
+        .insert("no_such_tensor".into(), BTreeMap::from([(0, (0.0, 1.0))]));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.json");
+    Session::new(&path, None, config.clone())
+        .unwrap()
+        .save(&file)
+        .unwrap();
+    // Saved as written, read back whole.
+    assert_eq!(Session::read(&file).unwrap().config, config);
+    let mut loaded = config;
+    let dropped = retain_existing(&mut loaded, &model.graph);
+    assert_eq!(
+        loaded.activation_channel_ranges,
+        BTreeMap::from([(tensor.clone(), BTreeMap::from([(1, (0.0, 0.5))]))])
+    );
+    assert!(
+        dropped.contains(&"channel clip ranges of activation 'no_such_tensor'".to_string())
+            && dropped.contains(&format!(
+                "clip range of channel {channels} of activation '{tensor}'"
+            )),
+        "{dropped:?}"
+    );
+}
