@@ -10,7 +10,7 @@ use quantscope::mixed::{
 use quantscope::workflow::{Evaluator, RunControl};
 use serde::Serialize;
 
-use super::args::GranularityArg;
+use super::args::GranularityFlag;
 use super::feeds::{DataFlags, LabelFlags, data_line, open_runnable};
 use super::format::db;
 
@@ -29,9 +29,8 @@ pub struct SensitivityArgs {
     /// Weight bits of the layer under test (symmetric linear).
     #[arg(long, default_value_t = 4)]
     bits: u32,
-    /// One set of weight parameters per tensor or per output channel.
-    #[arg(long, value_enum, default_value_t = GranularityArg::Channel)]
-    granularity: GranularityArg,
+    #[command(flatten)]
+    granularity: GranularityFlag,
     /// Use only the first N samples.
     #[arg(long)]
     limit: Option<usize>,
