@@ -135,62 +135,35 @@ fn reduction(
     })
 }
 
-fn reduce_sum(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    outputs: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    reduction(ctx, inputs, outputs, grads, |g, _, _, _| g)
-}
-
-fn reduce_mean(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    outputs: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    reduction(ctx, inputs, outputs, grads, |g, _, _, n| {
-        g / n.max(1) as f32
-    })
-}
-
-fn reduce_sum_square(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    outputs: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    reduction(ctx, inputs, outputs, grads, |g, x, _, _| 2.0 * g * x)
-}
-
-fn reduce_l1(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    outputs: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    reduction(ctx, inputs, outputs, grads, |g, x, _, _| {
-        if x > 0.0 {
-            g
-        } else if x < 0.0 {
-            -g
-        } else {
-            0.0
+/// A reduction's backward from its `f(g, x, y, count)` (see [`reduction`]).
+macro_rules! reduction_grad {
+    ($name:ident, $f:expr) => {
+        fn $name(
+            ctx: &GradCtx<'_>,
+            inputs: &[Option<&TensorData>],
+            outputs: &[&TensorData],
+            grads: &[Option<&ArrayD<f32>>],
+        ) -> GradResult {
+            reduction(ctx, inputs, outputs, grads, $f)
         }
-    })
+    };
 }
 
-fn reduce_l2(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    outputs: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    reduction(ctx, inputs, outputs, grads, |g, x, y, _| {
-        if y > 0.0 { g * x / y } else { 0.0 }
-    })
-}
+reduction_grad!(reduce_sum, |g, _, _, _| g);
+reduction_grad!(reduce_mean, |g, _, _, n| g / n.max(1) as f32);
+reduction_grad!(reduce_sum_square, |g, x, _, _| 2.0 * g * x);
+reduction_grad!(reduce_l1, |g, x, _, _| if x > 0.0 {
+    g
+} else if x < 0.0 {
+    -g
+} else {
+    0.0
+});
+reduction_grad!(reduce_l2, |g, x, y, _| if y > 0.0 {
+    g * x / y
+} else {
+    0.0
+});
 
 /// ReduceMax/ReduceMin: the gradient shared evenly by the elements equal to the result.
 fn reduce_extreme(
