@@ -12,11 +12,33 @@ use crate::engine::ops::{OpError, input_f32, normalize_axis, optional};
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut GradRegistry) {
-    registry.add("ReduceSum", reduce_sum);
-    registry.add("ReduceMean", reduce_mean);
-    registry.add("ReduceSumSquare", reduce_sum_square);
-    registry.add("ReduceL1", reduce_l1);
-    registry.add("ReduceL2", reduce_l2);
+    registry.add("ReduceSum", |ctx, inputs, outputs, grads| {
+        reduction(ctx, inputs, outputs, grads, |g, _, _, _| g)
+    });
+    registry.add("ReduceMean", |ctx, inputs, outputs, grads| {
+        reduction(ctx, inputs, outputs, grads, |g, _, _, n| {
+            g / n.max(1) as f32
+        })
+    });
+    registry.add("ReduceSumSquare", |ctx, inputs, outputs, grads| {
+        reduction(ctx, inputs, outputs, grads, |g, x, _, _| 2.0 * g * x)
+    });
+    registry.add("ReduceL1", |ctx, inputs, outputs, grads| {
+        reduction(ctx, inputs, outputs, grads, |g, x, _, _| {
+            if x > 0.0 {
+                g
+            } else if x < 0.0 {
+                -g
+            } else {
+                0.0
+            }
+        })
+    });
+    registry.add("ReduceL2", |ctx, inputs, outputs, grads| {
+        reduction(ctx, inputs, outputs, grads, |g, x, y, _| {
+            if y > 0.0 { g * x / y } else { 0.0 }
+        })
+    });
     registry.add("ReduceMax", reduce_extreme);
     registry.add("ReduceMin", reduce_extreme);
 }
@@ -134,36 +156,6 @@ fn reduction(
             .map_collect(|&g, &x, &y| f(g, x, y, count)))
     })
 }
-
-/// A reduction's backward from its `f(g, x, y, count)` (see [`reduction`]).
-macro_rules! reduction_grad {
-    ($name:ident, $f:expr) => {
-        fn $name(
-            ctx: &GradCtx<'_>,
-            inputs: &[Option<&TensorData>],
-            outputs: &[&TensorData],
-            grads: &[Option<&ArrayD<f32>>],
-        ) -> GradResult {
-            reduction(ctx, inputs, outputs, grads, $f)
-        }
-    };
-}
-
-reduction_grad!(reduce_sum, |g, _, _, _| g);
-reduction_grad!(reduce_mean, |g, _, _, n| g / n.max(1) as f32);
-reduction_grad!(reduce_sum_square, |g, x, _, _| 2.0 * g * x);
-reduction_grad!(reduce_l1, |g, x, _, _| if x > 0.0 {
-    g
-} else if x < 0.0 {
-    -g
-} else {
-    0.0
-});
-reduction_grad!(reduce_l2, |g, x, y, _| if y > 0.0 {
-    g * x / y
-} else {
-    0.0
-});
 
 /// ReduceMax/ReduceMin: the gradient shared evenly by the elements equal to the result.
 fn reduce_extreme(
