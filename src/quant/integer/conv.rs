@@ -6,7 +6,7 @@ use super::codes::QuantizedWeights;
 use super::fixed_point::FixedMultiplier;
 use super::layer::{Core, LayerGrids, contiguous, layer_accessors, output_array};
 use crate::engine::geometry::WindowSpec;
-use crate::quant::grid::{IntGrid, QuantError};
+use crate::quant::grid::{IntGrid, LinearParams, QuantError};
 
 /// An integer-only 2-D convolution (NCHW), optionally fused with ReLU.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use super::codes::QuantizedWeights;
 use super::fixed_point::FixedMultiplier;
 use super::layer::{Core, LayerGrids, contiguous, layer_accessors, output_array};
 use crate::ir::Attribute;
-use crate::quant::grid::{IntGrid, QuantError};
+use crate::quant::grid::{IntGrid, LinearParams, QuantError};
 
 /// An integer-only fully connected layer: Y[M, N] = X[M, K] · Wᵀ + b with W held as `[N, K]`,
 /// optionally fused with ReLU. Covers Gemm (transB, alpha, beta, bias) and 2-D MatMul.
