@@ -201,6 +201,14 @@ impl QuantizedModel {
                 });
             }
         }
+        // A bias behind an activation quantized per channel stays float, as the QDQ export
+        // leaves it (its scale S_x·S_w would differ per input channel).
+        let per_tensor: HashMap<String, LinearParams> = activation_params
+            .iter()
+            .filter(|(name, _)| !per_channel.contains_key(*name))
+            .map(|(name, p)| (name.clone(), *p))
+            .collect();
+        super::bias::quantize_biases(&mut quantized, graph, &weights, &per_tensor);
         Ok(QuantizedModel {
             graph: quantized,
             weights,
