@@ -160,16 +160,10 @@ fn depthwise_plane(work: &ChannelWork<'_>, window: &Window, a: &[Axis; 3], out: 
         }
         // Interior: register blocks, the last one ending at `hi` (it may overlap the one
         // before, recomputing the same values).
-        let row = RowWork {
-            xp,
-            row_taps: &row_taps,
-            bias,
-            sw,
-        };
         if hi - lo >= 32 {
-            interior_blocks::<32>(orow, &row, lo, hi);
+            interior_blocks::<32>(orow, xp, &row_taps, bias, sw, lo, hi);
         } else if hi - lo >= NARROW {
-            interior_blocks::<NARROW>(orow, &row, lo, hi);
+            interior_blocks::<NARROW>(orow, xp, &row_taps, bias, sw, lo, hi);
         }
         // Edges: tap by tap.
         orow[..lo.min(ow_n)].fill(bias);
@@ -189,43 +183,45 @@ fn depthwise_plane(work: &ChannelWork<'_>, window: &Window, a: &[Axis; 3], out: 
     }
 }
 
-/// What the interior blocks of one output row read: the input plane, the taps reaching the
-/// row (weight, input row start, input column offset, output columns), the bias and the column
-/// stride.
-struct RowWork<'a> {
-    xp: &'a [f32],
-    row_taps: &'a [(f32, usize, isize, (usize, usize))],
+/// The interior columns `lo..hi` (at least `N`) of one output row in blocks of `N` held in
+/// registers: the bias, then each of `row_taps` (weight, input row start, input column offset)
+/// in order. The last block ends at `hi` (it may overlap the
+/// one before, writing the same values again).
+// Indexed loops: in this form the sums stay in vector registers (iterator forms were
+// measured to spill them to the stack).
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+fn interior_blocks<const N: usize>(
+    orow: &mut [f32],
+    xp: &[f32],
+    row_taps: &[(f32, usize, isize, (usize, usize))],
     bias: f32,
     sw: usize,
-}
-
-/// The interior columns `lo..hi` (at least `N`) of one output row in blocks of `N` held in
-/// registers: the bias, then each tap in order. The last block ends at `hi` (it may overlap the
-/// one before, writing the same values again).
-#[inline(always)]
-fn interior_blocks<const N: usize>(orow: &mut [f32], r: &RowWork<'_>, lo: usize, hi: usize) {
-    let (xp, sw) = (r.xp, r.sw);
+    lo: usize,
+    hi: usize,
+) {
     let mut o0 = lo;
     loop {
-        let mut acc = [r.bias; N];
-        for &(wv, row, off_w, _) in r.row_taps {
+        let mut acc = [bias; N];
+        for &(wv, row, off_w, _) in row_taps {
             let s0 = row + (o0 as isize * sw as isize + off_w) as usize;
             match sw {
                 1 => {
-                    for (a, &i) in acc.iter_mut().zip(&xp[s0..s0 + N]) {
-                        *a += wv * i;
+                    let src = &xp[s0..s0 + N];
+                    for j in 0..N {
+                        acc[j] += wv * src[j];
                     }
                 }
                 2 => {
                     let src = &xp[s0..s0 + 2 * N - 1];
-                    for (j, a) in acc.iter_mut().enumerate() {
-                        *a += wv * src[2 * j];
+                    for j in 0..N {
+                        acc[j] += wv * src[2 * j];
                     }
                 }
                 _ => {
                     let src = &xp[s0..s0 + (N - 1) * sw + 1];
-                    for (a, &i) in acc.iter_mut().zip(src.iter().step_by(sw)) {
-                        *a += wv * i;
+                    for (j, &i) in src.iter().step_by(sw).enumerate() {
+                        acc[j] += wv * i;
                     }
                 }
             }
