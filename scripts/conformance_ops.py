@@ -792,7 +792,48 @@ def newer_op_cases():
     yield c
 
 
+# ---------------------------------------------------------------------------------------------
+# QuantizeLinear / DequantizeLinear (models that arrive already quantized: QDQ files)
+# ---------------------------------------------------------------------------------------------
+
+
+def quantize_cases():
+    rng, rn, un = _rng(3010)
+
+    c = Case("qdq_per_tensor_uint8", 13,
+             "QuantizeLinear then DequantizeLinear, uint8 per tensor, with exact ties and "
+             "values beyond the range (saturation)")
+    ties = (np.arange(-6, 6, dtype=np.float32) + 0.5) * np.float32(0.05)
+    x = c.input("X", np.concatenate([ties, un(-9, 9, 36)]).reshape(4, 12))
+    s = c.init("S", np.float32(0.05))
+    z = c.init("Z", np.uint8(120))
+    q = c.node("QuantizeLinear", [x, s, z], "Q")
+    c.output(c.node("DequantizeLinear", [q, s, z], "Y"))
+    yield c
+
+    c = Case("qdq_per_axis_int8", 13,
+             "int8 per-axis (axis 0) QuantizeLinear/DequantizeLinear of a [4,3,2,2] weight, "
+             "and per-axis int32 codes de-quantized (a bias)")
+    w = c.input("W", rn(4, 3, 2, 2))
+    sw = c.init("SW", un(0.005, 0.02, 4))
+    zw = c.init("ZW", np.array([0, 3, -2, 0], dtype=np.int8))
+    qw = c.node("QuantizeLinear", [w, sw, zw], "QW", axis=0)
+    b = c.init("B", np.array([70_000, -3, 16_777_217, -2_000_000_000], dtype=np.int32))
+    sb = c.init("SB", un(1e-5, 1e-3, 4))
+    c.output(c.node("DequantizeLinear", [qw, sw, zw], "WQ", axis=0),
+             c.node("DequantizeLinear", [b, sb], "BQ", axis=0))
+    yield c
+
+    c = Case("qdq_output_dtype_opset21", 21,
+             "QuantizeLinear with output_dtype int16 and no zero point (opset 21), then back")
+    x = c.input("X", un(-40, 40, 2, 16))
+    s = c.init("S", np.float32(0.001))
+    q = c.node("QuantizeLinear", [x, s], "Q", output_dtype=TP.INT16)
+    c.output(c.node("DequantizeLinear", [q, s], "Y"))
+    yield c
+
+
 OP_CASES = [
     math_cases, norm_extra_cases, einsum_cases, index_cases, recurrent_cases,
-    resize_mode_cases, coverage_cases, grid_sample_cases, newer_op_cases,
+    resize_mode_cases, coverage_cases, grid_sample_cases, newer_op_cases, quantize_cases,
 ]

@@ -2,7 +2,9 @@
 //! `inspect`; `run` on realistic inputs against onnxruntime's outputs; `calibrate`;
 //! `quantize --report`; `export --format qdq`, whose file must hash to the one
 //! `scripts/real_models.py` checked with onnx.checker and ran in onnxruntime, and whose SQNR
-//! there must be at least onnxruntime's own `quantize_static` SQNR − 1 dB on the same data.
+//! there must be at least onnxruntime's own `quantize_static` SQNR − 1 dB on the same data;
+//! and that file, run by Quantscope's own engine (QuantizeLinear/DequantizeLinear), must give
+//! every output the SQNR `quantize` reported for its simulation: the simulation is the file.
 //! The references, the manifest and the non-image inputs are in `tests/fixtures/real_models/`.
 
 use std::collections::HashMap;
@@ -131,6 +133,50 @@ fn assert_outputs_match(name: &str, entry: &Value, ours: &Path) {
     }
 }
 
+/// Float arrays of an .npz by name.
+fn arrays(path: &str) -> HashMap<String, Vec<f64>> {
+    read_arrays(Path::new(path))
+        .expect("outputs written")
+        .into_iter()
+        .map(|a| {
+            (
+                a.name,
+                a.data.to_f32().iter().map(|&v| f64::from(v)).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Every float output's SQNR against float, computed from the exported QDQ file's outputs,
+/// equals the one `quantize` reported for its simulation (to 0.01 dB).
+fn assert_simulation_is_the_file(name: &str, report: &str, float: &str, file: &str) {
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(report).expect("report")).expect("JSON");
+    let (float, file) = (arrays(float), arrays(file));
+    let outputs = report["evaluation"]["outputs"]
+        .as_array()
+        .expect("outputs in the report");
+    assert!(!outputs.is_empty(), "{name}: no output evaluated");
+    for output in outputs {
+        let output_name = output["name"].as_str().expect("output name");
+        let (f, q) = (&float[output_name], &file[output_name]);
+        assert_eq!(f.len(), q.len(), "{name}/{output_name}: element count");
+        let signal: f64 = f.iter().map(|v| v * v).sum();
+        let noise: f64 = f.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum();
+        let Some(simulated) = output["sqnr_db"].as_f64() else {
+            // no finite SQNR in the report: the simulation left this output exact
+            assert_eq!(noise, 0.0, "{name}/{output_name}: the file has noise");
+            continue;
+        };
+        let measured = 10.0 * (signal / noise).log10();
+        assert!(
+            (measured - simulated).abs() <= 0.01,
+            "{name}/{output_name}: the exported QDQ file gives {measured:.3} dB, \
+             the simulation {simulated:.3} dB"
+        );
+    }
+}
+
 /// The whole chain on one model of the manifest.
 fn check(name: &str) {
     let Some(shared) = shared() else { return };
@@ -202,6 +248,13 @@ fn check(name: &str) {
         entry["ours_sha256"].as_str(),
         "{name}: the QDQ file differs from the one scripts/real_models.py checked; rerun it"
     );
+    let file_outputs = path("qdq_outputs.npz");
+    let mut run_file = args(&["run", &qdq]);
+    run_file.extend(data.iter().cloned());
+    run_file.extend(args(&["--out", &file_outputs]));
+    succeeded("run the QDQ file", quantscope(&run_file));
+    assert_simulation_is_the_file(name, &report, &outputs, &file_outputs);
+
     let ours = entry["ours_sqnr_db"].as_f64().expect("our SQNR");
     if let Some(theirs) = entry["ort_sqnr_db"].as_f64() {
         assert!(

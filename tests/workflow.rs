@@ -851,3 +851,28 @@ fn synthetic_data_respects_a_declared_batch_and_several_inputs() {
         1
     );
 }
+
+#[test]
+fn synthetic_data_gives_free_image_sizes_a_default_and_says_so() {
+    let Some(path) = real("yunet/yunet_n_dynamic.onnx") else {
+        return;
+    };
+    let model = load_model(&path).unwrap();
+    let synthetic = read_samples(&model.graph, &DataSource::Synthetic).unwrap();
+    assert_eq!(
+        synthetic.stacked_input("input").unwrap().shape()[1..],
+        [3, 224, 224],
+        "[batch, 3, height, width] with height and width free"
+    );
+    assert!(
+        synthetic
+            .description
+            .contains("free image sizes at 224x224"),
+        "{}",
+        synthetic.description
+    );
+    let few = synthetic.first(4);
+    let calibration = calibrate(&model.graph, &few, None, &control()).unwrap();
+    assert_eq!(calibration.samples, 4);
+    assert!(calibration.stats.contains_key("input"));
+}

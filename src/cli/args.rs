@@ -1,4 +1,4 @@
-//! Flags shared by several commands (quantization scheme and granularity, ReLU6 handling,
+//! Flags shared by several commands (quantization scheme, granularity, ReLU6 handling,
 //! imported encodings) and the configuration they turn into.
 
 use std::path::Path;
@@ -12,15 +12,23 @@ use quantscope::transform::equalize::Relu6Handling;
 
 /// One set of weight parameters per tensor or per output channel.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum GranularityArg {
+enum GranularityArg {
     Tensor,
     Channel,
 }
 
-impl GranularityArg {
+/// `--granularity`, shared by `QuantFlags` and `sensitivity`.
+#[derive(Debug, Args)]
+pub struct GranularityFlag {
+    /// One set of weight parameters per tensor or per output channel.
+    #[arg(long, value_enum, default_value_t = GranularityArg::Channel)]
+    granularity: GranularityArg,
+}
+
+impl GranularityFlag {
     /// Whether this is per-channel granularity.
-    pub fn per_channel(self) -> bool {
-        matches!(self, GranularityArg::Channel)
+    pub fn per_channel(&self) -> bool {
+        matches!(self.granularity, GranularityArg::Channel)
     }
 }
 
@@ -31,9 +39,8 @@ pub struct QuantFlags {
     /// (TWN), ttq, kmeans4, ...
     #[arg(long, default_value = "int8")]
     pub weights: WeightScheme,
-    /// One set of weight parameters per tensor or per output channel.
-    #[arg(long, value_enum, default_value_t = GranularityArg::Channel)]
-    granularity: GranularityArg,
+    #[command(flatten)]
+    granularity: GranularityFlag,
     /// Activation range method: minmax, ema, batch-mean, percentile:99.99, mse, aciq-gauss,
     /// aciq-laplace, kl.
     #[arg(long, default_value = "minmax")]
@@ -67,6 +74,20 @@ impl QuantFlags {
         );
         config.weight_calib = (self.weight_calib != Method::MinMax).then_some(self.weight_calib);
         config
+    }
+
+    /// The configuration these flags describe on `graph`, with the ranges of the encodings at
+    /// `encodings` (`--import-encodings`) applied as manual ranges.
+    pub fn config_with_encodings(
+        &self,
+        graph: &Graph,
+        encodings: Option<&Path>,
+    ) -> anyhow::Result<QuantConfig> {
+        let mut config = self.config();
+        if let Some(path) = encodings {
+            apply_encodings(path, graph, &mut config)?;
+        }
+        Ok(config)
     }
 }
 

@@ -15,7 +15,7 @@ use quantscope::transform::fold_bn::fold_batch_norm;
 use quantscope::workflow::{RunControl, calibrate as calibrate_samples};
 use serde::Serialize;
 
-use super::args::{QuantFlags, apply_encodings};
+use super::args::QuantFlags;
 use super::feeds::{BatchFlags, DataFlags, data_line, plan_for};
 use super::format::db;
 
@@ -95,10 +95,9 @@ pub fn diagnose(args: &DiagnoseArgs) -> anyhow::Result<()> {
     } else {
         model.graph.clone()
     };
-    let mut config = args.flags.config();
-    if let Some(path) = &args.import_encodings {
-        apply_encodings(path, &graph, &mut config)?;
-    }
+    let config = args
+        .flags
+        .config_with_encodings(&graph, args.import_encodings.as_deref())?;
     let samples = args.data_flags.samples(&graph, &args.data)?;
     let control = RunControl::default();
     let stats = if config.default.activations.is_some() {

@@ -128,14 +128,10 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
     }
     let evaluation = match args.format {
         ExportFormat::Report => {
-            let samples = match &args.eval_data {
-                Some(path) => args
-                    .data_flags
-                    .labelled_samples(graph, path, &args.labels)?,
-                None => args
-                    .data_flags
-                    .labelled_samples(graph, &args.data, &args.labels)?,
-            };
+            let path = args.eval_data.as_ref().unwrap_or(&args.data);
+            let samples = args
+                .data_flags
+                .labelled_samples(graph, path, &args.labels)?;
             let evaluation = Evaluator::new(graph, &samples, args.batch.batch_size, &control)?
                 .evaluate_prepared(
                     graph,

@@ -14,7 +14,7 @@ use quantscope::workflow::{
 use serde::Serialize;
 
 use super::adaround::AdaRoundFlags;
-use super::args::{QuantFlags, apply_encodings};
+use super::args::QuantFlags;
 use super::feeds::{BatchFlags, DataFlags, LabelFlags, data_line, open_runnable};
 use super::format::db;
 use super::paths::{CommandFiles, MODEL};
@@ -117,10 +117,9 @@ pub fn quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
         .check()?;
     let model = open_runnable(&args.model)?;
     let graph = &model.graph;
-    let mut config = args.flags.config();
-    if let Some(path) = &args.import_encodings {
-        apply_encodings(path, graph, &mut config)?;
-    }
+    let config = args
+        .flags
+        .config_with_encodings(graph, args.import_encodings.as_deref())?;
     let calibration = args.data_flags.samples(graph, &args.data)?;
     let evaluation_path = args.eval_data.as_ref().unwrap_or(&args.data);
     let evaluation_samples =

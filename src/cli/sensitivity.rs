@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use quantscope::mixed::{
-    AllocationOptions, Budget, CostModel, SensitivityReport, allocate, analyze,
+    AllocationOptions, Budget, CostModel, CurvePoint, SensitivityReport, allocate, analyze,
 };
 use quantscope::workflow::{Evaluator, RunControl};
 use serde::Serialize;
 
-use super::args::GranularityArg;
+use super::args::GranularityFlag;
 use super::feeds::{DataFlags, LabelFlags, data_line, open_runnable};
 use super::format::db;
 
@@ -29,9 +29,8 @@ pub struct SensitivityArgs {
     /// Weight bits of the layer under test (symmetric linear).
     #[arg(long, default_value_t = 4)]
     bits: u32,
-    /// One set of weight parameters per tensor or per output channel.
-    #[arg(long, value_enum, default_value_t = GranularityArg::Channel)]
-    granularity: GranularityArg,
+    #[command(flatten)]
+    granularity: GranularityFlag,
     /// Use only the first N samples.
     #[arg(long)]
     limit: Option<usize>,
@@ -68,6 +67,18 @@ fn kl(e: &quantscope::workflow::Evaluation) -> String {
 
 fn percent(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{:.2}", 100.0 * v))
+}
+
+/// A measured point's figures as printed: size in KiB, BitOps per inference, accuracy (%),
+/// output KL and loss.
+fn figures(p: &CurvePoint) -> (f64, f64, String, String, f64) {
+    (
+        p.size_bytes / 1024.0,
+        p.bitops as f64,
+        percent(p.evaluation.quant_accuracy()),
+        kl(&p.evaluation),
+        p.evaluation.loss(),
+    )
 }
 
 pub fn sensitivity(args: &SensitivityArgs) -> anyhow::Result<()> {
@@ -161,28 +172,17 @@ pub fn sensitivity(args: &SensitivityArgs) -> anyhow::Result<()> {
         for (node, bits) in &allocation.chosen.bits {
             println!("  {node:<28} int{bits}");
         }
-        let c = &allocation.chosen;
+        let (kib, bitops, accuracy, output_kl, loss) = figures(&allocation.chosen);
         println!(
-            "  size {:.2} KiB, BitOps per inference {:.3e}, accuracy {}%, output KL {}, loss {:.3e}",
-            c.size_bytes / 1024.0,
-            c.bitops as f64,
-            percent(c.evaluation.quant_accuracy()),
-            kl(&c.evaluation),
-            c.evaluation.loss()
+            "  size {kib:.2} KiB, BitOps per inference {bitops:.3e}, accuracy {accuracy}%, output KL {output_kl}, loss {loss:.3e}"
         );
         println!(
             "\ncurve (measured Pareto points):\n{:>10} {:>12} {:>9} {:>12} {:>12}",
             "KiB", "BitOps", "acc %", "output KL", "loss"
         );
         for p in &allocation.curve {
-            println!(
-                "{:>10.2} {:>12.3e} {:>9} {:>12} {:>12.3e}",
-                p.size_bytes / 1024.0,
-                p.bitops as f64,
-                percent(p.evaluation.quant_accuracy()),
-                kl(&p.evaluation),
-                p.evaluation.loss()
-            );
+            let (kib, bitops, accuracy, output_kl, loss) = figures(p);
+            println!("{kib:>10.2} {bitops:>12.3e} {accuracy:>9} {output_kl:>12} {loss:>12.3e}");
         }
     }
     Ok(())

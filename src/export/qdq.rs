@@ -19,6 +19,7 @@ use super::opset::upgrade_opset;
 use crate::error::{Error, Result};
 use crate::ir::{Attribute, DType, Graph, Node, Tensor, TensorData};
 use crate::load::pb;
+use crate::quant::bias::BiasCodes;
 use crate::quant::fake::{ActivationReport, WeightReport};
 use crate::quant::linear::{self, Granularity, Rounding};
 use crate::quant::{IntGrid, QuantizedModel};
@@ -371,14 +372,10 @@ impl Builder {
             ));
         }
         for (index, b, values, sx, sw) in plans {
-            let per_channel = sw.len() > 1;
-            let scales: Vec<f32> = sw.iter().map(|s| s * sx).collect();
-            let mut codes = Vec::with_capacity(values.len());
-            for (c, v) in values.iter().enumerate() {
-                let s = scales[if per_channel { c } else { 0 }];
-                let q = f64::from(v / s).round_ties_even();
-                codes.push(q.clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i64);
-            }
+            let Some(BiasCodes { codes, scales }) = BiasCodes::new(&values, sx, &sw) else {
+                continue;
+            };
+            let per_channel = scales.len() > 1;
             let shape = if per_channel {
                 vec![scales.len()]
             } else {

@@ -44,6 +44,25 @@ impl DType {
         })
     }
 
+    /// The ONNX `TensorProto.DataType` code (the inverse of [`DType::from_onnx`]).
+    pub fn onnx_code(self) -> i32 {
+        match self {
+            DType::F32 => 1,
+            DType::U8 => 2,
+            DType::I8 => 3,
+            DType::U16 => 4,
+            DType::I16 => 5,
+            DType::I32 => 6,
+            DType::I64 => 7,
+            DType::Bool => 9,
+            DType::F16 => 10,
+            DType::F64 => 11,
+            DType::U32 => 12,
+            DType::U64 => 13,
+            DType::BF16 => 16,
+        }
+    }
+
     /// Whether values of this dtype are held as f32 ([`TensorData::F32`]) in memory; otherwise
     /// they are integers held as i64 ([`TensorData::I64`]). Small integer types are weights in
     /// quantized models and become f32; wide integers are shapes and indices.

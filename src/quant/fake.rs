@@ -177,6 +177,7 @@ impl QuantizedModel {
                 });
             }
         }
+        super::bias::quantize_biases(&mut quantized, graph, &weights, &activation_params);
         Ok(QuantizedModel {
             graph: quantized,
             weights,

@@ -6,9 +6,11 @@
 //! dispatches on the configured [`WeightScheme`] (names, bits, storage, the whole-tensor and the
 //! scalar quantizer); `scalar` models one value's quantization (levels, thresholds, staircase)
 //! for the view, the histogram estimate and explain mode; `integer` is the integer-only
-//! reference path (i32 accumulation, fixed-point requantization), `xnor` the binary
+//! reference path (i32 accumulation, fixed-point requantization), `bias` the int32 biases at
+//! S_x·S_w that the simulation and the QDQ export share, `xnor` the binary
 //! XNOR-popcount kernel, `cost` the model size and BitOps accounting.
 
+pub mod bias;
 pub mod binary;
 pub mod channels;
 pub mod config;

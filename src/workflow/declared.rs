@@ -113,17 +113,34 @@ pub fn image_target(graph: &Graph, preset: &ImagePreset) -> Result<(String, Imag
     ))
 }
 
-/// The declared sizes of `info`, a symbolic batch (axis 0) as 1; the others must be fixed.
+/// The height and width synthetic data gives an image input that leaves them free.
+pub const SYNTHETIC_IMAGE_SIDE: usize = 224;
+
+/// The spatial axes of an image input, when `dims` is one: rank 4 with a fixed 1, 3 or 4
+/// channels on axis 1 (NCHW) or else on axis 3 (NHWC).
+fn spatial_axes(dims: &[Dim]) -> Option<[usize; 2]> {
+    let is_channels = |d: &Dim| matches!(fixed(d), Some(1 | 3 | 4));
+    match dims {
+        [_, c, _, _] if is_channels(c) => Some([2, 3]),
+        [_, _, _, c] if is_channels(c) => Some([1, 2]),
+        _ => None,
+    }
+}
+
+/// The declared sizes of `info`, a symbolic batch (axis 0) as 1 and free image sizes as
+/// [`SYNTHETIC_IMAGE_SIDE`]; the others must be fixed.
 fn sample_dims(info: &ValueInfo) -> Result<Vec<usize>> {
     let dims = info.shape.as_ref().ok_or_else(|| Error::Input {
         name: info.name.clone(),
         msg: "declares no shape, so synthetic data cannot be made for it; give data".into(),
     })?;
+    let spatial = spatial_axes(dims);
     dims.iter()
         .enumerate()
         .map(|(axis, d)| match (fixed(d), axis == 0) {
             (Some(n), _) => Ok(n),
             (None, true) => Ok(1),
+            (None, false) if spatial.is_some_and(|s| s.contains(&axis)) => Ok(SYNTHETIC_IMAGE_SIDE),
             _ => Err(Error::Input {
                 name: info.name.clone(),
                 msg: format!(
@@ -180,7 +197,19 @@ pub fn synthetic(graph: &Graph) -> Result<Samples> {
         .iter()
         .all(|(info, dims)| dims.is_empty() || batch_axis(info));
     let mut rng = rand_pcg::Pcg64::seed_from_u64(0x5eed);
-    let description = "synthetic inputs (no labels)";
+    let free_image = required.iter().any(|info| {
+        info.shape.as_ref().is_some_and(|dims| {
+            spatial_axes(dims).is_some_and(|axes| axes.iter().any(|&a| fixed(&dims[a]).is_none()))
+        })
+    });
+    let description = if free_image {
+        format!(
+            "synthetic inputs (no labels; free image sizes at {SYNTHETIC_IMAGE_SIDE}x{SYNTHETIC_IMAGE_SIDE})"
+        )
+    } else {
+        "synthetic inputs (no labels)".to_string()
+    };
+    let description = description.as_str();
     let samples = if stackable {
         let mut arrays = BTreeMap::new();
         let mut constants = BTreeMap::new();

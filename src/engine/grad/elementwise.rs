@@ -12,18 +12,23 @@ use crate::engine::ops::{OpError, input, optional};
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut GradRegistry) {
-    registry.add("Add", add);
-    registry.add("Sub", sub);
+    registry.add("Add", |ctx, inputs, _, grads| {
+        spread(ctx, inputs, grads, &[1.0, 1.0])
+    });
+    registry.add("Sub", |ctx, inputs, _, grads| {
+        spread(ctx, inputs, grads, &[1.0, -1.0])
+    });
     registry.add("Mul", mul);
     registry.add("Div", div);
     registry.add("Pow", pow);
     registry.add("Min", select_extreme);
     registry.add("Max", select_extreme);
     registry.add("Sum", |ctx, inputs, _, grads| {
-        spread(ctx, inputs, grads, 1.0)
+        spread(ctx, inputs, grads, &vec![1.0; inputs.len()])
     });
     registry.add("Mean", |ctx, inputs, _, grads| {
-        spread(ctx, inputs, grads, 1.0 / inputs.len().max(1) as f32)
+        let scale = 1.0 / inputs.len().max(1) as f32;
+        spread(ctx, inputs, grads, &vec![scale; inputs.len()])
     });
     registry.add("Where", where_grad);
     registry.add("Sqrt", sqrt);
@@ -86,39 +91,6 @@ fn binary(
     }
     if ctx.wants(1) {
         out[1] = Some(reduce_to_shape(zip3(g, &a, &b, db)?, b.shape())?);
-    }
-    Ok(out)
-}
-
-fn add(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    _: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    let g = grad_output(grads, 0)?;
-    let mut out: Grads = vec![None, None];
-    for (i, slot) in out.iter_mut().enumerate() {
-        if ctx.wants(i) {
-            *slot = Some(reduce_to_shape(g.clone(), input(inputs, i)?.shape())?);
-        }
-    }
-    Ok(out)
-}
-
-fn sub(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    _: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    let g = grad_output(grads, 0)?;
-    let mut out: Grads = vec![None, None];
-    if ctx.wants(0) {
-        out[0] = Some(reduce_to_shape(g.clone(), input(inputs, 0)?.shape())?);
-    }
-    if ctx.wants(1) {
-        out[1] = Some(reduce_to_shape(g.mapv(|v| -v), input(inputs, 1)?.shape())?);
     }
     Ok(out)
 }
@@ -190,19 +162,22 @@ fn select_extreme(
     Ok(out)
 }
 
-/// Sum and Mean: every operand gets the gradient (divided by the count for Mean).
+/// Add, Sub, Sum and Mean: operand `i` gets the gradient times `scales[i]` (−1 for Sub's
+/// subtrahend, 1/count for Mean), summed back to its shape.
 fn spread(
     ctx: &GradCtx<'_>,
     inputs: &[Option<&TensorData>],
     grads: &[Option<&ArrayD<f32>>],
-    scale: f32,
+    scales: &[f32],
 ) -> GradResult {
     let g = grad_output(grads, 0)?;
-    let mut out: Grads = vec![None; inputs.len()];
-    for (i, slot) in out.iter_mut().enumerate() {
+    let mut out: Grads = vec![None; scales.len()];
+    for (i, (slot, &scale)) in out.iter_mut().zip(scales).enumerate() {
         if ctx.wants(i) {
             let gi = if scale == 1.0 {
                 g.clone()
+            } else if scale == -1.0 {
+                g.mapv(|v| -v)
             } else {
                 g.mapv(|v| v * scale)
             };

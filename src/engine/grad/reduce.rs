@@ -12,11 +12,33 @@ use crate::engine::ops::{OpError, input_f32, normalize_axis, optional};
 use crate::ir::TensorData;
 
 pub fn register(registry: &mut GradRegistry) {
-    registry.add("ReduceSum", reduce_sum);
-    registry.add("ReduceMean", reduce_mean);
-    registry.add("ReduceSumSquare", reduce_sum_square);
-    registry.add("ReduceL1", reduce_l1);
-    registry.add("ReduceL2", reduce_l2);
+    registry.add("ReduceSum", |ctx, inputs, outputs, grads| {
+        reduction(ctx, inputs, outputs, grads, |g, _, _, _| g)
+    });
+    registry.add("ReduceMean", |ctx, inputs, outputs, grads| {
+        reduction(ctx, inputs, outputs, grads, |g, _, _, n| {
+            g / n.max(1) as f32
+        })
+    });
+    registry.add("ReduceSumSquare", |ctx, inputs, outputs, grads| {
+        reduction(ctx, inputs, outputs, grads, |g, x, _, _| 2.0 * g * x)
+    });
+    registry.add("ReduceL1", |ctx, inputs, outputs, grads| {
+        reduction(ctx, inputs, outputs, grads, |g, x, _, _| {
+            if x > 0.0 {
+                g
+            } else if x < 0.0 {
+                -g
+            } else {
+                0.0
+            }
+        })
+    });
+    registry.add("ReduceL2", |ctx, inputs, outputs, grads| {
+        reduction(ctx, inputs, outputs, grads, |g, x, y, _| {
+            if y > 0.0 { g * x / y } else { 0.0 }
+        })
+    });
     registry.add("ReduceMax", reduce_extreme);
     registry.add("ReduceMin", reduce_extreme);
 }
@@ -132,63 +154,6 @@ fn reduction(
             .and(x)
             .and(&yb)
             .map_collect(|&g, &x, &y| f(g, x, y, count)))
-    })
-}
-
-fn reduce_sum(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    outputs: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    reduction(ctx, inputs, outputs, grads, |g, _, _, _| g)
-}
-
-fn reduce_mean(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    outputs: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    reduction(ctx, inputs, outputs, grads, |g, _, _, n| {
-        g / n.max(1) as f32
-    })
-}
-
-fn reduce_sum_square(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    outputs: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    reduction(ctx, inputs, outputs, grads, |g, x, _, _| 2.0 * g * x)
-}
-
-fn reduce_l1(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    outputs: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    reduction(ctx, inputs, outputs, grads, |g, x, _, _| {
-        if x > 0.0 {
-            g
-        } else if x < 0.0 {
-            -g
-        } else {
-            0.0
-        }
-    })
-}
-
-fn reduce_l2(
-    ctx: &GradCtx<'_>,
-    inputs: &[Option<&TensorData>],
-    outputs: &[&TensorData],
-    grads: &[Option<&ArrayD<f32>>],
-) -> GradResult {
-    reduction(ctx, inputs, outputs, grads, |g, x, y, _| {
-        if y > 0.0 { g * x / y } else { 0.0 }
     })
 }
 

@@ -25,6 +25,7 @@ mod math;
 mod normalization;
 mod norms;
 mod pool;
+mod quantize;
 mod rearrange;
 mod recurrent;
 mod reduce;
@@ -161,6 +162,7 @@ impl Registry {
         normalization::register(&mut registry);
         norms::register(&mut registry);
         pool::register(&mut registry);
+        quantize::register(&mut registry);
         rearrange::register(&mut registry);
         recurrent::register(&mut registry);
         reduce::register(&mut registry);

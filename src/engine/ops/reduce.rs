@@ -176,9 +176,11 @@ fn sum_sq_f(r: &[f32]) -> f32 {
     r.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() as f32
 }
 
-fn max_f(r: &[f32]) -> f32 {
-    r.iter().copied().fold(f32::NEG_INFINITY, |m, v| {
-        if v.is_nan() || m.is_nan() || v > m {
+/// The value of `r` that is `better` than all others, starting from `init` (the empty row's
+/// result); the first NaN wins.
+fn extreme_f(r: &[f32], init: f32, better: impl Fn(f32, f32) -> bool) -> f32 {
+    r.iter().copied().fold(init, |m, v| {
+        if v.is_nan() || m.is_nan() || better(v, m) {
             if m.is_nan() { m } else { v }
         } else {
             m
@@ -186,14 +188,12 @@ fn max_f(r: &[f32]) -> f32 {
     })
 }
 
+fn max_f(r: &[f32]) -> f32 {
+    extreme_f(r, f32::NEG_INFINITY, |v, m| v > m)
+}
+
 fn min_f(r: &[f32]) -> f32 {
-    r.iter().copied().fold(f32::INFINITY, |m, v| {
-        if v.is_nan() || m.is_nan() || v < m {
-            if m.is_nan() { m } else { v }
-        } else {
-            m
-        }
-    })
+    extreme_f(r, f32::INFINITY, |v, m| v < m)
 }
 
 type IntRow = fn(&[i64]) -> i64;

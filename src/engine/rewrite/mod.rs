@@ -199,6 +199,7 @@ pub(crate) fn rewrite(graph: &Graph, order: &[usize], keep: &dyn Fn(&str) -> boo
         keep,
     };
     simplify::remove_identities(&mut work);
+    simplify::type_quantizers(&mut work);
     simplify::fold_constants(&mut work);
     fold_bn::fold_batch_norms(&mut work);
     fuse::fuse_elementwise(&mut work);

@@ -1,10 +1,11 @@
-//! Identity and inference Dropout removed; nodes of constants evaluated once at plan time.
+//! Identity and inference Dropout removed; QuantizeLinear told its code type; nodes of constants
+//! evaluated once at plan time.
 
 use std::sync::Arc;
 
 use super::Work;
 use crate::engine::ops::{self, OpCtx};
-use crate::ir::TensorData;
+use crate::ir::{Attribute, TensorData};
 
 /// Removes Identity and Dropout nodes (Dropout only when its mask is not read): their readers
 /// read the input instead. Nodes whose output is kept stay.
@@ -86,5 +87,45 @@ pub(super) fn fold_constants(work: &mut Work<'_>) {
             work.constants.insert(name, Arc::new(value));
         }
         work.nodes[i] = None;
+    }
+}
+
+/// Gives every QuantizeLinear with a zero point but no `output_dtype` attribute the zero point's
+/// element type as that attribute (the kernel sees values, not the file's types). A zero point
+/// that is neither an initializer nor a Constant's output leaves the node as it is: the kernel
+/// then refuses it with its reason.
+pub(super) fn type_quantizers(work: &mut Work<'_>) {
+    let constant_dtypes: std::collections::HashMap<String, i32> = work
+        .nodes
+        .iter()
+        .flatten()
+        .filter(|p| p.node.op_type == "Constant")
+        .filter_map(|p| {
+            let tensor = p.node.attr_tensor("value").ok()??;
+            Some((
+                p.node.outputs.first()?.clone(),
+                tensor.origin_dtype.onnx_code(),
+            ))
+        })
+        .collect();
+    for planned in work.nodes.iter_mut().flatten() {
+        let node = &mut planned.node;
+        if node.op_type != "QuantizeLinear"
+            || !node.in_default_domain()
+            || node.attributes.contains_key("output_dtype")
+        {
+            continue;
+        }
+        let Some(zero_point) = node.input(2).filter(|z| !z.is_empty()) else {
+            continue;
+        };
+        let code = match work.graph.initializers.get(zero_point) {
+            Some(tensor) => Some(tensor.origin_dtype.onnx_code()),
+            None => constant_dtypes.get(zero_point).copied(),
+        };
+        if let Some(code) = code {
+            node.attributes
+                .insert("output_dtype".into(), Attribute::Int(i64::from(code)));
+        }
     }
 }

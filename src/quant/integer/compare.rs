@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::codes::{QuantizedWeights, quantize_tensor};
 use super::explain::{ElementTrace, InputTrace, TraceLayer, trace_element};
-use super::{IntConv, IntLinear};
+use super::{IntConv, IntLinear, LayerGrids};
 use crate::calib::CalibrationStats;
 use crate::engine::geometry::WindowSpec;
 use crate::engine::{Plan, TensorHook, TensorSite};
@@ -348,6 +348,11 @@ fn build_layer(
             LinearParams::from_range(range.0, range.1, grid, act.symmetric)?,
         )
     };
+    let grids = LayerGrids {
+        input,
+        output,
+        relu,
+    };
     let kernel = match node.op_type.as_str() {
         "Conv" => {
             let window =
@@ -356,19 +361,11 @@ fn build_layer(
             Kernel::Conv(Box::new(IntConv::new(
                 weights,
                 bias.as_deref(),
-                input,
-                output,
+                grids,
                 window,
-                relu,
             )?))
         }
-        _ => Kernel::Linear(Box::new(IntLinear::new(
-            weights,
-            bias.as_deref(),
-            input,
-            output,
-            relu,
-        )?)),
+        _ => Kernel::Linear(Box::new(IntLinear::new(weights, bias.as_deref(), grids)?)),
     };
     Ok(IntegerLayer {
         name: node.name.clone(),

@@ -4,7 +4,7 @@ use ndarray::ArrayD;
 
 use super::codes::QuantizedWeights;
 use super::fixed_point::FixedMultiplier;
-use super::layer::{Core, contiguous, layer_accessors, output_array};
+use super::layer::{Core, LayerGrids, contiguous, layer_accessors, output_array};
 use crate::engine::geometry::WindowSpec;
 use crate::quant::grid::{IntGrid, LinearParams, QuantError};
 
@@ -22,10 +22,8 @@ impl IntConv {
     pub fn new(
         weights: QuantizedWeights,
         bias: Option<&[f32]>,
-        input: LinearParams,
-        output: LinearParams,
+        grids: LayerGrids,
         window: WindowSpec,
-        relu: bool,
     ) -> Result<Self, QuantError> {
         let shape = weights.codes.shape();
         if shape.len() != 4 {
@@ -51,26 +49,23 @@ impl IntConv {
             )));
         }
         Ok(IntConv {
-            core: Core::new(weights, bias, input, output, relu)?,
+            core: Core::new(weights, bias, grids)?,
             window,
         })
     }
 
     /// Quantizes float weights (per tensor or per output channel, on `weight_grid`) and builds
     /// the layer.
-    #[allow(clippy::too_many_arguments)]
     pub fn from_float(
         weights: &ArrayD<f32>,
         bias: Option<&[f32]>,
         per_channel: bool,
         weight_grid: IntGrid,
-        input: LinearParams,
-        output: LinearParams,
+        grids: LayerGrids,
         window: WindowSpec,
-        relu: bool,
     ) -> Result<Self, QuantError> {
         let w = QuantizedWeights::quantize(weights, per_channel, weight_grid)?;
-        Self::new(w, bias, input, output, window, relu)
+        Self::new(w, bias, grids, window)
     }
 
     pub fn window(&self) -> &WindowSpec {

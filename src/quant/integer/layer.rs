@@ -11,6 +11,15 @@ use crate::engine::ops::{OpCtx, kernel_for};
 use crate::ir::{Attribute, Node, TensorData};
 use crate::quant::grid::{LinearParams, QuantError};
 
+/// A layer's input and output quantization parameters and whether a ReLU is fused into the
+/// output clamp.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerGrids {
+    pub input: LinearParams,
+    pub output: LinearParams,
+    pub relu: bool,
+}
+
 /// What Conv and Gemm share: quantized weights and bias, the grids, the per-channel fixed-point
 /// multipliers and zero-point corrections.
 #[derive(Debug, Clone)]
@@ -31,10 +40,13 @@ impl Core {
     pub fn new(
         weights: QuantizedWeights,
         bias: Option<&[f32]>,
-        input: LinearParams,
-        output: LinearParams,
-        relu: bool,
+        grids: LayerGrids,
     ) -> Result<Self, QuantError> {
+        let LayerGrids {
+            input,
+            output,
+            relu,
+        } = grids;
         weights.check()?;
         let n = weights.out_channels();
         let bias = match bias {

@@ -6,7 +6,7 @@ use ndarray::ArrayD;
 
 use super::codes::QuantizedWeights;
 use super::fixed_point::FixedMultiplier;
-use super::layer::{Core, contiguous, layer_accessors, output_array};
+use super::layer::{Core, LayerGrids, contiguous, layer_accessors, output_array};
 use crate::ir::Attribute;
 use crate::quant::grid::{IntGrid, LinearParams, QuantError};
 
@@ -22,9 +22,7 @@ impl IntLinear {
     pub fn new(
         weights: QuantizedWeights,
         bias: Option<&[f32]>,
-        input: LinearParams,
-        output: LinearParams,
-        relu: bool,
+        grids: LayerGrids,
     ) -> Result<Self, QuantError> {
         if weights.codes.ndim() != 2 {
             return Err(QuantError(format!(
@@ -33,7 +31,7 @@ impl IntLinear {
             )));
         }
         Ok(IntLinear {
-            core: Core::new(weights, bias, input, output, relu)?,
+            core: Core::new(weights, bias, grids)?,
         })
     }
 
@@ -48,9 +46,7 @@ impl IntLinear {
         c: Option<&ArrayD<f32>>,
         per_channel: bool,
         weight_grid: IntGrid,
-        input: LinearParams,
-        output: LinearParams,
-        relu: bool,
+        grids: LayerGrids,
     ) -> Result<Self, QuantError> {
         if b.ndim() != 2 {
             return Err(QuantError(format!(
@@ -81,7 +77,7 @@ impl IntLinear {
             }
         };
         let w = QuantizedWeights::quantize(&w, per_channel, weight_grid)?;
-        Self::new(w, bias.as_deref(), input, output, relu)
+        Self::new(w, bias.as_deref(), grids)
     }
 
     /// From a 2-D MatMul's B `[K, N]` (no bias).
@@ -89,22 +85,9 @@ impl IntLinear {
         b: &ArrayD<f32>,
         per_channel: bool,
         weight_grid: IntGrid,
-        input: LinearParams,
-        output: LinearParams,
-        relu: bool,
+        grids: LayerGrids,
     ) -> Result<Self, QuantError> {
-        Self::from_gemm(
-            b,
-            false,
-            1.0,
-            1.0,
-            None,
-            per_channel,
-            weight_grid,
-            input,
-            output,
-            relu,
-        )
+        Self::from_gemm(b, false, 1.0, 1.0, None, per_channel, weight_grid, grids)
     }
 
     fn compute(&self, x: &ArrayD<i32>, requantize: bool) -> Result<ArrayD<i32>, QuantError> {

@@ -67,4 +67,5 @@ pub use fixed_point::{
     FixedMultiplier, quantize_multiplier, rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
 };
+pub use layer::LayerGrids;
 pub use linear::IntLinear;

@@ -14,6 +14,14 @@ use crate::ir::{Attribute, Node, ParamRole, TensorData};
 use crate::quant::grid::{IntGrid, LinearParams, QuantError};
 use crate::quant::test_support::{Rng, sample_cnn_with_images};
 
+fn grids(input: LinearParams, output: LinearParams, relu: bool) -> LayerGrids {
+    LayerGrids {
+        input,
+        output,
+        relu,
+    }
+}
+
 fn range_of(a: &ArrayD<f32>) -> (f32, f32) {
     a.iter()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
@@ -162,10 +170,8 @@ fn check_conv(
         Some(&bias),
         per_channel,
         IntGrid::INT8,
-        input,
-        placeholder,
+        grids(input, placeholder, relu),
         window.clone(),
-        relu,
     )
     .unwrap();
     let (ylo, yhi) = range_of(&layer.fake_quant_float(&x).unwrap());
@@ -247,15 +253,18 @@ fn check_linear(rng: &mut Rng, m: usize, k: usize, n: usize, per_channel: bool, 
             Some(&c),
             per_channel,
             IntGrid::INT8,
-            input,
-            placeholder,
-            relu,
+            grids(input, placeholder, relu),
         )
     };
     let layers = [
         gemm(&b, false),
         gemm(&b.t().as_standard_layout().into_owned(), true),
-        IntLinear::from_matmul(&b, per_channel, IntGrid::INT8, input, placeholder, relu),
+        IntLinear::from_matmul(
+            &b,
+            per_channel,
+            IntGrid::INT8,
+            grids(input, placeholder, relu),
+        ),
     ];
     for layer in layers {
         let layer = layer.unwrap();
@@ -298,9 +307,7 @@ fn gemm_alpha_beta_and_scalar_bias_are_folded() {
         Some(&c),
         true,
         IntGrid::INT8,
-        input,
-        output,
-        false,
+        grids(input, output, false),
     )
     .unwrap();
     let want_float = x
@@ -324,9 +331,7 @@ fn gemm_alpha_beta_and_scalar_bias_are_folded() {
             Some(&bad),
             true,
             IntGrid::INT8,
-            input,
-            output,
-            false
+            grids(input, output, false)
         )
         .is_err()
     );
@@ -338,7 +343,7 @@ fn int8_matmul(
     input: LinearParams,
     output: LinearParams,
 ) -> Result<IntLinear, QuantError> {
-    IntLinear::from_matmul(b, false, IntGrid::INT8, input, output, false)
+    IntLinear::from_matmul(b, false, IntGrid::INT8, grids(input, output, false))
 }
 
 #[test]
@@ -374,10 +379,8 @@ fn accumulation_overflowing_i16_is_exact_in_i32() {
         None,
         true,
         IntGrid::INT8,
-        input,
-        output,
+        grids(input, output, false),
         WindowSpec::conv_with("conv", &[3, 3], BTreeMap::new()).unwrap(),
-        false,
     )
     .unwrap();
     let bound = conv.accumulator_bound();
@@ -450,10 +453,8 @@ fn sample_cnn_convs_match_fake_quantization_within_one_lsb() {
             bias.as_deref(),
             true,
             IntGrid::INT8,
-            input,
-            placeholder,
+            grids(input, placeholder, false),
             window,
-            false,
         )
         .unwrap();
         let (ylo, yhi) = range_of(&layer.fake_quant_float(x).unwrap());

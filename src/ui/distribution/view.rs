@@ -361,7 +361,10 @@ impl DistributionView {
             } else {
                 120.0
             });
-        let height = histogram_height(frame.fit, above, below);
+        // With the "why this threshold" curves under it, the histogram gives up more of the
+        // centre so that the curves are on screen without scrolling.
+        let floor_share = if self.curves_shown(input) { 0.35 } else { 0.5 };
+        let height = histogram_height(frame.fit, above, below, floor_share);
         let plot = HistogramPlot {
             id: "distribution_histogram",
             fine: &data.fine,
@@ -439,8 +442,9 @@ impl DistributionView {
                 .unwrap_or(figures.response.rect)
                 .bottom()
         };
+        let curves_bottom = self.threshold_curves_ui(ui, input);
+        let below_bottom = curves_bottom.map_or(below_bottom, |b| b.max(below_bottom));
         self.below_height = Some(below_bottom - response.rect.bottom());
-        self.threshold_curves_ui(ui, input);
         self.markers_ui(ui, input, commands);
     }
 
@@ -475,24 +479,34 @@ impl DistributionView {
         Some((e, EstimateOf::Tensor))
     }
 
-    /// The "why this threshold" curves (when the data has them and they are not hidden).
-    fn threshold_curves_ui(&mut self, ui: &mut egui::Ui, input: &DistributionInput<'_>) {
-        let Some(why) = input.data.why.as_ref() else {
-            return;
-        };
-        if self.hide_threshold_curves || !input.choice.scheme.is_linear() {
-            return;
+    /// Whether the "why this threshold" curves are drawn for `input`: the data has them, they
+    /// are not hidden and the scheme is linear.
+    fn curves_shown(&self, input: &DistributionInput<'_>) -> bool {
+        input.data.why.is_some() && !self.hide_threshold_curves && input.choice.scheme.is_linear()
+    }
+
+    /// The "why this threshold" curves (when [`Self::curves_shown`]); returns the bottom of
+    /// what it drew.
+    fn threshold_curves_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        input: &DistributionInput<'_>,
+    ) -> Option<f32> {
+        if !self.curves_shown(input) {
+            return None;
         }
+        let why = input.data.why.as_ref()?;
         ui.label(RichText::new("why this threshold").strong())
             .on_hover_text(
                 "What the MSE and KL calibrators minimise, against the clip value |t|: the \
                  expected squared error of the grid clipping at t, and TensorRT's KL(P||Q). \
                  Dots: each curve's minimum (the method's choice); dashed: every method's clip.",
             );
-        let height = (self.fit_height.unwrap_or(600.0) * 0.22).clamp(110.0, 220.0);
+        let height = (self.fit_height.unwrap_or(600.0) * 0.2).clamp(100.0, 220.0);
         let drawn = threshold_curves_ui(ui, why, &input.data.markers, height);
-        plot_key_ui(ui, &curves_key(&input.data.markers));
+        let key = plot_key_ui(ui, &curves_key(&input.data.markers));
         self.drawn_curves = Some(drawn);
+        Some(key.bottom())
     }
 
     /// What the "why this threshold" plots drew on the last frame (None when not drawn).
@@ -648,11 +662,12 @@ struct Frame {
 }
 
 /// The histogram's height: what is left of `fit` after `above` and `below`, and never less than
-/// half of `fit` (on a projector the histogram is the picture).
-pub fn histogram_height(fit: f32, above: f32, below: f32) -> f32 {
+/// `floor_share` of `fit` (on a projector the histogram is the picture: half of it, or a bit
+/// more than a third when the threshold curves need room under it).
+pub fn histogram_height(fit: f32, above: f32, below: f32, floor_share: f32) -> f32 {
     // The plot's own rect excludes its axes (about 28 points): ask for that much more.
-    let half = (0.5 * fit + 28.0).max(120.0);
-    (fit - above - below - 8.0).clamp(half, half.max(900.0))
+    let floor = (floor_share * fit + 28.0).max(120.0);
+    (fit - above - below - 8.0).clamp(floor, floor.max(900.0))
 }
 
 pub(super) fn is_symmetric(input: &DistributionInput<'_>) -> bool {
