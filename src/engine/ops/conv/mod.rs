@@ -2,9 +2,10 @@
 //! [`WindowSpec`].
 //!
 //! Conv runs as im2col + sgemm per (image, group) (`im2col`); 1×1 stride-1 unpadded
-//! convolutions use the input directly as the GEMM operand, and depthwise convolutions run as a
-//! direct loop. Small output planes with at least a vector's worth of images (x86-64 with AVX2
-//! or AVX-512) instead run a direct kernel with one image per SIMD lane (`lanes`).
+//! convolutions use the input directly as the GEMM operand, and depthwise convolutions run
+//! `depthwise` (row-blocked, in wide vectors, the epilogue per row). Small output planes with
+//! at least a vector's worth of images (x86-64 with AVX2 or AVX-512) instead run a direct
+//! kernel with one image per SIMD lane (`lanes`).
 //! ConvTranspose runs as sgemm (Wᵀ·X) + col2im (`transpose`).
 
 use std::cell::Cell;
