@@ -13,6 +13,12 @@ use crate::engine::ops::elementwise::math;
 use crate::ir::{Attribute, Node};
 
 use super::OpError;
+use super::simd::wide_fn;
+
+wide_fn! {
+    /// [`ConvEpilogue::apply_plain`] in wide vectors.
+    fn apply_wide(e: &ConvEpilogue, channel: usize, values: &mut [f32]) => ConvEpilogue::apply_plain
+}
 
 /// Attribute holding the per-channel scale (floats, one per output channel).
 pub const SCALE_ATTR: &str = "quantscope.epilogue.scale";
@@ -61,6 +67,7 @@ impl Activation {
 
     /// Applies the activation to every value of `values` (one loop per kind, so it
     /// vectorizes where the kind allows).
+    #[inline(always)]
     pub fn apply_slice(self, values: &mut [f32]) {
         match self {
             Activation::Relu => values.iter_mut().for_each(|v| *v = relu(*v)),
@@ -221,6 +228,12 @@ impl ConvEpilogue {
     /// Applies the epilogue to `values`, all of output channel `channel` (checked with
     /// [`ConvEpilogue::check`] beforehand).
     pub fn apply(&self, channel: usize, values: &mut [f32]) {
+        apply_wide(self, channel, values);
+    }
+
+    /// [`ConvEpilogue::apply`] compiled for the caller's instruction set.
+    #[inline(always)]
+    pub(super) fn apply_plain(&self, channel: usize, values: &mut [f32]) {
         let s = self.scale.as_ref().map(|s| s[channel]);
         let t = self.shift.as_ref().map(|t| t[channel]);
         match (s, t) {

@@ -1,64 +1,8 @@
-//! The per-plane loops over valid taps: the direct convolution of one plane (depthwise) and
-//! im2col (the GEMM operand of every other convolution).
+//! im2col: the GEMM operand of the convolutions that are neither depthwise nor pointwise.
 
 use rayon::prelude::*;
 
 use super::{Axis, valid_range};
-
-/// Direct convolution of one input plane `xp` [D, H, W] with one kernel `wk` [kD, kH, kW],
-/// accumulated into `out` [oD, oH, oW].
-pub(super) fn direct_plane(xp: &[f32], wk: &[f32], out: &mut [f32], a: &[Axis; 3]) {
-    let [ad, ah, aw] = a;
-    let (h_in, w_in) = (ah.input, aw.input);
-    let (oh_n, ow_n) = (ah.output, aw.output);
-    let sw = aw.stride;
-    for kd in 0..ad.kernel {
-        let offd = ad.tap_offset(kd);
-        let (dlo, dhi) = valid_range(offd, ad.stride, ad.input, ad.output);
-        for kh in 0..ah.kernel {
-            let offh = ah.tap_offset(kh);
-            let (hlo, hhi) = valid_range(offh, ah.stride, h_in, oh_n);
-            for kw in 0..aw.kernel {
-                let wv = wk[(kd * ah.kernel + kh) * aw.kernel + kw];
-                let offw = aw.tap_offset(kw);
-                let (wlo, whi) = valid_range(offw, sw, w_in, ow_n);
-                if wlo >= whi {
-                    continue;
-                }
-                let iw0 = (wlo as isize * sw as isize + offw) as usize;
-                for od in dlo..dhi {
-                    let id = (od as isize * ad.stride as isize + offd) as usize;
-                    for oh in hlo..hhi {
-                        let ih = (oh as isize * ah.stride as isize + offh) as usize;
-                        let irow = &xp[(id * h_in + ih) * w_in..(id * h_in + ih + 1) * w_in];
-                        let orow =
-                            &mut out[(od * oh_n + oh) * ow_n + wlo..(od * oh_n + oh) * ow_n + whi];
-                        if sw == 1 {
-                            for (o, &i) in orow.iter_mut().zip(&irow[iw0..]) {
-                                *o += wv * i;
-                            }
-                        } else if sw == 2 {
-                            // Pairs (vectorizes); the last element may lack its partner.
-                            let src = &irow[iw0..];
-                            let len = orow.len();
-                            let full = len.min(src.len() / 2);
-                            for (o, pair) in orow[..full].iter_mut().zip(src.chunks_exact(2)) {
-                                *o += wv * pair[0];
-                            }
-                            if full < len {
-                                orow[len - 1] += wv * src[2 * (len - 1)];
-                            }
-                        } else {
-                            for (o, &i) in orow.iter_mut().zip(irow[iw0..].iter().step_by(sw)) {
-                                *o += wv * i;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// im2col of `x` [cg, D, H, W] for the output rows `rows` (flattened (od, oh) indices) into
 /// columns `coff..coff + rows.len()·oW` of `col` [cg·kD·kH·kW, ld].

@@ -2,9 +2,10 @@
 //! [`WindowSpec`].
 //!
 //! Conv runs as im2col + sgemm per (image, group) (`im2col`); 1×1 stride-1 unpadded
-//! convolutions use the input directly as the GEMM operand, and depthwise convolutions run as a
-//! direct loop. Small output planes with at least a vector's worth of images (x86-64 with AVX2
-//! or AVX-512) instead run a direct kernel with one image per SIMD lane (`lanes`).
+//! convolutions use the input directly as the GEMM operand, and depthwise convolutions run
+//! `depthwise` (row-blocked, in wide vectors, the epilogue per row). Small output planes with
+//! at least a vector's worth of images (x86-64 with AVX2 or AVX-512) instead run a direct
+//! kernel with one image per SIMD lane (`lanes`).
 //! ConvTranspose runs as sgemm (Wᵀ·X) + col2im (`transpose`).
 
 use std::cell::Cell;
@@ -14,10 +15,11 @@ use rayon::prelude::*;
 
 use super::gemm::{Mat, gemm_is_threaded, sgemm};
 use super::{OpCtx, OpError, OpResult, Registry, checked_len, input_f32, optional, single};
-use crate::engine::buffers::{recycled, zeroed};
+use crate::engine::buffers::recycled;
 use crate::engine::geometry::{Axis, WindowSpec, to3, valid_range};
 use crate::ir::TensorData;
 
+mod depthwise;
 mod direct;
 mod epilogue;
 mod im2col;
@@ -29,11 +31,12 @@ mod strategy_tests;
 mod tests;
 mod transpose;
 
+use depthwise::depthwise;
 use direct::{conv_direct, use_direct};
 pub use epilogue::{
     ACTIVATION_ATTR, ALPHA_ATTR, Activation, BETA_ATTR, ConvEpilogue, SCALE_ATTR, SHIFT_ATTR,
 };
-use im2col::{direct_plane, im2col};
+use im2col::im2col;
 use lanes::{conv_lanes, lane_kernel, use_lanes};
 use simd::Isa;
 use transpose::conv_transpose_op;
@@ -279,9 +282,17 @@ fn conv_forward(d: ConvData<'_>, epilogue: Option<&ConvEpilogue>) -> Vec<f32> {
         );
         return out;
     }
+    if is_depthwise(&d) && !lanes_fit(&d) {
+        return depthwise(d, epilogue);
+    }
     let mut out = conv_unfused(d);
     apply_epilogue(&mut out, m, out_sz, epilogue);
     out
+}
+
+/// Whether every output channel reads one input channel (and there are several groups).
+fn is_depthwise(d: &ConvData<'_>) -> bool {
+    d.c / d.group == 1 && d.group > 1
 }
 
 /// Whether the SIMD lane kernel (images in lanes) takes this convolution.
@@ -320,22 +331,14 @@ fn conv_unfused(d: ConvData<'_>) -> Vec<f32> {
         return out;
     }
 
-    let mut out = zeroed::<f32>(n * m * out_sz);
-    let beta = if bias.is_some() { 1.0 } else { 0.0 };
-
-    if cg == 1 && group > 1 {
-        // Depthwise: a direct loop per output plane.
-        out.par_chunks_mut(out_sz)
-            .enumerate()
-            .for_each(|(p, plane)| {
-                let (ni, mi) = (p / m, p % m);
-                let ci = mi / mg;
-                let xp = &x[(ni * c + ci) * in_sz..(ni * c + ci + 1) * in_sz];
-                fill_bias(plane, out_sz, mi, bias);
-                direct_plane(xp, &w[mi * kk..(mi + 1) * kk], plane, a);
-            });
-        return out;
+    if is_depthwise(&d) {
+        return depthwise(d, None);
     }
+
+    // Every element is written: the bias fills a chunk before a product adds to it (beta 1),
+    // or without bias the product overwrites it (beta 0: sgemm does not read it).
+    let mut out = recycled::<f32>(n * m * out_sz);
+    let beta = if bias.is_some() { 1.0 } else { 0.0 };
 
     // Small output planes make short, inefficient GEMMs; with several images, batch them
     // side by side into one wider product (the result is scattered back per image).

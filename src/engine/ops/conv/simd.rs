@@ -199,3 +199,37 @@ macro_rules! isa_dispatch {
 }
 
 pub(super) use isa_dispatch;
+
+/// Defines `fn $name(args...)` calling the `#[inline(always)]` function `$plain(args...)`
+/// compiled for the widest vector instructions this CPU has (AVX-512F or AVX2; the baseline
+/// target otherwise), so the plain element loops it inlines vectorize for them. The results are
+/// the same bit for bit: the arithmetic does not change, only the vector width (Rust never
+/// fuses a multiply and an add). Functions `$plain` calls must be `#[inline(always)]` too.
+macro_rules! wide_fn {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $plain:path) => {
+        $(#[$doc])*
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                use $crate::engine::ops::conv::simd::Isa;
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) {
+                    $plain($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) {
+                    $plain($($arg),*)
+                }
+                match Isa::detect() {
+                    // SAFETY: `Isa::Avx512`/`Avx2` are only produced when the CPU has them.
+                    Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    Isa::Portable => {}
+                }
+            }
+            $plain($($arg),*)
+        }
+    };
+}
+
+pub(super) use wide_fn;
