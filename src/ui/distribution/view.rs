@@ -362,8 +362,13 @@ impl DistributionView {
                 120.0
             });
         // With the "why this threshold" curves under it, the histogram gives up more of the
-        // centre so that the curves are on screen without scrolling.
-        let floor_share = if self.curves_shown(input) { 0.35 } else { 0.5 };
+        // centre so that the curves are on screen without scrolling; in explain mode (the
+        // lecture's projector) the histogram keeps half and the formulas come first.
+        let floor_share = if self.curves_shown(input) && !input.explain {
+            0.35
+        } else {
+            0.5
+        };
         let height = histogram_height(frame.fit, above, below, floor_share);
         let plot = HistogramPlot {
             id: "distribution_histogram",
