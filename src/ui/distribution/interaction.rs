@@ -26,13 +26,22 @@ pub struct PointerOnPlot {
     pub double_clicked: bool,
     pub press_origin: Option<egui::Pos2>,
     pub pos: Option<egui::Pos2>,
+    /// The primary button is held (a grabbed handle follows it even in frames where egui
+    /// does not report the plot as dragged, e.g. after the view was laid out again because
+    /// the first move changed the clip).
+    pub button_down: bool,
 }
 
 impl PointerOnPlot {
     /// Reads the plot's response and the pointer.
     pub fn read(ui: &egui::Ui, response: &egui::Response) -> Self {
-        let (press_origin, pos) =
-            ui.input(|i| (i.pointer.press_origin(), i.pointer.interact_pos()));
+        let (press_origin, pos, button_down) = ui.input(|i| {
+            (
+                i.pointer.press_origin(),
+                i.pointer.interact_pos(),
+                i.pointer.primary_down(),
+            )
+        });
         PointerOnPlot {
             drag_started: response.drag_started(),
             dragged: response.dragged(),
@@ -41,6 +50,7 @@ impl PointerOnPlot {
             double_clicked: response.double_clicked(),
             press_origin,
             pos: pos.or(response.interact_pointer_pos()),
+            button_down,
         }
     }
 }
@@ -86,8 +96,9 @@ pub fn interact(
         return click_marker(pointer, scene);
     };
     let mut commands = Vec::new();
+    let held = pointer.dragged || pointer.drag_started || pointer.button_down;
     if let Some(pos) = pointer.pos
-        && (pointer.dragged || pointer.drag_stopped || pointer.drag_started)
+        && (held || pointer.drag_stopped)
     {
         let x = t.value_from_position(pos).x;
         let from = state.clip.unwrap_or(scene.clip);
@@ -96,7 +107,7 @@ pub fn interact(
         state.clip = Some((lo, hi));
         commands.push(DistributionCommand::SetClip { lo, hi });
     }
-    if pointer.drag_stopped || !(pointer.dragged || pointer.drag_started) {
+    if pointer.drag_stopped || !held {
         state.handle = None;
         state.bounds = None;
     }
