@@ -218,21 +218,13 @@ pub fn retain_existing(config: &mut QuantConfig, graph: &Graph) -> Vec<String> {
         |n| tensors.contains(n),
         &mut dropped,
     );
-    for (name, clips) in &mut config.activation_channel_ranges {
-        let Some(count) = crate::quant::fake::channel_clips::channel_count(graph, name) else {
-            continue; // known only when the data runs: the run checks it
-        };
-        clips.retain(|&c, _| {
-            let keep = c < count;
-            if !keep {
-                dropped.push(format!("clip range of channel {c} of activation '{name}'"));
-            }
-            keep
-        });
-    }
-    config
-        .activation_channel_ranges
-        .retain(|_, clips| !clips.is_empty());
+    // an activation's channel count is known only when the data runs: the run checks it then
+    retain_channels(
+        &mut config.activation_channel_ranges,
+        "activation",
+        |name| crate::quant::fake::channel_clips::channel_count(graph, name),
+        &mut dropped,
+    );
     retain_known(
         &mut config.weight_ranges,
         "weight range",
@@ -255,18 +247,34 @@ pub fn retain_existing(config: &mut QuantConfig, graph: &Graph) -> Vec<String> {
         |n| channels(n).is_some(),
         &mut dropped,
     );
-    for (name, clips) in &mut config.weight_channel_ranges {
-        let count = channels(name).unwrap_or(0);
+    retain_channels(
+        &mut config.weight_channel_ranges,
+        "weight",
+        |name| Some(channels(name).unwrap_or(0)),
+        &mut dropped,
+    );
+    dropped
+}
+
+/// Drops the channel clips of `ranges` whose channel is not below the tensor's channel count
+/// (`count`; None: unknown, all kept), noting each in `dropped`, then tensors left without clips.
+fn retain_channels(
+    ranges: &mut BTreeMap<String, BTreeMap<usize, (f32, f32)>>,
+    kind: &str,
+    count: impl Fn(&str) -> Option<usize>,
+    dropped: &mut Vec<String>,
+) {
+    for (name, clips) in ranges.iter_mut() {
+        let Some(count) = count(name) else {
+            continue;
+        };
         clips.retain(|&c, _| {
             let keep = c < count;
             if !keep {
-                dropped.push(format!("clip range of channel {c} of weight '{name}'"));
+                dropped.push(format!("clip range of channel {c} of {kind} '{name}'"));
             }
             keep
         });
     }
-    config
-        .weight_channel_ranges
-        .retain(|_, clips| !clips.is_empty());
-    dropped
+    ranges.retain(|_, clips| !clips.is_empty());
 }
