@@ -483,7 +483,13 @@ def check_model(args, key, src, feeds, tmp, targets, expect_refused=None):
     entry = {"opset": default_opset(proto), "ir_version": proto.ir_version, "ops": ops_of(proto),
              "checker": original_error is None, "lift": {}, "qdq": {}}
     problems = []
-    reference = session(src).run(None, feeds) if not expect_refused else None
+    try:
+        reference = session(src).run(None, feeds) if not expect_refused else None
+    except ort.capi.onnxruntime_pybind11_state.Fail as e:
+        # onnxruntime cannot run the original itself (batchwise LSTM/GRU/RNN, layout 1): no
+        # reference to compare a lifted file with; the conformance fixture has its own
+        print(f"{key}: skipped, onnxruntime cannot run the original ({str(e).splitlines()[0][:120]})")
+        return None, []
     for target in targets:
         lifted, found = check_lift(args.convert, src, target, feeds, reference, tmp,
                                    original_error) \
@@ -555,6 +561,8 @@ def main() -> int:
             targets=TARGETS):
         with tempfile.TemporaryDirectory() as tmp:
             entry, problems = check_model(args, key, path, feeds, tmp, targets, expect_refused)
+        if entry is None:
+            return
         rel = recorded_path or os.path.relpath(path, ROOT)
         entry = {"path": rel, **({"description": description} if description else {}), **entry}
         manifest["models"][key] = entry

@@ -230,6 +230,8 @@ fn a_real_classifier_without_labels_says_so_then_trains_towards_the_float_model(
     let mut harness = opened(model);
     // Its height and width are free: synthetic inputs calibrate it at 224x224.
     wait_until(&mut harness, "calibration on synthetic inputs", calibrated);
+    // The Data line says which size those inputs have.
+    harness.get_by_label("Using: synthetic inputs (no labels; free image sizes at 224x224)");
     harness.state_mut().train.open = true;
     wait_until(&mut harness, "the window", |_| true);
     harness.get_by_label_contains("the data source is synthetic inputs");

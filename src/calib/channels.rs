@@ -41,7 +41,7 @@ use crate::stats::Histogram;
 pub enum ChannelAxis {
     /// Axis 1 (NCHW, NC…): the data input of a convolution, and the default.
     Second,
-    /// The last axis: input A of a `MatMul` or `Gemm`.
+    /// The last axis: input A of a `MatMul` or `Gemm`, the sequence X of an LSTM/GRU/RNN.
     Last,
 }
 
@@ -51,7 +51,8 @@ impl ChannelAxis {
     pub fn of_consumer(op_type: &str, input: usize) -> Option<ChannelAxis> {
         match (op_type, input) {
             ("Conv" | "ConvTranspose", 0) => Some(ChannelAxis::Second),
-            ("MatMul" | "Gemm", 0) => Some(ChannelAxis::Last),
+            // A recurrent op's sequence X is [seq, batch, input] (or [batch, seq, input]).
+            ("MatMul" | "Gemm" | "LSTM" | "GRU" | "RNN", 0) => Some(ChannelAxis::Last),
             _ => None,
         }
     }

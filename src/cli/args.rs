@@ -7,7 +7,8 @@ use clap::{Args, ValueEnum};
 use quantscope::calib::Method;
 use quantscope::export::import_encodings;
 use quantscope::ir::Graph;
-use quantscope::quant::{ActivationQuant, QuantConfig, WeightQuant, WeightScheme};
+use quantscope::quant::config::QUANTIZABLE_OPS;
+use quantscope::quant::{ActivationQuant, LayerQuant, QuantConfig, WeightQuant, WeightScheme};
 use quantscope::transform::equalize::Relu6Handling;
 
 /// One set of weight parameters per tensor or per output channel.
@@ -55,11 +56,16 @@ pub struct QuantFlags {
     /// --granularity says: minmax, percentile:99.99, mse, aciq-gauss, aciq-laplace, kl.
     #[arg(long, default_value = "minmax")]
     pub weight_calib: Method,
+    /// Op types whose layers stay in float (weights and inputs), comma-separated: e.g.
+    /// `LSTM,GRU,RNN` for a target that runs recurrent layers in float.
+    #[arg(long, value_delimiter = ',', value_name = "OPS")]
+    pub float_ops: Vec<String>,
 }
 
 impl QuantFlags {
-    /// The uniform configuration these flags describe.
-    pub fn config(&self) -> QuantConfig {
+    /// The configuration these flags describe on `graph`: every quantizable layer alike, the
+    /// layers of `--float-ops` (subgraphs included) kept in float.
+    pub fn config(&self, graph: &Graph) -> anyhow::Result<QuantConfig> {
         let activations = (!self.float_activations).then_some(ActivationQuant {
             bits: self.act_bits,
             symmetric: false,
@@ -73,7 +79,22 @@ impl QuantFlags {
             activations,
         );
         config.weight_calib = (self.weight_calib != Method::MinMax).then_some(self.weight_calib);
-        config
+        for op in &self.float_ops {
+            if !QUANTIZABLE_OPS.contains(&op.as_str()) {
+                anyhow::bail!(
+                    "--float-ops: '{op}' is not a quantized op type (those are {})",
+                    QUANTIZABLE_OPS.join(", ")
+                );
+            }
+        }
+        for node in graph.nodes_recursive() {
+            if self.float_ops.contains(&node.op_type) {
+                config
+                    .layers
+                    .insert(node.name.clone(), LayerQuant::default());
+            }
+        }
+        Ok(config)
     }
 
     /// The configuration these flags describe on `graph`, with the ranges of the encodings at
@@ -83,7 +104,7 @@ impl QuantFlags {
         graph: &Graph,
         encodings: Option<&Path>,
     ) -> anyhow::Result<QuantConfig> {
-        let mut config = self.config();
+        let mut config = self.config(graph)?;
         if let Some(path) = encodings {
             apply_encodings(path, graph, &mut config)?;
         }

@@ -95,7 +95,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
             }
             session.config
         }
-        None => args.flags.config(),
+        None => args.flags.config(graph)?,
     };
     if let Some(path) = &args.import_encodings {
         apply_encodings(path, &model.graph, &mut config)?;

@@ -33,7 +33,7 @@ pub fn compare(
     report: Option<&Path>,
 ) -> anyhow::Result<()> {
     let graph = &model.graph;
-    let config = flags.config();
+    let config = flags.config(graph)?;
     let control = RunControl::default();
     let stats = if config.default.activations.is_some() {
         let c = calibrate(graph, samples, batch_size, &control)?;

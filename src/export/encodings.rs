@@ -375,8 +375,10 @@ fn channel_count(graph: &Graph, name: &str) -> Option<usize> {
 fn weight_layers(graph: &Graph) -> BTreeMap<&str, &str> {
     let mut map = BTreeMap::new();
     for n in quantizable(graph) {
-        if let Some(w) = n.input(1).filter(|w| graph.initializers.contains_key(*w)) {
-            map.entry(w).or_insert(n.name.as_str());
+        for w in crate::quant::config::weight_input_names(n) {
+            if graph.initializers.contains_key(w) {
+                map.entry(w).or_insert(n.name.as_str());
+            }
         }
     }
     map

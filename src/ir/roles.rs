@@ -91,6 +91,10 @@ fn role_from_consumer(
         ("BatchNormalization", 3) => (ParamRole::BnMean, Some(0)),
         ("BatchNormalization", 4) => (ParamRole::BnVar, Some(0)),
         ("LayerNormalization", 1 | 2) => (ParamRole::NormParam, last),
+        // W [directions, gates·hidden, input] and R [directions, gates·hidden, hidden]: one
+        // row per gate unit, so axis 1; B [directions, 2·gates·hidden] likewise.
+        ("LSTM" | "GRU" | "RNN", 1 | 2) => (ParamRole::Weight, Some(1)),
+        ("LSTM" | "GRU" | "RNN", 3) => (ParamRole::Bias, Some(1)),
         ("Gather", 0) => (ParamRole::Embedding, None),
         ("Add", 0 | 1) => {
             // A bias when the other operand comes from a MatMul/Gemm.

@@ -118,7 +118,8 @@ impl<'a> CostModel<'a> {
         let by_tensor: HashMap<&str, u32> = self
             .layers
             .iter()
-            .filter_map(|l| bits.get(&l.node).map(|&b| (l.tensor.as_str(), b)))
+            .filter_map(|l| bits.get(&l.node).map(|&b| (l, b)))
+            .flat_map(|(l, b)| l.tensors.iter().map(move |t| (t.as_str(), b)))
             .collect();
         graph_size(self.graph, |name, _| match by_tensor.get(name) {
             Some(&b) => options.weights(b).storage(),

@@ -10,8 +10,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::ir::{Graph, ParamRole};
-use crate::quant::config::{LayerQuant, QUANTIZABLE_OPS, QuantConfig, WeightQuant};
+use crate::ir::{Graph, ParamRole, Tensor};
+use crate::quant::config::{LayerQuant, QuantConfig, WeightQuant, weight_input_names};
 use crate::workflow::{EvalOptions, Evaluation, Evaluator, RunControl};
 
 /// A layer whose weight can be quantized.
@@ -19,31 +19,30 @@ use crate::workflow::{EvalOptions, Evaluation, Evaluator, RunControl};
 pub struct QuantizableLayer {
     pub node: String,
     pub op_type: String,
-    /// The weight initializer's name.
-    pub tensor: String,
+    /// The weight initializers' names: W, and also R for the recurrent ops.
+    pub tensors: Vec<String>,
     /// Number of weights.
     pub params: usize,
 }
 
-/// Every Conv, ConvTranspose, Gemm and MatMul reading a stored weight, in graph order (each
-/// weight once).
+/// Every Conv, ConvTranspose, Gemm, MatMul, LSTM, GRU and RNN reading a stored weight, in graph
+/// order (each weight once).
 pub fn quantizable_layers(graph: &Graph) -> Vec<QuantizableLayer> {
     let mut layers: Vec<QuantizableLayer> = Vec::new();
     for node in &graph.nodes {
-        if !QUANTIZABLE_OPS.contains(&node.op_type.as_str()) {
-            continue;
-        }
-        let Some(tensor) = node.input(1).and_then(|n| graph.initializers.get(n)) else {
-            continue;
-        };
-        if tensor.role != ParamRole::Weight || layers.iter().any(|l| l.tensor == tensor.name) {
+        let tensors: Vec<&Tensor> = weight_input_names(node)
+            .filter_map(|n| graph.initializers.get(n))
+            .filter(|t| t.role == ParamRole::Weight)
+            .filter(|t| !layers.iter().any(|l| l.tensors.contains(&t.name)))
+            .collect();
+        if tensors.is_empty() {
             continue;
         }
         layers.push(QuantizableLayer {
             node: node.name.clone(),
             op_type: node.op_type.clone(),
-            tensor: tensor.name.clone(),
-            params: tensor.data.len(),
+            tensors: tensors.iter().map(|t| t.name.clone()).collect(),
+            params: tensors.iter().map(|t| t.data.len()).sum(),
         });
     }
     layers

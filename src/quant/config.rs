@@ -11,7 +11,41 @@ pub use super::scheme::WeightScheme;
 use crate::calib::Method;
 
 /// Ops whose weights and input activations are quantized.
-pub const QUANTIZABLE_OPS: [&str; 4] = ["Conv", "ConvTranspose", "Gemm", "MatMul"];
+pub const QUANTIZABLE_OPS: [&str; 7] = [
+    "Conv",
+    "ConvTranspose",
+    "Gemm",
+    "MatMul",
+    "LSTM",
+    "GRU",
+    "RNN",
+];
+
+/// The recurrent ops among [`QUANTIZABLE_OPS`]: their input weights W and recurrence weights R
+/// are quantized (per gate row when per channel) and their input sequence X; the hidden state
+/// and the gate arithmetic stay float, as in a QDQ file (onnxruntime runs them in float after
+/// DequantizeLinear).
+pub const RECURRENT_OPS: [&str; 3] = ["LSTM", "GRU", "RNN"];
+
+/// The input positions of `op_type` that hold quantizable weights: input 1 for the
+/// convolutions and matrix products (W, B), inputs 1 and 2 (W, R) for the recurrent ops, none
+/// for other ops.
+pub fn weight_inputs(op_type: &str) -> &'static [usize] {
+    if RECURRENT_OPS.contains(&op_type) {
+        &[1, 2]
+    } else if QUANTIZABLE_OPS.contains(&op_type) {
+        &[1]
+    } else {
+        &[]
+    }
+}
+
+/// The names of the weight inputs of `node` ([`weight_inputs`]) that the node has.
+pub fn weight_input_names(node: &crate::ir::Node) -> impl Iterator<Item = &str> {
+    weight_inputs(&node.op_type)
+        .iter()
+        .filter_map(|&i| node.input(i))
+}
 
 /// A weight tensor's quantization.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

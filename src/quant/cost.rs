@@ -218,11 +218,13 @@ fn product(dims: &[usize]) -> u64 {
 }
 
 /// Multiply-accumulates of one run of `node`, from the shapes of its inputs (in node input
-/// order; None where unknown or omitted). Ok(None) for ops that are not Conv, Gemm or MatMul.
+/// order; None where unknown or omitted). Ok(None) for ops that are not Conv, Gemm, MatMul or
+/// recurrent.
 ///
 /// Conv: N·Cout·Π(output spatial)·(Cin/group)·Π(kernel), with the output size from the node's
 /// strides, pads, dilations and auto_pad. Gemm: M·N·K after transA/transB. MatMul: M·N·K times
-/// the broadcast batch size (1-D operands count as a single row or column).
+/// the broadcast batch size (1-D operands count as a single row or column). LSTM, GRU, RNN: the
+/// input products X·Wᵀ, steps·batch·|W| (the recurrence h·Rᵀ is [`recurrence_macs`]).
 pub fn macs_of(node: &Node, input_shapes: &[Option<&[usize]>]) -> Result<Option<u64>, QuantError> {
     let bad = |what: String| QuantError(format!("{} '{}': {what}", node.op_type, node.name));
     match node.op_type.as_str() {
@@ -292,8 +294,40 @@ pub fn macs_of(node: &Node, input_shapes: &[Option<&[usize]>]) -> Result<Option<
             }
             Ok(Some(batch * (m * n) as u64 * k as u64))
         }
+        "LSTM" | "GRU" | "RNN" => recurrent_macs(node, input_shapes, 1).map(Some),
         _ => Ok(None),
     }
+}
+
+/// Multiply-accumulates of the recurrence h·Rᵀ of a run of an LSTM, GRU or RNN node:
+/// steps·batch·|R|. Ok(None) for other ops.
+pub fn recurrence_macs(
+    node: &Node,
+    input_shapes: &[Option<&[usize]>],
+) -> Result<Option<u64>, QuantError> {
+    if !crate::quant::config::RECURRENT_OPS.contains(&node.op_type.as_str()) {
+        return Ok(None);
+    }
+    recurrent_macs(node, input_shapes, 2).map(Some)
+}
+
+/// steps·batch·|weight| for the weight at input `weight` of a recurrent node: X is
+/// [steps, batch, input] or [batch, steps, input], and each step multiplies every weight once
+/// per sequence of the batch.
+fn recurrent_macs(
+    node: &Node,
+    input_shapes: &[Option<&[usize]>],
+    weight: usize,
+) -> Result<u64, QuantError> {
+    let x = shape_of(node, input_shapes, 0)?;
+    let w = shape_of(node, input_shapes, weight)?;
+    if x.len() != 3 || w.len() != 3 {
+        return Err(QuantError(format!(
+            "{} '{}': input {x:?} and weight {w:?} must be 3-D",
+            node.op_type, node.name
+        )));
+    }
+    Ok(product(&x[..2]) * product(w))
 }
 
 /// BitOps = MACs × weight bits × activation bits.
@@ -329,7 +363,9 @@ impl TensorHook for ShapeRecorder {
     }
 }
 
-/// The cost of every Conv, Gemm and MatMul of `graph`, in graph order. Input shapes come from
+/// The cost of every Conv, Gemm, MatMul and recurrent layer of `graph` (a recurrent one as two
+/// entries: its inputs, and its recurrence `"<node> (recurrence)"` at 32 activation bits, since
+/// the hidden state stays float), in graph order. Input shapes come from
 /// `shapes` (e.g. a [`ShapeRecorder`] after a run) or the graph's initializers;
 /// `bits_of(node)` gives (weight bits, activation bits) per layer.
 pub fn layer_costs(
@@ -352,16 +388,22 @@ pub fn layer_costs(
         let Some(macs) = macs_of(node, &input_shapes)? else {
             continue;
         };
+        let node_op = &node.op_type;
         let (weight_bits, activation_bits) = bits_of(node);
-        costs.push(LayerCost {
-            node: node.name.clone(),
-            op_type: node.op_type.clone(),
+        let cost = |node: String, macs: u64, activation_bits: u32| LayerCost {
+            node,
+            op_type: node_op.clone(),
             macs,
             weight_bits,
             activation_bits,
             bitops: bitops(macs, weight_bits, activation_bits),
             float_bitops: bitops(macs, 32, 32),
-        });
+        };
+        costs.push(cost(node.name.clone(), macs, activation_bits));
+        // The hidden state a recurrence multiplies stays float.
+        if let Some(macs) = recurrence_macs(node, &input_shapes)? {
+            costs.push(cost(format!("{} (recurrence)", node.name), macs, 32));
+        }
     }
     Ok(costs)
 }

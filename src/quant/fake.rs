@@ -4,6 +4,8 @@
 //! or for single channels of an activation, see [`channel_clips`]).
 
 pub mod channel_clips;
+#[cfg(test)]
+mod recurrent_tests;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,7 +13,7 @@ use ndarray::{ArrayD, ArrayViewD};
 use serde::Serialize;
 
 use super::channels::Granularity;
-use super::config::{QUANTIZABLE_OPS, QuantConfig, WeightQuant, WeightScheme};
+use super::config::{QUANTIZABLE_OPS, QuantConfig, WeightQuant, WeightScheme, weight_input_names};
 use super::grid::{IntGrid, LinearParams, QuantError};
 use super::learned_rounding::LearnedRounding;
 use super::linear::{self, LinearConfig, Rounding};
@@ -101,12 +103,18 @@ impl QuantizedModel {
                 continue;
             }
             let layer = config.layer(&node.name);
-            if let Some(weight_quant) = &layer.weights
-                && let Some(name) = node.input(1)
-                && let Some(tensor) = graph.initializers.get(name)
-                && tensor.role == ParamRole::Weight
-                && !weights.iter().any(|w: &WeightReport| w.tensor == name)
-            {
+            for name in weight_input_names(node) {
+                let Some(weight_quant) = &layer.weights else {
+                    break;
+                };
+                let Some(tensor) = graph.initializers.get(name) else {
+                    continue;
+                };
+                if tensor.role != ParamRole::Weight
+                    || weights.iter().any(|w: &WeightReport| w.tensor == name)
+                {
+                    continue;
+                }
                 let manual = ManualClips {
                     tensor: config.weight_ranges.get(name).copied(),
                     channels: config.weight_channel_ranges.get(name),

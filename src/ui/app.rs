@@ -503,6 +503,7 @@ impl QuantscopeApp {
                             adaround_notice: session.adaround_notice.as_deref(),
                             node: node.as_deref(),
                             source: &session.source,
+                            source_label: session.source.describe_for(&session.loaded.model.graph),
                             bundled_available: bundled_digits_dir(&session.loaded.model.path)
                                 .is_some(),
                             inference_unavailable: reason.as_deref(),

@@ -142,7 +142,7 @@ impl Session {
         let w = wake.clone();
         let started = self.calibration_job.start(
             "quantscope-calibrate",
-            format!("calibrating on {}", source.describe()),
+            format!("calibrating on {}", source.describe_for(&model.graph)),
             self.revision,
             move || w(),
             move |ctx| {

@@ -23,6 +23,8 @@ pub struct SettingsInput<'a> {
     /// The node of the selected layer (for the per-layer override).
     pub node: Option<&'a str>,
     pub source: &'a DataSource,
+    /// The source as the Data line shows it ([`DataSource::describe_for`] the open model).
+    pub source_label: String,
     /// Whether the bundled digits fit the open model.
     pub bundled_available: bool,
     /// Why calibration data cannot be used (weights-only files).
@@ -241,7 +243,7 @@ impl SettingsPanel {
             ui.weak(reason);
             return;
         }
-        ui.label(format!("Using: {}", input.source.describe()));
+        ui.label(format!("Using: {}", input.source_label));
         if matches!(input.source, DataSource::Synthetic) {
             ui.colored_label(
                 egui::Color32::from_rgb(235, 140, 50),

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Node};
+use crate::quant::config::weight_input_names;
 use crate::quant::cost::{StorageScheme, graph_size, layer_costs};
 use crate::quant::{QuantConfig, QuantizedModel};
 
@@ -72,7 +73,7 @@ pub fn quantized_cost(
         let layer = config.layer(&node.name);
         let weight_bits = layer
             .weights
-            .filter(|_| node.input(1).is_some_and(|w| storage.contains_key(w)))
+            .filter(|_| weight_input_names(node).any(|w| storage.contains_key(w)))
             .map_or(32, |w| w.scheme.bits());
         let activation_bits = match (layer.activations, node.input(0)) {
             (Some(a), Some(i)) if quantized_inputs.contains(i) => a.bits,

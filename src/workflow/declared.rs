@@ -166,6 +166,23 @@ fn generate(info: &ValueInfo, shape: &[usize], rng: &mut rand_pcg::Pcg64) -> Ten
     }
 }
 
+/// What [`synthetic`] data is for `graph`, in a few words: it has no labels, and image inputs
+/// whose height or width is free get [`SYNTHETIC_IMAGE_SIDE`] pixels.
+pub fn synthetic_description(graph: &Graph) -> String {
+    let free_image = required_inputs(graph).iter().any(|info| {
+        info.shape.as_ref().is_some_and(|dims| {
+            spatial_axes(dims).is_some_and(|axes| axes.iter().any(|&a| fixed(&dims[a]).is_none()))
+        })
+    });
+    if free_image {
+        format!(
+            "synthetic inputs (no labels; free image sizes at {SYNTHETIC_IMAGE_SIDE}x{SYNTHETIC_IMAGE_SIDE})"
+        )
+    } else {
+        "synthetic inputs (no labels)".to_string()
+    }
+}
+
 /// Seeded synthetic samples of every input: stacked when every input takes the samples on a
 /// batch axis (symbolic or declared 1), else one complete feed per sample.
 pub fn synthetic(graph: &Graph) -> Result<Samples> {
@@ -197,18 +214,7 @@ pub fn synthetic(graph: &Graph) -> Result<Samples> {
         .iter()
         .all(|(info, dims)| dims.is_empty() || batch_axis(info));
     let mut rng = rand_pcg::Pcg64::seed_from_u64(0x5eed);
-    let free_image = required.iter().any(|info| {
-        info.shape.as_ref().is_some_and(|dims| {
-            spatial_axes(dims).is_some_and(|axes| axes.iter().any(|&a| fixed(&dims[a]).is_none()))
-        })
-    });
-    let description = if free_image {
-        format!(
-            "synthetic inputs (no labels; free image sizes at {SYNTHETIC_IMAGE_SIDE}x{SYNTHETIC_IMAGE_SIDE})"
-        )
-    } else {
-        "synthetic inputs (no labels)".to_string()
-    };
+    let description = synthetic_description(graph);
     let description = description.as_str();
     let samples = if stackable {
         let mut arrays = BTreeMap::new();

@@ -53,6 +53,15 @@ impl DataSource {
         }
     }
 
+    /// [`Self::describe`] with what synthetic data means for `graph` (the size free image
+    /// inputs get).
+    pub fn describe_for(&self, graph: &crate::ir::Graph) -> String {
+        match self {
+            DataSource::Synthetic => super::declared::synthetic_description(graph),
+            other => other.describe(),
+        }
+    }
+
     /// The source a path names: a file, a folder of `.npz` files, or a folder of images
     /// (made into inputs by `preset`, the default when None). A preset for anything but an
     /// image folder is an error.

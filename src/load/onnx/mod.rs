@@ -17,6 +17,7 @@ use bytes::Bytes;
 use prost::Message;
 
 mod tensors;
+mod weight_layouts;
 
 use self::tensors::convert_tensor;
 use super::convert::to_array;
@@ -209,6 +210,7 @@ fn convert_model(model: pb::ModelProto, ctx: &mut Ctx<'_>) -> Result<Graph> {
     };
     let mut names = NodeNamer::new(&g);
     let mut graph = convert_graph(g, opset, &mut names, ctx)?;
+    weight_layouts::fold_weight_layouts(&mut graph);
     ir::close_subgraphs(&mut graph);
     ir::assign_roles(&mut graph);
     Ok(graph)

@@ -100,6 +100,7 @@ pub fn channel_count(graph: &Graph, name: &str) -> Option<usize> {
                 Some(weight.get(1)? * group)
             }
             "ConvTranspose" => weight.first().copied(),
+            "LSTM" | "GRU" | "RNN" => weight.get(2).copied(),
             "MatMul" => match weight.len() {
                 0 => None,
                 1 => Some(weight[0]),
