@@ -9,12 +9,11 @@ One run times, for every workload below, four contenders on the same model and i
 
     ORT 1t   onnxruntime (CPUExecutionProvider, default graph optimizations, sequential
              execution) with intra_op_num_threads=1
-    QS 1t    `quantscope bench` with RAYON_NUM_THREADS=1 and MATMUL_NUM_THREADS=1 (the engine's
-             kernels run on rayon; its GEMMs call matrixmultiply, whose `threading` feature keeps
-             a pool of its own sized by MATMUL_NUM_THREADS, default: the physical core count, so
-             RAYON_NUM_THREADS=1 alone would still let large products use two cores)
+    QS 1t    `quantscope bench` with RAYON_NUM_THREADS=1 (the engine's kernels run on rayon, and
+             so do its GEMMs: the `gemm` crate splits large products over the same pool, so one
+             rayon thread is one thread)
     ORT 2t   the same with intra_op_num_threads=2
-    QS 2t    RAYON_NUM_THREADS=2 and MATMUL_NUM_THREADS=2
+    QS 2t    RAYON_NUM_THREADS=2
 
 Rounds are alternated: each of R rounds runs every contender for N/R timed runs (order reversed
 every other round), so machine-load drift hits all four alike.  onnxruntime sessions are built
@@ -22,7 +21,7 @@ once per model and the figure is the median of its N runs.  Each Quantscope roun
 `quantscope bench MODEL --data FEED --iters N/R` process (model load and its two warm-up runs
 untimed), which reports the median of its runs; the figure is the median of the R round medians.
 R defaults to N/5: a process timing a single run reports its first run after warm-up, which is
-often far slower than the steady state (matrixmultiply's pool, buffer reuse), so one-run rounds
+often far slower than the steady state (thread pool start-up, buffer reuse), so one-run rounds
 would overstate Quantscope's time.
 
 Workloads:
@@ -80,8 +79,8 @@ ORT_WARMUP = 3
 SAMPLE_BATCH = 64
 # Per-contender thread settings for Quantscope (see the module doc).
 QS_ENV = {
-    1: {"RAYON_NUM_THREADS": "1", "MATMUL_NUM_THREADS": "1"},
-    2: {"RAYON_NUM_THREADS": "2", "MATMUL_NUM_THREADS": "2"},
+    1: {"RAYON_NUM_THREADS": "1"},
+    2: {"RAYON_NUM_THREADS": "2"},
 }
 
 

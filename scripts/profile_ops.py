@@ -11,7 +11,7 @@ For every workload of scripts/bench_vs_ort.py that Quantscope runs (same models,
     after warm-up, summed by op type (of onnxruntime's optimized graph: its fused kernels, e.g.
     a Conv carrying its activation or an NCHWc Conv, count as Conv; ReorderInput/Output are the
     layout changes NCHWc needs).
-  * Quantscope, RAYON_NUM_THREADS=1 MATMUL_NUM_THREADS=1, `quantscope bench --per-node`: each
+  * Quantscope, RAYON_NUM_THREADS=1, `quantscope bench --per-node`: each
     node's median time (the gap between consecutive tensors the run's hook sees, so it includes
     the output's allocation), summed by op type of the original graph.  The hooked run is not
     the plain run (it stays on the calling thread); the sum over nodes is printed beside the
@@ -300,10 +300,10 @@ def perf_category(kind: str, sym: str, srcline: str):
     """Where a perf sample goes: the GEMM library, a Quantscope kernel function, the OS."""
     if kind == "k":
         return "OS kernel (page faults, freeing memory, scheduling)"
-    if sym.startswith("matrixmultiply::packing"):
-        return "matrixmultiply packing"
-    if sym.startswith("matrixmultiply::"):
-        return "matrixmultiply micro-kernel"
+    if sym.startswith("gemm_common::pack_operands"):
+        return "gemm crate packing"
+    if sym.startswith(("gemm_f32::", "gemm_common::")):
+        return "gemm crate micro-kernel and driver"
     if re.match(r"_*(memset|memmove|memcpy|malloc|free|_int_)", sym) or "malloc.c" in srcline:
         return "libc memset/memcpy/malloc"
     if sym.startswith("libm::"):

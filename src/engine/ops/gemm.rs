@@ -1,6 +1,8 @@
 //! The sgemm wrapper shared by the matrix products and the convolutions: strided matrix views
-//! checked once, matrixmultiply for the product, a parallel matrix–vector path for single rows.
+//! checked once, the `gemm` crate for the product (threaded on the rayon pool for large products),
+//! a parallel matrix–vector path for single rows.
 
+use gemm::Parallelism;
 use rayon::prelude::*;
 
 /// A read-only matrix inside a slice: element (i, j) is `data[off + i*rs + j*cs]`.
@@ -45,8 +47,8 @@ impl<'a> Mat<'a> {
 }
 
 /// `c = alpha·a·b + beta·c` with `a` [m, k], `b` [k, n] and `c` a row-major [m, n] slice
-/// (row stride `ldc`). Bounds are checked once; the product runs in matrixmultiply (which may
-/// use its own threads for large products).
+/// (row stride `ldc`). Bounds are checked once; the product runs in the `gemm` crate, on the
+/// rayon pool when [`gemm_is_threaded`] says so and on the calling thread otherwise.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn sgemm(
     m: usize,
@@ -77,30 +79,42 @@ pub(super) fn sgemm(
         gemv(k, alpha, a, b, beta, &mut c[..n]);
         return;
     }
+    let parallelism = if gemm_is_threaded(m, k, n) {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    };
     // SAFETY: every element touched lies inside the slices (checked above); `c` is borrowed
-    // mutably so nothing aliases it.
+    // mutably so nothing aliases it. The crate's `alpha` scales the old `dst` (not read when
+    // `read_dst` is false, so garbage in `c` does not leak through a zero `beta`) and its `beta`
+    // the product.
     unsafe {
-        matrixmultiply::sgemm(
+        gemm::gemm(
             m,
-            k,
             n,
-            alpha,
-            a.data.as_ptr().add(a.off),
-            a.rs as isize,
-            a.cs as isize,
-            b.data.as_ptr().add(b.off),
-            b.rs as isize,
-            b.cs as isize,
-            beta,
+            k,
             c.as_mut_ptr(),
-            ldc as isize,
             1,
+            ldc as isize,
+            beta != 0.0,
+            a.data.as_ptr().add(a.off),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr().add(b.off),
+            b.cs as isize,
+            b.rs as isize,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            parallelism,
         );
     }
 }
 
 /// `c = alpha·a·b + beta·c` for a single row `a` [1, k] and `b` [k, n] with unit row or column
-/// stride (a matrix–vector product: matrixmultiply would spend its time packing `b`).
+/// stride (a matrix–vector product, split over the rayon pool by columns).
 fn gemv(k: usize, alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32]) {
     let av: Vec<f32> = (0..k).map(|p| a.data[a.off + p * a.cs]).collect();
     let finish = |acc: f32, cj: &mut f32| {
@@ -154,8 +168,125 @@ fn dot(x: &[f32], y: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Whether matrixmultiply would itself split a product of this size over threads (mirrors its
-/// heuristic: (m·k + k·n) ≥ 2^15 for two threads); below that, parallelize outside it.
+/// Whether [`sgemm`] splits a product of this size over the rayon pool: only with more than one
+/// thread, and only where the `gemm` crate would itself thread a block (its test: rows × columns
+/// × depth of one k-block ≥ its threading threshold; k-blocks are 512 deep on x86, balanced
+/// over `k`). Below that, callers parallelize outside it.
 pub(super) fn gemm_is_threaded(m: usize, k: usize, n: usize) -> bool {
-    m * k + k * n >= 1 << 15
+    let kc = k.div_ceil(k.div_ceil(512).max(1));
+    rayon::current_num_threads() > 1
+        && m.saturating_mul(n).saturating_mul(kc) >= gemm::get_threading_threshold()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `alpha·a·b + beta·c` element by element, in f64.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        a: Mat<'_>,
+        b: Mat<'_>,
+        beta: f32,
+        c: &[f32],
+        ldc: usize,
+    ) -> Vec<f32> {
+        let mut out = c.to_vec();
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f64 = (0..k)
+                    .map(|p| {
+                        f64::from(a.data[a.off + i * a.rs + p * a.cs])
+                            * f64::from(b.data[b.off + p * b.rs + j * b.cs])
+                    })
+                    .sum();
+                let old = if beta == 0.0 {
+                    0.0
+                } else {
+                    f64::from(beta * c[i * ldc + j])
+                };
+                out[i * ldc + j] = (f64::from(alpha) * dot + old) as f32;
+            }
+        }
+        out
+    }
+
+    fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i * 7 + seed * 13) % 23) as f32 - 11.0) / 8.0)
+            .collect()
+    }
+
+    #[test]
+    fn matches_the_naive_product_for_strided_views_alpha_and_beta() {
+        // Shapes below and above the threading threshold, a single row, an empty depth.
+        for &(m, k, n) in &[
+            (3, 5, 4),
+            (1, 9, 7),
+            (17, 33, 129),
+            (64, 300, 100),
+            (5, 0, 6),
+        ] {
+            let ldc = n + 3;
+            for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (-2.0, 0.25)] {
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let ad = values(m * k + 2, 1);
+                    let bd = values(k * n + 1, 2);
+                    let a = if ta {
+                        Mat::rows(&ad, 2, m).t()
+                    } else {
+                        Mat::rows(&ad, 2, k)
+                    };
+                    let b = if tb {
+                        Mat::rows(&bd, 1, k).t()
+                    } else {
+                        Mat::rows(&bd, 1, n)
+                    };
+                    let mut c = values((m - 1) * ldc + n, 3);
+                    if beta == 0.0 {
+                        // Never read when beta is zero, as in BLAS.
+                        c.iter_mut().for_each(|v| *v = f32::NAN);
+                    }
+                    let want = naive(m, k, n, alpha, a, b, beta, &c, ldc);
+                    sgemm(m, k, n, alpha, a, b, beta, &mut c, ldc);
+                    let case = format!("{m}x{k}x{n} alpha {alpha} beta {beta} t {ta}/{tb}");
+                    for i in 0..m {
+                        for j in 0..n {
+                            let (got, exp) = (c[i * ldc + j], want[i * ldc + j]);
+                            assert!(
+                                (got - exp).abs() <= 1e-4 * exp.abs().max(1.0),
+                                "{case} at ({i}, {j}): {got} vs {exp}"
+                            );
+                        }
+                    }
+                    // The padding between rows is left alone.
+                    for i in 0..m.saturating_sub(1) {
+                        for j in n..ldc {
+                            assert_eq!(c[i * ldc + j].to_bits(), want[i * ldc + j].to_bits());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn threading_needs_a_second_thread_and_a_large_block() {
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("pool");
+        let two = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("pool");
+        assert!(!one.install(|| gemm_is_threaded(512, 512, 512)));
+        assert!(two.install(|| gemm_is_threaded(512, 512, 512)));
+        assert!(!two.install(|| gemm_is_threaded(8, 8, 8)));
+        assert!(!two.install(|| gemm_is_threaded(8, 0, 8)));
+    }
 }

@@ -392,7 +392,7 @@ fn conv_unfused(d: ConvData<'_>) -> Vec<f32> {
             .enumerate()
             .for_each(|(u, chunk)| with_scratch(col_len, |col| unit(u, chunk, col, false)));
     } else {
-        // Few large products: matrixmultiply threads each one; im2col runs in parallel.
+        // Few large products: sgemm splits each one over the pool; im2col runs in parallel.
         with_scratch(col_len, |col| {
             for (u, chunk) in out.chunks_mut(mg * out_sz).enumerate() {
                 unit(u, chunk, col, true);
