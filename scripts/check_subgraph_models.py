@@ -79,6 +79,40 @@ def nodes_without_constants(graph):
     return sum(n.op_type != "Constant" for _, g in subgraphs(graph) for n in g.node)
 
 
+LAYOUT_OPS = {"Unsqueeze", "Squeeze", "Reshape", "Flatten", "Transpose", "Identity", "Slice", "Concat"}
+WEIGHT_INPUTS = {"Conv": (1,), "ConvTranspose": (1,), "Gemm": (1,), "MatMul": (1,),
+                 "LSTM": (1, 2), "GRU": (1, 2), "RNN": (1, 2)}
+
+
+def folded_layout_nodes(graph, outer=frozenset()):
+    """Layout nodes Quantscope folds into weights on load (load::onnx::weight_layouts): in every
+    graph, the nodes of chains of layout ops whose inputs are all constants (of this graph or an
+    enclosing one) and that end at a weight input of a quantizable layer."""
+    consts = set(outer) | {i.name for i in graph.initializer} \
+        | {n.output[0] for n in graph.node if n.op_type == "Constant"}
+    count = sum(folded_layout_nodes(a.g, consts) for n in graph.node for a in n.attribute
+                if a.type == onnx.AttributeProto.GRAPH)
+    producer = {o: n for n in graph.node for o in n.output}
+    outputs = {o.name for o in graph.output}
+
+    def foldable(name):
+        if name in consts:
+            return True
+        n = producer.get(name)
+        return (n is not None and n.op_type in LAYOUT_OPS and name not in outputs
+                and all(foldable(i) for i in n.input if i))
+
+    folded, stack = set(), [n.input[k] for n in graph.node
+                            for k in WEIGHT_INPUTS.get(n.op_type, ()) if k < len(n.input)]
+    while stack:
+        name = stack.pop()
+        if not name or name in consts or name in folded or not foldable(name):
+            continue
+        folded.add(name)
+        stack.extend(producer[name].input)
+    return count + len(folded)
+
+
 def dequantize_nodes(model):
     counts = {}
     for path, g in subgraphs(model.graph):
@@ -118,7 +152,8 @@ def main():
     manifest = {"model": "../shared/real_models/silero-vad/silero_vad.onnx",
                 "onnxruntime": ort.__version__, "onnx": onnx.__version__,
                 "samples": len(feeds), "layer_weights": layer_weights(model),
-                "nodes_without_constants": nodes_without_constants(model.graph), "qdq": {}}
+                "nodes_without_constants": nodes_without_constants(model.graph),
+                "layout_nodes_folded": folded_layout_nodes(model.graph), "qdq": {}}
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         for weights in WEIGHTS:
