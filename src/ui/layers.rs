@@ -2,7 +2,7 @@
 //! and output activations; weights-only files list one row per weight tensor.
 
 use crate::ir::{Graph, ParamRole};
-use crate::quant::config::QUANTIZABLE_OPS;
+use crate::quant::config::{QUANTIZABLE_OPS, RECURRENT_OPS};
 
 /// One layer as the model panel lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +13,9 @@ pub struct LayerRow {
     /// Its quantizable weight tensor, if any.
     pub weight: Option<String>,
     pub weight_shape: Vec<usize>,
+    /// The recurrence weights R of an LSTM, GRU or RNN (input 2), quantized like W.
+    pub recurrence: Option<String>,
+    pub recurrence_shape: Vec<usize>,
     /// Elements of all its parameters.
     pub params: usize,
     pub input: Option<String>,
@@ -34,6 +37,8 @@ pub fn layer_rows(graph: &Graph) -> Vec<LayerRow> {
                 op: "weight".into(),
                 weight: Some(t.name.clone()),
                 weight_shape: t.shape().to_vec(),
+                recurrence: None,
+                recurrence_shape: Vec::new(),
                 params: t.data.len(),
                 input: None,
                 output: None,
@@ -49,6 +54,11 @@ pub fn layer_rows(graph: &Graph) -> Vec<LayerRow> {
                 .input(1)
                 .and_then(|name| graph.initializers.get(name))
                 .filter(|t| t.role == ParamRole::Weight);
+            let recurrence = node
+                .input(2)
+                .filter(|_| RECURRENT_OPS.contains(&node.op_type.as_str()))
+                .and_then(|name| graph.initializers.get(name))
+                .filter(|t| t.role == ParamRole::Weight);
             let params = node
                 .inputs
                 .iter()
@@ -61,6 +71,8 @@ pub fn layer_rows(graph: &Graph) -> Vec<LayerRow> {
                 op: node.op_type.clone(),
                 weight: weight.map(|t| t.name.clone()),
                 weight_shape: weight.map(|t| t.shape().to_vec()).unwrap_or_default(),
+                recurrence: recurrence.map(|t| t.name.clone()),
+                recurrence_shape: recurrence.map(|t| t.shape().to_vec()).unwrap_or_default(),
                 params,
                 input: node
                     .input(0)
@@ -94,5 +106,29 @@ mod tests {
         );
         assert!(dw.quantizable && dw.input.is_some() && dw.output.is_some());
         assert_eq!(rows.iter().filter(|r| r.quantizable).count(), 11);
+        assert!(rows.iter().all(|r| r.recurrence.is_none()));
+    }
+
+    #[test]
+    fn a_recurrent_layer_lists_its_recurrence_weights() {
+        use crate::ir::{Attribute, DType, Node, Tensor, TensorData};
+        let mut graph = Graph::default();
+        for (name, shape) in [("w", [1, 8, 3]), ("r", [1, 8, 2])] {
+            let data = TensorData::F32(ndarray::ArrayD::zeros(shape.to_vec()));
+            graph
+                .initializers
+                .insert(name.into(), Tensor::new(name, data, DType::F32));
+        }
+        graph.nodes = vec![
+            Node::new("gru", "GRU", &["x", "w", "r"], &["y"])
+                .with_attributes([("hidden_size", Attribute::Int(2))]),
+        ];
+        crate::ir::assign_roles(&mut graph);
+        let rows = layer_rows(&graph);
+        let row = &rows[0];
+        assert_eq!(row.weight.as_deref(), Some("w"));
+        assert_eq!(row.recurrence.as_deref(), Some("r"));
+        assert_eq!(row.recurrence_shape, [1, 8, 2]);
+        assert!(row.quantizable);
     }
 }

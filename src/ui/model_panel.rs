@@ -91,10 +91,11 @@ impl Panel for ModelPanel {
                         continue;
                     }
                     let haystack = format!(
-                        "{} {} {} {} {}",
+                        "{} {} {} {} {} {}",
                         row.op,
                         row.node,
                         row.weight.as_deref().unwrap_or(""),
+                        row.recurrence.as_deref().unwrap_or(""),
                         row.input.as_deref().unwrap_or(""),
                         row.output.as_deref().unwrap_or("")
                     )
@@ -137,6 +138,12 @@ impl ModelPanel {
         });
         let parts = [
             (Part::Weight, "W", row.weight.as_deref(), &row.weight_shape),
+            (
+                Part::Recurrence,
+                "R",
+                row.recurrence.as_deref(),
+                &row.recurrence_shape,
+            ),
             (Part::Input, "in", row.input.as_deref(), &Vec::new()),
             (Part::Output, "out", row.output.as_deref(), &Vec::new()),
         ];
@@ -152,6 +159,10 @@ impl ModelPanel {
                 ui.add_space(18.0);
                 let hover = match part {
                     Part::Weight => "The layer's weights: quantized once, offline",
+                    Part::Recurrence => {
+                        "The recurrence weights R, which multiply the hidden state at every \
+                         step: quantized once, offline, per gate row like W"
+                    }
                     Part::Input => {
                         "The activation entering the layer: quantized at run time with the \
                          calibrated range"

@@ -83,6 +83,7 @@ impl DiagnosticsInput<'_> {
         let r = &self.layers[row];
         let has = |p: Part| match p {
             Part::Weight => r.weight.is_some(),
+            Part::Recurrence => r.recurrence.is_some(),
             Part::Input => r.input.is_some(),
             Part::Output => r.output.is_some(),
         };

@@ -7,6 +7,8 @@ use super::layers::LayerRow;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
     Weight,
+    /// A recurrent layer's recurrence weights R.
+    Recurrence,
     Input,
     Output,
 }
@@ -16,14 +18,21 @@ impl Part {
     pub fn name(self) -> &'static str {
         match self {
             Part::Weight => "weight",
+            Part::Recurrence => "recurrence",
             Part::Input => "input",
             Part::Output => "output",
         }
     }
 
+    /// Whether the part is a weight tensor (W or R) rather than an activation.
+    pub fn is_weight(self) -> bool {
+        matches!(self, Part::Weight | Part::Recurrence)
+    }
+
     /// The part a session file names (the weight when the name is unknown).
     pub fn from_name(name: Option<&str>) -> Part {
         match name {
+            Some("recurrence") => Part::Recurrence,
             Some("input") => Part::Input,
             Some("output") => Part::Output,
             _ => Part::Weight,
@@ -59,6 +68,7 @@ impl Selection {
         let row = layers.get(self.layer)?;
         match self.part {
             Part::Weight => row.weight.as_deref(),
+            Part::Recurrence => row.recurrence.as_deref(),
             Part::Input => row.input.as_deref(),
             Part::Output => row.output.as_deref(),
         }
@@ -80,6 +90,7 @@ impl Selection {
             }
             let part = match current.part {
                 Part::Weight if row.weight.is_some() => Part::Weight,
+                Part::Recurrence if row.recurrence.is_some() => Part::Recurrence,
                 Part::Input if row.input.is_some() => Part::Input,
                 Part::Output if row.output.is_some() => Part::Output,
                 _ if row.weight.is_some() => Part::Weight,

@@ -23,7 +23,7 @@ use super::distribution::{
     DistributionCommand, DistributionInput, ExactFigures, NO_CHANNEL_CLIPS, QuantChoice,
 };
 use super::load_job::LoadedModel;
-use super::selection::{Part, Selection};
+use super::selection::Selection;
 use super::session_transforms::{ExportSource, SessionExtras, TransformSwitch, corrected_graph};
 use super::waker::Waker;
 
@@ -356,7 +356,7 @@ impl Session {
         let selection = self.selection?;
         let tensor = selection.tensor(&self.loaded.layers)?.to_string();
         let node = self.loaded.layers.get(selection.layer)?.node.clone();
-        Some((tensor, selection.part == Part::Weight, node))
+        Some((tensor, selection.part.is_weight(), node))
     }
 
     /// The settings of the shown tensor's layer.
