@@ -10,6 +10,8 @@
 //! every output the SQNR `quantize` reported for its simulation: the simulation is the file.
 //! The references, the manifest and the non-image inputs are in `tests/fixtures/real_models/`.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -300,7 +302,7 @@ fn check(name: &str) {
         quantize.extend(quant_flags_of(&entry));
         quantize.extend(strings(&entry["like_ort_flags"]));
         let printed = succeeded("quantize, recurrent layers float", quantscope(&quantize));
-        let simulated = worst_sqnr(&printed);
+        let simulated = common::printed_worst_sqnr(&printed);
         assert!(
             (simulated - like_ort).abs() <= 0.015,
             "{name}: with recurrent layers float the simulation says {simulated} dB, \
@@ -324,15 +326,6 @@ fn quant_flags_of(entry: &Value) -> Vec<String> {
         .flatten()
         .cloned()
         .collect()
-}
-
-/// The figure of `worst output SQNR: X dB` in `quantize`'s output.
-fn worst_sqnr(printed: &str) -> f64 {
-    printed
-        .lines()
-        .find_map(|l| l.strip_prefix("worst output SQNR: "))
-        .and_then(|l| l.trim_end_matches(" dB").parse().ok())
-        .unwrap_or_else(|| panic!("no worst output SQNR in:\n{printed}"))
 }
 
 macro_rules! real_models {

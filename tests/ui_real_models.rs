@@ -11,6 +11,7 @@
 
 #[path = "common/app.rs"]
 mod app;
+mod common;
 
 use app::{opened_at_1280x800, wait_until};
 use std::path::Path;
@@ -61,10 +62,7 @@ fn cli_worst_sqnr(model: &Path, entry: &Value) -> f64 {
         "quantize failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    text.lines()
-        .find_map(|l| l.strip_prefix("worst output SQNR: "))
-        .and_then(|l| l.trim_end_matches(" dB").parse().ok())
-        .unwrap_or_else(|| panic!("no worst output SQNR in:\n{text}"))
+    common::printed_worst_sqnr(&text)
 }
 
 fn crate_root() -> &'static Path {

@@ -92,3 +92,12 @@ pub fn compare(name: &str, actual: &TensorData, expected: &TensorData) -> Result
         }
     }
 }
+
+/// The figure of `worst output SQNR: X dB` in what `quantscope quantize` printed.
+pub fn printed_worst_sqnr(printed: &str) -> f64 {
+    printed
+        .lines()
+        .find_map(|l| l.strip_prefix("worst output SQNR: "))
+        .and_then(|l| l.trim_end_matches(" dB").parse().ok())
+        .unwrap_or_else(|| panic!("no worst output SQNR in:\n{printed}"))
+}
