@@ -4,32 +4,33 @@
 
 use rayon::prelude::*;
 
+use super::depthwise_fma;
 use super::epilogue::ConvEpilogue;
-use super::simd::wide_fn;
+use super::simd::{Isa, wide_fn};
 use super::{ConvData, valid_range};
 use crate::engine::buffers::recycled;
 use crate::engine::geometry::Axis;
 
 /// One kernel tap that touches the output: its weight index, and per axis its input offset and
 /// the output indices it reaches (a half-open range).
-struct Tap {
-    index: usize,
-    off_d: isize,
-    d: (usize, usize),
-    off_h: isize,
-    h: (usize, usize),
-    off_w: isize,
-    w: (usize, usize),
+pub(super) struct Tap {
+    pub index: usize,
+    pub off_d: isize,
+    pub d: (usize, usize),
+    pub off_h: isize,
+    pub h: (usize, usize),
+    pub off_w: isize,
+    pub w: (usize, usize),
 }
 
 /// The taps of a window and its interior: the output columns every tap reaches.
-struct Window {
-    taps: Vec<Tap>,
-    inner: (usize, usize),
+pub(super) struct Window {
+    pub taps: Vec<Tap>,
+    pub inner: (usize, usize),
 }
 
 impl Window {
-    fn new(a: &[Axis; 3]) -> Window {
+    pub(super) fn new(a: &[Axis; 3]) -> Window {
         let taps = taps(a);
         let lo = taps.iter().map(|t| t.w.0).max().unwrap_or(0);
         let hi = taps.iter().map(|t| t.w.1).min().unwrap_or(0);
@@ -73,8 +74,9 @@ fn taps(a: &[Axis; 3]) -> Vec<Tap> {
 }
 
 /// The depthwise convolution of `d` (`c / group == 1`) followed by the epilogue (if any):
-/// [n, m, oD, oH, oW], one task per output plane.
-pub(super) fn depthwise(d: ConvData<'_>, epilogue: Option<&ConvEpilogue>) -> Vec<f32> {
+/// [n, m, oD, oH, oW], one task per output plane; `isa` for the FMA rows of `depthwise_fma`
+/// (the other windows use the widest this CPU has).
+pub(super) fn depthwise(isa: Isa, d: ConvData<'_>, epilogue: Option<&ConvEpilogue>) -> Vec<f32> {
     let (in_sz, out_sz, kk) = d.sizes();
     let (c, m) = (d.c, d.m);
     let mg = m / d.group;
@@ -84,6 +86,7 @@ pub(super) fn depthwise(d: ConvData<'_>, epilogue: Option<&ConvEpilogue>) -> Vec
         return out;
     }
     let window = Window::new(d.a);
+    let fma = depthwise_fma::fits(&window, d.a);
     out.par_chunks_mut(out_sz)
         .enumerate()
         .for_each(|(p, plane)| {
@@ -99,19 +102,23 @@ pub(super) fn depthwise(d: ConvData<'_>, epilogue: Option<&ConvEpilogue>) -> Vec
                 channel: mi,
                 epilogue,
             };
-            depthwise_plane_wide(&channel, &window, d.a, plane);
+            match d.a[2].kernel {
+                3 if fma => depthwise_fma::plane_kw3(isa, &channel, &window, d.a, plane),
+                5 if fma => depthwise_fma::plane_kw5(isa, &channel, &window, d.a, plane),
+                _ => depthwise_plane_wide(&channel, &window, d.a, plane),
+            }
         });
     out
 }
 
 /// What one output plane reads: its input plane [D, H, W], kernel, bias, channel index and
 /// epilogue.
-struct ChannelWork<'a> {
-    xp: &'a [f32],
-    wk: &'a [f32],
-    bias: f32,
-    channel: usize,
-    epilogue: Option<&'a ConvEpilogue>,
+pub(super) struct ChannelWork<'a> {
+    pub xp: &'a [f32],
+    pub wk: &'a [f32],
+    pub bias: f32,
+    pub channel: usize,
+    pub epilogue: Option<&'a ConvEpilogue>,
 }
 
 wide_fn! {

@@ -1,11 +1,14 @@
 //! Convolutions: Conv and ConvTranspose (1 to 3 spatial dims), their windows read through
 //! [`WindowSpec`].
 //!
-//! Conv runs as im2col + sgemm per (image, group) (`im2col`); 1×1 stride-1 unpadded
-//! convolutions use the input directly as the GEMM operand, and depthwise convolutions run
-//! `depthwise` (row-blocked, in wide vectors, the epilogue per row). Small output planes with
-//! at least a vector's worth of images (x86-64 with AVX2 or AVX-512) instead run a direct
-//! kernel with one image per SIMD lane (`lanes`).
+//! Conv picks its kernel by shape: small output planes with at least a vector's worth of
+//! images (x86-64 with AVX2 or AVX-512) run a direct kernel with one image per SIMD lane
+//! (`lanes`); depthwise convolutions run `depthwise` (row-blocked, the epilogue per row; kernel
+//! width 3 or 5 at column stride 1 in FMA register blocks, `depthwise_fma`); products short in
+//! K run as `panel` products with the bias and epilogue fused: pointwise convolutions over at
+//! most 64 input channels straight from the input planes, and small kernels over few channels
+//! (a first convolution on RGB) on im2col blocks; the rest as im2col + sgemm per (image,
+//! group) (`im2col`), 1×1 stride-1 unpadded ones with the input as the GEMM operand.
 //! ConvTranspose runs as sgemm (Wᵀ·X) + col2im (`transpose`).
 
 use std::cell::Cell;
@@ -20,10 +23,12 @@ use crate::engine::geometry::{Axis, WindowSpec, to3, valid_range};
 use crate::ir::TensorData;
 
 mod depthwise;
+mod depthwise_fma;
 mod direct;
 mod epilogue;
 mod im2col;
 mod lanes;
+mod panel;
 mod simd;
 #[cfg(test)]
 mod strategy_tests;
@@ -38,7 +43,8 @@ pub use epilogue::{
 };
 use im2col::im2col;
 use lanes::{conv_lanes, lane_kernel, use_lanes};
-use simd::Isa;
+use panel::{Panel, PanelOut, panel_columns};
+use simd::{Isa, SharedOut};
 use transpose::conv_transpose_op;
 
 pub fn register(registry: &mut Registry) {
@@ -283,10 +289,126 @@ fn conv_forward(d: ConvData<'_>, epilogue: Option<&ConvEpilogue>) -> Vec<f32> {
         return out;
     }
     if is_depthwise(&d) && !lanes_fit(&d) {
-        return depthwise(d, epilogue);
+        return depthwise(Isa::detect(), d, epilogue);
+    }
+    if !lanes_fit(&d) {
+        let (_, _, kk) = d.sizes();
+        if is_pointwise(d.a) && d.c / group <= panel::MAX_K {
+            return pointwise_by_panels(Isa::detect(), d, epilogue);
+        }
+        if d.c / group * kk <= panel::MAX_K && m / group <= panel::MAX_K {
+            return im2col_by_panels(Isa::detect(), d, epilogue);
+        }
     }
     let mut out = conv_unfused(d);
     apply_epilogue(&mut out, m, out_sz, epilogue);
+    out
+}
+
+/// Whether the window is 1×1 at stride 1 without padding (the input planes are the product's
+/// operand as they are).
+fn is_pointwise(a: &[Axis; 3]) -> bool {
+    a.iter()
+        .all(|ax| ax.kernel == 1 && ax.stride == 1 && ax.pad_begin == 0 && ax.pad_end == 0)
+}
+
+/// Columns per task of [`pointwise_by_panels`] (about: tasks are balanced over the plane).
+const PANEL_COLUMNS: usize = 512;
+
+/// A pointwise convolution with few input channels per group as [`panel`] products (bias and
+/// epilogue fused), in parallel over (image, group, column block).
+fn pointwise_by_panels(isa: Isa, d: ConvData<'_>, epilogue: Option<&ConvEpilogue>) -> Vec<f32> {
+    let (in_sz, out_sz, _) = d.sizes();
+    let (cg, mg) = (d.c / d.group, d.m / d.group);
+    let mut out = recycled::<f32>(d.n * d.m * out_sz);
+    let blocks = out_sz.div_ceil(PANEL_COLUMNS);
+    let per_block = out_sz.div_ceil(blocks).next_multiple_of(16);
+    let units = d.n * d.group;
+    let (base, len) = (SharedOut(out.as_mut_ptr()), out.len());
+    (0..units * blocks).into_par_iter().for_each(|t| {
+        let (u, block) = (t / blocks, t % blocks);
+        let (ni, g) = (u / d.group, u % d.group);
+        let xoff = (ni * d.c + g * cg) * in_sz;
+        let panel = Panel {
+            w: &d.w[g * mg * cg..(g + 1) * mg * cg],
+            m: mg,
+            k: cg,
+            b: &d.x[xoff..xoff + cg * in_sz],
+            ldb: in_sz,
+            bias: d.bias,
+            epilogue,
+            channel0: g * mg,
+        };
+        let ooff = (ni * d.m + g * mg) * out_sz;
+        debug_assert!(ooff + mg * out_sz <= len);
+        let rows = PanelOut {
+            // SAFETY: `ooff + mg · out_sz ≤ len`: the (image, group) rows lie inside `out`.
+            ptr: unsafe { base.offset(ooff) },
+            len: mg * out_sz,
+            ld: out_sz,
+        };
+        let j0 = (block * per_block).min(out_sz);
+        // Each task writes its own columns of its own (image, group) rows.
+        panel_columns(isa, &panel, rows, j0, (j0 + per_block).min(out_sz));
+    });
+    out
+}
+
+/// A convolution whose im2col rows are few (small kernels over few input channels, like a
+/// network's first convolution on RGB) as [`panel`] products on im2col blocks of about
+/// [`PANEL_COLUMNS`] columns, bias and epilogue fused, in parallel over (image, group, block).
+fn im2col_by_panels(isa: Isa, d: ConvData<'_>, epilogue: Option<&ConvEpilogue>) -> Vec<f32> {
+    let (in_sz, out_sz, kk) = d.sizes();
+    let (cg, mg) = (d.c / d.group, d.m / d.group);
+    let kc = cg * kk;
+    let mut out = recycled::<f32>(d.n * d.m * out_sz);
+    let out_rows = d.a[0].output * d.a[1].output;
+    let ow = d.a[2].output;
+    // Whole output rows per block, balanced over the plane.
+    let target = (PANEL_COLUMNS / ow).clamp(1, out_rows);
+    let block_rows = out_rows.div_ceil(out_rows.div_ceil(target));
+    let blocks = out_rows.div_ceil(block_rows);
+    let units = d.n * d.group;
+    let (base, len) = (SharedOut(out.as_mut_ptr()), out.len());
+    (0..units * blocks).into_par_iter().for_each(|t| {
+        let (u, block) = (t / blocks, t % blocks);
+        let (ni, g) = (u / d.group, u % d.group);
+        let (t0, t1) = (block * block_rows, ((block + 1) * block_rows).min(out_rows));
+        let cols = (t1 - t0) * ow;
+        let xoff = (ni * d.c + g * cg) * in_sz;
+        with_scratch(kc * cols, |col| {
+            im2col(
+                &d.x[xoff..xoff + cg * in_sz],
+                d.a,
+                col,
+                cols,
+                0,
+                t0..t1,
+                false,
+            );
+            let panel = Panel {
+                w: &d.w[g * mg * kc..(g + 1) * mg * kc],
+                m: mg,
+                k: kc,
+                b: col,
+                ldb: cols,
+                bias: d.bias,
+                epilogue,
+                channel0: g * mg,
+            };
+            let ooff = (ni * d.m + g * mg) * out_sz + t0 * ow;
+            debug_assert!(ooff + (mg - 1) * out_sz + cols <= len);
+            let rows = PanelOut {
+                // SAFETY: the block's columns of the (image, group) rows lie inside `out`:
+                // `ooff + (mg − 1)·out_sz + cols ≤ len`.
+                ptr: unsafe { base.offset(ooff) },
+                len: (mg - 1) * out_sz + cols,
+                ld: out_sz,
+            };
+            // Each task writes its own output rows' columns t0·oW..t1·oW.
+            panel_columns(isa, &panel, rows, 0, cols);
+        });
+    });
     out
 }
 
@@ -332,7 +454,7 @@ fn conv_unfused(d: ConvData<'_>) -> Vec<f32> {
     }
 
     if is_depthwise(&d) {
-        return depthwise(d, None);
+        return depthwise(Isa::detect(), d, None);
     }
 
     // Every element is written: the bias fills a chunk before a product adds to it (beta 1),

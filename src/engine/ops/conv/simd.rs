@@ -165,6 +165,18 @@ pub(super) struct SharedOut(pub *mut f32);
 // the buffer it points into is mutably borrowed by the spawning call (so nothing else reads or
 // writes it until every task has finished).
 unsafe impl Send for SharedOut {}
+
+impl SharedOut {
+    /// The pointer `offset` floats further (a method, so closures capture the whole `Sync`
+    /// value rather than its raw pointer field).
+    ///
+    /// # Safety
+    /// The result must stay inside the buffer.
+    pub unsafe fn offset(self, offset: usize) -> SharedOut {
+        // SAFETY: the caller's contract.
+        SharedOut(unsafe { self.0.add(offset) })
+    }
+}
 unsafe impl Sync for SharedOut {}
 
 /// Defines `fn $name(isa, args...)` calling `$generic::<S>(args...)` compiled for the chosen

@@ -8,7 +8,7 @@ use super::super::testutil::{Rng, assert_arrays_close};
 use super::direct::{conv_direct, use_direct};
 use super::simd::Isa;
 use super::tests::conv_ref;
-use super::{Activation, Axis, ConvEpilogue, to3};
+use super::{Activation, Axis, ConvData, ConvEpilogue, im2col_by_panels, pointwise_by_panels, to3};
 
 /// One random 1-D or 2-D convolution geometry.
 struct Shape {
@@ -176,4 +176,99 @@ fn direct_kernel_matches_reference() {
         checked >= 40,
         "only {checked} shapes took the direct kernel"
     );
+}
+
+/// Runs `strategy` on `s` (random operands, with or without the epilogue) and checks it
+/// against the reference.
+fn check_strategy(
+    rng: &mut Rng,
+    s: &Shape,
+    with_epilogue: bool,
+    what: &str,
+    strategy: impl Fn(ConvData<'_>, Option<&ConvEpilogue>) -> Vec<f32>,
+) {
+    let (x, w, b) = operands(rng, s);
+    let m = s.group * s.mg;
+    let ep = with_epilogue.then(|| epilogue(m));
+    let want = reference(s, &x, &w, &b, ep.as_ref());
+    let a = to3(&s.axes());
+    let d = ConvData {
+        x: x.as_slice().unwrap(),
+        n: s.n,
+        c: s.group * s.cg,
+        w: w.as_slice().unwrap(),
+        m,
+        group: s.group,
+        bias: Some(b.as_slice().unwrap()),
+        a: &a,
+    };
+    let got = ArrayD::from_shape_vec(IxDyn(want.shape()), strategy(d, ep.as_ref())).unwrap();
+    assert_arrays_close(&got, &want, 1e-5, &format!("{what} {}", s.describe()));
+}
+
+#[test]
+fn depthwise_fma_rows_match_reference() {
+    let mut rng = Rng::new(43);
+    let mut fma_shapes = 0;
+    for isa in Isa::available() {
+        for i in 0..40 {
+            // Kernel width 3 or 5 at column stride 1 (the FMA rows), any dilation and pads;
+            // rows from narrower than a vector to several four-vector blocks.
+            let (group, mg) = if i % 4 == 3 { (3, 2) } else { (5, 1) };
+            let mut s = random_shape(&mut rng, 2, group, 1, mg);
+            let kw = if i % 2 == 0 { 3 } else { 5 };
+            s.kernel[1] = kw;
+            s.stride[1] = 1;
+            s.dil[1] = rng.range(1, 4);
+            s.pad[1] = (rng.range(0, kw - 1), rng.range(0, kw - 1));
+            s.input[1] = rng.range(s.dil[1] * (kw - 1) + 1, 150);
+            let a = to3(&s.axes());
+            let window = super::depthwise::Window::new(&a);
+            if mg == 1 && super::depthwise_fma::fits(&window, &a) {
+                fma_shapes += 1;
+            }
+            let what = format!("{isa:?} depthwise");
+            check_strategy(&mut rng, &s, i % 3 == 0, &what, |d, e| {
+                super::depthwise::depthwise(isa, d, e)
+            });
+        }
+    }
+    assert!(
+        fma_shapes >= 40,
+        "only {fma_shapes} shapes took the FMA rows"
+    );
+}
+
+#[test]
+fn panel_products_match_reference() {
+    let mut rng = Rng::new(47);
+    for isa in Isa::available() {
+        for i in 0..30 {
+            // Pointwise: up to 64 input channels, planes from a few columns to several
+            // column blocks (1-D, up to 1,600 columns).
+            let group = if i % 5 == 4 { 2 } else { 1 };
+            let (cg, mg) = (rng.range(1, 64), rng.range(1, 21));
+            let mut s = random_shape(&mut rng, 1, group, cg, mg);
+            s.kernel[0] = 1;
+            s.stride[0] = 1;
+            s.dil[0] = 1;
+            s.pad[0] = (0, 0);
+            s.input[0] = if i % 3 == 0 {
+                rng.range(1, 40)
+            } else {
+                rng.range(40, 1600)
+            };
+            let what = format!("{isa:?} pointwise panels");
+            check_strategy(&mut rng, &s, i % 2 == 0, &what, |d, e| {
+                pointwise_by_panels(isa, d, e)
+            });
+            // im2col blocks: small kernels over few channels, 2-D, any stride, dilation, pads.
+            let (cg, mg) = (rng.range(1, 4), rng.range(1, 20));
+            let s = random_shape(&mut rng, 2, group, cg, mg);
+            let what = format!("{isa:?} im2col panels");
+            check_strategy(&mut rng, &s, i % 2 == 1, &what, |d, e| {
+                im2col_by_panels(isa, d, e)
+            });
+        }
+    }
 }

@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 use super::super::go_parallel;
+use crate::engine::buffers::zeroed;
 
 /// How an output coordinate maps to an input coordinate.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -191,11 +192,22 @@ impl Taps {
     pub fn apply(&self, data: &[f32], outer: usize, inner: usize) -> Vec<f32> {
         let block_in = self.len_in * inner;
         let block_out = self.len_out * inner;
-        let mut out = vec![0f32; outer * block_out];
+        let mut out = zeroed::<f32>(outer * block_out);
         if block_out == 0 {
             return out;
         }
         let run = |src: &[f32], dst: &mut [f32]| {
+            if inner == 1 {
+                // The last axis: one sum per output, kept in a register.
+                for (j, o) in dst.iter_mut().enumerate() {
+                    let taps = self.start[j]..self.start[j + 1];
+                    *o = self.index[taps.clone()]
+                        .iter()
+                        .zip(&self.weight[taps])
+                        .fold(0.0, |acc, (&i, &w)| acc + w * src[i]);
+                }
+                return;
+            }
             for j in 0..self.len_out {
                 let row = &mut dst[j * inner..(j + 1) * inner];
                 for t in self.start[j]..self.start[j + 1] {

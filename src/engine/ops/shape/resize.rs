@@ -310,7 +310,15 @@ fn interpolate(x: &ArrayD<f32>, spec: &ResizeSpec, filter: Filter) -> Result<Arr
     let mut data = flat(x).into_owned();
     let crop = spec.coordinates == Coordinates::TfCropAndResize;
     let mut outside: Vec<Option<Vec<bool>>> = vec![None; shape.len()];
-    for (a, axis) in spec.axes.iter().enumerate() {
+    // Shrinking axes first, growing ones last (each pass then runs on the fewest elements;
+    // the last axis, summed element by element, is cheapest on the smaller side).
+    let mut order: Vec<usize> = (0..spec.axes.len()).collect();
+    order.sort_by(|&i, &j| {
+        let ratio = |a: &AxisResize| a.len_out as f64 / a.len_in.max(1) as f64;
+        ratio(&spec.axes[i]).total_cmp(&ratio(&spec.axes[j]))
+    });
+    for a in order {
+        let axis = &spec.axes[a];
         if axis.is_identity(spec.coordinates) {
             continue;
         }
