@@ -2,7 +2,8 @@
 //! YuNet and DeepLab's dilated blocks use) in fused multiply-adds: the interior of each output
 //! row in blocks of four vectors held in registers (four independent sums hide the FMA
 //! latency), every tap of the row loaded straight from the input rows; the edge columns tap by
-//! tap. The sums run bias first, then the taps in kernel order, as in `depthwise`.
+//! tap; the epilogue once over the finished plane. The sums run bias first, then the taps in
+//! kernel order, as in `depthwise`.
 
 use super::depthwise::{ChannelWork, Window};
 use super::simd::{Simd, isa_dispatch};
@@ -114,9 +115,11 @@ fn plane<S: Simd, const KW: usize>(
             }
             orow[o] = acc;
         }
-        if let Some(e) = work.epilogue {
-            e.apply_plain(work.channel, orow);
-        }
+    }
+    // Over the whole plane (in L1 or L2) rather than per row: a row's last vector stores are
+    // still in flight, and narrower epilogue loads of them stall store forwarding.
+    if let Some(e) = work.epilogue {
+        e.apply_plain(work.channel, out);
     }
 }
 
