@@ -38,18 +38,19 @@ fn outside_a_plan(ctx: &OpCtx<'_>, _: &[Option<&TensorData>]) -> OpResult {
 
 /// The plans of one control-flow node's subgraphs.
 pub(crate) struct NestedPlans<'g> {
-    /// (attribute, subgraph, plan), in attribute-name order.
-    plans: Vec<(&'g str, &'g Subgraph, Plan<'g>)>,
+    /// (attribute, subgraph, plan, where each of the subgraph's captures is in `captured`),
+    /// in attribute-name order.
+    plans: Vec<(&'g str, &'g Subgraph, Plan<'g>, Vec<Option<usize>>)>,
     /// The node's captured names (see [`Node::captured_names`]).
     captured: Vec<&'g str>,
 }
 
 impl<'g> NestedPlans<'g> {
-    fn get(&self, attr: &str) -> Option<(&'g Subgraph, &Plan<'g>)> {
+    fn get(&self, attr: &str) -> Option<(&'g Subgraph, &Plan<'g>, &[Option<usize>])> {
         self.plans
             .iter()
-            .find(|(name, _, _)| *name == attr)
-            .map(|(_, sub, plan)| (*sub, plan))
+            .find(|(name, ..)| *name == attr)
+            .map(|(_, sub, plan, sources)| (*sub, plan, sources.as_slice()))
     }
 }
 
@@ -76,18 +77,22 @@ pub(crate) fn plans_for(node: &Node) -> Result<Option<NestedPlans<'_>>> {
             .map_err(|msg| node_error(node, msg))?
             .ok_or_else(|| node_error(node, format!("has no '{attr}' subgraph")))?;
     }
+    let captured = node.captured_names();
     let mut plans = Vec::new();
     for (attr, sub) in node.subgraphs() {
         let plan = Plan::for_subgraph(&sub.graph).map_err(|e| match e {
             Error::UnsupportedOps { .. } | Error::Op { .. } => e,
             other => node_error(node, format!("subgraph '{attr}': {other}")),
         })?;
-        plans.push((attr, sub, plan));
+        // Resolved once here rather than by name on every run.
+        let sources = sub
+            .captured()
+            .iter()
+            .map(|info| captured.iter().position(|c| *c == info.name))
+            .collect();
+        plans.push((attr, sub, plan, sources));
     }
-    Ok(Some(NestedPlans {
-        plans,
-        captured: node.captured_names(),
-    }))
+    Ok(Some(NestedPlans { plans, captured }))
 }
 
 /// Runs control-flow node `ctx.node` on its inputs (formal inputs, then the values bound to its
@@ -150,7 +155,7 @@ impl Call<'_, '_> {
         node_error(self.node, msg)
     }
 
-    fn plan(&self, attr: &str) -> Result<(&Subgraph, &Plan<'_>)> {
+    fn plan(&self, attr: &str) -> Result<(&Subgraph, &Plan<'_>, &[Option<usize>])> {
         self.plans
             .get(attr)
             .ok_or_else(|| self.error(format!("has no '{attr}' subgraph")))
@@ -162,7 +167,7 @@ impl Call<'_, '_> {
 
     /// Runs subgraph `attr` with `bound` as its formal inputs and the node's captured values.
     fn run_subgraph(&self, attr: &str, bound: Vec<Arc<TensorData>>) -> Result<Vec<TensorData>> {
-        let (sub, plan) = self.plan(attr)?;
+        let (sub, plan, sources) = self.plan(attr)?;
         if bound.len() != sub.formal_inputs {
             return Err(self.error(format!(
                 "subgraph '{attr}' takes {} inputs, the node gives it {}",
@@ -171,12 +176,8 @@ impl Call<'_, '_> {
             )));
         }
         let mut feeds = bound;
-        for info in sub.captured() {
-            let value = self
-                .plans
-                .captured
-                .iter()
-                .position(|c| *c == info.name)
+        for (info, source) in sub.captured().iter().zip(sources) {
+            let value = source
                 .and_then(|k| self.captured.get(k))
                 .and_then(Option::as_ref)
                 .ok_or_else(|| {
@@ -272,7 +273,7 @@ impl Call<'_, '_> {
             .into_iter()
             .map(|v| Arc::try_unwrap(v).unwrap_or_else(|shared| (*shared).clone()))
             .collect();
-        let (body, _) = self.plan("body")?;
+        let (body, ..) = self.plan("body")?;
         for (k, values) in scans.into_iter().enumerate() {
             let declared = body.graph.outputs.get(1 + carried_count + k);
             let stacked = stack(&values, 0, declared)
@@ -367,7 +368,7 @@ impl Call<'_, '_> {
             .into_iter()
             .map(|v| Arc::try_unwrap(v).unwrap_or_else(|shared| (*shared).clone()))
             .collect();
-        let (body, _) = self.plan("body")?;
+        let (body, ..) = self.plan("body")?;
         for (k, mut values) in scans.into_iter().enumerate() {
             if output_directions[k] != 0 {
                 values.reverse();

@@ -64,10 +64,8 @@ pub(super) fn slice(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult
         )));
     }
     let axes = normalize_axes(&axes, shape.len())?;
-    let mut ranges: Vec<Slice> = shape
-        .iter()
-        .map(|&d| Slice::new(0, Some(d as isize), 1))
-        .collect();
+    // Per axis: the first index taken, the step and the count.
+    let mut picks: Vec<Pick> = shape.iter().map(|&d| (0, 1, d)).collect();
     let mut out_shape = shape.clone();
     for k in 0..n {
         let step = steps[k];
@@ -77,26 +75,76 @@ pub(super) fn slice(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult
         let a = axes[k];
         let (first, count) = slice_range(starts[k], ends[k], step, shape[a]);
         out_shape[a] = count;
-        ranges[a] = if count == 0 {
-            Slice::new(0, Some(0), 1)
-        } else if step > 0 {
-            let last = first + (count as i64 - 1) * step;
-            Slice::new(first as isize, Some(last as isize + 1), step as isize)
-        } else {
-            // ndarray walks a negative step backwards from the end of [lo, hi)
-            let last = first + (count as i64 - 1) * step;
-            Slice::new(last as isize, Some(first as isize + 1), step as isize)
-        };
+        picks[a] = (first, step, count);
     }
     fn take<T: Elem>(
         a: &ArrayD<T>,
-        ranges: &[Slice],
+        picks: &[Pick],
         out_shape: &[usize],
     ) -> Result<ArrayD<T>, OpError> {
-        let view = a.slice_each_axis(|ax| ranges[ax.axis.index()]);
-        array_from(out_shape, view.iter().copied().collect())
+        array_from(out_shape, strided_copy(&flat(a), a.shape(), picks))
     }
-    single(each_kind!(x, a => take(a, &ranges, &out_shape)?))
+    single(each_kind!(x, a => take(a, &picks, &out_shape)?))
+}
+
+/// One axis of a strided selection: first index, step (non-zero, negative walks backwards)
+/// and count.
+type Pick = (i64, i64, usize);
+
+/// The elements of `data` (row-major over `shape`) selected by `picks`, in row-major order of
+/// the selection: trailing axes taken whole are copied as blocks, a unit-step run of blocks in
+/// one copy.
+fn strided_copy<T: Copy>(data: &[T], shape: &[usize], picks: &[Pick]) -> Vec<T> {
+    let total: usize = picks.iter().map(|p| p.2).product();
+    let mut out = Vec::with_capacity(total);
+    if total == 0 {
+        return out;
+    }
+    // Trailing axes taken whole form contiguous blocks of `block` elements.
+    let mut inner = shape.len();
+    let mut block = 1usize;
+    while inner > 0 && picks[inner - 1] == (0, 1, shape[inner - 1]) {
+        inner -= 1;
+        block *= shape[inner];
+    }
+    if inner == 0 {
+        out.extend_from_slice(data);
+        return out;
+    }
+    let mut strides = vec![block as i64; inner];
+    for a in (0..inner - 1).rev() {
+        strides[a] = strides[a + 1] * shape[a + 1] as i64;
+    }
+    let last = inner - 1;
+    let (first, step, count) = picks[last];
+    let mut index = vec![0usize; last];
+    loop {
+        let base: i64 = (0..last)
+            .map(|a| (picks[a].0 + index[a] as i64 * picks[a].1) * strides[a])
+            .sum();
+        let start = (base + first * block as i64) as usize;
+        if step == 1 {
+            out.extend_from_slice(&data[start..start + count * block]);
+        } else {
+            for i in 0..count as i64 {
+                let s = (base + (first + i * step) * block as i64) as usize;
+                out.extend_from_slice(&data[s..s + block]);
+            }
+        }
+        // The next position of the outer axes (odometer), or done.
+        let mut a = last;
+        loop {
+            if a == 0 {
+                return out;
+            }
+            a -= 1;
+            index[a] += 1;
+            if index[a] < picks[a].2 {
+                break;
+            }
+            index[a] = 0;
+        }
+    }
 }
 
 // ---- Gather / Tile ----------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use ndarray::{ArrayD, IxDyn, Slice};
+use ndarray::{ArrayD, IxDyn};
 
 use super::elementwise::broadcast_shapes;
 use super::{
