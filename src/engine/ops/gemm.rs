@@ -150,8 +150,33 @@ fn gemv(k: usize, alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: &mut [f32]) 
     }
 }
 
-/// Dot product with 8 independent accumulators (vectorizes).
+/// Dot product with 8 independent accumulators, compiled for the widest vector instructions
+/// this CPU has (the lanes' arithmetic and order do not change, so neither do the bits).
 fn dot(x: &[f32], y: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512(x: &[f32], y: &[f32]) -> f32 {
+            dot_plain(x, y)
+        }
+        #[target_feature(enable = "avx2")]
+        fn avx2(x: &[f32], y: &[f32]) -> f32 {
+            dot_plain(x, y)
+        }
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked above).
+            return unsafe { avx512(x, y) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked above).
+            return unsafe { avx2(x, y) };
+        }
+    }
+    dot_plain(x, y)
+}
+
+#[inline(always)]
+fn dot_plain(x: &[f32], y: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
     let tail: f32 = xc
