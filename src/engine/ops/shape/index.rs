@@ -64,9 +64,9 @@ pub(super) fn slice(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult
         )));
     }
     let axes = normalize_axes(&axes, shape.len())?;
-    // Per axis: the first index taken, the step and the count.
-    let mut picks: Vec<Pick> = shape.iter().map(|&d| (0, 1, d)).collect();
-    let mut out_shape = shape.clone();
+    // Per axis, the input index of each output position (every index where not sliced).
+    let mut maps: Vec<Vec<Option<usize>>> =
+        shape.iter().map(|&d| (0..d).map(Some).collect()).collect();
     for k in 0..n {
         let step = steps[k];
         if step == 0 {
@@ -74,77 +74,11 @@ pub(super) fn slice(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult
         }
         let a = axes[k];
         let (first, count) = slice_range(starts[k], ends[k], step, shape[a]);
-        out_shape[a] = count;
-        picks[a] = (first, step, count);
+        maps[a] = (0..count as i64)
+            .map(|i| Some((first + i * step) as usize))
+            .collect();
     }
-    fn take<T: Elem>(
-        a: &ArrayD<T>,
-        picks: &[Pick],
-        out_shape: &[usize],
-    ) -> Result<ArrayD<T>, OpError> {
-        array_from(out_shape, strided_copy(&flat(a), a.shape(), picks))
-    }
-    single(each_kind!(x, a => take(a, &picks, &out_shape)?))
-}
-
-/// One axis of a strided selection: first index, step (non-zero, negative walks backwards)
-/// and count.
-type Pick = (i64, i64, usize);
-
-/// The elements of `data` (row-major over `shape`) selected by `picks`, in row-major order of
-/// the selection: trailing axes taken whole are copied as blocks, a unit-step run of blocks in
-/// one copy.
-fn strided_copy<T: Copy>(data: &[T], shape: &[usize], picks: &[Pick]) -> Vec<T> {
-    let total: usize = picks.iter().map(|p| p.2).product();
-    let mut out = Vec::with_capacity(total);
-    if total == 0 {
-        return out;
-    }
-    // Trailing axes taken whole form contiguous blocks of `block` elements.
-    let mut inner = shape.len();
-    let mut block = 1usize;
-    while inner > 0 && picks[inner - 1] == (0, 1, shape[inner - 1]) {
-        inner -= 1;
-        block *= shape[inner];
-    }
-    if inner == 0 {
-        out.extend_from_slice(data);
-        return out;
-    }
-    let mut strides = vec![block as i64; inner];
-    for a in (0..inner - 1).rev() {
-        strides[a] = strides[a + 1] * shape[a + 1] as i64;
-    }
-    let last = inner - 1;
-    let (first, step, count) = picks[last];
-    let mut index = vec![0usize; last];
-    loop {
-        let base: i64 = (0..last)
-            .map(|a| (picks[a].0 + index[a] as i64 * picks[a].1) * strides[a])
-            .sum();
-        let start = (base + first * block as i64) as usize;
-        if step == 1 {
-            out.extend_from_slice(&data[start..start + count * block]);
-        } else {
-            for i in 0..count as i64 {
-                let s = (base + (first + i * step) * block as i64) as usize;
-                out.extend_from_slice(&data[s..s + block]);
-            }
-        }
-        // The next position of the outer axes (odometer), or done.
-        let mut a = last;
-        loop {
-            if a == 0 {
-                return out;
-            }
-            a -= 1;
-            index[a] += 1;
-            if index[a] < picks[a].2 {
-                break;
-            }
-            index[a] = 0;
-        }
-    }
+    single(each_kind!(x, a => gather_by_maps(a, &maps, Default::default())?))
 }
 
 // ---- Gather / Tile ----------------------------------------------------------------------------
@@ -218,6 +152,16 @@ pub(super) fn gather_by_maps<T: Elem>(
         return array_from(&out_shape, out);
     }
     let last = &maps[rank - 1];
+    // A last-axis map that reads consecutive elements is one slice copy per row (Slice with
+    // unit step, an axis left whole).
+    let run = match last.first() {
+        Some(&Some(s0)) => last
+            .iter()
+            .enumerate()
+            .all(|(j, &m)| m == Some(s0 + j))
+            .then_some(s0),
+        _ => None,
+    };
     let mut index = vec![0usize; rank - 1];
     loop {
         // source offset of this output row, None when any axis is filled
@@ -228,12 +172,13 @@ pub(super) fn gather_by_maps<T: Elem>(
                 _ => None,
             };
         }
-        match base {
-            Some(b) => out.extend(last.iter().map(|m| match m {
+        match (base, run) {
+            (Some(b), Some(s0)) => out.extend_from_slice(&data[b + s0..b + s0 + last.len()]),
+            (Some(b), None) => out.extend(last.iter().map(|m| match m {
                 Some(s) => data[b + s],
                 None => fill,
             })),
-            None => out.extend(std::iter::repeat_n(fill, last.len())),
+            (None, _) => out.extend(std::iter::repeat_n(fill, last.len())),
         }
         // advance the odometer over all axes but the last
         let mut k = rank - 1;
