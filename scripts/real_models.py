@@ -15,14 +15,16 @@ For every model this script
      runs it in onnxruntime and records its worst-output SQNR against float;
   4. quantizes the same model with onnxruntime's own quantize_static on the same data and
      settings (opset lifted to 13 where older, quant_pre_process first) and records its SQNR;
-     quantize_static leaves recurrent layers (LSTM, GRU, RNN) in float while Quantscope
-     quantizes them, so models with such layers are also exported with `--float-ops
-     LSTM,GRU,RNN`, checked and run the same way (`ours_like_ort_sqnr_db`): the figure the
-     test compares with onnxruntime's.
+     quantize_static also quantizes the graph's outputs and leaves recurrent layers (LSTM,
+     GRU, RNN) in float, while Quantscope by default leaves outputs float and quantizes
+     recurrent layers, so every model is also exported with onnxruntime's placement
+     (`--quantize-outputs`, plus `--float-ops LSTM,GRU,RNN` where it has recurrent layers),
+     checked and run the same way (`ours_like_ort_sqnr_db`): the figure the test compares
+     with onnxruntime's.
 
 The manifest (tests/fixtures/real_models/manifest.json) holds, per model, the data flags, the
-SHA-256 of our QDQ file (the test re-exports and compares, so the figures belong to the code
-under test), both SQNRs and the tool versions.
+SHA-256 of our QDQ files (the test re-exports and compares, so the figures belong to the code
+under test), the SQNRs and the tool versions.
 
 Usage: scripts/real_models.py [--quantscope target/release/quantscope] [--only NAME ...]
 (build first: cargo build --release --no-default-features)
@@ -47,11 +49,13 @@ SHARED = ROOT.parent / "shared" / "real_models"
 FIXTURES = ROOT / "tests" / "fixtures" / "real_models"
 SAMPLED = 4096
 QDQ_FLAGS = ["--format", "qdq", "--weights", "int8", "--granularity", "channel", "--calib", "minmax"]
-# quantize_static has no QDQ form for recurrent layers and leaves them in float; Quantscope
-# quantizes their weights and input sequences. For a like-for-like comparison, models with
-# recurrent layers are exported a second time with them kept in float.
+# quantize_static quantizes the graph's outputs, and has no QDQ form for recurrent layers (it
+# leaves them in float); Quantscope by default leaves outputs float and quantizes recurrent
+# layers' weights and input sequences. For a like-for-like comparison, every model is exported
+# a second time with onnxruntime's placement.
 RECURRENT = {"LSTM", "GRU", "RNN"}
-LIKE_ORT_FLAGS = ["--float-ops", "LSTM,GRU,RNN"]
+LIKE_ORT_FLAGS = ["--quantize-outputs"]
+LIKE_ORT_RECURRENT_FLAGS = ["--float-ops", "LSTM,GRU,RNN"]
 
 # name, model file, data: ("images", preset) or ("feed", make_feeds name)
 MODELS = [
@@ -257,7 +261,7 @@ def main() -> int:
 def print_table(manifest):
     """README's real-model table, from the manifest."""
     print("| model | inputs | samples | outputs | op types | float vs onnxruntime (max rel. error) "
-          "| our QDQ worst-output SQNR | ours, recurrent layers float | onnxruntime `quantize_static` |")
+          "| our QDQ worst-output SQNR | ours, onnxruntime's placement | onnxruntime `quantize_static` |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, _, _ in MODELS:
         e = manifest["models"].get(name)
@@ -268,8 +272,7 @@ def print_table(manifest):
                   else f"feed {Path(data[1]).name}")
         theirs = (f"{e['ort_sqnr_db']:.1f} dB" if e.get("ort_sqnr_db") is not None
                   else "fails: " + e.get("ort_error", "").strip())
-        like = (f"{e['ours_like_ort_sqnr_db']:.1f} dB" if e.get("ours_like_ort_sqnr_db") is not None
-                else "(no recurrent layers)")
+        like = f"{e['ours_like_ort_sqnr_db']:.1f} dB"
         print(f"| `{e['model']}` | {inputs} | {e['samples']} | {len(e['outputs'])} "
               f"| {len(e.get('op_types', []))} | {e.get('float_max_rel_error', float('nan')):.1e} "
               f"| {e['ours_sqnr_db']:.1f} dB | {like} | {theirs} |")
@@ -317,15 +320,17 @@ def reference(name, model, file, kind, what, raw, tmp, args):
     entry["ours_sha256"] = hashlib.sha256(ours.read_bytes()).hexdigest()
     onnx.checker.check_model(onnx.load(ours), full_check=True)
     entry["ours_sqnr_db"], entry["ours_sqnr_per_output"] = sqnr(float_out, run_all(ours, samples))
-    if RECURRENT & set(entry["op_types"]):
-        like = work / "ours_like_ort.onnx"
-        subprocess.run([args.quantscope, "export", str(model)]
-                       + resolved(data_flags)
-                       + QDQ_FLAGS + LIKE_ORT_FLAGS + ["--out", str(like)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        onnx.checker.check_model(onnx.load(like), full_check=True)
-        entry["like_ort_flags"] = LIKE_ORT_FLAGS
-        entry["ours_like_ort_sqnr_db"], _ = sqnr(float_out, run_all(like, samples))
+    like_ort_flags = LIKE_ORT_FLAGS + (LIKE_ORT_RECURRENT_FLAGS
+                                       if RECURRENT & set(entry["op_types"]) else [])
+    like = work / "ours_like_ort.onnx"
+    subprocess.run([args.quantscope, "export", str(model)]
+                   + resolved(data_flags)
+                   + QDQ_FLAGS + like_ort_flags + ["--out", str(like)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    onnx.checker.check_model(onnx.load(like), full_check=True)
+    entry["like_ort_flags"] = like_ort_flags
+    entry["ours_like_ort_sha256"] = hashlib.sha256(like.read_bytes()).hexdigest()
+    entry["ours_like_ort_sqnr_db"], _ = sqnr(float_out, run_all(like, samples))
     try:
         theirs = ort_quantize(model, samples, work)
         quantizers = sum(n.op_type == "DequantizeLinear" for n in onnx.load(theirs).graph.node)
@@ -337,7 +342,7 @@ def reference(name, model, file, kind, what, raw, tmp, args):
         entry["ort_sqnr_db"] = None
         entry["ort_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
     print(f"   ours {entry['ours_sqnr_db']} dB"
-          f" (recurrent layers float: {entry.get('ours_like_ort_sqnr_db')} dB),"
+          f" (onnxruntime's placement: {entry.get('ours_like_ort_sqnr_db')} dB),"
           f" onnxruntime {entry.get('ort_sqnr_db')} dB"
           f"{'  (' + entry['ort_error'] + ')' if 'ort_error' in entry else ''}", flush=True)
     return entry

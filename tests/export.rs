@@ -229,6 +229,56 @@ fn qdq_exports_match_what_onnxruntime_computed_from_them() {
     }
 }
 
+#[test]
+fn a_quantized_graph_output_keeps_its_name_and_the_file_computes_the_simulation() {
+    let model = load_model(&repo_path("sample_models/digits_cnn.onnx")).unwrap();
+    let stats = calibrate(&model);
+    let mut config = cli_config("int8", "channel", 8);
+    config.quantize_outputs = true;
+    let output = model.graph.outputs[0].name.clone();
+    let quantized = QuantizedModel::prepare(&model.graph, &config, &stats).unwrap();
+    let params = quantized
+        .activations
+        .iter()
+        .find(|a| a.tensor == output)
+        .expect("the graph output is quantized")
+        .params;
+    let qdq = qdq_model(&model.graph, &quantized).unwrap();
+    let producer = qdq
+        .graph
+        .nodes
+        .iter()
+        .find(|n| n.outputs.contains(&output))
+        .unwrap();
+    assert_eq!(producer.op_type, "DequantizeLinear");
+    assert_eq!(qdq.graph.outputs[0].name, output);
+
+    let simulated = simulate(&quantized);
+    let from_file = run(&qdq.graph).remove(0).1.as_f32().unwrap().clone();
+    let scale = params.scale;
+    let mut identical = 0;
+    for (&s, &f) in simulated.iter().zip(from_file.iter()) {
+        for v in [s, f] {
+            let code = v / scale + params.zero_point as f32;
+            assert!((code - code.round()).abs() < 1e-3, "{v} is off the grid");
+        }
+        assert!(
+            (s - f).abs() <= scale * 1.001,
+            "{s} vs {f}: more than a step apart"
+        );
+        identical += usize::from(s == f);
+    }
+    let share = identical as f64 / simulated.len() as f64;
+    assert!(share >= 0.999, "only {share} of the outputs are identical");
+    // Without the option the output is not on a grid.
+    config.quantize_outputs = false;
+    let plain = simulate(&QuantizedModel::prepare(&model.graph, &config, &stats).unwrap());
+    assert!(plain.iter().any(|&v| {
+        let code = v / scale + params.zero_point as f32;
+        (code - code.round()).abs() > 0.01
+    }));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Encodings, sessions, atomic writes, bad imports
 

@@ -2,15 +2,13 @@
 //! `inspect`; `run` on realistic inputs against onnxruntime's outputs; `calibrate`;
 //! `quantize --report` (which must quantize every weight of every quantizable layer, recurrent
 //! ones included); `export --format qdq`, whose file must hash to the one
-//! `scripts/real_models.py` checked with onnx.checker and ran in onnxruntime, and whose SQNR
-//! there must be at least onnxruntime's own `quantize_static` SQNR − 1 dB on the same data
-//! (for models with recurrent layers, which `quantize_static` leaves in float, the export with
-//! `--float-ops LSTM,GRU,RNN` is the one compared);
-//! and that file, run by Quantscope's own engine (QuantizeLinear/DequantizeLinear), must give
-//! every output the SQNR `quantize` reported for its simulation: the simulation is the file.
+//! `scripts/real_models.py` checked with onnx.checker and ran in onnxruntime, and which, run by
+//! Quantscope's own engine (QuantizeLinear/DequantizeLinear), must give every output the SQNR
+//! `quantize` reported for its simulation: the simulation is the file. The same holds for the
+//! export with onnxruntime's placement (`--quantize-outputs`, and `--float-ops LSTM,GRU,RNN`
+//! where there are recurrent layers), whose SQNR in onnxruntime must be at least
+//! onnxruntime's own `quantize_static` SQNR − 1 dB on the same data.
 //! The references, the manifest and the non-image inputs are in `tests/fixtures/real_models/`.
-
-mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,18 +22,6 @@ use sha2::{Digest, Sha256};
 
 const TOLERANCE: f64 = 1e-4;
 const QDQ_MARGIN_DB: f64 = 1.0;
-
-/// Models whose QDQ SQNR is known to fall short of onnxruntime's by more than
-/// [`QDQ_MARGIN_DB`], with the largest shortfall allowed (a regression past it still fails)
-/// and why. Each is an open item of the real-models work, listed in the README.
-const KNOWN_GAPS: &[(&str, f64, &str)] = &[(
-    "yunet_s_640",
-    1.25,
-    "worst output obj_32 (a sigmoid over a 20x20 map, 6 photos) is ill-conditioned: jittering \
-     every activation scale of the same file by 3e-7 relative moves it over 10.2-11.8 dB (ours, \
-     median 11.07) and 10.9-13.3 dB (onnxruntime's file, median 12.12); onnxruntime's file also \
-     quantizes the graph outputs and more intermediate tensors than ours",
-)];
 
 fn crate_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -272,68 +258,93 @@ fn check(name: &str) {
         "{name}: calibration samples"
     );
 
-    let flags = strings(&entry["qdq_flags"]);
-    let quant_flags = quant_flags_of(&entry);
     let report = path("report.json");
-    let mut quantize = args(&["quantize", &model]);
-    quantize.extend(data.iter().cloned());
-    quantize.extend(quant_flags);
-    quantize.extend(args(&["--report", &report]));
-    succeeded("quantize", quantscope(&quantize));
-    assert!(Path::new(&report).is_file(), "{name}: report written");
+    let exported = Exported {
+        name,
+        model: &model,
+        data: &data,
+        float_outputs: &outputs,
+    };
+    exported.check("", &[], entry["ours_sha256"].as_str(), &path);
     assert_every_weight_quantized(name, &model, &report);
 
-    let qdq = path("qdq.onnx");
-    let mut export = args(&["export", &model]);
-    export.extend(data.iter().cloned());
-    export.extend(flags);
-    export.extend(args(&["--out", &qdq]));
-    succeeded("export", quantscope(&export));
-    let digest = format!(
-        "{:x}",
-        Sha256::digest(std::fs::read(&qdq).expect("qdq written"))
+    // onnxruntime quantizes the graph's outputs and leaves recurrent layers in float:
+    // compare with our file placed the same way, after checking that it is its simulation.
+    let like_ort_flags = strings(&entry["like_ort_flags"]);
+    exported.check(
+        "like_ort_",
+        &like_ort_flags,
+        entry["ours_like_ort_sha256"].as_str(),
+        &path,
     );
-    assert_eq!(
-        Some(digest.as_str()),
-        entry["ours_sha256"].as_str(),
-        "{name}: the QDQ file differs from the one scripts/real_models.py checked; rerun it"
-    );
-    let file_outputs = path("qdq_outputs.npz");
-    let mut run_file = args(&["run", &qdq]);
-    run_file.extend(data.iter().cloned());
-    run_file.extend(args(&["--out", &file_outputs]));
-    succeeded("run the QDQ file", quantscope(&run_file));
-    assert_simulation_is_the_file(name, &report, &outputs, &file_outputs);
-
-    let mut ours = entry["ours_sqnr_db"].as_f64().expect("our SQNR");
-    if let Some(like_ort) = entry["ours_like_ort_sqnr_db"].as_f64() {
-        // onnxruntime leaves recurrent layers in float: compare with our file that does too,
-        // after checking that our simulation with those flags is that file.
-        let mut quantize = args(&["quantize", &model]);
-        quantize.extend(data.iter().cloned());
-        quantize.extend(quant_flags_of(&entry));
-        quantize.extend(strings(&entry["like_ort_flags"]));
-        let printed = succeeded("quantize, recurrent layers float", quantscope(&quantize));
-        let simulated = common::printed_worst_sqnr(&printed);
-        assert!(
-            (simulated - like_ort).abs() <= 0.015,
-            "{name}: with recurrent layers float the simulation says {simulated} dB, \
-             onnxruntime running that file {like_ort} dB"
-        );
-        ours = like_ort;
-    }
+    let like_ort = entry["ours_like_ort_sqnr_db"]
+        .as_f64()
+        .expect("SQNR with onnxruntime's placement");
     if let Some(theirs) = entry["ort_sqnr_db"].as_f64() {
-        let margin = match KNOWN_GAPS.iter().find(|gap| gap.0 == name) {
-            Some(&(_, allowed, why)) => {
-                eprintln!("{name}: known gap against onnxruntime (up to {allowed} dB): {why}");
-                allowed
-            }
-            None => QDQ_MARGIN_DB,
-        };
         assert!(
-            ours >= theirs - margin,
-            "{name}: QDQ SQNR {ours} dB against onnxruntime's {theirs} dB"
+            like_ort >= theirs - QDQ_MARGIN_DB,
+            "{name}: QDQ SQNR {like_ort} dB against onnxruntime's {theirs} dB"
         );
+    }
+}
+
+/// One model's data and float outputs, for checking its QDQ exports.
+struct Exported<'a> {
+    name: &'a str,
+    model: &'a str,
+    data: &'a [String],
+    float_outputs: &'a str,
+}
+
+impl Exported<'_> {
+    /// `quantize --report` and `export --format qdq` with the manifest's flags plus `extra`:
+    /// the file must hash to `sha256` (the one `scripts/real_models.py` checked and ran in
+    /// onnxruntime), and run by Quantscope's own engine it must give every output the SQNR
+    /// the simulation reported. Files are named with `prefix` by `path`.
+    fn check(
+        &self,
+        prefix: &str,
+        extra: &[String],
+        sha256: Option<&str>,
+        path: &dyn Fn(&str) -> String,
+    ) {
+        let Exported { name, model, .. } = *self;
+        let entry = manifest_entry(name);
+        let with_data = |command: &str| {
+            let mut a = args(&[command, model]);
+            a.extend(self.data.iter().cloned());
+            a
+        };
+        let report = path(&format!("{prefix}report.json"));
+        let mut quantize = with_data("quantize");
+        quantize.extend(quant_flags_of(&entry));
+        quantize.extend(extra.iter().cloned());
+        quantize.extend(args(&["--report", &report]));
+        succeeded("quantize", quantscope(&quantize));
+        assert!(Path::new(&report).is_file(), "{name}: report written");
+
+        let qdq = path(&format!("{prefix}qdq.onnx"));
+        let mut export = with_data("export");
+        export.extend(strings(&entry["qdq_flags"]));
+        export.extend(extra.iter().cloned());
+        export.extend(args(&["--out", &qdq]));
+        succeeded("export", quantscope(&export));
+        let digest = format!(
+            "{:x}",
+            Sha256::digest(std::fs::read(&qdq).expect("qdq written"))
+        );
+        assert_eq!(
+            Some(digest.as_str()),
+            sha256,
+            "{name}: the QDQ file exported with {extra:?} differs from the one \
+             scripts/real_models.py checked; rerun it"
+        );
+        let file_outputs = path(&format!("{prefix}qdq_outputs.npz"));
+        let mut run_file = args(&["run", &qdq]);
+        run_file.extend(self.data.iter().cloned());
+        run_file.extend(args(&["--out", &file_outputs]));
+        succeeded("run the QDQ file", quantscope(&run_file));
+        assert_simulation_is_the_file(name, &report, self.float_outputs, &file_outputs);
     }
 }
 

@@ -179,6 +179,29 @@ fn switching_to_ternary_updates_the_results() {
 }
 
 #[test]
+fn ticking_quantize_graph_outputs_requantizes_the_output_and_reevaluates() {
+    let mut harness = mobilenet_evaluated();
+    let before = harness.state().session().unwrap();
+    let output = before.loaded.model.graph.outputs[0].name.clone();
+    let plain = before.current_evaluation().unwrap().clone();
+    assert!(!plain.activations.iter().any(|a| a.tensor == output));
+
+    harness.get_by_label("quantize graph outputs").click();
+    frames(&mut harness);
+    assert!(harness.state().session().unwrap().config.quantize_outputs);
+    wait_until(
+        &mut harness,
+        "the evaluation with the output quantized",
+        settled,
+    );
+    let session = harness.state().session().unwrap();
+    let quantized = session.current_evaluation().unwrap();
+    assert!(quantized.activations.iter().any(|a| a.tensor == output));
+    let sqnr = |e: &quantscope::jobs::pipeline::Evaluation| e.outputs[0].sqnr_db;
+    assert_ne!(sqnr(quantized), sqnr(&plain), "the output's error moved");
+}
+
+#[test]
 fn an_evaluation_can_be_started_and_cancelled() {
     let mut harness = mobilenet_evaluated();
     let shown = harness

@@ -60,6 +60,10 @@ pub struct QuantFlags {
     /// `LSTM,GRU,RNN` for a target that runs recurrent layers in float.
     #[arg(long, value_delimiter = ',', value_name = "OPS")]
     pub float_ops: Vec<String>,
+    /// Also quantize the model's float outputs (as onnxruntime's quantize_static does), not
+    /// only the inputs of quantized layers.
+    #[arg(long)]
+    pub quantize_outputs: bool,
 }
 
 impl QuantFlags {
@@ -79,6 +83,7 @@ impl QuantFlags {
             activations,
         );
         config.weight_calib = (self.weight_calib != Method::MinMax).then_some(self.weight_calib);
+        config.quantize_outputs = self.quantize_outputs;
         for op in &self.float_ops {
             if !QUANTIZABLE_OPS.contains(&op.as_str()) {
                 anyhow::bail!(

@@ -12,6 +12,7 @@
 //! An activation with channels clipped by hand gets a per-axis QuantizeLinear/DequantizeLinear
 //! (`axis` and 1-D scale and zero point, opset 13) on the channel axis its consumer defines;
 //! a bias behind it stays float (its scale S_w·S_x would differ per input channel).
+//! A quantized graph output keeps its name on the DequantizeLinear's output.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -114,7 +115,8 @@ struct Builder {
     stored_types: BTreeMap<String, i32>,
     warnings: Vec<String>,
     weight_nodes: Vec<Node>,
-    /// Scale of each quantized activation, by tensor name.
+    /// Scale of each quantized activation, by the name its readers see (its
+    /// DequantizeLinear's output).
     activation_scales: HashMap<String, f32>,
     /// Scales (one per channel, or one) and channel axis of each QDQ weight, by tensor name.
     weight_scales: HashMap<String, (Vec<f32>, Option<usize>)>,
@@ -278,12 +280,23 @@ impl Builder {
         let name = a.tensor.as_str();
         let p = a.params;
         let c = container(p.grid, true);
-        let Some(first_reader) = self
-            .graph
-            .nodes
-            .iter()
-            .position(|n| n.inputs.iter().any(|i| i == name))
-        else {
+        // A graph output keeps its name on the DequantizeLinear's output (its producer's
+        // output is renamed), so the caller and every reader see the de-quantized values, as
+        // in the simulation; other activations get the pair before their first reader.
+        let is_output = self.graph.outputs.iter().any(|o| o.name == name);
+        let position = if is_output {
+            self.graph
+                .nodes
+                .iter()
+                .position(|n| n.outputs.iter().any(|o| o == name))
+                .map(|producer| producer + 1)
+        } else {
+            self.graph
+                .nodes
+                .iter()
+                .position(|n| n.inputs.iter().any(|i| i == name))
+        };
+        let Some(position) = position else {
             return Ok(false);
         };
         let refuse = |msg: String| Error::Quant {
@@ -335,6 +348,13 @@ impl Builder {
         );
         let mut new_nodes = Vec::new();
         let mut q_input = name.to_string();
+        if is_output {
+            q_input = format!("{name}_QuantizeLinear_Input");
+            let producer = &mut self.graph.nodes[position - 1];
+            for output in producer.outputs.iter_mut().filter(|o| *o == name) {
+                output.clone_from(&q_input);
+            }
+        }
         if p.grid.bits != c.bits {
             // QuantizeLinear saturates to the container; clip to the grid's real range first.
             let (lo, hi) = p.range();
@@ -345,13 +365,17 @@ impl Builder {
             new_nodes.push(node(
                 "Clip",
                 format!("{name}_Clip"),
-                vec![name.to_string(), lo_name, hi_name],
+                vec![q_input, lo_name, hi_name],
                 clipped.clone(),
             ));
             q_input = clipped;
         }
         let quantized = format!("{name}_QuantizeLinear_Output");
-        let output = format!("{name}_DequantizeLinear_Output");
+        let output = if is_output {
+            name.to_string()
+        } else {
+            format!("{name}_DequantizeLinear_Output")
+        };
         let q_name = format!("{name}_QuantizeLinear");
         let mut q = node(
             "QuantizeLinear",
@@ -374,12 +398,12 @@ impl Builder {
         new_nodes.push(dq);
         let skip: Vec<String> = new_nodes.iter().map(|n| n.name.clone()).collect();
         let skip: Vec<&str> = skip.iter().map(String::as_str).collect();
-        self.graph
-            .nodes
-            .splice(first_reader..first_reader, new_nodes);
-        self.rewire(name, &output, &skip);
+        self.graph.nodes.splice(position..position, new_nodes);
+        if !is_output {
+            self.rewire(name, &output, &skip);
+        }
         if axis.is_none() {
-            self.activation_scales.insert(name.to_string(), p.scale);
+            self.activation_scales.insert(output, p.scale);
         }
         Ok(c.bits != 8)
     }
@@ -393,9 +417,6 @@ impl Builder {
                 continue;
             }
             let (Some(x), Some(w), Some(b)) = (n.input(0), n.input(1), n.input(2)) else {
-                continue;
-            };
-            let Some(x) = x.strip_suffix("_DequantizeLinear_Output") else {
                 continue;
             };
             let Some(w) = w.strip_suffix("_DequantizeLinear_Output") else {

@@ -113,6 +113,12 @@ pub struct QuantConfig {
     /// while it matches the grid it was learned on.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub adaround: BTreeMap<String, LearnedRounding>,
+    /// Also quantize the graph's float outputs with the default activation settings, as a
+    /// deployment whose last layers hand int8 tensors to the application does (onnxruntime's
+    /// `quantize_static` places these quantizers too). Off by default: the outputs stay float,
+    /// as they do behind a quantized layer that dequantizes its result.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub quantize_outputs: bool,
 }
 
 impl QuantConfig {

@@ -1,6 +1,7 @@
 //! Fake quantization of a whole model: weights quantized once per config (any scheme, per
 //! tensor or per channel, per layer), activations quantized at the inputs of quantized layers
-//! through the executor's tensor hook, with ranges from calibration or set by hand (per tensor,
+//! (and at the graph's outputs when [`QuantConfig::quantize_outputs`] says so) through the
+//! executor's tensor hook, with ranges from calibration or set by hand (per tensor,
 //! or for single channels of an activation, see [`channel_clips`]).
 
 pub mod channel_clips;
@@ -13,7 +14,9 @@ use ndarray::{ArrayD, ArrayViewD};
 use serde::Serialize;
 
 use super::channels::Granularity;
-use super::config::{QUANTIZABLE_OPS, QuantConfig, WeightQuant, WeightScheme, weight_input_names};
+use super::config::{
+    ActivationQuant, QUANTIZABLE_OPS, QuantConfig, WeightQuant, WeightScheme, weight_input_names,
+};
 use super::grid::{IntGrid, LinearParams, QuantError};
 use super::learned_rounding::LearnedRounding;
 use super::linear::{self, LinearConfig, Rounding};
@@ -22,7 +25,7 @@ use super::weight_calib::calibrated_ranges;
 use crate::calib::{CalibrationStats, Method};
 use crate::engine::{TensorHook, TensorSite};
 use crate::error::{Error, Result};
-use crate::ir::{Graph, ParamRole, Tensor, TensorData};
+use crate::ir::{DType, Graph, ParamRole, Tensor, TensorData};
 use crate::metrics::{MetricOptions, TensorMetrics, compare};
 use channel_clips::{ActivationChannels, activation_channels, fake_quantize_channels};
 
@@ -96,6 +99,8 @@ impl QuantizedModel {
         let mut activation_params = HashMap::new();
         let mut per_channel = HashMap::new();
         let mut warnings = Vec::new();
+        // The quantized activations in order, with their layer's settings.
+        let mut sites: Vec<(&str, ActivationQuant)> = Vec::new();
         // Layers inside subgraphs read their weights from the top graph (`ir::scope`), so they
         // are quantized like any other; their activations stay float, as in the QDQ export.
         for node in graph.nodes_recursive() {
@@ -162,52 +167,27 @@ impl QuantizedModel {
                 data_inputs.push(node.input(1));
             }
             for name in data_inputs.into_iter().flatten() {
-                if activation_params.contains_key(name) {
-                    continue;
+                if !sites.iter().any(|(site, _)| *site == name) {
+                    sites.push((name, *act));
                 }
-                let grid =
-                    IntGrid::new(act.bits, act.symmetric, false).map_err(quant_error(name))?;
-                let (range, manual) = match config.activation_ranges.get(name) {
-                    Some(&range) => (range, true),
-                    None => {
-                        let tensor_stats = stats.get(name).ok_or_else(|| Error::Quant {
-                            tensor: name.to_string(),
-                            msg: "no calibration statistics (calibrate with data first)".into(),
-                        })?;
-                        let range =
-                            act.method
-                                .range(tensor_stats, act.bits)
-                                .map_err(|e| Error::Quant {
-                                    tensor: name.to_string(),
-                                    msg: e.to_string(),
-                                })?;
-                        (range, false)
-                    }
-                };
-                let params = LinearParams::from_range(range.0, range.1, grid, act.symmetric)
-                    .map_err(quant_error(name))?;
-                activation_params.insert(name.to_string(), params);
-                let channels = match config.activation_channel_ranges.get(name) {
-                    Some(clips) if !clips.is_empty() => Some(activation_channels(
-                        graph,
-                        name,
-                        clips,
-                        grid,
-                        act.symmetric,
-                    )?),
-                    _ => None,
-                };
-                if let Some(channels) = &channels {
-                    per_channel.insert(name.to_string(), channels.clone());
-                }
-                activations.push(ActivationReport {
-                    tensor: name.to_string(),
-                    range,
-                    params,
-                    manual,
-                    channels,
-                });
             }
+        }
+        if config.quantize_outputs
+            && let Some(act) = config.default.activations
+        {
+            for name in quantized_graph_outputs(graph, config, stats) {
+                if !sites.iter().any(|(site, _)| *site == name) {
+                    sites.push((name, act));
+                }
+            }
+        }
+        for (name, act) in sites {
+            let report = activation_report(graph, config, stats, &act, name)?;
+            activation_params.insert(name.to_string(), report.params);
+            if let Some(channels) = &report.channels {
+                per_channel.insert(name.to_string(), channels.clone());
+            }
+            activations.push(report);
         }
         // A bias behind an activation quantized per channel stays float, as the QDQ export
         // leaves it (its scale S_x·S_w would differ per input channel).
@@ -234,6 +214,75 @@ impl QuantizedModel {
             channels: &self.activation_channels,
         }
     }
+}
+
+/// The quantizer of activation `name` under `act`: its range set by hand in `config`, else
+/// calibrated from `stats` by `act.method`; per channel where channels are clipped by hand.
+fn activation_report(
+    graph: &Graph,
+    config: &QuantConfig,
+    stats: &BTreeMap<String, CalibrationStats>,
+    act: &ActivationQuant,
+    name: &str,
+) -> Result<ActivationReport> {
+    let grid = IntGrid::new(act.bits, act.symmetric, false).map_err(quant_error(name))?;
+    let (range, manual) = match config.activation_ranges.get(name) {
+        Some(&range) => (range, true),
+        None => {
+            let tensor_stats = stats.get(name).ok_or_else(|| Error::Quant {
+                tensor: name.to_string(),
+                msg: "no calibration statistics (calibrate with data first)".into(),
+            })?;
+            let range = act
+                .method
+                .range(tensor_stats, act.bits)
+                .map_err(|e| Error::Quant {
+                    tensor: name.to_string(),
+                    msg: e.to_string(),
+                })?;
+            (range, false)
+        }
+    };
+    let params = LinearParams::from_range(range.0, range.1, grid, act.symmetric)
+        .map_err(quant_error(name))?;
+    let channels = match config.activation_channel_ranges.get(name) {
+        Some(clips) if !clips.is_empty() => Some(activation_channels(
+            graph,
+            name,
+            clips,
+            grid,
+            act.symmetric,
+        )?),
+        _ => None,
+    };
+    Ok(ActivationReport {
+        tensor: name.to_string(),
+        range,
+        params,
+        manual,
+        channels,
+    })
+}
+
+/// The graph outputs [`QuantConfig::quantize_outputs`] quantizes: float tensors computed by
+/// the graph (not its inputs or constants). An output declared with another element type, or
+/// with no declared type, no calibration statistics and no manual range (integer tensors are
+/// not calibrated), is left as it is.
+fn quantized_graph_outputs<'a>(
+    graph: &'a Graph,
+    config: &'a QuantConfig,
+    stats: &'a BTreeMap<String, CalibrationStats>,
+) -> impl Iterator<Item = &'a str> + 'a {
+    graph
+        .outputs
+        .iter()
+        .filter(|o| !graph.inputs.iter().any(|i| i.name == o.name))
+        .filter(|o| !graph.initializers.contains_key(&o.name))
+        .filter(move |o| match o.dtype {
+            Some(dtype) => dtype == DType::F32,
+            None => stats.contains_key(&o.name) || config.activation_ranges.contains_key(&o.name),
+        })
+        .map(|o| o.name.as_str())
 }
 
 /// A weight tensor's clip ranges set by hand: one for the whole tensor, some channels'.
@@ -570,10 +619,25 @@ mod tests {
         assert!(!r.per_channel && r.ranges == vec![(-1.0, 1.0)]);
     }
 
+    /// Weights float, activations uint8 min-max.
+    fn uint8_activations_only() -> QuantConfig {
+        use crate::quant::config::LayerQuant;
+        QuantConfig {
+            default: LayerQuant {
+                weights: None,
+                activations: Some(ActivationQuant {
+                    bits: 8,
+                    symmetric: false,
+                    method: Method::MinMax,
+                }),
+            },
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn an_activation_channel_clip_quantizes_that_channel_alone_on_its_grid() {
         use crate::ir::{Graph, Node, ValueInfo};
-        use crate::quant::config::{ActivationQuant, LayerQuant};
         let (w, _) = weight(true);
         let graph = Graph {
             name: "g".into(),
@@ -587,17 +651,7 @@ mod tests {
             initializers: BTreeMap::from([("w".into(), w)]),
             opset: 13,
         };
-        let mut config = QuantConfig {
-            default: LayerQuant {
-                weights: None,
-                activations: Some(ActivationQuant {
-                    bits: 8,
-                    symmetric: false,
-                    method: Method::MinMax,
-                }),
-            },
-            ..Default::default()
-        };
+        let mut config = uint8_activations_only();
         config.activation_ranges.insert("x".into(), (0.0, 4.0));
         let plain = QuantizedModel::prepare(&graph, &config, &BTreeMap::new()).unwrap();
         assert!(plain.activations[0].channels.is_none());
@@ -674,5 +728,57 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no channel axis"), "{e}");
+    }
+
+    #[test]
+    fn quantize_outputs_adds_the_float_graph_outputs_and_skips_integer_ones() {
+        use crate::ir::{Graph, Node, ValueInfo};
+        let (w, _) = weight(true);
+        let info = |name: &str, dtype: Option<DType>| ValueInfo {
+            name: name.into(),
+            dtype,
+            shape: None,
+        };
+        let graph = Graph {
+            name: "g".into(),
+            nodes: vec![
+                Node::new("conv", "Conv", &["x", "w"], &["y"]),
+                Node::new("argmax", "ArgMax", &["y"], &["k"]),
+                Node::new("shape", "Shape", &["y"], &["s"]),
+            ],
+            inputs: vec![info("x", Some(DType::F32))],
+            outputs: vec![
+                info("y", Some(DType::F32)),
+                info("k", Some(DType::I64)),
+                info("s", None),
+                info("x", Some(DType::F32)),
+            ],
+            initializers: BTreeMap::from([("w".into(), w)]),
+            opset: 13,
+        };
+        let mut config = uint8_activations_only();
+        config.activation_ranges.insert("x".into(), (0.0, 4.0));
+        config.activation_ranges.insert("y".into(), (-1.0, 3.0));
+        let tensors = |config: &QuantConfig| -> Vec<String> {
+            QuantizedModel::prepare(&graph, config, &BTreeMap::new())
+                .unwrap()
+                .activations
+                .into_iter()
+                .map(|a| a.tensor)
+                .collect()
+        };
+        assert_eq!(tensors(&config), vec!["x"]);
+        config.quantize_outputs = true;
+        assert_eq!(tensors(&config), vec!["x", "y"]);
+        // A float output without a range or statistics is an error naming it.
+        config.activation_ranges.remove("y");
+        let e = QuantizedModel::prepare(&graph, &config, &BTreeMap::new())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("tensor 'y'") && e.contains("no calibration statistics"),
+            "{e}"
+        );
     }
 }

@@ -211,6 +211,9 @@ impl Panel for SettingsPanel {
         commands.extend(adaround_ui(ui, config, input.adaround_notice));
         ui.separator();
         activations_ui(ui, &mut quant);
+        if config.default.activations.is_some() {
+            commands.extend(outputs_ui(ui, config));
+        }
         if quant != current {
             commands.push(match input.node {
                 Some(node) if overridden => AppCommand::SetLayer {
@@ -545,6 +548,23 @@ fn adaround_ui(
         ui.colored_label(ui.visuals().warn_fg_color, notice);
     }
     command
+}
+
+/// Whether the graph's outputs are quantized too (a model-wide setting).
+fn outputs_ui(ui: &mut egui::Ui, config: &QuantConfig) -> Option<AppCommand> {
+    let mut on = config.quantize_outputs;
+    ui.checkbox(&mut on, "quantize graph outputs")
+        .on_hover_text(
+            "Also put the model's float outputs on the default activation grid, as a \
+             deployment that hands int8 outputs to the application does (onnxruntime's \
+             quantize_static places these quantizers too); unticked, outputs stay float",
+        )
+        .changed()
+        .then(|| {
+            let mut next = config.clone();
+            next.quantize_outputs = on;
+            AppCommand::SetConfig(Box::new(next))
+        })
 }
 
 fn activations_ui(ui: &mut egui::Ui, quant: &mut LayerQuant) {
