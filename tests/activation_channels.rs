@@ -15,7 +15,7 @@ use quantscope::engine::{Plan, RunOptions, TensorHook, TensorSite};
 use quantscope::error::Result;
 use quantscope::ir::{Graph, TensorData};
 use quantscope::load::{load_model, read_arrays};
-use quantscope::workflow::{Calibration, RunControl, Samples, calibrate};
+use quantscope::workflow::{Calibration, RunControl, Samples, calibrate_with_channels};
 
 use common::repo_path;
 
@@ -44,7 +44,7 @@ fn check_against_direct(graph: &Graph, input: &str, data: ArrayD<f32>) -> (usize
     let count = data.len_of(Axis(0));
     let samples = Samples::single(input, TensorData::F32(data.clone()), "test data").unwrap();
     let calibration: Calibration =
-        calibrate(graph, &samples, Some(1), &RunControl::default()).unwrap();
+        calibrate_with_channels(graph, &samples, Some(1), &RunControl::default()).unwrap();
 
     let plan = Plan::new(graph).unwrap();
     let mut direct = KeepAll::default();

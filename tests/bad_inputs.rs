@@ -1131,7 +1131,7 @@ fn calibration_histograms_stay_within_the_memory_budget() {
     use ndarray::{ArrayD, IxDyn};
     use quantscope::calib::ObserverConfig;
     use quantscope::ir::TensorData;
-    use quantscope::workflow::{RunControl, Samples, calibrate_within};
+    use quantscope::workflow::{Detail, RunControl, Samples, calibrate_within};
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let n = 2000;
     let graph = relu_chain(n);
@@ -1143,7 +1143,7 @@ fn calibration_histograms_stay_within_the_memory_budget() {
 
     let budget = MemoryBudget::new(256 << 20);
     let (calibration, peak) =
-        measured(|| calibrate_within(&graph, &samples, None, &control, budget));
+        measured(|| calibrate_within(&graph, &samples, None, &control, Detail::Channels, budget));
     let calibration = calibration.expect("fits with fewer internal bins");
     assert!(
         peak < 256 << 20,
@@ -1160,6 +1160,7 @@ fn calibration_histograms_stay_within_the_memory_budget() {
             &samples,
             None,
             &control,
+            Detail::Channels,
             MemoryBudget::new(64 << 20),
         )
     });

@@ -159,7 +159,18 @@ impl GrowingHistogram {
             }
             k
         };
+        // `x >= lo && x <= hi` is false for NaN and for out-of-range values.
+        let bin_of = |v: f32| {
+            let a = f64::from(if abs { v.abs() } else { v });
+            (a >= lo && a <= hi).then(|| index(a))
+        };
         match self.sums.as_mut() {
+            // Few values: the spare array below would cost more than it saves.
+            None if values.len() < n => {
+                for k in values.iter().filter_map(|&v| bin_of(v)) {
+                    self.counts[k] += 1;
+                }
+            }
             None => {
                 let counts = &mut self.counts;
                 // Two interleaved count arrays halve store-to-load stalls when neighbouring
@@ -167,21 +178,15 @@ impl GrowingHistogram {
                 let mut spare = vec![0u32; n];
                 let mut pairs = values.chunks_exact(2);
                 for pair in &mut pairs {
-                    let a = f64::from(if abs { pair[0].abs() } else { pair[0] });
-                    let b = f64::from(if abs { pair[1].abs() } else { pair[1] });
-                    // `x >= lo && x <= hi` is false for NaN and for out-of-range values.
-                    if a >= lo && a <= hi {
-                        counts[index(a)] += 1;
+                    if let Some(k) = bin_of(pair[0]) {
+                        counts[k] += 1;
                     }
-                    if b >= lo && b <= hi {
-                        spare[index(b)] += 1;
+                    if let Some(k) = bin_of(pair[1]) {
+                        spare[k] += 1;
                     }
                 }
-                for &v in pairs.remainder() {
-                    let a = f64::from(if abs { v.abs() } else { v });
-                    if a >= lo && a <= hi {
-                        counts[index(a)] += 1;
-                    }
+                for k in pairs.remainder().iter().filter_map(|&v| bin_of(v)) {
+                    counts[k] += 1;
                 }
                 for (c, s) in counts.iter_mut().zip(spare) {
                     *c += u64::from(s);

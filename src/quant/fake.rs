@@ -11,6 +11,7 @@ mod recurrent_tests;
 use std::collections::{BTreeMap, HashMap};
 
 use ndarray::{ArrayD, ArrayViewD};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::channels::Granularity;
@@ -512,6 +513,9 @@ fn quantize_weight(
     Ok((quantized.values, report))
 }
 
+/// Elements per parallel work item of the hook's fake quantization.
+const FAKE_QUANT_CHUNK: usize = 16 * 1024;
+
 /// Fake-quantizes the activations that have parameters, in place, as they are produced.
 pub struct FakeQuantHook<'a> {
     params: &'a HashMap<String, LinearParams>,
@@ -533,7 +537,12 @@ impl TensorHook for FakeQuantHook<'_> {
             && let TensorData::F32(values) = value
         {
             let params = *params;
-            values.par_mapv_inplace(|x| params.fake_quantize(x));
+            match values.as_slice_mut() {
+                Some(flat) => flat
+                    .par_chunks_mut(FAKE_QUANT_CHUNK)
+                    .for_each(|chunk| params.fake_quantize_slice(chunk)),
+                None => values.par_mapv_inplace(|x| params.fake_quantize(x)),
+            }
         }
         Ok(())
     }

@@ -141,7 +141,10 @@ impl ActivationQuantizer {
             ActivationRule::Binary => x.mapv_inplace(|v| if v >= 0.0 { 1.0 } else { -1.0 }),
             ActivationRule::Linear { .. } => {
                 let p = self.params()?;
-                x.mapv_inplace(|v| p.fake_quantize(v));
+                match x.as_slice_mut() {
+                    Some(flat) => p.fake_quantize_slice(flat),
+                    None => x.mapv_inplace(|v| p.fake_quantize(v)),
+                }
             }
         }
         Ok(())

@@ -8,7 +8,9 @@
 //! the calibrators (KL, percentile, MSE) see the histogram of all the values, whatever the
 //! chunking.
 //!
-//! Every float tensor of rank 2 or more also gets per-channel statistics ([`ChannelStats`]:
+//! With [`Detail::Channels`] (the app's per-channel activation views; the command-line tools
+//! quantize from per-tensor statistics and skip them), every float tensor of rank 2 or more
+//! also gets per-channel statistics ([`ChannelStats`]:
 //! each channel's min/max and a coarse histogram), channels along the axis its consumer treats
 //! as channels ([`ChannelAxis::of_graph`]: axis 1 for a convolution's input, the last axis for
 //! a `MatMul`/`Gemm` input, axis 1 otherwise). With several chunks their histograms are filled
@@ -36,11 +38,21 @@ use crate::error::{Error, Result};
 use crate::ir::{Graph, TensorData};
 use crate::quant::cost::ShapeRecorder;
 
+/// What a calibration collects besides every float tensor's statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Per-tensor statistics only: all that quantizing needs.
+    Tensors,
+    /// Also every tensor's per-channel statistics (per-channel activation views).
+    Channels,
+}
+
 /// Calibration statistics and what they were computed on.
 #[derive(Debug, Clone)]
 pub struct Calibration {
     pub stats: BTreeMap<String, CalibrationStats>,
-    /// Per-channel statistics of every float tensor of rank 2 or more.
+    /// Per-channel statistics of every float tensor of rank 2 or more ([`Detail::Channels`];
+    /// empty otherwise).
     pub channels: BTreeMap<String, ChannelStats>,
     /// Every tensor's shape in the first chunk.
     pub shapes: HashMap<String, Vec<usize>>,
@@ -74,7 +86,31 @@ pub fn calibrate(
     limit: Option<usize>,
     control: &RunControl<'_>,
 ) -> Result<Calibration> {
-    calibrate_within(graph, samples, limit, control, MemoryBudget::current())
+    calibrate_within(
+        graph,
+        samples,
+        limit,
+        control,
+        Detail::Tensors,
+        MemoryBudget::current(),
+    )
+}
+
+/// [`calibrate`], also collecting every tensor's per-channel statistics.
+pub fn calibrate_with_channels(
+    graph: &Graph,
+    samples: &Samples,
+    limit: Option<usize>,
+    control: &RunControl<'_>,
+) -> Result<Calibration> {
+    calibrate_within(
+        graph,
+        samples,
+        limit,
+        control,
+        Detail::Channels,
+        MemoryBudget::current(),
+    )
 }
 
 /// The observer settings for `graph`: the default, with the oversampling lowered until the
@@ -91,6 +127,7 @@ pub fn calibrate_within(
     samples: &Samples,
     limit: Option<usize>,
     control: &RunControl<'_>,
+    detail: Detail,
     budget: MemoryBudget,
 ) -> Result<Calibration> {
     let config = observer_config_for(graph, budget)?;
@@ -106,9 +143,12 @@ pub fn calibrate_within(
     // With several chunks a second pass is likely: the first one reports up to one half, and
     // the per-channel histograms wait for it (the first keeps their min/max only).
     let several = samples.count() > batch.size;
-    let mut collector = ActivationCollector::with_config(config)
-        .with_channels(ChannelAxis::of_graph(graph))
-        .channel_histograms_in_second_pass(several);
+    let mut collector = ActivationCollector::with_config(config);
+    if detail == Detail::Channels {
+        collector = collector
+            .with_channels(ChannelAxis::of_graph(graph))
+            .channel_histograms_in_second_pass(several);
+    }
     let mut shapes = ShapeRecorder::default();
     let first_half =
         |fraction: f32| control.report(if several { fraction / 2.0 } else { fraction });

@@ -25,7 +25,9 @@ pub mod samples;
 pub mod sources;
 
 pub use batching::{BatchChoice, DEFAULT_BATCH, choose_batch};
-pub use calibrate::{Calibration, calibrate, calibrate_within, observer_config_for};
+pub use calibrate::{
+    Calibration, Detail, calibrate, calibrate_with_channels, calibrate_within, observer_config_for,
+};
 pub use cost::{Cost, RunShapes, quantized_cost};
 pub use declared::{SYNTHETIC_SAMPLES, image_target, synthetic};
 pub use evaluate::{

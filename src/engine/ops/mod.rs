@@ -26,6 +26,7 @@ mod normalization;
 mod norms;
 mod pool;
 mod quantize;
+pub use quantize::Quantizer;
 mod rearrange;
 mod recurrent;
 mod reduce;

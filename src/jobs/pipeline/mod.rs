@@ -37,14 +37,15 @@ pub fn read_data(graph: &Graph, model: &Path, source: &DataSource) -> Result<Dat
     Ok(workflow::read_data(graph, model, source)?)
 }
 
-/// Every float tensor's statistics over `samples`.
+/// Every float tensor's statistics over `samples`, per tensor and per channel (the app shows
+/// both).
 pub fn calibrate(
     graph: &Graph,
     samples: &Samples,
     ctx: &JobContext,
 ) -> Result<Calibration, JobError> {
     with_control(ctx, |control| {
-        workflow::calibrate(graph, samples, None, control)
+        workflow::calibrate_with_channels(graph, samples, None, control)
     })
 }
 

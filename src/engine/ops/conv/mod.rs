@@ -296,7 +296,7 @@ fn conv_forward(d: ConvData<'_>, epilogue: Option<&ConvEpilogue>) -> Vec<f32> {
         if is_pointwise(d.a) && d.c / group <= panel::MAX_K {
             return pointwise_by_panels(Isa::detect(), d, epilogue);
         }
-        if d.c / group * kk <= panel::MAX_K && m / group <= panel::MAX_K {
+        if m / group <= panel::MAX_K && d.c / group * kk * (m / group) <= panel::MAX_WEIGHTS {
             return im2col_by_panels(Isa::detect(), d, epilogue);
         }
     }
@@ -354,9 +354,11 @@ fn pointwise_by_panels(isa: Isa, d: ConvData<'_>, epilogue: Option<&ConvEpilogue
     out
 }
 
-/// A convolution whose im2col rows are few (small kernels over few input channels, like a
-/// network's first convolution on RGB) as [`panel`] products on im2col blocks of about
-/// [`PANEL_COLUMNS`] columns, bias and epilogue fused, in parallel over (image, group, block).
+/// A convolution with few output channels per group and weights that stay in cache (a
+/// network's first convolution on RGB, a 3×3 convolution of 64 channels) as [`panel`] products
+/// on im2col blocks of about [`PANEL_COLUMNS`] columns, bias and epilogue fused, in parallel
+/// over (image, group, block): no packing of the operand and no separate bias or activation
+/// pass, as a general GEMM would make.
 fn im2col_by_panels(isa: Isa, d: ConvData<'_>, epilogue: Option<&ConvEpilogue>) -> Vec<f32> {
     let (in_sz, out_sz, kk) = d.sizes();
     let (cg, mg) = (d.c / d.group, d.m / d.group);

@@ -269,6 +269,16 @@ fn panel_products_match_reference() {
             check_strategy(&mut rng, &s, i % 2 == 1, &what, |d, e| {
                 im2col_by_panels(isa, d, e)
             });
+            // im2col blocks with long rows: 3×3 kernels over up to 64 channels into up to 64.
+            let (cg, mg) = (rng.range(8, 64), rng.range(1, 64));
+            let mut s = random_shape(&mut rng, 2, 1, cg, mg);
+            s.kernel = vec![3, 3];
+            s.dil = vec![1, 1];
+            s.pad = vec![(1, 1), (1, 1)];
+            let what = format!("{isa:?} long im2col panels");
+            check_strategy(&mut rng, &s, i % 2 == 0, &what, |d, e| {
+                im2col_by_panels(isa, d, e)
+            });
         }
     }
 }
