@@ -142,63 +142,52 @@ impl GrowingHistogram {
             }
             return;
         }
+        let bins = Bins::new(self.lo, self.hi, self.counts.len(), abs);
         let n = self.counts.len();
-        let (lo, hi) = (self.lo, self.hi);
-        let last = n - 1;
-        // Bin k is [lo + k·w, lo + (k+1)·w): the index from a multiplication, corrected
-        // against the edges (as numpy does), so binning is exact in f64 arithmetic.
-        let width = (hi - lo) / n as f64;
-        let inverse = if hi > lo { n as f64 / (hi - lo) } else { 0.0 };
-        let index = |x: f64| -> usize {
-            let d = x - lo;
-            let mut k = ((d * inverse) as usize).min(last);
-            if k > 0 && (k as f64) * width > d {
-                k -= 1;
-            } else if k < last && ((k + 1) as f64) * width <= d {
-                k += 1;
-            }
-            k
-        };
-        // `x >= lo && x <= hi` is false for NaN and for out-of-range values.
-        let bin_of = |v: f32| {
-            let a = f64::from(if abs { v.abs() } else { v });
-            (a >= lo && a <= hi).then(|| index(a))
-        };
+        let mut indices = [0u32; INDEX_BLOCK];
         match self.sums.as_mut() {
-            // Few values: the spare array below would cost more than it saves.
+            // Few values: the spare arrays below would cost more than they save.
             None if values.len() < n => {
-                for k in values.iter().filter_map(|&v| bin_of(v)) {
-                    self.counts[k] += 1;
+                for block in values.chunks(INDEX_BLOCK) {
+                    let indices = &mut indices[..block.len()];
+                    bins.indices(block, indices);
+                    for &k in indices.iter().filter(|&&k| (k as usize) < n) {
+                        self.counts[k as usize] += 1;
+                    }
                 }
             }
             None => {
-                let counts = &mut self.counts;
                 // Two interleaved count arrays halve store-to-load stalls when neighbouring
-                // values hit the same bin (common: ReLU zeros).
-                let mut spare = vec![0u32; n];
-                let mut pairs = values.chunks_exact(2);
-                for pair in &mut pairs {
-                    if let Some(k) = bin_of(pair[0]) {
-                        counts[k] += 1;
+                // values hit the same bin (common: ReLU zeros); their last slot takes the
+                // values outside the range.
+                let mut even = vec![0u32; n + 1];
+                let mut odd = vec![0u32; n + 1];
+                for block in values.chunks(INDEX_BLOCK) {
+                    let indices = &mut indices[..block.len()];
+                    bins.indices(block, indices);
+                    let mut pairs = indices.chunks_exact(2);
+                    for pair in &mut pairs {
+                        even[pair[0] as usize] += 1;
+                        odd[pair[1] as usize] += 1;
                     }
-                    if let Some(k) = bin_of(pair[1]) {
-                        spare[k] += 1;
+                    for &k in pairs.remainder() {
+                        even[k as usize] += 1;
                     }
                 }
-                for k in pairs.remainder().iter().filter_map(|&v| bin_of(v)) {
-                    counts[k] += 1;
-                }
-                for (c, s) in counts.iter_mut().zip(spare) {
-                    *c += u64::from(s);
+                for ((c, a), b) in self.counts.iter_mut().zip(even).zip(odd) {
+                    *c += u64::from(a) + u64::from(b);
                 }
             }
             Some(sums) => {
-                for &v in values {
-                    let a = f64::from(if abs { v.abs() } else { v });
-                    if a >= lo && a <= hi {
-                        let k = index(a);
-                        self.counts[k] += 1;
-                        sums[k] += a;
+                for block in values.chunks(INDEX_BLOCK) {
+                    let indices = &mut indices[..block.len()];
+                    bins.indices(block, indices);
+                    for (&k, &v) in indices.iter().zip(block) {
+                        let k = k as usize;
+                        if k < n {
+                            self.counts[k] += 1;
+                            sums[k] += f64::from(if abs { v.abs() } else { v });
+                        }
                     }
                 }
             }
@@ -239,6 +228,87 @@ impl GrowingHistogram {
     }
 }
 
+/// Values whose bin indices are computed together, in a loop the compiler vectorizes.
+const INDEX_BLOCK: usize = 256;
+
+/// The geometry of `n` equal bins over `[lo, hi]` as [`GrowingHistogram::add`] bins values.
+#[derive(Debug, Clone, Copy)]
+struct Bins {
+    lo: f64,
+    hi: f64,
+    width: f64,
+    inverse: f64,
+    last: i64,
+    abs: bool,
+}
+
+impl Bins {
+    fn new(lo: f64, hi: f64, n: usize, abs: bool) -> Self {
+        Bins {
+            lo,
+            hi,
+            width: (hi - lo) / n as f64,
+            inverse: if hi > lo { n as f64 / (hi - lo) } else { 0.0 },
+            last: n as i64 - 1,
+            abs,
+        }
+    }
+
+    /// The bin of every value of `values` (|x| when `abs`) into `out`, `n` for a value outside
+    /// `[lo, hi]` or NaN. Bin k is [lo + k·w, lo + (k+1)·w): the index from a multiplication,
+    /// corrected against the edges (as numpy does), so binning is exact in f64 arithmetic.
+    fn indices(&self, values: &[f32], out: &mut [u32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                // SAFETY: the CPU has the features the function is compiled for.
+                return unsafe { self.indices_avx512(values, out) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: as above.
+                return unsafe { self.indices_avx2(values, out) };
+            }
+        }
+        self.indices_generic(values, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+    unsafe fn indices_avx512(&self, values: &[f32], out: &mut [u32]) {
+        self.indices_generic(values, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn indices_avx2(&self, values: &[f32], out: &mut [u32]) {
+        self.indices_generic(values, out);
+    }
+
+    /// The same arithmetic on every instruction set (no fused multiply-adds), so the same bins.
+    #[inline(always)]
+    fn indices_generic(&self, values: &[f32], out: &mut [u32]) {
+        let outside = (self.last + 1) as u32;
+        for (o, &v) in out.iter_mut().zip(values) {
+            let a = f64::from(if self.abs { v.abs() } else { v });
+            let d = a - self.lo;
+            // Saturating: NaN and values far outside give some bin, replaced below.
+            let k = ((d * self.inverse) as i64).min(self.last);
+            let down = k > 0 && (k as f64) * self.width > d;
+            let up = k < self.last && ((k + 1) as f64) * self.width <= d;
+            let k = k - i64::from(down) + i64::from(up);
+            // `x >= lo && x <= hi` is false for NaN and for out-of-range values.
+            *o = if a >= self.lo && a <= self.hi {
+                k as u32
+            } else {
+                outside
+            };
+        }
+    }
+}
+
 /// Bin of `x` among `n` bins of `width` starting at `lo` (clamped to the ends).
 fn bin_index(x: f64, lo: f64, width: f64, n: usize) -> usize {
     if width <= 0.0 {
@@ -265,6 +335,43 @@ mod tests {
                 (sign * -(u.ln()) * scale as f64) as f32
             })
             .collect()
+    }
+
+    #[test]
+    fn vector_bin_indices_equal_numpy_style_binning_on_every_value() {
+        for (lo, hi, n) in [(-3.0, 5.0, 16384), (0.0, 7.5, 2048), (0.25, 0.25, 64)] {
+            for abs in [false, true] {
+                let bins = Bins::new(lo, hi, n, abs);
+                let width = (hi - lo) / n as f64;
+                let mut xs = values(5000, 7, 2.0);
+                // Every bin edge exactly, just below and above it, and values outside.
+                for k in (0..=n).step_by(7) {
+                    let edge = (lo + k as f64 * width) as f32;
+                    xs.extend([edge, edge.next_down(), edge.next_up()]);
+                }
+                xs.extend([f32::NAN, f32::INFINITY, -f32::INFINITY, hi as f32 + 1.0]);
+                let mut got = vec![0u32; xs.len()];
+                bins.indices(&xs, &mut got);
+                for (&x, &k) in xs.iter().zip(&got) {
+                    let a = f64::from(if abs { x.abs() } else { x });
+                    let want = if a >= lo && a <= hi {
+                        // The first bin whose upper edge lies above `a` (the last bin is
+                        // closed), as numpy.histogram assigns it; a zero-width histogram keeps
+                        // the multiplication's answer.
+                        if hi > lo {
+                            (0..n - 1)
+                                .find(|&j| ((j + 1) as f64) * width > a - lo)
+                                .unwrap_or(n - 1) as u32
+                        } else {
+                            k
+                        }
+                    } else {
+                        n as u32
+                    };
+                    assert_eq!(k, want, "[{lo}, {hi}] n {n} abs {abs}: {x}");
+                }
+            }
+        }
     }
 
     /// The range a histogram of `values` (or of |values|, from 0) covers.
