@@ -133,25 +133,83 @@ struct Pass {
     sum: f64,
 }
 
+/// Independent accumulators per pass: f64 sums and min/max chains split eight ways run side
+/// by side instead of each waiting for the previous element (the f64 sums differ from a serial
+/// sum by rounding only; minima and maxima are exact either way).
+const LANES: usize = 8;
+
 fn first_pass(values: &[f32]) -> Pass {
-    let mut p = Pass {
-        finite: 0,
-        nan: 0,
-        min: f32::INFINITY,
-        max: f32::NEG_INFINITY,
-        sum: 0.0,
-    };
-    for &v in values {
-        if v.is_finite() {
-            p.finite += 1;
-            p.min = p.min.min(v);
-            p.max = p.max.max(v);
-            p.sum += f64::from(v);
-        } else if v.is_nan() {
-            p.nan += 1;
+    let mut min = [f32::INFINITY; LANES];
+    let mut max = [f32::NEG_INFINITY; LANES];
+    let mut sum = [0.0f64; LANES];
+    let mut finite = [0u64; LANES];
+    let mut nan = [0u64; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (i, &v) in chunk.iter().enumerate() {
+            let ok = v.is_finite();
+            min[i] = if ok { min[i].min(v) } else { min[i] };
+            max[i] = if ok { max[i].max(v) } else { max[i] };
+            sum[i] += if ok { f64::from(v) } else { 0.0 };
+            finite[i] += u64::from(ok);
+            nan[i] += u64::from(v.is_nan());
         }
     }
-    p
+    for &v in chunks.remainder() {
+        let ok = v.is_finite();
+        min[0] = if ok { min[0].min(v) } else { min[0] };
+        max[0] = if ok { max[0].max(v) } else { max[0] };
+        sum[0] += if ok { f64::from(v) } else { 0.0 };
+        finite[0] += u64::from(ok);
+        nan[0] += u64::from(v.is_nan());
+    }
+    Pass {
+        finite: finite.iter().sum(),
+        nan: nan.iter().sum(),
+        min: min.iter().copied().fold(f32::INFINITY, f32::min),
+        max: max.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        sum: sum.iter().sum(),
+    }
+}
+
+/// Sums about `mean` of the finite values: Σ(x − mean)², and the count, Σx and Σx² of the
+/// positive ones.
+struct Moments {
+    m2: f64,
+    positive: u64,
+    positive_sum: f64,
+    positive_sum_sq: f64,
+}
+
+fn moments(values: &[f32], mean: f64) -> Moments {
+    let mut m2 = [0.0f64; LANES];
+    let mut positive = [0u64; LANES];
+    let mut sum = [0.0f64; LANES];
+    let mut sum_sq = [0.0f64; LANES];
+    let mut add = |i: usize, v: f32| {
+        let x = f64::from(v);
+        let d = if v.is_finite() { x - mean } else { 0.0 };
+        m2[i] += d * d;
+        let p = v.is_finite() && v > 0.0;
+        positive[i] += u64::from(p);
+        sum[i] += if p { x } else { 0.0 };
+        sum_sq[i] += if p { x * x } else { 0.0 };
+    };
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (i, &v) in chunk.iter().enumerate() {
+            add(i, v);
+        }
+    }
+    for &v in chunks.remainder() {
+        add(0, v);
+    }
+    Moments {
+        m2: m2.iter().sum(),
+        positive: positive.iter().sum(),
+        positive_sum: sum.iter().sum(),
+        positive_sum_sq: sum_sq.iter().sum(),
+    }
 }
 
 impl CalibrationStats {
@@ -228,43 +286,33 @@ impl CalibrationStats {
         let samples = samples.unwrap_or(1).max(1);
         let per_sample = values.len() / samples;
         if per_sample > 0 {
-            for chunk in values.chunks_exact(per_sample) {
-                let (lo, hi) = chunk
-                    .iter()
-                    .filter(|v| v.is_finite())
-                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
-                        (l.min(v), h.max(v))
-                    });
-                if lo <= hi {
+            let mut record = |sample: &Pass| {
+                if sample.finite > 0 {
                     self.samples += 1;
-                    self.sample_min_sum += f64::from(lo);
-                    self.sample_max_sum += f64::from(hi);
+                    self.sample_min_sum += f64::from(sample.min);
+                    self.sample_max_sum += f64::from(sample.max);
+                }
+            };
+            if samples == 1 {
+                record(&pass);
+            } else {
+                for chunk in values.chunks_exact(per_sample) {
+                    record(&first_pass(chunk));
                 }
             }
         }
 
         // Second pass: M2 about the batch mean, positive-part sums.
         let bmean = pass.sum / pass.finite as f64;
-        let mut m2 = 0.0f64;
-        let (mut pos, mut pos_sum, mut pos_sq) = (0u64, 0.0f64, 0.0f64);
-        for &v in values.iter().filter(|v| v.is_finite()) {
-            let x = f64::from(v);
-            let d = x - bmean;
-            m2 += d * d;
-            if v > 0.0 {
-                pos += 1;
-                pos_sum += x;
-                pos_sq += x * x;
-            }
-        }
+        let moments = moments(values, bmean);
         let n = self.finite + pass.finite;
         let delta = bmean - self.mean;
         self.mean += delta * pass.finite as f64 / n as f64;
-        self.m2 += m2 + delta * delta * self.finite as f64 * pass.finite as f64 / n as f64;
+        self.m2 += moments.m2 + delta * delta * self.finite as f64 * pass.finite as f64 / n as f64;
         self.finite = n;
-        self.positive += pos;
-        self.positive_sum += pos_sum;
-        self.positive_sum_sq += pos_sq;
+        self.positive += moments.positive;
+        self.positive_sum += moments.positive_sum;
+        self.positive_sum_sq += moments.positive_sum_sq;
 
         let abs_max = bmin.abs().max(bmax.abs());
         self.abs_hist.ensure_range(0.0, abs_max);
