@@ -31,8 +31,9 @@ pub struct ActivationCollector {
     /// consumer sets one (the others take [`ChannelAxis::Second`]).
     channel_axes: Option<Arc<HashMap<String, ChannelAxis>>>,
     channels: BTreeMap<String, ChannelStats>,
-    /// The per-channel histograms are left to the second pass (the first keeps min/max).
-    channel_histograms_later: bool,
+    /// The histograms are left to the second pass (the first keeps the other statistics, and
+    /// per channel min/max).
+    histograms_later: bool,
     /// Second pass: only the histograms of tensors already seen are fed.
     histograms_only: bool,
     /// Entries updated by deferred observations, put back by `finish`.
@@ -50,7 +51,7 @@ impl Clone for ActivationCollector {
             stats: self.stats.clone(),
             channel_axes: self.channel_axes.clone(),
             channels: self.channels.clone(),
-            channel_histograms_later: self.channel_histograms_later,
+            histograms_later: self.histograms_later,
             histograms_only: self.histograms_only,
             returned: Arc::default(),
         }
@@ -78,17 +79,20 @@ impl ActivationCollector {
         self
     }
 
-    /// Whether the per-channel histograms wait for the second pass
-    /// ([`start_histogram_pass`](Self::start_histogram_pass)), the first keeping per-channel
-    /// min/max only: cheaper when a second pass will run anyway (several batches).
-    pub fn channel_histograms_in_second_pass(mut self, later: bool) -> Self {
-        self.channel_histograms_later = later;
+    /// Whether the histograms (per tensor and per channel) wait for the second pass
+    /// ([`start_histogram_pass`](Self::start_histogram_pass)), the first keeping the other
+    /// statistics and per-channel min/max: cheaper when a second pass will run anyway (several
+    /// batches, whose ranges almost always grow after the first).
+    pub fn histograms_in_second_pass(mut self, later: bool) -> Self {
+        self.histograms_later = later;
         self
     }
 
-    /// Whether the per-channel histograms still wait for the second pass.
-    pub fn channel_histograms_pending(&self) -> bool {
-        self.channel_histograms_later && !self.histograms_only && !self.channels.is_empty()
+    /// Whether some histograms still wait for the second pass.
+    pub fn histograms_pending(&self) -> bool {
+        self.histograms_later
+            && !self.histograms_only
+            && !(self.channels.is_empty() && self.stats.is_empty())
     }
 
     /// Restricts collection to the tensors named in `names`.
@@ -173,11 +177,14 @@ impl ActivationCollector {
             return;
         }
         let config = self.config;
-        self.stats
-            .entry(name.to_string())
-            .or_insert_with(|| CalibrationStats::new(config))
-            .observe(values.view());
-        let later = self.channel_histograms_later;
+        let later = self.histograms_later;
+        observe_tensor(
+            self.stats
+                .entry(name.to_string())
+                .or_insert_with(|| CalibrationStats::new(config)),
+            values.view(),
+            later,
+        );
         if let Some(channels) = self.channels.get_mut(name) {
             observe_channels(channels, values, later);
         } else if let Some(mut channels) = self.fresh_channels(name, &values) {
@@ -257,7 +264,7 @@ impl TensorHook for ActivationCollector {
             self.channel_axes.clone()
         };
         let config = self.config;
-        let later = self.channel_histograms_later;
+        let later = self.histograms_later;
         let value = Arc::clone(value);
         let returned = Arc::clone(&self.returned);
         Some(Box::new(move || {
@@ -268,7 +275,7 @@ impl TensorHook for ActivationCollector {
                         channels.observe_histograms(a.view());
                     }
                 } else {
-                    stats.observe(a.view());
+                    observe_tensor(&mut stats, a.view(), later);
                     if let Some(axes) = axes {
                         channels = new_channel_stats(&axes, &name, &a.view(), config);
                     }
@@ -300,6 +307,15 @@ impl TensorHook for ActivationCollector {
             self.stats.insert(name, stats);
         }
         Ok(())
+    }
+}
+
+/// A first-pass observation of `values`: no histograms when they come `later`.
+fn observe_tensor(stats: &mut CalibrationStats, values: ArrayViewD<'_, f32>, later: bool) {
+    if later {
+        stats.observe_statistics(values);
+    } else {
+        stats.observe(values);
     }
 }
 

@@ -20,11 +20,14 @@
 //!
 //! NaN and ±Inf are counted and otherwise ignored. An empty batch changes nothing.
 
+use std::hint::select_unpredictable as select;
+
 use ndarray::ArrayViewD;
 use serde::{Deserialize, Serialize};
 
 use super::channels::ChannelConfig;
 use super::histogram::GrowingHistogram;
+use crate::engine::ops::conv::simd::wide_fn;
 use crate::error::{Error, Result};
 use crate::stats::Histogram;
 
@@ -37,18 +40,25 @@ pub struct ObserverConfig {
     pub bins: usize,
     /// Internal bins per final bin, for accurate re-binning (≥ 1). Default 8.
     pub oversample: usize,
+    /// Whether a histogram of x over `[min, max]` is kept beside the |x| one (the app shows
+    /// it; no calibration method needs it). Default true.
+    #[serde(default = "keep_signed_histogram")]
+    pub signed_histogram: bool,
     /// Limits of the per-channel statistics of activations (when they are collected).
     #[serde(default)]
     pub channels: ChannelConfig,
 }
 
+fn keep_signed_histogram() -> bool {
+    true
+}
+
 impl ObserverConfig {
-    /// Bytes of the per-tensor histograms of one tensor's [`CalibrationStats`]: two
-    /// histograms of `bins × oversample` internal bins (u64 counts; the signed one also f64
-    /// sums).
+    /// Bytes of the per-tensor histograms of one tensor's [`CalibrationStats`]: one or two
+    /// histograms (|x|, and x when kept) of `bins × oversample` internal bins of u64 counts.
     fn tensor_histogram_bytes(&self) -> u64 {
         let internal = (self.bins.max(1) * self.oversample.max(1)) as u64;
-        internal * (8 + 8 + 8)
+        internal * 8 * (1 + u64::from(self.signed_histogram))
     }
 
     /// Bytes of histogram state one tensor's statistics hold at most: the per-tensor
@@ -95,6 +105,7 @@ impl Default for ObserverConfig {
             ema_constant: 0.01,
             bins: 2048,
             oversample: 8,
+            signed_histogram: true,
             channels: ChannelConfig::default(),
         }
     }
@@ -121,101 +132,206 @@ pub struct CalibrationStats {
     positive_sum: f64,
     positive_sum_sq: f64,
     abs_hist: GrowingHistogram,
-    signed_hist: GrowingHistogram,
+    signed_hist: Option<GrowingHistogram>,
+    /// Σ|x − mean| over every finite value, when known exactly (one batch, or a histogram
+    /// pass after the mean was known).
+    abs_deviation: Option<f64>,
+    /// The histograms wait for a histogram pass ([`CalibrationStats::observe_statistics`]).
+    histograms_pending: bool,
 }
 
-/// min/max, mean and M2 of one slice's finite values.
+/// What one pass over a slice gathers: counts, extremes, and sums taken about a fixed `shift`
+/// near the data (Σ(x − shift)² then loses nothing to cancellation), plus the positive part's
+/// plain sums.
+#[derive(Debug, Clone, Copy, Default)]
 struct Pass {
     finite: u64,
     nan: u64,
     min: f32,
     max: f32,
+    /// Σ (x − shift) over the finite values.
     sum: f64,
-}
-
-/// Independent accumulators per pass: f64 sums and min/max chains split eight ways run side
-/// by side instead of each waiting for the previous element (the f64 sums differ from a serial
-/// sum by rounding only; minima and maxima are exact either way).
-const LANES: usize = 8;
-
-fn first_pass(values: &[f32]) -> Pass {
-    let mut min = [f32::INFINITY; LANES];
-    let mut max = [f32::NEG_INFINITY; LANES];
-    let mut sum = [0.0f64; LANES];
-    let mut finite = [0u64; LANES];
-    let mut nan = [0u64; LANES];
-    let mut chunks = values.chunks_exact(LANES);
-    for chunk in &mut chunks {
-        for (i, &v) in chunk.iter().enumerate() {
-            let ok = v.is_finite();
-            min[i] = if ok { min[i].min(v) } else { min[i] };
-            max[i] = if ok { max[i].max(v) } else { max[i] };
-            sum[i] += if ok { f64::from(v) } else { 0.0 };
-            finite[i] += u64::from(ok);
-            nan[i] += u64::from(v.is_nan());
-        }
-    }
-    for &v in chunks.remainder() {
-        let ok = v.is_finite();
-        min[0] = if ok { min[0].min(v) } else { min[0] };
-        max[0] = if ok { max[0].max(v) } else { max[0] };
-        sum[0] += if ok { f64::from(v) } else { 0.0 };
-        finite[0] += u64::from(ok);
-        nan[0] += u64::from(v.is_nan());
-    }
-    Pass {
-        finite: finite.iter().sum(),
-        nan: nan.iter().sum(),
-        min: min.iter().copied().fold(f32::INFINITY, f32::min),
-        max: max.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-        sum: sum.iter().sum(),
-    }
-}
-
-/// Sums about `mean` of the finite values: Σ(x − mean)², and the count, Σx and Σx² of the
-/// positive ones.
-struct Moments {
-    m2: f64,
+    /// Σ (x − shift)² over the finite values.
+    sum_sq: f64,
     positive: u64,
     positive_sum: f64,
     positive_sum_sq: f64,
 }
 
-fn moments(values: &[f32], mean: f64) -> Moments {
-    let mut m2 = [0.0f64; LANES];
-    let mut positive = [0u64; LANES];
+impl Pass {
+    /// The pass over `values` with sums about `shift`.
+    fn of(values: &[f32], shift: f64) -> Pass {
+        let lanes = pass_lanes(values, shift);
+        let mut pass = Pass {
+            min: f32::INFINITY,
+            max: f32::NEG_INFINITY,
+            ..Pass::default()
+        };
+        for lane in &lanes {
+            pass.merge(lane);
+        }
+        pass
+    }
+
+    /// Adds `other`, taken about the same shift.
+    fn merge(&mut self, other: &Pass) {
+        self.finite += other.finite;
+        self.nan += other.nan;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+        self.sum_sq += other.sum_sq;
+        self.positive += other.positive;
+        self.positive_sum += other.positive_sum;
+        self.positive_sum_sq += other.positive_sum_sq;
+    }
+
+    /// Mean of the finite values (some finite value seen).
+    fn mean(&self, shift: f64) -> f64 {
+        shift + self.sum / self.finite as f64
+    }
+
+    /// Σ (x − mean)² of the finite values (some finite value seen).
+    fn m2(&self) -> f64 {
+        (self.sum_sq - self.sum * self.sum / self.finite as f64).max(0.0)
+    }
+}
+
+/// Independent accumulators per pass: the sums and min/max chains split eight ways run side
+/// by side instead of each waiting for the previous element, and vectorize (the f64 sums
+/// differ from a serial sum by rounding only; minima and maxima are exact either way).
+const LANES: usize = 8;
+
+wide_fn! {
+    /// [`Pass`] per lane of `values`, compiled for the widest vectors this CPU has.
+    fn pass_lanes(values: &[f32], shift: f64) -> [Pass; LANES] => pass_lanes_plain
+}
+
+/// Runs `$body` for every value `$x` of `$values`, with its lane `$i` (index mod [`LANES`])
+/// and whether it is finite (`$ok`), in groups of [`LANES`] the compiler vectorizes, the last
+/// partial group padded with NaN; evaluates to the padding. A macro, not a function taking a
+/// closure: the accumulators must stay local variables of the loop's function to stay in
+/// vector registers.
+macro_rules! each_value {
+    ($values:expr, |$i:ident, $x:ident, $ok:ident| $body:block) => {{
+        let mut chunks = $values.chunks_exact(LANES);
+        for chunk in &mut chunks {
+            let mut group = [0.0f32; LANES];
+            group.copy_from_slice(chunk);
+            for $i in 0..LANES {
+                let $x = group[$i];
+                let $ok = $x.abs() < f32::INFINITY;
+                $body
+            }
+        }
+        let rest = chunks.remainder();
+        if rest.is_empty() {
+            0
+        } else {
+            let mut group = [f32::NAN; LANES];
+            group[..rest.len()].copy_from_slice(rest);
+            for $i in 0..LANES {
+                let $x = group[$i];
+                let $ok = $x.abs() < f32::INFINITY;
+                $body
+            }
+            LANES - rest.len()
+        }
+    }};
+}
+
+#[inline(always)]
+fn pass_lanes_plain(values: &[f32], shift: f64) -> [Pass; LANES] {
+    let mut min = [f32::INFINITY; LANES];
+    let mut max = [f32::NEG_INFINITY; LANES];
     let mut sum = [0.0f64; LANES];
     let mut sum_sq = [0.0f64; LANES];
-    let mut add = |i: usize, v: f32| {
-        let x = f64::from(v);
-        let d = if v.is_finite() { x - mean } else { 0.0 };
-        m2[i] += d * d;
-        let p = v.is_finite() && v > 0.0;
+    let mut finite = [0u64; LANES];
+    let mut nan = [0u64; LANES];
+    let mut positive = [0u64; LANES];
+    let mut positive_sum = [0.0f64; LANES];
+    let mut positive_sum_sq = [0.0f64; LANES];
+    // Branch-free selects (`select_unpredictable`): with plain `if`s the compiler merges
+    // every `if ok` into one branch and the accumulators go to memory.
+    let padding: usize = each_value!(values, |i, x, ok| {
+        (min[i], max[i]) = widened(min[i], max[i], x, ok);
+        let d = select(ok, f64::from(x), shift) - shift;
+        sum[i] += d;
+        sum_sq[i] += d * d;
+        finite[i] += u64::from(ok);
+        nan[i] += u64::from(x.is_nan());
+        let p = ok && x > 0.0;
+        let y = select(p, f64::from(x), 0.0);
         positive[i] += u64::from(p);
-        sum[i] += if p { x } else { 0.0 };
-        sum_sq[i] += if p { x * x } else { 0.0 };
-    };
-    let mut chunks = values.chunks_exact(LANES);
-    for chunk in &mut chunks {
-        for (i, &v) in chunk.iter().enumerate() {
-            add(i, v);
-        }
+        positive_sum[i] += y;
+        positive_sum_sq[i] += y * y;
+    });
+    nan[0] -= padding as u64;
+    std::array::from_fn(|i| Pass {
+        finite: finite[i],
+        nan: nan[i],
+        min: min[i],
+        max: max[i],
+        sum: sum[i],
+        sum_sq: sum_sq[i],
+        positive: positive[i],
+        positive_sum: positive_sum[i],
+        positive_sum_sq: positive_sum_sq[i],
+    })
+}
+
+/// `(min, max)` widened to take `x` when `ok` (finite), branch-free: comparisons and selects
+/// only (`f32::min` handles NaN and does not vectorize).
+#[inline(always)]
+fn widened(min: f32, max: f32, x: f32, ok: bool) -> (f32, f32) {
+    let lo = select(ok, x, f32::INFINITY);
+    let hi = select(ok, x, f32::NEG_INFINITY);
+    (select(lo < min, lo, min), select(hi > max, hi, max))
+}
+
+/// The finite values' min and max (min > max when there is none), and Σ|x − mu| over them.
+#[derive(Debug, Clone, Copy)]
+struct Spread {
+    min: f32,
+    max: f32,
+    abs_deviation: f64,
+}
+
+wide_fn! {
+    /// [`Spread`] of `values` about `mu`, compiled for the widest vectors this CPU has.
+    fn spread(values: &[f32], mu: f64) -> Spread => spread_plain
+}
+
+#[inline(always)]
+fn spread_plain(values: &[f32], mu: f64) -> Spread {
+    let mut min = [f32::INFINITY; LANES];
+    let mut max = [f32::NEG_INFINITY; LANES];
+    let mut deviation = [0.0f64; LANES];
+    let _padding: usize = each_value!(values, |i, x, ok| {
+        (min[i], max[i]) = widened(min[i], max[i], x, ok);
+        deviation[i] += (select(ok, f64::from(x), mu) - mu).abs();
+    });
+    Spread {
+        min: min.iter().copied().fold(f32::INFINITY, f32::min),
+        max: max.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        abs_deviation: deviation.iter().sum(),
     }
-    for &v in chunks.remainder() {
-        add(0, v);
-    }
-    Moments {
-        m2: m2.iter().sum(),
-        positive: positive.iter().sum(),
-        positive_sum: sum.iter().sum(),
-        positive_sum_sq: sum_sq.iter().sum(),
+}
+
+/// Calls `f` with `values` as a row-major slice (copied when not contiguous) and its
+/// first-axis length (None for a rank-0 tensor).
+fn with_slice<R>(values: ArrayViewD<'_, f32>, f: impl FnOnce(&[f32], Option<usize>) -> R) -> R {
+    let samples = values.shape().first().copied();
+    match values.as_slice() {
+        Some(slice) => f(slice, samples),
+        None => f(&values.iter().copied().collect::<Vec<f32>>(), samples),
     }
 }
 
 impl CalibrationStats {
     /// Empty statistics.
     pub fn new(config: ObserverConfig) -> Self {
-        let internal = config.bins.max(1) * config.oversample.max(1);
+        let (abs_hist, signed_hist) = Self::empty_histograms(&config);
         CalibrationStats {
             config,
             batches: 0,
@@ -234,9 +350,21 @@ impl CalibrationStats {
             positive: 0,
             positive_sum: 0.0,
             positive_sum_sq: 0.0,
-            abs_hist: GrowingHistogram::new(internal, false),
-            signed_hist: GrowingHistogram::new(internal, true),
+            abs_hist,
+            signed_hist,
+            abs_deviation: None,
+            histograms_pending: false,
         }
+    }
+
+    fn empty_histograms(config: &ObserverConfig) -> (GrowingHistogram, Option<GrowingHistogram>) {
+        let internal = config.bins.max(1) * config.oversample.max(1);
+        (
+            GrowingHistogram::new(internal, false),
+            config
+                .signed_histogram
+                .then(|| GrowingHistogram::new(internal, false)),
+        )
     }
 
     /// Statistics of one tensor (a weight, say) seen as a single batch.
@@ -248,28 +376,89 @@ impl CalibrationStats {
 
     /// Adds one batch.
     pub fn observe(&mut self, values: ArrayViewD<'_, f32>) {
-        match values.as_slice() {
-            Some(slice) => self.observe_samples(slice, values.shape().first().copied()),
-            None => {
-                let owned: Vec<f32> = values.iter().copied().collect();
-                self.observe_samples(&owned, values.shape().first().copied())
+        with_slice(values, |slice, samples| {
+            self.observe_samples(slice, samples)
+        });
+    }
+
+    /// Adds one batch to every statistic but the histograms, which wait for a histogram pass
+    /// ([`restart_histograms`](Self::restart_histograms), then
+    /// [`observe_histograms`](Self::observe_histograms)): cheaper when that pass comes anyway.
+    pub fn observe_statistics(&mut self, values: ArrayViewD<'_, f32>) {
+        with_slice(values, |slice, samples| {
+            if self.observe_moments(slice, samples).is_some() {
+                self.histograms_pending = true;
+                self.abs_deviation = None;
             }
-        }
+        });
     }
 
     /// Adds one batch given as a flat slice in row-major order whose first axis has `samples`
     /// entries (None: a rank-0 tensor, one sample).
     pub fn observe_samples(&mut self, values: &[f32], samples: Option<usize>) {
-        if values.is_empty() {
+        let first = self.finite == 0;
+        let Some((bmin, bmax, bmean)) = self.observe_moments(values, samples) else {
             return;
+        };
+        // Σ|x − μ| is exact while everything seen is this one batch; a later batch moves μ.
+        self.abs_deviation = first.then(|| spread(values, bmean).abs_deviation);
+        let abs_max = bmin.abs().max(bmax.abs());
+        self.abs_hist.ensure_range(0.0, abs_max);
+        self.abs_hist.add(values, true);
+        if let Some(signed) = self.signed_hist.as_mut() {
+            signed.ensure_range(bmin, bmax);
+            signed.add(values, false);
         }
-        let pass = first_pass(values);
+    }
+
+    /// Every statistic but the histograms and Σ|x − μ|, from one pass over `values` (per
+    /// sample along the first axis). Returns the batch's finite (min, max, mean), None when it
+    /// has no finite value.
+    fn observe_moments(
+        &mut self,
+        values: &[f32],
+        samples: Option<usize>,
+    ) -> Option<(f64, f64, f64)> {
+        if values.is_empty() {
+            return None;
+        }
+        // Sums about a value near the data: the running mean, else the first finite value.
+        let shift = if self.finite > 0 {
+            self.mean
+        } else {
+            values
+                .iter()
+                .copied()
+                .find(|v| v.is_finite())
+                .map_or(0.0, f64::from)
+        };
+        let samples = samples.unwrap_or(1).max(1);
+        let per_sample = values.len() / samples;
+        let mut pass = Pass {
+            min: f32::INFINITY,
+            max: f32::NEG_INFINITY,
+            ..Pass::default()
+        };
+        if samples == 1 || per_sample == 0 {
+            pass = Pass::of(values, shift);
+            if per_sample > 0 {
+                self.record_sample(&pass);
+            }
+        } else {
+            let mut chunks = values.chunks_exact(per_sample);
+            for chunk in &mut chunks {
+                let sample = Pass::of(chunk, shift);
+                self.record_sample(&sample);
+                pass.merge(&sample);
+            }
+            pass.merge(&Pass::of(chunks.remainder(), shift));
+        }
         self.batches += 1;
         self.count += values.len() as u64;
         self.nan += pass.nan;
         self.inf += values.len() as u64 - pass.finite - pass.nan;
         if pass.finite == 0 {
-            return;
+            return None;
         }
         self.min = self.min.min(pass.min);
         self.max = self.max.max(pass.max);
@@ -281,88 +470,76 @@ impl CalibrationStats {
                 (lo + c * (bmin - lo), hi + c * (bmax - hi))
             }
         });
-
-        // Per-sample extremes along the first axis.
-        let samples = samples.unwrap_or(1).max(1);
-        let per_sample = values.len() / samples;
-        if per_sample > 0 {
-            let mut record = |sample: &Pass| {
-                if sample.finite > 0 {
-                    self.samples += 1;
-                    self.sample_min_sum += f64::from(sample.min);
-                    self.sample_max_sum += f64::from(sample.max);
-                }
-            };
-            if samples == 1 {
-                record(&pass);
-            } else {
-                for chunk in values.chunks_exact(per_sample) {
-                    record(&first_pass(chunk));
-                }
-            }
-        }
-
-        // Second pass: M2 about the batch mean, positive-part sums.
-        let bmean = pass.sum / pass.finite as f64;
-        let moments = moments(values, bmean);
+        // Chan's parallel update of count, mean and M2.
+        let bmean = pass.mean(shift);
         let n = self.finite + pass.finite;
         let delta = bmean - self.mean;
         self.mean += delta * pass.finite as f64 / n as f64;
-        self.m2 += moments.m2 + delta * delta * self.finite as f64 * pass.finite as f64 / n as f64;
+        self.m2 += pass.m2() + delta * delta * self.finite as f64 * pass.finite as f64 / n as f64;
         self.finite = n;
-        self.positive += moments.positive;
-        self.positive_sum += moments.positive_sum;
-        self.positive_sum_sq += moments.positive_sum_sq;
-
-        let abs_max = bmin.abs().max(bmax.abs());
-        self.abs_hist.ensure_range(0.0, abs_max);
-        self.abs_hist.add(values, true);
-        self.signed_hist.ensure_range(bmin, bmax);
-        self.signed_hist.add(values, false);
+        self.positive += pass.positive;
+        self.positive_sum += pass.positive_sum;
+        self.positive_sum_sq += pass.positive_sum_sq;
+        Some((bmin, bmax, bmean))
     }
 
-    /// Whether both histograms hold every value in the bin a single pass over the final range
-    /// would give (true while their range never had to grow).
+    /// Counts one sample's extremes into the calibration-batch averages.
+    fn record_sample(&mut self, sample: &Pass) {
+        if sample.finite > 0 {
+            self.samples += 1;
+            self.sample_min_sum += f64::from(sample.min);
+            self.sample_max_sum += f64::from(sample.max);
+        }
+    }
+
+    /// Whether the histograms hold every value in the bin a single pass over the final range
+    /// would give (true while their range never had to grow and no histogram pass is pending).
     pub fn histograms_are_exact(&self) -> bool {
-        self.abs_hist.rebin_count() == 0 && self.signed_hist.rebin_count() == 0
+        !self.histograms_pending
+            && self.abs_hist.rebin_count() == 0
+            && self
+                .signed_hist
+                .as_ref()
+                .is_none_or(|h| h.rebin_count() == 0)
     }
 
-    /// Empties both histograms and fixes their ranges to the global `[0, max|x|]` and
+    /// Empties the histograms and fixes their ranges to the global `[0, max|x|]` and
     /// `[min, max]` seen so far, for a second pass over the same data with
     /// [`observe_histograms`](Self::observe_histograms): every value then lands in its exact
-    /// bin. The other statistics are kept.
+    /// bin, and Σ|x − μ| is summed about the final mean. The other statistics are kept.
     pub fn restart_histograms(&mut self) {
-        let internal = self.config.bins.max(1) * self.config.oversample.max(1);
-        self.abs_hist = GrowingHistogram::new(internal, false);
-        self.signed_hist = GrowingHistogram::new(internal, true);
+        (self.abs_hist, self.signed_hist) = Self::empty_histograms(&self.config);
+        self.histograms_pending = false;
+        self.abs_deviation = Some(0.0);
         if let Some((lo, hi)) = self.min_max() {
             let (lo, hi) = (f64::from(lo), f64::from(hi));
             self.abs_hist.ensure_range(0.0, lo.abs().max(hi.abs()));
-            self.signed_hist.ensure_range(lo, hi);
+            if let Some(signed) = self.signed_hist.as_mut() {
+                signed.ensure_range(lo, hi);
+            }
         }
     }
 
-    /// Adds one batch to the histograms only (the second pass after
+    /// Adds one batch to the histograms and Σ|x − μ| only (the second pass after
     /// [`restart_histograms`](Self::restart_histograms)). A value beyond the fixed range (data
     /// that differs from the first pass) grows the range as [`observe`](Self::observe) does.
     pub fn observe_histograms(&mut self, values: ArrayViewD<'_, f32>) {
-        let owned;
-        let values = match values.as_slice() {
-            Some(slice) => slice,
-            None => {
-                owned = values.iter().copied().collect::<Vec<f32>>();
-                &owned
+        with_slice(values, |values, _| {
+            let spread = spread(values, self.mean);
+            if spread.min > spread.max {
+                return; // no finite value
             }
-        };
-        let pass = first_pass(values);
-        if pass.finite == 0 {
-            return;
-        }
-        let (bmin, bmax) = (f64::from(pass.min), f64::from(pass.max));
-        self.abs_hist.ensure_range(0.0, bmin.abs().max(bmax.abs()));
-        self.abs_hist.add(values, true);
-        self.signed_hist.ensure_range(bmin, bmax);
-        self.signed_hist.add(values, false);
+            if let Some(sum) = self.abs_deviation.as_mut() {
+                *sum += spread.abs_deviation;
+            }
+            let (bmin, bmax) = (f64::from(spread.min), f64::from(spread.max));
+            self.abs_hist.ensure_range(0.0, bmin.abs().max(bmax.abs()));
+            self.abs_hist.add(values, true);
+            if let Some(signed) = self.signed_hist.as_mut() {
+                signed.ensure_range(bmin, bmax);
+                signed.add(values, false);
+            }
+        });
     }
 
     /// The observer settings.
@@ -430,11 +607,16 @@ impl CalibrationStats {
         (self.finite > 0).then(|| (self.m2 / self.finite as f64).sqrt())
     }
 
-    /// mean |x − μ| (the Laplace scale b), from the signed histogram's per-bin sums: exact up
-    /// to the values in the bin holding μ.
+    /// mean |x − μ| (the Laplace scale b): exact after one batch or a histogram pass; after
+    /// several batches without one, from the signed histogram's bin centres (each value within
+    /// half an internal bin), None when that histogram is not kept.
     pub fn mean_abs_deviation(&self) -> Option<f64> {
         let mu = self.mean()?;
-        Some(self.signed_hist.abs_deviation_sum(mu)? / self.finite as f64)
+        let sum = match self.abs_deviation {
+            Some(sum) => sum,
+            None => self.signed_hist.as_ref()?.abs_deviation_sum(mu),
+        };
+        Some(sum / self.finite as f64)
     }
 
     /// (count, mean, root mean square) of the strictly positive values.
@@ -463,13 +645,15 @@ impl CalibrationStats {
         )
     }
 
-    /// Histogram of x over `[min, max]` with `config.bins` bins.
+    /// Histogram of x over `[min, max]` with `config.bins` bins, when kept
+    /// ([`ObserverConfig::signed_histogram`]).
     pub fn signed_histogram(&self) -> Option<Histogram> {
         let (lo, hi) = self.min_max()?;
-        Some(
-            self.signed_hist
-                .resample(f64::from(lo), f64::from(hi), self.config.bins.max(1)),
-        )
+        Some(self.signed_hist.as_ref()?.resample(
+            f64::from(lo),
+            f64::from(hi),
+            self.config.bins.max(1),
+        ))
     }
 
     /// The internal |x| histogram (for inspection).
@@ -555,7 +739,120 @@ mod tests {
         assert!(single.histograms_are_exact());
         assert_eq!(s.abs_histogram(), single.abs_histogram());
         assert_eq!(s.signed_histogram(), single.signed_histogram());
-        assert_eq!(s.mean_abs_deviation(), single.mean_abs_deviation());
+        let (two, one) = (
+            s.mean_abs_deviation().unwrap(),
+            single.mean_abs_deviation().unwrap(),
+        );
+        assert!((two - one).abs() < 1e-12 * one, "{two} vs {one}");
+    }
+
+    /// Σ|x − μ| / n, μ the mean, in f64 over the finite values.
+    fn mean_abs_deviation_of(values: &[f32]) -> f64 {
+        let finite: Vec<f64> = values
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|&v| f64::from(v))
+            .collect();
+        let mu = finite.iter().sum::<f64>() / finite.len() as f64;
+        finite.iter().map(|x| (x - mu).abs()).sum::<f64>() / finite.len() as f64
+    }
+
+    #[test]
+    fn statistics_first_then_a_histogram_pass_equal_one_pass_without_the_signed_histogram() {
+        let config = ObserverConfig {
+            signed_histogram: false,
+            ..ObserverConfig::default()
+        };
+        let batches: Vec<ArrayD<f32>> = (0..4)
+            .map(|b| {
+                let v = (0..1000)
+                    .map(|i| ((i * 37 + b * 11) % 101) as f32 * 0.013 * (b + 1) as f32 - 0.4)
+                    .collect();
+                arr(&[10, 100], v)
+            })
+            .collect();
+        let all: Vec<f32> = batches.iter().flat_map(|b| b.iter().copied()).collect();
+        let mut later = CalibrationStats::new(config);
+        batches
+            .iter()
+            .for_each(|b| later.observe_statistics(b.view()));
+        assert!(!later.histograms_are_exact(), "the histograms are pending");
+        assert_eq!(later.mean_abs_deviation(), None, "unknown before the pass");
+        later.restart_histograms();
+        batches
+            .iter()
+            .for_each(|b| later.observe_histograms(b.view()));
+        assert!(later.histograms_are_exact());
+        let mut single = CalibrationStats::new(config);
+        single.observe(arr(&[40, 100], all.clone()).view());
+        assert_eq!(later.abs_histogram(), single.abs_histogram());
+        assert_eq!(later.signed_histogram(), None, "not kept");
+        assert_eq!((later.samples(), later.min_max()), (40, single.min_max()));
+        let want = mean_abs_deviation_of(&all);
+        for s in [&later, &single] {
+            let got = s.mean_abs_deviation().unwrap();
+            assert!((got - want).abs() < 1e-12 * want, "{got} vs {want}");
+        }
+        // Several batches observed whole, no pass: unknown without the signed histogram.
+        let mut plain = CalibrationStats::new(config);
+        batches.iter().for_each(|b| plain.observe(b.view()));
+        assert_eq!(plain.mean_abs_deviation(), None);
+    }
+
+    #[test]
+    fn lanes_and_padding_count_every_value_once() {
+        let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+        for len in 0..=19 {
+            let values: Vec<f32> = (0..len)
+                .map(|i| match i % 7 {
+                    3 => specials[i % 3],
+                    _ => (i as f32 - 6.5) * 0.75,
+                })
+                .collect();
+            let pass = Pass::of(&values, 1.0);
+            let finite: Vec<f64> = values
+                .iter()
+                .filter(|v| v.is_finite())
+                .map(|&v| f64::from(v))
+                .collect();
+            let nan = values.iter().filter(|v| v.is_nan()).count() as u64;
+            assert_eq!(
+                (pass.finite, pass.nan),
+                (finite.len() as u64, nan),
+                "len {len}"
+            );
+            let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            assert_eq!((f64::from(pass.min), f64::from(pass.max)), (lo, hi));
+            let sum: f64 = finite.iter().map(|x| x - 1.0).sum();
+            let sum_sq: f64 = finite.iter().map(|x| (x - 1.0) * (x - 1.0)).sum();
+            assert!((pass.sum - sum).abs() < 1e-9 && (pass.sum_sq - sum_sq).abs() < 1e-9);
+            let positive: Vec<f64> = finite.iter().copied().filter(|&x| x > 0.0).collect();
+            assert_eq!(pass.positive, positive.len() as u64);
+            assert!((pass.positive_sum - positive.iter().sum::<f64>()).abs() < 1e-9);
+            let spread = spread(&values, 0.5);
+            assert_eq!((f64::from(spread.min), f64::from(spread.max)), (lo, hi));
+            let deviation: f64 = finite.iter().map(|x| (x - 0.5).abs()).sum();
+            assert!((spread.abs_deviation - deviation).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn data_far_from_zero_keeps_its_variance() {
+        // 1e4 + small noise: Σx² − (Σx)²/n in f64 about 0 would lose digits; the shifted
+        // sums do not.
+        let values: Vec<f32> = (0..10_000)
+            .map(|i| 10_000.0 + ((i * 7919) % 1000) as f32 * 1e-3)
+            .collect();
+        let mut s = CalibrationStats::new(ObserverConfig::default());
+        for chunk in values.chunks(2500) {
+            s.observe(arr(&[chunk.len()], chunk.to_vec()).view());
+        }
+        let x: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+        let mu = x.iter().sum::<f64>() / x.len() as f64;
+        let std = (x.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / x.len() as f64).sqrt();
+        let got = s.std().unwrap();
+        assert!((got - std).abs() < 1e-9 * std, "{got} vs {std}");
     }
 
     #[test]

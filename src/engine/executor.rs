@@ -354,8 +354,10 @@ impl<'g> Plan<'g> {
         control::run(&ctx, plans, &shared, options)
     }
 
-    /// Shows one tensor to the hook: deferred when the hook hands the work back and the bytes
-    /// held by deferred observations allow, else on this thread.
+    /// Shows one tensor to the hook: deferred when the hook hands the work back, another
+    /// thread can take it and the bytes held by deferred observations allow, else on this
+    /// thread (alone, deferring would only hold every tensor of the run until its end, and
+    /// the run would allocate fresh memory in place of the buffers it recycles).
     fn show(
         hook: &mut (dyn TensorHook + '_),
         site: TensorSite<'_>,
@@ -365,7 +367,9 @@ impl<'g> Plan<'g> {
     ) -> Result<Arc<TensorData>> {
         if let Some(task) = hook.defer(site, &value) {
             let bytes = value.len() * 4;
-            if deferred.bytes.load(Ordering::Relaxed) + bytes <= DEFERRED_BYTES {
+            if rayon::current_num_threads() > 1
+                && deferred.bytes.load(Ordering::Relaxed) + bytes <= DEFERRED_BYTES
+            {
                 spawn(task, bytes);
             } else {
                 task()?;

@@ -3,10 +3,13 @@
 //!
 //! Chunks are observed in order (the order-dependent statistics, such as the EMA of per-batch
 //! ranges, then follow the data order), each chunk at the largest batch the graph accepts.
-//! Histograms are exact: when a tensor's range grew after the first chunk, a second pass over
-//! the same chunks fills the histograms again with every range fixed to its final value, so
-//! the calibrators (KL, percentile, MSE) see the histogram of all the values, whatever the
-//! chunking.
+//! Histograms are exact: with several chunks, the first pass gathers every other statistic
+//! (ranges, moments, per-sample extremes) and a second pass over the same chunks fills the
+//! histograms with every range fixed to its final value, so the calibrators (KL, percentile,
+//! MSE) see the histogram of all the values, whatever the chunking; it also sums |x − μ| about
+//! the final mean (the Laplace fit's scale, exact). A single chunk is observed in one pass.
+//! The command line keeps the |x| histogram only (all the calibrators need); the app also the
+//! histogram of x it shows.
 //!
 //! With [`Detail::Channels`] (the app's per-channel activation views; the command-line tools
 //! quantize from per-tensor statistics and skip them), every float tensor of rank 2 or more
@@ -14,9 +17,8 @@
 //! each channel's min/max and a coarse histogram), channels along the axis its consumer treats
 //! as channels ([`ChannelAxis::of_graph`]: axis 1 for a convolution's input, the last axis for
 //! a `MatMul`/`Gemm` input, axis 1 otherwise). With several chunks their histograms are filled
-//! in the second pass only (exact, with the channels' final ranges), which then runs even when
-//! every per-tensor histogram is exact (it leaves those unchanged: their ranges are already
-//! final); a single chunk's are filled, exact, in the first.
+//! in the second pass too (exact, with the channels' final ranges); a single chunk's are
+//! filled, exact, in the first.
 //!
 //! The histograms' memory is bounded by the memory budget, not by the model's depth: half the
 //! budget goes to them, and a model with more tensors than fit at the default resolution gets
@@ -113,12 +115,22 @@ pub fn calibrate_with_channels(
     )
 }
 
-/// The observer settings for `graph`: the default, with the oversampling lowered until the
-/// histograms of every tensor a run can observe (graph inputs and node outputs) fit in half
-/// of `budget`, and the per-channel statistics in what they leave.
-pub fn observer_config_for(graph: &Graph, budget: MemoryBudget) -> Result<ObserverConfig> {
+/// The observer settings for `graph` at this `detail`: the default (without the histogram of
+/// x at [`Detail::Tensors`]: only the app's views show it, quantizing needs the |x| one), with
+/// the oversampling lowered until the histograms of every tensor a run can observe (graph
+/// inputs and node outputs) fit in half of `budget`, and the per-channel statistics in what
+/// they leave.
+pub fn observer_config_for(
+    graph: &Graph,
+    detail: Detail,
+    budget: MemoryBudget,
+) -> Result<ObserverConfig> {
     let tensors = graph.inputs.len() + graph.nodes.iter().map(|n| n.outputs.len()).sum::<usize>();
-    ObserverConfig::default().within(tensors, budget.bytes() / 2, budget.bytes())
+    let config = ObserverConfig {
+        signed_histogram: detail == Detail::Channels,
+        ..ObserverConfig::default()
+    };
+    config.within(tensors, budget.bytes() / 2, budget.bytes())
 }
 
 /// [`calibrate`] within an explicit memory budget.
@@ -130,7 +142,7 @@ pub fn calibrate_within(
     detail: Detail,
     budget: MemoryBudget,
 ) -> Result<Calibration> {
-    let config = observer_config_for(graph, budget)?;
+    let config = observer_config_for(graph, detail, budget)?;
     let plan = Plan::new(graph)?;
     samples.check(graph)?;
     if samples.count() == 0 {
@@ -140,14 +152,13 @@ pub fn calibrate_within(
         });
     }
     let batch = choose_batch(&plan, samples, limit, control.options())?;
-    // With several chunks a second pass is likely: the first one reports up to one half, and
-    // the per-channel histograms wait for it (the first keeps their min/max only).
+    // With several chunks the ranges almost always grow after the first, so the histograms
+    // wait for a second pass with the ranges fixed (the first keeps the other statistics and
+    // per-channel min/max) and the first pass reports up to one half.
     let several = samples.count() > batch.size;
-    let mut collector = ActivationCollector::with_config(config);
+    let mut collector = ActivationCollector::with_config(config).histograms_in_second_pass(several);
     if detail == Detail::Channels {
-        collector = collector
-            .with_channels(ChannelAxis::of_graph(graph))
-            .channel_histograms_in_second_pass(several);
+        collector = collector.with_channels(ChannelAxis::of_graph(graph));
     }
     let mut shapes = ShapeRecorder::default();
     let first_half =
@@ -164,7 +175,7 @@ pub fn calibrate_within(
         plan.run(feeds, Some(&mut hook), control.options())?;
         Ok(())
     })?;
-    if !collector.histograms_are_exact() || collector.channel_histograms_pending() {
+    if !collector.histograms_are_exact() || collector.histograms_pending() {
         collector.start_histogram_pass();
         let second_half = |fraction: f32| control.report(0.5 + fraction / 2.0);
         let second = RunControl {

@@ -25,7 +25,7 @@ mod math;
 mod normalization;
 mod norms;
 mod pool;
-mod quantize;
+pub(crate) mod quantize;
 pub use quantize::Quantizer;
 mod rearrange;
 mod recurrent;

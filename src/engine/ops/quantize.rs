@@ -80,6 +80,14 @@ impl Quantizer {
         }
     }
 
+    /// The de-quantized codes of `src` into `dst` (same length): QuantizeLinear then
+    /// DequantizeLinear in one pass, NaN staying NaN as there.
+    pub fn round_trip_into(&self, src: &[f32], dst: &mut [f32]) {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            *d = (self.code(x) - self.zero_point) * self.scale;
+        }
+    }
+
     /// Every value replaced by its de-quantized code; NaN becomes 0 (the code Z).
     pub fn fake_quantize_in_place(&self, values: &mut [f32]) {
         for v in values.iter_mut() {
@@ -92,6 +100,11 @@ impl Quantizer {
         }
     }
 }
+
+/// Set (to 1) by the plan's rewrite on a QuantizeLinear whose codes only a DequantizeLinear on
+/// the same grid read (`engine::rewrite::quantize_pairs`): the node then outputs the
+/// de-quantized codes `(q − Z)·S`, the pair's result, in one pass.
+pub const DEQUANTIZE_ATTR: &str = "quantscope.dequantize";
 
 pub fn register(registry: &mut Registry) {
     registry.add("QuantizeLinear", quantize_linear);
@@ -289,28 +302,69 @@ fn quantize_linear(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult 
     let (lo, hi) = code_range(dtype)?;
     let shape = x.shape().to_vec();
     let params = parameters(ctx, &shape, scale, zero_point)?;
+    let round_trip = ctx.node.attr_int(DEQUANTIZE_ATTR, 0)? == 1;
     if let (Some(grids), TensorData::F32(values)) = (quantizers(&params, lo, hi), x)
         && dtype.is_held_as_f32()
         && let Some(src) = values.as_slice()
     {
-        let codes = map_by_grid(src, &shape, params.axis, &grids, Quantizer::quantize_into)?;
-        return Ok(vec![TensorData::F32(codes)]);
+        let kernel = if round_trip {
+            Quantizer::round_trip_into
+        } else {
+            Quantizer::quantize_into
+        };
+        let out = map_by_grid(src, &shape, params.axis, &grids, kernel)?;
+        return Ok(vec![TensorData::F32(out)]);
     }
+    let codes = quantize_scalar(x, &shape, &params, lo, hi, dtype)?;
+    if round_trip {
+        return Ok(vec![TensorData::F32(dequantize_scalar(&codes, &params))]);
+    }
+    Ok(vec![codes])
+}
+
+/// QuantizeLinear by the scalar definition (grids too wide for [`Quantizer`], non-contiguous
+/// or non-f32 input): codes held as the IR holds `dtype`.
+fn quantize_scalar(
+    x: &TensorData,
+    shape: &[usize],
+    params: &Parameters,
+    lo: f32,
+    hi: f32,
+    dtype: DType,
+) -> Result<TensorData, OpError> {
+    let values = ArrayD::from_shape_vec(IxDyn(shape), float_values(x))
+        .map_err(|e| OpError(format!("internal shape error: {e}")))?;
+    let codes = map_with_parameters(
+        values,
+        params.axis,
+        &params.scales,
+        &params.zero_points,
+        |x, s, z| ((x / s).round_ties_even() + z).clamp(lo, hi),
+    );
+    Ok(if dtype.is_held_as_f32() {
+        TensorData::F32(codes)
+    } else {
+        TensorData::I64(codes.mapv(|c| c as i64))
+    })
+}
+
+/// DequantizeLinear by the scalar definition, as onnxruntime computes it: float(q − Z) · S,
+/// the difference taken in integers for 32-bit codes.
+fn dequantize_scalar(codes: &TensorData, params: &Parameters) -> ArrayD<f32> {
     let Parameters {
         axis,
         scales,
         zero_points,
     } = params;
-    let values = ArrayD::from_shape_vec(IxDyn(&shape), float_values(x))
-        .map_err(|e| OpError(format!("internal shape error: {e}")))?;
-    let codes = map_with_parameters(values, axis, &scales, &zero_points, |x, s, z| {
-        ((x / s).round_ties_even() + z).clamp(lo, hi)
-    });
-    Ok(vec![if dtype.is_held_as_f32() {
-        TensorData::F32(codes)
-    } else {
-        TensorData::I64(codes.mapv(|c| c as i64))
-    }])
+    match codes {
+        TensorData::F32(a) => {
+            map_with_parameters(a.clone(), *axis, scales, zero_points, |q, s, z| (q - z) * s)
+        }
+        TensorData::I64(a) => {
+            let differences = map_integers(a, *axis, zero_points);
+            map_with_parameters(differences, *axis, scales, zero_points, |d, s, _| d * s)
+        }
+    }
 }
 
 fn dequantize_linear(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResult {
@@ -336,24 +390,7 @@ fn dequantize_linear(ctx: &OpCtx<'_>, inputs: &[Option<&TensorData>]) -> OpResul
         let values = map_by_grid(src, &shape, params.axis, &grids, Quantizer::dequantize_into)?;
         return Ok(vec![TensorData::F32(values)]);
     }
-    let Parameters {
-        axis,
-        scales,
-        zero_points,
-    } = params;
-    // as onnxruntime: float(q − Z) · S, the difference taken in integers for i32 codes
-    let values = match codes {
-        TensorData::F32(a) => {
-            map_with_parameters(a.clone(), axis, &scales, &zero_points, |q, s, z| {
-                (q - z) * s
-            })
-        }
-        TensorData::I64(a) => {
-            let differences = map_integers(a, axis, &zero_points);
-            map_with_parameters(differences, axis, &scales, &zero_points, |d, s, _| d * s)
-        }
-    };
-    Ok(vec![TensorData::F32(values)])
+    Ok(vec![TensorData::F32(dequantize_scalar(codes, &params))])
 }
 
 #[cfg(test)]

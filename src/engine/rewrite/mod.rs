@@ -3,6 +3,8 @@
 //! The passes, in order:
 //! * [`simplify`]: Identity and inference Dropout removed (readers read the input instead);
 //!   nodes whose inputs are all constants evaluated once;
+//! * [`quantize_pairs`]: a QuantizeLinear and the DequantizeLinear on the same grid that alone
+//!   reads its codes become one step computing the de-quantized values (a QDQ file's pairs);
 //! * [`fold_bn`]: BatchNormalization folded into the Gemm before it (scaled weights, shifted
 //!   bias);
 //! * [`fuse`]: chains of elementwise nodes (activations, bias adds, hard-swish and GELU spelled
@@ -25,6 +27,7 @@ use crate::ir::{Graph, Node, TensorData};
 mod conv_epilogue;
 mod fold_bn;
 mod fuse;
+mod quantize_pairs;
 mod simplify;
 #[cfg(test)]
 mod tests;
@@ -201,6 +204,7 @@ pub(crate) fn rewrite(graph: &Graph, order: &[usize], keep: &dyn Fn(&str) -> boo
     simplify::remove_identities(&mut work);
     simplify::type_quantizers(&mut work);
     simplify::fold_constants(&mut work);
+    quantize_pairs::fuse_quantize_pairs(&mut work);
     fold_bn::fold_batch_norms(&mut work);
     fuse::fuse_elementwise(&mut work);
     conv_epilogue::fuse_into_convs(&mut work);

@@ -299,3 +299,92 @@ fn fused_chains_fall_back_on_integers() {
         .unwrap();
     assert_eq!(out[0].1.as_i64().unwrap().as_slice().unwrap(), &[2, 6, 12]);
 }
+
+/// x → QuantizeLinear(scale, zero point) → DequantizeLinear(`dq_scale`, zero point) → y, with
+/// `channels` scales along axis 1 (one scale, per tensor, when 0).
+fn quantize_pair_graph(channels: usize, dq_scale: &str) -> Graph {
+    let n = channels.max(1);
+    let scales: Vec<f32> = (0..n).map(|c| 0.05 + 0.03 * c as f32).collect();
+    let shape: &[usize] = if channels == 0 { &[] } else { &[channels] };
+    let zero_points = Tensor::new(
+        "z",
+        TensorData::F32(ArrayD::from_shape_vec(IxDyn(shape), vec![-3.0; n]).expect("shape")),
+        DType::I8,
+    );
+    let mut q = node("q", "QuantizeLinear", &["x", "s", "z"], &["codes"]);
+    let mut dq = node("dq", "DequantizeLinear", &["codes", dq_scale, "z"], &["y"]);
+    for n in [&mut q, &mut dq] {
+        n.attributes.insert("axis".into(), Attribute::Int(1));
+    }
+    let mut g = graph(
+        vec![q, dq],
+        vec![
+            constant("s", shape, scales.clone()),
+            constant("s_copy", shape, scales.clone()),
+            constant("other", shape, scales.iter().map(|s| s * 2.0).collect()),
+        ],
+        "y",
+    );
+    g.initializers.insert("z".into(), zero_points);
+    g
+}
+
+#[test]
+fn a_quantize_dequantize_pair_becomes_one_step_with_the_same_values() {
+    for channels in [0, 4] {
+        for scale in ["s", "s_copy"] {
+            let g = quantize_pair_graph(channels, scale);
+            assert_eq!(op_types(&g, &|_| false), vec!["QuantizeLinear"], "{scale}");
+            let plan = Plan::new(&g).expect("plan");
+            let mut feeds = input(&[2, 4, 5, 3], 7);
+            if let Some(TensorData::F32(x)) = feeds.get_mut("x") {
+                let x = x.as_slice_mut().expect("contiguous");
+                x[0] = f32::NAN;
+                x[1] = 1e9;
+                x[2] = -0.025; // a tie at scale 0.05
+            }
+            let fused = output(
+                plan.run(feeds.clone(), None, RunOptions::default())
+                    .unwrap(),
+            );
+            let mut all = All(Vec::new());
+            let pair = output(
+                plan.run(feeds, Some(&mut all), RunOptions::default())
+                    .unwrap(),
+            );
+            assert_eq!(
+                all.0,
+                vec!["x", "codes", "y"],
+                "the codes shown when asked for"
+            );
+            assert!(fused[[0, 0, 0, 0]].is_nan() && pair[[0, 0, 0, 0]].is_nan());
+            let bits = |a: &ArrayD<f32>| a.iter().skip(1).map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&fused),
+                bits(&pair),
+                "bit for bit, {channels} channels"
+            );
+            assert_eq!(fused[[0, 0, 0, 1]], (127.0 + 3.0) * 0.05, "saturated");
+        }
+    }
+}
+
+#[test]
+fn pairs_on_different_grids_or_with_shared_codes_stay_apart() {
+    let g = quantize_pair_graph(0, "other");
+    assert_eq!(
+        op_types(&g, &|_| false),
+        vec!["QuantizeLinear", "DequantizeLinear"]
+    );
+    let mut g = quantize_pair_graph(0, "s");
+    g.nodes.push(node(
+        "twice",
+        "DequantizeLinear",
+        &["codes", "s", "z"],
+        &["y2"],
+    ));
+    g.nodes.push(node("sum", "Add", &["y", "y2"], &["out"]));
+    g.outputs[0].name = "out".into();
+    let types = op_types(&g, &|_| false);
+    assert_eq!(types.iter().filter(|t| *t == "DequantizeLinear").count(), 2);
+}

@@ -29,7 +29,7 @@ mod epilogue;
 mod im2col;
 mod lanes;
 mod panel;
-mod simd;
+pub(crate) mod simd;
 #[cfg(test)]
 mod strategy_tests;
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 /// An instruction set a kernel can be compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Isa {
+pub(crate) enum Isa {
     Avx512,
     Avx2,
     Portable,
@@ -218,18 +218,18 @@ pub(super) use isa_dispatch;
 /// the same bit for bit: the arithmetic does not change, only the vector width (Rust never
 /// fuses a multiply and an add). Functions `$plain` calls must be `#[inline(always)]` too.
 macro_rules! wide_fn {
-    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $plain:path) => {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $plain:path) => {
         $(#[$doc])*
-        $vis fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 use $crate::engine::ops::conv::simd::Isa;
                 #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) {
+                fn avx512($($arg: $ty),*) $(-> $ret)? {
                     $plain($($arg),*)
                 }
                 #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) {
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
                     $plain($($arg),*)
                 }
                 match Isa::detect() {
@@ -244,4 +244,4 @@ macro_rules! wide_fn {
     };
 }
 
-pub(super) use wide_fn;
+pub(crate) use wide_fn;
