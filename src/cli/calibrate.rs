@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use quantscope::calib::Method;
 use quantscope::export::write_bytes_atomic;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use quantscope::workflow::{RunControl, calibrate as calibrate_samples};
@@ -122,34 +123,42 @@ pub fn calibrate(args: &CalibrateArgs) -> anyhow::Result<()> {
             .map(|m| format!("{:>22}", m.to_string()))
             .collect::<String>()
     );
-    for (name, tensor_stats) in &stats {
-        let mut entry = TensorRanges {
-            ranges: BTreeMap::new(),
-            failed: BTreeMap::new(),
-            abs_histogram: tensor_stats.abs_histogram().map(|h| HistogramJson {
-                lo: h.lo,
-                hi: h.hi,
-                counts: h.counts,
-            }),
-        };
-        let mut row = format!("{name:<48}");
-        for method in &methods {
-            match method.range(tensor_stats, args.bits) {
-                Ok(range) => {
-                    row.push_str(&format!(
-                        "{:>22}",
-                        format!("[{:.4}, {:.4}]", range.0, range.1)
-                    ));
-                    entry.ranges.insert(method.to_string(), range);
-                }
-                Err(e) => {
-                    row.push_str(&format!("{:>22}", "-"));
-                    entry.failed.insert(method.to_string(), e.to_string());
+    // Every tensor's ranges in parallel (the KL and MSE searches dominate with many
+    // tensors), printed in name order.
+    let rows: Vec<(String, String, TensorRanges)> = stats
+        .par_iter()
+        .map(|(name, tensor_stats)| {
+            let mut entry = TensorRanges {
+                ranges: BTreeMap::new(),
+                failed: BTreeMap::new(),
+                abs_histogram: tensor_stats.abs_histogram().map(|h| HistogramJson {
+                    lo: h.lo,
+                    hi: h.hi,
+                    counts: h.counts,
+                }),
+            };
+            let mut row = format!("{name:<48}");
+            for method in &methods {
+                match method.range(tensor_stats, args.bits) {
+                    Ok(range) => {
+                        row.push_str(&format!(
+                            "{:>22}",
+                            format!("[{:.4}, {:.4}]", range.0, range.1)
+                        ));
+                        entry.ranges.insert(method.to_string(), range);
+                    }
+                    Err(e) => {
+                        row.push_str(&format!("{:>22}", "-"));
+                        entry.failed.insert(method.to_string(), e.to_string());
+                    }
                 }
             }
-        }
+            (name.clone(), row, entry)
+        })
+        .collect();
+    for (name, row, entry) in rows {
         println!("{row}");
-        file.tensors.insert(name.clone(), entry);
+        file.tensors.insert(name, entry);
     }
     if let Some(out) = &args.out {
         let json = serde_json::to_string_pretty(&file)?;

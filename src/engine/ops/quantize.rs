@@ -31,7 +31,7 @@ const ROUNDER: f32 = 12_582_912.0;
 /// exact because the quotient is clamped to just past the grid first (values beyond it
 /// saturate either way). Grids wider than 2²⁰ codes (32-bit) are not taken: see
 /// [`Quantizer::new`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Quantizer {
     scale: f32,
     zero_point: f32,
@@ -54,16 +54,23 @@ impl Quantizer {
         )
     }
 
-    /// The code of `x` (NaN stays NaN).
+    /// The code of `x` (NaN stays NaN). Comparisons and branch-free selects only: `f32::max`
+    /// and `min` handle NaN and keep the loops (also inside convolution epilogues) scalar.
     #[inline(always)]
     fn code(&self, x: f32) -> f32 {
+        use std::hint::select_unpredictable as select;
         let t = x / self.scale;
-        let clamped = t
-            .max(self.qmin - self.zero_point - 1.0)
-            .min(self.qmax - self.zero_point + 1.0);
+        let (lo, hi) = (
+            self.qmin - self.zero_point - 1.0,
+            self.qmax - self.zero_point + 1.0,
+        );
+        let clamped = select(t > lo, t, lo);
+        let clamped = select(clamped < hi, clamped, hi);
         let rounded = (clamped + ROUNDER) - ROUNDER;
-        let q = (rounded + self.zero_point).max(self.qmin).min(self.qmax);
-        if t.is_nan() { t } else { q }
+        let q = rounded + self.zero_point;
+        let q = select(q > self.qmin, q, self.qmin);
+        let q = select(q < self.qmax, q, self.qmax);
+        select(t.is_nan(), t, q)
     }
 
     /// The codes of `src` into `dst` (same length).
@@ -88,6 +95,26 @@ impl Quantizer {
         }
     }
 
+    /// [`round_trip_into`](Self::round_trip_into) in place (inlined, so that it vectorizes
+    /// for the caller's instruction set).
+    #[inline(always)]
+    pub fn round_trip_in_place(&self, values: &mut [f32]) {
+        for v in values.iter_mut() {
+            *v = (self.code(*v) - self.zero_point) * self.scale;
+        }
+    }
+
+    /// The grid as `[scale, zero point, qmin, qmax]`, and back (None when
+    /// [`Quantizer::new`] refuses it).
+    pub fn to_array(self) -> [f32; 4] {
+        [self.scale, self.zero_point, self.qmin, self.qmax]
+    }
+
+    /// See [`to_array`](Self::to_array).
+    pub fn from_array([scale, zero_point, qmin, qmax]: [f32; 4]) -> Option<Self> {
+        Quantizer::new(scale, zero_point, qmin, qmax)
+    }
+
     /// Every value replaced by its de-quantized code; NaN becomes 0 (the code Z).
     pub fn fake_quantize_in_place(&self, values: &mut [f32]) {
         for v in values.iter_mut() {
@@ -105,6 +132,34 @@ impl Quantizer {
 /// the same grid read (`engine::rewrite::quantize_pairs`): the node then outputs the
 /// de-quantized codes `(q − Z)·S`, the pair's result, in one pass.
 pub const DEQUANTIZE_ATTR: &str = "quantscope.dequantize";
+
+/// The one grid of `node`, a QuantizeLinear marked with [`DEQUANTIZE_ATTR`] quantizing per
+/// tensor to 8- or 16-bit codes with the given scale and zero point, when [`Quantizer`] takes
+/// it: what the node computes, as a [`Quantizer::round_trip_into`] (None otherwise).
+pub fn round_trip_grid(
+    node: &crate::ir::Node,
+    scale: &TensorData,
+    zero_point: Option<&TensorData>,
+) -> Option<Quantizer> {
+    if node.attr_int(DEQUANTIZE_ATTR, 0).ok()? != 1
+        || node.attr_int("block_size", 0).ok()? != 0
+        || scale.len() != 1
+        || zero_point.is_some_and(|z| z.len() != 1)
+    {
+        return None;
+    }
+    let ctx = OpCtx { node, opset: 0 };
+    let dtype = output_dtype(&ctx, zero_point.is_some()).ok()?;
+    if !dtype.is_held_as_f32() {
+        return None;
+    }
+    let (lo, hi) = code_range(dtype).ok()?;
+    let s = float_values(scale)[0];
+    let z = zero_point.map_or(0.0, |z| float_values(z)[0]);
+    (s.is_finite() && s > 0.0)
+        .then(|| Quantizer::new(s, z, lo, hi))
+        .flatten()
+}
 
 pub fn register(registry: &mut Registry) {
     registry.add("QuantizeLinear", quantize_linear);

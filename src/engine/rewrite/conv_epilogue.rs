@@ -1,7 +1,8 @@
 //! Work after a convolution moved into its [`ConvEpilogue`], applied while each output channel
 //! is still in cache: a BatchNormalization as the per-channel scale and shift (the BN
 //! kernel's own factors, so the values are the same), then the activation that reads the
-//! convolution's output alone.
+//! convolution's output alone, then a QuantizeLinear/DequantizeLinear pair made one step
+//! (`quantize_pairs`) on a per-tensor 8/16-bit grid (the same rounding, so the same values).
 //!
 //! The activation may be a node (Relu, Clip with constant bounds, LeakyRelu, HardSwish,
 //! HardSigmoid) or a fused elementwise chain of the output alone that computes one of them
@@ -18,6 +19,7 @@ use super::{FusedElementwise, PlannedNode, Work};
 use crate::engine::ops::Args;
 use crate::engine::ops::conv::{Activation, ConvEpilogue};
 use crate::engine::ops::elementwise::UnaryOp;
+use crate::engine::ops::quantize::round_trip_grid;
 use crate::ir::{Node, TensorData};
 
 fn is_conv(node: &Node) -> bool {
@@ -87,11 +89,37 @@ fn reader_activation(work: &Work<'_>, reader: &PlannedNode, input: &str) -> Opti
     activation_of(op)
 }
 
-/// Moves each BatchNormalization and activation that only a convolution feeds into the
-/// convolution's epilogue.
+/// The grid of `reader` when it is a QuantizeLinear/DequantizeLinear pair made one step
+/// (`quantize_pairs`) on `input` alone, per tensor, with constant parameters that
+/// [`Quantizer`](crate::engine::ops::Quantizer) takes.
+fn reader_round_trip(
+    work: &Work<'_>,
+    reader: &PlannedNode,
+    input: &str,
+) -> Option<crate::engine::ops::Quantizer> {
+    let node = &reader.node;
+    if reader.fused.is_some()
+        || node.op_type != "QuantizeLinear"
+        || !node.in_default_domain()
+        || node.input(0) != Some(input)
+        || node.outputs.len() != 1
+    {
+        return None;
+    }
+    let scale = work.constant(node.input(1)?)?;
+    let zero_point = match node.input(2).filter(|z| !z.is_empty()) {
+        Some(name) => Some(work.constant(name)?),
+        None => None,
+    };
+    round_trip_grid(node, scale, zero_point)
+}
+
+/// Moves each BatchNormalization, activation and quantize/de-quantize pair that only a
+/// convolution feeds into the convolution's epilogue.
 pub(super) fn fuse_into_convs(work: &mut Work<'_>) {
-    for _pass in 0..2 {
-        // BN first, then the activation after it (a second pass sees the renamed output)
+    for _pass in 0..3 {
+        // BN first, then the activation after it, then the pair after that (each pass sees
+        // the output the last one renamed)
         let readers = work.readers();
         let mut changes: Vec<(usize, usize, Node)> = Vec::new();
         let mut touched: HashMap<usize, ()> = HashMap::new();
@@ -120,10 +148,14 @@ pub(super) fn fuse_into_convs(work: &mut Work<'_>) {
                 continue;
             };
             let mut epilogue = existing.unwrap_or_default();
-            if epilogue.activation.is_some() {
+            if epilogue.round_trip.is_some() {
                 continue;
             }
-            if reader.fused.is_none()
+            if let Some(grid) = reader_round_trip(work, reader, out) {
+                epilogue.round_trip = Some(grid);
+            } else if epilogue.activation.is_some() {
+                continue;
+            } else if reader.fused.is_none()
                 && reader.node.op_type == "BatchNormalization"
                 && epilogue.scale.is_none()
                 && epilogue.shift.is_none()

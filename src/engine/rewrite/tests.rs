@@ -388,3 +388,50 @@ fn pairs_on_different_grids_or_with_shared_codes_stay_apart() {
     let types = op_types(&g, &|_| false);
     assert_eq!(types.iter().filter(|t| *t == "DequantizeLinear").count(), 2);
 }
+
+/// Conv → BN → Relu → QuantizeLinear → DequantizeLinear (uint8, per tensor): everything goes
+/// into the Conv's epilogue, the round trip last, with the values of the node-by-node run.
+#[test]
+fn a_quantize_dequantize_pair_after_a_conv_goes_into_its_epilogue() {
+    let mut g = conv_bn_graph(vec![
+        node("relu", "Relu", &["n"], &["r"]),
+        node("q", "QuantizeLinear", &["r", "qs", "qz"], &["codes"]),
+        node("dq", "DequantizeLinear", &["codes", "qs", "qz"], &["y"]),
+    ]);
+    g.initializers.extend([constant("qs", &[], vec![0.02])]);
+    g.initializers.insert(
+        "qz".into(),
+        Tensor::new(
+            "qz",
+            TensorData::F32(ArrayD::from_elem(IxDyn(&[]), 10.0)),
+            DType::U8,
+        ),
+    );
+    assert_eq!(op_types(&g, &|_| false), vec!["Conv"]);
+    let epilogue = conv_epilogue(&g);
+    assert_eq!(epilogue.activation, Some(Activation::Relu));
+    let grid = epilogue
+        .round_trip
+        .expect("the pair in the epilogue")
+        .to_array();
+    assert_eq!(grid, [0.02, 10.0, 0.0, 255.0]);
+    assert_eq!(
+        op_types(&g, &|n| n == "codes"),
+        vec!["Conv", "QuantizeLinear", "DequantizeLinear"],
+        "wanted codes keep the pair apart"
+    );
+    let plan = Plan::new(&g).expect("plan");
+    let feeds = || input(&[2, 3, 6, 6], 3);
+    let fused = output(plan.run(feeds(), None, RunOptions::default()).unwrap());
+    let plain = output(
+        plan.run(feeds(), Some(&mut All(Vec::new())), RunOptions::default())
+            .unwrap(),
+    );
+    assert!(
+        fused
+            .iter()
+            .all(|v| ((v / 0.02).round() - v / 0.02).abs() < 1e-3)
+    );
+    let bits = |a: &ArrayD<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&fused), bits(&plain), "bit for bit");
+}

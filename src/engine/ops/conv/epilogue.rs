@@ -1,14 +1,16 @@
 //! The fused epilogue of a convolution: a per-output-channel scale and shift (a folded
-//! BatchNormalization, say) and an activation, applied to each output channel's values while
-//! they are still in cache, right after the kernel computed them.
+//! BatchNormalization, say), an activation and a quantize/de-quantize round trip (a QDQ
+//! file's pair on the output), applied to each output channel's values while they are still
+//! in cache, right after the kernel computed them.
 //!
 //! Per output channel `c`, the node's result becomes
-//! `activation((conv + bias[c]) · scale[c] + shift[c])`, with a missing scale meaning 1 and a
-//! missing shift 0. A plan-time rewrite attaches an epilogue to a Conv or ConvTranspose node of
+//! `round_trip(activation((conv + bias[c]) · scale[c] + shift[c]))`, with a missing scale
+//! meaning 1, a missing shift 0 and a missing activation or round trip the identity. A plan-time rewrite attaches an epilogue to a Conv or ConvTranspose node of
 //! its inference copy of the graph with [`ConvEpilogue::write_to`] (plain node attributes, so
 //! nothing else has to carry it); the kernels read it back with [`ConvEpilogue::from_node`].
 //! Each activation computes exactly what the engine's standalone operator of that name does.
 
+use crate::engine::ops::Quantizer;
 use crate::engine::ops::elementwise::math;
 use crate::ir::{Attribute, Node};
 
@@ -30,6 +32,8 @@ pub const ACTIVATION_ATTR: &str = "quantscope.epilogue.activation";
 pub const ALPHA_ATTR: &str = "quantscope.epilogue.alpha";
 /// The activation's second parameter (Clip max, HardSigmoid beta).
 pub const BETA_ATTR: &str = "quantscope.epilogue.beta";
+/// Attribute of the output grid `[scale, zero point, qmin, qmax]` ([`ConvEpilogue::round_trip`]).
+pub const ROUND_TRIP_ATTR: &str = "quantscope.epilogue.round_trip";
 
 /// An activation a convolution can apply to its output.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -154,14 +158,20 @@ pub struct ConvEpilogue {
     pub scale: Option<Vec<f32>>,
     /// Per output channel offset, added after the scale (None: 0).
     pub shift: Option<Vec<f32>>,
-    /// Applied last (None: identity).
+    /// Applied after the scale and shift (None: identity).
     pub activation: Option<Activation>,
+    /// Applied last: the output quantized and de-quantized on this grid (a QDQ file's
+    /// QuantizeLinear/DequantizeLinear pair on the convolution's output; None: identity).
+    pub round_trip: Option<Quantizer>,
 }
 
 impl ConvEpilogue {
     /// Whether the epilogue changes nothing.
     pub fn is_identity(&self) -> bool {
-        self.scale.is_none() && self.shift.is_none() && self.activation.is_none()
+        self.scale.is_none()
+            && self.shift.is_none()
+            && self.activation.is_none()
+            && self.round_trip.is_none()
     }
 
     /// Stores the epilogue in `node`'s attributes (replacing any earlier one).
@@ -172,6 +182,7 @@ impl ConvEpilogue {
             ACTIVATION_ATTR,
             ALPHA_ATTR,
             BETA_ATTR,
+            ROUND_TRIP_ATTR,
         ] {
             node.attributes.remove(name);
         }
@@ -188,6 +199,12 @@ impl ConvEpilogue {
             attrs.insert(ALPHA_ATTR.into(), Attribute::Float(alpha));
             attrs.insert(BETA_ATTR.into(), Attribute::Float(beta));
         }
+        if let Some(q) = self.round_trip {
+            attrs.insert(
+                ROUND_TRIP_ATTR.into(),
+                Attribute::Floats(q.to_array().to_vec()),
+            );
+        }
     }
 
     /// The epilogue stored in `node`'s attributes, if any.
@@ -202,10 +219,22 @@ impl ConvEpilogue {
         } else {
             None
         };
+        let round_trip = match node.attr_floats(ROUND_TRIP_ATTR)? {
+            None => None,
+            Some(grid) => {
+                let grid = <[f32; 4]>::try_from(grid.as_slice())
+                    .ok()
+                    .and_then(Quantizer::from_array);
+                Some(grid.ok_or_else(|| {
+                    OpError(format!("attribute '{ROUND_TRIP_ATTR}' is not a grid"))
+                })?)
+            }
+        };
         let epilogue = ConvEpilogue {
             scale,
             shift,
             activation,
+            round_trip,
         };
         Ok((!epilogue.is_identity()).then_some(epilogue))
     }
@@ -244,6 +273,9 @@ impl ConvEpilogue {
         }
         if let Some(act) = self.activation {
             act.apply_slice(values);
+        }
+        if let Some(q) = &self.round_trip {
+            q.round_trip_in_place(values);
         }
     }
 
@@ -355,6 +387,7 @@ mod tests {
                 scale: Some(scale.clone()),
                 shift: Some(shift.clone()),
                 activation: Some(act),
+                round_trip: None,
             };
             let mut fused = node("Conv", 3, 1, attrs());
             epilogue.write_to(&mut fused);

@@ -125,6 +125,7 @@ fn epilogue(m: usize) -> ConvEpilogue {
             min: -0.3,
             max: 0.8,
         }),
+        round_trip: crate::engine::ops::Quantizer::new(0.01, 3.0, -128.0, 127.0),
     }
 }
 
