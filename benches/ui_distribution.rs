@@ -131,12 +131,12 @@ fn drag_case(c: &mut Criterion, name: &str, shape: Vec<usize>) {
         channels
     );
     c.bench_function(&label, |b| {
-            b.iter(|| {
-                // Move back and forth over 200 points left of the start.
-                offset = (offset + 7.0) % 200.0;
-                harness.hover_at(pos2(start.x - 10.0 - offset, y));
-                harness.step();
-            })
+        b.iter(|| {
+            // Move back and forth over 200 points left of the start.
+            offset = (offset + 7.0) % 200.0;
+            harness.hover_at(pos2(start.x - 10.0 - offset, y));
+            harness.step();
+        })
     });
     assert!(harness.state().view.is_dragging(), "the drag held");
 }
