@@ -459,6 +459,9 @@ pub fn kl_curve(counts: &[u64], levels: usize) -> Vec<KlChoice> {
     }
     let total_f = pc[n];
     let mut curve = Vec::with_capacity(n);
+    // ln(s/nz) of each level's last bin range: most levels keep their range from one
+    // candidate to the next, so the logarithm is reused (the same value, computed once).
+    let mut cached: Vec<(usize, usize, f64)> = vec![(usize::MAX, usize::MAX, 0.0); levels];
     for i in KL_START_BIN.min(n).max(1)..=n {
         let last = counts[i - 1] as f64;
         let outliers = total_f - pc[i];
@@ -490,7 +493,11 @@ pub fn kl_curve(counts: &[u64], levels: usize) -> Vec<KlChoice> {
             let nz = pnz[level_end] - pnz[level_start];
             if nz > 0 {
                 let p_mass = if level_end == i { s + outliers } else { s };
-                b += p_mass * (s / nz as f64).ln();
+                let entry = &mut cached[level];
+                if (entry.0, entry.1) != (level_start, level_end) {
+                    *entry = (level_start, level_end, (s / nz as f64).ln());
+                }
+                b += p_mass * entry.2;
             }
             level_start = level_end;
         }
