@@ -484,7 +484,7 @@ pub fn kl_curve(counts: &[u64], levels: usize) -> Vec<KlChoice> {
         // Σ p ln q: each level's q = s/nz on its non-empty bins, which hold all its P mass.
         let mut b = 0.0f64;
         let mut level_start = 0usize;
-        for level in 0..levels {
+        for (level, entry) in cached.iter_mut().enumerate() {
             let level_end = ((level + 1) * i).div_ceil(levels);
             if level_end <= level_start {
                 continue;
@@ -493,7 +493,6 @@ pub fn kl_curve(counts: &[u64], levels: usize) -> Vec<KlChoice> {
             let nz = pnz[level_end] - pnz[level_start];
             if nz > 0 {
                 let p_mass = if level_end == i { s + outliers } else { s };
-                let entry = &mut cached[level];
                 if (entry.0, entry.1) != (level_start, level_end) {
                     *entry = (level_start, level_end, (s / nz as f64).ln());
                 }
