@@ -32,7 +32,7 @@ fn histogram(c: &mut Criterion) {
     group.throughput(Throughput::Bytes((values.len() * 4) as u64));
     group.bench_function("abs histogram 100M f32, 2048 bins (x8 internal)", |b| {
         b.iter(|| {
-            let mut h = GrowingHistogram::new(2048 * 8, false);
+            let mut h = GrowingHistogram::new(2048 * 8);
             h.ensure_range(0.0, f64::from(max));
             h.add(&values, true);
             h.total()
@@ -40,7 +40,7 @@ fn histogram(c: &mut Criterion) {
     });
     group.bench_function("abs histogram 100M f32, 2048 bins (no oversampling)", |b| {
         b.iter(|| {
-            let mut h = GrowingHistogram::new(2048, false);
+            let mut h = GrowingHistogram::new(2048);
             h.ensure_range(0.0, f64::from(max));
             h.add(&values, true);
             h.total()
@@ -48,7 +48,7 @@ fn histogram(c: &mut Criterion) {
     });
     group.finish();
 
-    let mut h = GrowingHistogram::new(2048, false);
+    let mut h = GrowingHistogram::new(2048);
     h.ensure_range(0.0, f64::from(max));
     h.add(&values[..1_000_000], true);
     let counts = h.counts().to_vec();

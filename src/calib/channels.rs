@@ -205,7 +205,7 @@ impl ChannelStats {
         };
         let histograms = if limit == ChannelLimit::None {
             (0..channels)
-                .map(|_| GrowingHistogram::new(config.bins, false))
+                .map(|_| GrowingHistogram::new(config.bins))
                 .collect()
         } else {
             Vec::new()
@@ -289,7 +289,7 @@ impl ChannelStats {
     /// for a second pass over the same data with [`observe_histograms`](Self::observe_histograms).
     pub fn restart_histograms(&mut self) {
         for c in 0..self.histograms.len() {
-            let mut h = GrowingHistogram::new(self.config.bins, false);
+            let mut h = GrowingHistogram::new(self.config.bins);
             if self.min[c] <= self.max[c] {
                 h.ensure_range(f64::from(self.min[c]), f64::from(self.max[c]));
             }

@@ -7,8 +7,8 @@
 //! When a later batch falls outside, the range is widened to cover it, and to **at least twice
 //! its previous span** (the extra span is split between the sides in proportion to how far each
 //! side had to grow, so a side that did not grow keeps its edge: the |x| histogram stays
-//! anchored at 0). Every old bin then moves, count and value sum together, into the new bin
-//! that contains the old bin's centre.
+//! anchored at 0). Every old bin then moves its count into the new bin that contains the old
+//! bin's centre.
 //!
 //! Why the doubling: a value's distance from the centre of the bin holding it is at most half a
 //! bin after it is binned, and each re-binning adds at most half a new bin. With widths at
@@ -26,28 +26,25 @@
 
 use crate::stats::Histogram;
 
-/// Equal-width bins over a range that grows by re-binning; optionally a sum of the values per
-/// bin (for statistics like mean |x − μ| that need more than counts).
+/// Equal-width bins over a range that grows by re-binning.
 #[derive(Debug, Clone)]
 pub struct GrowingHistogram {
     lo: f64,
     hi: f64,
     counts: Vec<u64>,
-    sums: Option<Vec<f64>>,
     /// False until the first value range is set.
     started: bool,
     rebins: u32,
 }
 
 impl GrowingHistogram {
-    /// An empty histogram of `bins` internal bins (at least 1), with per-bin sums if `with_sums`.
-    pub fn new(bins: usize, with_sums: bool) -> Self {
+    /// An empty histogram of `bins` internal bins (at least 1).
+    pub fn new(bins: usize) -> Self {
         let bins = bins.max(1);
         GrowingHistogram {
             lo: 0.0,
             hi: 0.0,
             counts: vec![0; bins],
-            sums: with_sums.then(|| vec![0.0; bins]),
             started: false,
             rebins: 0,
         }
@@ -61,11 +58,6 @@ impl GrowingHistogram {
     /// Internal counts.
     pub fn counts(&self) -> &[u64] {
         &self.counts
-    }
-
-    /// Internal per-bin sums of values, if kept.
-    pub fn sums(&self) -> Option<&[f64]> {
-        self.sums.as_deref()
     }
 
     /// How many times the range has grown.
@@ -111,7 +103,6 @@ impl GrowingHistogram {
         let old_lo = self.lo;
         let new_width = (hi - lo) / n as f64;
         let mut counts = vec![0u64; n];
-        let mut sums = self.sums.as_ref().map(|_| vec![0.0f64; n]);
         for j in 0..n {
             let c = self.counts[j];
             if c == 0 {
@@ -121,12 +112,8 @@ impl GrowingHistogram {
             let centre = old_lo + (j as f64 + 0.5) * old_width;
             let k = bin_index(centre, lo, new_width, n);
             counts[k] += c;
-            if let (Some(new), Some(old)) = (sums.as_mut(), self.sums.as_ref()) {
-                new[k] += old[j];
-            }
         }
         self.counts = counts;
-        self.sums = sums;
         self.lo = lo;
         self.hi = hi;
         self.rebins += 1;
@@ -145,52 +132,35 @@ impl GrowingHistogram {
         let bins = Bins::new(self.lo, self.hi, self.counts.len(), abs);
         let n = self.counts.len();
         let mut indices = [0u32; INDEX_BLOCK];
-        match self.sums.as_mut() {
-            // Few values: the spare arrays below would cost more than they save.
-            None if values.len() < n => {
-                for block in values.chunks(INDEX_BLOCK) {
-                    let indices = &mut indices[..block.len()];
-                    bins.indices(block, indices);
-                    for &k in indices.iter().filter(|&&k| (k as usize) < n) {
-                        self.counts[k as usize] += 1;
-                    }
+        // Few values: the spare arrays below would cost more than they save.
+        if values.len() < n {
+            for block in values.chunks(INDEX_BLOCK) {
+                let indices = &mut indices[..block.len()];
+                bins.indices(block, indices);
+                for &k in indices.iter().filter(|&&k| (k as usize) < n) {
+                    self.counts[k as usize] += 1;
                 }
             }
-            None => {
-                // Two interleaved count arrays halve store-to-load stalls when neighbouring
-                // values hit the same bin (common: ReLU zeros); their last slot takes the
-                // values outside the range.
-                let mut even = vec![0u32; n + 1];
-                let mut odd = vec![0u32; n + 1];
-                for block in values.chunks(INDEX_BLOCK) {
-                    let indices = &mut indices[..block.len()];
-                    bins.indices(block, indices);
-                    let mut pairs = indices.chunks_exact(2);
-                    for pair in &mut pairs {
-                        even[pair[0] as usize] += 1;
-                        odd[pair[1] as usize] += 1;
-                    }
-                    for &k in pairs.remainder() {
-                        even[k as usize] += 1;
-                    }
-                }
-                for ((c, a), b) in self.counts.iter_mut().zip(even).zip(odd) {
-                    *c += u64::from(a) + u64::from(b);
-                }
+            return;
+        }
+        // Two interleaved count arrays halve store-to-load stalls when neighbouring values hit
+        // the same bin (common: ReLU zeros); their last slot takes the values outside the range.
+        let mut even = vec![0u32; n + 1];
+        let mut odd = vec![0u32; n + 1];
+        for block in values.chunks(INDEX_BLOCK) {
+            let indices = &mut indices[..block.len()];
+            bins.indices(block, indices);
+            let mut pairs = indices.chunks_exact(2);
+            for pair in &mut pairs {
+                even[pair[0] as usize] += 1;
+                odd[pair[1] as usize] += 1;
             }
-            Some(sums) => {
-                for block in values.chunks(INDEX_BLOCK) {
-                    let indices = &mut indices[..block.len()];
-                    bins.indices(block, indices);
-                    for (&k, &v) in indices.iter().zip(block) {
-                        let k = k as usize;
-                        if k < n {
-                            self.counts[k] += 1;
-                            sums[k] += f64::from(if abs { v.abs() } else { v });
-                        }
-                    }
-                }
+            for &k in pairs.remainder() {
+                even[k as usize] += 1;
             }
+        }
+        for ((c, a), b) in self.counts.iter_mut().zip(even).zip(odd) {
+            *c += u64::from(a) + u64::from(b);
         }
     }
 
@@ -214,27 +184,15 @@ impl GrowingHistogram {
         }
     }
 
-    /// Σ |x − μ| over all values: with per-bin sums, exact for every bin not containing μ and
-    /// within the bin's width per value for the bin that does; without, each value taken at
-    /// its bin's centre (within half a bin).
+    /// Σ |x − μ| over all values, each taken at its bin's centre (within half a bin).
     pub fn abs_deviation_sum(&self, mu: f64) -> f64 {
-        match &self.sums {
-            Some(sums) => self
-                .counts
-                .iter()
-                .zip(sums)
-                .map(|(&c, &s)| (s - c as f64 * mu).abs())
-                .sum(),
-            None => {
-                let width = self.width();
-                self.counts
-                    .iter()
-                    .enumerate()
-                    .filter(|&(_, &c)| c > 0)
-                    .map(|(j, &c)| c as f64 * (self.lo + (j as f64 + 0.5) * width - mu).abs())
-                    .sum()
-            }
-        }
+        let width = self.width();
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| c > 0)
+            .map(|(j, &c)| c as f64 * (self.lo + (j as f64 + 0.5) * width - mu).abs())
+            .sum()
     }
 }
 
@@ -400,7 +358,7 @@ mod tests {
     }
 
     fn build(batches: &[Vec<f32>], abs: bool) -> GrowingHistogram {
-        let mut h = GrowingHistogram::new(2048 * 8, false);
+        let mut h = GrowingHistogram::new(2048 * 8);
         for b in batches {
             let (lo, hi) = range_of(b, abs);
             h.ensure_range(lo as f64, hi as f64);
@@ -456,7 +414,7 @@ mod tests {
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| {
                 (l.min(x), h.max(x))
             });
-        let mut h = GrowingHistogram::new(2048 * 8, false);
+        let mut h = GrowingHistogram::new(2048 * 8);
         h.ensure_range(lo as f64, hi as f64);
         h.add(&v[..5000], false);
         h.add(&v[5000..], false);
@@ -474,16 +432,16 @@ mod tests {
     }
 
     #[test]
-    fn zero_width_start_and_sums() {
-        let mut h = GrowingHistogram::new(16, true);
+    fn zero_width_start_and_bin_centre_deviation() {
+        let mut h = GrowingHistogram::new(16);
         h.ensure_range(0.0, 0.0);
         h.add(&[0.0, 0.0, f32::NAN], false);
         h.ensure_range(-1.0, 3.0);
         h.add(&[-1.0, 3.0, 1.0], false);
         assert_eq!(h.total(), 5);
         assert_eq!(h.range(), (-1.0, 3.0));
-        let sums: f64 = h.sums().unwrap().iter().sum();
-        assert_eq!(sums, 3.0);
-        assert_eq!(h.abs_deviation_sum(0.0), 5.0);
+        // |0| + |0| + |−1| + |3| + |1| = 5, each value within half a bin (0.125) of its centre
+        let deviation = h.abs_deviation_sum(0.0);
+        assert!((deviation - 5.0).abs() <= 5.0 * 0.125, "{deviation}");
     }
 }

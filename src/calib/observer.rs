@@ -11,12 +11,17 @@
 //!   (a rank-0 tensor is one sample): the lecture's "calibration batch" average;
 //! * count, mean and M2 (Chan's parallel update) of the finite values, and the count, sum and
 //!   sum of squares of the positive values (the one-sided fits for post-ReLU tensors);
-//! * a histogram of |x| over `[0, max|x|]` and a signed one over `[min, max]` with per-bin value
-//!   sums, both re-binned as the range grows (see [`GrowingHistogram`]). Re-binning is
-//!   approximate; a second pass over the same data with the final range fixed
+//! * a histogram of |x| over `[0, max|x|]` and (when [`ObserverConfig::signed_histogram`]) one
+//!   of x over `[min, max]`, both re-binned as the range grows (see [`GrowingHistogram`]).
+//!   Re-binning is approximate; a second pass over the same data with the final range fixed
 //!   ([`restart_histograms`](CalibrationStats::restart_histograms), then
 //!   [`observe_histograms`](CalibrationStats::observe_histograms)) makes them exact, equal to
-//!   a single-pass histogram of all the values.
+//!   a single-pass histogram of all the values, and sums |x − μ| about the final mean (the
+//!   Laplace scale; exact after one batch too). With
+//!   [`observe_statistics`](CalibrationStats::observe_statistics) the first pass skips the
+//!   histograms altogether.
+//!
+//! Every statistic but the histograms comes from one vectorized pass per sample.
 //!
 //! NaN and ±Inf are counted and otherwise ignored. An empty batch changes nothing.
 
@@ -360,10 +365,10 @@ impl CalibrationStats {
     fn empty_histograms(config: &ObserverConfig) -> (GrowingHistogram, Option<GrowingHistogram>) {
         let internal = config.bins.max(1) * config.oversample.max(1);
         (
-            GrowingHistogram::new(internal, false),
+            GrowingHistogram::new(internal),
             config
                 .signed_histogram
-                .then(|| GrowingHistogram::new(internal, false)),
+                .then(|| GrowingHistogram::new(internal)),
         )
     }
 
@@ -402,8 +407,13 @@ impl CalibrationStats {
         };
         // Σ|x − μ| is exact while everything seen is this one batch; a later batch moves μ.
         self.abs_deviation = first.then(|| spread(values, bmean).abs_deviation);
-        let abs_max = bmin.abs().max(bmax.abs());
-        self.abs_hist.ensure_range(0.0, abs_max);
+        self.add_to_histograms(values, bmin, bmax);
+    }
+
+    /// Adds `values`, whose finite ones span `[bmin, bmax]`, to the histograms (growing their
+    /// ranges to take them).
+    fn add_to_histograms(&mut self, values: &[f32], bmin: f64, bmax: f64) {
+        self.abs_hist.ensure_range(0.0, bmin.abs().max(bmax.abs()));
         self.abs_hist.add(values, true);
         if let Some(signed) = self.signed_hist.as_mut() {
             signed.ensure_range(bmin, bmax);
@@ -532,13 +542,7 @@ impl CalibrationStats {
             if let Some(sum) = self.abs_deviation.as_mut() {
                 *sum += spread.abs_deviation;
             }
-            let (bmin, bmax) = (f64::from(spread.min), f64::from(spread.max));
-            self.abs_hist.ensure_range(0.0, bmin.abs().max(bmax.abs()));
-            self.abs_hist.add(values, true);
-            if let Some(signed) = self.signed_hist.as_mut() {
-                signed.ensure_range(bmin, bmax);
-                signed.add(values, false);
-            }
+            self.add_to_histograms(values, f64::from(spread.min), f64::from(spread.max));
         });
     }
 

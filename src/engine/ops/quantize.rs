@@ -91,8 +91,14 @@ impl Quantizer {
     /// DequantizeLinear in one pass, NaN staying NaN as there.
     pub fn round_trip_into(&self, src: &[f32], dst: &mut [f32]) {
         for (d, &x) in dst.iter_mut().zip(src) {
-            *d = (self.code(x) - self.zero_point) * self.scale;
+            *d = self.round_trip(x);
         }
+    }
+
+    /// The de-quantized code of `x` (NaN stays NaN).
+    #[inline(always)]
+    fn round_trip(&self, x: f32) -> f32 {
+        (self.code(x) - self.zero_point) * self.scale
     }
 
     /// [`round_trip_into`](Self::round_trip_into) in place (inlined, so that it vectorizes
@@ -100,7 +106,7 @@ impl Quantizer {
     #[inline(always)]
     pub fn round_trip_in_place(&self, values: &mut [f32]) {
         for v in values.iter_mut() {
-            *v = (self.code(*v) - self.zero_point) * self.scale;
+            *v = self.round_trip(*v);
         }
     }
 
